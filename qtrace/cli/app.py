@@ -1,0 +1,117 @@
+"""The root typer app: global options, the command modules, and the exit-code table.
+
+Exit codes (documented in the README):
+
+====  ==========================================================
+0     success
+1     the work failed (build, capture, report, ...)
+2     usage: a bad option, an unknown device or QEMU version
+3     environment: Docker, KVM, or the debug image is missing
+4     verify: the reference model disagrees with QEMU
+130   interrupted with Ctrl-C (after cleaning up)
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.logging import RichHandler
+
+from qtrace import __version__
+from qtrace.cli.console import err_console
+from qtrace.errors import BuildError, LaunchFailure, QtraceError
+
+__all__ = ["app", "main", "qtrace_command", "render_error", "GlobalOptions"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help="qtrace: see how QEMU emulates a device, from the guest's access through the KVM "
+    "exit and QEMU's memory API down to the device's register handler.",
+)
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Options every command can read from ``ctx.obj``."""
+
+    verbose: int = 0
+    quiet: bool = False
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        err_console.print(f"qtrace {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True, help="More log output (-vv: debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    level = logging.WARNING if quiet else (logging.INFO if verbose == 1 else logging.DEBUG if verbose > 1 else logging.WARNING)
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+    ctx.obj = GlobalOptions(verbose=verbose, quiet=quiet)
+
+
+def render_error(exc: QtraceError) -> None:
+    """One red line, the evidence the error carries, and a hint."""
+    err_console.print(f"[bold red]error:[/] {exc.message}")
+    tail: list[str] = []
+    if isinstance(exc, (BuildError, LaunchFailure)):
+        tail = exc.log_tail
+    if tail:
+        err_console.print("[dim]last log lines:[/]")
+        for line in tail:
+            err_console.print(f"  {line}", markup=False, highlight=False)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/] {exc.hint}")
+
+
+def qtrace_command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
+    """Register a command on ``app`` and map its errors to the exit-code table."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return fn(*a, **kw)
+            except QtraceError as exc:
+                render_error(exc)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                err_console.print("[yellow]interrupted[/]: cleaned up; what was captured is kept.")
+                raise typer.Exit(130) from None
+
+        app.command(*args, **kwargs)(wrapper)
+        return fn
+
+    return decorate
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+# The command modules add themselves to ``app`` when imported.
+from qtrace.cli import commands  # noqa: E402,F401

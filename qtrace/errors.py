@@ -1,0 +1,179 @@
+"""The one exception tree of qtrace.
+
+Every error a user can cause or meet derives from :class:`QtraceError`; the CLI maps each
+class to an exit code in one table (``qtrace.cli.app``)::
+
+    QtraceError
+     +-- EnvironmentProblem          something on the machine is missing (exit 3)
+     |    +-- DockerUnavailable
+     |    +-- KvmUnavailable
+     |    +-- ImageMissing
+     +-- UsageError                  the user asked for something that does not exist (exit 2)
+     |    +-- UnknownQemuVersion
+     |    +-- UnknownDevice
+     +-- BuildError                  the QEMU image build failed (exit 1)
+     +-- LaunchFailure               gdb/QEMU/container did not start (exit 1)
+     +-- GdbTimeout
+     +-- CollectorError              the gdb-side collector reported a problem
+     +-- TraceFormatError(path, line)
+     +-- ReportError
+     +-- VerifyMismatch              the reference model disagrees with QEMU (exit 4)
+     +-- StateError(state, required)
+     +-- AbnormalShutdown
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "QtraceError",
+    "EnvironmentProblem",
+    "DockerUnavailable",
+    "KvmUnavailable",
+    "ImageMissing",
+    "UsageError",
+    "UnknownQemuVersion",
+    "UnknownDevice",
+    "BuildError",
+    "LaunchFailure",
+    "GdbTimeout",
+    "CollectorError",
+    "TraceFormatError",
+    "ReportError",
+    "VerifyMismatch",
+    "StateError",
+    "AbnormalShutdown",
+]
+
+
+class QtraceError(Exception):
+    """Root of every qtrace error. ``hint`` tells the user what to do next."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EnvironmentProblem(QtraceError):
+    """A tool or device qtrace needs is missing or unusable on this machine."""
+
+    exit_code = 3
+
+
+class DockerUnavailable(EnvironmentProblem):
+    """The Docker daemon cannot be reached."""
+
+
+class KvmUnavailable(EnvironmentProblem):
+    """``/dev/kvm`` is missing or cannot create a VM."""
+
+
+class ImageMissing(EnvironmentProblem):
+    """The debug QEMU image for the requested version has not been built."""
+
+
+class UsageError(QtraceError):
+    """The user named something that does not exist."""
+
+    exit_code = 2
+
+
+class UnknownQemuVersion(UsageError):
+    """The requested QEMU version is not one Debian's archive serves."""
+
+    def __init__(self, requested: str, available: Sequence[str]) -> None:
+        self.requested = requested
+        self.available = list(available)
+        listed = ", ".join(self.available) if self.available else "(none found)"
+        super().__init__(
+            f"QEMU version {requested!r} is not available from Debian's source packages. "
+            f"Available versions: {listed}.",
+            hint="Pass one of them with --qemu-version, or build a local tree with --source DIR.",
+        )
+
+
+class UnknownDevice(UsageError):
+    """The device name is not a PCI device type this QEMU build knows."""
+
+    def __init__(self, requested: str, closest: Sequence[str]) -> None:
+        self.requested = requested
+        self.closest = list(closest)
+        near = ", ".join(self.closest) if self.closest else "none"
+        super().__init__(
+            f"Unknown device {requested!r}. Closest known device names: {near}.",
+            hint="Run `qtrace devices` to list the PCI devices this QEMU build can capture.",
+        )
+
+
+class BuildError(QtraceError):
+    """A stage of the QEMU image build failed; ``log_path`` holds the whole log."""
+
+    def __init__(self, stage: str, log_path: Path | None, log_tail: Sequence[str]) -> None:
+        self.stage = stage
+        self.log_path = log_path
+        self.log_tail = list(log_tail)
+        where = f" Full log: {log_path}" if log_path else ""
+        super().__init__(f"QEMU image build failed during stage {stage!r}.{where}")
+
+
+class LaunchFailure(QtraceError):
+    """gdb, QEMU or the capture container did not start or died early."""
+
+    def __init__(self, what: str, exitcode: int | None = None, log_tail: Sequence[str] = ()) -> None:
+        self.what = what
+        self.exitcode = exitcode
+        self.log_tail = list(log_tail)
+        code = f" (exit code {exitcode})" if exitcode is not None else ""
+        super().__init__(f"{what}{code}")
+
+
+class GdbTimeout(QtraceError):
+    """gdb did not answer an MI command in time."""
+
+
+class CollectorError(QtraceError):
+    """The collector running inside gdb reported an error."""
+
+
+class TraceFormatError(QtraceError):
+    """A trace file is not valid ``qtrace-trace/1``; names the file and line."""
+
+    def __init__(self, path: Path | str, line: int, reason: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.reason = reason
+        super().__init__(
+            f"{path}:{line}: not a valid qtrace trace record: {reason}",
+            hint="Traces are written by `qtrace capture`; check the file is a trace.jsonl.",
+        )
+
+
+class ReportError(QtraceError):
+    """A report could not be generated from the given capture."""
+
+
+class VerifyMismatch(QtraceError):
+    """The reference model and QEMU disagree."""
+
+    exit_code = 4
+
+
+class StateError(QtraceError):
+    """An object was used in a state that does not allow the action."""
+
+    def __init__(self, state: str, required: str) -> None:
+        self.state = state
+        self.required = required
+        super().__init__(f"action needs state {required}, but the object is {state}")
+
+
+class AbnormalShutdown(QtraceError):
+    """A resource did not shut down cleanly even after escalation."""

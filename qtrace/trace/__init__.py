@@ -1,0 +1,43 @@
+"""The trace file format ``qtrace-trace/1``: record types, reader and writer."""
+
+from qtrace.trace.codec import (
+    Trace,
+    TraceWriter,
+    iter_records,
+    read_trace,
+    record_from_json,
+    record_to_json,
+    repair_partial_tail,
+)
+from qtrace.trace.schema import (
+    SCHEMA_VERSION,
+    Access,
+    Dma,
+    End,
+    Exit,
+    Frame,
+    Header,
+    Irq,
+    Record,
+    Stack,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Access",
+    "Dma",
+    "End",
+    "Exit",
+    "Frame",
+    "Header",
+    "Irq",
+    "Record",
+    "Stack",
+    "Trace",
+    "TraceWriter",
+    "iter_records",
+    "read_trace",
+    "record_from_json",
+    "record_to_json",
+    "repair_partial_tail",
+]

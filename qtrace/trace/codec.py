@@ -1,0 +1,223 @@
+"""Reading and writing ``qtrace-trace/1`` files.
+
+The writer flushes every line, so a killed capture leaves valid JSONL up to its last
+complete line. The reader validates each line against :mod:`qtrace.trace.schema` and raises
+:class:`~qtrace.errors.TraceFormatError` naming the file and line; unknown fields are
+ignored so later schema additions do not break older readers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from qtrace.errors import TraceFormatError
+from qtrace.trace.schema import (
+    END_STATUSES,
+    SCHEMA_VERSION,
+    Access,
+    Dma,
+    End,
+    Exit,
+    Frame,
+    Header,
+    Irq,
+    Record,
+    Stack,
+)
+
+__all__ = [
+    "Trace",
+    "TraceWriter",
+    "read_trace",
+    "iter_records",
+    "record_to_json",
+    "record_from_json",
+    "repair_partial_tail",
+]
+
+_RECORD_CLASSES: dict[str, type[Any]] = {
+    "header": Header,
+    "stack": Stack,
+    "exit": Exit,
+    "access": Access,
+    "irq": Irq,
+    "dma": Dma,
+    "end": End,
+}
+
+# Fields a consumer cannot do without, per record type (the rest are optional).
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "header": ("schema", "device"),
+    "stack": ("id", "frames"),
+    "exit": ("seq", "reason"),
+    "access": ("op", "space", "offset", "size", "value"),
+    "irq": ("seq", "level"),
+    "dma": ("seq", "op", "addr", "size"),
+    "end": ("status",),
+}
+
+
+def record_to_json(record: Record) -> str:
+    """One record as a compact JSON line (no newline); ``None`` fields are left out."""
+    raw = dataclasses.asdict(record)
+    out = {"type": raw.pop("type")}
+    for key, value in raw.items():
+        if value is None or value == {} or (key == "truncated" and value is False):
+            continue
+        if key == "frames":
+            value = [{k: v for k, v in f.items() if v is not None} for f in value]
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return json.dumps(out, separators=(",", ":"))
+
+
+def record_from_json(obj: dict[str, Any]) -> Record:
+    """Build a typed record from a decoded JSON object; raises ``ValueError`` if invalid."""
+    kind = obj.get("type")
+    cls = _RECORD_CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown record type {kind!r}")
+    missing = [name for name in _REQUIRED[kind] if name not in obj]
+    if missing:
+        raise ValueError(f"{kind} record lacks {', '.join(missing)}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in obj.items() if k in known and k != "type"}
+    if kind == "header":
+        if kwargs["schema"] != SCHEMA_VERSION:
+            raise ValueError(f"schema {kwargs['schema']!r}, this qtrace reads {SCHEMA_VERSION!r}")
+        kwargs["argv"] = tuple(kwargs.get("argv", ()))
+    elif kind == "stack":
+        kwargs["frames"] = tuple(_frame(f) for f in kwargs["frames"])
+    elif kind == "access":
+        if kwargs["op"] not in ("read", "write"):
+            raise ValueError(f"access op {kwargs['op']!r} is not read/write")
+        if kwargs["space"] not in ("mmio", "pio", "pci-config"):
+            raise ValueError(f"access space {kwargs['space']!r} is not mmio/pio/pci-config")
+        for name in ("offset", "size", "value"):
+            if not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool):
+                raise ValueError(f"access {name} must be an integer")
+    elif kind == "end" and kwargs["status"] not in END_STATUSES:
+        raise ValueError(f"end status {kwargs['status']!r} is not one of {END_STATUSES}")
+    return cls(**kwargs)  # type: ignore[no-any-return]
+
+
+def _frame(obj: Any) -> Frame:
+    if not isinstance(obj, dict) or "func" not in obj:
+        raise ValueError("a stack frame needs at least 'func'")
+    return Frame(func=obj["func"], file=obj.get("file"), line=obj.get("line"), pc=obj.get("pc"))
+
+
+def iter_records(path: Path | str) -> Iterator[Record]:
+    """Yield the records of a trace file in order, validating each line."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise TraceFormatError(path, 0, f"cannot open: {exc.strerror}") from exc
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError("a record must be a JSON object")
+                record = record_from_json(obj)
+            except (ValueError, TypeError) as exc:
+                raise TraceFormatError(path, number, str(exc)) from exc
+            if number == 1 and not isinstance(record, Header):
+                raise TraceFormatError(path, number, "the first record must be the header")
+            yield record
+
+
+@dataclass
+class Trace:
+    """A whole trace in memory, with stacks indexed by id."""
+
+    header: Header
+    records: list[Record] = field(default_factory=list)
+    stacks: dict[str, Stack] = field(default_factory=dict)
+    end: End | None = None
+
+    @property
+    def accesses(self) -> list[Access]:
+        return [r for r in self.records if isinstance(r, Access)]
+
+    @property
+    def exits(self) -> list[Exit]:
+        return [r for r in self.records if isinstance(r, Exit)]
+
+    @property
+    def irqs(self) -> list[Irq]:
+        return [r for r in self.records if isinstance(r, Irq)]
+
+    @property
+    def dmas(self) -> list[Dma]:
+        return [r for r in self.records if isinstance(r, Dma)]
+
+
+def read_trace(path: Path | str) -> Trace:
+    """Read and validate a whole trace file (a directory means its ``trace.jsonl``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "trace.jsonl"
+    records = iter_records(path)
+    header = next(records, None)
+    if not isinstance(header, Header):
+        raise TraceFormatError(path, 1, "empty trace: no header record")
+    trace = Trace(header=header)
+    for record in records:
+        if isinstance(record, Stack):
+            trace.stacks[record.id] = record
+        elif isinstance(record, End):
+            trace.end = record
+        elif isinstance(record, Header):
+            raise TraceFormatError(path, 0, "a second header record")
+        else:
+            trace.records.append(record)
+    return trace
+
+
+def repair_partial_tail(path: Path) -> bool:
+    """Drop a torn last line (a writer killed mid-line). Returns True if it cut something."""
+    if not path.exists():
+        return False
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return False
+    keep = data.rfind(b"\n") + 1
+    with path.open("r+b") as handle:
+        handle.truncate(keep)
+    return True
+
+
+class TraceWriter:
+    """Appends records to a trace file, one flushed line each."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+
+    @classmethod
+    def append_to(cls, path: Path) -> "TraceWriter":
+        return cls(path.open("a", encoding="utf-8"))
+
+    def write(self, record: Record) -> None:
+        self._handle.write(record_to_json(record) + "\n")
+        self._handle.flush()
+
+    def write_all(self, records: Iterable[Record]) -> None:
+        for record in records:
+            self.write(record)
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> "TraceWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

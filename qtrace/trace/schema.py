@@ -1,0 +1,154 @@
+"""The ``qtrace-trace/1`` record types: the only contract between capture and its readers.
+
+A trace is JSON Lines. The first record is a :class:`Header`, the last an :class:`End`
+(absent only when the writer was killed outright; readers accept that). In between:
+:class:`Stack` records (emitted once, before the first record that uses them), and
+:class:`Exit`, :class:`Access`, :class:`Irq` and :class:`Dma` records in ``seq`` order.
+The collector inside gdb writes the same shapes (``gdbscripts/qtrace_gdb/trace_out.py``);
+a unit test checks both sides agree on :data:`SCHEMA_VERSION`. TRACE_FORMAT.md in the
+repository documents every field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "END_STATUSES",
+    "Frame",
+    "Header",
+    "Stack",
+    "Exit",
+    "Access",
+    "Irq",
+    "Dma",
+    "End",
+    "Record",
+]
+
+SCHEMA_VERSION = "qtrace-trace/1"
+
+EndStatus = Literal["ok", "interrupted", "timeout", "guest-hang", "error", "max-hits"]
+END_STATUSES: tuple[str, ...] = ("ok", "interrupted", "timeout", "guest-hang", "error", "max-hits")
+
+AccessOp = Literal["read", "write"]
+AccessSpace = Literal["mmio", "pio", "pci-config"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One symbolized stack frame; ``file`` is relative to the QEMU source root."""
+
+    func: str
+    file: str | None = None
+    line: int | None = None
+    pc: str | None = None
+
+
+@dataclass(frozen=True)
+class Header:
+    """What was captured, with what, and how the collector was armed."""
+
+    device: str
+    qemu_version: str
+    accel: str
+    machine: str = "pc"
+    guest: str = "probe"
+    argv: tuple[str, ...] = ()
+    started: str = ""
+    schema: str = SCHEMA_VERSION
+    arming: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+    type: Literal["header"] = "header"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A distinct backtrace, innermost frame first, referenced by ``id``."""
+
+    id: str
+    frames: tuple[Frame, ...]
+    type: Literal["stack"] = "stack"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """One ``kvm_cpu_exec`` exit case that was hit, with the decoded ``kvm_run`` fields."""
+
+    seq: int
+    reason: str
+    vcpu: int | None = None
+    # KVM_EXIT_MMIO
+    phys_addr: int | None = None
+    len: int | None = None
+    is_write: bool | None = None
+    # KVM_EXIT_IO
+    port: int | None = None
+    size: int | None = None
+    direction: str | None = None
+    count: int | None = None
+    # both: hex bytes (for writes: the data the guest wrote)
+    data: str | None = None
+    stack: str | None = None
+    type: Literal["exit"] = "exit"
+
+
+@dataclass(frozen=True)
+class Access:
+    """One read or write handled by the device (register or PCI config space)."""
+
+    seq: int
+    op: AccessOp
+    space: AccessSpace
+    offset: int
+    size: int
+    value: int
+    region: str | None = None
+    addr: int | None = None
+    handler: str | None = None
+    exit_seq: int | None = None
+    stack: str | None = None
+    vcpu: int | None = None
+    type: Literal["access"] = "access"
+
+
+@dataclass(frozen=True)
+class Irq:
+    """The device raised (level 1) or lowered (level 0) its interrupt line."""
+
+    seq: int
+    level: int
+    line: str = "INTx"
+    stack: str | None = None
+    type: Literal["irq"] = "irq"
+
+
+@dataclass(frozen=True)
+class Dma:
+    """The device read or wrote guest memory; ``data`` is hex, capped (``truncated``)."""
+
+    seq: int
+    op: AccessOp
+    addr: int
+    size: int
+    data: str = ""
+    truncated: bool = False
+    stack: str | None = None
+    type: Literal["dma"] = "dma"
+
+
+@dataclass(frozen=True)
+class End:
+    """Why and how the capture ended."""
+
+    status: EndStatus
+    accesses: int = 0
+    stacks: int = 0
+    elapsed_s: float = 0.0
+    reason: str | None = None
+    type: Literal["end"] = "end"
+
+
+Record = Union[Header, Stack, Exit, Access, Irq, Dma, End]
