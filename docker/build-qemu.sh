@@ -15,7 +15,8 @@ rm -rf "$src" /src/debian-pkg
 mkdir -p /src/debian-pkg
 if [ -n "$debian_version" ]; then
     cd /src/debian-pkg
-    apt-get source --download-only -q "qemu=$debian_version"
+    # Exit 42 tells qtrace the archive does not serve this version (try the next one).
+    apt-get source --download-only -q "qemu=$debian_version" || exit 42
     dsc=$(ls qemu_*.dsc | head -n1)
     # dpkg-source applies Debian's patches; skip-unpack-edk2-blobs is needed for +ds tarballs.
     dpkg-source -x "$dsc" "$src"

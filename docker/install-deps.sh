@@ -1,10 +1,13 @@
 #!/bin/bash
 # Stage "packages": turn a plain Debian bookworm rootfs into the qtrace toolchain image.
 # Runs inside a container with --network host (package downloads only).
-# Usage: install-deps.sh PACKAGES_FILE
+# Usage: install-deps.sh PACKAGES_FILE WHEELS_DIR
+# WHEELS_DIR holds meson and pycotap wheels downloaded by the host's pip (the host's pip
+# is configured for its network; the container's need not be).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages_file=$1
+wheels_dir=$2
 
 # Source indexes for QEMU: bookworm (7.2), trixie (10.0.x) and sid (current).
 cat > /etc/apt/sources.list.d/qtrace-src.list <<'LIST'
@@ -20,10 +23,10 @@ echo "==> apt-get install"
 grep -v '^#' "$packages_file" | xargs apt-get install -y -q --no-install-recommends
 echo "==> meson and pycotap for QEMU's configure (Debian 12 ships meson 1.0)"
 python3 -m venv /opt/qtrace-py
-/opt/qtrace-py/bin/pip install -q meson==1.9.0 pycotap==1.3.1
+/opt/qtrace-py/bin/pip install -q --no-index --find-links "$wheels_dir" meson==1.9.0 pycotap==1.3.1
 echo "==> QEMU versions listed by the source indexes"
 mkdir -p /qtrace
 apt-cache showsrc qemu | sed -n 's/^Version: //p' | sort -u > /qtrace/qemu-source-versions.txt
-cat /qtrace/qemu-source-versions.txt
+sed 's/^/qemu-source-version: /' /qtrace/qemu-source-versions.txt
 apt-get clean
 echo "==> done"

@@ -116,10 +116,17 @@ class UnknownDevice(UsageError):
 class BuildError(QtraceError):
     """A stage of the QEMU image build failed; ``log_path`` holds the whole log."""
 
-    def __init__(self, stage: str, log_path: Path | None, log_tail: Sequence[str]) -> None:
+    def __init__(
+        self,
+        stage: str,
+        log_path: Path | None,
+        log_tail: Sequence[str],
+        script_exit_code: int | None = None,
+    ) -> None:
         self.stage = stage
         self.log_path = log_path
         self.log_tail = list(log_tail)
+        self.script_exit_code = script_exit_code
         where = f" Full log: {log_path}" if log_path else ""
         super().__init__(f"QEMU image build failed during stage {stage!r}.{where}")
 

@@ -1,0 +1,52 @@
+"""Connecting to the Docker daemon, and the labels qtrace puts on what it creates.
+
+Shared by ``build`` and ``launch``: both need a client and both label their containers so
+``qtrace doctor`` can find orphans.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import docker
+import docker.errors
+
+from qtrace.errors import DockerUnavailable
+
+__all__ = [
+    "connect",
+    "new_run_id",
+    "RUN_LABEL",
+    "KIND_LABEL",
+    "START_DOCKERD_HINT",
+]
+
+logger = logging.getLogger(__name__)
+
+RUN_LABEL = "qtrace.run"
+KIND_LABEL = "qtrace.kind"
+
+START_DOCKERD_HINT = (
+    "Start the daemon without bridge networking: "
+    "`apt-get install -y docker.io && dockerd --bridge=none --iptables=false &` "
+    "(or run ./scripts/setup, which does it)."
+)
+
+
+def connect(timeout_s: int = 600) -> docker.DockerClient:
+    """A client for the local daemon; raises :class:`DockerUnavailable` with a fix."""
+    try:
+        client = docker.from_env(version="auto", timeout=timeout_s)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(
+            f"Cannot reach the Docker daemon: {exc}", hint=START_DOCKERD_HINT
+        ) from exc
+    logger.debug("connected to docker %s", client.api.api_version)
+    return client
+
+
+def new_run_id() -> str:
+    """A short id that labels every container of one qtrace run."""
+    return uuid.uuid4().hex[:12]

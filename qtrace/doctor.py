@@ -1,0 +1,158 @@
+"""``qtrace doctor``: is this machine ready for ``qtrace capture``?
+
+Each check is a small function returning a :class:`Check`; the list of them is data. KVM is
+tested the way QEMU uses it: inside a container that got ``/dev/kvm`` passed through, open
+the device and create a VM (``KVM_CREATE_VM``), not merely ``stat`` the node.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import docker
+import docker.errors
+
+from qtrace.build.builder import LABEL_QEMU_VERSION, QEMU_REPOSITORY, find_qemu_image, qemu_image_tag
+from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.docker_env import KIND_LABEL, RUN_LABEL, START_DOCKERD_HINT, connect
+from qtrace.errors import DockerUnavailable
+
+__all__ = ["Check", "run_checks", "doctor_ok", "checks_as_json", "MIN_FREE_DISK_GB", "KVM_PROBE_SCRIPT"]
+
+Status = Literal["ok", "warning", "error"]
+MIN_FREE_DISK_GB = 10.0
+
+# KVM_GET_API_VERSION = _IO(0xAE, 0x00); KVM_CREATE_VM = _IO(0xAE, 0x01).
+KVM_PROBE_SCRIPT = (
+    "import fcntl, os\n"
+    "fd = os.open('/dev/kvm', os.O_RDWR | os.O_CLOEXEC)\n"
+    "api = fcntl.ioctl(fd, 0xAE00)\n"
+    "vm = fcntl.ioctl(fd, 0xAE01, 0)\n"
+    "print('kvm api', api, 'vm fd', vm)\n"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's table."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class _Context:
+    qemu_version: str
+    client: docker.DockerClient | None = None
+    image: str | None = None
+
+
+def _check_docker(ctx: _Context) -> Check:
+    try:
+        ctx.client = connect(timeout_s=30)
+    except DockerUnavailable as exc:
+        return Check("docker daemon", "error", str(exc), START_DOCKERD_HINT)
+    version = ctx.client.version().get("Version", "?")
+    return Check("docker daemon", "ok", f"reachable, engine {version}")
+
+
+def _check_image(ctx: _Context) -> Check:
+    tag = qemu_image_tag(ctx.qemu_version)
+    if ctx.client is None:
+        return Check("debug image", "error", "not checked: no Docker daemon", "Fix the Docker check first.")
+    image = find_qemu_image(ctx.client, ctx.qemu_version)
+    if image is None:
+        others = sorted(t for i in ctx.client.images.list(QEMU_REPOSITORY) for t in i.tags)
+        have = f" (present: {', '.join(others)})" if others else ""
+        return Check("debug image", "error", f"{tag} not built{have}", f"qtrace build --qemu-version {ctx.qemu_version}")
+    ctx.image = tag
+    return Check("debug image", "ok", f"{tag}: QEMU {image.labels.get(LABEL_QEMU_VERSION, '?')}")
+
+
+def _run_in_image(ctx: _Context, command: list[str], devices: list[str] | None = None) -> tuple[int, str]:
+    assert ctx.client is not None and ctx.image is not None
+    container = ctx.client.containers.create(
+        ctx.image,
+        command=command,
+        network_mode="none",
+        devices=devices or [],
+        labels={RUN_LABEL: "doctor", KIND_LABEL: "doctor"},
+    )
+    try:
+        container.start()
+        code = int(container.wait(timeout=60).get("StatusCode", 1))
+        return code, container.logs().decode("utf-8", errors="replace").strip()
+    finally:
+        container.remove(force=True)
+
+
+def _check_gdb(ctx: _Context) -> Check:
+    if ctx.image is None:
+        return Check("gdb in image", "error", "not checked: no debug image", "Build the image first.")
+    code, out = _run_in_image(ctx, ["gdb", "--version"])
+    if code != 0:
+        return Check("gdb in image", "error", out.splitlines()[-1] if out else f"exit {code}", "qtrace build --force")
+    return Check("gdb in image", "ok", out.splitlines()[0])
+
+
+def _check_kvm(ctx: _Context) -> Check:
+    fix = "Without KVM, capture with --accel tcg. To use KVM: load kvm_intel/kvm_amd and make /dev/kvm readable."
+    if not Path("/dev/kvm").exists():
+        return Check("kvm", "warning", "/dev/kvm does not exist on this host", fix)
+    if ctx.image is None:
+        return Check("kvm", "warning", "/dev/kvm exists; not tested in a container (no debug image)", "Build the image first.")
+    code, out = _run_in_image(ctx, ["python3", "-c", KVM_PROBE_SCRIPT], devices=["/dev/kvm:/dev/kvm:rwm"])
+    if code != 0:
+        return Check("kvm", "warning", f"KVM_CREATE_VM failed in the container: {out.splitlines()[-1] if out else code}", fix)
+    return Check("kvm", "ok", f"/dev/kvm usable in a container ({out})")
+
+
+def _check_disk(ctx: _Context) -> Check:
+    root = "/var/lib/docker" if os.path.isdir("/var/lib/docker") else "/"
+    free_gb = shutil.disk_usage(root).free / 1e9
+    if free_gb < MIN_FREE_DISK_GB:
+        return Check("free disk", "warning", f"{free_gb:.1f} GB free under {root}", f"A build needs about {MIN_FREE_DISK_GB:.0f} GB; free some space.")
+    return Check("free disk", "ok", f"{free_gb:.1f} GB free under {root}")
+
+
+def _check_orphans(ctx: _Context) -> Check:
+    if ctx.client is None:
+        return Check("leftover containers", "error", "not checked: no Docker daemon")
+    leftovers = ctx.client.containers.list(all=True, filters={"label": RUN_LABEL})
+    leftovers = [c for c in leftovers if c.labels.get(KIND_LABEL) != "doctor"]
+    if leftovers:
+        ids = " ".join(c.short_id for c in leftovers)
+        return Check("leftover containers", "warning", f"{len(leftovers)} qtrace container(s) left: {ids}", f"docker rm -f {ids}")
+    return Check("leftover containers", "ok", "none")
+
+
+CHECKS: tuple[Callable[[_Context], Check], ...] = (
+    _check_docker,
+    _check_image,
+    _check_gdb,
+    _check_kvm,
+    _check_disk,
+    _check_orphans,
+)
+
+
+def run_checks(qemu_version: str = DEFAULT_QEMU_VERSION) -> list[Check]:
+    """Run every check in order; later checks reuse what earlier ones found."""
+    ctx = _Context(qemu_version=qemu_version)
+    return [check(ctx) for check in CHECKS]
+
+
+def doctor_ok(checks: list[Check]) -> bool:
+    """True only when ``qtrace capture`` with KVM can run: every check ok."""
+    return all(c.status == "ok" for c in checks)
+
+
+def checks_as_json(checks: list[Check]) -> list[dict[str, str]]:
+    return [asdict(c) for c in checks]
