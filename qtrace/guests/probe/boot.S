@@ -53,23 +53,20 @@ _start:
     movw %ax, %fs
     movw %ax, %gs
     movw %ax, %ss
-    movl $stack_top, %esp
-
-    /* Zero .bss ourselves rather than trusting the loader (the stack lives there too,
-     * but nothing is on it yet). */
+    /* Zero .bss ourselves rather than trusting the loader.  The stack lives there too,
+     * so this happens before anything is pushed; EDI/ESI are parked in EBP/EBX. */
+    movl %edi, %ebp
+    movl %esi, %ebx
     cld
-    movl $__bss_start, %edx
+    movl $__bss_start, %edi
     movl $__bss_end, %ecx
-    subl %edx, %ecx
-    pushl %edi
-    movl %edx, %edi
+    subl %edi, %ecx
     xorl %eax, %eax
     rep stosb
-    popl %edi
     movl $stack_top, %esp
 
-    pushl %esi                  /* probe_main(magic, info) */
-    pushl %edi
+    pushl %ebx                  /* probe_main(magic, info) */
+    pushl %ebp
     call probe_main
 2:
     cli

@@ -30,7 +30,8 @@
 #define FREE_IO_WINDOW 0xC000u
 
 uint32_t pci_ecam_base;
-struct pci_addr pci_target;
+/* dev 0xFF matches nothing until the command line names a target. */
+struct pci_addr pci_target = {0, 0xFF, 0};
 struct bar target_bars[6];
 
 static int is_target(struct pci_addr a)

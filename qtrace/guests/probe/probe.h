@@ -83,7 +83,10 @@ uint32_t bar_read32(int n, uint32_t off);
 void bar_write32(int n, uint32_t off, uint32_t value);
 
 /* ---- sequences ---- */
-void seq_e1000(uint32_t repeat);
+/* Returns 0 when the device cannot run the sequence (reason already reported). */
+int seq_e1000_main(void);
+/* count x (CTRL, STATUS, RAL0, RAH0) reads, for load tests. */
+void seq_e1000_repeat(uint32_t count);
 void seq_generic(void);
 
 #endif
