@@ -87,6 +87,7 @@ static void parse_arg(const char *key, size_t klen, const char *val, size_t vlen
                       struct options *o)
 {
     uint32_t num;
+    int known = 1;
     if (streq_n(key, klen, "target")) {
         if (parse_bdf(val, vlen, &pci_target))
             o->have_target = 1;
@@ -112,10 +113,9 @@ static void parse_arg(const char *key, size_t klen, const char *val, size_t vlen
     } else if (streq_n(key, klen, "quiet")) {
         o->quiet = streq_n(val, vlen, "1");
     } else {
-        kprintf("# ignored unknown argument\n");
-        return;
+        known = 0;
     }
-    /* Echo only recognised, parsed arguments: the first word is a host path. */
+    /* Echo key=value words only: the first word QEMU passes is a host path. */
     char k[16], v[24];
     size_t kl = klen < sizeof k - 1 ? klen : sizeof k - 1;
     size_t vl = vlen < sizeof v - 1 ? vlen : sizeof v - 1;
@@ -123,7 +123,7 @@ static void parse_arg(const char *key, size_t klen, const char *val, size_t vlen
     k[kl] = 0;
     memcpy(v, val, vl);
     v[vl] = 0;
-    kprintf("# arg %s=%s\n", k, v);
+    kprintf("# arg %s=%s%s\n", k, v, known ? "" : " ignored");
 }
 
 static void parse_cmdline(const char *s, struct options *o)

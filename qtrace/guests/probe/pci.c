@@ -125,6 +125,25 @@ static int probe_function(struct pci_addr a, int *found_target)
     return (int)hdr;
 }
 
+/* Q35's MCH (8086:29C0) holds the ECAM window in PCIEXBAR (config 0x60, 64-bit; bit 0
+ * enable, bits 2:1 size).  The firmware programs it; reading it back through 0xCF8
+ * tells whether mmcfg= matches what this machine really decodes. */
+#define Q35_MCH_ID 0x29C08086u
+#define Q35_PCIEXBAR 0x60
+
+static void report_q35_pciexbar(struct pci_addr host)
+{
+    uint32_t saved = pci_ecam_base;
+    pci_ecam_base = 0; /* through the ports, independent of the window under test */
+    uint32_t lo = cfg_read_raw(host, Q35_PCIEXBAR, 4);
+    uint32_t hi = cfg_read_raw(host, Q35_PCIEXBAR + 4, 4);
+    pci_ecam_base = saved;
+    uint32_t base = lo & 0xF0000000u;
+    kprintf("# q35 pciexbar 0x%08x%08x %s\n", hi, lo, (lo & 1) ? "enabled" : "disabled");
+    if (!(lo & 1) || hi != 0 || base != pci_ecam_base)
+        kprintf("# warning mmcfg 0x%x differs from pciexbar\n", pci_ecam_base);
+}
+
 int pci_scan(void)
 {
     int found = 0;
@@ -136,6 +155,8 @@ int pci_scan(void)
             fail("ecam-no-response");
             return 0;
         }
+        if (id == Q35_MCH_ID)
+            report_q35_pciexbar(host);
     }
     for (uint8_t dev = 0; dev < 32; dev++) {
         struct pci_addr a = {0, dev, 0};
