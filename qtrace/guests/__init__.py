@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
-    "PROBE_SOURCE_DIR",
-    "PROBE_ELF_NAME",
-    "PROBE_STARTED_MARKER",
     "DEBUGCON_IOBASE",
     "DEBUG_EXIT_IOBASE",
     "DEBUG_EXIT_OK_STATUS",
+    "PROBE_ELF_NAME",
+    "PROBE_SOURCE_DIR",
+    "PROBE_STARTED_MARKER",
     "Q35_ECAM_BASE",
     "ProbeSequence",
     "probe_append",

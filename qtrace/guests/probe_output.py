@@ -31,14 +31,14 @@ from qtrace.errors import QtraceError
 __all__ = [
     "PROTOCOL",
     "START_LINE",
-    "ProbeOp",
-    "ProbeSpace",
     "ProbeAccess",
-    "ProbePciFunction",
     "ProbeBar",
     "ProbeDone",
+    "ProbeOp",
     "ProbeOutput",
     "ProbeOutputError",
+    "ProbePciFunction",
+    "ProbeSpace",
     "parse_serial",
     "read_serial_log",
 ]
