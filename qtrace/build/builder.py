@@ -165,7 +165,6 @@ def build_image(request: BuildRequest, events: BuildEvents, log_dir: Path | None
 
     existing = find_qemu_image(client, version_label)
     if existing is not None and existing.labels.get(LABEL_CACHE_KEY) == key and not request.force:
-        events.line(f"cached: {tag} (key {key}) is up to date")
         return BuildResult(tag, version_label, True, key, elapsed_s=time.monotonic() - started)
 
     log_dir = log_dir or cache_dir() / "logs"

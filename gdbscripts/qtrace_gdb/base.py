@@ -1,0 +1,82 @@
+"""Shared pieces of the collectors: a guarded breakpoint class and symbol helpers."""
+
+import gdb
+
+
+class HitBreakpoint(gdb.Breakpoint):
+    """A breakpoint whose ``stop()`` records and (normally) lets QEMU run on.
+
+    Subclasses implement ``on_hit()`` returning True only to hand control to the host.
+    Errors are reported to the session, never raised into gdb (which would stop QEMU).
+    Breakpoints are internal so gdb sends no MI notification per hit.
+    """
+
+    def __init__(self, session, location, enabled=False):
+        super().__init__(location, internal=True)
+        self.session = session
+        self.enabled = enabled
+
+    def stop(self):
+        try:
+            return bool(self.on_hit())
+        except Exception as exc:
+            self.session.note_error("%s: %s: %s" % (type(self).__name__, self.location, exc))
+            return False
+
+    def on_hit(self):
+        raise NotImplementedError
+
+
+def entry_location(symbol):
+    """A location that breaks after the prologue, so parameters are readable."""
+    if symbol.symtab is not None:
+        return "-source %s -function %s" % (symbol.symtab.filename, symbol.name)
+    return symbol.name
+
+
+def find_function(name, source_file=None):
+    """The gdb.Symbol of a (possibly static) function, preferring one from ``source_file``."""
+    candidates = []
+    found = gdb.lookup_global_symbol(name)
+    if found is not None:
+        candidates.append(found)
+    candidates.extend(gdb.lookup_static_symbols(name))
+    candidates = [s for s in candidates if s.type is not None and s.type.code == gdb.TYPE_CODE_FUNC]
+    if not candidates:
+        raise gdb.GdbError("no function named %s in this QEMU binary" % name)
+    if source_file:
+        for symbol in candidates:
+            if symbol.symtab is not None and symbol.symtab.filename.endswith(source_file):
+                return symbol
+    return candidates[0]
+
+
+def function_block(symbol):
+    """The outermost block of a function (its parameters live there)."""
+    start = int(symbol.value().address)
+    block = gdb.block_for_pc(start)
+    while block is not None and block.function is None:
+        block = block.superblock
+    if block is None:
+        raise gdb.GdbError("no debug block for %s" % symbol.name)
+    return block
+
+
+def parameters(block):
+    """The function's parameters in declaration order."""
+    return [s for s in block if s.is_argument]
+
+
+def return_addresses(block):
+    """Addresses of the function's ``ret`` instructions (x86-64): where its result is in rax."""
+    arch = gdb.selected_inferior().architecture()
+    return [i["addr"] for i in arch.disassemble(block.start, block.end - 1) if i["asm"].split()[0].startswith("ret")]
+
+
+def pc_range(name):
+    """(start, end) of a function, or None when this QEMU version has no such function."""
+    try:
+        block = function_block(find_function(name))
+    except gdb.GdbError:
+        return None
+    return block.start, block.end

@@ -1,0 +1,90 @@
+"""'qtrace' -- the gdb command the host drives over MI.
+
+Subcommands: ``setup CONFIG``, ``on-stop``, ``finish STATUS [REASON...]``, ``status``.
+Each prints one line ``qtrace-reply: {json}`` so the host reads a structured answer
+from MI's console stream instead of scraping text.
+"""
+
+import json
+
+import gdb
+
+from qtrace_gdb.session import Session, load_config
+
+REPLY_PREFIX = "qtrace-reply: "
+_session = None
+
+
+def _reply(payload):
+    gdb.write(REPLY_PREFIX + json.dumps(payload, separators=(",", ":")) + "\n")
+
+
+class QtraceCommand(gdb.Command):
+    """qtrace: QEMU device-access collector (setup, on-stop, finish, status)."""
+
+    def __init__(self):
+        super().__init__("qtrace", gdb.COMMAND_USER, prefix=True)
+
+
+class SetupCommand(gdb.Command):
+    """Usage: qtrace setup CONFIG.json -- create the collectors described by the host."""
+
+    def __init__(self):
+        super().__init__("qtrace setup", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        global _session
+        argv = gdb.string_to_argv(argument)
+        if len(argv) != 1:
+            raise gdb.GdbError(self.__doc__)
+        _session = Session(load_config(argv[0]))
+        _reply(_session.setup())
+
+
+class OnStopCommand(gdb.Command):
+    """Usage: qtrace on-stop -- act on the stop a collector asked for; replies its reason."""
+
+    def __init__(self):
+        super().__init__("qtrace on-stop", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        _reply({"reason": _require().on_stop()})
+
+
+class FinishCommand(gdb.Command):
+    """Usage: qtrace finish STATUS [REASON...] -- write the end record and stop collecting."""
+
+    def __init__(self):
+        super().__init__("qtrace finish", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        argv = gdb.string_to_argv(argument)
+        if not argv:
+            raise gdb.GdbError(self.__doc__)
+        session = _require()
+        session.finish(argv[0], " ".join(argv[1:]) or None)
+        _reply(session.status())
+
+
+class StatusCommand(gdb.Command):
+    """Usage: qtrace status -- counters of the running capture as JSON."""
+
+    def __init__(self):
+        super().__init__("qtrace status", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        _reply(_require().status())
+
+
+def _require():
+    if _session is None:
+        raise gdb.GdbError("qtrace: run 'qtrace setup CONFIG' first")
+    return _session
+
+
+def register():
+    QtraceCommand()
+    SetupCommand()
+    OnStopCommand()
+    FinishCommand()
+    StatusCommand()

@@ -1,0 +1,71 @@
+"""'qtrace' KVM exit collector: a breakpoint on each ``case KVM_EXIT_...`` of kvm_cpu_exec.
+
+The host finds the case lines in this QEMU version's source (they move between versions)
+and passes them as ``file:line`` locations. On a hit, ``run`` (the vCPU's ``struct
+kvm_run``) is decoded: ``io`` for port I/O exits, ``mmio`` for memory-mapped I/O.
+Depends on kvm_cpu_exec having a local ``run`` and a parameter ``cpu`` (accel/kvm/kvm-all.c,
+true from QEMU 2.x to 10.x).
+"""
+
+import gdb
+
+from qtrace_gdb.base import HitBreakpoint
+
+# Linux's stable KVM ABI (include/uapi/linux/kvm.h): exit_reason numbers.
+EXIT_REASONS = {
+    0: "KVM_EXIT_UNKNOWN", 1: "KVM_EXIT_EXCEPTION", 2: "KVM_EXIT_IO", 3: "KVM_EXIT_HYPERCALL",
+    4: "KVM_EXIT_DEBUG", 5: "KVM_EXIT_HLT", 6: "KVM_EXIT_MMIO", 7: "KVM_EXIT_IRQ_WINDOW_OPEN",
+    8: "KVM_EXIT_SHUTDOWN", 9: "KVM_EXIT_FAIL_ENTRY", 10: "KVM_EXIT_INTR",
+    11: "KVM_EXIT_SET_TPR", 12: "KVM_EXIT_TPR_ACCESS", 17: "KVM_EXIT_INTERNAL_ERROR",
+    18: "KVM_EXIT_OSI", 19: "KVM_EXIT_PAPR_HCALL", 24: "KVM_EXIT_SYSTEM_EVENT",
+    25: "KVM_EXIT_S390_STSI", 26: "KVM_EXIT_IOAPIC_EOI", 27: "KVM_EXIT_HYPERV",
+    29: "KVM_EXIT_X86_RDMSR", 30: "KVM_EXIT_X86_WRMSR", 31: "KVM_EXIT_DIRTY_RING_FULL",
+    32: "KVM_EXIT_AP_RESET_HOLD", 33: "KVM_EXIT_X86_BUS_LOCK", 35: "KVM_EXIT_NOTIFY",
+    36: "KVM_EXIT_LOONGARCH_IOCSR", 37: "KVM_EXIT_MEMORY_FAULT",
+}
+KVM_EXIT_IO_OUT = 1
+
+
+def _hex_bytes(address, length):
+    if length <= 0:
+        return None
+    memory = gdb.selected_inferior().read_memory(address, length)
+    return bytes(memory).hex()
+
+
+class ExitBreakpoint(HitBreakpoint):
+    """Stops nowhere: records the exit and lets the vCPU continue."""
+
+    def __init__(self, session, location, labels):
+        super().__init__(session, location)
+        self.labels = labels
+
+    def on_hit(self):
+        self.session.record_exit(self._decode())
+        return False
+
+    def _decode(self):
+        frame = gdb.newest_frame()
+        run = frame.read_var("run")
+        number = int(run["exit_reason"])
+        record = {"type": "exit", "reason": EXIT_REASONS.get(number, "KVM_EXIT_%d" % number)}
+        try:
+            record["vcpu"] = int(frame.read_var("cpu")["cpu_index"])
+        except (gdb.error, ValueError):
+            pass
+        if number == 2:  # KVM_EXIT_IO
+            io = run["io"]
+            size, count = int(io["size"]), int(io["count"])
+            out = int(io["direction"]) == KVM_EXIT_IO_OUT
+            record.update(port=int(io["port"]), size=size, count=count, direction="out" if out else "in")
+            if out:
+                base = int(run.cast(gdb.lookup_type("unsigned long")))
+                record["data"] = _hex_bytes(base + int(io["data_offset"]), size * count)
+        elif number == 6:  # KVM_EXIT_MMIO
+            mmio = run["mmio"]
+            length = int(mmio["len"])
+            is_write = bool(int(mmio["is_write"]))
+            record.update(phys_addr=int(mmio["phys_addr"]), len=length, is_write=is_write)
+            if is_write:
+                record["data"] = _hex_bytes(int(mmio["data"].address), length)
+        return record

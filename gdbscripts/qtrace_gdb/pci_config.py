@@ -1,0 +1,99 @@
+"""'qtrace' PCI config-space collector: every config access that reaches the device.
+
+All config accesses, whether through ports 0xCF8/0xCFC (pci_data_read/write) or through
+PCIe MMCONFIG/ECAM (pcie_mmcfg_data_read/write), funnel into two functions of
+hw/pci/pci_host.c, which then call the device's own hooks (``config_read``/``config_write``,
+e.g. e1000_write_config). Signatures (QEMU 2.x to 10.x):
+  uint32_t pci_host_config_read_common(PCIDevice *pci_dev, uint32_t addr, uint32_t limit, uint32_t len)
+  void pci_host_config_write_common(PCIDevice *pci_dev, uint32_t addr, uint32_t limit, uint32_t val, uint32_t len)
+Accesses to other devices are filtered by PCIDevice.name (the QOM type name).
+"""
+
+import gdb
+
+from qtrace_gdb.base import (
+    HitBreakpoint,
+    entry_location,
+    find_function,
+    function_block,
+    parameters,
+    return_addresses,
+)
+from qtrace_gdb.mmio import size_mask
+
+READ_FUNCTION = "pci_host_config_read_common"
+WRITE_FUNCTION = "pci_host_config_write_common"
+
+
+class _DeviceFilter:
+    """Caches, per PCIDevice pointer, whether it is the device under capture and its hooks."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+        self._known = {}
+
+    def hooks(self, pci_dev):
+        key = int(pci_dev)
+        if key not in self._known:
+            device = pci_dev.dereference()
+            name = device["name"].string()
+            if name != self.type_name:
+                self._known[key] = None
+            else:
+                self._known[key] = (_symbol_name(device["config_read"]), _symbol_name(device["config_write"]))
+        return self._known[key]
+
+
+def _symbol_name(pointer):
+    address = int(pointer)
+    if address == 0:
+        return None
+    block = gdb.block_for_pc(address)
+    while block is not None and block.function is None:
+        block = block.superblock
+    return block.function.name if block is not None else "0x%x" % address
+
+
+class ConfigWrite(HitBreakpoint):
+    def __init__(self, session, device_filter):
+        symbol = find_function(WRITE_FUNCTION)
+        self.params = parameters(function_block(symbol))
+        self.filter = device_filter
+        super().__init__(session, entry_location(symbol))
+
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        pci_dev = frame.read_var(self.params[0])
+        hooks = self.filter.hooks(pci_dev)
+        if hooks is None:
+            return False
+        addr, value, size = (int(frame.read_var(p)) for p in (self.params[1], self.params[3], self.params[4]))
+        spec = {"func": hooks[1], "space": "pci-config", "region": "pci-config"}
+        return self.session.record_access(spec, "write", addr, size, value & size_mask(size))
+
+
+class ConfigRead(HitBreakpoint):
+    def __init__(self, session, device_filter, address, params):
+        self.params = params
+        self.filter = device_filter
+        super().__init__(session, "*%d" % address)
+
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        pci_dev = frame.read_var(self.params[0])
+        hooks = self.filter.hooks(pci_dev)
+        if hooks is None:
+            return False
+        addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[3]))
+        value = int(frame.read_register("rax")) & size_mask(size)
+        spec = {"func": hooks[0], "space": "pci-config", "region": "pci-config"}
+        return self.session.record_access(spec, "read", addr, size, value)
+
+
+def install(session, type_name):
+    device_filter = _DeviceFilter(type_name)
+    read_symbol = find_function(READ_FUNCTION)
+    block = function_block(read_symbol)
+    params = parameters(block)
+    reads = [ConfigRead(session, device_filter, a, params) for a in return_addresses(block)]
+    return reads + [ConfigWrite(session, device_filter)]

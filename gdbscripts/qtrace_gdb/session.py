@@ -1,0 +1,226 @@
+"""The collector's state for one capture: breakpoints, counters, and the trace being written.
+
+One Session exists per gdb. The breakpoints call ``record_exit``/``record_access``; the
+host drives ``setup``, ``on_stop`` and ``finish`` through the ``qtrace`` gdb command.
+"""
+
+import json
+import time
+
+import gdb
+
+from qtrace_gdb import kvm_exit, marker, mmio, pci_config
+from qtrace_gdb.base import pc_range
+from qtrace_gdb.stacks import StackTable
+from qtrace_gdb.trace_out import SCHEMA_VERSION, TraceOut
+
+# Functions whose presence on a stack says something about the access (looked up once).
+ACCESSOR_FUNCTIONS = (
+    "memory_region_read_accessor",
+    "memory_region_write_accessor",
+    "memory_region_read_with_attrs_accessor",
+    "memory_region_write_with_attrs_accessor",
+)
+PORT_IO_FUNCTIONS = (
+    "kvm_handle_io", "cpu_outb", "cpu_outw", "cpu_outl", "cpu_inb", "cpu_inw", "cpu_inl",
+    "helper_outb", "helper_outw", "helper_outl", "helper_inb", "helper_inw", "helper_inl",
+)
+MAX_ERRORS_KEPT = 20
+
+
+class Session:
+    def __init__(self, config):
+        self.config = config
+        self.out = TraceOut(config["trace_path"])
+        self.stacks = StackTable(self.out, config.get("source_root", "/src/qemu"))
+        self.max_hits = int(config.get("max_hits") or 0)
+        self.quiet_ports = [(int(a), int(a) + int(n)) for a, n in config.get("quiet_ports", [])]
+        self.started = time.monotonic()
+        self.collectors = []
+        self.markers = []
+        self.armed = False
+        self.pending = None
+        self.finished = False
+        self.errors = []
+        self.error_count = 0
+        self.quiet_exits = 0
+        self.exit_counts = {}
+        self.last_exit = {}
+        self.vcpu_of = {}
+        self.regions = {}
+        self.kvm_exec = None
+        self.accessors = []
+        self.port_io = []
+
+    # ----- setup and control (called by the qtrace command) -----
+
+    def setup(self):
+        header = dict(self.config["header"])
+        header.update(type="header", schema=SCHEMA_VERSION)
+        header["arming"] = self._arming_description()
+        self.out.write(_ordered(header, ("type", "schema")))
+        self.kvm_exec = pc_range("kvm_cpu_exec")
+        self.accessors = [r for r in map(pc_range, ACCESSOR_FUNCTIONS) if r]
+        self.port_io = [r for r in map(pc_range, PORT_IO_FUNCTIONS) if r]
+        for spec in self.config.get("handlers", []):
+            self.collectors.extend(mmio.install(self, spec))
+        if self.config.get("pci_config_device"):
+            self.collectors.extend(pci_config.install(self, self.config["pci_config_device"]))
+        for exit_spec in self.config.get("exits", []):
+            self.collectors.append(kvm_exit.ExitBreakpoint(self, exit_spec["location"], exit_spec["labels"]))
+        if self.config.get("arm_on"):
+            self.markers.append(marker.Marker(self, self.config["arm_on"]))
+        else:
+            self.arm()
+        return {"breakpoints": len(self.collectors), "armed": self.armed}
+
+    def _arming_description(self):
+        when = "on the guest's start marker (%s)" % self.config["arm_on"] if self.config.get("arm_on") else "from QEMU start"
+        description = {"device_handlers": when, "pci_config": when}
+        if self.config.get("exits"):
+            description["kvm_exits"] = when
+        if self.quiet_ports:
+            description["quiet_ports"] = "port I/O exits on %s are counted, not recorded" % ", ".join(
+                "0x%x-0x%x" % (a, b - 1) for a, b in self.quiet_ports)
+        return description
+
+    def arm(self):
+        for breakpoint in self.collectors:
+            breakpoint.enabled = True
+        for breakpoint in self.markers:
+            breakpoint.enabled = False
+        self.armed = True
+
+    def request_stop(self, reason):
+        self.pending = reason
+        return True
+
+    def on_stop(self):
+        """Do what a collector asked for when it stopped QEMU; returns what it was."""
+        reason, self.pending = self.pending, None
+        if reason == "arm":
+            self.arm()
+        return reason
+
+    def finish(self, status, reason=None):
+        if self.finished:
+            return
+        self.finished = True
+        for breakpoint in self.collectors + self.markers:
+            try:
+                breakpoint.enabled = False
+            except gdb.error:
+                pass
+        end = {"type": "end", "status": status, "accesses": self.out.counts["access"],
+               "stacks": len(self.stacks), "elapsed_s": round(time.monotonic() - self.started, 3)}
+        if reason:
+            end["reason"] = reason
+        self.out.write(end)
+        self.out.close()
+
+    def status(self):
+        return {
+            "armed": self.armed,
+            "accesses": self.out.counts["access"],
+            "exits": self.out.counts["exit"],
+            "quiet_exits": self.quiet_exits,
+            "exit_counts": self.exit_counts,
+            "stacks": len(self.stacks),
+            "errors": self.error_count,
+            "first_errors": self.errors,
+            "finished": self.finished,
+        }
+
+    def note_error(self, message):
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(message)
+            gdb.write("qtrace collector error: %s\n" % message, gdb.STDERR)
+
+    # ----- the hot path (called from breakpoints) -----
+
+    def record_exit(self, record):
+        thread = gdb.selected_thread().num
+        if record.get("vcpu") is not None:
+            self.vcpu_of[thread] = record["vcpu"]
+        reason = record["reason"]
+        self.exit_counts[reason] = self.exit_counts.get(reason, 0) + 1
+        port = record.get("port")
+        if port is not None and any(a <= port < b for a, b in self.quiet_ports):
+            self.quiet_exits += 1
+            self.last_exit[thread] = None
+            return
+        record["seq"] = self.out.next_seq()
+        record["stack"] = self.stacks.stack_id(self.stacks.walk())
+        self.out.write(_ordered(record, ("type", "seq", "reason")))
+        self.last_exit[thread] = record
+
+    def record_access(self, spec, op, offset, size, value):
+        frames = self.stacks.walk()
+        stack_id = self.stacks.stack_id(frames)
+        pcs = [f.pc() for f in frames]
+        thread = gdb.selected_thread().num
+        exit_record = self.last_exit.get(thread) if _on_stack(pcs, [self.kvm_exec] if self.kvm_exec else []) else None
+        space = spec.get("space") or "auto"
+        if space == "auto":
+            space = _space_of(exit_record, pcs, self.port_io)
+        region = spec.get("region") or self._region_name(frames, pcs)
+        record = {
+            "type": "access",
+            "seq": self.out.next_seq(),
+            "op": op,
+            "space": space,
+            "region": region,
+            "offset": offset,
+            "size": size,
+            "value": value,
+            "handler": spec.get("func"),
+            "exit_seq": exit_record["seq"] if exit_record else None,
+            "stack": stack_id,
+            "vcpu": self._vcpu(thread),
+        }
+        if exit_record is not None and space != "pci-config":
+            record["addr"] = exit_record.get("phys_addr", exit_record.get("port"))
+        self.out.write(record)
+        if self.max_hits and self.out.counts["access"] >= self.max_hits:
+            return self.request_stop("max-hits")
+        return False
+
+    def _region_name(self, frames, pcs):
+        for frame, pc in zip(frames, pcs):
+            if any(a <= pc < b for a, b in self.accessors):
+                mr = frame.read_var("mr")
+                key = int(mr)
+                if key not in self.regions:
+                    self.regions[key] = mr.dereference()["name"].string()
+                return self.regions[key]
+        return None
+
+    def _vcpu(self, thread):
+        if thread not in self.vcpu_of:
+            try:
+                self.vcpu_of[thread] = int(gdb.parse_and_eval("current_cpu")["cpu_index"])
+            except (gdb.error, gdb.MemoryError):
+                self.vcpu_of[thread] = None
+        return self.vcpu_of[thread]
+
+
+def _on_stack(pcs, ranges):
+    return any(a <= pc < b for pc in pcs for a, b in ranges)
+
+
+def _space_of(exit_record, pcs, port_io_ranges):
+    if exit_record is not None:
+        return "pio" if exit_record["reason"] == "KVM_EXIT_IO" else "mmio"
+    return "pio" if _on_stack(pcs, port_io_ranges) else "mmio"
+
+
+def _ordered(record, first):
+    out = {k: record[k] for k in first if k in record}
+    out.update((k, v) for k, v in record.items() if k not in out)
+    return out
+
+
+def load_config(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)

@@ -1,0 +1,317 @@
+"""Register decoding: an access's offset and value -> register name and bit fields.
+
+The maps are data: ``rules/registers/<device>.toml`` (format ``qtrace-registers/1``,
+described at the top of ``e1000.toml``), plus ``pci-config.toml`` for configuration-space
+accesses of any device. An offset no map lists decodes as unknown; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from qtrace.errors import ReportError
+from qtrace.trace import Access
+
+__all__ = [
+    "BitField",
+    "Register",
+    "RegisterMap",
+    "FieldValue",
+    "Decoded",
+    "load_register_map",
+    "register_map_for",
+    "known_devices",
+    "decode_access",
+]
+
+REGISTERS_FORMAT = "qtrace-registers/1"
+PCI_CONFIG_MAP = "pci-config"
+_MAP_FILES = ("e1000", "e1000e", "rtl8139", PCI_CONFIG_MAP)
+
+
+@dataclass(frozen=True)
+class BitField:
+    """Bits ``hi..lo`` of a register."""
+
+    name: str
+    hi: int
+    lo: int
+    desc: str = ""
+    values: Mapping[int, str] = field(default_factory=dict)
+    masked: bool = False  # show (value & mask) rather than the shifted field value
+
+    @property
+    def mask(self) -> int:
+        return ((1 << (self.hi - self.lo + 1)) - 1) << self.lo
+
+    @property
+    def bits(self) -> str:
+        return str(self.lo) if self.hi == self.lo else f"{self.hi}:{self.lo}"
+
+    def extract(self, value: int) -> int:
+        return (value & self.mask) if self.masked else (value & self.mask) >> self.lo
+
+
+@dataclass(frozen=True)
+class Register:
+    """One register: offset in its BAR (or config space), size in bytes, fields."""
+
+    name: str
+    offset: int
+    size: int = 4
+    desc: str = ""
+    fields: tuple[BitField, ...] = ()
+    spaces: tuple[str, ...] = ("mmio",)
+
+
+@dataclass(frozen=True)
+class FieldValue:
+    """A field of a decoded value."""
+
+    name: str
+    bits: str
+    value: int
+    width: int
+    desc: str = ""
+    meaning: str | None = None
+
+    def __str__(self) -> str:
+        if self.width == 1:
+            return self.name
+        shown = f"{self.name}={self.value:#x}" if self.value > 9 else f"{self.name}={self.value}"
+        return f"{shown} ({self.meaning})" if self.meaning else shown
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What an access touched and what its value means."""
+
+    name: str
+    known: bool
+    desc: str = ""
+    value: int | None = None
+    fields: tuple[FieldValue, ...] = ()
+    other_bits: int = 0  # set bits that no field names
+    parts: tuple["Decoded", ...] = ()  # for an access spanning several registers
+
+    def field(self, name: str) -> FieldValue:
+        """The decoded field ``name``; raises ``KeyError`` if the register has none."""
+        for value in self.fields:
+            if value.name == name:
+                return value
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        """One line: set flags, multi-bit fields, unnamed bits; parts joined by ``; ``."""
+        if self.parts:
+            return "; ".join(p._part_summary() for p in self.parts)
+        shown = [str(f) for f in self.fields if f.width > 1 or f.value]
+        if self.other_bits:
+            shown.append(f"other bits {self.other_bits:#x}")
+        return " ".join(shown)
+
+    def _part_summary(self) -> str:
+        if len(self.fields) == 1 and self.fields[0].name == self.name:
+            return str(self.fields[0])
+        if self.fields:
+            return f"{self.name}: {self.summary()}"
+        return f"{self.name}={self.value:#x}" if self.value is not None else self.name
+
+
+class RegisterMap:
+    """The registers of one device (or of PCI config space), by space and offset."""
+
+    def __init__(self, device: str, registers: list[Register], reference: str = "", aliases: tuple[str, ...] = ()) -> None:
+        self.device = device
+        self.reference = reference
+        self.aliases = aliases
+        self._by_space: dict[str, dict[int, Register]] = {}
+        for register in registers:
+            for space in register.spaces:
+                self._by_space.setdefault(space, {})[register.offset] = register
+        self._sorted = {space: sorted(regs.values(), key=lambda r: r.offset) for space, regs in self._by_space.items()}
+
+    def __repr__(self) -> str:
+        return f"RegisterMap({self.device!r}, {sum(len(r) for r in self._by_space.values())} registers)"
+
+    def registers(self, space: str) -> list[Register]:
+        """All registers of ``space`` in offset order."""
+        return list(self._sorted.get(space, []))
+
+    def find(self, space: str, offset: int) -> Register | None:
+        """The register starting exactly at ``offset``."""
+        return self._by_space.get(space, {}).get(offset)
+
+    def containing(self, space: str, offset: int) -> Register | None:
+        """The register whose bytes include ``offset``."""
+        for register in self._sorted.get(space, []):
+            if register.offset <= offset < register.offset + register.size:
+                return register
+        return None
+
+    def decode(self, space: str, offset: int, size: int, value: int) -> Decoded:
+        """Name the register(s) an access of ``size`` bytes at ``offset`` touches, decode ``value``."""
+        register = self.find(space, offset)
+        if register is None:
+            outer = self.containing(space, offset)
+            if outer is not None:
+                return Decoded(f"{outer.name}+{offset - outer.offset:#x}", True, outer.desc)
+            return Decoded(f"unknown@{offset:#x}", False)
+        if register.size >= size:
+            return _decode_one(register, value & ((1 << (8 * size)) - 1))
+        parts: list[Decoded] = []
+        position = offset
+        while position < offset + size:
+            inner = self.find(space, position)
+            shift = 8 * (position - offset)
+            if inner is None:
+                parts.append(Decoded(f"unknown@{position:#x}", False))
+                position += 1
+                continue
+            width = min(inner.size, offset + size - position)
+            parts.append(_decode_one(inner, (value >> shift) & ((1 << (8 * width)) - 1)))
+            position += inner.size
+        name = "+".join(p.name for p in parts) if len(parts) <= 2 else f"{parts[0].name}..{parts[-1].name}"
+        return Decoded(name, all(p.known for p in parts), register.desc, parts=tuple(parts))
+
+
+def _decode_one(register: Register, value: int) -> Decoded:
+    fields = []
+    covered = 0
+    for bit_field in register.fields:
+        raw = bit_field.extract(value)
+        meaning = bit_field.values.get((value & bit_field.mask) >> bit_field.lo)
+        fields.append(
+            FieldValue(bit_field.name, bit_field.bits, raw, bit_field.hi - bit_field.lo + 1, bit_field.desc, meaning)
+        )
+        covered |= bit_field.mask
+    other = value & ~covered if register.fields else 0
+    return Decoded(register.name, True, register.desc, value, tuple(fields), other)
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def _parse_bits(text: str, where: str) -> tuple[int, int]:
+    try:
+        if ":" in text:
+            hi, lo = (int(t) for t in text.split(":"))
+        else:
+            hi = lo = int(text)
+    except ValueError as exc:
+        raise ReportError(f"{where}: bits {text!r} is not 'hi:lo' or 'bit'") from exc
+    if not 0 <= lo <= hi < 64:
+        raise ReportError(f"{where}: bits {text!r} out of range")
+    return hi, lo
+
+
+def _fields(raw: list[dict[str, Any]], where: str) -> tuple[BitField, ...]:
+    out = []
+    for item in raw:
+        hi, lo = _parse_bits(str(item["bits"]), f"{where}.{item.get('name')}")
+        values = {int(k, 0): str(v) for k, v in item.get("values", {}).items()}
+        out.append(BitField(str(item["name"]), hi, lo, str(item.get("desc", "")), values, item.get("format") == "masked"))
+    return tuple(out)
+
+
+def _load_data(name: str) -> dict[str, Any]:
+    try:
+        text = resources.files("qtrace.annotate").joinpath(f"rules/registers/{name}.toml").read_text("utf-8")
+        data = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ReportError(f"cannot read register map {name}.toml: {exc}") from exc
+    if data.get("format") != REGISTERS_FORMAT:
+        raise ReportError(f"register map {name}.toml must declare format = {REGISTERS_FORMAT!r}")
+    return data
+
+
+def _registers(data: dict[str, Any], name: str) -> list[Register]:
+    default_spaces = tuple(data.get("spaces", ["mmio"]))
+    raw_regs = data.get("register", [])
+    by_name = {str(r["name"]): r for r in raw_regs}
+    registers: list[Register] = []
+    try:
+        for raw in raw_regs:
+            source = by_name[raw["fields_from"]] if "fields_from" in raw else raw
+            registers.append(
+                Register(
+                    name=str(raw["name"]),
+                    offset=int(raw["offset"]),
+                    size=int(raw.get("size", 4)),
+                    desc=str(raw.get("desc", "")),
+                    fields=_fields(source.get("fields", []), f"{name}.{raw['name']}"),
+                    spaces=tuple(raw.get("spaces", default_spaces)),
+                )
+            )
+        for raw in data.get("array", []):
+            fields = _fields(raw.get("fields", []), f"{name}.{raw['name']}")
+            pattern = str(raw["name"]) if "{n}" in str(raw["name"]) else str(raw["name"]) + "[{n}]"
+            for n in range(int(raw["count"])):
+                registers.append(
+                    Register(
+                        name=pattern.format(n=n),
+                        offset=int(raw["offset"]) + n * int(raw["stride"]),
+                        size=int(raw.get("size", 4)),
+                        desc=str(raw.get("desc", "")),
+                        fields=fields,
+                        spaces=tuple(raw.get("spaces", default_spaces)),
+                    )
+                )
+    except KeyError as exc:
+        raise ReportError(f"register map {name}.toml: an entry lacks {exc}") from exc
+    return registers
+
+
+@cache
+def load_register_map(name: str) -> RegisterMap:
+    """Load the packaged map ``rules/registers/<name>.toml`` (following its ``base``)."""
+    data = _load_data(name)
+    registers = _registers(data, name)
+    if "base" in data:
+        base = load_register_map(str(data["base"]))
+        own = {(space, r.offset) for r in registers for space in r.spaces}
+        skip = set(data.get("base_except", []))
+        inherited = [
+            r
+            for space in ("mmio", "pio", "pci-config")
+            for r in base.registers(space)
+            if r.name not in skip and (space, r.offset) not in own and space in r.spaces
+        ]
+        # A register in several spaces is listed once per space above: keep one copy.
+        unique = {(r.name, r.offset): r for r in inherited}
+        registers = list(unique.values()) + registers
+    return RegisterMap(str(data["device"]), registers, str(data.get("reference", "")), tuple(data.get("aliases", [])))
+
+
+def known_devices() -> dict[str, str]:
+    """Every device name (and alias) a map serves -> the map's name."""
+    out: dict[str, str] = {}
+    for name in _MAP_FILES:
+        if name == PCI_CONFIG_MAP:
+            continue
+        register_map = load_register_map(name)
+        out[register_map.device] = name
+        for alias in register_map.aliases:
+            out[alias] = name
+    return out
+
+
+def register_map_for(device: str, space: str) -> RegisterMap | None:
+    """The map for ``device``'s accesses in ``space`` (config space: the generic PCI map)."""
+    if space == "pci-config":
+        return load_register_map(PCI_CONFIG_MAP)
+    name = known_devices().get(device)
+    return load_register_map(name) if name else None
+
+
+def decode_access(device: str, access: Access) -> Decoded:
+    """Decode one trace access of ``device``; unknown when no map covers it."""
+    register_map = register_map_for(device, access.space)
+    if register_map is None:
+        return Decoded(f"unknown@{access.offset:#x}", False)
+    return register_map.decode(access.space, access.offset, access.size, access.value)

@@ -1,0 +1,399 @@
+"""The e1000 (Intel 82540EM) device model: registers, interrupts, EEPROM, PHY, rings.
+
+Why: the point of the model is to be an independent reading of the datasheet to check
+QEMU against, so its behaviour is driven by the register table in
+:mod:`qtrace.refemu.e1000_regs`; only registers with side effects have hooks here.
+
+Interrupts (SDM 13.4.17-13.4.21): ICR holds pending causes and is cleared by a read
+(writing 1s also clears bits); ICS sets causes; IMS sets and IMC clears mask bits; the
+INTx line is asserted while ``ICR & IMS`` is not zero. CTRL.RST performs a software
+reset: every MAC register returns to its reset value and RAL0/RAH0 are reloaded from the
+EEPROM; the PHY and PCI configuration are untouched (CTRL.PHY_RST resets the PHY).
+
+Sub-dword accesses: the SDM requires 32-bit register accesses. The model reads the whole
+register and returns the addressed bytes (side effects such as ICR's clear still happen);
+a narrow write is merged into the register's current value for storage registers, and
+zero-filled for the "action" registers (ICR, ICS, IMS, IMC) so it cannot act on bytes the
+guest did not write.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+from qtrace.refemu.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
+from qtrace.refemu.e1000_phy import Phy
+from qtrace.refemu.e1000_regs import (
+    CTRL_PHY_RST,
+    CTRL_RST,
+    EERD_DONE,
+    EERD_START,
+    ICR_BITS,
+    IMS_VALID,
+    IO_REGISTERS,
+    MAC_REGISTERS,
+    RAH_AV,
+    RCTL_EN,
+    TCTL_EN,
+    UNIMPLEMENTED,
+)
+from qtrace.refemu.e1000_rings import accepts, run_rx, run_tx
+from qtrace.refemu.irq import IrqLine
+from qtrace.refemu.pci import BarDef, PciFunction, PciIdentity
+from qtrace.refemu.regmap import Kind, Reg, RegisterMap, Unimplemented
+
+__all__ = ["E1000", "DEFAULT_MAC", "E1000_IDENTITY", "BAR0", "BAR1", "parse_mac"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAC = bytes.fromhex("525400123456")  # QEMU's default NIC address
+
+# PCI identity. Ids, class and interrupt pin: SDM 4.1. Revision 3, cache line size 0x10
+# and the subsystem ids 1af4:1100 (QEMU's default for every PCI device it makes) are what
+# QEMU presents; they are not the datasheet's defaults.
+E1000_IDENTITY = PciIdentity(
+    vendor_id=0x8086,
+    device_id=0x100E,
+    class_code=0x020000,
+    revision=0x03,
+    subsystem_vendor_id=0x1AF4,
+    subsystem_id=0x1100,
+    interrupt_pin=1,
+    cache_line_size=0x10,
+)
+BAR0 = BarDef(0, 128 * 1024)  # memory-mapped registers
+BAR1 = BarDef(1, 64, io=True)  # IOADDR/IODATA
+
+_MASK32 = 0xFFFF_FFFF
+_ACTION_WRITES = frozenset({"ICR", "ICS", "IMS", "IMC"})
+_EECD_PINS = 0x7  # SK, CS, DI
+_EECD_REQ = 1 << 6
+_EECD_WRITABLE = _EECD_PINS | 0x30 | _EECD_REQ  # pins, FWE, EE_REQ
+_EECD_DO = 1 << 3
+_EECD_GNT = 1 << 7
+_EECD_PRES = 1 << 8
+_MDIC_READY = 1 << 28
+_MDIC_IE = 1 << 29
+_MDIC_ERROR = 1 << 30
+_MDIC_OP_WRITE, _MDIC_OP_READ = 1, 2
+_STATUS_LU = 1 << 1
+_PHY_STATUS_LINK = 1 << 2
+_PHY_STATUS_AN_DONE = 1 << 5
+
+
+def parse_mac(text: str) -> bytes:
+    """``"52:54:00:12:34:56"`` (or with dashes) as six bytes."""
+    raw = bytes.fromhex(text.replace(":", "").replace("-", ""))
+    if len(raw) != 6:
+        raise ValueError(f"{text!r} is not a MAC address")
+    return raw
+
+
+class _Window:
+    """Adapts a pair of device methods to the bus's Region protocol."""
+
+    def __init__(self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]) -> None:
+        self.read = read
+        self.write = write
+
+
+class E1000:
+    """An 82540EM.
+
+    Args:
+        name: The PCI function's name (its windows are mapped under it).
+        mac: Ethernet address stored in the EEPROM (default QEMU's 52:54:00:12:34:56).
+        tx_sink: Called with every transmitted frame (no CRC).
+        eeprom_overrides: Extra EEPROM words, ``word -> value``.
+
+    Attributes:
+        irq: The INTx line; ``irq.level`` is ``(ICR & IMS) != 0``.
+        pci: The PCI function (configuration space, BARs, DMA).
+        transmitted: Every frame transmitted since creation.
+        unimplemented_features: Counts of features the guest used that the model skips.
+    """
+
+    def __init__(
+        self,
+        name: str = "e1000",
+        mac: bytes = DEFAULT_MAC,
+        tx_sink: Callable[[bytes], None] | None = None,
+        eeprom_overrides: dict[int, int] | None = None,
+    ) -> None:
+        self.mac = bytes(mac)
+        self.eeprom_words = build_image(self.mac, eeprom_overrides)
+        self.eeprom = MicrowireEeprom(self.eeprom_words)
+        self.phy = Phy()
+        self.irq = IrqLine(f"{name}/INTx")
+        self.tx_sink = tx_sink
+        self.transmitted: list[bytes] = []
+        self.unimplemented_features: Counter[str] = Counter()
+        self.regs: dict[int, int] = {}
+        self._tx_pending = bytearray()
+        self.mmio = _Window(self.mmio_read, self.mmio_write)
+        self.io = _Window(self.io_read, self.io_write)
+        config_unimpl = {off: (n, why) for space, off, n, why in UNIMPLEMENTED if space == "pci-config"}
+        self.pci = PciFunction(name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl)
+        self.reset()
+
+    # -- reset ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Power-on reset: registers, EEPROM interface, PHY and PCI configuration."""
+        self.phy.reset()
+        self.pci.reset()
+        self.software_reset()
+
+    def software_reset(self) -> None:
+        """What CTRL.RST does: MAC registers to reset values, RAL0/RAH0 from the EEPROM."""
+        self.regs = {reg.offset: reg.reset for reg in MAC_REGISTERS if reg.kind is not Kind.UNIMPL}
+        self.regs.update({reg.offset: reg.reset for reg in IO_REGISTERS})
+        words = self.eeprom_words
+        self.set_reg("RAL[0]", words[0] | words[1] << 16)
+        self.set_reg("RAH[0]", words[2] | RAH_AV)
+        self.eeprom.reset()
+        self._tx_pending.clear()
+        self._update_irq()
+
+    # -- raw register storage (no side effects) --------------------------------------------
+
+    def reg(self, name: str) -> int:
+        """Stored value of MAC register ``name``, without read side effects."""
+        return self.regs[MAC_REGISTERS.named(name).offset]
+
+    def set_reg(self, name: str, value: int) -> None:
+        """Store ``value`` in register ``name`` without write side effects."""
+        self.regs[MAC_REGISTERS.named(name).offset] = value & _MASK32
+
+    # -- BAR0: memory-mapped registers -------------------------------------------------------
+
+    def mmio_read(self, offset: int, size: int) -> int:
+        """A guest read of ``size`` bytes at ``offset`` in BAR0."""
+        reg = self._lookup(MAC_REGISTERS, "mmio", offset, size)
+        hook = _READ_HOOKS.get(reg.name)
+        value = hook(self) if hook is not None else self._read_by_kind(reg)
+        return (value >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        """A guest write of ``size`` bytes at ``offset`` in BAR0."""
+        reg = self._lookup(MAC_REGISTERS, "mmio", offset, size)
+        value = self._widen(reg, offset, size, value)
+        hook = _WRITE_HOOKS.get(reg.name)
+        if hook is not None:
+            hook(self, value)
+        elif reg.kind is Kind.RW:
+            self._store(reg, value)
+        else:
+            logger.debug("write to read-only %s ignored", reg.name)
+
+    # -- BAR1: IOADDR / IODATA -------------------------------------------------------------
+
+    def io_read(self, offset: int, size: int) -> int:
+        """A guest read in the I/O BAR: IOADDR, or the register it selects via IODATA."""
+        reg = self._lookup(IO_REGISTERS, "pio", offset, size)
+        if reg.name == "IODATA":
+            return self.mmio_read(self.regs[0x00] + (offset & 3), size)
+        return (self.regs[reg.offset] >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
+
+    def io_write(self, offset: int, size: int, value: int) -> None:
+        """A guest write in the I/O BAR."""
+        reg = self._lookup(IO_REGISTERS, "pio", offset, size)
+        if reg.name == "IODATA":
+            self.mmio_write(self.regs[0x00] + (offset & 3), size, value)
+        else:
+            self._store(reg, self._widen(reg, offset, size, value))
+
+    # -- host side: the wire and the link -----------------------------------------------------
+
+    def receive(self, frame: bytes) -> bool:
+        """Deliver ``frame`` (no CRC) from the network; True if it reached the ring.
+
+        Frames are refused while RCTL.EN is clear or when the address filters reject
+        them, and dropped (RXO, RNBC, MPC) when the ring lacks free descriptors.
+        """
+        if not self.reg("RCTL") & RCTL_EN or not accepts(self, frame):
+            return False
+        outcome = run_rx(self, frame)
+        self._raise_causes(outcome.causes)
+        return outcome.stored
+
+    def set_link(self, up: bool) -> None:
+        """Plug or unplug the cable: STATUS.LU, the PHY's link bits, and an LSC cause."""
+        status = self.reg("STATUS")
+        self.set_reg("STATUS", status | _STATUS_LU if up else status & ~_STATUS_LU)
+        bits = _PHY_STATUS_LINK | _PHY_STATUS_AN_DONE
+        self.phy.regs[1] = self.phy.regs[1] | bits if up else self.phy.regs[1] & ~bits
+        self._raise_causes(1 << ICR_BITS["LSC"])
+
+    # -- DMA and bookkeeping used by the ring code -------------------------------------------
+
+    def dma_read(self, addr: int, size_bytes: int) -> bytes:
+        """Read guest memory through the PCI function (needs bus mastering)."""
+        return self.pci.dma_read(addr, size_bytes)
+
+    def dma_write(self, addr: int, data: bytes) -> None:
+        """Write guest memory through the PCI function (needs bus mastering)."""
+        self.pci.dma_write(addr, data)
+
+    def note_unimplemented(self, feature: str) -> None:
+        """Count a guest-requested feature the model does not model."""
+        self.unimplemented_features[feature] += 1
+        logger.debug("e1000 model: %s is not modelled", feature)
+
+    @property
+    def irq_level(self) -> bool:
+        """True while the INTx line is asserted."""
+        return self.irq.level
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _lookup(self, table: RegisterMap, space: str, offset: int, size: int) -> Reg:
+        if size not in (1, 2, 4) or (offset & 3) + size > 4:
+            raise ValueError(f"{space} access of {size} bytes at {offset:#x} crosses a register")
+        reg = table.at(offset)
+        if reg is None:
+            raise Unimplemented(space, offset, table.name_at(offset), "reserved: no register at this offset")
+        if reg.kind is Kind.UNIMPL:
+            raise Unimplemented(space, offset, reg.name, reg.note)
+        return reg
+
+    def _widen(self, reg: Reg, offset: int, size: int, value: int) -> int:
+        if size == 4:
+            return value & _MASK32
+        shift = 8 * (offset & 3)
+        mask = ((1 << (8 * size)) - 1) << shift
+        base = 0 if reg.name in _ACTION_WRITES else self.regs[reg.offset]
+        return (base & ~mask) | ((value << shift) & mask)
+
+    def _store(self, reg: Reg, value: int) -> None:
+        old = self.regs[reg.offset]
+        self.regs[reg.offset] = (old & ~reg.wmask) | (value & reg.wmask)
+
+    def _read_by_kind(self, reg: Reg) -> int:
+        value = self.regs[reg.offset]
+        if reg.kind is Kind.WO:
+            return 0
+        if reg.kind is Kind.RC:
+            self.regs[reg.offset] = 0
+        elif reg.kind is Kind.RC_HIGH:
+            self.regs[reg.offset] = 0
+            self.regs[reg.offset - 4] = 0
+        return value
+
+    def _raise_causes(self, causes: int) -> None:
+        if causes:
+            self.set_reg("ICR", self.reg("ICR") | causes)
+            self._update_irq()
+
+    def _update_irq(self) -> None:
+        self.irq.set(bool(self.reg("ICR") & self.reg("IMS")))
+
+    def _transmit(self) -> None:
+        if not self.reg("TCTL") & TCTL_EN:
+            return
+        run = run_tx(self, self._tx_pending)
+        for frame in run.frames:
+            self.transmitted.append(frame)
+            if self.tx_sink is not None:
+                self.tx_sink(frame)
+        self._raise_causes(run.causes)
+
+    # -- hooks: registers with side effects ---------------------------------------------------
+
+    def _write_ctrl(self, value: int) -> None:
+        if value & CTRL_RST:
+            self.software_reset()  # RST self-clears: CTRL reads its reset value afterwards
+            return
+        if value & CTRL_PHY_RST and not self.reg("CTRL") & CTRL_PHY_RST:
+            self.phy.reset()
+        self.set_reg("CTRL", value)
+
+    def _read_eecd(self) -> int:
+        stored = self.reg("EECD")
+        grant = _EECD_GNT if stored & _EECD_REQ else 0
+        return stored | grant | _EECD_PRES | (_EECD_DO if self.eeprom.do else 0)
+
+    def _write_eecd(self, value: int) -> None:
+        self.set_reg("EECD", value & _EECD_WRITABLE)
+        self.eeprom.pins(sk=bool(value & 1), cs=bool(value & 2), di=bool(value & 4))
+
+    def _read_eerd(self) -> int:
+        stored = self.reg("EERD")
+        if not stored & EERD_START:
+            return stored
+        address = (stored >> 8) & 0xFF
+        data = self.eeprom_words[address] if address < EEPROM_WORDS else 0
+        return stored | EERD_DONE | data << 16
+
+    def _write_eerd(self, value: int) -> None:
+        self.set_reg("EERD", value & (EERD_START | 0xFF00))
+
+    def _write_mdic(self, value: int) -> None:
+        op = (value >> 26) & 0x3
+        phy_address, number = (value >> 21) & 0x1F, (value >> 16) & 0x1F
+        if op == _MDIC_OP_READ:
+            result = self.phy.read(phy_address, number)
+        elif op == _MDIC_OP_WRITE:
+            result = self.phy.write(phy_address, number, value & 0xFFFF)
+        else:
+            result = None
+        stored = value & 0x3FFF_0000 & ~_MDIC_READY
+        if result is None or result.error:
+            stored |= _MDIC_ERROR | (value & 0xFFFF)
+        else:
+            stored |= result.data
+        self.set_reg("MDIC", stored | _MDIC_READY)
+        if value & _MDIC_IE:
+            self._raise_causes(1 << ICR_BITS["MDAC"])
+
+    def _read_icr(self) -> int:
+        value = self.reg("ICR")
+        self.set_reg("ICR", 0)
+        self._update_irq()
+        return value
+
+    def _write_icr(self, value: int) -> None:
+        self.set_reg("ICR", self.reg("ICR") & ~value)
+        self._update_irq()
+
+    def _write_ics(self, value: int) -> None:
+        self._raise_causes(value)
+
+    def _write_ims(self, value: int) -> None:
+        self.set_reg("IMS", self.reg("IMS") | (value & IMS_VALID))
+        self._update_irq()
+
+    def _write_imc(self, value: int) -> None:
+        self.set_reg("IMS", self.reg("IMS") & ~value)
+        self._update_irq()
+
+    def _write_tctl(self, value: int) -> None:
+        self._store(MAC_REGISTERS.named("TCTL"), value)
+        self._transmit()
+
+    def _write_tdt(self, value: int) -> None:
+        self.set_reg("TDT", value & 0xFFFF)
+        self._transmit()
+
+
+_READ_HOOKS: dict[str, Callable[[E1000], int]] = {
+    "EECD": E1000._read_eecd,
+    "EERD": E1000._read_eerd,
+    "ICR": E1000._read_icr,
+    "ICS": lambda dev: dev.reg("ICR"),
+    "IMC": lambda dev: 0,
+}
+_WRITE_HOOKS: dict[str, Callable[[E1000, int], None]] = {
+    "CTRL": E1000._write_ctrl,
+    "EECD": E1000._write_eecd,
+    "EERD": E1000._write_eerd,
+    "MDIC": E1000._write_mdic,
+    "ICR": E1000._write_icr,
+    "ICS": E1000._write_ics,
+    "IMS": E1000._write_ims,
+    "IMC": E1000._write_imc,
+    "TCTL": E1000._write_tctl,
+    "TDT": E1000._write_tdt,
+}

@@ -1,0 +1,123 @@
+"""The e1000's serial EEPROM: its 64-word image and the Microwire bit-bang protocol.
+
+Why: drivers learn the MAC address and checksum from the EEPROM, either through EERD
+(one register write, one read) or by toggling EECD pins one clock at a time (older
+drivers and iPXE). The 82540EM uses a 1 Kbit (64 x 16) Microwire part (93C46 class,
+SDM 5.3 and 13.4.3): with CS high the driver clocks in a start bit, a 2-bit opcode
+(read = 10b) and a 6-bit address on DI, sampled on SK rising edges; the part then drives
+a dummy 0 and the word's 16 bits, MSB first, on DO, one bit per SK rising edge, and
+keeps going with the next word while CS stays high.
+
+The image follows the SDM's map (5.6): words 0-2 the MAC address (low byte first),
+0x0B-0x0E subsystem/vendor ids, and word 0x3F chosen so all 64 words sum to 0xBABA.
+Words the map leaves to the OEM are 0xFFFF (an erased part) until a capture shows
+QEMU's values; a replay reports any difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["EEPROM_WORDS", "CHECKSUM_WORD", "CHECKSUM_TARGET", "build_image", "MicrowireEeprom"]
+
+EEPROM_WORDS = 64
+CHECKSUM_WORD = 0x3F
+CHECKSUM_TARGET = 0xBABA
+_ADDR_BITS = 6
+_OPCODE_READ = 0b110  # start bit + opcode 10b
+
+# Word -> (value, source). MAC words are added by build_image.
+_FIXED_WORDS: Mapping[int, tuple[int, str]] = {
+    0x0B: (0x100E, "subsystem id (SDM 5.6.8)"),
+    0x0C: (0x8086, "subsystem vendor id (SDM 5.6.9)"),
+    0x0D: (0x100E, "device id (SDM 5.6.10)"),
+    0x0E: (0x8086, "vendor id (SDM 5.6.11)"),
+}
+
+
+def build_image(mac: bytes, overrides: Mapping[int, int] | None = None) -> list[int]:
+    """The 64-word EEPROM image for ``mac``, with a valid checksum word.
+
+    Args:
+        mac: Six bytes of Ethernet address.
+        overrides: Extra ``word -> value`` settings (not the checksum word).
+
+    Returns:
+        64 words whose sum modulo 2**16 is 0xBABA.
+    """
+    if len(mac) != 6:
+        raise ValueError(f"a MAC address has 6 bytes, got {len(mac)}")
+    words = [0xFFFF] * EEPROM_WORDS
+    for index, (value, _source) in _FIXED_WORDS.items():
+        words[index] = value
+    for i in range(3):
+        words[i] = mac[2 * i] | (mac[2 * i + 1] << 8)
+    for index, value in (overrides or {}).items():
+        if index == CHECKSUM_WORD or not 0 <= index < EEPROM_WORDS:
+            raise ValueError(f"EEPROM word {index:#x} cannot be overridden")
+        words[index] = value & 0xFFFF
+    words[CHECKSUM_WORD] = (CHECKSUM_TARGET - sum(words[:CHECKSUM_WORD])) & 0xFFFF
+    return words
+
+
+class MicrowireEeprom:
+    """The pin-level state machine behind EECD's SK/CS/DI/DO bits."""
+
+    def __init__(self, words: list[int]) -> None:
+        self.words = words
+        self.reset()
+
+    def reset(self) -> None:
+        """Deselect the part and drop any half-shifted command."""
+        self._sk = False
+        self._cs = False
+        self._shift_in = 0
+        self._bits_in = 0
+        self._reading = False
+        self._address = 0
+        self._bit_out = -1  # -1: the dummy 0 bit; 0..15: data bit 15 - n
+        self.do = False
+
+    def pins(self, sk: bool, cs: bool, di: bool) -> None:
+        """Apply new pin levels; state changes happen on SK rising edges with CS high."""
+        if not cs:
+            self._cs = False
+            self._sk = sk
+            self._shift_in = self._bits_in = 0
+            self._reading = False
+            self.do = False
+            return
+        if not self._cs:  # CS rising: a new command begins
+            self._cs = True
+            self._shift_in = self._bits_in = 0
+            self._reading = False
+        rising = sk and not self._sk
+        self._sk = sk
+        if not rising:
+            return
+        if self._reading:
+            self._clock_out()
+        else:
+            self._clock_in(di)
+
+    def _clock_in(self, di: bool) -> None:
+        if self._bits_in == 0 and not di:
+            return  # leading zeros before the start bit are ignored
+        self._shift_in = (self._shift_in << 1) | int(di)
+        self._bits_in += 1
+        if self._bits_in == 3 + _ADDR_BITS:
+            opcode = self._shift_in >> _ADDR_BITS
+            if opcode == _OPCODE_READ:
+                self._reading = True
+                self._address = self._shift_in & (EEPROM_WORDS - 1)
+                self._bit_out = -1
+                self.do = False
+            # write/erase opcodes are accepted and ignored: QEMU's EEPROM is read-only
+
+    def _clock_out(self) -> None:
+        self._bit_out += 1
+        if self._bit_out == 16:
+            self._address = (self._address + 1) % EEPROM_WORDS
+            self._bit_out = 0
+        word = self.words[self._address]
+        self.do = bool((word >> (15 - self._bit_out)) & 1)

@@ -1,0 +1,342 @@
+"""PCI functions (type-0 configuration space) and configuration mechanism #1.
+
+Why this exists: a trace of a real guest starts with firmware and drivers talking to the
+device through configuration space (ids, BAR sizing, enabling decode), and the device's
+register windows only appear once BARs are programmed. The model follows the PCI Local
+Bus Specification 3.0 (section 6, configuration space; section 3.2.2.3.2, configuration
+mechanism #1): per-byte writable masks keep read-only fields read-only, status error bits
+are write-one-to-clear, writing all ones to a BAR reads back its size mask, and a BAR
+decodes only while the matching COMMAND enable bit is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from qtrace.refemu.bus import AddressSpace, Region
+from qtrace.refemu.memory import SparseMemory
+from qtrace.refemu.regmap import Field, Kind, Reg, RegisterMap, Unimplemented
+
+__all__ = [
+    "CONFIG_HEADER",
+    "CONFIG_ADDRESS_PORT",
+    "CONFIG_DATA_PORT",
+    "COMMAND_IO",
+    "COMMAND_MEMORY",
+    "COMMAND_MASTER",
+    "BarDef",
+    "PciIdentity",
+    "PciFunction",
+    "PciHost",
+]
+
+logger = logging.getLogger(__name__)
+
+CONFIG_SIZE_BYTES = 256
+CONFIG_ADDRESS_PORT = 0xCF8
+CONFIG_DATA_PORT = 0xCFC
+
+COMMAND_IO = 1 << 0
+COMMAND_MEMORY = 1 << 1
+COMMAND_MASTER = 1 << 2
+COMMAND_MWI = 1 << 4
+COMMAND_PARITY = 1 << 6
+COMMAND_SERR = 1 << 8
+
+# Status bits 15:11 report errors and are cleared by writing 1 (PCI 3.0, 6.2.3).
+STATUS_W1C = 0xF800
+
+_BAR_FIRST, _BAR_LAST = 0x10, 0x24
+_IO_SPACE_END = 0x1_0000  # x86 port space
+_MEM32_END = 0xFFFF_FFFF  # a 32-bit window whose last byte reaches here never decodes
+
+# Names and fields of the type-0 header, per dword; used to name config accesses.
+CONFIG_HEADER = RegisterMap(
+    [
+        Reg(0x00, "ID", kind=Kind.RO, fields=(Field("VENDOR", 0, 15), Field("DEVICE", 16, 31))),
+        Reg(
+            0x04,
+            "COMMAND_STATUS",
+            fields=(
+                Field("IO", 0),
+                Field("MEM", 1),
+                Field("MASTER", 2),
+                Field("MWI", 4),
+                Field("PARITY", 6),
+                Field("SERR", 8),
+                Field("INTX_DISABLE", 10),
+                Field("CAP_LIST", 20),
+                Field("STATUS_ERRORS", 27, 31),
+            ),
+        ),
+        Reg(0x08, "CLASS_REV", kind=Kind.RO, fields=(Field("REVISION", 0, 7), Field("CLASS", 8, 31))),
+        Reg(
+            0x0C,
+            "BIST_HDR_LAT_CLS",
+            fields=(Field("CACHE_LINE", 0, 7), Field("LATENCY", 8, 15), Field("HEADER_TYPE", 16, 23)),
+        ),
+        *[Reg(0x10 + 4 * i, f"BAR{i}", fields=(Field("SPACE", 0), Field("ADDRESS", 4, 31))) for i in range(6)],
+        Reg(0x28, "CARDBUS_CIS", kind=Kind.RO),
+        Reg(0x2C, "SUBSYSTEM", kind=Kind.RO, fields=(Field("SUBVENDOR", 0, 15), Field("SUBSYSTEM", 16, 31))),
+        Reg(0x30, "ROM_BAR"),
+        Reg(0x34, "CAP_PTR", kind=Kind.RO),
+        Reg(0x3C, "INTERRUPT", fields=(Field("LINE", 0, 7), Field("PIN", 8, 15))),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class BarDef:
+    """One base address register: its index, window size (a power of two) and space."""
+
+    index: int
+    size_bytes: int
+    io: bool = False
+
+    @property
+    def offset(self) -> int:
+        return _BAR_FIRST + 4 * self.index
+
+    @property
+    def type_bits(self) -> int:
+        """The read-only low bits: 1 for I/O, 0 for 32-bit non-prefetchable memory."""
+        return 1 if self.io else 0
+
+    @property
+    def address_mask(self) -> int:
+        """Writable address bits, i.e. what reads back after writing all ones."""
+        return ~(self.size_bytes - 1) & 0xFFFF_FFFF
+
+
+@dataclass(frozen=True)
+class PciIdentity:
+    """The read-only identity of a function and its fixed header values."""
+
+    vendor_id: int
+    device_id: int
+    class_code: int
+    revision: int = 0
+    subsystem_vendor_id: int = 0
+    subsystem_id: int = 0
+    interrupt_pin: int = 0
+    header_type: int = 0
+    cache_line_size: int = 0
+    command_wmask: int = COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER
+    latency_writable: bool = True
+
+
+class PciFunction:
+    """One PCI function: its 256-byte configuration space and BAR windows.
+
+    Args:
+        name: Unique owner name for the windows it maps (e.g. ``"00:02.0"``).
+        identity: Ids and fixed values.
+        bars: BAR definitions with the region each one serves.
+        unimplemented: Config dwords the model does not implement (offset -> (name, reason));
+            accessing them raises :class:`~qtrace.refemu.regmap.Unimplemented`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        identity: PciIdentity,
+        bars: Sequence[tuple[BarDef, Region]] = (),
+        unimplemented: Mapping[int, tuple[str, str]] | None = None,
+    ) -> None:
+        self.name = name
+        self.identity = identity
+        self.bars = list(bars)
+        self.unimplemented = dict(unimplemented or {})
+        self.config = bytearray(CONFIG_SIZE_BYTES)
+        self._wmask = bytearray(CONFIG_SIZE_BYTES)
+        self._w1cmask = bytearray(CONFIG_SIZE_BYTES)
+        self._spaces: tuple[AddressSpace, AddressSpace] | None = None
+        self._memory: SparseMemory | None = None
+        self.dma_blocked = 0
+        self.reset()
+
+    # -- wiring ------------------------------------------------------------------------
+
+    def attach(self, memory_space: AddressSpace, io_space: AddressSpace, memory: SparseMemory) -> None:
+        """Connect the function to the machine's address spaces and RAM (for DMA)."""
+        self._spaces = (memory_space, io_space)
+        self._memory = memory
+        self._remap()
+
+    def reset(self) -> None:
+        """Power-on values: ids, zeroed BARs, decoding off."""
+        ident = self.identity
+        cfg, wm = self.config, self._wmask
+        cfg[:] = bytes(CONFIG_SIZE_BYTES)
+        wm[:] = bytes(CONFIG_SIZE_BYTES)
+        self._w1cmask[:] = bytes(CONFIG_SIZE_BYTES)
+        self._put(0x00, 2, ident.vendor_id)
+        self._put(0x02, 2, ident.device_id)
+        self._put(0x08, 1, ident.revision)
+        self._put(0x09, 3, ident.class_code)
+        self._put(0x0C, 1, ident.cache_line_size)
+        self._put(0x0E, 1, ident.header_type)
+        self._put(0x2C, 2, ident.subsystem_vendor_id)
+        self._put(0x2E, 2, ident.subsystem_id)
+        self._put(0x3D, 1, ident.interrupt_pin)
+        self._put(0x04, 2, ident.command_wmask, wm)
+        self._put(0x06, 2, STATUS_W1C, self._w1cmask)
+        self._put(0x0C, 1, 0xFF, wm)
+        if ident.latency_writable:
+            self._put(0x0D, 1, 0xFF, wm)
+        self._put(0x3C, 1, 0xFF, wm)
+        for bar, _region in self.bars:
+            self._put(bar.offset, 4, bar.type_bits)
+            self._put(bar.offset, 4, bar.address_mask & ~(0x3 if bar.io else 0xF), wm)
+        self._remap()
+
+    # -- configuration space -----------------------------------------------------------
+
+    def config_read(self, offset: int, size: int) -> int:
+        """A ``size``-byte read at ``offset`` of configuration space."""
+        self._check(offset, size)
+        return int.from_bytes(self.config[offset : offset + size], "little")
+
+    def config_write(self, offset: int, size: int, value: int) -> None:
+        """A ``size``-byte write; read-only bits keep their value, W1C bits clear."""
+        self._check(offset, size)
+        for i in range(size):
+            byte = (value >> (8 * i)) & 0xFF
+            pos = offset + i
+            old = self.config[pos] & ~(byte & self._w1cmask[pos])
+            self.config[pos] = (old & ~self._wmask[pos]) | (byte & self._wmask[pos])
+        if offset < _BAR_LAST + 4 and offset + size > 0x04:
+            self._remap()
+
+    @property
+    def command(self) -> int:
+        return self.config_read_raw(0x04, 2)
+
+    def config_read_raw(self, offset: int, size: int) -> int:
+        """Read configuration bytes without the unimplemented check (for the model's use)."""
+        return int.from_bytes(self.config[offset : offset + size], "little")
+
+    def bar_address(self, index: int) -> int | None:
+        """Where BAR ``index`` decodes now, or ``None`` when it does not decode.
+
+        A BAR decodes when COMMAND enables its space, its address is not 0, and the
+        window fits below the top of its space (I/O: 64 KiB; memory: the last byte below
+        0xFFFFFFFF, so the all-ones sizing pattern never decodes).
+        """
+        bar = next((b for b, _ in self.bars if b.index == index), None)
+        if bar is None:
+            return None
+        enable = COMMAND_IO if bar.io else COMMAND_MEMORY
+        if not self.command & enable:
+            return None
+        base = self.config_read_raw(bar.offset, 4) & bar.address_mask
+        limit = _IO_SPACE_END if bar.io else _MEM32_END
+        if base == 0 or base + bar.size_bytes > limit:
+            return None
+        return base
+
+    # -- DMA -----------------------------------------------------------------------------
+
+    def dma_read(self, addr: int, size_bytes: int) -> bytes:
+        """Read guest memory as bus master; all-ones (a master abort) when not allowed."""
+        if self._memory is None or not self.command & COMMAND_MASTER:
+            self.dma_blocked += 1
+            logger.debug("%s: DMA read at %#x blocked (bus master disabled)", self.name, addr)
+            return b"\xff" * size_bytes
+        return self._memory.read(addr, size_bytes)
+
+    def dma_write(self, addr: int, data: bytes) -> None:
+        """Write guest memory as bus master; dropped when not allowed."""
+        if self._memory is None or not self.command & COMMAND_MASTER:
+            self.dma_blocked += 1
+            logger.debug("%s: DMA write at %#x dropped (bus master disabled)", self.name, addr)
+            return
+        self._memory.write(addr, data)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _put(self, offset: int, size: int, value: int, target: bytearray | None = None) -> None:
+        buf = self.config if target is None else target
+        buf[offset : offset + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+
+    def _check(self, offset: int, size: int) -> None:
+        if size not in (1, 2, 4) or offset < 0 or offset + size > CONFIG_SIZE_BYTES:
+            raise ValueError(f"bad config access: {size} bytes at {offset:#x}")
+        entry = self.unimplemented.get(offset & ~3)
+        if entry is not None:
+            raise Unimplemented("pci-config", offset, entry[0], entry[1])
+
+    def _remap(self) -> None:
+        if self._spaces is None:
+            return
+        memory_space, io_space = self._spaces
+        for bar, region in self.bars:
+            space = io_space if bar.io else memory_space
+            owner = f"{self.name}/BAR{bar.index}"
+            base = self.bar_address(bar.index)
+            if base is None:
+                space.unmap(owner)
+            else:
+                space.map(owner, base, bar.size_bytes, region)
+
+
+class PciHost:
+    """Configuration mechanism #1 on ports 0xCF8 (address) and 0xCFC-0xCFF (data).
+
+    Only dword accesses at 0xCF8 hit the address register (other sizes belong to other
+    chipset ports, e.g. 0xCF9 reset control, and are not claimed here). Data-port
+    accesses of 1, 2 or 4 bytes at 0xCFC+n reach config offset ``register + n`` of the
+    addressed function; with the enable bit clear or no function there, reads return all
+    ones (a master abort) and writes are dropped.
+    """
+
+    ENABLE = 1 << 31
+
+    def __init__(self) -> None:
+        self.address = 0
+        self.functions: dict[tuple[int, int, int], PciFunction] = {}
+
+    def add(self, bus: int, slot: int, function: int, fn: PciFunction) -> None:
+        """Put ``fn`` at ``bus:slot.function``."""
+        key = (bus, slot, function)
+        if key in self.functions:
+            raise ValueError(f"PCI {bus:02x}:{slot:02x}.{function} is taken")
+        self.functions[key] = fn
+
+    def claims(self, port: int, size: int) -> bool:
+        """Whether this access is a configuration-mechanism access."""
+        if port == CONFIG_ADDRESS_PORT:
+            return size == 4
+        return CONFIG_DATA_PORT <= port and port + size <= CONFIG_DATA_PORT + 4
+
+    def read(self, port: int, size: int) -> int:
+        """Read the address register or the addressed config bytes."""
+        if port == CONFIG_ADDRESS_PORT:
+            return self.address
+        target = self._target(port)
+        if target is None:
+            return (1 << (8 * size)) - 1
+        fn, offset = target
+        return fn.config_read(offset, size)
+
+    def write(self, port: int, size: int, value: int) -> None:
+        """Latch the address register or write the addressed config bytes."""
+        if port == CONFIG_ADDRESS_PORT:
+            self.address = value & 0xFFFF_FFFF
+            return
+        target = self._target(port)
+        if target is not None:
+            fn, offset = target
+            fn.config_write(offset, size, value)
+
+    def _target(self, port: int) -> tuple[PciFunction, int] | None:
+        addr = self.address
+        if not addr & self.ENABLE:
+            return None
+        key = ((addr >> 16) & 0xFF, (addr >> 11) & 0x1F, (addr >> 8) & 0x7)
+        fn = self.functions.get(key)
+        if fn is None:
+            return None
+        return fn, (addr & 0xFC) + (port - CONFIG_DATA_PORT)

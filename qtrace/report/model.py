@@ -1,0 +1,427 @@
+"""The report model: everything a view shows about one capture, computed once.
+
+:func:`build_report` reads a capture directory (``trace.jsonl`` plus, when present,
+``source-snippets.json`` or ``source/``) and returns a :class:`CaptureReport`. The Markdown,
+HTML and terminal views only lay this model out; none of them computes anything.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qtrace.annotate import (
+    AnnotatedStack,
+    Decoded,
+    SourceProvider,
+    annotate_stack,
+    capture_source,
+    decode_access,
+)
+from qtrace.errors import ReportError
+from qtrace.report.sequence import Sequence, build_sequence
+from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
+
+__all__ = [
+    "RegisterRow",
+    "StackView",
+    "ExitRow",
+    "Finding",
+    "IrqRow",
+    "DmaRow",
+    "CaptureReport",
+    "build_report",
+    "report_from_trace",
+    "access_kind",
+    "representative_kind",
+]
+
+WAIT_IO_PREFIX = "qemu_wait_io_event"
+
+
+def access_kind(access: Access) -> str:
+    """``<space> <op>``, e.g. ``mmio read``: the unit reports and diffs group accesses by."""
+    return f"{access.space} {access.op}"
+
+
+@dataclass(frozen=True)
+class RegisterRow:
+    """Accesses to one register (one space and offset)."""
+
+    space: str
+    offset: int
+    name: str
+    known: bool
+    desc: str
+    reads: int
+    writes: int
+    last_op: str
+    last_value: int
+    last_size: int
+    decoded: str
+
+
+@dataclass(frozen=True)
+class StackView:
+    """An annotated stack and what used it."""
+
+    stack: AnnotatedStack
+    uses: int
+    kinds: tuple[str, ...]
+    handlers: tuple[str, ...]
+    exit_kinds: tuple[tuple[str, int], ...]
+    roles: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return self.stack.id
+
+    @property
+    def title(self) -> str:
+        """A heading: the innermost frame, what reached it, how often."""
+        top = self.stack.frames[0].func if self.stack.frames else "(empty)"
+        what = ", ".join(self.kinds) if self.kinds else "/".join(self.roles)
+        via = ", ".join(k for k, _ in self.exit_kinds)
+        via_text = f" via {via}" if via else ""
+        return f"{top}: {what}{via_text} ({self.uses}x)"
+
+
+@dataclass(frozen=True)
+class ExitRow:
+    """Exits of one reason and one address or port, with how QEMU handled them."""
+
+    reason: str
+    target: str
+    count: int
+    accesses: int
+    handled_at: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A statement the trace supports (``holds``), or one it contradicts."""
+
+    key: str
+    holds: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class IrqRow:
+    """An interrupt line change and who made it."""
+
+    seq: int
+    level: int
+    line: str
+    stack: str | None
+    by: str
+
+
+@dataclass(frozen=True)
+class DmaRow:
+    """A DMA transfer and who made it."""
+
+    seq: int
+    op: str
+    addr: int
+    size: int
+    data: str
+    truncated: bool
+    stack: str | None
+    by: str
+
+
+@dataclass(frozen=True)
+class CaptureReport:
+    """One capture, ready to render."""
+
+    name: str
+    header: Header
+    end: End | None
+    command: str
+    source_kind: str
+    counts: tuple[tuple[str, int], ...]
+    registers: tuple[RegisterRow, ...]
+    stacks: tuple[StackView, ...]
+    exits: tuple[ExitRow, ...]
+    findings: tuple[Finding, ...]
+    representative: Access | None
+    representative_decoded: Decoded | None
+    sequence: Sequence | None
+    irqs: tuple[IrqRow, ...] = ()
+    dmas: tuple[DmaRow, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        h = self.header
+        return f"How QEMU {h.qemu_version} emulates {h.device} under {h.accel.upper()}"
+
+    def stack_view(self, stack_id: str | None) -> StackView | None:
+        """The view of stack ``stack_id``, if the trace has it."""
+        return next((s for s in self.stacks if s.id == stack_id), None)
+
+
+# --- building ------------------------------------------------------------------------------
+
+
+def build_report(capture: Path | str, *, command: str | None = None, name: str | None = None) -> CaptureReport:
+    """Read a capture directory (or trace file) and build its report model.
+
+    Raises:
+        ReportError: the capture has no trace.
+        TraceFormatError: the trace is not valid ``qtrace-trace/1``.
+    """
+    capture = Path(capture)
+    trace_path = capture / "trace.jsonl" if capture.is_dir() else capture
+    if not trace_path.is_file():
+        raise ReportError(
+            f"{capture} has no trace.jsonl",
+            hint="Pass a capture directory made by `qtrace capture` (captures/<device>-<accel>-<stamp>/).",
+        )
+    trace = read_trace(trace_path)
+    source = capture_source(capture)
+    return report_from_trace(trace, name=name or trace_path.parent.name, source=source, command=command)
+
+
+def report_from_trace(
+    trace: Trace, *, name: str, source: SourceProvider | None = None, command: str | None = None
+) -> CaptureReport:
+    """Build the report model of an in-memory trace."""
+    header = trace.header
+    annotated = {
+        sid: annotate_stack(stack, qemu_version=header.qemu_version, accel=header.accel, source=source)
+        for sid, stack in sorted(trace.stacks.items(), key=lambda kv: _natural(kv[0]))
+    }
+    exits_by_seq = {e.seq: e for e in trace.exits}
+    accesses = trace.accesses
+    representative, kind_stack = _representative(accesses)
+    decoded = decode_access(header.device, representative) if representative else None
+    sequence = None
+    if representative is not None and representative.stack in annotated:
+        exit_record = exits_by_seq.get(representative.exit_seq) if representative.exit_seq is not None else None
+        sequence = build_sequence(annotated[representative.stack], representative, decoded, exit_record, header.accel)
+    source_kind = type(source).__name__ if source is not None else "none"
+    return CaptureReport(
+        name=name,
+        header=header,
+        end=trace.end,
+        command=command or " ".join(header.argv),
+        source_kind=source_kind,
+        counts=_counts(trace),
+        registers=_register_rows(header.device, accesses),
+        stacks=_stack_views(trace, annotated, exits_by_seq),
+        exits=_exit_rows(trace, annotated),
+        findings=_findings(header, accesses, annotated),
+        representative=representative,
+        representative_decoded=decoded,
+        sequence=sequence,
+        irqs=tuple(IrqRow(i.seq, i.level, i.line, i.stack, _device_frame(annotated, i.stack)) for i in trace.irqs),
+        dmas=tuple(
+            DmaRow(d.seq, d.op, d.addr, d.size, d.data, d.truncated, d.stack, _device_frame(annotated, d.stack))
+            for d in trace.dmas
+        ),
+    )
+
+
+def _natural(text: str) -> tuple[str, int, str]:
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return (text.rstrip("0123456789"), int(digits) if digits else -1, text)
+
+
+KIND_PREFERENCE = ("mmio read", "pio read", "mmio write", "pio write", "pci-config read", "pci-config write")
+
+
+def representative_kind(accesses: list[Access]) -> str | None:
+    """The access kind a report explains end to end: MMIO read first, by preference."""
+    present = Counter(access_kind(a) for a in accesses)
+    for kind in KIND_PREFERENCE:
+        if present[kind]:
+            return kind
+    return None
+
+
+def _representative(accesses: list[Access]) -> tuple[Access | None, str | None]:
+    kind = representative_kind(accesses)
+    if kind is None:
+        return None, None
+    of_kind = [a for a in accesses if access_kind(a) == kind and a.stack is not None]
+    if not of_kind:
+        return None, None
+    usage = Counter(a.stack for a in of_kind)
+    stack = min(usage, key=lambda s: (-usage[s], _natural(s or "")))
+    return next(a for a in of_kind if a.stack == stack), stack
+
+
+def _counts(trace: Trace) -> tuple[tuple[str, int], ...]:
+    kinds = Counter(access_kind(a) for a in trace.accesses)
+    rows = [("accesses", len(trace.accesses))]
+    rows += [(f"  {k}", kinds[k]) for k in sorted(kinds)]
+    rows += [
+        ("distinct stacks", len(trace.stacks)),
+        ("KVM exits recorded", len(trace.exits)),
+        ("interrupt line changes", len(trace.irqs)),
+        ("DMA transfers", len(trace.dmas)),
+    ]
+    return tuple(rows)
+
+
+def _register_rows(device: str, accesses: list[Access]) -> tuple[RegisterRow, ...]:
+    groups: dict[tuple[str, int], list[Access]] = {}
+    for access in accesses:
+        groups.setdefault((access.space, access.offset), []).append(access)
+    rows = []
+    for (space, offset), group in sorted(groups.items()):
+        last = group[-1]
+        decoded = decode_access(device, last)
+        rows.append(
+            RegisterRow(
+                space=space,
+                offset=offset,
+                name=decoded.name,
+                known=decoded.known,
+                desc=decoded.desc,
+                reads=sum(1 for a in group if a.op == "read"),
+                writes=sum(1 for a in group if a.op == "write"),
+                last_op=last.op,
+                last_value=last.value,
+                last_size=last.size,
+                decoded=decoded.summary(),
+            )
+        )
+    return tuple(rows)
+
+
+def _stack_views(trace: Trace, annotated: dict[str, AnnotatedStack], exits: dict[int, Exit]) -> tuple[StackView, ...]:
+    views = []
+    for sid, stack in annotated.items():
+        users = [a for a in trace.accesses if a.stack == sid]
+        exit_kinds: Counter[str] = Counter()
+        for access in users:
+            linked = exits.get(access.exit_seq) if access.exit_seq is not None else None
+            if linked is not None:
+                exit_kinds[linked.reason] += 1
+            elif trace.header.accel == "tcg":
+                exit_kinds["none (TCG: softmmu helper)"] += 1
+        roles = []
+        irq_uses = sum(1 for i in trace.irqs if i.stack == sid)
+        dma_uses = sum(1 for d in trace.dmas if d.stack == sid)
+        exit_uses = sum(1 for e in trace.exits if e.stack == sid)
+        for role, count in (("access", len(users)), ("irq", irq_uses), ("dma", dma_uses), ("exit", exit_uses)):
+            if count:
+                roles.append(role)
+        views.append(
+            StackView(
+                stack=stack,
+                uses=len(users) + irq_uses + dma_uses + exit_uses,
+                kinds=tuple(sorted({access_kind(a) for a in users})),
+                handlers=tuple(sorted({a.handler for a in users if a.handler})),
+                exit_kinds=tuple(sorted(exit_kinds.items())),
+                roles=tuple(roles),
+            )
+        )
+    return tuple(views)
+
+
+def _kvm_handling(stack: AnnotatedStack) -> str:
+    """``kvm_cpu_exec (file:line) -> callee`` for a stack that passes through kvm_cpu_exec."""
+    frames = stack.frames
+    for index, frame in enumerate(frames):
+        if frame.func == "kvm_cpu_exec":
+            callee = frames[index - 1].func if index > 0 else "?"
+            return f"{frame.func} ({frame.location}) -> {callee}"
+    return ""
+
+
+def _exit_rows(trace: Trace, annotated: dict[str, AnnotatedStack]) -> tuple[ExitRow, ...]:
+    linked: dict[int, list[Access]] = {}
+    for access in trace.accesses:
+        if access.exit_seq is not None:
+            linked.setdefault(access.exit_seq, []).append(access)
+    groups: dict[tuple[str, str], list[Exit]] = {}
+    for record in trace.exits:
+        if record.reason == "KVM_EXIT_MMIO" and record.phys_addr is not None:
+            rw = "write" if record.is_write else "read"
+            target = f"{rw} {record.len or '?'}B @ {record.phys_addr:#x}"
+        elif record.reason == "KVM_EXIT_IO" and record.port is not None:
+            target = f"{record.direction or '?'} {record.size or '?'}B port {record.port:#x}"
+        else:
+            target = ""
+        groups.setdefault((record.reason, target), []).append(record)
+    rows = []
+    for (reason, target), group in sorted(groups.items()):
+        users = [a for e in group for a in linked.get(e.seq, [])]
+        handled = sorted({_kvm_handling(annotated[a.stack]) for a in users if a.stack in annotated} - {""})
+        if not handled and not users:
+            handled = ["no device access (not this device's region, or handled elsewhere)"]
+        rows.append(ExitRow(reason, target, len(group), len(users), "; ".join(handled)))
+    return tuple(rows)
+
+
+def _findings(header: Header, accesses: list[Access], annotated: dict[str, AnnotatedStack]) -> tuple[Finding, ...]:
+    used = sorted({a.stack for a in accesses if a.stack in annotated}, key=_natural)
+    if not used:
+        return ()
+    stacks = [annotated[s] for s in used if s is not None]
+    findings = []
+    waiting = [s.id for s in stacks if s.has_func(WAIT_IO_PREFIX)]
+    threads = sorted({f.func for s in stacks for f in s.frames if f.layer.id == "vcpu-thread"})
+    thread_text = ", ".join(threads) if threads else "the vCPU thread"
+    n, k = len(accesses), len(stacks)
+    if header.accel == "kvm":
+        outside = [s.id for s in stacks if not s.has_func("kvm_cpu_exec")]
+        if not outside and not waiting:
+            findings.append(
+                Finding(
+                    "synchronous-in-kvm-cpu-exec",
+                    True,
+                    f"All {n} device accesses ({k} distinct stacks) were handled synchronously on the vCPU "
+                    f"thread ({thread_text}) inside kvm_cpu_exec: KVM_RUN returned with the exit, "
+                    "kvm_cpu_exec dispatched it through the memory API to the device's handler, and only "
+                    "then re-entered the guest.",
+                )
+            )
+        elif outside:
+            findings.append(
+                Finding(
+                    "synchronous-in-kvm-cpu-exec",
+                    False,
+                    f"{len(outside)} of {k} access stacks do not pass through kvm_cpu_exec: {', '.join(outside)}.",
+                )
+            )
+    elif header.accel == "tcg" and not waiting:
+        outside = [s.id for s in stacks if not s.has_func("cpu_exec")]
+        if not outside:
+            findings.append(
+                Finding(
+                    "synchronous-in-cpu-exec",
+                    True,
+                    f"All {n} device accesses ({k} distinct stacks) were made synchronously on the vCPU thread "
+                    f"({thread_text}) from translated code inside cpu_exec: the guest's load/store called a "
+                    "softmmu helper that dispatched it to the device's handler. There is no KVM exit under TCG.",
+                )
+            )
+    if waiting:
+        findings.append(
+            Finding("not-in-qemu-wait-io-event", False, f"qemu_wait_io_event appears on stacks {', '.join(waiting)}.")
+        )
+    else:
+        findings.append(
+            Finding(
+                "not-in-qemu-wait-io-event",
+                True,
+                f"qemu_wait_io_event is not on the path: no frame named {WAIT_IO_PREFIX}* appears on any "
+                f"of the {k} stacks that reached the device. It runs only between guest runs, to sleep "
+                "or run queued work; it does not emulate device accesses.",
+            )
+        )
+    return tuple(findings)
+
+
+def _device_frame(annotated: dict[str, AnnotatedStack], stack_id: str | None) -> str:
+    """The innermost device-model frame of a stack: who raised the IRQ or did the DMA."""
+    stack = annotated.get(stack_id) if stack_id else None
+    if stack is None:
+        return ""
+    return next((f.func for f in stack.frames if f.layer.id == "device"), "")
