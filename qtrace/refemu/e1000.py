@@ -131,6 +131,7 @@ class E1000:
         self.transmitted: list[bytes] = []
         self.unimplemented_features: Counter[str] = Counter()
         self.regs: dict[int, int] = {}
+        self.io_regs: dict[int, int] = {}
         self._tx_pending = bytearray()
         self.mmio = _Window(self.mmio_read, self.mmio_write)
         self.io = _Window(self.io_read, self.io_write)
@@ -149,7 +150,7 @@ class E1000:
     def software_reset(self) -> None:
         """What CTRL.RST does: MAC registers to reset values, RAL0/RAH0 from the EEPROM."""
         self.regs = {reg.offset: reg.reset for reg in MAC_REGISTERS if reg.kind is not Kind.UNIMPL}
-        self.regs.update({reg.offset: reg.reset for reg in IO_REGISTERS})
+        self.io_regs = {reg.offset: reg.reset for reg in IO_REGISTERS}
         words = self.eeprom_words
         self.set_reg("RAL[0]", words[0] | words[1] << 16)
         self.set_reg("RAH[0]", words[2] | RAH_AV)
@@ -194,16 +195,18 @@ class E1000:
         """A guest read in the I/O BAR: IOADDR, or the register it selects via IODATA."""
         reg = self._lookup(IO_REGISTERS, "pio", offset, size)
         if reg.name == "IODATA":
-            return self.mmio_read(self.regs[0x00] + (offset & 3), size)
-        return (self.regs[reg.offset] >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
+            return self.mmio_read(self.io_regs[0x00] + (offset & 3), size)
+        return (self.io_regs[reg.offset] >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
 
     def io_write(self, offset: int, size: int, value: int) -> None:
         """A guest write in the I/O BAR."""
         reg = self._lookup(IO_REGISTERS, "pio", offset, size)
         if reg.name == "IODATA":
-            self.mmio_write(self.regs[0x00] + (offset & 3), size, value)
-        else:
-            self._store(reg, self._widen(reg, offset, size, value))
+            self.mmio_write(self.io_regs[0x00] + (offset & 3), size, value)
+            return
+        shift = 8 * (offset & 3)
+        mask = (((1 << (8 * size)) - 1) << shift) & reg.wmask
+        self.io_regs[reg.offset] = (self.io_regs[reg.offset] & ~mask) | ((value << shift) & mask)
 
     # -- host side: the wire and the link -----------------------------------------------------
 
