@@ -1,0 +1,154 @@
+"""e1000 registers: reset values observed in QEMU, CTRL.RST, EEPROM, PHY, unimplemented."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from refemu_nic import Nic
+
+from qtrace.refemu import E1000, Unimplemented
+
+CTRL, STATUS, EECD, EERD, MDIC = 0x0000, 0x0008, 0x0010, 0x0014, 0x0020
+IMS, RCTL, RAL0, RAH0 = 0x00D0, 0x0100, 0x5400, 0x5404
+
+
+def eerd_read(nic: Nic, word: int) -> int:
+    nic.wr(EERD, (word << 8) | 1)  # START, 82540EM layout: address in bits 15:8
+    value = nic.rd(EERD)
+    assert value & (1 << 4), "DONE (bit 4) must be set"
+    return value >> 16
+
+
+def test_reset_values_seen_in_qemu(nic: Nic) -> None:
+    assert nic.rd(STATUS) == 0x80080783
+    assert nic.rd(CTRL) == 0x00140240
+
+
+def test_eerd_reads_the_mac_words(nic: Nic) -> None:
+    assert [eerd_read(nic, w) for w in range(3)] == [0x5452, 0x1200, 0x5634]
+
+
+@given(st.binary(min_size=6, max_size=6))
+def test_eeprom_sums_to_0xbaba_for_any_mac(mac: bytes) -> None:
+    dev = E1000(mac=mac)
+    words = []
+    for w in range(64):
+        dev.mmio_write(EERD, 4, (w << 8) | 1)
+        words.append(dev.mmio_read(EERD, 4) >> 16)
+    assert sum(words) & 0xFFFF == 0xBABA
+    assert bytes(b for w in words[:3] for b in (w & 0xFF, w >> 8)) == mac
+
+
+def microwire_read(nic: Nic, word: int) -> int:
+    """Bit-bang a READ the way the Linux e1000 driver does (shift out, then shift in)."""
+    sk, cs, di, do = 1, 2, 4, 8
+
+    def clock(level: int) -> None:
+        nic.wr(EECD, level | sk)
+        nic.wr(EECD, level)
+
+    nic.wr(EECD, 1 << 6)  # EE_REQ
+    assert nic.rd(EECD) & (1 << 7), "EE_GNT"
+    base = (1 << 6) | cs
+    nic.wr(EECD, base)
+    command = (0b110 << 6) | word  # start bit, READ opcode 10b, 6 address bits
+    for bit in range(8, -1, -1):
+        clock(base | (di if command >> bit & 1 else 0))
+    value = 0
+    for _ in range(16):
+        nic.wr(EECD, base | sk)
+        value = value << 1 | (1 if nic.rd(EECD) & do else 0)
+        nic.wr(EECD, base)
+    nic.wr(EECD, 0)
+    return value
+
+
+def test_bit_banged_eecd_agrees_with_eerd(nic: Nic) -> None:
+    for word in (0, 1, 2, 0x0D, 0x3F):
+        assert microwire_read(nic, word) == eerd_read(nic, word)
+
+
+def test_ral0_rah0_hold_the_mac_with_address_valid(nic: Nic) -> None:
+    assert nic.rd(RAL0) == 0x12005452
+    assert nic.rd(RAH0) == 0x80000000 | 0x5634
+
+
+def test_ctrl_rst_self_clears_and_resets_registers(nic: Nic) -> None:
+    nic.wr(IMS, 0x1F)
+    nic.wr(RCTL, 0x8002)
+    nic.wr(CTRL, nic.rd(CTRL) | (1 << 26))
+    assert not nic.rd(CTRL) & (1 << 26)
+    assert nic.rd(CTRL) == 0x00140240
+    assert nic.rd(IMS) == 0
+    assert nic.rd(RCTL) == 0
+
+
+def mdic(nic: Nic, op: int, reg: int, data: int = 0, phy: int = 1) -> int:
+    nic.wr(MDIC, op << 26 | phy << 21 | reg << 16 | data)
+    value = nic.rd(MDIC)
+    assert value & (1 << 28), "READY"
+    return value
+
+
+def test_phy_id_through_mdic(nic: Nic) -> None:
+    assert mdic(nic, 2, 2) & 0xFFFF == 0x0141
+    assert mdic(nic, 2, 3) & 0xFFFF == 0x0C20
+
+
+def test_phy_link_up_and_autoneg_complete(nic: Nic) -> None:
+    status = mdic(nic, 2, 1) & 0xFFFF
+    assert status & (1 << 2)  # link status
+    assert status & (1 << 5)  # autonegotiation complete
+
+
+def test_phy_reset_self_clears(nic: Nic) -> None:
+    mdic(nic, 1, 0, 0x8000 | 0x1140)
+    assert not mdic(nic, 2, 0) & 0x8000
+
+
+def test_mdic_wrong_phy_address_sets_error(nic: Nic) -> None:
+    assert mdic(nic, 2, 2, phy=5) & (1 << 30)
+
+
+def test_mdic_interrupt_enable_raises_mdac(nic: Nic) -> None:
+    nic.wr(MDIC, 1 << 29 | 2 << 26 | 1 << 21 | 2 << 16)
+    assert nic.rd(0x00C0) & (1 << 9)
+
+
+@pytest.mark.parametrize("offset", [0x0178, 0x0180, 0x001C])  # TXCW, RXCW, FLA
+def test_unimplemented_registers_are_reported(nic: Nic, offset: int) -> None:
+    with pytest.raises(Unimplemented) as caught:
+        nic.rd(offset)
+    assert caught.value.offset == offset and caught.value.space == "mmio"
+    with pytest.raises(Unimplemented):
+        nic.wr(offset, 0)
+
+
+def test_reserved_offset_is_reported_not_zero(nic: Nic) -> None:
+    with pytest.raises(Unimplemented):
+        nic.rd(0x0004)  # reserved in the 82540EM map
+
+
+def test_statistics_clear_on_read(nic: Nic) -> None:
+    nic.dev.set_reg("TPT", 7)
+    nic.dev.set_reg("TOTL", 0x1000)
+    nic.dev.set_reg("TOTH", 1)
+    assert nic.rd(0x40D4) == 7
+    assert nic.rd(0x40D4) == 0
+    assert nic.rd(0x40C8) == 0x1000  # low half does not clear...
+    assert nic.rd(0x40C8) == 0x1000
+    assert nic.rd(0x40CC) == 1  # ...reading the high half clears both
+    assert (nic.rd(0x40C8), nic.rd(0x40CC)) == (0, 0)
+
+
+@given(st.integers(0, 0xFFFFFFFF))
+def test_status_is_read_only(value: int) -> None:
+    nic = Nic()
+    nic.wr(STATUS, value)
+    assert nic.rd(STATUS) == 0x80080783
+
+
+def test_byte_read_returns_the_addressed_byte(nic: Nic) -> None:
+    assert nic.machine.read(0xFEBC0000 + STATUS + 3, 1) == 0x80
+    assert nic.machine.read(0xFEBC0000 + STATUS + 2, 2) == 0x8008
