@@ -44,6 +44,7 @@ class BitField:
     desc: str = ""
     values: Mapping[int, str] = field(default_factory=dict)
     masked: bool = False  # show (value & mask) rather than the shifted field value
+    always: bool = False  # show in summaries even when zero
 
     @property
     def mask(self) -> int:
@@ -79,6 +80,7 @@ class FieldValue:
     width: int
     desc: str = ""
     meaning: str | None = None
+    always: bool = False
 
     def __str__(self) -> str:
         if self.width == 1:
@@ -110,7 +112,7 @@ class Decoded:
         """One line: set flags, multi-bit fields, unnamed bits; parts joined by ``; ``."""
         if self.parts:
             return "; ".join(p._part_summary() for p in self.parts)
-        shown = [str(f) for f in self.fields if f.width > 1 or f.value]
+        shown = [str(f) for f in self.fields if f.value or f.always or (f.width > 1 and f.meaning)]
         if self.other_bits:
             shown.append(f"other bits {self.other_bits:#x}")
         return " ".join(shown)
@@ -187,7 +189,9 @@ def _decode_one(register: Register, value: int) -> Decoded:
         raw = bit_field.extract(value)
         meaning = bit_field.values.get((value & bit_field.mask) >> bit_field.lo)
         fields.append(
-            FieldValue(bit_field.name, bit_field.bits, raw, bit_field.hi - bit_field.lo + 1, bit_field.desc, meaning)
+            FieldValue(
+                bit_field.name, bit_field.bits, raw, bit_field.hi - bit_field.lo + 1, bit_field.desc, meaning, bit_field.always
+            )
         )
         covered |= bit_field.mask
     other = value & ~covered if register.fields else 0
@@ -215,7 +219,17 @@ def _fields(raw: list[dict[str, Any]], where: str) -> tuple[BitField, ...]:
     for item in raw:
         hi, lo = _parse_bits(str(item["bits"]), f"{where}.{item.get('name')}")
         values = {int(k, 0): str(v) for k, v in item.get("values", {}).items()}
-        out.append(BitField(str(item["name"]), hi, lo, str(item.get("desc", "")), values, item.get("format") == "masked"))
+        out.append(
+            BitField(
+                str(item["name"]),
+                hi,
+                lo,
+                str(item.get("desc", "")),
+                values,
+                masked=item.get("format") == "masked",
+                always=bool(item.get("always", False)),
+            )
+        )
     return tuple(out)
 
 

@@ -67,6 +67,10 @@ def _definition_pattern(func: str) -> re.Pattern[str]:
     return re.compile(rf"^(?:[A-Za-z_][\w\s\*]*[\s\*])?{re.escape(func)}\s*\(")
 
 
+# "static uint64_t" alone on the line before a definition's name (another QEMU style).
+_RETURN_TYPE_LINE = re.compile(r"^[A-Za-z_][\w\s\*]*$")
+
+
 class DirectorySourceProvider:
     """Reads a source tree on disk; paths outside ``root`` are refused."""
 
@@ -110,7 +114,8 @@ class DirectorySourceProvider:
                 if not opened and lines[end].rstrip().endswith(";"):
                     break
                 if opened and lines[end].startswith("}"):
-                    return start + 1, end + 1
+                    first = start - 1 if start and _RETURN_TYPE_LINE.match(lines[start - 1]) else start
+                    return first + 1, end + 1
         return None
 
 
