@@ -1,0 +1,251 @@
+"""Replay a captured trace against a freshly reset reference e1000 and compare reads.
+
+Why: QEMU's e1000 and the model were written from the same datasheet by different
+hands; every read the guest made in a capture is a chance to see them disagree.
+
+Rules of the replay:
+
+* Only ``access`` records are replayed, in order. ``mmio`` offsets are BAR0 offsets
+  (``pio``, or an ``mmio`` record whose region ends in ``-io``, go to the I/O BAR), and
+  ``pci-config`` offsets are configuration-space offsets. Accesses go straight to the
+  device at those offsets, so where the guest mapped the BARs does not matter.
+* Writes go into the model. Reads are compared with the value QEMU returned, under the
+  volatile rules of :mod:`qtrace.verify.volatile`.
+* DMA: the ``dma`` reads recorded after an access are what the device fetched while
+  handling it (descriptors, frame data). They are loaded into the model's RAM before
+  that access is replayed, so the model fetches the same bytes QEMU did.
+* Mid-life start (the default): captures are armed after firmware has already
+  configured the device. The model starts with COMMAND = IO | MEMORY | MASTER, as
+  firmware leaves it, and the configuration bytes firmware owns (COMMAND, cache line
+  size, latency timer, BARs, interrupt line) are synchronised on their first read: until
+  the trace writes such a byte, a read adopts QEMU's value into the model (through the
+  normal write path, so read-only bits stay the model's) and then compares. A read whose
+  value the model could hold counts as ``synced``; one it could not is a mismatch. Once
+  the trace writes a byte (e.g. BAR sizing), reads of it are compared strictly. With
+  ``from_reset=True`` nothing is adopted and the model starts at power-on state.
+* Registers the model does not implement are counted and listed, never compared.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from qtrace.errors import UsageError
+from qtrace.refemu import CONFIG_HEADER, IO_REGISTERS, MAC_REGISTERS, E1000, RefMachine, Unimplemented
+from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY
+from qtrace.refemu.regmap import Field, decode_bits
+from qtrace.trace import Access, Dma, Trace, read_trace
+from qtrace.verify.result import Mismatch, PriorAccess, UnimplementedUse, VerifyResult
+from qtrace.verify.volatile import explain, rules_for
+
+__all__ = ["SUPPORTED_DEVICES", "FIRMWARE_CONFIG_BYTES", "replay", "verify_file"]
+
+SUPPORTED_DEVICES = ("e1000", "e1000-82540em")
+FIRMWARE_CONFIG_BYTES = frozenset({0x04, 0x05, 0x0C, 0x0D, 0x3C, *range(0x10, 0x28)})
+HISTORY_DEPTH = 4
+_MAC_ARG = re.compile(r"mac=([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})")
+_IODATA = 0x04
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where one access goes and how to name and decode it."""
+
+    key: tuple[str, int]  # (space, dword offset) for history and unimplemented counts
+    name: str
+    rule_name: str | None  # register name the volatile rules know, if any
+    fields: tuple[Field, ...]
+
+
+def verify_file(path: Path | str, device: str = "e1000", *, from_reset: bool = False) -> VerifyResult:
+    """Read the trace at ``path`` and replay it; see :func:`replay`.
+
+    Raises:
+        TraceFormatError: The file is not a valid trace.
+        UsageError: The model is not for ``device`` or the trace is of another device.
+    """
+    if device not in SUPPORTED_DEVICES:
+        raise UsageError(
+            f"no reference model for {device!r}; the model is QEMU's e1000 (82540EM)",
+            hint="Run `qtrace verify e1000 --trace FILE`.",
+        )
+    trace = read_trace(path)
+    if trace.header.device not in SUPPORTED_DEVICES:
+        raise UsageError(
+            f"the trace is of {trace.header.device!r}, not of an e1000 (82540EM)",
+            hint="Capture with `-device e1000`, or verify a trace of that device.",
+        )
+    return replay(trace, from_reset=from_reset)
+
+
+def replay(trace: Trace, *, from_reset: bool = False) -> VerifyResult:
+    """Replay ``trace``'s accesses against a new model and compare every read.
+
+    Args:
+        trace: A trace of an e1000.
+        from_reset: The capture started at power-on: no firmware preamble, no adoption.
+
+    Returns:
+        Counts, mismatches and unimplemented registers.
+    """
+    return _Replayer(trace, from_reset).run()
+
+
+def _groups(trace: Trace) -> Iterator[tuple[Access | None, list[Dma]]]:
+    """Each access with the DMA reads recorded after it (first: DMA before any access)."""
+    current: Access | None = None
+    dmas: list[Dma] = []
+    for record in trace.records:
+        if isinstance(record, Access):
+            yield current, dmas
+            current, dmas = record, []
+        elif isinstance(record, Dma) and record.op == "read" and record.data:
+            dmas.append(record)
+    yield current, dmas
+
+
+def _mac_of(argv: tuple[str, ...]) -> bytes | None:
+    for arg in argv:
+        if "e1000" in arg and (found := _MAC_ARG.search(arg)):
+            return bytes.fromhex(found.group(1).replace(":", ""))
+    return None
+
+
+class _Replayer:
+    def __init__(self, trace: Trace, from_reset: bool) -> None:
+        self.trace = trace
+        self.from_reset = from_reset
+        self.machine = RefMachine()
+        mac = _mac_of(trace.header.argv)
+        self.nic: E1000 = self.machine.add_e1000(slot=2, **({"mac": mac} if mac else {}))
+        if not from_reset:
+            self.nic.pci.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER)
+        self.config_written: set[int] = set()
+        self.history: dict[tuple[str, int], deque[PriorAccess]] = {}
+        self.unimplemented: dict[tuple[str, int], UnimplementedUse] = {}
+        self.result = VerifyResult(device=trace.header.device)
+
+    def run(self) -> VerifyResult:
+        for access, dmas in _groups(self.trace):
+            for dma in dmas:
+                self.machine.memory.write(dma.addr, bytes.fromhex(dma.data))
+                self.result.dma_preloaded += 1
+            if access is not None:
+                self._replay(access)
+        self.result.unimplemented = sorted(self.unimplemented.values(), key=lambda u: (u.space, u.offset))
+        self.result.unmodelled_features.update(self.nic.unimplemented_features)
+        return self.result
+
+    # -- one access ------------------------------------------------------------------------
+
+    def _replay(self, access: Access) -> None:
+        self.result.accesses_replayed += 1
+        target = self._target(access)
+        try:
+            if access.op == "write":
+                self.result.writes += 1
+                self._write(access)
+            else:
+                self._compare(access, target)
+        except Unimplemented as exc:
+            self._note_unimplemented(access, target, exc.reason)
+        except ValueError as exc:  # an access shape the model cannot take (e.g. 8 bytes)
+            self._note_unimplemented(access, target, str(exc))
+        finally:
+            prior = self.history.setdefault(target.key, deque(maxlen=HISTORY_DEPTH))
+            prior.append(PriorAccess(access.seq, access.op, access.size, access.value))
+
+    def _target(self, access: Access) -> _Target:
+        dword = access.offset & ~3
+        if access.space == "pci-config":
+            reg = CONFIG_HEADER.at(dword)
+            return _Target(("pci-config", dword), CONFIG_HEADER.name_at(dword), None, reg.fields if reg else ())
+        if self._is_io_bar(access):
+            if dword != _IODATA:
+                return _Target(("pio", dword), IO_REGISTERS.name_at(dword), None, ())
+            inner = self.nic.io_regs[0] & ~3
+            reg = MAC_REGISTERS.at(inner)
+            name = MAC_REGISTERS.name_at(inner)
+            return _Target(("mmio", inner), f"IODATA[{name}]", name, reg.fields if reg else ())
+        reg = MAC_REGISTERS.at(dword)
+        name = MAC_REGISTERS.name_at(dword)
+        return _Target(("mmio", dword), name, name, reg.fields if reg else ())
+
+    @staticmethod
+    def _is_io_bar(access: Access) -> bool:
+        return access.space == "pio" or (access.region or "").endswith("-io")
+
+    def _write(self, access: Access) -> None:
+        if access.space == "pci-config":
+            self.config_written.update(range(access.offset, access.offset + access.size))
+            self.nic.pci.config_write(access.offset, access.size, access.value)
+        elif self._is_io_bar(access):
+            self.nic.io_write(access.offset, access.size, access.value)
+        else:
+            self.nic.mmio_write(access.offset, access.size, access.value)
+
+    def _read(self, access: Access) -> int:
+        if access.space == "pci-config":
+            return self.nic.pci.config_read(access.offset, access.size)
+        if self._is_io_bar(access):
+            return self.nic.io_read(access.offset, access.size)
+        return self.nic.mmio_read(access.offset, access.size)
+
+    def _compare(self, access: Access, target: _Target) -> None:
+        if access.space == "pci-config" and not self.from_reset and self._adopt(access):
+            if self._read(access) == access.value:
+                self.result.synced += 1
+                return
+        model = self._read(access)
+        shift = 8 * (access.offset & 3)
+        rules = rules_for(target.rule_name, access.value << shift) if target.rule_name else ()
+        self.result.reads_compared += 1
+        if model == access.value:
+            self.result.matches += 1
+            return
+        explained = explain(rules, access.value, model, shift)
+        if explained:
+            self.result.matches += 1
+            self.result.masked += 1
+            for rule in explained:
+                self.result.rules_applied[f"{rule.register}: {rule.reason}"] += 1
+        else:
+            self.result.mismatches.append(
+                Mismatch(
+                    seq=access.seq,
+                    space=access.space,
+                    offset=access.offset,
+                    size=access.size,
+                    register=target.name,
+                    expected=access.value,
+                    actual=model,
+                    fields=tuple(decode_bits(target.fields, access.value << shift, model << shift)),
+                    previous=tuple(self.history.get(target.key, ())),
+                    rule="; ".join(r.reason for r in rules) or None,
+                )
+            )
+
+    def _adopt(self, access: Access) -> bool:
+        """Copy QEMU's firmware-owned config bytes into the model; True if any were."""
+        adopted = False
+        for i in range(access.size):
+            pos = access.offset + i
+            if pos in FIRMWARE_CONFIG_BYTES and pos not in self.config_written:
+                self.nic.pci.config_write(pos, 1, (access.value >> (8 * i)) & 0xFF)
+                self.config_written.add(pos)
+                adopted = True
+        return adopted
+
+    def _note_unimplemented(self, access: Access, target: _Target, reason: str) -> None:
+        use = self.unimplemented.get(target.key)
+        if use is None:
+            use = UnimplementedUse(target.key[0], target.key[1], target.name, reason)
+            self.unimplemented[target.key] = use
+        if access.op == "read":
+            use.reads += 1
+        else:
+            use.writes += 1

@@ -1,0 +1,106 @@
+"""What a replay found: counts, mismatches with their context, unimplemented registers.
+
+Why a separate module: the CLI renders these (table or JSON) and a later live
+differential runner will produce the same shapes, so they carry no replay internals.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["PriorAccess", "Mismatch", "UnimplementedUse", "VerifyResult"]
+
+
+@dataclass(frozen=True)
+class PriorAccess:
+    """An earlier access to the same register, for context."""
+
+    seq: int
+    op: str
+    size: int
+    value: int
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A read where the model's value differs from QEMU's.
+
+    Attributes:
+        seq: The read's ``seq`` in the trace.
+        space: ``mmio``, ``pio`` or ``pci-config``.
+        offset: Offset in that space, as recorded.
+        size: Access size in bytes.
+        register: Register name (``IODATA[STATUS]`` for indirect I/O access).
+        expected: QEMU's value.
+        actual: The model's value.
+        fields: Differing bit fields, ``"NAME: qemu -> model"``.
+        previous: The latest accesses to the same register before this read.
+        rule: The volatile rule that applied to the read, if any (it did not hide this).
+    """
+
+    seq: int
+    space: str
+    offset: int
+    size: int
+    register: str
+    expected: int
+    actual: int
+    fields: tuple[str, ...]
+    previous: tuple[PriorAccess, ...]
+    rule: str | None = None
+
+
+@dataclass
+class UnimplementedUse:
+    """A register the model does not model, and how often the trace touched it."""
+
+    space: str
+    offset: int
+    register: str
+    reason: str
+    reads: int = 0
+    writes: int = 0
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of replaying one trace against the model.
+
+    ``reads_compared`` counts reads that were compared (``matches`` + ``mismatches``);
+    ``masked`` of the matches agreed only under a volatile rule; ``synced`` reads adopted
+    firmware state instead of being compared; unimplemented reads are in neither.
+    """
+
+    device: str
+    accesses_replayed: int = 0
+    writes: int = 0
+    reads_compared: int = 0
+    matches: int = 0
+    masked: int = 0
+    synced: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+    unimplemented: list[UnimplementedUse] = field(default_factory=list)
+    rules_applied: Counter[str] = field(default_factory=Counter)
+    dma_preloaded: int = 0
+    unmodelled_features: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        """True when no read disagreed."""
+        return not self.mismatches
+
+    @property
+    def unimplemented_accesses(self) -> int:
+        return sum(u.reads + u.writes for u in self.unimplemented)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (integers stay integers)."""
+        out = asdict(self)
+        out["mismatch_count"] = len(self.mismatches)
+        out["unimplemented_accesses"] = self.unimplemented_accesses
+        out["rules_applied"] = dict(self.rules_applied)
+        out["unmodelled_features"] = dict(self.unmodelled_features)
+        out["ok"] = self.ok
+        return out

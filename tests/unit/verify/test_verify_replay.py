@@ -1,0 +1,112 @@
+"""Trace replay against the reference model: counts, masks, synchronisation, DMA."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from verify_traces import TraceBuilder, probe_guest_trace
+
+from qtrace.errors import UsageError
+from qtrace.verify import verify_file
+
+
+def test_probe_guest_trace_matches(tmp_path: Path) -> None:
+    result = verify_file(probe_guest_trace().save(tmp_path / "t.jsonl"))
+    assert result.ok
+    assert result.accesses_replayed == 13
+    assert result.writes == 4
+    assert result.synced == 1  # the BAR0 read adopted SeaBIOS's address
+    assert result.reads_compared == 8
+    assert result.matches == 8
+
+
+def test_changed_status_bit_is_a_mismatch_with_decoded_fields(tmp_path: Path) -> None:
+    t = TraceBuilder().read(0x0008, 0x80080783 & ~(1 << 7))  # SPEED 1000 -> 10
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    [m] = result.mismatches
+    assert (m.register, m.expected, m.actual) == ("STATUS", 0x80080703, 0x80080783)
+    assert any(f.startswith("SPEED") for f in m.fields)
+
+
+def test_link_bit_of_status_is_compared_under_its_mask(tmp_path: Path) -> None:
+    t = TraceBuilder().read(0x0008, 0x80080783 & ~(1 << 1))  # link still down in QEMU
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.ok and result.masked == 1
+    assert any(key.startswith("STATUS") for key in result.rules_applied)
+
+
+def test_mask_does_not_hide_other_bits(tmp_path: Path) -> None:
+    t = TraceBuilder().read(0x0008, 0x80080783 & ~(1 << 1) & ~1)  # LU and FD
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    [m] = result.mismatches
+    assert m.rule is not None and any(f.startswith("FD") for f in m.fields)
+
+
+def test_unimplemented_register_is_listed_not_matched(tmp_path: Path) -> None:
+    t = TraceBuilder().read(0x0178, 0).write(0x0178, 5).read(0x0008, 0x80080783)
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.matches == 1 and result.reads_compared == 1
+    [use] = result.unimplemented
+    assert (use.register, use.reads, use.writes) == ("TXCW", 1, 1)
+
+
+def test_bar_sizing_in_the_trace_is_compared_strictly(tmp_path: Path) -> None:
+    t = TraceBuilder()
+    t.read(0x10, 0xFEBC0000, "pci-config")
+    t.write(0x10, 0xFFFFFFFF, "pci-config")
+    t.read(0x10, 0xFFFF0000, "pci-config")  # a 64 KiB BAR: not what an 82540EM has
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    [m] = result.mismatches
+    assert (m.register, m.actual) == ("BAR0", 0xFFFE0000)
+
+
+def test_from_reset_adopts_nothing(tmp_path: Path) -> None:
+    path = TraceBuilder().read(0x10, 0xFEBC0000, "pci-config").save(tmp_path / "t.jsonl")
+    assert verify_file(path).ok
+    strict = verify_file(path, from_reset=True)
+    assert [m.actual for m in strict.mismatches] == [0]
+
+
+def test_mismatch_lists_previous_accesses_to_the_register(tmp_path: Path) -> None:
+    t = TraceBuilder().write(0x00D0, 0x4).write(0x00D8, 0x4).read(0x0008, 0x80080783).read(0x00D0, 0x4)
+    [m] = verify_file(t.save(tmp_path / "t.jsonl")).mismatches
+    assert m.register == "IMS"
+    assert [(p.op, p.value) for p in m.previous] == [("write", 0x4)]  # IMC is another register
+
+
+def test_indirect_io_access_is_named_by_the_target_register(tmp_path: Path) -> None:
+    t = TraceBuilder().write(0x00, 0x0008, "pio").read(0x04, 0x12345678, "pio")
+    [m] = verify_file(t.save(tmp_path / "t.jsonl")).mismatches
+    assert m.register == "IODATA[STATUS]"
+
+
+def _tx_setup(t: TraceBuilder) -> TraceBuilder:
+    for offset, value in ((0x3800, 0x10000), (0x3804, 0), (0x3808, 128), (0x3810, 0), (0x3818, 0)):
+        t.write(offset, value)
+    t.write(0x0400, 0x2)  # TCTL.EN
+    return t.read(0x00C0, 0x2)  # TXQE from the empty run
+
+
+def test_dma_reads_after_an_access_are_preloaded(tmp_path: Path) -> None:
+    descriptor = struct.pack("<QHBBBBH", 0x20000, 60, 0, 0x09, 0, 0, 0)  # EOP | RS
+    t = _tx_setup(TraceBuilder())
+    t.write(0x3818, 1).dma_read(0x10000, descriptor).dma_read(0x20000, bytes(60))
+    t.read(0x00C0, 0x3)  # TXDW | TXQE
+    t.read(0x40D4, 1)  # TPT
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.ok, result.mismatches
+    assert result.dma_preloaded == 2
+
+
+def test_without_the_descriptor_the_model_disagrees(tmp_path: Path) -> None:
+    t = _tx_setup(TraceBuilder()).write(0x3818, 1).read(0x00C0, 0x3)
+    [m] = verify_file(t.save(tmp_path / "t.jsonl")).mismatches
+    assert m.register == "ICR" and any(f.startswith("TXDW") for f in m.fields)
+
+
+def test_trace_of_another_device_is_a_usage_error(tmp_path: Path) -> None:
+    path = TraceBuilder(device="virtio-net-pci").save(tmp_path / "t.jsonl")
+    with pytest.raises(UsageError):
+        verify_file(path)
