@@ -35,6 +35,7 @@ __all__ = [
     "report_from_trace",
     "access_kind",
     "representative_kind",
+    "representative_stack",
 ]
 
 WAIT_IO_PREFIX = "qemu_wait_io_event"
@@ -79,12 +80,10 @@ class StackView:
 
     @property
     def title(self) -> str:
-        """A heading: the innermost frame, what reached it, how often."""
+        """A heading: the innermost frame, what used the stack, how often."""
         top = self.stack.frames[0].func if self.stack.frames else "(empty)"
         what = ", ".join(self.kinds) if self.kinds else "/".join(self.roles)
-        via = ", ".join(k for k, _ in self.exit_kinds)
-        via_text = f" via {via}" if via else ""
-        return f"{top}: {what}{via_text} ({self.uses}x)"
+        return f"{top}: {what} ({self.uses}x)"
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,7 @@ def report_from_trace(
     }
     exits_by_seq = {e.seq: e for e in trace.exits}
     accesses = trace.accesses
-    representative, kind_stack = _representative(accesses)
+    representative = _representative(accesses)
     decoded = decode_access(header.device, representative) if representative else None
     sequence = None
     if representative is not None and representative.stack in annotated:
@@ -242,22 +241,26 @@ def representative_kind(accesses: list[Access]) -> str | None:
     return None
 
 
-def _representative(accesses: list[Access]) -> tuple[Access | None, str | None]:
+def representative_stack(accesses: list[Access], kind: str) -> str | None:
+    """The stack most accesses of ``kind`` used (ties: the lowest id)."""
+    usage = Counter(a.stack for a in accesses if access_kind(a) == kind and a.stack is not None)
+    if not usage:
+        return None
+    return min(usage, key=lambda s: (-usage[s], _natural(s or "")))
+
+
+def _representative(accesses: list[Access]) -> Access | None:
     kind = representative_kind(accesses)
-    if kind is None:
-        return None, None
-    of_kind = [a for a in accesses if access_kind(a) == kind and a.stack is not None]
-    if not of_kind:
-        return None, None
-    usage = Counter(a.stack for a in of_kind)
-    stack = min(usage, key=lambda s: (-usage[s], _natural(s or "")))
-    return next(a for a in of_kind if a.stack == stack), stack
+    stack = representative_stack(accesses, kind) if kind else None
+    if stack is None:
+        return None
+    return next(a for a in accesses if a.stack == stack and access_kind(a) == kind)
 
 
 def _counts(trace: Trace) -> tuple[tuple[str, int], ...]:
     kinds = Counter(access_kind(a) for a in trace.accesses)
     rows = [("accesses", len(trace.accesses))]
-    rows += [(f"  {k}", kinds[k]) for k in sorted(kinds)]
+    rows += [(f"accesses: {k}", kinds[k]) for k in sorted(kinds)]
     rows += [
         ("distinct stacks", len(trace.stacks)),
         ("KVM exits recorded", len(trace.exits)),
@@ -303,7 +306,7 @@ def _stack_views(trace: Trace, annotated: dict[str, AnnotatedStack], exits: dict
             if linked is not None:
                 exit_kinds[linked.reason] += 1
             elif trace.header.accel == "tcg":
-                exit_kinds["none (TCG: softmmu helper)"] += 1
+                exit_kinds["no exit (TCG softmmu)"] += 1
         roles = []
         irq_uses = sum(1 for i in trace.irqs if i.stack == sid)
         dma_uses = sum(1 for d in trace.dmas if d.stack == sid)
@@ -420,8 +423,8 @@ def _findings(header: Header, accesses: list[Access], annotated: dict[str, Annot
 
 
 def _device_frame(annotated: dict[str, AnnotatedStack], stack_id: str | None) -> str:
-    """The innermost device-model frame of a stack: who raised the IRQ or did the DMA."""
+    """The device-model frames of a stack, innermost first: who raised the IRQ or did the DMA."""
     stack = annotated.get(stack_id) if stack_id else None
     if stack is None:
         return ""
-    return next((f.func for f in stack.frames if f.layer.id == "device"), "")
+    return " <- ".join(f.func for f in stack.frames if f.layer.id == "device")

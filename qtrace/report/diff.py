@@ -1,0 +1,143 @@
+"""Compare how two captures reached the device for one kind of access.
+
+For the access kind (e.g. ``mmio read``), each capture's most used stack is annotated and
+split into runs of frames of the same layer. The runs are aligned by layer, then the
+frames inside aligned runs by function name, so the result names the frames only one
+capture has (``flatview_read_continue_step`` exists from 9.1 on; KVM vs TCG differ in whole
+layers) and the frames whose file or line changed (``softmmu/memory.c`` in 7.2 is
+``system/memory.c`` in 10.2.2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from difflib import SequenceMatcher
+from pathlib import Path
+from typing import Any, Literal
+
+from qtrace.annotate import AnnotatedFrame, AnnotatedStack, annotate_stack
+from qtrace.errors import ReportError
+from qtrace.report.model import access_kind, representative_kind, representative_stack
+from qtrace.trace import read_trace
+
+__all__ = ["DIFF_FORMAT", "DiffStatus", "DiffRow", "DiffSide", "StackDiff", "diff_captures", "diff_stacks"]
+
+DIFF_FORMAT = "qtrace-diff/1"
+DiffStatus = Literal["same", "line changed", "file changed", "only in A", "only in B"]
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    """One frame position: the layer, the function, where it is in A and in B."""
+
+    layer: str
+    func: str
+    status: DiffStatus
+    a: str | None
+    b: str | None
+
+
+@dataclass(frozen=True)
+class DiffSide:
+    """Which capture and stack one side of the diff is."""
+
+    capture: str
+    qemu_version: str
+    accel: str
+    stack: str
+    frames: int
+
+
+@dataclass(frozen=True)
+class StackDiff:
+    """Two stacks of the same access kind, aligned; rows innermost frame first."""
+
+    kind: str
+    a: DiffSide
+    b: DiffSide
+    rows: tuple[DiffRow, ...]
+
+    def counts(self) -> dict[str, int]:
+        """How many rows of each status (every status listed, zeros included)."""
+        found = Counter(row.status for row in self.rows)
+        return {s: found[s] for s in ("same", "line changed", "file changed", "only in A", "only in B")}
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (format ``qtrace-diff/1``)."""
+        return {
+            "format": DIFF_FORMAT,
+            "kind": self.kind,
+            "a": asdict(self.a),
+            "b": asdict(self.b),
+            "summary": self.counts(),
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+
+def _where(frame: AnnotatedFrame) -> str:
+    return frame.location
+
+
+def _frame_rows(a: list[AnnotatedFrame], b: list[AnnotatedFrame]) -> list[DiffRow]:
+    """Align two runs of one layer by function name (frames outermost first)."""
+    rows: list[DiffRow] = []
+    matcher = SequenceMatcher(a=[f.func for f in a], b=[f.func for f in b], autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            for fa, fb in zip(a[i1:i2], b[j1:j2]):
+                status: DiffStatus = "same"
+                if fa.file != fb.file:
+                    status = "file changed"
+                elif fa.line != fb.line:
+                    status = "line changed"
+                rows.append(DiffRow(fa.layer.id, fa.func, status, _where(fa), _where(fb)))
+            continue
+        rows += [DiffRow(f.layer.id, f.func, "only in A", _where(f), None) for f in a[i1:i2]]
+        rows += [DiffRow(f.layer.id, f.func, "only in B", None, _where(f)) for f in b[j1:j2]]
+    return rows
+
+
+def diff_stacks(a: AnnotatedStack, b: AnnotatedStack) -> list[DiffRow]:
+    """Align two annotated stacks by layer runs, then by frames; rows innermost first."""
+    runs_a, runs_b = a.layer_runs(), b.layer_runs()
+    matcher = SequenceMatcher(a=[l.id for l, _ in runs_a], b=[l.id for l, _ in runs_b], autojunk=False)
+    rows: list[DiffRow] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            for (_, fa), (_, fb) in zip(runs_a[i1:i2], runs_b[j1:j2]):
+                rows += _frame_rows(fa, fb)
+            continue
+        rows += _frame_rows([f for _, fs in runs_a[i1:i2] for f in fs], [])
+        rows += _frame_rows([], [f for _, fs in runs_b[j1:j2] for f in fs])
+    return list(reversed(rows))
+
+
+def _side(capture: Path, kind: str | None) -> tuple[DiffSide, AnnotatedStack, str]:
+    trace = read_trace(capture)
+    chosen = kind or representative_kind(trace.accesses)
+    if chosen is None:
+        raise ReportError(f"{capture}: the trace has no device access to compare")
+    stack_id = representative_stack(trace.accesses, chosen)
+    if stack_id is None or stack_id not in trace.stacks:
+        kinds = sorted({access_kind(x) for x in trace.accesses})
+        raise ReportError(
+            f"{capture}: no {chosen!r} access with a stack",
+            hint=f"Pick one with --kind: this capture has {', '.join(kinds) or 'no accesses'}.",
+        )
+    h = trace.header
+    stack = annotate_stack(trace.stacks[stack_id], qemu_version=h.qemu_version, accel=h.accel)
+    name = capture.name if capture.is_dir() else capture.parent.name
+    return DiffSide(name, h.qemu_version, h.accel, stack_id, len(stack.frames)), stack, chosen
+
+
+def diff_captures(a: Path, b: Path, kind: str | None = None) -> StackDiff:
+    """Diff the representative stacks of ``kind`` (default: A's preferred kind) in two captures.
+
+    Raises:
+        ReportError: a capture has no access of that kind.
+        TraceFormatError: a trace is invalid.
+    """
+    side_a, stack_a, chosen = _side(Path(a), kind)
+    side_b, stack_b, _ = _side(Path(b), chosen)
+    return StackDiff(chosen, side_a, side_b, tuple(diff_stacks(stack_a, stack_b)))

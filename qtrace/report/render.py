@@ -1,0 +1,106 @@
+"""Markdown and HTML from a :class:`~qtrace.report.model.CaptureReport`, with jinja2 templates.
+
+Templates live in ``templates/`` as files. Output is deterministic: the same trace gives
+byte-identical files (the only time shown is the capture's own start time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from qtrace.errors import ReportError
+from qtrace.report.model import CaptureReport
+from qtrace.report.sequence import to_mermaid, to_svg
+
+__all__ = ["FORMATS", "render_markdown", "render_html", "write_report", "output_names"]
+
+FORMATS = ("md", "html")
+_FILE_NAMES = {"md": "report.md", "html": "report.html"}
+
+
+def _md_cell(value: object) -> str:
+    """Text safe inside a GitHub/GitLab Markdown table cell."""
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_code(value: object) -> str:
+    """An inline code span (table-safe) that survives backticks in the text."""
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    fence = "``" if "`" in text else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _hex(value: int | None, size: int = 4) -> str:
+    if value is None:
+        return ""
+    return f"0x{value:0{max(size, 1) * 2}x}"
+
+
+@cache
+def _environment(autoescape: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("qtrace.report", "templates"),
+        autoescape=autoescape,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters.update(cell=_md_cell, code=_md_code, hex=_hex)
+    return env
+
+
+def _render(template: str, report: CaptureReport, autoescape: bool) -> str:
+    sequence = report.sequence
+    try:
+        return _environment(autoescape).get_template(template).render(
+            r=report,
+            mermaid=to_mermaid(sequence) if sequence else "",
+            svg=to_svg(sequence) if sequence else "",
+        )
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template {template} failed: {exc}") from exc
+
+
+def render_markdown(report: CaptureReport) -> str:
+    """The report as Markdown for a code forge (tables, a Mermaid block)."""
+    return _render("report.md.j2", report, autoescape=False)
+
+
+def render_html(report: CaptureReport) -> str:
+    """The report as one self-contained HTML file (inline CSS/JS/SVG, no external resources)."""
+    return _render("report.html.j2", report, autoescape=True)
+
+
+def output_names(formats: Iterable[str]) -> list[str]:
+    """File names :func:`write_report` writes for ``formats``."""
+    return [_FILE_NAMES[f] for f in FORMATS if f in set(formats)]
+
+
+def write_report(report: CaptureReport, out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Render ``report`` in ``formats`` into ``out_dir``; returns the files written.
+
+    Raises:
+        ReportError: an unknown format, or the directory cannot be written.
+    """
+    wanted = set(formats)
+    unknown = wanted - set(FORMATS)
+    if unknown:
+        raise ReportError(f"unknown report format(s): {', '.join(sorted(unknown))}; use md or html")
+    renderers = {"md": render_markdown, "html": render_html}
+    written = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt in FORMATS:
+            if fmt in wanted:
+                path = out_dir / _FILE_NAMES[fmt]
+                path.write_text(renderers[fmt](report), encoding="utf-8")
+                written.append(path)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror}") from exc
+    return written

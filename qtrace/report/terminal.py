@@ -1,0 +1,106 @@
+"""Terminal views of a report model and of a stack diff, as rich renderables.
+
+Only builds renderables; printing them is the CLI's job (``qtrace.cli.show``/``diff``).
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from qtrace.report.diff import StackDiff
+from qtrace.report.model import CaptureReport, StackView
+
+__all__ = ["show_renderables", "stack_tree", "register_table", "diff_renderables"]
+
+_STATUS_STYLE = {
+    "same": "dim",
+    "line changed": "yellow",
+    "file changed": "magenta",
+    "only in A": "red",
+    "only in B": "green",
+}
+
+
+def _summary(report: CaptureReport) -> Table:
+    h = report.header
+    table = Table(title=escape(report.title), show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in (
+        ("capture", report.name),
+        ("device", h.device),
+        ("QEMU", h.qemu_version),
+        ("accelerator", h.accel),
+        ("machine / guest", f"{h.machine} / {h.guest}"),
+        ("started", h.started or "?"),
+        ("ended", report.end.status if report.end else "(no end record)"),
+    ):
+        table.add_row(label, escape(str(value)))
+    for label, n in report.counts:
+        table.add_row(label, str(n))
+    return table
+
+
+def _findings(report: CaptureReport) -> list[RenderableType]:
+    out: list[RenderableType] = []
+    for finding in report.findings:
+        mark = Text("yes ", style="bold green") if finding.holds else Text("no ", style="bold red")
+        out.append(mark + Text(finding.text))
+    return out
+
+
+def register_table(report: CaptureReport) -> Table:
+    """Accesses per register: reads, writes, last value, decoded."""
+    table = Table(title="Accesses per register", title_justify="left")
+    for name, justify in (("space", "left"), ("offset", "right"), ("register", "left"), ("reads", "right"),
+                          ("writes", "right"), ("last value", "right"), ("decoded", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in report.registers:
+        name = Text(row.name, style="" if row.known else "red")
+        last = f"0x{row.last_value:0{row.last_size * 2}x} ({row.last_op})"
+        table.add_row(row.space, f"{row.offset:#06x}", name, str(row.reads), str(row.writes), last, escape(row.decoded))
+    return table
+
+
+def stack_tree(view: StackView) -> Tree:
+    """A stack as a tree: layers in call order (outermost first), frames under each."""
+    via = ", ".join(f"{k} x{n}" for k, n in view.exit_kinds) or "no linked exit"
+    tree = Tree(Text.assemble((f"stack {view.id}", "bold"), f"  {view.title}  ", (f"reached via {via}", "cyan")))
+    for layer, frames in view.stack.layer_runs():
+        branch = tree.add(Text(layer.label, style=f"bold {layer.color}"))
+        for frame in frames:
+            label = Text.assemble((frame.func, "bold"), f"  {frame.location}", style="")
+            node = branch.add(label)
+            node.add(Text(frame.explain, style="dim"))
+            if frame.source:
+                node.add(Text(frame.source, style="italic"))
+    return tree
+
+
+def show_renderables(report: CaptureReport, *, stacks: bool = True) -> list[RenderableType]:
+    """Everything ``qtrace show`` prints, in order."""
+    out: list[RenderableType] = [_summary(report), Text("")]
+    out += _findings(report)
+    out += [Text(""), register_table(report)]
+    if stacks:
+        for view in report.stacks:
+            out += [Text(""), stack_tree(view)]
+    return out
+
+
+def diff_renderables(diff: StackDiff) -> list[RenderableType]:
+    """The diff as a table (innermost frame first) and a one-line summary."""
+    a, b = diff.a, diff.b
+    table = Table(title=f"{diff.kind}: A = {a.capture} ({a.qemu_version}, {a.accel}, stack {a.stack})  "
+                  f"B = {b.capture} ({b.qemu_version}, {b.accel}, stack {b.stack})", title_justify="left")
+    for name in ("layer", "function", "status", "A", "B"):
+        table.add_column(name, overflow="fold")
+    for row in diff.rows:
+        style = _STATUS_STYLE[row.status]
+        table.add_row(row.layer, row.func, Text(row.status, style=style), row.a or "", row.b or "")
+    summary = ", ".join(f"{n} {status}" for status, n in diff.counts().items())
+    return [Group(table, Text(summary))]
