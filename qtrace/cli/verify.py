@@ -14,7 +14,7 @@ from qtrace.cli.console import console
 from qtrace.errors import VerifyMismatch
 from qtrace.verify import Mismatch, VerifyResult, verify_file
 
-__all__ = ["verify", "render_result"]
+__all__ = ["render_result", "verify"]
 
 _MAX_ROWS = 50
 
@@ -23,7 +23,10 @@ _MAX_ROWS = 50
 def verify(
     device: Annotated[str, typer.Argument(help="Device whose reference model to use (e1000).")],
     trace: Annotated[
-        Path, typer.Option("--trace", help="A trace.jsonl, or a capture directory holding one.", exists=True)
+        Path,
+        typer.Option(
+            "--trace", help="A trace.jsonl, or a capture directory holding one.", exists=True
+        ),
     ],
     json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
     from_reset: Annotated[
@@ -82,7 +85,14 @@ def render_result(result: VerifyResult) -> None:
         for col in ("register", "space", "offset", "reads", "writes", "reason"):
             table.add_column(col)
         for use in result.unimplemented:
-            table.add_row(use.register, use.space, f"{use.offset:#x}", str(use.reads), str(use.writes), use.reason)
+            table.add_row(
+                use.register,
+                use.space,
+                f"{use.offset:#x}",
+                str(use.reads),
+                str(use.writes),
+                use.reason,
+            )
         console.print(table)
     if result.rules_applied:
         table = Table(title="reads that agreed only under a volatile rule")
@@ -93,13 +103,25 @@ def render_result(result: VerifyResult) -> None:
         console.print(table)
     for feature, count in result.unmodelled_features.items():
         console.print(f"[yellow]not modelled[/]: {feature} ({count}x)")
-    verdict = "[green]OK[/]: no mismatch" if result.ok else f"[red]FAIL[/]: {len(result.mismatches)} mismatch(es)"
+    verdict = (
+        "[green]OK[/]: no mismatch"
+        if result.ok
+        else f"[red]FAIL[/]: {len(result.mismatches)} mismatch(es)"
+    )
     console.print(verdict)
 
 
 def _mismatch_table(mismatches: list[Mismatch]) -> Table:
     table = Table(title="mismatches (QEMU vs model)")
-    for col in ("seq", "register", "offset", "QEMU", "model", "differing fields", "previous accesses"):
+    for col in (
+        "seq",
+        "register",
+        "offset",
+        "QEMU",
+        "model",
+        "differing fields",
+        "previous accesses",
+    ):
         table.add_column(col, overflow="fold")
     for m in mismatches[:_MAX_ROWS]:
         width = 2 * m.size

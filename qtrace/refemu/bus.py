@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Region", "Window", "AddressSpace"]
+__all__ = ["AddressSpace", "Region", "Window"]
 
 
 class Region(Protocol):

@@ -44,7 +44,7 @@ from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.pci import BarDef, PciFunction, PciIdentity
 from qtrace.refemu.regmap import Kind, Reg, RegisterMap, Unimplemented
 
-__all__ = ["E1000", "DEFAULT_MAC", "E1000_IDENTITY", "BAR0", "BAR1", "parse_mac"]
+__all__ = ["BAR0", "BAR1", "DEFAULT_MAC", "E1000", "E1000_IDENTITY", "parse_mac"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ def parse_mac(text: str) -> bytes:
 class _Window:
     """Adapts a pair of device methods to the bus's Region protocol."""
 
-    def __init__(self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]) -> None:
+    def __init__(
+        self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]
+    ) -> None:
         self.read = read
         self.write = write
 
@@ -135,8 +137,12 @@ class E1000:
         self._tx_pending = bytearray()
         self.mmio = _Window(self.mmio_read, self.mmio_write)
         self.io = _Window(self.io_read, self.io_write)
-        config_unimpl = {off: (n, why) for space, off, n, why in UNIMPLEMENTED if space == "pci-config"}
-        self.pci = PciFunction(name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl)
+        config_unimpl = {
+            off: (n, why) for space, off, n, why in UNIMPLEMENTED if space == "pci-config"
+        }
+        self.pci = PciFunction(
+            name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl
+        )
         self.reset()
 
     # -- reset ---------------------------------------------------------------------------
@@ -257,7 +263,9 @@ class E1000:
             raise ValueError(f"{space} access of {size} bytes at {offset:#x} crosses a register")
         reg = table.at(offset)
         if reg is None:
-            raise Unimplemented(space, offset, table.name_at(offset), "reserved: no register at this offset")
+            raise Unimplemented(
+                space, offset, table.name_at(offset), "reserved: no register at this offset"
+            )
         if reg.kind is Kind.UNIMPL:
             raise Unimplemented(space, offset, reg.name, reg.note)
         return reg

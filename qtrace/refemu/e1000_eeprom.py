@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["EEPROM_WORDS", "CHECKSUM_WORD", "CHECKSUM_TARGET", "build_image", "MicrowireEeprom"]
+__all__ = ["CHECKSUM_TARGET", "CHECKSUM_WORD", "EEPROM_WORDS", "MicrowireEeprom", "build_image"]
 
 EEPROM_WORDS = 64
 CHECKSUM_WORD = 0x3F

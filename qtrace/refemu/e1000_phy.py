@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PHY_ADDRESS", "PhyReg", "PHY_REGISTERS", "Phy", "MdicResult"]
+__all__ = ["PHY_ADDRESS", "PHY_REGISTERS", "MdicResult", "Phy", "PhyReg"]
 
 PHY_ADDRESS = 1
 

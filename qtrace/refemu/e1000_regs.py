@@ -17,19 +17,19 @@ from __future__ import annotations
 from qtrace.refemu.regmap import Field, Kind, Reg, RegisterMap, array
 
 __all__ = [
-    "ICR_BITS",
     "CAUSE_FIELDS",
-    "UNIMPLEMENTED",
-    "MAC_REGISTERS",
-    "IO_REGISTERS",
-    "STAT_REGISTERS",
-    "CTRL_RST",
     "CTRL_PHY_RST",
-    "EERD_START",
+    "CTRL_RST",
     "EERD_DONE",
-    "RCTL_EN",
-    "TCTL_EN",
+    "EERD_START",
+    "ICR_BITS",
+    "IO_REGISTERS",
+    "MAC_REGISTERS",
     "RAH_AV",
+    "RCTL_EN",
+    "STAT_REGISTERS",
+    "TCTL_EN",
+    "UNIMPLEMENTED",
 ]
 
 # Interrupt cause bits, shared by ICR, ICS, IMS and IMC (SDM 13.4.17-13.4.21).
@@ -165,7 +165,12 @@ UNIMPLEMENTED: tuple[tuple[str, int, str, str], ...] = (
     ("mmio", 0x5810, "WUS", "wake-up status: power-management wake-up is not modelled"),
     ("mmio", 0x5838, "IPAV", "wake-up IP address filtering is not modelled"),
     ("mmio", 0x5900, "WUPL", "wake-up packet capture is not modelled"),
-    ("pci-config", 0x30, "ROM_BAR", "the option ROM's size comes from the host's romfile; not modelled"),
+    (
+        "pci-config",
+        0x30,
+        "ROM_BAR",
+        "the option ROM's size comes from the host's romfile; not modelled",
+    ),
 )
 
 _STATS_32 = (
@@ -189,9 +194,19 @@ _STATS_NOTE = "statistics counter: saturates, cleared on read (SDM 13.7)"
 def _stats() -> list[Reg]:
     regs = [Reg(off, name, kind=Kind.RC, note=_STATS_NOTE) for off, name in _STATS_32]
     for off, stem in _STATS_64:
-        low, high = ("GORCL", "GORCH") if stem == "GORC" else ("GOTCL", "GOTCH") if stem == "GOTC" else (f"{stem}L", f"{stem}H")
-        regs.append(Reg(off, low, kind=Kind.RC_LOW, note=_STATS_NOTE + "; cleared with the high half"))
-        regs.append(Reg(off + 4, high, kind=Kind.RC_HIGH, note=_STATS_NOTE + "; clears both halves"))
+        low, high = (
+            ("GORCL", "GORCH")
+            if stem == "GORC"
+            else ("GOTCL", "GOTCH")
+            if stem == "GOTC"
+            else (f"{stem}L", f"{stem}H")
+        )
+        regs.append(
+            Reg(off, low, kind=Kind.RC_LOW, note=_STATS_NOTE + "; cleared with the high half")
+        )
+        regs.append(
+            Reg(off + 4, high, kind=Kind.RC_HIGH, note=_STATS_NOTE + "; clears both halves")
+        )
     return regs
 
 

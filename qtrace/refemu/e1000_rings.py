@@ -26,7 +26,7 @@ from typing import Protocol
 from qtrace.refemu.e1000_regs import ICR_BITS, RAH_AV
 from qtrace.refemu.e1000_stats import CounterHost, count_missed, count_rx, count_tx
 
-__all__ = ["RingHost", "TxRun", "RxOutcome", "run_tx", "run_rx", "rx_buffer_size", "accepts"]
+__all__ = ["RingHost", "RxOutcome", "TxRun", "accepts", "run_rx", "run_tx", "rx_buffer_size"]
 
 DESC_BYTES = 16
 MIN_FRAME_BYTES = 60  # without CRC; shorter frames are padded, as on the wire
@@ -163,7 +163,9 @@ def accepts(host: CounterHost, frame: bytes) -> bool:
         return True
     for i in range(16):
         rah = host.reg(f"RAH[{i}]")
-        if rah & RAH_AV and dst == (host.reg(f"RAL[{i}]") | (rah & 0xFFFF) << 32).to_bytes(6, "little"):
+        if rah & RAH_AV and dst == (host.reg(f"RAL[{i}]") | (rah & 0xFFFF) << 32).to_bytes(
+            6, "little"
+        ):
             return True
     return False
 

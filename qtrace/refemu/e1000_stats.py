@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["CounterHost", "count_tx", "count_rx", "count_missed", "bump"]
+__all__ = ["CounterHost", "bump", "count_missed", "count_rx", "count_tx"]
 
 _CRC_BYTES = 4
 _MAX32 = 0xFFFF_FFFF
 _MAX64 = (1 << 64) - 1
 # Upper bound (with CRC) -> bucket suffix; larger frames land in the last bucket.
 _BUCKETS = ((64, "64"), (127, "127"), (255, "255"), (511, "511"), (1023, "1023"), (1 << 32, "1522"))
-_PAIRS = {"GORC": ("GORCL", "GORCH"), "GOTC": ("GOTCL", "GOTCH"), "TOR": ("TORL", "TORH"), "TOT": ("TOTL", "TOTH")}
+_PAIRS = {
+    "GORC": ("GORCL", "GORCH"),
+    "GOTC": ("GOTCL", "GOTCH"),
+    "TOR": ("TORL", "TORH"),
+    "TOT": ("TOTL", "TOTH"),
+}
 
 
 class CounterHost(Protocol):

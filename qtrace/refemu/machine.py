@@ -18,14 +18,23 @@ import logging
 from qtrace.refemu.bus import AddressSpace
 from qtrace.refemu.e1000 import DEFAULT_MAC, E1000, parse_mac
 from qtrace.refemu.memory import SparseMemory
-from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, PciFunction, PciHost, PciIdentity
+from qtrace.refemu.pci import (
+    COMMAND_IO,
+    COMMAND_MASTER,
+    COMMAND_MEMORY,
+    PciFunction,
+    PciHost,
+    PciIdentity,
+)
 
-__all__ = ["RefMachine", "HOST_BRIDGE_IDENTITY"]
+__all__ = ["HOST_BRIDGE_IDENTITY", "RefMachine"]
 
 logger = logging.getLogger(__name__)
 
 # The i440FX host bridge QEMU's "pc" machine puts at 00.0 (ids seen by the probe guest).
-HOST_BRIDGE_IDENTITY = PciIdentity(vendor_id=0x8086, device_id=0x1237, class_code=0x060000, revision=0x02)
+HOST_BRIDGE_IDENTITY = PciIdentity(
+    vendor_id=0x8086, device_id=0x1237, class_code=0x060000, revision=0x02
+)
 
 _SIZES = (1, 2, 4, 8)
 
@@ -73,7 +82,9 @@ class RefMachine:
             else:
                 function.reset()
 
-    def assign_bars(self, fn: PciFunction, bars: dict[int, int], command: int | None = None) -> None:
+    def assign_bars(
+        self, fn: PciFunction, bars: dict[int, int], command: int | None = None
+    ) -> None:
         """Do what firmware does: program BARs, then enable decoding and bus mastering.
 
         Args:
@@ -83,7 +94,9 @@ class RefMachine:
         """
         for index, base in bars.items():
             fn.config_write(0x10 + 4 * index, 4, base)
-        fn.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER if command is None else command)
+        fn.config_write(
+            0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER if command is None else command
+        )
 
     # -- CPU accesses -----------------------------------------------------------------------
 
@@ -143,7 +156,9 @@ class RefMachine:
         self.outl(0xCF8, _config_address(slot, function, offset))
         return self.pio_read(0xCFC + (offset & 3), size)
 
-    def config_write(self, slot: int, offset: int, size: int, value: int, function: int = 0) -> None:
+    def config_write(
+        self, slot: int, offset: int, size: int, value: int, function: int = 0
+    ) -> None:
         """Write config space of ``00:slot.function`` through 0xCF8/0xCFC."""
         self.outl(0xCF8, _config_address(slot, function, offset))
         self.pio_write(0xCFC + (offset & 3), size, value)

@@ -7,7 +7,7 @@ it. Unwritten bytes read as zero, as freshly booted RAM does in QEMU.
 
 from __future__ import annotations
 
-__all__ = ["SparseMemory", "PAGE_SIZE_BYTES"]
+__all__ = ["PAGE_SIZE_BYTES", "SparseMemory"]
 
 PAGE_SIZE_BYTES = 4096
 _ADDR_LIMIT = 1 << 64

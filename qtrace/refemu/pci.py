@@ -20,16 +20,16 @@ from qtrace.refemu.memory import SparseMemory
 from qtrace.refemu.regmap import Field, Kind, Reg, RegisterMap, Unimplemented
 
 __all__ = [
-    "CONFIG_HEADER",
+    "COMMAND_IO",
+    "COMMAND_MASTER",
+    "COMMAND_MEMORY",
     "CONFIG_ADDRESS_PORT",
     "CONFIG_DATA_PORT",
-    "COMMAND_IO",
-    "COMMAND_MEMORY",
-    "COMMAND_MASTER",
+    "CONFIG_HEADER",
     "BarDef",
-    "PciIdentity",
     "PciFunction",
     "PciHost",
+    "PciIdentity",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,15 +71,29 @@ CONFIG_HEADER = RegisterMap(
                 Field("STATUS_ERRORS", 27, 31),
             ),
         ),
-        Reg(0x08, "CLASS_REV", kind=Kind.RO, fields=(Field("REVISION", 0, 7), Field("CLASS", 8, 31))),
+        Reg(
+            0x08, "CLASS_REV", kind=Kind.RO, fields=(Field("REVISION", 0, 7), Field("CLASS", 8, 31))
+        ),
         Reg(
             0x0C,
             "BIST_HDR_LAT_CLS",
-            fields=(Field("CACHE_LINE", 0, 7), Field("LATENCY", 8, 15), Field("HEADER_TYPE", 16, 23)),
+            fields=(
+                Field("CACHE_LINE", 0, 7),
+                Field("LATENCY", 8, 15),
+                Field("HEADER_TYPE", 16, 23),
+            ),
         ),
-        *[Reg(0x10 + 4 * i, f"BAR{i}", fields=(Field("SPACE", 0), Field("ADDRESS", 4, 31))) for i in range(6)],
+        *[
+            Reg(0x10 + 4 * i, f"BAR{i}", fields=(Field("SPACE", 0), Field("ADDRESS", 4, 31)))
+            for i in range(6)
+        ],
         Reg(0x28, "CARDBUS_CIS", kind=Kind.RO),
-        Reg(0x2C, "SUBSYSTEM", kind=Kind.RO, fields=(Field("SUBVENDOR", 0, 15), Field("SUBSYSTEM", 16, 31))),
+        Reg(
+            0x2C,
+            "SUBSYSTEM",
+            kind=Kind.RO,
+            fields=(Field("SUBVENDOR", 0, 15), Field("SUBSYSTEM", 16, 31)),
+        ),
         Reg(0x30, "ROM_BAR"),
         Reg(0x34, "CAP_PTR", kind=Kind.RO),
         Reg(0x3C, "INTERRUPT", fields=(Field("LINE", 0, 7), Field("PIN", 8, 15))),
@@ -159,7 +173,9 @@ class PciFunction:
 
     # -- wiring ------------------------------------------------------------------------
 
-    def attach(self, memory_space: AddressSpace, io_space: AddressSpace, memory: SparseMemory) -> None:
+    def attach(
+        self, memory_space: AddressSpace, io_space: AddressSpace, memory: SparseMemory
+    ) -> None:
         """Connect the function to the machine's address spaces and RAM (for DMA)."""
         self._spaces = (memory_space, io_space)
         self._memory = memory

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from qtrace.errors import QtraceError
 
-__all__ = ["Kind", "Field", "Reg", "RegisterMap", "Unimplemented", "array", "decode_bits"]
+__all__ = ["Field", "Kind", "Reg", "RegisterMap", "Unimplemented", "array", "decode_bits"]
 
 MASK32 = 0xFFFF_FFFF
 
@@ -99,7 +99,9 @@ class RegisterMap:
         self._by_name: dict[str, Reg] = {}
         for reg in regs:
             if reg.offset in self._by_offset:
-                raise ValueError(f"two registers at {reg.offset:#x}: {self._by_offset[reg.offset].name}, {reg.name}")
+                raise ValueError(
+                    f"two registers at {reg.offset:#x}: {self._by_offset[reg.offset].name}, {reg.name}"
+                )
             self._by_offset[reg.offset] = reg
             self._by_name[reg.name] = reg
 

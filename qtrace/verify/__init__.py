@@ -11,13 +11,13 @@ from qtrace.verify.result import Mismatch, PriorAccess, UnimplementedUse, Verify
 from qtrace.verify.volatile import VOLATILE, VolatileRule
 
 __all__ = [
-    "verify_file",
-    "replay",
     "SUPPORTED_DEVICES",
-    "VerifyResult",
+    "VOLATILE",
     "Mismatch",
     "PriorAccess",
     "UnimplementedUse",
-    "VOLATILE",
+    "VerifyResult",
     "VolatileRule",
+    "replay",
+    "verify_file",
 ]

@@ -35,14 +35,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qtrace.errors import UsageError
-from qtrace.refemu import CONFIG_HEADER, IO_REGISTERS, MAC_REGISTERS, E1000, RefMachine, Unimplemented
+from qtrace.refemu import (
+    CONFIG_HEADER,
+    E1000,
+    IO_REGISTERS,
+    MAC_REGISTERS,
+    RefMachine,
+    Unimplemented,
+)
 from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY
 from qtrace.refemu.regmap import Field, decode_bits
 from qtrace.trace import Access, Dma, Trace, read_trace
 from qtrace.verify.result import Mismatch, PriorAccess, UnimplementedUse, VerifyResult
 from qtrace.verify.volatile import explain, rules_for
 
-__all__ = ["SUPPORTED_DEVICES", "FIRMWARE_CONFIG_BYTES", "replay", "verify_file"]
+__all__ = ["FIRMWARE_CONFIG_BYTES", "SUPPORTED_DEVICES", "replay", "verify_file"]
 
 SUPPORTED_DEVICES = ("e1000", "e1000-82540em")
 FIRMWARE_CONFIG_BYTES = frozenset({0x04, 0x05, 0x0C, 0x0D, 0x3C, *range(0x10, 0x28)})
@@ -61,7 +68,9 @@ class _Target:
     fields: tuple[Field, ...]
 
 
-def verify_file(path: Path | str, device: str = "e1000", *, from_reset: bool = False) -> VerifyResult:
+def verify_file(
+    path: Path | str, device: str = "e1000", *, from_reset: bool = False
+) -> VerifyResult:
     """Read the trace at ``path`` and replay it; see :func:`replay`.
 
     Raises:
@@ -136,7 +145,9 @@ class _Replayer:
                 self.result.dma_preloaded += 1
             if access is not None:
                 self._replay(access)
-        self.result.unimplemented = sorted(self.unimplemented.values(), key=lambda u: (u.space, u.offset))
+        self.result.unimplemented = sorted(
+            self.unimplemented.values(), key=lambda u: (u.space, u.offset)
+        )
         self.result.unmodelled_features.update(self.nic.unimplemented_features)
         return self.result
 
@@ -163,7 +174,9 @@ class _Replayer:
         dword = access.offset & ~3
         if access.space == "pci-config":
             reg = CONFIG_HEADER.at(dword)
-            return _Target(("pci-config", dword), CONFIG_HEADER.name_at(dword), None, reg.fields if reg else ())
+            return _Target(
+                ("pci-config", dword), CONFIG_HEADER.name_at(dword), None, reg.fields if reg else ()
+            )
         if self._is_io_bar(access):
             if dword != _IODATA:
                 return _Target(("pio", dword), IO_REGISTERS.name_at(dword), None, ())
@@ -196,10 +209,10 @@ class _Replayer:
         return self.nic.mmio_read(access.offset, access.size)
 
     def _compare(self, access: Access, target: _Target) -> None:
-        if access.space == "pci-config" and not self.from_reset and self._adopt(access):
-            if self._read(access) == access.value:
-                self.result.synced += 1
-                return
+        adopted = access.space == "pci-config" and not self.from_reset and self._adopt(access)
+        if adopted and self._read(access) == access.value:
+            self.result.synced += 1
+            return
         model = self._read(access)
         shift = 8 * (access.offset & 3)
         rules = rules_for(target.rule_name, access.value << shift) if target.rule_name else ()

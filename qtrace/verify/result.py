@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PriorAccess", "Mismatch", "UnimplementedUse", "VerifyResult"]
+__all__ = ["Mismatch", "PriorAccess", "UnimplementedUse", "VerifyResult"]
 
 
 @dataclass(frozen=True)

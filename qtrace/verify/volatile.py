@@ -23,9 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["VolatileRule", "VOLATILE", "rules_for", "explain"]
+__all__ = ["VOLATILE", "VolatileRule", "explain", "rules_for"]
 
-_AUTONEG = "set by QEMU's autonegotiation timer (~500 ms after reset or restart), not by a guest access"
+_AUTONEG = (
+    "set by QEMU's autonegotiation timer (~500 ms after reset or restart), not by a guest access"
+)
 _HOST_RX = "set when the host backend delivers a frame, which a trace does not record"
 
 
@@ -72,7 +74,11 @@ VOLATILE: tuple[VolatileRule, ...] = (
 
 def rules_for(register: str, qemu_value: int) -> tuple[VolatileRule, ...]:
     """The rules that apply to a read of ``register`` that returned ``qemu_value`` (dword position)."""
-    return tuple(r for r in VOLATILE if r.register == register and (r.applies is None or r.applies(qemu_value)))
+    return tuple(
+        r
+        for r in VOLATILE
+        if r.register == register and (r.applies is None or r.applies(qemu_value))
+    )
 
 
 def explain(

@@ -53,7 +53,8 @@ def test_icr_write_one_clears(nic: Nic) -> None:
 
 CAUSE_BITS = 0x1F6DF  # the cause bits the SDM defines for ICR/IMS (bits 0-4, 6-7, 9-10, 12-16)
 _ops = st.lists(
-    st.tuples(st.sampled_from(["ics", "ims", "imc", "icr"]), st.integers(0, 0xFFFFFFFF)), max_size=30
+    st.tuples(st.sampled_from(["ics", "ims", "imc", "icr"]), st.integers(0, 0xFFFFFFFF)),
+    max_size=30,
 )
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from refemu_nic import BAR0_BASE, SLOT, Nic
 
 from qtrace.refemu import RefMachine
-from refemu_nic import BAR0_BASE, SLOT, Nic
 
 STATUS = 0x0008
 

@@ -30,7 +30,9 @@ def setup_tx(nic: Nic) -> None:
 def put_tx(nic: Nic, index: int, payload: bytes, cmd: int) -> None:
     buffer = BUFFERS + index * 0x800
     nic.machine.memory.write(buffer, payload)
-    nic.machine.memory.write(TX_RING + 16 * index, struct.pack("<QHBBBBH", buffer, len(payload), 0, cmd, 0, 0, 0))
+    nic.machine.memory.write(
+        TX_RING + 16 * index, struct.pack("<QHBBBBH", buffer, len(payload), 0, cmd, 0, 0, 0)
+    )
 
 
 def tx_status(nic: Nic, index: int) -> int:
@@ -95,7 +97,9 @@ def test_tx_ring_wraps_around(batches: list[int]) -> None:
 
 def setup_rx(nic: Nic, tail: int) -> None:
     for i in range(DESCS):
-        nic.machine.memory.write(RX_RING + 16 * i, struct.pack("<QQ", BUFFERS + 0x10000 + i * 0x800, 0))
+        nic.machine.memory.write(
+            RX_RING + 16 * i, struct.pack("<QQ", BUFFERS + 0x10000 + i * 0x800, 0)
+        )
     nic.wr(RDBAL, RX_RING)
     nic.wr(RDBAH, 0)
     nic.wr(RDLEN, DESCS * 16)
@@ -107,9 +111,16 @@ def setup_rx(nic: Nic, tail: int) -> None:
 def test_injected_frame_lands_at_rdh(nic: Nic) -> None:
     setup_rx(nic, tail=4)
     nic.wr(IMS, RXT0)
-    frame = bytes.fromhex("525400123456") + bytes.fromhex("020000000001") + b"\x08\x00" + bytes(range(100))
+    frame = (
+        bytes.fromhex("525400123456")
+        + bytes.fromhex("020000000001")
+        + b"\x08\x00"
+        + bytes(range(100))
+    )
     assert nic.dev.receive(frame)
-    length, _csum, status, errors, _special = struct.unpack("<HHBBH", nic.machine.memory.read(RX_RING + 8, 8))
+    length, _csum, status, errors, _special = struct.unpack(
+        "<HHBBH", nic.machine.memory.read(RX_RING + 8, 8)
+    )
     assert length == len(frame) and status & 0x3 == 0x3 and errors == 0  # DD | EOP
     assert nic.machine.memory.read(BUFFERS + 0x10000, len(frame)) == frame
     assert nic.rd(RDH) == 1

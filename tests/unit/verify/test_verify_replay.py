@@ -70,7 +70,13 @@ def test_from_reset_adopts_nothing(tmp_path: Path) -> None:
 
 
 def test_mismatch_lists_previous_accesses_to_the_register(tmp_path: Path) -> None:
-    t = TraceBuilder().write(0x00D0, 0x4).write(0x00D8, 0x4).read(0x0008, 0x80080783).read(0x00D0, 0x4)
+    t = (
+        TraceBuilder()
+        .write(0x00D0, 0x4)
+        .write(0x00D8, 0x4)
+        .read(0x0008, 0x80080783)
+        .read(0x00D0, 0x4)
+    )
     [m] = verify_file(t.save(tmp_path / "t.jsonl")).mismatches
     assert m.register == "IMS"
     assert [(p.op, p.value) for p in m.previous] == [("write", 0x4)]  # IMC is another register

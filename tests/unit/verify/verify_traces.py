@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtrace.trace import Access, Dma, End, Header, Record, TraceWriter
+from qtrace.trace.schema import AccessOp, AccessSpace
+
+_REGIONS = {"mmio": "e1000-mmio", "pio": "e1000-io", "pci-config": "pci-config"}
 
 
 class TraceBuilder:
@@ -19,17 +22,24 @@ class TraceBuilder:
         self.seq += 1
         return self.seq
 
-    def read(self, offset: int, value: int, space: str = "mmio", size: int = 4) -> "TraceBuilder":
-        region = {"mmio": "e1000-mmio", "pio": "e1000-io", "pci-config": "pci-config"}[space]
-        self.records.append(Access(self._next(), "read", space, offset, size, value, region=region))  # type: ignore[arg-type]
+    def read(
+        self, offset: int, value: int, space: AccessSpace = "mmio", size: int = 4
+    ) -> TraceBuilder:
+        return self._access("read", offset, value, space, size)
+
+    def write(
+        self, offset: int, value: int, space: AccessSpace = "mmio", size: int = 4
+    ) -> TraceBuilder:
+        return self._access("write", offset, value, space, size)
+
+    def _access(
+        self, op: AccessOp, offset: int, value: int, space: AccessSpace, size: int
+    ) -> TraceBuilder:
+        region = _REGIONS[space]
+        self.records.append(Access(self._next(), op, space, offset, size, value, region=region))
         return self
 
-    def write(self, offset: int, value: int, space: str = "mmio", size: int = 4) -> "TraceBuilder":
-        region = {"mmio": "e1000-mmio", "pio": "e1000-io", "pci-config": "pci-config"}[space]
-        self.records.append(Access(self._next(), "write", space, offset, size, value, region=region))  # type: ignore[arg-type]
-        return self
-
-    def dma_read(self, addr: int, data: bytes) -> "TraceBuilder":
+    def dma_read(self, addr: int, data: bytes) -> TraceBuilder:
         self.records.append(Dma(self._next(), "read", addr, len(data), data.hex()))
         return self
 
