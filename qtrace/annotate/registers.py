@@ -179,7 +179,7 @@ class RegisterMap:
             parts.append(_decode_one(inner, (value >> shift) & ((1 << (8 * width)) - 1)))
             position += inner.size
         name = "+".join(p.name for p in parts) if len(parts) <= 2 else f"{parts[0].name}..{parts[-1].name}"
-        return Decoded(name, all(p.known for p in parts), register.desc, parts=tuple(parts))
+        return Decoded(name, all(p.known for p in parts), parts=tuple(parts))
 
 
 def _decode_one(register: Register, value: int) -> Decoded:

@@ -24,7 +24,7 @@ from docker.models.containers import Container
 from qtrace.docker_env import KIND_LABEL, RUN_LABEL
 from qtrace.errors import AbnormalShutdown, LaunchFailure, StateError
 
-__all__ = ["ContainerSpec", "CaptureContainer", "container_kwargs", "ExecResult", "State"]
+__all__ = ["ContainerSpec", "CaptureContainer", "ContainerSource", "container_kwargs", "copy_out", "ExecResult", "State"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +148,25 @@ def copy_out(container: CaptureContainer, paths: Sequence[str], dest: Path) -> N
         target = dest / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(container.read_file(path))
+
+
+class ContainerSource:
+    """The QEMU source tree inside the image, as a :class:`qtrace.discover.device.SourceReader`."""
+
+    def __init__(self, container: CaptureContainer, root: str = "/src/qemu") -> None:
+        self._container = container
+        self._root = root.rstrip("/")
+        self._cache: dict[str, str] = {}
+
+    def read(self, path: str) -> str:
+        if path not in self._cache:
+            self._cache[path] = self._container.read_file(f"{self._root}/{path}")
+        return self._cache[path]
+
+    def grep(self, fixed_string: str, under: tuple[str, ...]) -> list[str]:
+        result = self._container.exec(
+            ["grep", "-rlF", "--include=*.c", "--include=*.h", "--", fixed_string, *under], workdir=self._root
+        )
+        if result.exit_code not in (0, 1):
+            raise LaunchFailure(f"grep in the QEMU source failed: {result.output.strip()[:200]}")
+        return sorted(line.strip() for line in result.output.splitlines() if line.strip())

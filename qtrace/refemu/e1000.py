@@ -252,6 +252,11 @@ class E1000:
         logger.debug("e1000 model: %s is not modelled", feature)
 
     @property
+    def ioaddr(self) -> int:
+        """The BAR0 offset IOADDR selects for IODATA accesses through the I/O BAR."""
+        return self.io_regs[0x00]
+
+    @property
     def irq_level(self) -> bool:
         """True while the INTx line is asserted."""
         return self.irq.level

@@ -180,7 +180,7 @@ class _Replayer:
         if self._is_io_bar(access):
             if dword != _IODATA:
                 return _Target(("pio", dword), IO_REGISTERS.name_at(dword), None, ())
-            inner = self.nic.io_regs[0] & ~3
+            inner = self.nic.ioaddr & ~3
             reg = MAC_REGISTERS.at(inner)
             name = MAC_REGISTERS.name_at(inner)
             return _Target(("mmio", inner), f"IODATA[{name}]", name, reg.fields if reg else ())

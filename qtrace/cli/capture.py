@@ -1,0 +1,117 @@
+"""``qtrace capture``: record how QEMU handles every access to a device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from qtrace.build.builder import BuildRequest, build_image, find_qemu_image
+from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.cli.app import qtrace_command
+from qtrace.cli.console import console, err_console
+from qtrace.docker_env import connect
+from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
+from qtrace.launch.live import LiveStats
+
+__all__ = ["capture"]
+
+
+class _LiveView:
+    """The live display: hits, distinct stacks, accesses per register, elapsed."""
+
+    def __init__(self, live: Live | None) -> None:
+        self._live = live
+
+    def status(self, text: str) -> None:
+        err_console.print(f"[cyan]•[/] {text}")
+
+    def progress(self, stats: LiveStats, elapsed_s: float, armed: bool) -> None:
+        if self._live is None:
+            return
+        table = Table(title=f"capturing — {elapsed_s:5.1f} s — {'armed' if armed else 'waiting for the guest'}")
+        table.add_column("accesses", justify="right")
+        table.add_column("exits", justify="right")
+        table.add_column("distinct stacks", justify="right")
+        table.add_column("busiest registers")
+        busiest = ", ".join(f"{space}+{offset:#x}×{n}" for (space, offset), n in stats.per_register.most_common(4))
+        table.add_row(str(stats.accesses), str(stats.exits), str(stats.stacks), busiest)
+        self._live.update(table)
+
+
+def _summary_table(result: CaptureResult) -> Table:
+    table = Table(title=f"qtrace capture: {result.summary['device']} ({result.accel})", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    style = "green" if result.status == "ok" else "red"
+    table.add_row("status", f"[{style}]{result.status}[/]" + (f" — {result.reason}" if result.reason else ""))
+    table.add_row("accesses", str(result.accesses))
+    table.add_row("distinct stacks", str(result.stacks))
+    table.add_row("KVM exits recorded", ", ".join(f"{k} {v}" for k, v in result.summary["exit_reasons"].items()) or "none (TCG)")
+    table.add_row("elapsed", f"{result.elapsed_s:.1f} s")
+    table.add_row("output", str(result.out_dir))
+    return table
+
+
+@qtrace_command("capture")
+def capture(
+    device: Annotated[str, typer.Argument(help="QEMU device type name, e.g. e1000, e1000e, rtl8139 (see `qtrace devices`).")] = "e1000",
+    accel: Annotated[str, typer.Option("--accel", help="kvm, tcg, or auto (KVM when usable, else TCG).")] = "auto",
+    machine: Annotated[str, typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG).")] = "pc",
+    guest: Annotated[str, typer.Option("--guest", help="The guest that drives the device: probe (bare-metal, default).")] = "probe",
+    qemu_version: Annotated[str, typer.Option("--qemu-version", help="Which debug image to use.")] = DEFAULT_QEMU_VERSION,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default captures/<device>-<accel>-<utc>/).")] = None,
+    max_hits: Annotated[int, typer.Option("--max-hits", help="Stop after this many device accesses (0: no limit).")] = 0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Stop after this many seconds.")] = 180.0,
+    hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Call the guest hung after this many seconds without progress.")] = 45.0,
+    build: Annotated[bool, typer.Option("--build", help="Build the debug image first if it is missing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")] = False,
+) -> None:
+    """Run QEMU under gdb with a guest that drives DEVICE and record every access.
+
+    Each access is recorded with its value, the KVM exit that caused it and its own
+    (deduplicated) backtrace. Output: trace.jsonl (qtrace-trace/1), qemu.log, gdb.log,
+    serial.log, summary.json. Exit code 0 only when the capture finished normally.
+    """
+    if build and find_qemu_image(connect(), qemu_version) is None:
+        err_console.print(f"[cyan]•[/] building the debug image for QEMU {qemu_version} first")
+        build_image(BuildRequest(qemu_version=qemu_version), _QuietBuild())
+    request = CaptureRequest(
+        device=device, accel=accel, machine=machine, guest=guest, qemu_version=qemu_version,
+        out_dir=out, max_hits=max_hits, timeout_s=timeout, hang_timeout_s=hang_timeout,
+    )
+    use_live = err_console.is_terminal and not as_json
+    with Live(console=err_console, transient=True, refresh_per_second=4) if use_live else _NoLive() as live:
+        result = run_capture(request, _LiveView(live if use_live else None))
+    if as_json:
+        console.print_json(json.dumps(result.summary))
+    else:
+        console.print(_summary_table(result))
+    if result.status != "ok":
+        if result.status == "guest-hang" and result.reason:
+            err_console.print(f"[yellow]hint:[/] {result.reason}")
+        raise typer.Exit(1)
+
+
+class _NoLive:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _QuietBuild:
+    def stage(self, name: str) -> None:
+        err_console.print(f"[cyan]stage[/] {name}")
+
+    def step(self, done: int, total: int) -> None:
+        if done % 200 == 0 or done == total:
+            err_console.print(f"  compile [{done}/{total}]")
+
+    def line(self, text: str) -> None:
+        return None

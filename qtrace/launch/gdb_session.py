@@ -1,0 +1,176 @@
+"""gdb under MI, running inside the capture container, driven with pygdbmi.
+
+``GdbSession`` owns the gdb process (an exec in the container) and talks MI: every command
+carries a token, and a reply is read only until its own result record (never pygdbmi's
+read-and-wait, which costs ~0.2 s a call). All MI traffic is appended to ``gdb.log``.
+Per-hit work never crosses this channel; it stays in the collector inside gdb.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+import logging
+import time
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+from pygdbmi.IoManager import IoManager
+
+from qtrace.errors import CollectorError, GdbTimeout, LaunchFailure, StateError
+from qtrace.launch.container import CaptureContainer
+from qtrace.launch.exec_pipes import ExecPipes
+from qtrace.launch.mi import Stop, as_stop, is_result_for, replies_in, result_error
+
+__all__ = ["GdbSession", "GdbState", "gdb_argv", "DEFAULT_COMMAND_TIMEOUT_S"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COMMAND_TIMEOUT_S = 60.0
+_POLL_S = 0.1
+
+
+class GdbState(Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+def gdb_argv(binary: str) -> list[str]:
+    """The gdb command line (MI3, no init files, quiet)."""
+    return ["gdb", "--nx", "--quiet", "--interpreter=mi3", binary]
+
+
+class GdbSession:
+    """One gdb process in the container; use as a context manager."""
+
+    def __init__(self, container: CaptureContainer, binary: str, log_path: Path) -> None:
+        self._container = container
+        self._binary = binary
+        self._log: IO[str] = log_path.open("a", encoding="utf-8")
+        self._tokens = itertools.count(1)
+        self._pipes: ExecPipes | None = None
+        self._io: IoManager | None = None
+        self._exec_id: str | None = None
+        self.state = GdbState.IDLE
+        # *stopped records may arrive in the same read as a command's result; keep them.
+        self._stops: deque[Stop] = deque()
+
+    def __repr__(self) -> str:
+        return f"<GdbSession {self._binary} {self.state.value}>"
+
+    def __enter__(self) -> "GdbSession":
+        api = self._container.client.api
+        try:
+            self._exec_id = api.exec_create(
+                self._container.id, gdb_argv(self._binary), stdin=True, stdout=True, stderr=True, tty=False
+            )["Id"]
+            sock = api.exec_start(self._exec_id, socket=True)
+        except Exception as exc:
+            self.close()
+            raise LaunchFailure(f"could not start gdb in the container: {exc}") from exc
+        raw = getattr(sock, "_sock", sock)
+        self._pipes = ExecPipes(raw)
+        self._io = IoManager(self._pipes.stdin, self._pipes.stdout, self._pipes.stderr, time_to_check_for_additional_output_sec=0)
+        self.state = GdbState.RUNNING
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- MI -----
+
+    def command(self, mi_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> list[dict[str, Any]]:
+        """Send one MI command and read until its result record; returns every record read.
+
+        Raises:
+            GdbTimeout: no result in time. CollectorError: gdb answered ``^error``.
+        """
+        io = self._require_io()
+        token = next(self._tokens)
+        line = f"{token}{mi_command}"
+        self._log.write(f"-> {line}\n")
+        io.write(line, timeout_sec=timeout_s, read_response=False)
+        deadline = time.monotonic() + timeout_s
+        records: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            batch = self._read(_POLL_S)
+            records.extend(batch)
+            for record in batch:
+                if is_result_for(record, token):
+                    error = result_error(record)
+                    if error is not None:
+                        raise CollectorError(f"gdb: {mi_command}: {error}")
+                    return records
+            if self._pipes is not None and self._pipes.closed.is_set() and not batch:
+                raise LaunchFailure(f"gdb exited while running {mi_command!r}")
+        raise GdbTimeout(f"gdb did not answer {mi_command!r} within {timeout_s:.0f} s")
+
+    def console(self, cli_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> list[dict[str, Any]]:
+        """Run a gdb CLI command through MI; returns the collector's JSON replies, if any."""
+        escaped = cli_command.replace("\\", "\\\\").replace('"', '\\"')
+        return replies_in(self.command(f'-interpreter-exec console "{escaped}"', timeout_s))
+
+    def wait_for_stop(self, timeout_s: float) -> Stop | None:
+        """Wait up to ``timeout_s`` for a ``*stopped`` record; ``None`` if none came."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._stops:
+                return self._stops.popleft()
+            self._read(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+            if self._stops:
+                return self._stops.popleft()
+            if self._pipes is not None and self._pipes.closed.is_set():
+                raise LaunchFailure("gdb exited unexpectedly")
+            if time.monotonic() >= deadline:
+                return None
+
+    def interrupt(self) -> None:
+        """Stop the running inferior (``-exec-interrupt``)."""
+        self.command("-exec-interrupt", timeout_s=10)
+
+    def _read(self, timeout_s: float) -> list[dict[str, Any]]:
+        io = self._require_io()
+        records: list[dict[str, Any]] = io.get_gdb_response(timeout_sec=timeout_s, raise_error_on_timeout=False)
+        for record in records:
+            self._log.write(f"<- {record}\n")
+            stop = as_stop(record)
+            if stop is not None:
+                self._stops.append(stop)
+        if records:
+            self._log.flush()
+        return records
+
+    def _require_io(self) -> IoManager:
+        if self._io is None or self.state is not GdbState.RUNNING:
+            raise StateError(self.state.value, GdbState.RUNNING.value)
+        return self._io
+
+    # ----- shutdown -----
+
+    def close(self, exit_timeout_s: float = 5.0) -> None:
+        """Ask gdb to exit (killing QEMU); the container's removal is the hard fallback."""
+        if self.state is GdbState.RUNNING and self._io is not None:
+            try:
+                self._io.write("-gdb-exit", timeout_sec=1, read_response=False)
+                deadline = time.monotonic() + exit_timeout_s
+                while self._pipes is not None and not self._pipes.closed.is_set() and time.monotonic() < deadline:
+                    self._read(_POLL_S)
+            except Exception as exc:  # gdb may already be gone; the container removal follows
+                logger.debug("gdb exit: %s", exc)
+        if self._pipes is not None:
+            self._pipes.close()
+            self._pipes = None
+        self._io = None
+        self.state = GdbState.EXITED
+        if not self._log.closed:
+            self._log.close()
+
+
+def shell_join(argv: Sequence[str]) -> str:
+    """Quote an argv for gdb's ``-exec-arguments`` (gdb starts the inferior via a shell)."""
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)
