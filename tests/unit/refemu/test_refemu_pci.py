@@ -111,3 +111,13 @@ def test_status_error_bits_are_write_one_to_clear() -> None:
     nic.pci.config[0x07] = 0xF8  # pretend errors were reported
     m.config_write(SLOT, 0x06, 2, 0x0800)
     assert m.config_read(SLOT, 0x06, 2) == 0xF000
+
+
+def test_unclaimed_ports_read_all_ones_and_cf9_is_not_config_address() -> None:
+    m = RefMachine()
+    m.add_e1000(slot=SLOT)
+    m.outl(0xCF8, 0x80000000)
+    m.outb(0xCF9, 0x06)  # a byte at 0xCF9 is the reset-control port, not CONFIG_ADDRESS
+    assert m.inl(0xCF8) == 0x80000000
+    assert m.inb(0x80) == 0xFF
+    assert m.inw(0x1234) == 0xFFFF
