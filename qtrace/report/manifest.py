@@ -112,7 +112,7 @@ def _index(manifest: Manifest) -> str:
     ]
     for entry in manifest.entries:
         files = ", ".join(f"[{n}]({entry.name}/{n})" for n in output_names(entry.formats))
-        label = entry.title or entry.name
+        label = (entry.title or entry.name).replace("|", "\\|")
         command = entry.command.replace("|", "\\|")
         lines.append(f"| {label} | {files} | `{command}` |")
     return "\n".join(lines) + "\n"
