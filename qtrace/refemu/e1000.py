@@ -399,7 +399,6 @@ _READ_HOOKS: dict[str, Callable[[E1000], int]] = {
     "EERD": E1000._read_eerd,
     "ICR": E1000._read_icr,
     "ICS": lambda dev: dev.reg("ICR"),
-    "IMC": lambda dev: 0,
 }
 _WRITE_HOOKS: dict[str, Callable[[E1000, int], None]] = {
     "CTRL": E1000._write_ctrl,
