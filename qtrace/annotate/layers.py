@@ -155,7 +155,9 @@ def load_rules(path: Path | None = None) -> RuleSet:
     """
     try:
         if path is None:
-            text = resources.files("qtrace.annotate").joinpath("rules/layers.toml").read_text("utf-8")
+            text = (
+                resources.files("qtrace.annotate").joinpath("rules/layers.toml").read_text("utf-8")
+            )
         else:
             text = Path(path).read_text(encoding="utf-8")
         data = tomllib.loads(text)
@@ -164,7 +166,10 @@ def load_rules(path: Path | None = None) -> RuleSet:
     if data.get("format") != LAYERS_FORMAT:
         raise ReportError(f"layer rules must declare format = {LAYERS_FORMAT!r}")
     try:
-        layers = [Layer(str(d["id"]), str(d["label"]), str(d.get("color", "#616161"))) for d in data["layer"]]
+        layers = [
+            Layer(str(d["id"]), str(d["label"]), str(d.get("color", "#616161")))
+            for d in data["layer"]
+        ]
         rules = [
             LayerRule(
                 layer=str(d["layer"]),

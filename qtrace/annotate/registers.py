@@ -99,7 +99,7 @@ class Decoded:
     value: int | None = None
     fields: tuple[FieldValue, ...] = ()
     other_bits: int = 0  # set bits that no field names
-    parts: tuple["Decoded", ...] = ()  # for an access spanning several registers
+    parts: tuple[Decoded, ...] = ()  # for an access spanning several registers
 
     def field(self, name: str) -> FieldValue:
         """The decoded field ``name``; raises ``KeyError`` if the register has none."""
@@ -128,7 +128,13 @@ class Decoded:
 class RegisterMap:
     """The registers of one device (or of PCI config space), by space and offset."""
 
-    def __init__(self, device: str, registers: list[Register], reference: str = "", aliases: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        device: str,
+        registers: list[Register],
+        reference: str = "",
+        aliases: tuple[str, ...] = (),
+    ) -> None:
         self.device = device
         self.reference = reference
         self.aliases = aliases
@@ -136,7 +142,10 @@ class RegisterMap:
         for register in registers:
             for space in register.spaces:
                 self._by_space.setdefault(space, {})[register.offset] = register
-        self._sorted = {space: sorted(regs.values(), key=lambda r: r.offset) for space, regs in self._by_space.items()}
+        self._sorted = {
+            space: sorted(regs.values(), key=lambda r: r.offset)
+            for space, regs in self._by_space.items()
+        }
 
     def __repr__(self) -> str:
         return f"RegisterMap({self.device!r}, {sum(len(r) for r in self._by_space.values())} registers)"
@@ -178,7 +187,11 @@ class RegisterMap:
             width = min(inner.size, offset + size - position)
             parts.append(_decode_one(inner, (value >> shift) & ((1 << (8 * width)) - 1)))
             position += inner.size
-        name = "+".join(p.name for p in parts) if len(parts) <= 2 else f"{parts[0].name}..{parts[-1].name}"
+        name = (
+            "+".join(p.name for p in parts)
+            if len(parts) <= 2
+            else f"{parts[0].name}..{parts[-1].name}"
+        )
         return Decoded(name, all(p.known for p in parts), parts=tuple(parts))
 
 
@@ -190,7 +203,13 @@ def _decode_one(register: Register, value: int) -> Decoded:
         meaning = bit_field.values.get((value & bit_field.mask) >> bit_field.lo)
         fields.append(
             FieldValue(
-                bit_field.name, bit_field.bits, raw, bit_field.hi - bit_field.lo + 1, bit_field.desc, meaning, bit_field.always
+                bit_field.name,
+                bit_field.bits,
+                raw,
+                bit_field.hi - bit_field.lo + 1,
+                bit_field.desc,
+                meaning,
+                bit_field.always,
             )
         )
         covered |= bit_field.mask
@@ -235,7 +254,11 @@ def _fields(raw: list[dict[str, Any]], where: str) -> tuple[BitField, ...]:
 
 def _load_data(name: str) -> dict[str, Any]:
     try:
-        text = resources.files("qtrace.annotate").joinpath(f"rules/registers/{name}.toml").read_text("utf-8")
+        text = (
+            resources.files("qtrace.annotate")
+            .joinpath(f"rules/registers/{name}.toml")
+            .read_text("utf-8")
+        )
         data = tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ReportError(f"cannot read register map {name}.toml: {exc}") from exc
@@ -299,7 +322,12 @@ def load_register_map(name: str) -> RegisterMap:
         # A register in several spaces is listed once per space above: keep one copy.
         unique = {(r.name, r.offset): r for r in inherited}
         registers = list(unique.values()) + registers
-    return RegisterMap(str(data["device"]), registers, str(data.get("reference", "")), tuple(data.get("aliases", [])))
+    return RegisterMap(
+        str(data["device"]),
+        registers,
+        str(data.get("reference", "")),
+        tuple(data.get("aliases", [])),
+    )
 
 
 def known_devices() -> dict[str, str]:

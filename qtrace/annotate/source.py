@@ -114,7 +114,9 @@ class DirectorySourceProvider:
                 if not opened and lines[end].rstrip().endswith(";"):
                     break
                 if opened and lines[end].startswith("}"):
-                    first = start - 1 if start and _RETURN_TYPE_LINE.match(lines[start - 1]) else start
+                    first = (
+                        start - 1 if start and _RETURN_TYPE_LINE.match(lines[start - 1]) else start
+                    )
                     return first + 1, end + 1
         return None
 
@@ -143,7 +145,9 @@ class SourceSnippets:
                 for path in sorted(self.files)
             },
             "functions": {
-                path: {name: list(self.functions[path][name]) for name in sorted(self.functions[path])}
+                path: {
+                    name: list(self.functions[path][name]) for name in sorted(self.functions[path])
+                }
                 for path in sorted(self.functions)
             },
         }
@@ -154,7 +158,7 @@ class SourceSnippets:
         path.write_text(self.to_json(), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> "SourceSnippets":
+    def load(cls, path: Path) -> SourceSnippets:
         """Read a cache file.
 
         Raises:
@@ -168,7 +172,8 @@ class SourceSnippets:
             raise ReportError(f"{path} is not a {SNIPPETS_FORMAT} file")
         try:
             files = {
-                str(p): {int(n): str(t) for n, t in lines.items()} for p, lines in data.get("files", {}).items()
+                str(p): {int(n): str(t) for n, t in lines.items()}
+                for p, lines in data.get("files", {}).items()
             }
             functions = {
                 str(p): {str(f): (int(r[0]), int(r[1])) for f, r in funcs.items()}
@@ -207,7 +212,9 @@ def build_snippets(
             extent = source.function_range(frame.file, frame.func)
             if extent is not None:
                 cache.functions.setdefault(frame.file, {})[frame.func] = extent
-                cache.files.setdefault(frame.file, {}).setdefault(extent[0], source.line_text(frame.file, extent[0]) or "")
+                cache.files.setdefault(frame.file, {}).setdefault(
+                    extent[0], source.line_text(frame.file, extent[0]) or ""
+                )
             for number, text in snippet(source, frame.file, frame.line, None, context_lines):
                 cache.files.setdefault(frame.file, {})[number] = text
     return cache

@@ -22,9 +22,14 @@ def diff(
     b: Annotated[Path, typer.Argument(help="Capture B (directory or trace.jsonl).")],
     kind: Annotated[
         str | None,
-        typer.Option("--kind", help="Access kind to compare: 'mmio read', 'mmio write', 'pio read', 'pci-config read', ..."),
+        typer.Option(
+            "--kind",
+            help="Access kind to compare: 'mmio read', 'mmio write', 'pio read', 'pci-config read', ...",
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON (format qtrace-diff/1) on stdout.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print only JSON (format qtrace-diff/1) on stdout.")
+    ] = False,
 ) -> None:
     """Align the stacks of one access kind by layer; show frames only one side has, and moved frames."""
     result = diff_captures(a, b, kind)

@@ -27,22 +27,35 @@ class ReportFormat(str, Enum):
 @qtrace_command("report")
 def report(
     capture: Annotated[
-        Path | None, typer.Argument(help="A capture directory (captures/<device>-<accel>-<stamp>/).")
+        Path | None,
+        typer.Argument(help="A capture directory (captures/<device>-<accel>-<stamp>/)."),
     ] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="md, html or both.")] = ReportFormat.both,
+    fmt: Annotated[
+        ReportFormat, typer.Option("--format", "-f", help="md, html or both.")
+    ] = ReportFormat.both,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory (default: the capture directory).")
+        Path | None,
+        typer.Option("--out", "-o", help="Output directory (default: the capture directory)."),
     ] = None,
     all_reports: Annotated[
-        bool, typer.Option("--all", help="Regenerate every report listed in the manifest, and reports/index.md.")
+        bool,
+        typer.Option(
+            "--all", help="Regenerate every report listed in the manifest, and reports/index.md."
+        ),
     ] = False,
     manifest: Annotated[
-        Path, typer.Option("--manifest", help="The reports manifest (format qtrace-reports/1) for --all.")
+        Path,
+        typer.Option(
+            "--manifest", help="The reports manifest (format qtrace-reports/1) for --all."
+        ),
     ] = Path("reports/manifest.toml"),
 ) -> None:
     """Write report.md / report.html for a capture, or with --all every report in the manifest."""
     if all_reports == (capture is not None):
-        raise UsageError("give either a CAPTURE directory or --all", hint="qtrace report captures/<dir>  |  qtrace report --all")
+        raise UsageError(
+            "give either a CAPTURE directory or --all",
+            hint="qtrace report captures/<dir>  |  qtrace report --all",
+        )
     if all_reports:
         written = regenerate_all(manifest)
     else:

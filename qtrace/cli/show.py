@@ -17,8 +17,15 @@ __all__ = ["show"]
 
 @qtrace_command("show")
 def show(
-    capture: Annotated[Path, typer.Argument(help="A capture directory (captures/<device>-<accel>-<stamp>/) or its trace.jsonl.")],
-    stacks: Annotated[bool, typer.Option("--stacks/--no-stacks", help="Show the annotated stacks.")] = True,
+    capture: Annotated[
+        Path,
+        typer.Argument(
+            help="A capture directory (captures/<device>-<accel>-<stamp>/) or its trace.jsonl."
+        ),
+    ],
+    stacks: Annotated[
+        bool, typer.Option("--stacks/--no-stacks", help="Show the annotated stacks.")
+    ] = True,
 ) -> None:
     """Show a capture: summary, what the trace shows, accesses per register, each distinct stack."""
     report = build_report(capture)

@@ -21,7 +21,15 @@ from qtrace.errors import ReportError
 from qtrace.report.model import access_kind, representative_kind, representative_stack
 from qtrace.trace import read_trace
 
-__all__ = ["DIFF_FORMAT", "DiffStatus", "DiffRow", "DiffSide", "StackDiff", "diff_captures", "diff_stacks"]
+__all__ = [
+    "DIFF_FORMAT",
+    "DiffStatus",
+    "DiffRow",
+    "DiffSide",
+    "StackDiff",
+    "diff_captures",
+    "diff_stacks",
+]
 
 DIFF_FORMAT = "qtrace-diff/1"
 DiffStatus = Literal["same", "line changed", "file changed", "only in A", "only in B"]
@@ -61,7 +69,9 @@ class StackDiff:
     def counts(self) -> dict[str, int]:
         """How many rows of each status (every status listed, zeros included)."""
         found = Counter(row.status for row in self.rows)
-        return {s: found[s] for s in ("same", "line changed", "file changed", "only in A", "only in B")}
+        return {
+            s: found[s] for s in ("same", "line changed", "file changed", "only in A", "only in B")
+        }
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (format ``qtrace-diff/1``)."""
@@ -101,7 +111,9 @@ def _frame_rows(a: list[AnnotatedFrame], b: list[AnnotatedFrame]) -> list[DiffRo
 def diff_stacks(a: AnnotatedStack, b: AnnotatedStack) -> list[DiffRow]:
     """Align two annotated stacks by layer runs, then by frames; rows innermost first."""
     runs_a, runs_b = a.layer_runs(), b.layer_runs()
-    matcher = SequenceMatcher(a=[l.id for l, _ in runs_a], b=[l.id for l, _ in runs_b], autojunk=False)
+    matcher = SequenceMatcher(
+        a=[l.id for l, _ in runs_a], b=[l.id for l, _ in runs_b], autojunk=False
+    )
     rows: list[DiffRow] = []
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":

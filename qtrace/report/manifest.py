@@ -27,7 +27,14 @@ from qtrace.errors import QtraceError, ReportError
 from qtrace.report.model import build_report
 from qtrace.report.render import FORMATS, output_names, write_report
 
-__all__ = ["MANIFEST_FORMAT", "ManifestEntry", "Manifest", "load_manifest", "regenerate_all", "INDEX_FILE"]
+__all__ = [
+    "MANIFEST_FORMAT",
+    "ManifestEntry",
+    "Manifest",
+    "load_manifest",
+    "regenerate_all",
+    "INDEX_FILE",
+]
 
 MANIFEST_FORMAT = "qtrace-reports/1"
 INDEX_FILE = "index.md"
@@ -78,7 +85,11 @@ def load_manifest(path: Path) -> Manifest:
     entries: dict[str, ManifestEntry] = {}
     for number, raw in enumerate(data.get("report", []), start=1):
         where = f"{path}: report #{number}"
-        missing = [k for k in ("name", "capture", "command") if not isinstance(raw.get(k), str) or not raw.get(k)]
+        missing = [
+            k
+            for k in ("name", "capture", "command")
+            if not isinstance(raw.get(k), str) or not raw.get(k)
+        ]
         if missing:
             raise ReportError(f"{where} lacks {', '.join(missing)}")
         name = raw["name"]

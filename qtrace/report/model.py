@@ -21,7 +21,7 @@ from qtrace.annotate import (
 )
 from qtrace.errors import ReportError
 from qtrace.report.sequence import Sequence, build_sequence
-from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
+from qtrace.trace import Access, End, Exit, Header, Trace, read_trace
 
 __all__ = [
     "RegisterRow",
@@ -165,7 +165,9 @@ class CaptureReport:
 # --- building ------------------------------------------------------------------------------
 
 
-def build_report(capture: Path | str, *, command: str | None = None, name: str | None = None) -> CaptureReport:
+def build_report(
+    capture: Path | str, *, command: str | None = None, name: str | None = None
+) -> CaptureReport:
     """Read a capture directory (or trace file) and build its report model.
 
     Raises:
@@ -181,7 +183,9 @@ def build_report(capture: Path | str, *, command: str | None = None, name: str |
         )
     trace = read_trace(trace_path)
     source = capture_source(capture)
-    return report_from_trace(trace, name=name or trace_path.parent.name, source=source, command=command)
+    return report_from_trace(
+        trace, name=name or trace_path.parent.name, source=source, command=command
+    )
 
 
 def report_from_trace(
@@ -190,7 +194,9 @@ def report_from_trace(
     """Build the report model of an in-memory trace."""
     header = trace.header
     annotated = {
-        sid: annotate_stack(stack, qemu_version=header.qemu_version, accel=header.accel, source=source)
+        sid: annotate_stack(
+            stack, qemu_version=header.qemu_version, accel=header.accel, source=source
+        )
         for sid, stack in sorted(trace.stacks.items(), key=lambda kv: _natural(kv[0]))
     }
     exits_by_seq = {e.seq: e for e in trace.exits}
@@ -199,8 +205,14 @@ def report_from_trace(
     decoded = decode_access(header.device, representative) if representative else None
     sequence = None
     if representative is not None and representative.stack in annotated:
-        exit_record = exits_by_seq.get(representative.exit_seq) if representative.exit_seq is not None else None
-        sequence = build_sequence(annotated[representative.stack], representative, decoded, exit_record, header.accel)
+        exit_record = (
+            exits_by_seq.get(representative.exit_seq)
+            if representative.exit_seq is not None
+            else None
+        )
+        sequence = build_sequence(
+            annotated[representative.stack], representative, decoded, exit_record, header.accel
+        )
     source_kind = type(source).__name__ if source is not None else "none"
     return CaptureReport(
         name=name,
@@ -216,9 +228,21 @@ def report_from_trace(
         representative=representative,
         representative_decoded=decoded,
         sequence=sequence,
-        irqs=tuple(IrqRow(i.seq, i.level, i.line, i.stack, _device_frame(annotated, i.stack)) for i in trace.irqs),
+        irqs=tuple(
+            IrqRow(i.seq, i.level, i.line, i.stack, _device_frame(annotated, i.stack))
+            for i in trace.irqs
+        ),
         dmas=tuple(
-            DmaRow(d.seq, d.op, d.addr, d.size, d.data, d.truncated, d.stack, _device_frame(annotated, d.stack))
+            DmaRow(
+                d.seq,
+                d.op,
+                d.addr,
+                d.size,
+                d.data,
+                d.truncated,
+                d.stack,
+                _device_frame(annotated, d.stack),
+            )
             for d in trace.dmas
         ),
     )
@@ -229,7 +253,14 @@ def _natural(text: str) -> tuple[str, int, str]:
     return (text.rstrip("0123456789"), int(digits) if digits else -1, text)
 
 
-KIND_PREFERENCE = ("mmio read", "pio read", "mmio write", "pio write", "pci-config read", "pci-config write")
+KIND_PREFERENCE = (
+    "mmio read",
+    "pio read",
+    "mmio write",
+    "pio write",
+    "pci-config read",
+    "pci-config write",
+)
 
 
 def representative_kind(accesses: list[Access]) -> str | None:
@@ -296,7 +327,9 @@ def _register_rows(device: str, accesses: list[Access]) -> tuple[RegisterRow, ..
     return tuple(rows)
 
 
-def _stack_views(trace: Trace, annotated: dict[str, AnnotatedStack], exits: dict[int, Exit]) -> tuple[StackView, ...]:
+def _stack_views(
+    trace: Trace, annotated: dict[str, AnnotatedStack], exits: dict[int, Exit]
+) -> tuple[StackView, ...]:
     views = []
     for sid, stack in annotated.items():
         users = [a for a in trace.accesses if a.stack == sid]
@@ -311,7 +344,12 @@ def _stack_views(trace: Trace, annotated: dict[str, AnnotatedStack], exits: dict
         irq_uses = sum(1 for i in trace.irqs if i.stack == sid)
         dma_uses = sum(1 for d in trace.dmas if d.stack == sid)
         exit_uses = sum(1 for e in trace.exits if e.stack == sid)
-        for role, count in (("access", len(users)), ("irq", irq_uses), ("dma", dma_uses), ("exit", exit_uses)):
+        for role, count in (
+            ("access", len(users)),
+            ("irq", irq_uses),
+            ("dma", dma_uses),
+            ("exit", exit_uses),
+        ):
             if count:
                 roles.append(role)
         views.append(
@@ -355,14 +393,18 @@ def _exit_rows(trace: Trace, annotated: dict[str, AnnotatedStack]) -> tuple[Exit
     rows = []
     for (reason, target), group in sorted(groups.items()):
         users = [a for e in group for a in linked.get(e.seq, [])]
-        handled = sorted({_kvm_handling(annotated[a.stack]) for a in users if a.stack in annotated} - {""})
+        handled = sorted(
+            {_kvm_handling(annotated[a.stack]) for a in users if a.stack in annotated} - {""}
+        )
         if not handled and not users:
             handled = ["no device access (not this device's region, or handled elsewhere)"]
         rows.append(ExitRow(reason, target, len(group), len(users), "; ".join(handled)))
     return tuple(rows)
 
 
-def _findings(header: Header, accesses: list[Access], annotated: dict[str, AnnotatedStack]) -> tuple[Finding, ...]:
+def _findings(
+    header: Header, accesses: list[Access], annotated: dict[str, AnnotatedStack]
+) -> tuple[Finding, ...]:
     used = sorted({a.stack for a in accesses if a.stack in annotated}, key=_natural)
     if not used:
         return ()
@@ -407,7 +449,11 @@ def _findings(header: Header, accesses: list[Access], annotated: dict[str, Annot
             )
     if waiting:
         findings.append(
-            Finding("not-in-qemu-wait-io-event", False, f"qemu_wait_io_event appears on stacks {', '.join(waiting)}.")
+            Finding(
+                "not-in-qemu-wait-io-event",
+                False,
+                f"qemu_wait_io_event appears on stacks {', '.join(waiting)}.",
+            )
         )
     else:
         findings.append(

@@ -58,10 +58,14 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 def _render(template: str, report: CaptureReport, autoescape: bool) -> str:
     sequence = report.sequence
     try:
-        return _environment(autoescape).get_template(template).render(
-            r=report,
-            mermaid=to_mermaid(sequence) if sequence else "",
-            svg=to_svg(sequence) if sequence else "",
+        return (
+            _environment(autoescape)
+            .get_template(template)
+            .render(
+                r=report,
+                mermaid=to_mermaid(sequence) if sequence else "",
+                svg=to_svg(sequence) if sequence else "",
+            )
         )
     except jinja2.TemplateError as exc:
         raise ReportError(f"report template {template} failed: {exc}") from exc
@@ -82,7 +86,9 @@ def output_names(formats: Iterable[str]) -> list[str]:
     return [_FILE_NAMES[f] for f in FORMATS if f in set(formats)]
 
 
-def write_report(report: CaptureReport, out_dir: Path, formats: Iterable[str] = FORMATS) -> list[Path]:
+def write_report(
+    report: CaptureReport, out_dir: Path, formats: Iterable[str] = FORMATS
+) -> list[Path]:
     """Render ``report`` in ``formats`` into ``out_dir``; returns the files written.
 
     Raises:

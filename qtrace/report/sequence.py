@@ -52,10 +52,16 @@ def _what(access: Access, decoded: Decoded | None) -> str:
 
 
 def build_sequence(
-    stack: AnnotatedStack, access: Access, decoded: Decoded | None, exit_record: Exit | None, accel: str
+    stack: AnnotatedStack,
+    access: Access,
+    decoded: Decoded | None,
+    exit_record: Exit | None,
+    accel: str,
 ) -> Sequence:
     """The call sequence of ``access`` along ``stack`` (innermost frame first)."""
-    runs = [(layer, frames) for layer, frames in stack.layer_runs() if layer.id not in _HIDDEN_LAYERS]
+    runs = [
+        (layer, frames) for layer, frames in stack.layer_runs() if layer.id not in _HIDDEN_LAYERS
+    ]
     participants: list[Participant] = []
     messages: list[Message] = []
     kvm_index = next((i for i, (layer, _) in enumerate(runs) if layer.id == "accel-kvm"), None)
@@ -68,7 +74,8 @@ def build_sequence(
     guest = "G" if participants and participants[0].id == "G" else None
     # Returns stop where the guest's execution resumes: kvm_cpu_exec re-enters the guest;
     # under TCG the helper returns into the translated code, which carries on.
-    resume = kvm_index if guest else next((i for i, (layer, _) in enumerate(runs) if layer.id == "tcg-code"), 0)
+    tcg_code = next((i for i, (layer, _) in enumerate(runs) if layer.id == "tcg-code"), 0)
+    resume = kvm_index if guest and kvm_index is not None else tcg_code
     for index in range(1, len(runs)):
         src, dst = f"P{index - 1}", f"P{index}"
         if guest and index - 1 == kvm_index:
@@ -77,7 +84,12 @@ def build_sequence(
                 Message(src, "K", "ioctl(KVM_RUN)"),
                 Message("K", guest, "enter guest mode"),
                 Message(guest, "K", f"guest {what}: {_exit_text(exit_record, access)}"),
-                Message("K", src, f"KVM_RUN returns: {exit_record.reason if exit_record else 'exit'}", True),
+                Message(
+                    "K",
+                    src,
+                    f"KVM_RUN returns: {exit_record.reason if exit_record else 'exit'}",
+                    True,
+                ),
             ]
             if len(accel_frames) > 1:
                 messages.append(Message(src, src, _chain(accel_frames[1:])))
@@ -90,7 +102,10 @@ def build_sequence(
         messages.append(Message(f"P{index}", f"P{index - 1}", text, True))
     if guest:
         done = f"load completes with {value}" if access.op == "read" else "store completes"
-        messages += [Message(f"P{resume}", "K", "ioctl(KVM_RUN) again"), Message("K", guest, done, True)]
+        messages += [
+            Message(f"P{resume}", "K", "ioctl(KVM_RUN) again"),
+            Message("K", guest, done, True),
+        ]
     elif runs and resume:
         messages.append(Message(f"P{resume}", f"P{resume}", "translated code continues"))
     return Sequence(tuple(participants), tuple(messages))
@@ -137,25 +152,37 @@ def to_svg(sequence: Sequence) -> str:
         return 20 + index[pid] * _COL_PX + _COL_PX // 2
 
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
-        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
-        '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
+        ),
+        (
+            '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+            '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>'
+        ),
     ]
     for p in sequence.participants:
         cx = x(p.id)
-        out.append(f'<rect x="{cx - 88}" y="6" width="176" height="34" rx="4" fill="#eef" stroke="#99a"/>')
+        out.append(
+            f'<rect x="{cx - 88}" y="6" width="176" height="34" rx="4" fill="#eef" stroke="#99a"/>'
+        )
         out.append(f'<text x="{cx}" y="27" text-anchor="middle">{escape(p.label)}</text>')
-        out.append(f'<line x1="{cx}" y1="40" x2="{cx}" y2="{height - 6}" stroke="#bbb" stroke-dasharray="4 3"/>')
+        out.append(
+            f'<line x1="{cx}" y1="40" x2="{cx}" y2="{height - 6}" stroke="#bbb" stroke-dasharray="4 3"/>'
+        )
     for row, m in enumerate(sequence.messages):
         y = _TOP_PX + row * _ROW_PX + 16
         x1, x2 = x(m.src), x(m.dst)
         dash = ' stroke-dasharray="5 3"' if m.reply else ""
         if x1 == x2:
-            out.append(f'<path d="M{x1},{y} h30 v10 h-28" fill="none" stroke="#333" marker-end="url(#arrow)"/>')
+            out.append(
+                f'<path d="M{x1},{y} h30 v10 h-28" fill="none" stroke="#333" marker-end="url(#arrow)"/>'
+            )
             out.append(f'<text x="{x1 + 36}" y="{y + 4}">{escape(m.text)}</text>')
             continue
-        out.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="#333"{dash} marker-end="url(#arrow)"/>')
+        out.append(
+            f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="#333"{dash} marker-end="url(#arrow)"/>'
+        )
         out.append(f'<text x="{min(x1, x2) + 6}" y="{y - 5}">{escape(m.text)}</text>')
     out.append("</svg>")
     return "\n".join(out)

@@ -56,20 +56,39 @@ def _findings(report: CaptureReport) -> list[RenderableType]:
 def register_table(report: CaptureReport) -> Table:
     """Accesses per register: reads, writes, last value, decoded."""
     table = Table(title="Accesses per register", title_justify="left")
-    for name, justify in (("space", "left"), ("offset", "right"), ("register", "left"), ("reads", "right"),
-                          ("writes", "right"), ("last value", "right"), ("decoded", "left")):
+    for name, justify in (
+        ("space", "left"),
+        ("offset", "right"),
+        ("register", "left"),
+        ("reads", "right"),
+        ("writes", "right"),
+        ("last value", "right"),
+        ("decoded", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in report.registers:
-        name = Text(row.name, style="" if row.known else "red")
+        register = Text(row.name, style="" if row.known else "red")
         last = f"0x{row.last_value:0{row.last_size * 2}x} ({row.last_op})"
-        table.add_row(row.space, f"{row.offset:#06x}", name, str(row.reads), str(row.writes), last, escape(row.decoded))
+        table.add_row(
+            row.space,
+            f"{row.offset:#06x}",
+            register,
+            str(row.reads),
+            str(row.writes),
+            last,
+            escape(row.decoded),
+        )
     return table
 
 
 def stack_tree(view: StackView) -> Tree:
     """A stack as a tree: layers in call order (outermost first), frames under each."""
     via = ", ".join(f"{k} x{n}" for k, n in view.exit_kinds) or "no linked exit"
-    tree = Tree(Text.assemble((f"stack {view.id}", "bold"), f"  {view.title}  ", (f"reached via {via}", "cyan")))
+    tree = Tree(
+        Text.assemble(
+            (f"stack {view.id}", "bold"), f"  {view.title}  ", (f"reached via {via}", "cyan")
+        )
+    )
     for layer, frames in view.stack.layer_runs():
         branch = tree.add(Text(layer.label, style=f"bold {layer.color}"))
         for frame in frames:
@@ -95,8 +114,11 @@ def show_renderables(report: CaptureReport, *, stacks: bool = True) -> list[Rend
 def diff_renderables(diff: StackDiff) -> list[RenderableType]:
     """The diff as a table (innermost frame first) and a one-line summary."""
     a, b = diff.a, diff.b
-    table = Table(title=f"{diff.kind}: A = {a.capture} ({a.qemu_version}, {a.accel}, stack {a.stack})  "
-                  f"B = {b.capture} ({b.qemu_version}, {b.accel}, stack {b.stack})", title_justify="left")
+    table = Table(
+        title=f"{diff.kind}: A = {a.capture} ({a.qemu_version}, {a.accel}, stack {a.stack})  "
+        f"B = {b.capture} ({b.qemu_version}, {b.accel}, stack {b.stack})",
+        title_justify="left",
+    )
     for name in ("layer", "function", "status", "A", "B"):
         table.add_column(name, overflow="fold")
     for row in diff.rows:

@@ -104,7 +104,9 @@ def _cases() -> list[tuple[str, str | None, str, str]]:
 
 
 @pytest.mark.parametrize(("version", "file", "func", "layer"), _cases())
-def test_known_frames_get_their_layer(version: str, file: str | None, func: str, layer: str) -> None:
+def test_known_frames_get_their_layer(
+    version: str, file: str | None, func: str, layer: str
+) -> None:
     got, explain = default_rules().classify(Frame(func, file, 100), accel=None)
     assert got.id == layer, f"{func} ({version}) -> {got.id}"
     assert explain and "No annotation rule" not in explain
@@ -115,7 +117,9 @@ def test_fixture_stacks_have_no_unknown_frame(capture: str) -> None:
     trace = read_trace(FIXTURES / capture)
     assert trace.stacks
     for stack in trace.stacks.values():
-        annotated = annotate_stack(stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel)
+        annotated = annotate_stack(
+            stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel
+        )
         unknown = [f.func for f in annotated.frames if f.layer.id == UNKNOWN_LAYER]
         assert unknown == [], f"{capture} stack {stack.id}"
 
@@ -134,9 +138,17 @@ def test_unmatched_frame_is_unknown_and_visible() -> None:
 
 
 def test_annotation_links_to_the_exact_tag_and_line() -> None:
-    stack = Stack("s1", (Frame("e1000_mmio_read", "hw/net/e1000.c", 1291), Frame("start_thread", "./nptl/pthread_create.c", 447)))
+    stack = Stack(
+        "s1",
+        (
+            Frame("e1000_mmio_read", "hw/net/e1000.c", 1291),
+            Frame("start_thread", "./nptl/pthread_create.c", 447),
+        ),
+    )
     frames = annotate_stack(stack, qemu_version="10.2.2").frames
-    assert frames[0].url == "https://gitlab.com/qemu-project/qemu/-/blob/v10.2.2/hw/net/e1000.c#L1291"
+    assert (
+        frames[0].url == "https://gitlab.com/qemu-project/qemu/-/blob/v10.2.2/hw/net/e1000.c#L1291"
+    )
     assert frames[1].url is None  # glibc is not QEMU
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from qtrace.annotate import decode_access, known_devices, load_register_map, register_map_for
@@ -16,7 +18,12 @@ def e1000(offset: int, value: int, size: int = 4):  # type: ignore[no-untyped-de
 def test_eerd_start_done_addr_from_the_82540em_layout() -> None:
     d = e1000(0x14, 0x00000011)
     assert d.name == "EERD"
-    assert (d.field("START").value, d.field("DONE").value, d.field("ADDR").value, d.field("DATA").value) == (1, 1, 0, 0)
+    assert (
+        d.field("START").value,
+        d.field("DONE").value,
+        d.field("ADDR").value,
+        d.field("DATA").value,
+    ) == (1, 1, 0, 0)
 
 
 def test_eerd_data_word() -> None:
@@ -75,16 +82,52 @@ def test_rctl_and_tctl_fields() -> None:
 @pytest.mark.parametrize(
     ("offset", "name"),
     [
-        (0x0000, "CTRL"), (0x0008, "STATUS"), (0x0010, "EECD"), (0x0018, "CTRL_EXT"), (0x001C, "FLA"),
-        (0x0028, "FCAL"), (0x002C, "FCAH"), (0x0030, "FCT"), (0x0038, "VET"), (0x00C4, "ITR"),
-        (0x0170, "FCTTV"), (0x0178, "TXCW"), (0x0180, "RXCW"), (0x0410, "TIPG"), (0x0E00, "LEDCTL"),
-        (0x1000, "PBA"), (0x2800, "RDBAL"), (0x2804, "RDBAH"), (0x2808, "RDLEN"), (0x2810, "RDH"),
-        (0x2818, "RDT"), (0x2820, "RDTR"), (0x282C, "RADV"), (0x3800, "TDBAL"), (0x3804, "TDBAH"),
-        (0x3808, "TDLEN"), (0x3810, "TDH"), (0x3818, "TDT"), (0x3820, "TIDV"), (0x3828, "TXDCTL"),
-        (0x382C, "TADV"), (0x4000, "CRCERRS"), (0x4010, "MPC"), (0x4074, "GPRC"), (0x40D0, "TPR"),
-        (0x40FC, "TSCTFC"), (0x5200, "MTA[0]"), (0x53FC, "MTA[127]"), (0x5400, "RAL[0]"),
-        (0x5404, "RAH[0]"), (0x5478, "RAL[15]"), (0x547C, "RAH[15]"), (0x5600, "VFTA[0]"),
-        (0x5800, "WUC"), (0x5808, "WUFC"), (0x5820, "MANC"),
+        (0x0000, "CTRL"),
+        (0x0008, "STATUS"),
+        (0x0010, "EECD"),
+        (0x0018, "CTRL_EXT"),
+        (0x001C, "FLA"),
+        (0x0028, "FCAL"),
+        (0x002C, "FCAH"),
+        (0x0030, "FCT"),
+        (0x0038, "VET"),
+        (0x00C4, "ITR"),
+        (0x0170, "FCTTV"),
+        (0x0178, "TXCW"),
+        (0x0180, "RXCW"),
+        (0x0410, "TIPG"),
+        (0x0E00, "LEDCTL"),
+        (0x1000, "PBA"),
+        (0x2800, "RDBAL"),
+        (0x2804, "RDBAH"),
+        (0x2808, "RDLEN"),
+        (0x2810, "RDH"),
+        (0x2818, "RDT"),
+        (0x2820, "RDTR"),
+        (0x282C, "RADV"),
+        (0x3800, "TDBAL"),
+        (0x3804, "TDBAH"),
+        (0x3808, "TDLEN"),
+        (0x3810, "TDH"),
+        (0x3818, "TDT"),
+        (0x3820, "TIDV"),
+        (0x3828, "TXDCTL"),
+        (0x382C, "TADV"),
+        (0x4000, "CRCERRS"),
+        (0x4010, "MPC"),
+        (0x4074, "GPRC"),
+        (0x40D0, "TPR"),
+        (0x40FC, "TSCTFC"),
+        (0x5200, "MTA[0]"),
+        (0x53FC, "MTA[127]"),
+        (0x5400, "RAL[0]"),
+        (0x5404, "RAH[0]"),
+        (0x5478, "RAL[15]"),
+        (0x547C, "RAH[15]"),
+        (0x5600, "VFTA[0]"),
+        (0x5800, "WUC"),
+        (0x5808, "WUFC"),
+        (0x5820, "MANC"),
     ],
 )
 def test_e1000_offsets_from_the_register_summary(offset: int, name: str) -> None:
@@ -118,19 +161,45 @@ def test_rtl8139_registers() -> None:
     assert [f.name for f in isr.fields if f.value] == ["ROK", "TOK"]
     mac = m.decode("pio", 0x00, 4, 0x00545200)
     assert mac.name == "IDR0..IDR3" and [p.value for p in mac.parts] == [0x00, 0x52, 0x54, 0x00]
-    for offset, name in ((0x62, "BMCR"), (0x64, "BMSR"), (0x66, "ANAR"), (0x68, "ANLPAR"), (0x6A, "ANER"),
-                         (0x5C, "MULINT"), (0x5E, "RERID"), (0x60, "TSAD"), (0x58, "MSR"), (0x51, "CONFIG0")):
+    for offset, name in (
+        (0x62, "BMCR"),
+        (0x64, "BMSR"),
+        (0x66, "ANAR"),
+        (0x68, "ANLPAR"),
+        (0x6A, "ANER"),
+        (0x5C, "MULINT"),
+        (0x5E, "RERID"),
+        (0x60, "TSAD"),
+        (0x58, "MSR"),
+        (0x51, "CONFIG0"),
+    ):
         assert m.decode("pio", offset, 1, 0).name == name
 
 
 def test_e1000e_shares_e1000_names_and_has_its_own() -> None:
     m = load_register_map("e1000e")
-    for offset, name in ((0x0, "CTRL"), (0x8, "STATUS"), (0xD0, "IMS"), (0x3818, "TDT"), (0x18, "CTRL_EXT"),
-                         (0xE4, "IVAR"), (0xE8, "EITR[0]"), (0x5B00, "GCR"), (0x5B50, "SWSM"), (0x5B54, "FWSM")):
+    for offset, name in (
+        (0x0, "CTRL"),
+        (0x8, "STATUS"),
+        (0xD0, "IMS"),
+        (0x3818, "TDT"),
+        (0x18, "CTRL_EXT"),
+        (0xE4, "IVAR"),
+        (0xE8, "EITR[0]"),
+        (0x5B00, "GCR"),
+        (0x5B50, "SWSM"),
+        (0x5B54, "FWSM"),
+    ):
         assert m.decode("mmio", offset, 4, 0).name == name
     assert not m.decode("mmio", 0x3000, 4, 0).known  # TXDMAC is 8254x-only
-    eerd = m.decode("mmio", 0x14, 4, (0x5452 << 16) | (3 << 2) | 0b11)  # 82574: DONE is bit 1, ADDR 15:2
-    assert (eerd.field("DONE").value, eerd.field("ADDR").value, eerd.field("DATA").value) == (1, 3, 0x5452)
+    eerd = m.decode(
+        "mmio", 0x14, 4, (0x5452 << 16) | (3 << 2) | 0b11
+    )  # 82574: DONE is bit 1, ADDR 15:2
+    assert (eerd.field("DONE").value, eerd.field("ADDR").value, eerd.field("DATA").value) == (
+        1,
+        3,
+        0x5452,
+    )
 
 
 def test_pci_config_header() -> None:
@@ -139,7 +208,11 @@ def test_pci_config_header() -> None:
     ids = m.decode("pci-config", 0x00, 4, 0x100E8086)
     assert [(p.name, p.value) for p in ids.parts] == [("VENDOR_ID", 0x8086), ("DEVICE_ID", 0x100E)]
     bar = m.decode("pci-config", 0x10, 4, 0xFEBC0000)
-    assert bar.name == "BAR0" and bar.field("IO_SPACE").value == 0 and bar.field("ADDRESS").value == 0xFEBC0000
+    assert (
+        bar.name == "BAR0"
+        and bar.field("IO_SPACE").value == 0
+        and bar.field("ADDRESS").value == 0xFEBC0000
+    )
     io_bar = m.decode("pci-config", 0x14, 4, 0xC001)
     assert io_bar.name == "BAR1" and io_bar.field("IO_SPACE").value == 1
     cmd = m.decode("pci-config", 0x04, 2, 0x0107)
@@ -167,6 +240,6 @@ def test_register_maps_have_no_overlapping_registers(name: str) -> None:
     m = load_register_map(name)
     for space in ("mmio", "pio", "pci-config"):
         regs = m.registers(space)
-        for a, b in zip(regs, regs[1:]):
+        for a, b in pairwise(regs):
             assert a.offset + a.size <= b.offset, f"{name}/{space}: {a.name} overlaps {b.name}"
         assert len({r.name for r in regs}) == len(regs), f"{name}/{space}: duplicate names"

@@ -64,7 +64,13 @@ def test_directory_provider_refuses_paths_outside_its_root(tree: Path) -> None:
 
 
 def test_snippet_cache_round_trips_and_answers_like_the_tree(tree: Path, tmp_path: Path) -> None:
-    stack = Stack("s1", (Frame("widget_helper", "hw/misc/widget.c", 15), Frame("widget_read", "hw/misc/widget.c", 8)))
+    stack = Stack(
+        "s1",
+        (
+            Frame("widget_helper", "hw/misc/widget.c", 15),
+            Frame("widget_read", "hw/misc/widget.c", 8),
+        ),
+    )
     src = DirectorySourceProvider(tree)
     out = tmp_path / "cap"
     out.mkdir()
@@ -104,14 +110,23 @@ def test_capture_source_falls_back_to_copied_tree(tree: Path, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("version", "tag"),
-    [("10.2.2", "v10.2.2"), ("7.2", "v7.2.0"), ("1:10.2.2+ds-1", "v10.2.2"), ("7.2+dfsg-7+deb12u18", "v7.2.0"), ("git", None)],
+    [
+        ("10.2.2", "v10.2.2"),
+        ("7.2", "v7.2.0"),
+        ("1:10.2.2+ds-1", "v10.2.2"),
+        ("7.2+dfsg-7+deb12u18", "v7.2.0"),
+        ("git", None),
+    ],
 )
 def test_qemu_tag(version: str, tag: str | None) -> None:
     assert qemu_tag(version) == tag
 
 
 def test_source_url_only_for_qemu_paths() -> None:
-    assert source_url("7.2", "softmmu/memory.c", 440) == "https://gitlab.com/qemu-project/qemu/-/blob/v7.2.0/softmmu/memory.c#L440"
+    assert (
+        source_url("7.2", "softmmu/memory.c", 440)
+        == "https://gitlab.com/qemu-project/qemu/-/blob/v7.2.0/softmmu/memory.c#L440"
+    )
     assert source_url("7.2", "/usr/include/x.h", 1) is None
     assert source_url("7.2", "../sysdeps/x.S", 1) is None
     assert source_url("7.2", None, None) is None

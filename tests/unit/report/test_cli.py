@@ -16,11 +16,20 @@ runner = CliRunner()
 
 
 def test_show_prints_summary_registers_and_annotated_stacks() -> None:
-    result = runner.invoke(app, ["show", str(FIXTURES / "e1000-kvm-10.2.2")], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app, ["show", str(FIXTURES / "e1000-kvm-10.2.2")], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     out = result.stdout
-    for text in ("EERD", "DATA=0x5634", "kvm_cpu_exec", "accelerator: KVM exit handling", "KVM_EXIT_MMIO x9",
-                 "KVM_EXIT_IO x4", "qemu_wait_io_event is not on the path"):
+    for text in (
+        "EERD",
+        "DATA=0x5634",
+        "kvm_cpu_exec",
+        "accelerator: KVM exit handling",
+        "KVM_EXIT_MMIO x9",
+        "KVM_EXIT_IO x4",
+        "qemu_wait_io_event is not on the path",
+    ):
         assert text in out, text
 
 
@@ -31,9 +40,13 @@ def test_show_missing_capture_exits_1_with_a_hint(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_report_writes_the_requested_formats(fixture_capture: Callable[[str], Path], tmp_path: Path) -> None:
+def test_report_writes_the_requested_formats(
+    fixture_capture: Callable[[str], Path], tmp_path: Path
+) -> None:
     capture = fixture_capture("e1000-kvm-7.2")
-    result = runner.invoke(app, ["report", str(capture), "--format", "md", "--out", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["report", str(capture), "--format", "md", "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.md"]
     assert result.stdout.strip() == str(tmp_path / "out" / "report.md")
@@ -47,7 +60,9 @@ def test_report_needs_a_capture_or_all() -> None:
     assert runner.invoke(app, ["report", str(FIXTURES / "e1000-kvm-7.2"), "--all"]).exit_code == 2
 
 
-def test_report_all_uses_the_manifest(fixture_capture: Callable[[str], Path], tmp_path: Path) -> None:
+def test_report_all_uses_the_manifest(
+    fixture_capture: Callable[[str], Path], tmp_path: Path
+) -> None:
     fixture_capture("e1000-tcg-10.2.2")
     (tmp_path / "reports").mkdir()
     manifest = tmp_path / "reports" / "manifest.toml"
@@ -62,7 +77,9 @@ def test_report_all_uses_the_manifest(fixture_capture: Callable[[str], Path], tm
 
 
 def test_diff_json_is_the_only_stdout() -> None:
-    result = runner.invoke(app, ["diff", str(FIXTURES / "e1000-kvm-7.2"), str(FIXTURES / "e1000-kvm-10.2.2"), "--json"])
+    result = runner.invoke(
+        app, ["diff", str(FIXTURES / "e1000-kvm-7.2"), str(FIXTURES / "e1000-kvm-10.2.2"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["kind"] == "mmio read"
@@ -74,6 +91,10 @@ def test_diff_json_is_the_only_stdout() -> None:
 def test_diff_table_and_bad_kind() -> None:
     a, b = str(FIXTURES / "e1000-kvm-7.2"), str(FIXTURES / "e1000-kvm-10.2.2")
     result = runner.invoke(app, ["diff", a, b], env={"COLUMNS": "200"})
-    assert result.exit_code == 0 and "file changed" in result.stdout and "softmmu/memory.c" in result.stdout
+    assert (
+        result.exit_code == 0
+        and "file changed" in result.stdout
+        and "softmmu/memory.c" in result.stdout
+    )
     bad = runner.invoke(app, ["diff", a, b, "--kind", "pio write"])
     assert bad.exit_code == 1 and "pio write" in bad.stderr

@@ -23,7 +23,11 @@ def test_7_2_against_10_2_2_names_the_changed_frames() -> None:
     rows = _rows(diff)
     assert diff.kind == "mmio read"
     step = rows[("flatview_read_continue_step", "only in B")]
-    assert step.layer == "address-space" and step.b is not None and step.b.startswith("system/physmem.c")
+    assert (
+        step.layer == "address-space"
+        and step.b is not None
+        and step.b.startswith("system/physmem.c")
+    )
     moved = rows[("memory_region_dispatch_read", "file changed")]
     assert moved.a.startswith("softmmu/memory.c:") and moved.b.startswith("system/memory.c:")  # type: ignore[union-attr]
     assert rows[("kvm_cpu_exec", "line changed")].a == "accel/kvm/kvm-all.c:2958"
@@ -43,17 +47,38 @@ def test_kvm_against_tcg_differs_in_whole_layers() -> None:
 
 def test_synthetic_pair_names_exactly_the_changed_frames(make_capture: Callable[..., Path]) -> None:
     def capture(name: str, frames: tuple[Frame, ...]) -> Path:
-        return make_capture(name, [
-            Header(device="e1000", qemu_version="9.0", accel="kvm"),
-            Stack("s1", frames),
-            Access(1, "write", "mmio", 0xD0, 4, 0x1F, stack="s1"),
-        ])
+        return make_capture(
+            name,
+            [
+                Header(device="e1000", qemu_version="9.0", accel="kvm"),
+                Stack("s1", frames),
+                Access(1, "write", "mmio", 0xD0, 4, 0x1F, stack="s1"),
+            ],
+        )
 
-    common = (Frame("kvm_cpu_exec", "accel/kvm/kvm-all.c", 10), Frame("kvm_vcpu_thread_fn", "accel/kvm/kvm-accel-ops.c", 5))
-    a = capture("a", (Frame("e1000_mmio_write", "hw/net/e1000.c", 100), Frame("memory_region_write_accessor", "softmmu/memory.c", 7),
-                      Frame("flatview_write", "softmmu/physmem.c", 20)) + common)
-    b = capture("b", (Frame("e1000_mmio_write", "hw/net/e1000.c", 100), Frame("memory_region_write_accessor", "system/memory.c", 7),
-                      Frame("flatview_write_continue", "system/physmem.c", 30), Frame("flatview_write", "system/physmem.c", 20)) + common)
+    common = (
+        Frame("kvm_cpu_exec", "accel/kvm/kvm-all.c", 10),
+        Frame("kvm_vcpu_thread_fn", "accel/kvm/kvm-accel-ops.c", 5),
+    )
+    a = capture(
+        "a",
+        (
+            Frame("e1000_mmio_write", "hw/net/e1000.c", 100),
+            Frame("memory_region_write_accessor", "softmmu/memory.c", 7),
+            Frame("flatview_write", "softmmu/physmem.c", 20),
+        )
+        + common,
+    )
+    b = capture(
+        "b",
+        (
+            Frame("e1000_mmio_write", "hw/net/e1000.c", 100),
+            Frame("memory_region_write_accessor", "system/memory.c", 7),
+            Frame("flatview_write_continue", "system/physmem.c", 30),
+            Frame("flatview_write", "system/physmem.c", 20),
+        )
+        + common,
+    )
     diff = diff_captures(a, b, "mmio write")
     changed = {(r.func, r.status) for r in diff.rows if r.status != "same"}
     assert changed == {
@@ -61,12 +86,14 @@ def test_synthetic_pair_names_exactly_the_changed_frames(make_capture: Callable[
         ("flatview_write_continue", "only in B"),
         ("flatview_write", "file changed"),
     }
-    assert [r.func for r in diff.rows][0] == "e1000_mmio_write"  # innermost first
+    assert diff.rows[0].func == "e1000_mmio_write"  # innermost first
     data = diff.to_json()
     assert data["format"] == "qtrace-diff/1" and data["summary"]["only in B"] == 1
 
 
 def test_missing_kind_is_a_report_error_with_a_hint() -> None:
     with pytest.raises(ReportError) as info:
-        diff_captures(FIXTURES / "e1000-tcg-10.2.2", FIXTURES / "e1000-kvm-10.2.2", "pci-config read")
+        diff_captures(
+            FIXTURES / "e1000-tcg-10.2.2", FIXTURES / "e1000-kvm-10.2.2", "pci-config read"
+        )
     assert info.value.hint and "mmio read" in info.value.hint

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +45,9 @@ def parsed() -> _Collector:
 
 def test_one_details_per_stack(parsed: _Collector) -> None:
     trace = read_trace(FIXTURES / "e1000-kvm-10.2.2")
-    details = [a for t, a in parsed.tags if t == "details" and (a.get("id") or "").startswith("stack-")]
+    details = [
+        a for t, a in parsed.tags if t == "details" and (a.get("id") or "").startswith("stack-")
+    ]
     assert len(details) == len(trace.stacks)
     assert sum(1 for t, _ in parsed.tags if t == "summary") >= len(trace.stacks)
 
@@ -62,7 +63,9 @@ def test_no_external_resources(parsed: _Collector) -> None:
 
 
 def test_source_links_are_anchors_to_the_tag(parsed: _Collector) -> None:
-    links = [a["href"] for t, a in parsed.tags if t == "a" and (a.get("href") or "").startswith("http")]
+    links = [
+        a["href"] for t, a in parsed.tags if t == "a" and (a.get("href") or "").startswith("http")
+    ]
     assert links and all(link.startswith(GITLAB + "v10.2.2/") for link in links)  # type: ignore[union-attr]
 
 
@@ -88,7 +91,12 @@ def test_text_from_the_trace_is_escaped(make_capture) -> None:  # type: ignore[n
     directory = make_capture(
         "evil",
         [
-            Header(device="e1000", qemu_version="10.2.2", accel="kvm", argv=("<script>alert(1)</script>",)),
+            Header(
+                device="e1000",
+                qemu_version="10.2.2",
+                accel="kvm",
+                argv=("<script>alert(1)</script>",),
+            ),
             Stack("s1", (Frame("<b>bad</b>", "hw/net/e1000.c", 1),)),
             Access(1, "read", "mmio", 0, 4, 0, stack="s1"),
         ],

@@ -30,15 +30,26 @@ def project(tmp_path: Path) -> Path:
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_all_writes_every_report_and_an_index(project: Path) -> None:
     written = regenerate_all(project / "reports" / "manifest.toml")
     names = sorted(str(p.relative_to(project / "reports")) for p in written)
-    assert names == ["index.md", "kvm-10.2.2/report.html", "kvm-10.2.2/report.md", "tcg-7.2/report.md"]
+    assert names == [
+        "index.md",
+        "kvm-10.2.2/report.html",
+        "kvm-10.2.2/report.md",
+        "tcg-7.2/report.md",
+    ]
     md = (project / "reports" / "kvm-10.2.2" / "report.md").read_text(encoding="utf-8")
-    assert "qtrace capture --device e1000 --accel kvm --qemu-version 10.2.2" in md  # the manifest's command
+    assert (
+        "qtrace capture --device e1000 --accel kvm --qemu-version 10.2.2" in md
+    )  # the manifest's command
     index = (project / "reports" / "index.md").read_text(encoding="utf-8")
     assert index.index("e1000 \\| KVM") < index.index("tcg-7.2")  # sorted by name, pipes escaped
 

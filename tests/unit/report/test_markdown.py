@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pytest
 
@@ -41,8 +40,17 @@ def kvm_md() -> str:
 def test_headings(kvm_md: str) -> None:
     headings = [line for line in kvm_md.splitlines() if line.startswith("#")]
     assert headings[0].startswith("# ") and "e1000" in headings[0]
-    for section in ("## Summary", "## What the trace shows", "## One access, end to end", "## Register accesses",
-                    "## KVM exits", "## Stacks", "## Interrupts", "## DMA", "## Reproduce"):
+    for section in (
+        "## Summary",
+        "## What the trace shows",
+        "## One access, end to end",
+        "## Register accesses",
+        "## KVM exits",
+        "## Stacks",
+        "## Interrupts",
+        "## DMA",
+        "## Reproduce",
+    ):
         assert section in headings, section
     trace = read_trace(FIXTURES / "e1000-kvm-10.2.2")
     stack_headings = [h for h in headings if h.startswith("### Stack")]
@@ -50,13 +58,21 @@ def test_headings(kvm_md: str) -> None:
 
 
 def test_mermaid_block_follows_the_real_stack(kvm_md: str) -> None:
-    blocks = re.findall(r"```mermaid\n(.*?)```", kvm_md, re.S)
+    blocks = re.findall(r"```mermaid\n(.*?)```", kvm_md, re.DOTALL)
     assert len(blocks) == 1
     diagram = blocks[0]
     assert diagram.startswith("sequenceDiagram")
     # guest -> KVM -> kvm_cpu_exec -> address space -> memory API -> device handler -> back
-    order = ["Guest vCPU", "KVM (host kernel)", "KVM_EXIT_MMIO", "address_space_rw", "memory_region_dispatch_read",
-             "e1000_mmio_read", "returns 0x80080783", "load completes with 0x80080783"]
+    order = [
+        "Guest vCPU",
+        "KVM (host kernel)",
+        "KVM_EXIT_MMIO",
+        "address_space_rw",
+        "memory_region_dispatch_read",
+        "e1000_mmio_read",
+        "returns 0x80080783",
+        "load completes with 0x80080783",
+    ]
     positions = [diagram.index(word) for word in order]
     assert positions == sorted(positions)
     for line in diagram.splitlines()[1:]:
@@ -74,7 +90,10 @@ def test_tables_are_well_formed(kvm_md: str) -> None:
 
 
 def test_stack_rows_link_to_the_qemu_tag(kvm_md: str) -> None:
-    assert "[hw/net/e1000.c:1291](https://gitlab.com/qemu-project/qemu/-/blob/v10.2.2/hw/net/e1000.c#L1291)" in kvm_md
+    assert (
+        "[hw/net/e1000.c:1291](https://gitlab.com/qemu-project/qemu/-/blob/v10.2.2/hw/net/e1000.c#L1291)"
+        in kvm_md
+    )
     assert "](./nptl" not in kvm_md  # glibc frames are not linked
 
 

@@ -27,7 +27,9 @@ def _trace(frames: tuple[Frame, ...], accel: str = "kvm") -> list[Record]:
         Header(device="e1000", qemu_version="10.2.2", accel=accel),
         Stack("s1", frames),
         Exit(1, "KVM_EXIT_MMIO", phys_addr=0xFEBC0008, len=4, is_write=False),
-        Access(2, "read", "mmio", 0x8, 4, 0x80080783, handler="e1000_mmio_read", exit_seq=1, stack="s1"),
+        Access(
+            2, "read", "mmio", 0x8, 4, 0x80080783, handler="e1000_mmio_read", exit_seq=1, stack="s1"
+        ),
     ]
 
 
@@ -40,16 +42,24 @@ def test_kvm_fixture_supports_the_synchronous_statement() -> None:
 
 
 def test_wait_io_event_on_a_stack_is_reported(make_capture: MakeCapture) -> None:
-    frames = (Frame("e1000_mmio_read", "hw/net/e1000.c", 1291), Frame("qemu_wait_io_event", "system/cpus.c", 450)) + KVM_TAIL
+    frames = (
+        Frame("e1000_mmio_read", "hw/net/e1000.c", 1291),
+        Frame("qemu_wait_io_event", "system/cpus.c", 450),
+    ) + KVM_TAIL
     report = build_report(make_capture("waitio", _trace(frames)))
     found = {f.key: f for f in report.findings}
     assert not found["not-in-qemu-wait-io-event"].holds
     assert "s1" in found["not-in-qemu-wait-io-event"].text
-    assert "synchronous-in-kvm-cpu-exec" not in found or not found["synchronous-in-kvm-cpu-exec"].holds
+    assert (
+        "synchronous-in-kvm-cpu-exec" not in found or not found["synchronous-in-kvm-cpu-exec"].holds
+    )
 
 
 def test_stack_without_kvm_cpu_exec_is_not_called_synchronous(make_capture: MakeCapture) -> None:
-    frames = (Frame("e1000_mmio_read", "hw/net/e1000.c", 1291), Frame("main_loop_wait", "util/main-loop.c", 600))
+    frames = (
+        Frame("e1000_mmio_read", "hw/net/e1000.c", 1291),
+        Frame("main_loop_wait", "util/main-loop.c", 600),
+    )
     report = build_report(make_capture("mainloop", _trace(frames)))
     found = {f.key: f for f in report.findings}
     assert not found["synchronous-in-kvm-cpu-exec"].holds
@@ -89,13 +99,17 @@ def test_stack_views_carry_their_exit_kinds() -> None:
     config = next(a for a in trace.accesses if a.space == "pci-config")
     view = report.stack_view(config.stack)
     assert view is not None and dict(view.exit_kinds) == {"KVM_EXIT_IO": 4}
-    assert report.stack_view("s1") is not None and dict(report.stack_view("s1").exit_kinds) == {"KVM_EXIT_MMIO": 9}  # type: ignore[union-attr]
+    assert report.stack_view("s1") is not None and dict(report.stack_view("s1").exit_kinds) == {
+        "KVM_EXIT_MMIO": 9
+    }  # type: ignore[union-attr]
 
 
 def test_exit_rows_name_the_kvm_cpu_exec_case() -> None:
     report = build_report(FIXTURES / "e1000-kvm-7.2")
     mmio = [e for e in report.exits if e.reason == "KVM_EXIT_MMIO"]
-    assert mmio and all("kvm-all.c:2958" in e.handled_at and "address_space_rw" in e.handled_at for e in mmio)
+    assert mmio and all(
+        "kvm-all.c:2958" in e.handled_at and "address_space_rw" in e.handled_at for e in mmio
+    )
     pio = [e for e in report.exits if e.reason == "KVM_EXIT_IO" and e.accesses]
     assert pio and all("kvm_handle_io" in e.handled_at for e in pio)
 
