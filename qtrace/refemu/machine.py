@@ -14,6 +14,7 @@ unclaimed port reads all ones and swallows writes, as on a PC.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from qtrace.refemu.bus import AddressSpace
 from qtrace.refemu.e1000 import DEFAULT_MAC, E1000, parse_mac
@@ -60,10 +61,21 @@ class RefMachine:
 
     # -- building ------------------------------------------------------------------------
 
-    def add_e1000(self, slot: int = 2, mac: bytes | str = DEFAULT_MAC) -> E1000:
-        """Plug an 82540EM into ``slot`` of bus 0 and return it."""
+    def add_e1000(
+        self,
+        slot: int = 2,
+        mac: bytes | str = DEFAULT_MAC,
+        tx_sink: Callable[[bytes], None] | None = None,
+    ) -> E1000:
+        """Plug an 82540EM into ``slot`` of bus 0 and return it.
+
+        Args:
+            slot: Device number on bus 0.
+            mac: Ethernet address, as bytes or ``"52:54:00:12:34:56"``.
+            tx_sink: Called with each transmitted frame (no CRC).
+        """
         raw = parse_mac(mac) if isinstance(mac, str) else mac
-        nic = E1000(name=f"00:{slot:02x}.0", mac=raw)
+        nic = E1000(name=f"00:{slot:02x}.0", mac=raw, tx_sink=tx_sink)
         self._add_function(slot, nic.pci)
         self.devices[slot] = nic
         return nic
