@@ -21,7 +21,7 @@ from qtrace.annotate import (
 )
 from qtrace.errors import ReportError
 from qtrace.report.sequence import Sequence, build_sequence
-from qtrace.trace import Access, End, Exit, Header, Trace, read_trace
+from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
 
 __all__ = [
     "RegisterRow",
@@ -330,39 +330,40 @@ def _register_rows(device: str, accesses: list[Access]) -> tuple[RegisterRow, ..
 def _stack_views(
     trace: Trace, annotated: dict[str, AnnotatedStack], exits: dict[int, Exit]
 ) -> tuple[StackView, ...]:
-    views = []
-    for sid, stack in annotated.items():
-        users = [a for a in trace.accesses if a.stack == sid]
-        exit_kinds: Counter[str] = Counter()
-        for access in users:
-            linked = exits.get(access.exit_seq) if access.exit_seq is not None else None
+    """One pass over the records: what used each stack, and through which exits."""
+    uses: dict[str, Counter[str]] = {sid: Counter() for sid in annotated}
+    kinds: dict[str, set[str]] = {sid: set() for sid in annotated}
+    handlers: dict[str, set[str]] = {sid: set() for sid in annotated}
+    exit_kinds: dict[str, Counter[str]] = {sid: Counter() for sid in annotated}
+    tcg = trace.header.accel == "tcg"
+    for record in trace.records:
+        if not isinstance(record, (Access, Exit, Irq, Dma)):
+            continue
+        sid = record.stack
+        if sid is None or sid not in annotated:
+            continue
+        uses[sid][record.type] += 1
+        if isinstance(record, Access):
+            kinds[sid].add(access_kind(record))
+            if record.handler:
+                handlers[sid].add(record.handler)
+            linked = exits.get(record.exit_seq) if record.exit_seq is not None else None
             if linked is not None:
-                exit_kinds[linked.reason] += 1
-            elif trace.header.accel == "tcg":
-                exit_kinds["no exit (TCG softmmu)"] += 1
-        roles = []
-        irq_uses = sum(1 for i in trace.irqs if i.stack == sid)
-        dma_uses = sum(1 for d in trace.dmas if d.stack == sid)
-        exit_uses = sum(1 for e in trace.exits if e.stack == sid)
-        for role, count in (
-            ("access", len(users)),
-            ("irq", irq_uses),
-            ("dma", dma_uses),
-            ("exit", exit_uses),
-        ):
-            if count:
-                roles.append(role)
-        views.append(
-            StackView(
-                stack=stack,
-                uses=len(users) + irq_uses + dma_uses + exit_uses,
-                kinds=tuple(sorted({access_kind(a) for a in users})),
-                handlers=tuple(sorted({a.handler for a in users if a.handler})),
-                exit_kinds=tuple(sorted(exit_kinds.items())),
-                roles=tuple(roles),
-            )
+                exit_kinds[sid][linked.reason] += 1
+            elif tcg:
+                exit_kinds[sid]["no exit (TCG softmmu)"] += 1
+    roles = {"access": "access", "irq": "irq", "dma": "dma", "exit": "exit"}
+    return tuple(
+        StackView(
+            stack=stack,
+            uses=sum(uses[sid].values()),
+            kinds=tuple(sorted(kinds[sid])),
+            handlers=tuple(sorted(handlers[sid])),
+            exit_kinds=tuple(sorted(exit_kinds[sid].items())),
+            roles=tuple(role for kind, role in roles.items() if uses[sid][kind]),
         )
-    return tuple(views)
+        for sid, stack in annotated.items()
+    )
 
 
 def _kvm_handling(stack: AnnotatedStack) -> str:
