@@ -49,6 +49,7 @@ class Session:
         self.vcpu_of = {}
         self.regions = {}
         self.kvm_exec = None
+        self.coalesced_flush = None
         self.accessors = []
         self.port_io = []
 
@@ -60,6 +61,7 @@ class Session:
         header["arming"] = self._arming_description()
         self.out.write(_ordered(header, ("type", "schema")))
         self.kvm_exec = pc_range("kvm_cpu_exec")
+        self.coalesced_flush = pc_range("kvm_flush_coalesced_mmio_buffer")
         self.accessors = [r for r in map(pc_range, ACCESSOR_FUNCTIONS) if r]
         self.port_io = [r for r in map(pc_range, PORT_IO_FUNCTIONS) if r]
         for spec in self.config.get("handlers", []):
@@ -160,9 +162,15 @@ class Session:
         stack_id = self.stacks.stack_id(frames)
         pcs = [f.pc() for f in frames]
         thread = gdb.selected_thread().num
-        exit_record = self.last_exit.get(thread) if _on_stack(pcs, [self.kvm_exec] if self.kvm_exec else []) else None
+        # A write KVM coalesced (no exit of its own) is replayed by QEMU at the start of a
+        # later exit's handling; it must not be credited to that unrelated exit.
+        coalesced = bool(self.coalesced_flush) and _on_stack(pcs, [self.coalesced_flush])
+        under_exit = self.kvm_exec is not None and _on_stack(pcs, [self.kvm_exec])
+        exit_record = self.last_exit.get(thread) if under_exit and not coalesced else None
+        # The same handler can serve a port I/O BAR and (through an alias) a memory BAR, so
+        # the space is decided per access: from the KVM exit, else from the stack (TCG).
         space = spec.get("space") or "auto"
-        if space == "auto":
+        if space != "pci-config":
             space = _space_of(exit_record, pcs, self.port_io)
         region = spec.get("region") or self._region_name(frames, pcs)
         record = {
@@ -178,6 +186,7 @@ class Session:
             "exit_seq": exit_record["seq"] if exit_record else None,
             "stack": stack_id,
             "vcpu": self._vcpu(thread),
+            "coalesced": True if coalesced else None,
         }
         if exit_record is not None and space != "pci-config":
             record["addr"] = exit_record.get("phys_addr", exit_record.get("port"))

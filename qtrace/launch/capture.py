@@ -32,7 +32,8 @@ from qtrace.discover.device import check_device_name, discover_handlers, parse_d
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
 from qtrace.docker_env import connect, new_run_id
 from qtrace.errors import CollectorError, ImageMissing, KvmUnavailable, LaunchFailure, QtraceError, UsageError
-from qtrace.guests import DEBUGCON_IOBASE, DEBUG_EXIT_OK_STATUS, PROBE_ELF_NAME, Q35_ECAM_BASE, probe_append
+from qtrace.guests.plan import GuestPlan
+from qtrace.guests.probe_plan import probe_plan
 from qtrace.guests.probe_output import read_serial_log
 from qtrace.launch.container import CaptureContainer, ContainerSource, ContainerSpec
 from qtrace.launch.gdb_session import GdbSession, shell_join
@@ -50,7 +51,6 @@ logger = logging.getLogger(__name__)
 MACHINES = ("pc", "q35")
 GUESTS = ("probe",)
 ACCELS = ("kvm", "tcg", "auto")
-SERIAL_PORTS = (0x3F8, 8)
 DEVICE_SLOT = 5
 MOUNT_OUT = "/out"
 MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
@@ -90,6 +90,13 @@ class CaptureResult:
     exits: int
     elapsed_s: float
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def guest_plan(guest: str, device: str, machine: str) -> GuestPlan:
+    """The plan of the named guest kind (see ``qtrace.guests``)."""
+    if guest == "probe":
+        return probe_plan(device, machine, DEVICE_SLOT, MOUNT_GUESTS, MOUNT_OUT)
+    raise UsageError(f"--guest must be one of {', '.join(GUESTS)}, not {guest!r}.")
 
 
 def default_out_dir(device: str, accel: str, base: Path | None = None) -> Path:
@@ -168,6 +175,7 @@ class _CaptureRun:
         self.reason: str | None = None
         self.qemu_exit: int | None = None
         self.armed = False
+        self.plan = guest_plan(request.guest, request.device, request.machine)
 
     # ----- orchestration -----
 
@@ -188,10 +196,10 @@ class _CaptureRun:
         with ExitStack() as stack:
             container = stack.enter_context(CaptureContainer(self.client, spec))
             try:
-                self.observer.status("building the probe guest in the container")
-                self._build_guest(container)
                 self.observer.status("finding the device's handlers and the KVM exit cases in the source")
                 config = self._collector_config(container, argv)
+                self.observer.status(f"building the {self.plan.name} guest in the container")
+                self._build_guest(container)
                 self._write_json("collector.json", config)
                 with GdbSession(container, QEMU_BINARY, self.out_dir / "gdb.log") as gdb:
                     self._run_gdb(gdb, argv)
@@ -215,25 +223,33 @@ class _CaptureRun:
         return result
 
     def _qemu_argv(self) -> list[str]:
-        mmcfg = Q35_ECAM_BASE if self.request.machine == "q35" else None
-        seq = "e1000" if self.request.device == "e1000" else "generic"
-        append = probe_append(f"00:{DEVICE_SLOT:02x}.0", seq, mmcfg=mmcfg)  # type: ignore[arg-type]
+        plan = self.plan
         cfg = QemuConfig(
             device=self.request.device,
             accel=self.accel,
             machine=self.request.machine,
             slot=DEVICE_SLOT,
-            kernel=f"{MOUNT_OUT}/guest/{PROBE_ELF_NAME}",
-            append=append,
+            memory_mb=plan.memory_mb,
+            kernel=plan.kernel,
+            initrd=plan.initrd,
+            append=plan.append,
             out_dir=MOUNT_OUT,
-            marker_port=DEBUGCON_IOBASE,
+            marker_port=plan.marker_port,
+            exit_port=plan.exit_port,
+            rom=plan.rom,
+            extra=plan.extra_qemu_args,
         )
         return [QEMU_BINARY, *qemu_argv(cfg)]
 
     def _build_guest(self, container: CaptureContainer) -> None:
-        result = container.exec(["make", "-s", "-C", f"{MOUNT_GUESTS}/probe", f"OUT={MOUNT_OUT}/guest"])
-        if result.exit_code != 0:
-            raise LaunchFailure("building the probe guest failed", result.exit_code, result.output.splitlines()[-20:])
+        for command in self.plan.build_commands:
+            result = container.exec(list(command), workdir=MOUNT_OUT)
+            if result.exit_code != 0:
+                raise LaunchFailure(
+                    f"building the {self.plan.name} guest failed: {' '.join(command)}",
+                    result.exit_code,
+                    result.output.splitlines()[-20:],
+                )
 
     def _collector_config(self, container: CaptureContainer, argv: list[str]) -> dict[str, Any]:
         devices = parse_device_help(container.exec([QEMU_BINARY, "-device", "help"]).output)
@@ -261,8 +277,8 @@ class _CaptureRun:
             "handlers": [h.as_config() for h in handlers],
             "pci_config_device": self.request.device,
             "exits": exits,
-            "arm_on": "debugcon_ioport_write",
-            "quiet_ports": [list(SERIAL_PORTS), [DEBUGCON_IOBASE, 1]],
+            "arm_on": self.plan.arm_on,
+            "quiet_ports": [list(p) for p in self.plan.quiet_ports],
             "max_hits": self.request.max_hits,
         }
 
@@ -355,8 +371,10 @@ class _CaptureRun:
             logger.debug("collector finish failed (%s); the host closes the trace", exc)
 
     def _judge_exit(self, code: int | None) -> tuple[str, str | None]:
-        if code != DEBUG_EXIT_OK_STATUS:
+        if code not in self.plan.ok_exit_statuses:
             return "error", f"QEMU exited with status {code}: {' | '.join(self._qemu_log_tail()[-3:])}"
+        if not self.plan.serial_verdict:
+            return "ok", None
         serial = self.out_dir / "serial.log"
         try:
             output = read_serial_log(serial)

@@ -111,6 +111,9 @@ class Access:
     exit_seq: int | None = None
     stack: str | None = None
     vcpu: int | None = None
+    # True for a write KVM buffered in its coalesced-MMIO ring (no exit of its own);
+    # QEMU replays it later from kvm_flush_coalesced_mmio_buffer, so exit_seq is None.
+    coalesced: bool | None = None
     type: Literal["access"] = "access"
 
 

@@ -1,0 +1,47 @@
+"""What a guest needs from a capture: how to build it in the container and how to boot it.
+
+Each guest kind (probe, linux, firmware) provides a :class:`GuestPlan`; the capture
+service only follows the plan, so a new guest is a new plan, not a change to capture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["GuestPlan"]
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    """How to build and boot one guest, and how to tell it finished well.
+
+    Attributes:
+        name: guest kind (``probe``, ``linux``, ``firmware``).
+        build_commands: argv lists run in the capture container (cwd /out) before QEMU.
+        kernel, initrd, append: QEMU ``-kernel``/``-initrd``/``-append`` (container paths).
+        memory_mb: guest RAM.
+        arm_on: function whose first hit arms the collectors (the guest's start marker);
+            ``None`` arms them from QEMU's start.
+        marker_port: isa-debugcon port the guest writes its start marker to, or ``None``.
+        exit_port: isa-debug-exit port, or ``None`` (the guest powers off instead).
+        ok_exit_statuses: QEMU exit statuses that mean the guest ran to its end.
+        serial_verdict: the serial log carries a probe-style ``DONE ok`` line to check.
+        quiet_ports: ``(base, count)`` port ranges whose exits are counted, not recorded.
+        rom: keep the device's option ROM (the firmware guest needs iPXE).
+        extra_qemu_args: anything else the guest needs on QEMU's command line.
+    """
+
+    name: str
+    build_commands: tuple[tuple[str, ...], ...] = ()
+    kernel: str | None = None
+    initrd: str | None = None
+    append: str | None = None
+    memory_mb: int = 64
+    arm_on: str | None = None
+    marker_port: int | None = None
+    exit_port: int | None = 0xF4
+    ok_exit_statuses: tuple[int, ...] = (1,)
+    serial_verdict: bool = False
+    quiet_ports: tuple[tuple[int, int], ...] = ((0x3F8, 8),)
+    rom: bool = False
+    extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
