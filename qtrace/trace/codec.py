@@ -75,8 +75,12 @@ def record_to_json(record: Record) -> str:
     return json.dumps(out, separators=(",", ":"))
 
 
-def record_from_json(obj: dict[str, Any]) -> Record:
-    """Build a typed record from a decoded JSON object; raises ``ValueError`` if invalid."""
+def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
+    """Build a typed record from a decoded JSON object; raises ``ValueError`` if invalid.
+
+    An access without ``seq`` (consumers need only op/space/offset/size/value) gets
+    ``default_seq``, which the file reader sets to the line number.
+    """
     kind = obj.get("type")
     cls = _RECORD_CLASSES.get(kind) if isinstance(kind, str) else None
     if cls is None:
@@ -93,6 +97,7 @@ def record_from_json(obj: dict[str, Any]) -> Record:
     elif kind == "stack":
         kwargs["frames"] = tuple(_frame(f) for f in kwargs["frames"])
     elif kind == "access":
+        kwargs.setdefault("seq", default_seq)
         if kwargs["op"] not in ("read", "write"):
             raise ValueError(f"access op {kwargs['op']!r} is not read/write")
         if kwargs["space"] not in ("mmio", "pio", "pci-config"):
@@ -126,7 +131,7 @@ def iter_records(path: Path | str) -> Iterator[Record]:
                 obj = json.loads(line)
                 if not isinstance(obj, dict):
                     raise ValueError("a record must be a JSON object")
-                record = record_from_json(obj)
+                record = record_from_json(obj, default_seq=number)
             except (ValueError, TypeError) as exc:
                 raise TraceFormatError(path, number, str(exc)) from exc
             if number == 1 and not isinstance(record, Header):
