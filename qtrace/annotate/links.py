@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from qtrace.annotate.source import is_tree_path
+
 __all__ = ["QEMU_SOURCE_BASE", "qemu_tag", "source_url"]
 
 QEMU_SOURCE_BASE = "https://gitlab.com/qemu-project/qemu/-/blob"
@@ -29,7 +31,7 @@ def source_url(version: str, file: str | None, line: int | None) -> str | None:
     Debian's patches may shift a line or two from the upstream tag.
     """
     tag = qemu_tag(version)
-    if tag is None or not file or file.startswith(("/", ".", "<")) or ".." in file.split("/"):
+    if tag is None or file is None or not is_tree_path(file):
         return None
     anchor = f"#L{line}" if line is not None else ""
     return f"{QEMU_SOURCE_BASE}/{tag}/{file}{anchor}"

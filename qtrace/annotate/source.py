@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from qtrace.errors import ReportError
+from qtrace.errors import QtraceError, ReportError
 from qtrace.trace import Stack
 
 __all__ = [
@@ -38,7 +38,11 @@ __all__ = [
     "SNIPPETS_FILE",
     "SOURCE_DIR",
     "SourceProvider",
+    "TreeSourceProvider",
     "DirectorySourceProvider",
+    "FileReader",
+    "ReaderSourceProvider",
+    "is_tree_path",
     "SourceSnippets",
     "snippet",
     "build_snippets",
@@ -63,34 +67,37 @@ class SourceProvider(Protocol):
 
 def _definition_pattern(func: str) -> re.Pattern[str]:
     # QEMU style: a definition starts at column 0 (return type on the same or previous
-    # line); a call or a declaration is indented or ends with ';'.
-    return re.compile(rf"^(?:[A-Za-z_][\w\s\*]*[\s\*])?{re.escape(func)}\s*\(")
+    # line); a call or a declaration is indented or ends with ';'. Templates included
+    # several times (system/memory_ldst.c.inc) name it glue(func, SUFFIX) with SUFFIX empty.
+    name = re.escape(func)
+    return re.compile(
+        rf"^(?:[A-Za-z_][\w\s\*]*[\s\*])?(?:{name}|glue\(\s*{name}\s*,\s*\w+\s*\))\s*\("
+    )
 
 
 # "static uint64_t" alone on the line before a definition's name (another QEMU style).
 _RETURN_TYPE_LINE = re.compile(r"^[A-Za-z_][\w\s\*]*$")
 
 
-class DirectorySourceProvider:
-    """Reads a source tree on disk; paths outside ``root`` are refused."""
+def is_tree_path(file: str) -> bool:
+    """Whether ``file`` is a path inside the QEMU tree (not glibc's ``./nptl/...``, not absolute)."""
+    return bool(file) and not file.startswith(("/", ".", "<")) and ".." not in file.split("/")
 
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).resolve()
+
+class TreeSourceProvider:
+    """Lines and function extents of whole files of a QEMU tree; subclasses say how a file is read."""
+
+    def __init__(self) -> None:
         self._files: dict[str, list[str] | None] = {}
 
-    def __repr__(self) -> str:
-        return f"DirectorySourceProvider({str(self.root)!r})"
+    def _read(self, file: str) -> str | None:
+        """The text of ``file`` (a tree path), or ``None`` if it cannot be read (the I/O seam)."""
+        raise NotImplementedError
 
     def _lines(self, file: str) -> list[str] | None:
         if file not in self._files:
-            path = (self.root / file).resolve()
-            lines: list[str] | None = None
-            if path.is_relative_to(self.root) and path.is_file():
-                try:
-                    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-                except OSError:
-                    lines = None
-            self._files[file] = lines
+            text = self._read(file) if is_tree_path(file) else None
+            self._files[file] = text.splitlines() if text is not None else None
         return self._files[file]
 
     def line_text(self, file: str, line: int) -> str | None:
@@ -101,7 +108,7 @@ class DirectorySourceProvider:
 
     def function_range(self, file: str, func: str) -> tuple[int, int] | None:
         lines = self._lines(file)
-        if lines is None:
+        if lines is None or not func.isidentifier():
             return None
         pattern = _definition_pattern(func)
         for start, text in enumerate(lines):
@@ -119,6 +126,54 @@ class DirectorySourceProvider:
                     )
                     return first + 1, end + 1
         return None
+
+
+class DirectorySourceProvider(TreeSourceProvider):
+    """Reads a source tree on disk; paths outside ``root`` are refused."""
+
+    def __init__(self, root: Path | str) -> None:
+        super().__init__()
+        self.root = Path(root).resolve()
+
+    def __repr__(self) -> str:
+        return f"DirectorySourceProvider({str(self.root)!r})"
+
+    def _read(self, file: str) -> str | None:
+        path = (self.root / file).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            return None
+        try:
+            return path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+
+
+class FileReader(Protocol):
+    """Anything that returns a tree file's text by path (e.g. the capture container's tree)."""
+
+    def read(self, path: str) -> str:
+        """The text of ``path``; raises an exception if it cannot be read."""
+
+
+class ReaderSourceProvider(TreeSourceProvider):
+    """A tree read through a :class:`FileReader` (the QEMU source inside the debug image).
+
+    A file the reader fails on (missing, container gone) reads as absent: the cache is best
+    effort and a frame without source still renders.
+    """
+
+    def __init__(self, reader: FileReader) -> None:
+        super().__init__()
+        self._reader = reader
+
+    def __repr__(self) -> str:
+        return f"ReaderSourceProvider({self._reader!r})"
+
+    def _read(self, file: str) -> str | None:
+        try:
+            return self._reader.read(file)
+        except (OSError, QtraceError):  # docker's APIError is an OSError (via requests)
+            return None
 
 
 @dataclass
@@ -221,11 +276,15 @@ def build_snippets(
 
 
 def write_source_snippets(
-    capture_dir: Path, stacks: Iterable[Stack], source: SourceProvider, qemu_version: str
+    capture_dir: Path,
+    stacks: Iterable[Stack],
+    source: SourceProvider,
+    qemu_version: str,
+    context_lines: int = 3,
 ) -> Path:
     """Write ``<capture_dir>/source-snippets.json`` for the stacks; returns its path."""
     path = Path(capture_dir) / SNIPPETS_FILE
-    build_snippets(stacks, source, qemu_version).save(path)
+    build_snippets(stacks, source, qemu_version, context_lines).save(path)
     return path
 
 

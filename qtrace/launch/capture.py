@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import docker
 
 from qtrace import __version__
+from qtrace.annotate.source import ReaderSourceProvider, write_source_snippets
 from qtrace.build.builder import LABEL_QEMU_VERSION, find_qemu_image, qemu_image_tag
 from qtrace.discover.device import check_device_name, discover_handlers, parse_device_help
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
@@ -418,25 +419,13 @@ class _CaptureRun:
                              reason=(self.reason or "the collector did not close the trace") + " (closed by the host)"))
 
     def _write_snippets(self, container: CaptureContainer) -> None:
-        """The QEMU source lines around every frame, so reports render without the image."""
+        """The QEMU source lines around every frame and the extents of the frames' functions
+        (``qtrace-source-snippets/1``), so reports render and links are checked without the image."""
         if not self.trace_path.exists():
             return
-        wanted: dict[str, set[int]] = {}
-        for record in iter_records(self.trace_path):
-            if isinstance(record, Stack):
-                for frame in record.frames:
-                    if frame.file and frame.line and not frame.file.startswith("/"):
-                        lines = range(frame.line - SNIPPET_CONTEXT_LINES, frame.line + SNIPPET_CONTEXT_LINES + 1)
-                        wanted.setdefault(frame.file, set()).update(lines)
-        source = ContainerSource(container)
-        files: dict[str, dict[str, str]] = {}
-        for path, numbers in sorted(wanted.items()):
-            try:
-                text = source.read(path).splitlines()
-            except (docker.errors.APIError, FileNotFoundError):
-                continue
-            files[path] = {str(n): text[n - 1] for n in sorted(numbers) if 0 < n <= len(text)}
-        self._write_json("source-snippets.json", {"qemu_version": self.qemu_version, "files": files})
+        stacks = [r for r in iter_records(self.trace_path) if isinstance(r, Stack)]
+        source = ReaderSourceProvider(ContainerSource(container))
+        write_source_snippets(self.out_dir, stacks, source, self.qemu_version, SNIPPET_CONTEXT_LINES)
 
     def _manifest(self, argv: list[str]) -> dict[str, Any]:
         return {

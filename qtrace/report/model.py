@@ -38,7 +38,9 @@ __all__ = [
     "representative_stack",
 ]
 
-WAIT_IO_PREFIX = "qemu_wait_io_event"
+# The vCPU thread's between-runs function: qemu_wait_io_event up to QEMU 10.1,
+# qemu_process_cpu_events since 10.2. Neither may be on a device access path.
+WAIT_IO_PREFIXES = ("qemu_wait_io_event", "qemu_process_cpu_events")
 
 
 def access_kind(access: Access) -> str:
@@ -411,13 +413,21 @@ def _findings(
         return ()
     stacks = [annotated[s] for s in used if s is not None]
     findings = []
-    waiting = [s.id for s in stacks if s.has_func(WAIT_IO_PREFIX)]
+    waiting = [s.id for s in stacks if s.has_func(*WAIT_IO_PREFIXES)]
     threads = sorted({f.func for s in stacks for f in s.frames if f.layer.id == "vcpu-thread"})
     thread_text = ", ".join(threads) if threads else "the vCPU thread"
     n, k = len(accesses), len(stacks)
     if header.accel == "kvm":
         outside = [s.id for s in stacks if not s.has_func("kvm_cpu_exec")]
         if not outside and not waiting:
+            coalesced = sum(1 for a in accesses if a.coalesced)
+            replay = (
+                f" {coalesced} of the writes were coalesced: KVM buffered them in its coalesced-MMIO ring "
+                "without exiting, and kvm_cpu_exec replayed them (kvm_flush_coalesced_mmio_buffer) while "
+                "handling the next exit that reached the device, before that access."
+                if coalesced
+                else ""
+            )
             findings.append(
                 Finding(
                     "synchronous-in-kvm-cpu-exec",
@@ -425,7 +435,7 @@ def _findings(
                     f"All {n} device accesses ({k} distinct stacks) were handled synchronously on the vCPU "
                     f"thread ({thread_text}) inside kvm_cpu_exec: KVM_RUN returned with the exit, "
                     "kvm_cpu_exec dispatched it through the memory API to the device's handler, and only "
-                    "then re-entered the guest.",
+                    f"then re-entered the guest.{replay}",
                 )
             )
         elif outside:
@@ -445,7 +455,8 @@ def _findings(
                     True,
                     f"All {n} device accesses ({k} distinct stacks) were made synchronously on the vCPU thread "
                     f"({thread_text}) from translated code inside cpu_exec: the guest's load/store called a "
-                    "softmmu helper that dispatched it to the device's handler. There is no KVM exit under TCG.",
+                    "helper (the softmmu slow path for MMIO, helper_in*/helper_out* for port I/O) that "
+                    "dispatched it to the device's handler. There is no KVM exit under TCG.",
                 )
             )
     if waiting:
@@ -453,7 +464,7 @@ def _findings(
             Finding(
                 "not-in-qemu-wait-io-event",
                 False,
-                f"qemu_wait_io_event appears on stacks {', '.join(waiting)}.",
+                f"{' / '.join(WAIT_IO_PREFIXES)} appears on stacks {', '.join(waiting)}.",
             )
         )
     else:
@@ -461,7 +472,8 @@ def _findings(
             Finding(
                 "not-in-qemu-wait-io-event",
                 True,
-                f"qemu_wait_io_event is not on the path: no frame named {WAIT_IO_PREFIX}* appears on any "
+                "qemu_wait_io_event is not on the path: no frame named "
+                f"{' or '.join(p + '*' for p in WAIT_IO_PREFIXES)} (its name since QEMU 10.2) appears on any "
                 f"of the {k} stacks that reached the device. It runs only between guest runs, to sleep "
                 "or run queued work; it does not emulate device accesses.",
             )
