@@ -24,6 +24,16 @@ grep -v '^#' "$packages_file" | xargs apt-get install -y -q --no-install-recomme
 echo "==> meson and pycotap for QEMU's configure (Debian 12 ships meson 1.0)"
 python3 -m venv /opt/qtrace-py
 /opt/qtrace-py/bin/pip install -q --no-index --find-links "$wheels_dir" meson==1.9.0 pycotap==1.3.1
+echo "==> Debian's kernel for the linux guest (only vmlinuz and the NIC drivers are kept)"
+kernel_pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/.*Depends: \(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
+mkdir -p /tmp/qtrace-kernel /opt/qtrace-linux
+(cd /tmp/qtrace-kernel && apt-get download -q "$kernel_pkg" && dpkg-deb -x ./*.deb root)
+cp /tmp/qtrace-kernel/root/boot/vmlinuz-* /opt/qtrace-linux/vmlinuz
+find /tmp/qtrace-kernel/root/lib/modules -name 'e1000*.ko*' -exec cp {} /opt/qtrace-linux/ \;
+echo "$kernel_pkg" > /opt/qtrace-linux/kernel-package.txt
+rm -rf /tmp/qtrace-kernel
+ls -l /opt/qtrace-linux
+
 echo "==> QEMU versions listed by the source indexes"
 mkdir -p /qtrace
 apt-cache showsrc qemu | sed -n 's/^Version: //p' | sort -u > /qtrace/qemu-source-versions.txt

@@ -17,6 +17,7 @@ from qtrace.errors import DockerUnavailable
 __all__ = [
     "connect",
     "new_run_id",
+    "qtrace_containers",
     "RUN_LABEL",
     "KIND_LABEL",
     "START_DOCKERD_HINT",
@@ -45,6 +46,12 @@ def connect(timeout_s: int = 600) -> docker.DockerClient:
         ) from exc
     logger.debug("connected to docker %s", client.api.api_version)
     return client
+
+
+def qtrace_containers(client: docker.DockerClient) -> list[docker.models.containers.Container]:
+    """Containers a qtrace run created (a non-blank run label), running or not."""
+    found = client.containers.list(all=True, filters={"label": RUN_LABEL})
+    return [c for c in found if c.labels.get(RUN_LABEL)]
 
 
 def new_run_id() -> str:

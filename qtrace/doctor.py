@@ -19,7 +19,7 @@ import docker.errors
 
 from qtrace.build.builder import LABEL_QEMU_VERSION, QEMU_REPOSITORY, find_qemu_image, qemu_image_tag
 from qtrace.build.versions import DEFAULT_QEMU_VERSION
-from qtrace.docker_env import KIND_LABEL, RUN_LABEL, START_DOCKERD_HINT, connect
+from qtrace.docker_env import KIND_LABEL, RUN_LABEL, START_DOCKERD_HINT, connect, qtrace_containers
 from qtrace.errors import DockerUnavailable
 
 __all__ = ["Check", "run_checks", "doctor_ok", "checks_as_json", "MIN_FREE_DISK_GB", "KVM_PROBE_SCRIPT"]
@@ -125,8 +125,7 @@ def _check_disk(ctx: _Context) -> Check:
 def _check_orphans(ctx: _Context) -> Check:
     if ctx.client is None:
         return Check("leftover containers", "error", "not checked: no Docker daemon")
-    leftovers = ctx.client.containers.list(all=True, filters={"label": RUN_LABEL})
-    leftovers = [c for c in leftovers if c.labels.get(KIND_LABEL) != "doctor"]
+    leftovers = [c for c in qtrace_containers(ctx.client) if c.labels.get(KIND_LABEL) != "doctor"]
     if leftovers:
         ids = " ".join(c.short_id for c in leftovers)
         return Check("leftover containers", "warning", f"{len(leftovers)} qtrace container(s) left: {ids}", f"docker rm -f {ids}")

@@ -34,6 +34,15 @@ def entry_location(symbol):
     return symbol.name
 
 
+def all_functions(name):
+    """Every function of that name: a static inline from a header has one copy per C file at -O0."""
+    found = list(gdb.lookup_static_symbols(name))
+    symbol = gdb.lookup_global_symbol(name)
+    if symbol is not None:
+        found.append(symbol)
+    return [s for s in found if s.type is not None and s.type.code == gdb.TYPE_CODE_FUNC]
+
+
 def find_function(name, source_file=None):
     """The gdb.Symbol of a (possibly static) function, preferring one from ``source_file``."""
     candidates = []
@@ -80,3 +89,36 @@ def pc_range(name):
     except gdb.GdbError:
         return None
     return block.start, block.end
+
+
+class DeviceFilter:
+    """Caches, per PCIDevice pointer, whether it is the device under capture and its hooks."""
+
+    def __init__(self, type_name):
+        self.type_name = type_name
+        self._known = {}
+
+    def matches(self, pci_dev):
+        """Is this PCIDevice pointer the device under capture? (PCIDevice.name, hw/pci/pci_device.h)"""
+        return self.hooks(pci_dev) is not None
+
+    def hooks(self, pci_dev):
+        key = int(pci_dev)
+        if key not in self._known:
+            device = pci_dev.dereference()
+            name = device["name"].string()
+            if name != self.type_name:
+                self._known[key] = None
+            else:
+                self._known[key] = (symbol_name(device["config_read"]), symbol_name(device["config_write"]))
+        return self._known[key]
+
+
+def symbol_name(pointer):
+    address = int(pointer)
+    if address == 0:
+        return None
+    block = gdb.block_for_pc(address)
+    while block is not None and block.function is None:
+        block = block.superblock
+    return block.function.name if block is not None else "0x%x" % address

@@ -12,6 +12,7 @@ Accesses to other devices are filtered by PCIDevice.name (the QOM type name).
 import gdb
 
 from qtrace_gdb.base import (
+    DeviceFilter,
     HitBreakpoint,
     entry_location,
     find_function,
@@ -23,35 +24,6 @@ from qtrace_gdb.mmio import size_mask
 
 READ_FUNCTION = "pci_host_config_read_common"
 WRITE_FUNCTION = "pci_host_config_write_common"
-
-
-class _DeviceFilter:
-    """Caches, per PCIDevice pointer, whether it is the device under capture and its hooks."""
-
-    def __init__(self, type_name):
-        self.type_name = type_name
-        self._known = {}
-
-    def hooks(self, pci_dev):
-        key = int(pci_dev)
-        if key not in self._known:
-            device = pci_dev.dereference()
-            name = device["name"].string()
-            if name != self.type_name:
-                self._known[key] = None
-            else:
-                self._known[key] = (_symbol_name(device["config_read"]), _symbol_name(device["config_write"]))
-        return self._known[key]
-
-
-def _symbol_name(pointer):
-    address = int(pointer)
-    if address == 0:
-        return None
-    block = gdb.block_for_pc(address)
-    while block is not None and block.function is None:
-        block = block.superblock
-    return block.function.name if block is not None else "0x%x" % address
 
 
 class ConfigWrite(HitBreakpoint):
@@ -91,7 +63,7 @@ class ConfigRead(HitBreakpoint):
 
 
 def install(session, type_name):
-    device_filter = _DeviceFilter(type_name)
+    device_filter = DeviceFilter(type_name)
     read_symbol = find_function(READ_FUNCTION)
     block = function_block(read_symbol)
     params = parameters(block)

@@ -9,7 +9,7 @@ import time
 
 import gdb
 
-from qtrace_gdb import kvm_exit, marker, mmio, pci_config
+from qtrace_gdb import dma, irq, kvm_exit, marker, mmio, pci_config
 from qtrace_gdb.base import pc_range
 from qtrace_gdb.stacks import StackTable
 from qtrace_gdb.trace_out import SCHEMA_VERSION, TraceOut
@@ -34,6 +34,7 @@ class Session:
         self.out = TraceOut(config["trace_path"])
         self.stacks = StackTable(self.out, config.get("source_root", "/src/qemu"))
         self.max_hits = int(config.get("max_hits") or 0)
+        self.dma_cap_bytes = int(config.get("dma_cap_bytes") or 256)
         self.quiet_ports = [(int(a), int(a) + int(n)) for a, n in config.get("quiet_ports", [])]
         self.started = time.monotonic()
         self.collectors = []
@@ -68,6 +69,10 @@ class Session:
             self.collectors.extend(mmio.install(self, spec))
         if self.config.get("pci_config_device"):
             self.collectors.extend(pci_config.install(self, self.config["pci_config_device"]))
+        if self.config.get("irq_device"):
+            self.collectors.extend(irq.install(self, self.config["irq_device"]))
+        if self.config.get("dma_device"):
+            self.collectors.extend(dma.install(self, self.config["dma_device"]))
         for exit_spec in self.config.get("exits", []):
             self.collectors.append(kvm_exit.ExitBreakpoint(self, exit_spec["location"], exit_spec["labels"]))
         if self.config.get("arm_on"):
@@ -79,6 +84,10 @@ class Session:
     def _arming_description(self):
         when = "on the guest's start marker (%s)" % self.config["arm_on"] if self.config.get("arm_on") else "from QEMU start"
         description = {"device_handlers": when, "pci_config": when}
+        if self.config.get("irq_device"):
+            description["irq"] = when
+        if self.config.get("dma_device"):
+            description["dma"] = when + "; data capped at %d bytes per record" % self.dma_cap_bytes
         if self.config.get("exits"):
             description["kvm_exits"] = when
         if self.quiet_ports:
@@ -156,6 +165,13 @@ class Session:
         record["stack"] = self.stacks.stack_id(self.stacks.walk())
         self.out.write(_ordered(record, ("type", "seq", "reason")))
         self.last_exit[thread] = record
+
+    def record_event(self, record):
+        """An irq or dma record: sequence number and the hit's own stack added."""
+        record["seq"] = self.out.next_seq()
+        record["stack"] = self.stacks.stack_id(self.stacks.walk())
+        self.out.write(_ordered(record, ("type", "seq")))
+        return False
 
     def record_access(self, spec, op, offset, size, value):
         frames = self.stacks.walk()

@@ -68,6 +68,7 @@ def capture(
     max_hits: Annotated[int, typer.Option("--max-hits", help="Stop after this many device accesses (0: no limit).")] = 0,
     timeout: Annotated[float, typer.Option("--timeout", help="Stop after this many seconds.")] = 180.0,
     hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Call the guest hung after this many seconds without progress.")] = 45.0,
+    probe_rounds: Annotated[int, typer.Option("--probe-rounds", help="Probe guest, e1000: extra rounds of register reads (a longer run for load tests).")] = 0,
     build: Annotated[bool, typer.Option("--build", help="Build the debug image first if it is missing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")] = False,
 ) -> None:
@@ -82,7 +83,7 @@ def capture(
         build_image(BuildRequest(qemu_version=qemu_version), _QuietBuild())
     request = CaptureRequest(
         device=device, accel=accel, machine=machine, guest=guest, qemu_version=qemu_version,
-        out_dir=out, max_hits=max_hits, timeout_s=timeout, hang_timeout_s=hang_timeout,
+        out_dir=out, max_hits=max_hits, timeout_s=timeout, hang_timeout_s=hang_timeout, load_rounds=probe_rounds,
     )
     use_live = err_console.is_terminal and not as_json
     with Live(console=err_console, transient=True, refresh_per_second=4) if use_live else _NoLive() as live:

@@ -57,6 +57,7 @@ MOUNT_OUT = "/out"
 MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
 MOUNT_GUESTS = "/qtrace/guests"
 SNIPPET_CONTEXT_LINES = 6
+DMA_CAP_BYTES = 256
 
 
 class CaptureObserver(Protocol):
@@ -78,6 +79,7 @@ class CaptureRequest:
     max_hits: int = 0
     timeout_s: float = 180.0
     hang_timeout_s: float = 45.0
+    load_rounds: int = 0
 
 
 @dataclass
@@ -93,10 +95,10 @@ class CaptureResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def guest_plan(guest: str, device: str, machine: str) -> GuestPlan:
+def guest_plan(guest: str, device: str, machine: str, load_rounds: int = 0) -> GuestPlan:
     """The plan of the named guest kind (see ``qtrace.guests``)."""
     if guest == "probe":
-        return probe_plan(device, machine, DEVICE_SLOT, MOUNT_GUESTS, MOUNT_OUT)
+        return probe_plan(device, machine, DEVICE_SLOT, MOUNT_GUESTS, MOUNT_OUT, load_rounds)
     raise UsageError(f"--guest must be one of {', '.join(GUESTS)}, not {guest!r}.")
 
 
@@ -112,8 +114,8 @@ def _validate(request: CaptureRequest) -> None:
         raise UsageError(f"--machine must be one of {', '.join(MACHINES)}, not {request.machine!r}.")
     if request.guest not in GUESTS:
         raise UsageError(f"--guest must be one of {', '.join(GUESTS)}, not {request.guest!r}.")
-    if request.max_hits < 0 or request.timeout_s <= 0:
-        raise UsageError("--max-hits must be >= 0 and --timeout > 0.")
+    if request.max_hits < 0 or request.timeout_s <= 0 or request.load_rounds < 0:
+        raise UsageError("--max-hits and --probe-rounds must be >= 0 and --timeout > 0.")
 
 
 def _choose_accel(requested: str, observer: CaptureObserver) -> str:
@@ -176,7 +178,7 @@ class _CaptureRun:
         self.reason: str | None = None
         self.qemu_exit: int | None = None
         self.armed = False
-        self.plan = guest_plan(request.guest, request.device, request.machine)
+        self.plan = guest_plan(request.guest, request.device, request.machine, request.load_rounds)
 
     # ----- orchestration -----
 
@@ -277,6 +279,9 @@ class _CaptureRun:
             "header": header,
             "handlers": [h.as_config() for h in handlers],
             "pci_config_device": self.request.device,
+            "irq_device": self.request.device,
+            "dma_device": self.request.device,
+            "dma_cap_bytes": DMA_CAP_BYTES,
             "exits": exits,
             "arm_on": self.plan.arm_on,
             "quiet_ports": [list(p) for p in self.plan.quiet_ports],

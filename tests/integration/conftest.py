@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from qtrace.build.builder import BuildRequest, BuildResult, build_image
-from qtrace.docker_env import RUN_LABEL, connect
+from qtrace.docker_env import connect, qtrace_containers
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.launch.kvm import kvm_usable
 from qtrace.launch.live import LiveStats
@@ -104,7 +104,7 @@ def capture(debug_image: BuildResult, captures_dir: Path) -> Callable[..., Captu
 def no_leftover_containers(docker_client: docker.DockerClient) -> Iterator[None]:
     """Every integration test must leave no qtrace container behind (new ones only, so
     a developer's unrelated capture running beside the suite does not count)."""
-    before = {c.id for c in docker_client.containers.list(all=True, filters={"label": RUN_LABEL})}
+    before = {c.id for c in qtrace_containers(docker_client)}
     yield
-    left = [c for c in docker_client.containers.list(all=True, filters={"label": RUN_LABEL}) if c.id not in before]
+    left = [c for c in qtrace_containers(docker_client) if c.id not in before]
     assert not left, f"containers left behind: {[c.name for c in left]}"
