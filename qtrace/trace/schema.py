@@ -30,8 +30,8 @@ __all__ = [
 
 SCHEMA_VERSION = "qtrace-trace/1"
 
-EndStatus = Literal["ok", "interrupted", "timeout", "guest-hang", "error", "max-hits"]
-END_STATUSES: tuple[str, ...] = ("ok", "interrupted", "timeout", "guest-hang", "error", "max-hits")
+EndStatus = Literal["ok", "interrupted", "timeout", "guest-hang", "error"]
+END_STATUSES: tuple[str, ...] = ("ok", "interrupted", "timeout", "guest-hang", "error")
 
 AccessOp = Literal["read", "write"]
 AccessSpace = Literal["mmio", "pio", "pci-config"]
