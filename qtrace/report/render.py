@@ -13,13 +13,13 @@ from pathlib import Path
 import jinja2
 
 from qtrace.errors import ReportError
+from qtrace.report.guide import Guide
 from qtrace.report.model import CaptureReport
 from qtrace.report.sequence import to_mermaid, to_svg
 
 __all__ = ["FORMATS", "render_markdown", "render_html", "write_report", "output_names"]
 
 FORMATS = ("md", "html")
-_FILE_NAMES = {"md": "report.md", "html": "report.html"}
 
 
 def _md_cell(value: object) -> str:
@@ -81,15 +81,28 @@ def render_html(report: CaptureReport) -> str:
     return _render("report.html.j2", report, autoescape=True)
 
 
-def output_names(formats: Iterable[str]) -> list[str]:
+def render_guide(guide: Guide, manifest_name: str = "manifest.toml") -> str:
+    """The reports guide (``reports/README.md``) from the captures' evidence."""
+    try:
+        return (
+            _environment(False)
+            .get_template("guide.md.j2")
+            .render(g=guide, manifest=manifest_name)
+        )
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template guide.md.j2 failed: {exc}") from exc
+
+
+def output_names(formats: Iterable[str], stem: str = "report") -> list[str]:
     """File names :func:`write_report` writes for ``formats``."""
-    return [_FILE_NAMES[f] for f in FORMATS if f in set(formats)]
+    return [f"{stem}.{f}" for f in FORMATS if f in set(formats)]
 
 
 def write_report(
-    report: CaptureReport, out_dir: Path, formats: Iterable[str] = FORMATS
+    report: CaptureReport, out_dir: Path, formats: Iterable[str] = FORMATS, stem: str = "report"
 ) -> list[Path]:
-    """Render ``report`` in ``formats`` into ``out_dir``; returns the files written.
+    """Render ``report`` in ``formats`` into ``out_dir`` as ``<stem>.md``/``<stem>.html``;
+    returns the files written.
 
     Raises:
         ReportError: an unknown format, or the directory cannot be written.
@@ -104,7 +117,7 @@ def write_report(
         out_dir.mkdir(parents=True, exist_ok=True)
         for fmt in FORMATS:
             if fmt in wanted:
-                path = out_dir / _FILE_NAMES[fmt]
+                path = out_dir / f"{stem}.{fmt}"
                 path.write_text(renderers[fmt](report), encoding="utf-8")
                 written.append(path)
     except OSError as exc:

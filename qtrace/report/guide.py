@@ -1,0 +1,265 @@
+"""The reports guide: "How QEMU emulates a PCI(e) device", told through committed captures.
+
+``reports/manifest.toml`` may carry a ``[guide]`` table that names, by role, the manifest
+entries whose captures are the evidence::
+
+    [guide]
+    path = "README.md"        # relative to reports/
+    kvm = "e1000-kvm-probe"   # pc machine under KVM: config ports, MMIO exits, coalesced writes
+    tcg = "e1000-tcg-probe"   # the same guest under TCG
+    q35 = "e1000-q35-probe"   # q35: config space through MMCONFIG (ECAM)
+    # tcg_linux = "..."       # a Linux guest under TCG (interrupts and DMA under a real driver)
+
+:func:`build_guide` pulls every number, address and stack the guide shows out of those
+captures (:class:`CaptureEvidence`); ``templates/guide.md.j2`` holds the prose around them.
+A role with no entry gets a "not captured yet" note instead of made-up evidence.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qtrace.annotate import AnnotatedStack, SourceProvider, capture_source, decode_access
+from qtrace.report.model import CaptureReport, access_kind
+from qtrace.trace import Access, Dma, Exit, Irq, Trace, read_trace
+
+__all__ = [
+    "GUIDE_ROLES",
+    "Example",
+    "BarSizing",
+    "CaptureEvidence",
+    "Guide",
+    "capture_evidence",
+    "build_guide",
+]
+
+GUIDE_ROLES = ("kvm", "tcg", "q35", "tcg_linux")
+CONFIG_ADDRESS_PORT = 0xCF8
+CONFIG_DATA_PORTS = range(0xCFC, 0xD00)
+BAR0_OFFSET = 0x10
+COMMAND_OFFSET = 0x04
+VCPU_LOOP_FUNCS = ("kvm_vcpu_thread_fn", "mttcg_cpu_thread_fn", "rr_cpu_thread_fn")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One record of a capture (an access, an IRQ change or a DMA) with its annotated stack."""
+
+    seq: int
+    text: str
+    exit_text: str
+    stack: AnnotatedStack | None
+
+
+@dataclass(frozen=True)
+class BarSizing:
+    """The guest's BAR0 probe: write all ones, read back the size mask, restore the base."""
+
+    probe_seq: int
+    mask: int
+    size_bytes: int
+    base: int
+    first_mmio_seq: int | None
+    first_mmio_addr: int | None
+
+
+@dataclass(frozen=True)
+class CaptureEvidence:
+    """What one capture shows, ready for the guide's template."""
+
+    role: str
+    name: str
+    link: str
+    report: CaptureReport
+    exit_counts: tuple[tuple[str, int], ...]
+    config_address_exits: int
+    config_data_exits: int
+    config_accesses: int
+    mmio_config_exits: int
+    mmio_config_window: tuple[int, int] | None
+    bar: BarSizing | None
+    command_enable: Example | None
+    examples: dict[str, Example] = field(default_factory=dict)
+    coalesced_writes: int = 0
+    flushed_by: str = ""
+    vcpu_loop: tuple[tuple[int, str], ...] = ()
+    vcpu_loop_func: str = ""
+
+
+@dataclass(frozen=True)
+class Guide:
+    """The evidence of every role the manifest fills (``None``: not captured yet)."""
+
+    roles: dict[str, CaptureEvidence | None]
+    pending: tuple[str, ...]
+
+    def __getattr__(self, role: str) -> CaptureEvidence | None:
+        try:
+            return self.roles[role]
+        except KeyError:
+            raise AttributeError(role) from None
+
+
+def _hex(value: int, size: int) -> str:
+    return f"0x{value:0{size * 2}x}"
+
+
+def _exit_text(record: Exit | None) -> str:
+    if record is None:
+        return ""
+    if record.reason == "KVM_EXIT_MMIO" and record.phys_addr is not None:
+        rw = "write" if record.is_write else "read"
+        return f"{record.reason} ({rw}, {record.len or '?'} bytes at {record.phys_addr:#x}), exit #{record.seq}"
+    if record.reason == "KVM_EXIT_IO" and record.port is not None:
+        return f"{record.reason} ({record.direction or '?'}, {record.size or '?'} bytes on port {record.port:#x}), exit #{record.seq}"
+    return f"{record.reason}, exit #{record.seq}"
+
+
+def _access_text(device: str, access: Access) -> str:
+    decoded = decode_access(device, access)
+    name = f" `{decoded.name}`" if decoded.known else ""
+    summary = decoded.summary()
+    value = f"`{_hex(access.value, access.size)}`" + (f" ({summary})" if summary else "")
+    return (
+        f"{access.size}-byte {access.space} {access.op} of{name} at offset {access.offset:#x}, value {value}"
+    )
+
+
+def _example(
+    device: str,
+    access: Access | None,
+    exits: dict[int, Exit],
+    stacks: dict[str, AnnotatedStack],
+) -> Example | None:
+    if access is None:
+        return None
+    exit_record = exits.get(access.exit_seq) if access.exit_seq is not None else None
+    return Example(
+        access.seq,
+        _access_text(device, access),
+        _exit_text(exit_record),
+        stacks.get(access.stack) if access.stack else None,
+    )
+
+
+def _record_example(record: Irq | Dma, stacks: dict[str, AnnotatedStack]) -> Example:
+    if isinstance(record, Irq):
+        text = f"INTx {'raised (level 1)' if record.level else 'lowered (level 0)'}"
+    else:
+        text = f"DMA {record.op} of {record.size} bytes at guest physical {record.addr:#x}"
+        if record.data:
+            text += f", data `{record.data[:32]}{'…' if len(record.data) > 32 else ''}`"
+    return Example(record.seq, text, "", stacks.get(record.stack) if record.stack else None)
+
+
+def _bar_sizing(trace: Trace) -> BarSizing | None:
+    config = [a for a in trace.accesses if a.space == "pci-config" and a.offset == BAR0_OFFSET]
+    for index, access in enumerate(config):
+        if access.op != "write" or access.value != 0xFFFFFFFF or index + 2 >= len(config):
+            continue
+        readback, restore = config[index + 1], config[index + 2]
+        if readback.op != "read" or restore.op != "write":
+            continue
+        mask = readback.value & ~0xF & 0xFFFFFFFF
+        size = ((~mask) & 0xFFFFFFFF) + 1
+        base = restore.value & ~0xF & 0xFFFFFFFF
+        first = next((a for a in trace.accesses if a.space == "mmio" and a.addr is not None), None)
+        return BarSizing(
+            access.seq,
+            readback.value,
+            size,
+            base,
+            first.seq if first else None,
+            first.addr if first else None,
+        )
+    return None
+
+
+def _vcpu_loop(
+    stacks: dict[str, AnnotatedStack], source: SourceProvider | None
+) -> tuple[str, tuple[tuple[int, str], ...]]:
+    """The vCPU thread function's loop as the capture's snippet cache has it."""
+    if source is None:
+        return "", ()
+    for stack in stacks.values():
+        for frame in stack.frames:
+            if frame.func in VCPU_LOOP_FUNCS and frame.file and frame.line:
+                lines = [
+                    (n, text)
+                    for n in range(frame.line - 6, frame.line + 6)
+                    if (text := source.line_text(frame.file, n)) is not None
+                ]
+                return frame.func, tuple(lines)
+    return "", ()
+
+
+def capture_evidence(role: str, name: str, link: str, report: CaptureReport, capture: Path) -> CaptureEvidence:
+    """Pull the guide's evidence out of one capture (its trace and its report model)."""
+    trace = read_trace(capture / "trace.jsonl" if capture.is_dir() else capture)
+    device = trace.header.device
+    stacks = {s.id: s.stack for s in report.stacks}
+    exits = {e.seq: e for e in trace.exits}
+    accesses = trace.accesses
+    config_ids = {a.exit_seq for a in accesses if a.space == "pci-config" and a.exit_seq is not None}
+    mmio_config = [exits[s] for s in sorted(config_ids) if s in exits and exits[s].reason == "KVM_EXIT_MMIO"]
+    window = None
+    if mmio_config:
+        addrs = [e.phys_addr for e in mmio_config if e.phys_addr is not None]
+        window = (min(addrs), max(addrs)) if addrs else None
+
+    def first(pred: object) -> Access | None:
+        return next((a for a in accesses if pred(a)), None)  # type: ignore[operator]
+
+    examples: dict[str, Example | None] = {
+        "config_read": _example(device, first(lambda a: access_kind(a) == "pci-config read" and a.offset == 0), exits, stacks),
+        "mmio_read": _example(device, first(lambda a: access_kind(a) == "mmio read"), exits, stacks),
+        "mmio_write": _example(device, first(lambda a: access_kind(a) == "mmio write" and not a.coalesced), exits, stacks),
+        "coalesced_write": _example(device, first(lambda a: a.coalesced), exits, stacks),
+        "pio_config": _example(device, first(lambda a: a.space == "pci-config" and a.stack is not None), exits, stacks),
+    }
+    irq = next((i for i in trace.irqs if i.level == 1), None)
+    dma = next((d for d in trace.dmas if d.op == "read"), None)
+    dma_write = next((d for d in trace.dmas if d.op == "write"), None)
+    if irq is not None:
+        examples["irq_raise"] = _record_example(irq, stacks)
+    if dma is not None:
+        examples["dma_read"] = _record_example(dma, stacks)
+    if dma_write is not None:
+        examples["dma_write"] = _record_example(dma_write, stacks)
+    coalesced = [a for a in accesses if a.coalesced]
+    flushed_by = ""
+    if coalesced:
+        before = [e for e in trace.exits if e.seq < coalesced[0].seq]
+        flushed_by = _exit_text(before[-1]) if before else ""
+    command = next(
+        (a for a in accesses if a.space == "pci-config" and a.op == "write" and a.offset == COMMAND_OFFSET and a.value & 0x2),
+        None,
+    )
+    loop_func, loop = _vcpu_loop(stacks, capture_source(capture))
+    return CaptureEvidence(
+        role=role,
+        name=name,
+        link=link,
+        report=report,
+        exit_counts=tuple(sorted(Counter(e.reason for e in trace.exits).items())),
+        config_address_exits=sum(1 for e in trace.exits if e.port == CONFIG_ADDRESS_PORT),
+        config_data_exits=sum(1 for e in trace.exits if e.port in CONFIG_DATA_PORTS),
+        config_accesses=sum(1 for a in accesses if a.space == "pci-config"),
+        mmio_config_exits=len(mmio_config),
+        mmio_config_window=window,
+        bar=_bar_sizing(trace),
+        command_enable=_example(device, command, exits, stacks),
+        examples={k: v for k, v in examples.items() if v is not None},
+        coalesced_writes=len(coalesced),
+        flushed_by=flushed_by,
+        vcpu_loop=loop,
+        vcpu_loop_func=loop_func,
+    )
+
+
+def build_guide(roles: dict[str, CaptureEvidence | None]) -> Guide:
+    """The guide model; roles the manifest leaves empty are listed as pending."""
+    filled = {role: roles.get(role) for role in GUIDE_ROLES}
+    return Guide(filled, tuple(r for r in GUIDE_ROLES if filled[r] is None))
