@@ -193,3 +193,42 @@ def test_packaged_rules_reference_only_declared_layers_in_order() -> None:
     order = rules.layer_order()
     assert order[0] == "thread-start" and order[-1] == UNKNOWN_LAYER
     assert {r.layer for r in rules.rules} <= set(order)
+
+
+# Frames of the real captures (reports/captures/) that the synthetic paths above lack.
+REAL_FRAMES = [
+    # the coalesced-MMIO replay inside a later exit
+    ("prepare_mmio_access", "system/physmem.c", "kvm", "memory-api"),
+    ("qemu_flush_coalesced_mmio_buffer", "system/physmem.c", "kvm", "memory-api"),
+    ("kvm_flush_coalesced_mmio_buffer", "accel/kvm/kvm-all.c", "kvm", "accel-kvm"),
+    ("cpu_physical_memory_write", "system/physmem.c", "kvm", "address-space"),
+    # port I/O under TCG
+    ("helper_inl", "target/i386/tcg/system/misc_helper.c", "tcg", "tcg-helper"),
+    ("helper_outw", "target/i386/tcg/system/misc_helper.c", "tcg", "tcg-helper"),
+    ("address_space_ldl_internal", "system/memory_ldst.c.inc", "tcg", "address-space"),
+    # libc with and without libc6-dbg
+    ("clone", "./misc/../sysdeps/unix/sysv/linux/x86_64/clone.S", "kvm", "thread-start"),
+    ("??", "/lib/x86_64-linux-gnu/libc.so.6", "kvm", "thread-start"),
+    ("??", "/lib/x86_64-linux-gnu/libc.so.6", "tcg", "thread-start"),
+    # 10.2's renamed between-runs function
+    ("qemu_process_cpu_events", "system/cpus.c", "kvm", "vcpu-thread"),
+    # TX and interrupts from register writes
+    ("set_tctl", "hw/net/e1000.c", "kvm", "device"),
+    ("txdesc_writeback", "hw/net/e1000.c", "kvm", "device"),
+    ("mac_icr_read", "hw/net/e1000.c", "kvm", "device"),
+    ("pcie_mmcfg_data_read", "hw/pci/pcie_host.c", "kvm", "pci"),
+]
+
+
+@pytest.mark.parametrize(("func", "file", "accel", "layer"), REAL_FRAMES)
+def test_real_capture_frames_get_a_specific_layer(
+    func: str, file: str, accel: str, layer: str
+) -> None:
+    found, explain = default_rules().classify(Frame(func=func, file=file, line=1), accel)
+    assert found.id == layer
+    assert explain and not explain.endswith(" code.")  # a specific explanation, not a fallback
+
+
+def test_a_gdb_unnamed_frame_outside_libc_under_tcg_is_translated_code() -> None:
+    found, _ = default_rules().classify(Frame(func="??", file=None, line=None), "tcg")
+    assert found.id == "tcg-code"

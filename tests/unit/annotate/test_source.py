@@ -17,6 +17,7 @@ from qtrace.annotate import (
     write_source_snippets,
 )
 from qtrace.errors import ReportError
+from qtrace.annotate.source import ReaderSourceProvider
 from qtrace.trace import Frame, Stack
 
 # A tiny synthetic C file in QEMU's layout style (not QEMU code).
@@ -130,3 +131,61 @@ def test_source_url_only_for_qemu_paths() -> None:
     assert source_url("7.2", "/usr/include/x.h", 1) is None
     assert source_url("7.2", "../sysdeps/x.S", 1) is None
     assert source_url("7.2", None, None) is None
+
+
+GLUE_TEMPLATE = """\
+/* warning: addr must be aligned */
+static inline uint32_t glue(address_space_ldl_internal, SUFFIX)(ARG1_DECL,
+    hwaddr addr, MemTxAttrs attrs)
+{
+    return 0;
+}
+
+uint32_t glue(address_space_ldl, SUFFIX)(ARG1_DECL,
+    hwaddr addr, MemTxAttrs attrs, MemTxResult *result)
+{
+    return glue(address_space_ldl_internal, SUFFIX)(ARG1, addr, attrs);
+}
+"""
+
+
+class DictReader:
+    """A FileReader over a dict; a missing file raises like the container does."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def read(self, path: str) -> str:
+        if path not in self.files:
+            raise FileNotFoundError(path)
+        return self.files[path]
+
+
+def test_glue_templated_definitions_have_extents() -> None:
+    source = ReaderSourceProvider(DictReader({"system/memory_ldst.c.inc": GLUE_TEMPLATE}))
+    assert source.function_range("system/memory_ldst.c.inc", "address_space_ldl_internal") == (2, 6)
+    assert source.function_range("system/memory_ldst.c.inc", "address_space_ldl") == (8, 12)
+
+
+def test_reader_provider_treats_unreadable_and_foreign_paths_as_absent() -> None:
+    reader = DictReader({"a.c": "int f(void)\n{\n}\n"})
+    source = ReaderSourceProvider(reader)
+    assert source.line_text("missing.c", 1) is None
+    assert source.function_range("./nptl/pthread_create.c", "start_thread") is None
+    assert source.function_range("a.c", "??") is None
+    assert source.function_range("a.c", "f") == (1, 3)
+
+
+def test_snippets_built_through_a_reader_carry_extents(tmp_path: Path) -> None:
+    reader = DictReader({"system/memory_ldst.c.inc": GLUE_TEMPLATE})
+    stack = Stack(
+        id="s1",
+        frames=(
+            Frame(func="address_space_ldl", file="system/memory_ldst.c.inc", line=11),
+            Frame(func="start_thread", file="./nptl/pthread_create.c", line=442),
+        ),
+    )
+    path = write_source_snippets(tmp_path, [stack], ReaderSourceProvider(reader), "10.2.2", 1)
+    cache = SourceSnippets.load(path)
+    assert cache.functions == {"system/memory_ldst.c.inc": {"address_space_ldl": (8, 12)}}
+    assert sorted(cache.files["system/memory_ldst.c.inc"]) == [8, 10, 11, 12]

@@ -91,3 +91,49 @@ def test_invalid_manifests(tmp_path: Path, body: str) -> None:
     path.write_text(body, encoding="utf-8")
     with pytest.raises(ReportError):
         load_manifest(path)
+
+
+REPORTS = Path(__file__).resolve().parents[3] / "reports"
+
+
+def test_output_paths_and_the_guide(project: Path) -> None:
+    manifest = project / "reports" / "manifest.toml"
+    manifest.write_text(
+        manifest.read_text(encoding="utf-8").replace(
+            'title = "e1000 | KVM"\n', 'title = "e1000 | KVM"\noutput = "e1000/kvm"\n'
+        )
+        + '[guide]\nkvm = "kvm-10.2.2"\ntcg = "tcg-7.2"\n',
+        encoding="utf-8",
+    )
+    written = regenerate_all(manifest)
+    names = sorted(str(p.relative_to(project / "reports")) for p in written)
+    assert names == ["README.md", "e1000/kvm.html", "e1000/kvm.md", "index.md", "tcg-7.2/report.md"]
+    guide = (project / "reports" / "README.md").read_text(encoding="utf-8")
+    assert "[kvm-10.2.2](e1000/kvm.md)" in guide
+    assert "Not captured yet" in guide and "`q35`" in guide  # the empty roles say so
+    assert "kvm_cpu_exec" in guide and "qemu_wait_io_event is not on the path" in guide
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        'output = "../x"\n',
+        "[guide]\nkvm = \"nope\"\n",
+        "[guide]\nlinux = \"a\"\n",
+    ],
+)
+def test_invalid_outputs_and_guides(tmp_path: Path, extra: str) -> None:
+    path = tmp_path / "manifest.toml"
+    path.write_text(
+        'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\n' + extra,
+        encoding="utf-8",
+    )
+    with pytest.raises(ReportError):
+        load_manifest(path)
+
+
+def test_committed_reports_are_up_to_date(tmp_path: Path) -> None:
+    """`qtrace report --all` on the committed captures reproduces the committed files."""
+    shutil.copytree(REPORTS, tmp_path / "reports")
+    regenerate_all(tmp_path / "reports" / "manifest.toml")
+    assert _snapshot(tmp_path / "reports") == _snapshot(REPORTS)

@@ -1,0 +1,186 @@
+"""Reports from real captures: every frame annotated and linked correctly, HTML that a real
+browser renders with the annotated stack, byte-identical output on a second run.
+
+The links are checked against the source tree in the debug image: the capture's
+``source-snippets.json`` carries each frame's function extent, and the extents themselves
+are checked against the real files read out of the image.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+from qtrace.annotate import UNKNOWN_LAYER, SourceSnippets, annotate_stack
+from qtrace.annotate.source import SNIPPETS_FILE, TreeSourceProvider, is_tree_path
+from qtrace.build.builder import BuildResult
+from qtrace.launch.capture import CaptureResult
+from qtrace.report.model import build_report
+from qtrace.report.render import write_report
+from qtrace.trace import read_trace
+
+Capture = Callable[..., CaptureResult]
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+# Hides everything above the stacks so the screenshot shows them (a fragment does not scroll
+# a headless screenshot).
+STACKS_ONLY_CSS = "<style>body > *:not(#stacks):not(#stacks ~ *) { display: none }</style>"
+
+
+class ImageSource(TreeSourceProvider):
+    """The QEMU tree inside the debug image, one ``cat`` in a throwaway container per file."""
+
+    def __init__(self, client: docker.DockerClient, image: str) -> None:
+        super().__init__()
+        self._client = client
+        self._image = image
+
+    def _read(self, file: str) -> str | None:
+        try:
+            out = self._client.containers.run(
+                self._image, ["cat", f"/src/qemu/{file}"], network_mode="none", remove=True
+            )
+        except docker.errors.ContainerError:
+            return None
+        return bytes(out).decode("utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def image_source(docker_client: docker.DockerClient, debug_image: BuildResult) -> ImageSource:
+    return ImageSource(docker_client, debug_image.image)
+
+
+def _tree_frames(result: CaptureResult) -> list[tuple[str, str, int]]:
+    trace = read_trace(result.out_dir)
+    frames = {
+        (f.func, f.file, f.line)
+        for stack in trace.stacks.values()
+        for f in stack.frames
+        if f.file is not None and f.line is not None and is_tree_path(f.file)
+    }
+    return sorted(frames)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("accel", "machine"), [("kvm", "pc"), ("tcg", "pc"), ("kvm", "q35")])
+def test_each_linked_line_is_inside_the_named_function(
+    capture: Capture, image_source: ImageSource, accel: str, machine: str
+) -> None:
+    result = capture("e1000", accel, machine)
+    snippets = SourceSnippets.load(result.out_dir / SNIPPETS_FILE)
+    frames = _tree_frames(result)
+    assert frames, "the capture has no frame inside the QEMU tree"
+    outside = []
+    for func, file, line in frames:
+        extent = snippets.function_range(file, func)
+        real = image_source.function_range(file, func)
+        # the cache agrees with the real file, and the real file has the line in the function
+        assert extent == real, f"{func} in {file}: cached extent {extent}, real {real}"
+        if extent is None or not extent[0] <= line <= extent[1]:
+            outside.append(f"{func} {file}:{line} extent {extent}")
+        assert snippets.line_text(file, line) == image_source.line_text(file, line), f"{file}:{line}"
+    assert not outside, outside
+
+
+@pytest.mark.parametrize("accel", ["kvm", "tcg"])
+def test_every_frame_on_the_e1000_path_has_a_layer_and_an_explanation(
+    capture: Capture, accel: str
+) -> None:
+    trace = read_trace(capture("e1000", accel).out_dir)
+    frames = [
+        frame
+        for stack in trace.stacks.values()
+        for frame in annotate_stack(
+            stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel
+        ).frames
+    ]
+    assert len(frames) > 50
+    bad = [(f.func, f.location) for f in frames if f.layer.id == UNKNOWN_LAYER or not f.explain]
+    assert not bad, bad
+    mmio = [s for s in trace.stacks.values() if s.frames and s.frames[0].func == "e1000_mmio_read"]
+    assert mmio, "no e1000_mmio_read stack"
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def _png_distinct_bytes(path: Path) -> int:
+    """How many distinct byte values the decompressed image data has (1-2: a blank page)."""
+    data = path.read_bytes()
+    chunks, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            chunks.append(data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return len(set(zlib.decompress(b"".join(chunks))))
+
+
+def _chromium(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "chromium is not installed (scripts/setup installs it)"
+    profile = tmp_path / "chromium-profile"
+    return subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_report_renders_in_headless_chromium_with_the_annotated_stack(
+    capture: Capture, tmp_path: Path
+) -> None:
+    result = capture("e1000", "kvm")
+    written = write_report(build_report(result.out_dir), tmp_path / "report")
+    md, html = (p.read_text(encoding="utf-8") for p in written)
+    assert "e1000_mmio_read" in md and "kvm_cpu_exec" in md and "```mermaid" in md
+    page = tmp_path / "report" / "report.html"
+
+    dom = _chromium("--dump-dom", page.as_uri(), tmp_path=tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = dom.stdout
+    assert 'id="stacks"' in rendered
+    assert "e1000_mmio_read" in rendered and "kvm_cpu_exec" in rendered
+    for label in ("device model", "memory API", "accelerator: KVM exit handling", "vCPU thread"):
+        assert f">{label}</span>" in rendered, label
+    assert "<details" in rendered and " open" in rendered
+
+    stacks_page = tmp_path / "stacks.html"
+    stacks_page.write_text(html.replace("</head>", STACKS_ONLY_CSS + "</head>", 1), encoding="utf-8")
+    for name, target in (("full.png", page), ("stacks.png", stacks_page)):
+        shot = tmp_path / name
+        run = _chromium(
+            f"--screenshot={shot}", "--window-size=1280,2000", target.as_uri(), tmp_path=tmp_path
+        )
+        assert run.returncode == 0 and shot.is_file(), run.stderr[-2000:]
+        assert _png_size(shot) == (1280, 2000)
+        assert shot.stat().st_size > 30_000, f"{name} is suspiciously small"
+        assert _png_distinct_bytes(shot) > 16, f"{name} looks blank"
+
+
+def test_report_is_deterministic(capture: Capture, tmp_path: Path) -> None:
+    result = capture("e1000", "tcg")
+    first = write_report(build_report(result.out_dir), tmp_path / "a")
+    second = write_report(build_report(result.out_dir), tmp_path / "b")
+    assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
