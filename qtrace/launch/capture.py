@@ -58,6 +58,8 @@ MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
 MOUNT_GUESTS = "/qtrace/guests"
 SNIPPET_CONTEXT_LINES = 6
 DMA_CAP_BYTES = 256
+QUIET_BEFORE_LIVENESS_CHECK_S = 5.0
+LIVENESS_CHECK_EVERY_S = 2.0
 
 
 class CaptureObserver(Protocol):
@@ -93,6 +95,11 @@ class CaptureResult:
     exits: int
     elapsed_s: float
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _qemu_alive(container: CaptureContainer) -> bool:
+    """Is a QEMU process still running in the container? (``comm`` is cut to 15 chars.)"""
+    return container.exec(["pgrep", "-x", "qemu-system-x86"]).exit_code == 0
 
 
 def guest_plan(guest: str, device: str, machine: str, load_rounds: int = 0) -> GuestPlan:
@@ -205,7 +212,7 @@ class _CaptureRun:
                 self._build_guest(container)
                 self._write_json("collector.json", config)
                 with GdbSession(container, QEMU_BINARY, self.out_dir / "gdb.log") as gdb:
-                    self._run_gdb(gdb, argv)
+                    self._run_gdb(gdb, argv, container)
             except KeyboardInterrupt as exc:
                 interrupted = exc
                 self.status, self.reason = "interrupted", "Ctrl-C"
@@ -288,7 +295,7 @@ class _CaptureRun:
             "max_hits": self.request.max_hits,
         }
 
-    def _run_gdb(self, gdb: GdbSession, argv: list[str]) -> None:
+    def _run_gdb(self, gdb: GdbSession, argv: list[str], container: CaptureContainer) -> None:
         self.observer.status("starting QEMU under gdb")
         gdb.command(f"-exec-arguments {shell_join(argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
         gdb.console(f"source {MOUNT_GDBSCRIPTS}/qtrace_gdb.py")
@@ -301,20 +308,32 @@ class _CaptureRun:
             raise CollectorError("the collector did not answer 'qtrace setup'")
         gdb.command("-exec-continue")
         self.observer.status("capturing (waiting for the guest to start)")
-        self._watch(gdb)
+        self._watch(gdb, container)
 
-    def _watch(self, gdb: GdbSession) -> None:
+    def _watch(self, gdb: GdbSession, container: CaptureContainer) -> None:
         tail = TraceTail(self.trace_path)
         last_records, last_change = 0, time.monotonic()
+        last_alive_check = last_change
         try:
             while True:
-                stop = gdb.wait_for_stop(0.25)
+                try:
+                    stop = gdb.wait_for_stop(0.25)
+                except LaunchFailure as exc:  # gdb itself died: the host closes the trace
+                    self.status, self.reason = "error", str(exc)
+                    return
                 now = time.monotonic()
                 stats = tail.update()
                 self.observer.progress(stats, now - self.started, self.armed)
                 if stats.records != last_records:
                     last_records, last_change = stats.records, now
                 if stop is None:
+                    quiet_s = now - last_change
+                    if quiet_s > QUIET_BEFORE_LIVENESS_CHECK_S and now - last_alive_check > LIVENESS_CHECK_EVERY_S:
+                        last_alive_check = now
+                        if not _qemu_alive(container):
+                            # QEMU died (e.g. SIGKILL) while gdb did not report it.
+                            self.status, self.reason = "error", "QEMU died without exiting (killed by a signal?)"
+                            return
                     if now - self.started > self.request.timeout_s:
                         self._stop_running(gdb, "timeout", f"--timeout {self.request.timeout_s:.0f} s reached")
                         return
