@@ -83,13 +83,31 @@ def captures_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def capture(debug_image: BuildResult, captures_dir: Path) -> Callable[..., CaptureResult]:
+def build_version(debug_image: BuildResult) -> Callable[[str], BuildResult]:
+    """Build (once per session, cached across sessions) the debug image of another QEMU version."""
+    built: dict[str, BuildResult] = {debug_image.qemu_version: debug_image}
+
+    def build(version: str) -> BuildResult:
+        if version not in built:
+            built[version] = build_image(BuildRequest(qemu_version=version), RecordingEvents())
+            print(f"\n[build] {built[version].image}: {'cached' if built[version].cached else 'built'}", flush=True)
+        return built[version]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def capture(
+    debug_image: BuildResult, build_version: Callable[[str], BuildResult], captures_dir: Path
+) -> Callable[..., CaptureResult]:
     """Run (once per distinct configuration) a real capture and return its result."""
     done: dict[tuple[object, ...], CaptureResult] = {}
 
     def run(device: str = "e1000", accel: str = "kvm", machine: str = "pc", **extra: object) -> CaptureResult:
         key = (device, accel, machine, tuple(sorted(extra.items())))
         if key not in done:
+            if "qemu_version" in extra:
+                build_version(str(extra["qemu_version"]))
             if accel == "kvm":
                 require_kvm()
             out = captures_dir / "-".join([device, accel, machine, *(f"{k}{v}" for k, v in sorted(extra.items()))])

@@ -142,3 +142,18 @@ def test_q35_reaches_config_space_through_mmconfig(capture: Capture) -> None:
         assert exit_record.reason == "KVM_EXIT_MMIO"
         assert 0xB000_0000 <= (exit_record.phys_addr or 0) < 0xC000_0000
         assert "pcie_mmcfg_data_read" in _funcs(trace, access.stack) or "pcie_mmcfg_data_write" in _funcs(trace, access.stack)
+
+
+def test_interrupt_and_tx_dma_are_recorded_with_their_stacks(capture: Capture) -> None:
+    trace = read_trace(capture("e1000", "kvm").out_dir)
+    raised = [i for i in trace.irqs if i.level == 1 and i.line == "INTx"]
+    assert raised and any(i.level == 0 for i in trace.irqs)
+    assert "set_interrupt_cause" in _funcs(trace, raised[0].stack) or "set_ics" in _funcs(trace, raised[0].stack)
+    # The probe's one frame: descriptor fetch (16 bytes), frame read, status writeback.
+    fetch = trace.dmas[0]
+    assert fetch.op == "read" and fetch.size == 16
+    assert "start_xmit" in _funcs(trace, fetch.stack)
+    frame = next(d for d in trace.dmas if d.op == "read" and d.size == 60)
+    assert bytes.fromhex(frame.data)[:6] == b"\xff" * 6 and b"qtrace" in bytes.fromhex(frame.data)
+    writeback = next(d for d in trace.dmas if d.op == "write")
+    assert int.from_bytes(bytes.fromhex(writeback.data)[:1], "little") & 0x1, "DD bit written back"
