@@ -17,7 +17,10 @@ class to an exit code in one table (``qtrace.cli.app``)::
      +-- CollectorError              the gdb-side collector reported a problem
      +-- TraceFormatError(path, line)
      +-- ReportError
-     +-- VerifyMismatch              the reference model disagrees with QEMU (exit 4)
+     +-- VerifyMismatch(register, expected, actual, count)
+     |                               the reference model disagrees with QEMU (exit 4)
+     +-- Unimplemented(space, offset, name, reason)
+     |                               an access reached a register the model does not model
      +-- StateError(state, required)
      +-- AbnormalShutdown
 """
@@ -43,6 +46,7 @@ __all__ = [
     "TraceFormatError",
     "ReportError",
     "VerifyMismatch",
+    "Unimplemented",
     "StateError",
     "AbnormalShutdown",
 ]
@@ -168,9 +172,51 @@ class ReportError(QtraceError):
 
 
 class VerifyMismatch(QtraceError):
-    """The reference model and QEMU disagree."""
+    """The reference model and QEMU disagree.
+
+    Attributes:
+        register: Name of the first register that differed (``None`` when the
+            divergence is not a register read, e.g. the interrupt line or DMA memory).
+        expected: QEMU's value at the first divergence.
+        actual: The model's value there.
+        count: How many reads (or checks) differed in all.
+    """
 
     exit_code = 4
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        register: str | None = None,
+        expected: int | None = None,
+        actual: int | None = None,
+        count: int = 1,
+        hint: str | None = None,
+    ) -> None:
+        self.register = register
+        self.expected = expected
+        self.actual = actual
+        self.count = count
+        super().__init__(message, hint=hint)
+
+
+class Unimplemented(QtraceError):
+    """An access reached a register the reference model lists as not modelled.
+
+    Attributes:
+        space: ``"mmio"``, ``"pio"`` or ``"pci-config"``.
+        offset: Offset inside that space.
+        name: The register's name from the model's table.
+        reason: Why it is not modelled.
+    """
+
+    def __init__(self, space: str, offset: int, name: str, reason: str) -> None:
+        self.space = space
+        self.offset = offset
+        self.name = name
+        self.reason = reason
+        super().__init__(f"{space} register {name} at {offset:#x} is not modelled: {reason}")
 
 
 class StateError(QtraceError):

@@ -31,7 +31,6 @@ from qtrace.refemu.e1000_regs import (
     EERD_DONE,
     EERD_START,
     ICR_BITS,
-    IMS_VALID,
     IO_REGISTERS,
     MAC_REGISTERS,
     RAH_AV,
@@ -41,7 +40,7 @@ from qtrace.refemu.e1000_regs import (
 )
 from qtrace.refemu.e1000_rings import accepts, run_rx, run_tx
 from qtrace.refemu.irq import IrqLine
-from qtrace.refemu.pci import BarDef, PciFunction, PciIdentity
+from qtrace.refemu.pci import COMMAND_INTX_DISABLE, BarDef, PciFunction, PciIdentity
 from qtrace.refemu.regmap import Kind, Reg, RegisterMap, Unimplemented
 
 __all__ = ["BAR0", "BAR1", "DEFAULT_MAC", "E1000", "E1000_IDENTITY", "parse_mac"]
@@ -62,6 +61,10 @@ E1000_IDENTITY = PciIdentity(
     subsystem_id=0x1100,
     interrupt_pin=1,
     cache_line_size=0x10,
+    latency_writable=False,  # observed in QEMU 10.2.2: the latency timer reads 0 after 0xFF
+    # Observed in QEMU 10.2.2 (writing 0xFFFF to COMMAND reads back 0x0507): IO, MEMORY,
+    # MASTER, SERR# enable and INTx disable are writable.
+    command_wmask=0x0507,
 )
 BAR0 = BarDef(0, 128 * 1024)  # memory-mapped registers
 BAR1 = BarDef(1, 64, io=True)  # IOADDR/IODATA
@@ -143,6 +146,7 @@ class E1000:
         self.pci = PciFunction(
             name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl
         )
+        self.pci.config_listeners.append(self._config_written)
         self.reset()
 
     # -- reset ---------------------------------------------------------------------------
@@ -198,21 +202,21 @@ class E1000:
     # -- BAR1: IOADDR / IODATA -------------------------------------------------------------
 
     def io_read(self, offset: int, size: int) -> int:
-        """A guest read in the I/O BAR: IOADDR, or the register it selects via IODATA."""
-        reg = self._lookup(IO_REGISTERS, "pio", offset, size)
-        if reg.name == "IODATA":
-            return self.mmio_read(self.io_regs[0x00] + (offset & 3), size)
-        return (self.io_regs[reg.offset] >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
+        """A guest read in the I/O BAR.
+
+        The SDM's IOADDR/IODATA window onto BAR0 is not what QEMU 10.2.2 does: every
+        read of the I/O BAR answers 0 and writes are ignored (observed in capture and
+        under qtest), so the model does the same.
+        """
+        if size not in (1, 2, 4) or offset < 0 or offset + size > BAR1.size_bytes:
+            raise ValueError(f"pio access of {size} bytes at {offset:#x} is outside the I/O BAR")
+        return 0
 
     def io_write(self, offset: int, size: int, value: int) -> None:
-        """A guest write in the I/O BAR."""
-        reg = self._lookup(IO_REGISTERS, "pio", offset, size)
-        if reg.name == "IODATA":
-            self.mmio_write(self.io_regs[0x00] + (offset & 3), size, value)
-            return
-        shift = 8 * (offset & 3)
-        mask = (((1 << (8 * size)) - 1) << shift) & reg.wmask
-        self.io_regs[reg.offset] = (self.io_regs[reg.offset] & ~mask) | ((value << shift) & mask)
+        """A guest write in the I/O BAR: ignored, as QEMU 10.2.2 does (see :meth:`io_read`)."""
+        if size not in (1, 2, 4) or offset < 0 or offset + size > BAR1.size_bytes:
+            raise ValueError(f"pio access of {size} bytes at {offset:#x} is outside the I/O BAR")
+        logger.debug("I/O BAR write at %#x ignored", offset)
 
     # -- host side: the wire and the link -----------------------------------------------------
 
@@ -289,7 +293,7 @@ class E1000:
 
     def _read_by_kind(self, reg: Reg) -> int:
         value = self.regs[reg.offset]
-        if reg.kind is Kind.WO:
+        if reg.kind in (Kind.WO, Kind.ZERO):
             return 0
         if reg.kind is Kind.RC:
             self.regs[reg.offset] = 0
@@ -303,8 +307,13 @@ class E1000:
             self.set_reg("ICR", self.reg("ICR") | causes)
             self._update_irq()
 
+    def _config_written(self, offset: int, size: int) -> None:
+        if offset <= 0x05 and offset + size > 0x04:  # COMMAND: INTx disable gates the line
+            self._update_irq()
+
     def _update_irq(self) -> None:
-        self.irq.set(bool(self.reg("ICR") & self.reg("IMS")))
+        intx_disabled = bool(self.pci.config_read_raw(0x04, 2) & COMMAND_INTX_DISABLE)
+        self.irq.set(bool(self.reg("ICR") & self.reg("IMS")) and not intx_disabled)
 
     def _transmit(self) -> None:
         if not self.reg("TCTL") & TCTL_EN:
@@ -319,17 +328,16 @@ class E1000:
     # -- hooks: registers with side effects ---------------------------------------------------
 
     def _write_ctrl(self, value: int) -> None:
-        if value & CTRL_RST:
-            self.software_reset()  # RST self-clears: CTRL reads its reset value afterwards
-            return
+        # Observed in QEMU 10.2.2: RST only self-clears; no register returns to its
+        # reset value and RAL0/RAH0 are not reloaded (the SDM's full reset is not done).
         if value & CTRL_PHY_RST and not self.reg("CTRL") & CTRL_PHY_RST:
             self.phy.reset()
-        self.set_reg("CTRL", value)
+        self.set_reg("CTRL", value & ~CTRL_RST)
 
     def _read_eecd(self) -> int:
+        # Observed in QEMU 10.2.2: EE_GNT reads 1 whether or not EE_REQ is set.
         stored = self.reg("EECD")
-        grant = _EECD_GNT if stored & _EECD_REQ else 0
-        return stored | grant | _EECD_PRES | (_EECD_DO if self.eeprom.do else 0)
+        return stored | _EECD_GNT | _EECD_PRES | (_EECD_DO if self.eeprom.do else 0)
 
     def _write_eecd(self, value: int) -> None:
         self.set_reg("EECD", value & _EECD_WRITABLE)
@@ -341,7 +349,8 @@ class E1000:
             return stored
         address = (stored >> 8) & 0xFF
         data = self.eeprom_words[address] if address < EEPROM_WORDS else 0
-        return stored | EERD_DONE | data << 16
+        # Observed in QEMU 10.2.2: the completed read shows DONE with START clear.
+        return (stored & ~EERD_START) | EERD_DONE | data << 16
 
     def _write_eerd(self, value: int) -> None:
         self.set_reg("EERD", value & (EERD_START | 0xFF00))
@@ -378,7 +387,7 @@ class E1000:
         self._raise_causes(value)
 
     def _write_ims(self, value: int) -> None:
-        self.set_reg("IMS", self.reg("IMS") | (value & IMS_VALID))
+        self.set_reg("IMS", self.reg("IMS") | value)  # all 32 bits kept (observed)
         self._update_irq()
 
     def _write_imc(self, value: int) -> None:

@@ -10,8 +10,8 @@ keeps going with the next word while CS stays high.
 
 The image follows the SDM's map (5.6): words 0-2 the MAC address (low byte first),
 0x0B-0x0E subsystem/vendor ids, and word 0x3F chosen so all 64 words sum to 0xBABA.
-Words the map leaves to the OEM are 0xFFFF (an erased part) until a capture shows
-QEMU's values; a replay reports any difference.
+Words the map leaves to the OEM hold the values QEMU 10.2.2 answers (observed through
+EERD under qtest); words QEMU leaves erased are 0xFFFF.
 """
 
 from __future__ import annotations
@@ -26,13 +26,28 @@ CHECKSUM_TARGET = 0xBABA
 _ADDR_BITS = 6
 _OPCODE_READ = 0b110  # start bit + opcode 10b
 
-# Word -> (value, source). MAC words are added by build_image.
+# Word -> (value, source). MAC words are added by build_image. The words the SDM leaves
+# to the OEM hold what QEMU 10.2.2 answers through EERD (read under qtest, all 64 words);
+# the rest of the image (0xFFFF) is an erased part.
+_OBSERVED = "OEM word observed in QEMU 10.2.2 (EERD under qtest)"
 _FIXED_WORDS: Mapping[int, tuple[int, str]] = {
+    0x03: (0x0000, _OBSERVED), 0x05: (0x0000, _OBSERVED), 0x06: (0x0000, _OBSERVED),
+    0x07: (0x0000, _OBSERVED), 0x08: (0x3000, _OBSERVED), 0x09: (0x1000, _OBSERVED),
+    0x0A: (0x6403, "initialization control 1 (SDM 5.6.4); value observed in QEMU 10.2.2"),
     0x0B: (0x100E, "subsystem id (SDM 5.6.8)"),
     0x0C: (0x8086, "subsystem vendor id (SDM 5.6.9)"),
     0x0D: (0x100E, "device id (SDM 5.6.10)"),
     0x0E: (0x8086, "vendor id (SDM 5.6.11)"),
-}
+    0x0F: (0x3040, "initialization control 2 (SDM 5.6.12); value observed in QEMU 10.2.2"),
+    0x10: (0x0008, _OBSERVED), 0x11: (0x2000, _OBSERVED), 0x12: (0x7E14, _OBSERVED),
+    0x13: (0x0048, _OBSERVED), 0x14: (0x1000, _OBSERVED), 0x15: (0x00D8, _OBSERVED),
+    0x16: (0x0000, _OBSERVED), 0x17: (0x2700, _OBSERVED), 0x18: (0x6CC9, _OBSERVED),
+    0x19: (0x3150, _OBSERVED), 0x1A: (0x0722, _OBSERVED), 0x1B: (0x040B, _OBSERVED),
+    0x1C: (0x0984, _OBSERVED), 0x1D: (0x0000, _OBSERVED), 0x1E: (0xC000, _OBSERVED),
+    0x1F: (0x0706, _OBSERVED), 0x20: (0x1008, _OBSERVED), 0x21: (0x0000, _OBSERVED),
+    0x22: (0x0F04, _OBSERVED), 0x23: (0x7FFF, _OBSERVED), 0x24: (0x4D01, _OBSERVED),
+    0x30: (0x0100, _OBSERVED), 0x31: (0x4000, _OBSERVED), 0x32: (0x121C, _OBSERVED),
+}  # fmt: skip
 
 
 def build_image(mac: bytes, overrides: Mapping[int, int] | None = None) -> list[int]:
@@ -76,7 +91,7 @@ class MicrowireEeprom:
         self._reading = False
         self._address = 0
         self._bit_out = -1  # -1: the dummy 0 bit; 0..15: data bit 15 - n
-        self.do = False
+        self.do = True  # observed in QEMU 10.2.2: EECD.DO reads 1 while idle
 
     def pins(self, sk: bool, cs: bool, di: bool) -> None:
         """Apply new pin levels; state changes happen on SK rising edges with CS high."""
@@ -85,7 +100,7 @@ class MicrowireEeprom:
             self._sk = sk
             self._shift_in = self._bits_in = 0
             self._reading = False
-            self.do = False
+            self.do = True
             return
         if not self._cs:  # CS rising: a new command begins
             self._cs = True

@@ -38,8 +38,9 @@ PHY_REGISTERS: dict[int, PhyReg] = {
     for r in (
         PhyReg(0x00, "PCTRL", 0x1140, 0xFFFF,
                "autonegotiation enabled, full duplex, 1000 Mb/s; RESET and RESTART_AN self-clear"),
-        PhyReg(0x01, "PSTATUS", 0x796D, 0,
-               "10/100 abilities, extended status, preamble suppression, AN complete, AN able, link up, extended caps"),
+        PhyReg(0x01, "PSTATUS", 0x794D, 0,
+               "10/100 abilities, extended status, preamble suppression, AN able, link up, extended caps; "
+               "AN complete clear at power-on (observed in QEMU 10.2.2)"),
         PhyReg(0x02, "PHYID1", 0x0141, 0, "Marvell OUI bits 3:18"),
         PhyReg(0x03, "PHYID2", 0x0C20, 0, "OUI bits 19:24, model, revision of the 82540EM's PHY"),
         PhyReg(0x04, "PHY_AUTONEG_ADV", 0x0DE1, 0xFFFF, "802.3 selector, 10/100 half/full, pause"),

@@ -214,6 +214,7 @@ def _stats() -> list[Reg]:
 STAT_REGISTERS = RegisterMap(_stats())
 
 _SPECIAL = Kind.SPECIAL
+_ZERO_NOTE = "observed in QEMU 10.2.2: reads 0 after any write (the register is not stored)"
 MAC_REGISTERS = RegisterMap(
     [
         Reg(0x0000, "CTRL", 0x0014_0240, _SPECIAL, fields=_CTRL_FIELDS,
@@ -222,45 +223,46 @@ MAC_REGISTERS = RegisterMap(
             note="value observed in QEMU 10.2.2: full duplex, link up, 1000 Mb/s"),
         Reg(0x0010, "EECD", 0, _SPECIAL, fields=_EECD_FIELDS, note="Microwire bit-bang EEPROM interface"),
         Reg(0x0014, "EERD", 0, _SPECIAL, fields=_EERD_FIELDS, note="EEPROM read register (82540EM layout)"),
-        Reg(0x0018, "CTRL_EXT", 0),
+        Reg(0x0018, "CTRL_EXT", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x0020, "MDIC", 0, _SPECIAL, fields=_MDIC_FIELDS, note="MDI control: PHY register access"),
-        Reg(0x0028, "FCAL", 0),
-        Reg(0x002C, "FCAH", 0, wmask=0xFFFF),
-        Reg(0x0030, "FCT", 0, wmask=0xFFFF),
-        Reg(0x0038, "VET", 0, wmask=0xFFFF),
+        Reg(0x0028, "FCAL", 0, Kind.ZERO, note=_ZERO_NOTE),
+        Reg(0x002C, "FCAH", 0, Kind.ZERO, note=_ZERO_NOTE),
+        Reg(0x0030, "FCT", 0, Kind.ZERO, note=_ZERO_NOTE),
+        Reg(0x0038, "VET", 0, note="all 32 bits stored (observed in QEMU 10.2.2)"),
         Reg(0x00C0, "ICR", 0, _SPECIAL, fields=CAUSE_FIELDS, note="read clears; writing 1 clears a cause"),
         Reg(0x00C4, "ITR", 0, wmask=0xFFFF),
         Reg(0x00C8, "ICS", 0, _SPECIAL, fields=CAUSE_FIELDS,
             note="write sets causes; a read returns the pending causes without clearing (unconfirmed)"),
-        Reg(0x00D0, "IMS", 0, _SPECIAL, fields=CAUSE_FIELDS, note="write sets mask bits; read returns the mask"),
+        Reg(0x00D0, "IMS", 0, _SPECIAL, fields=CAUSE_FIELDS,
+            note="write sets mask bits (all 32 are kept, observed); read returns the mask"),
         Reg(0x00D8, "IMC", 0, Kind.WO, fields=CAUSE_FIELDS, note="write clears mask bits; write-only"),
-        Reg(0x0100, "RCTL", 0, wmask=0x07FF_FFFE, fields=_RCTL_FIELDS),
-        Reg(0x0170, "FCTTV", 0, wmask=0xFFFF),
+        Reg(0x0100, "RCTL", 0, fields=_RCTL_FIELDS, note="all 32 bits stored (observed in QEMU 10.2.2)"),
+        Reg(0x0170, "FCTTV", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x0400, "TCTL", 0, _SPECIAL, fields=_TCTL_FIELDS, note="setting EN starts transmission"),
-        Reg(0x0410, "TIPG", 0, wmask=0x3FFF_FFFF),
-        Reg(0x0458, "AIT", 0, wmask=0xFFFF),
-        Reg(0x0E00, "LEDCTL", 0, note="reset value unconfirmed"),
-        Reg(0x1000, "PBA", 0x0010_0030, wmask=0xFFFF, note="48 KiB receive / 16 KiB transmit packet buffer"),
-        Reg(0x2160, "FCRTL", 0, wmask=0x8000_FFF8),
-        Reg(0x2168, "FCRTH", 0, wmask=0x0000_FFF8),
+        Reg(0x0410, "TIPG", 0, Kind.ZERO, note=_ZERO_NOTE),
+        Reg(0x0458, "AIT", 0, Kind.ZERO, note=_ZERO_NOTE),
+        Reg(0x0E00, "LEDCTL", 0x0000_0602, note="reset value observed in QEMU 10.2.2"),
+        Reg(0x1000, "PBA", 0x0010_0030, note="48 KiB receive / 16 KiB transmit; all bits stored (observed)"),
+        Reg(0x2160, "FCRTL", 0, Kind.ZERO, note=_ZERO_NOTE),
+        Reg(0x2168, "FCRTH", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x2800, "RDBAL", 0, wmask=_RING_BASE_MASK),
         Reg(0x2804, "RDBAH", 0),
         Reg(0x2808, "RDLEN", 0, wmask=_RING_LEN_MASK),
         Reg(0x2810, "RDH", 0, wmask=_HEAD_TAIL_MASK),
         Reg(0x2818, "RDT", 0, wmask=_HEAD_TAIL_MASK),
         Reg(0x2820, "RDTR", 0, wmask=0xFFFF),
-        Reg(0x2828, "RXDCTL", 0, wmask=0x013F_3F3F),
+        Reg(0x2828, "RXDCTL", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x282C, "RADV", 0, wmask=0xFFFF),
-        Reg(0x2C00, "RSRPD", 0, wmask=0xFFF),
+        Reg(0x2C00, "RSRPD", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x3800, "TDBAL", 0, wmask=_RING_BASE_MASK),
         Reg(0x3804, "TDBAH", 0),
         Reg(0x3808, "TDLEN", 0, wmask=_RING_LEN_MASK),
         Reg(0x3810, "TDH", 0, wmask=_HEAD_TAIL_MASK),
         Reg(0x3818, "TDT", 0, _SPECIAL, wmask=_HEAD_TAIL_MASK, note="writing it starts transmission"),
-        Reg(0x3820, "TIDV", 0, wmask=0xFFFF),
-        Reg(0x3828, "TXDCTL", 0, wmask=0x013F_3F3F),
+        Reg(0x3820, "TIDV", 0, Kind.ZERO, note=_ZERO_NOTE),
+        Reg(0x3828, "TXDCTL", 0, note="all 32 bits stored (observed in QEMU 10.2.2)"),
         Reg(0x382C, "TADV", 0, wmask=0xFFFF),
-        Reg(0x5000, "RXCSUM", 0x0000_0300, wmask=0x7FF, note="IPOFL and TUOFL set at reset (SDM 13.4.34)"),
+        Reg(0x5000, "RXCSUM", 0, Kind.ZERO, note=_ZERO_NOTE),
         *array(0x5200, "MTA", 128),
         *[
             reg
@@ -271,9 +273,9 @@ MAC_REGISTERS = RegisterMap(
             )
         ],
         *array(0x5600, "VFTA", 128),
-        Reg(0x5800, "WUC", 0, wmask=0x1F),
+        Reg(0x5800, "WUC", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x5808, "WUFC", 0, wmask=0x000F_00FF),
-        Reg(0x5820, "MANC", 0),
+        Reg(0x5820, "MANC", 0, wmask=0x0022_2300, note="writable bits observed in QEMU 10.2.2"),
         *STAT_REGISTERS,
         *[Reg(off, name, kind=Kind.UNIMPL, note=why) for space, off, name, why in UNIMPLEMENTED if space == "mmio"],
     ]
@@ -282,7 +284,7 @@ MAC_REGISTERS = RegisterMap(
 # The I/O BAR: an address/data pair onto the BAR0 registers (SDM 13.2.1 / 13.3).
 IO_REGISTERS = RegisterMap(
     [
-        Reg(0x00, "IOADDR", 0, wmask=0x0001_FFFC, note="BAR0 offset selected for IODATA"),
-        Reg(0x04, "IODATA", 0, _SPECIAL, note="reads/writes the BAR0 register IOADDR selects"),
+        Reg(0x00, "IOADDR", 0, Kind.ZERO, note="SDM: BAR0 offset for IODATA; QEMU 10.2.2 reads 0, ignores writes"),
+        Reg(0x04, "IODATA", 0, Kind.ZERO, note="SDM: the register IOADDR selects; QEMU 10.2.2 reads 0, ignores writes"),
     ]
 )

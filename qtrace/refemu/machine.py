@@ -75,7 +75,10 @@ class RefMachine:
             tx_sink: Called with each transmitted frame (no CRC).
         """
         raw = parse_mac(mac) if isinstance(mac, str) else mac
-        nic = E1000(name=f"00:{slot:02x}.0", mac=raw, tx_sink=tx_sink)
+        return self.plug(slot, E1000(name=f"00:{slot:02x}.0", mac=raw, tx_sink=tx_sink))
+
+    def plug(self, slot: int, nic: E1000) -> E1000:
+        """Plug an already built e1000 (or a subclass, e.g. a test's variant) into ``slot``."""
         self._add_function(slot, nic.pci)
         self.devices[slot] = nic
         return nic

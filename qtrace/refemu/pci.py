@@ -12,7 +12,7 @@ decodes only while the matching COMMAND enable bit is set.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from qtrace.refemu.bus import AddressSpace, Region
@@ -20,6 +20,7 @@ from qtrace.refemu.memory import SparseMemory
 from qtrace.refemu.regmap import Field, Kind, Reg, RegisterMap, Unimplemented
 
 __all__ = [
+    "COMMAND_INTX_DISABLE",
     "COMMAND_IO",
     "COMMAND_MASTER",
     "COMMAND_MEMORY",
@@ -44,6 +45,7 @@ COMMAND_MASTER = 1 << 2
 COMMAND_MWI = 1 << 4
 COMMAND_PARITY = 1 << 6
 COMMAND_SERR = 1 << 8
+COMMAND_INTX_DISABLE = 1 << 10
 
 # Status bits 15:11 report errors and are cleared by writing 1 (PCI 3.0, 6.2.3).
 STATUS_W1C = 0xF800
@@ -169,6 +171,7 @@ class PciFunction:
         self._spaces: tuple[AddressSpace, AddressSpace] | None = None
         self._memory: SparseMemory | None = None
         self.dma_blocked = 0
+        self.config_listeners: list[Callable[[int, int], None]] = []
         self.reset()
 
     # -- wiring ------------------------------------------------------------------------
@@ -225,6 +228,8 @@ class PciFunction:
             self.config[pos] = (old & ~self._wmask[pos]) | (byte & self._wmask[pos])
         if offset < _BAR_LAST + 4 and offset + size > 0x04:
             self._remap()
+        for listener in self.config_listeners:
+            listener(offset, size)
 
     @property
     def command(self) -> int:

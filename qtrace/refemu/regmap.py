@@ -13,7 +13,7 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from qtrace.errors import QtraceError
+from qtrace.errors import Unimplemented
 
 __all__ = ["Field", "Kind", "Reg", "RegisterMap", "Unimplemented", "array", "decode_bits"]
 
@@ -29,6 +29,7 @@ class Kind(enum.Enum):
     RC = "rc"  # statistics counter, cleared when read
     RC_LOW = "rc-low"  # low half of a 64-bit counter; cleared with its high half
     RC_HIGH = "rc-high"  # high half of a 64-bit counter; reading it clears both halves
+    ZERO = "zero"  # exists in the datasheet; QEMU reads 0 and ignores writes (observed)
     SPECIAL = "special"  # behaviour lives in the device's hook table
     UNIMPL = "unimpl"  # known to exist, deliberately not modelled
 
@@ -71,24 +72,6 @@ class Reg:
     wmask: int = MASK32
     fields: tuple[Field, ...] = ()
     note: str = ""
-
-
-class Unimplemented(QtraceError):
-    """An access reached a register the model lists as not modelled.
-
-    Attributes:
-        space: ``"mmio"``, ``"pio"`` or ``"pci-config"``.
-        offset: Offset inside that space.
-        name: The register's name from the table.
-        reason: Why it is not modelled.
-    """
-
-    def __init__(self, space: str, offset: int, name: str, reason: str) -> None:
-        self.space = space
-        self.offset = offset
-        self.name = name
-        self.reason = reason
-        super().__init__(f"{space} register {name} at {offset:#x} is not modelled: {reason}")
 
 
 class RegisterMap:

@@ -1,0 +1,225 @@
+"""Real QEMU under qtest in the debug image: the other side of the differential test.
+
+Why a unix socket in a bind-mounted directory: qtest and QMP are both line protocols,
+and a socket the host listens on (QEMU connects to it as a client, as QEMU's own libqtest
+does) avoids unpicking Docker's multiplexed attach stream. The container has no network,
+carries the ``qtrace.run``/``qtrace.kind`` labels, and is removed on every exit path
+(normal, error, Ctrl-C) by :meth:`QemuQtest.close`.
+
+QMP is used for one thing: ``system_reset`` between random sequences, waiting for the
+``RESET`` event so the next qtest command sees the machine after reset.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from qtrace.docker_env import KIND_LABEL, RUN_LABEL, new_run_id
+from qtrace.errors import AbnormalShutdown, LaunchFailure
+from qtrace.verify.qtest import QtestClient
+from qtrace.verify.steps import E1000_SLOT, QemuSide
+
+__all__ = ["E1000_SLOT", "QEMU_BINARY", "QemuQtest", "qtest_argv"]
+
+logger = logging.getLogger(__name__)
+
+QEMU_BINARY = "/src/qemu/build/qemu-system-x86_64"
+FIRMWARE_DIRS = ("/usr/share/seabios", "/usr/lib/ipxe/qemu", "/usr/share/qemu")
+_MOUNT = "/qt"
+_QTEST_SOCK = "qtest.sock"
+_QMP_SOCK = "qmp.sock"
+_CONNECT_TIMEOUT_S = 30.0
+_REPLY_TIMEOUT_S = 30.0
+
+
+def qtest_argv(mount: str = _MOUNT, device_props: str = "") -> list[str]:
+    """QEMU's command line: a pc machine, no firmware run, one e1000 at slot 5, no ROM."""
+    argv = [
+        QEMU_BINARY,
+        "-machine", "pc",
+        "-accel", "qtest",
+        "-qtest", f"unix:{mount}/{_QTEST_SOCK}",
+        "-qtest-log", "/dev/null",
+        "-qmp", f"unix:{mount}/{_QMP_SOCK}",
+        "-nodefaults",
+        "-display", "none",
+        "-device", f"e1000,addr={E1000_SLOT:02x}.0,romfile={device_props}",
+    ]  # fmt: skip
+    for directory in FIRMWARE_DIRS:
+        argv += ["-L", directory]
+    return argv
+
+
+class _Qmp:
+    """Just enough QMP: capabilities negotiation and a command that waits for an event."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._message()  # greeting
+        self.execute("qmp_capabilities")
+
+    def _message(self) -> dict[str, Any]:
+        line = self._stream.readline()
+        if not line:
+            raise LaunchFailure("QEMU closed the QMP channel")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def execute(self, command: str, wait_event: str | None = None) -> None:
+        """Run ``command``; with ``wait_event``, also wait until that event arrives."""
+        self._stream.write(json.dumps({"execute": command}).encode() + b"\n")
+        returned = wait_event is None
+        seen = False
+        while not (returned and (seen or wait_event is None)):
+            message = self._message()
+            if "error" in message:
+                raise LaunchFailure(f"QMP {command} failed: {message['error']}")
+            returned = returned or "return" in message
+            seen = seen or message.get("event") == wait_event
+
+
+class QemuQtest:
+    """QEMU 10.2.2 with an e1000 under qtest, in a throwaway container.
+
+    Use as a context manager; ``qtest`` is the connected client.
+
+    Args:
+        client: Docker client.
+        image: The debug image (``qtrace/qemu:10.2.2-debug``).
+        run_id: Value of the ``qtrace.run`` label (a new one by default).
+    """
+
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        image: str,
+        run_id: str | None = None,
+        device_props: str = "",
+    ) -> None:
+        self._client = client
+        self.device_props = device_props
+        self.image = image
+        self.run_id = run_id or new_run_id()
+        self._dir = Path(tempfile.mkdtemp(prefix="qtrace-qtest-"))
+        self._container: Container | None = None
+        self._sockets: list[socket.socket] = []
+        self._qmp: _Qmp | None = None
+        self._qtest: QtestClient | None = None
+
+    def __repr__(self) -> str:
+        return f"QemuQtest(image={self.image!r}, run={self.run_id!r})"
+
+    @property
+    def qtest(self) -> QtestClient:
+        if self._qtest is None:
+            raise LaunchFailure("the qtest session is not started")
+        return self._qtest
+
+    @property
+    def side(self) -> QemuSide:
+        """The qtest session as a differential-test side."""
+        return QemuSide(self.qtest)
+
+    def start(self) -> QtestClient:
+        """Listen, start the container, accept QEMU's two connections."""
+        listeners = [self._listen(name) for name in (_QTEST_SOCK, _QMP_SOCK)]
+        try:
+            self._container = self._client.containers.run(
+                self.image,
+                qtest_argv(device_props=self.device_props),
+                detach=True,
+                network_mode="none",
+                volumes={str(self._dir): {"bind": _MOUNT, "mode": "rw"}},
+                labels={RUN_LABEL: self.run_id, KIND_LABEL: "verify"},
+            )
+            qtest_sock = self._accept(listeners[0])
+            qmp_sock = self._accept(listeners[1])
+        finally:
+            for listener in listeners:
+                listener.close()
+        self._qtest = QtestClient.over_socket(qtest_sock)
+        self._qmp = _Qmp(qmp_sock.makefile("rwb", buffering=0))
+        self._qtest.irq_intercept_in("ioapic")  # the e1000's line: I/O APIC input 10
+        logger.debug("qtest session up in container %s", self._container.short_id)
+        return self._qtest
+
+    def system_reset(self) -> None:
+        """Reset the whole machine (QMP ``system_reset``), returning once it is done."""
+        if self._qmp is None:
+            raise LaunchFailure("the QMP channel is not open")
+        self._qmp.execute("system_reset", wait_event="RESET")
+
+    def _listen(self, name: str) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(self._dir / name))
+        sock.listen(1)
+        sock.settimeout(_CONNECT_TIMEOUT_S)
+        return sock
+
+    def _accept(self, listener: socket.socket) -> socket.socket:
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError as exc:
+            raise LaunchFailure(
+                "QEMU did not connect to the qtest/QMP socket", log_tail=self._log_tail()
+            ) from exc
+        conn.settimeout(_REPLY_TIMEOUT_S)
+        self._sockets.append(conn)
+        return conn
+
+    def _log_tail(self, lines: int = 20) -> Sequence[str]:
+        if self._container is None:
+            return ()
+        try:
+            text = self._container.logs().decode(errors="replace")
+        except docker.errors.DockerException:
+            return ()
+        return text.splitlines()[-lines:]
+
+    def close(self) -> None:
+        """Close the channels and remove the container; idempotent."""
+        for sock in self._sockets:
+            sock.close()
+        self._sockets.clear()
+        self._qtest = self._qmp = None
+        container, self._container = self._container, None
+        shutil.rmtree(self._dir, ignore_errors=True)
+        if container is None:
+            return
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise AbnormalShutdown(
+                f"could not remove qtest container {container.short_id}: {exc}"
+            ) from exc
+        logger.debug("qtest container %s removed", container.short_id)
+
+    def __enter__(self) -> QemuQtest:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
