@@ -62,7 +62,7 @@ def capture(
     device: Annotated[str, typer.Argument(help="QEMU device type name, e.g. e1000, e1000e, rtl8139 (see `qtrace devices`).")] = "e1000",
     accel: Annotated[str, typer.Option("--accel", help="kvm, tcg, or auto (KVM when usable, else TCG).")] = "auto",
     machine: Annotated[str, typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG).")] = "pc",
-    guest: Annotated[str, typer.Option("--guest", help="The guest that drives the device: probe (bare-metal, default).")] = "probe",
+    guest: Annotated[str, typer.Option("--guest", help="The guest that drives the device: probe (bare-metal, default); linux (Debian's kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it with --max-hits).")] = "probe",
     qemu_version: Annotated[str, typer.Option("--qemu-version", help="Which debug image to use.")] = DEFAULT_QEMU_VERSION,
     out: Annotated[Path | None, typer.Option("--out", help="Output directory (default captures/<device>-<accel>-<utc>/).")] = None,
     max_hits: Annotated[int, typer.Option("--max-hits", help="Stop after this many device accesses (0: no limit).")] = 0,

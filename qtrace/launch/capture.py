@@ -33,6 +33,8 @@ from qtrace.discover.device import check_device_name, discover_handlers, parse_d
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
 from qtrace.docker_env import connect, new_run_id
 from qtrace.errors import CollectorError, ImageMissing, KvmUnavailable, LaunchFailure, QtraceError, UsageError
+from qtrace.guests.firmware_plan import firmware_plan
+from qtrace.guests.linux_plan import linux_plan
 from qtrace.guests.plan import GuestPlan
 from qtrace.guests.probe_plan import probe_plan
 from qtrace.guests.probe_output import read_serial_log
@@ -50,7 +52,7 @@ __all__ = ["CaptureRequest", "CaptureResult", "CaptureObserver", "run_capture", 
 logger = logging.getLogger(__name__)
 
 MACHINES = ("pc", "q35")
-GUESTS = ("probe",)
+GUESTS = ("probe", "linux", "firmware")
 ACCELS = ("kvm", "tcg", "auto")
 DEVICE_SLOT = 5
 MOUNT_OUT = "/out"
@@ -106,6 +108,10 @@ def guest_plan(guest: str, device: str, machine: str, load_rounds: int = 0) -> G
     """The plan of the named guest kind (see ``qtrace.guests``)."""
     if guest == "probe":
         return probe_plan(device, machine, DEVICE_SLOT, MOUNT_GUESTS, MOUNT_OUT, load_rounds)
+    if guest == "linux":
+        return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
+    if guest == "firmware":
+        return firmware_plan()
     raise UsageError(f"--guest must be one of {', '.join(GUESTS)}, not {guest!r}.")
 
 
