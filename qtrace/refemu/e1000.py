@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from qtrace.refemu.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
-from qtrace.refemu.e1000_phy import Phy
+from qtrace.refemu.e1000_phy import PHY_ADDRESS, Phy
 from qtrace.refemu.e1000_regs import (
     CTRL_PHY_RST,
     CTRL_RST,
@@ -49,8 +49,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAC = bytes.fromhex("525400123456")  # QEMU's default NIC address
 
-# PCI identity. Ids, class and interrupt pin: SDM 4.1. Revision 3, cache line size 0x10
-# and the subsystem ids 1af4:1100 (QEMU's default for every PCI device it makes) are what
+# PCI identity. Ids, class and interrupt pin: SDM 4.1. Revision 3 and the subsystem ids 1af4:1100 (QEMU's default for every PCI device it makes) are what
 # QEMU presents; they are not the datasheet's defaults.
 E1000_IDENTITY = PciIdentity(
     vendor_id=0x8086,
@@ -60,7 +59,7 @@ E1000_IDENTITY = PciIdentity(
     subsystem_vendor_id=0x1AF4,
     subsystem_id=0x1100,
     interrupt_pin=1,
-    cache_line_size=0x10,
+    cache_line_size=0x00,  # 0 at power-on under qtest (firmware writes 0x10 in captures)
     latency_writable=False,  # observed in QEMU 10.2.2: the latency timer reads 0 after 0xFF
     # Observed in QEMU 10.2.2 (writing 0xFFFF to COMMAND reads back 0x0507): IO, MEMORY,
     # MASTER, SERR# enable and INTx disable are writable.
@@ -358,7 +357,14 @@ class E1000:
     def _write_mdic(self, value: int) -> None:
         op = (value >> 26) & 0x3
         phy_address, number = (value >> 21) & 0x1F, (value >> 16) & 0x1F
-        if op == _MDIC_OP_READ:
+        if phy_address != PHY_ADDRESS:
+            # Observed in QEMU 10.2.2: a transaction to another PHY address leaves the
+            # previous MDIC contents and only adds ERROR (and READY).
+            self.set_reg("MDIC", self.reg("MDIC") | _MDIC_ERROR | _MDIC_READY)
+            if value & _MDIC_IE:
+                self._raise_causes(1 << ICR_BITS["MDAC"])
+            return
+        if op & _MDIC_OP_READ:  # observed: opcode 11b reads, like 10b
             result = self.phy.read(phy_address, number)
         elif op == _MDIC_OP_WRITE:
             result = self.phy.write(phy_address, number, value & 0xFFFF)

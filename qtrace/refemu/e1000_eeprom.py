@@ -100,7 +100,7 @@ class MicrowireEeprom:
             self._sk = sk
             self._shift_in = self._bits_in = 0
             self._reading = False
-            self.do = True
+            # observed in QEMU 10.2.2: DO keeps the last bit driven when CS drops
             return
         if not self._cs:  # CS rising: a new command begins
             self._cs = True

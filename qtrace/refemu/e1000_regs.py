@@ -228,7 +228,7 @@ MAC_REGISTERS = RegisterMap(
         Reg(0x0028, "FCAL", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x002C, "FCAH", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x0030, "FCT", 0, Kind.ZERO, note=_ZERO_NOTE),
-        Reg(0x0038, "VET", 0, note="all 32 bits stored (observed in QEMU 10.2.2)"),
+        Reg(0x0038, "VET", 0x8100, note="reset 0x8100 (802.1Q) and all 32 bits stored: observed in QEMU 10.2.2"),
         Reg(0x00C0, "ICR", 0, _SPECIAL, fields=CAUSE_FIELDS, note="read clears; writing 1 clears a cause"),
         Reg(0x00C4, "ITR", 0, wmask=0xFFFF),
         Reg(0x00C8, "ICS", 0, _SPECIAL, fields=CAUSE_FIELDS,
@@ -275,7 +275,7 @@ MAC_REGISTERS = RegisterMap(
         *array(0x5600, "VFTA", 128),
         Reg(0x5800, "WUC", 0, Kind.ZERO, note=_ZERO_NOTE),
         Reg(0x5808, "WUFC", 0, wmask=0x000F_00FF),
-        Reg(0x5820, "MANC", 0, wmask=0x0022_2300, note="writable bits observed in QEMU 10.2.2"),
+        Reg(0x5820, "MANC", 0x0022_2300, Kind.RO, note="reset value observed in QEMU 10.2.2; writes change nothing there"),
         *STAT_REGISTERS,
         *[Reg(off, name, kind=Kind.UNIMPL, note=why) for space, off, name, why in UNIMPLEMENTED if space == "mmio"],
     ]
