@@ -57,9 +57,13 @@ def run_stage(
     """
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     container: Container | None = None
+    # A fixed name lets cleanup find the container even if Ctrl-C lands while the create
+    # request is in flight (the daemon made it, but Python never got the object).
+    name = f"qtrace-{run_id}-{spec.name}"
     try:
         container = client.containers.create(
             spec.from_image,
+            name=name,
             command=list(spec.command),
             network_mode=spec.network_mode,
             volumes={k: dict(v) for k, v in spec.volumes.items()},
@@ -90,11 +94,16 @@ def run_stage(
         logger.debug("stage %s committed as %s:%s", spec.name, spec.to_repository, spec.to_tag)
         return str(image.id)
     finally:
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError as exc:  # already gone, or daemon trouble
-                logger.warning("could not remove build container %s: %s", container.short_id, exc)
+        _remove(client, container, name)
+
+
+def _remove(client: docker.DockerClient, container: Container | None, name: str) -> None:
+    try:
+        (container or client.containers.get(name)).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:  # daemon trouble: doctor lists leftovers by label
+        logger.warning("could not remove build container %s: %s", name, exc)
 
 
 def _escape(value: str) -> str:

@@ -99,7 +99,7 @@ def qtrace_command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
                 render_error(exc)
                 raise typer.Exit(exc.exit_code) from None
             except KeyboardInterrupt:
-                err_console.print("[yellow]interrupted[/]: cleaned up; what was captured is kept.")
+                err_console.print("[yellow]interrupted[/]: stopped and cleaned up.")
                 raise typer.Exit(130) from None
 
         app.command(*args, **kwargs)(wrapper)

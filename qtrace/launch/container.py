@@ -60,6 +60,7 @@ def container_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "network_mode": "none",
         "devices": ["/dev/kvm:/dev/kvm:rwm"] if spec.kvm else [],
         "volumes": {host: {"bind": path, "mode": mode} for host, (path, mode) in spec.mounts.items()},
+        "name": f"qtrace-{spec.run_id}-capture",
         "labels": {RUN_LABEL: spec.run_id, KIND_LABEL: "capture"},
         "detach": True,
         "working_dir": "/out",
@@ -86,12 +87,17 @@ class CaptureContainer:
         return str(self._container.id)
 
     def __enter__(self) -> "CaptureContainer":
+        kwargs = container_kwargs(self.spec)
         try:
-            self._container = self.client.containers.create(**container_kwargs(self.spec))
+            self._container = self.client.containers.create(**kwargs)
             self._container.start()
         except docker.errors.APIError as exc:
+            self._remove_by_name(kwargs["name"])
             self.close()
             raise LaunchFailure(f"could not start the capture container: {exc.explanation or exc}") from exc
+        except BaseException:  # Ctrl-C while the daemon was creating it
+            self._remove_by_name(kwargs["name"])
+            raise
         self.state = State.RUNNING
         logger.debug("capture container %s started", self._container.short_id)
         return self
@@ -120,6 +126,13 @@ class CaptureContainer:
             if handle is None:
                 raise FileNotFoundError(path)
             return handle.read().decode("utf-8", errors="replace")
+
+    def _remove_by_name(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except docker.errors.APIError:
+            pass
+        self._container = None
 
     def close(self, stop_timeout_s: int = 5) -> None:
         """Stop and remove the container; idempotent. Soft stop, then forced removal."""
