@@ -126,7 +126,9 @@ class MicrowireEeprom:
                 self._reading = True
                 self._address = self._shift_in & (EEPROM_WORDS - 1)
                 self._bit_out = -1
-                self.do = False
+                # Observed in QEMU 10.2.2: no dummy 0 is visible; DO reads 1 until the
+                # first data bit is clocked out.
+                self.do = True
             # write/erase opcodes are accepted and ignored: QEMU's EEPROM is read-only
 
     def _clock_out(self) -> None:

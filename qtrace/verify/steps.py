@@ -41,6 +41,9 @@ PIRQ_ROUTE = 0x0B0B_0A0A  # PIRQA..D -> ISA IRQ 10, 10, 11, 11 (SeaBIOS's choice
 # intercepted ``ioapic`` input 10 follows the e1000's line).
 E1000_GSI = 10
 COMMAND_ENABLE = 0x0007  # IO | MEMORY | MASTER
+_EECD = 0x10
+_EECD_SK, _EECD_CS, _EECD_DI = 0x1 | 0x40, 0x2 | 0x40, 0x4 | 0x40  # with EE_REQ
+_EEPROM_READ_WORD0 = 0b110 << 6  # start bit, read opcode, address 0
 # The longest interrupt-moderation delay: ITR is 16 bits of 256 ns units (SDM 13.4.18).
 INTERRUPT_DELAY_MAX_NS = 0xFFFF * 256 + 1
 
@@ -209,13 +212,29 @@ def apply(side: Side, step: Step) -> int | None:
 
 
 def setup_steps() -> list[Step]:
-    """What firmware would do: PIRQ routing, BAR0/BAR1, interrupt line, COMMAND."""
+    """What firmware would do (PIRQ routing, BAR0/BAR1, interrupt line, COMMAND), then
+    the EEPROM interface brought to a known state.
+
+    Observed in QEMU 10.2.2: a machine reset does not reset the EEPROM bit-bang
+    interface (EECD's pins, EE_REQ and the DO level survive ``system_reset``), so each
+    run starts by selecting the EEPROM, clocking in a read command (after which DO is the
+    dummy 0), deselecting it and clearing EECD, on both sides.
+    """
     piix = config_address(PIIX_SLOT, 0x60)
-    return [
+    steps = [
         Step("write", "port", 0xCF8, 4, piix),
         Step("write", "port", 0xCFC, 4, PIRQ_ROUTE),
         Step("write", "config", 0x10, 4, BAR0_BASE),
         Step("write", "config", 0x14, 4, IO_BASE | 1),
         Step("write", "config", 0x3C, 1, E1000_GSI),
         Step("write", "config", 0x04, 2, COMMAND_ENABLE),
+        Step("write", "mmio", _EECD, 4, _EECD_CS),
     ]
+    for bit in range(8, -1, -1):
+        di = ((_EEPROM_READ_WORD0 >> bit) & 1) * _EECD_DI
+        steps += [
+            Step("write", "mmio", _EECD, 4, _EECD_CS | di),
+            Step("write", "mmio", _EECD, 4, _EECD_CS | _EECD_SK | di),
+        ]
+    steps += [Step("write", "mmio", _EECD, 4, 0)]
+    return steps
