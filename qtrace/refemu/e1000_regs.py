@@ -269,7 +269,8 @@ MAC_REGISTERS = RegisterMap(
             for i in range(16)
             for reg in (
                 Reg(0x5400 + 8 * i, f"RAL[{i}]", 0),
-                Reg(0x5404 + 8 * i, f"RAH[{i}]", 0, wmask=0x8003_FFFF, fields=_RAH_FIELDS),
+                Reg(0x5404 + 8 * i, f"RAH[{i}]", 0, fields=_RAH_FIELDS,
+                    note="all 32 bits stored (observed in QEMU 10.2.2)"),
             )
         ],
         *array(0x5600, "VFTA", 128),
