@@ -1,4 +1,8 @@
-"""``qtrace verify``: replay a captured trace against the reference e1000 model."""
+"""``qtrace verify``: check QEMU's e1000 against the reference model.
+
+``--trace FILE`` replays a captured trace; ``--live`` runs the differential test against
+QEMU under qtest in the debug image.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from qtrace.build.builder import find_qemu_image, qemu_image_tag
+from qtrace.build.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
-from qtrace.cli.console import console
-from qtrace.errors import VerifyMismatch
-from qtrace.verify import Mismatch, VerifyResult, verify_file
+from qtrace.cli.console import console, err_console
+from qtrace.docker_env import connect
+from qtrace.errors import ImageMissing, UsageError, VerifyMismatch
+from qtrace.verify import SUPPORTED_DEVICES, Mismatch, VerifyResult, verify_file
+from qtrace.verify.live import LiveResult, run_live
+from qtrace.verify.qemu_qtest import QemuQtest
 
-__all__ = ["render_result", "verify"]
+__all__ = ["render_live_result", "render_result", "verify"]
 
 _MAX_ROWS = 50
 
@@ -23,11 +32,25 @@ _MAX_ROWS = 50
 def verify(
     device: Annotated[str, typer.Argument(help="Device whose reference model to use (e1000).")],
     trace: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--trace", help="A trace.jsonl, or a capture directory holding one.", exists=True
         ),
-    ],
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="Differential test against QEMU under qtest (debug image)."),
+    ] = False,
+    sequences: Annotated[
+        int, typer.Option("--sequences", min=0, help="Random sequences to run with --live.")
+    ] = 2000,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="hypothesis seed for --live (default: derandomized)."),
+    ] = None,
+    qemu_version: Annotated[
+        str, typer.Option("--qemu-version", help="Which debug image to run with --live.")
+    ] = DEFAULT_QEMU_VERSION,
     json_output: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
     from_reset: Annotated[
         bool,
@@ -37,12 +60,25 @@ def verify(
         ),
     ] = False,
 ) -> None:
-    """Replay a trace's register accesses against the reference model and compare every read.
+    """Compare the reference model with QEMU: replay a trace, or test live through qtest.
 
-    Exit status 0 when every compared read agrees, 4 when any differs. Registers the model
-    does not implement are listed, not compared; time- and host-dependent bits are
-    compared under the documented mask rules (docs/refemu.md).
+    With --trace, every read in the trace is compared; registers the model does not
+    implement are listed, time- and host-dependent bits are compared under the documented
+    mask rules (docs/refemu.md). With --live, fixed scenarios and --sequences random
+    register sequences run on the model and on QEMU side by side; every read, the
+    interrupt line and DMA-written memory are compared after each step.
+
+    Exit status 0 when everything agrees, 4 on any difference.
     """
+    if (trace is None) == (not live):
+        raise UsageError(
+            "give exactly one of --trace FILE and --live",
+            hint="`qtrace verify e1000 --trace CAPTURE/trace.jsonl` or `qtrace verify e1000 --live`.",
+        )
+    if live:
+        _verify_live(device, sequences, seed, qemu_version, json_output)
+        return
+    assert trace is not None
     result = verify_file(trace, device, from_reset=from_reset)
     if json_output:
         console.print_json(json.dumps(result.to_dict()))
@@ -54,8 +90,79 @@ def verify(
             f"{len(result.mismatches)} read(s) differ from the model; first: {first.register} "
             f"at {first.space} {first.offset:#x} (seq {first.seq}): QEMU {first.expected:#x}, "
             f"model {first.actual:#x}",
+            register=first.register,
+            expected=first.expected,
+            actual=first.actual,
+            count=len(result.mismatches),
             hint="Each difference is either a QEMU bug or a model bug: check the datasheet.",
         )
+
+
+def _verify_live(
+    device: str, sequences: int, seed: int | None, qemu_version: str, json_output: bool
+) -> None:
+    if device not in SUPPORTED_DEVICES:
+        raise UsageError(
+            f"no reference model for {device!r}; the model is QEMU's e1000 (82540EM)",
+            hint="Run `qtrace verify e1000 --live`.",
+        )
+    client = connect()
+    if find_qemu_image(client, qemu_version) is None:
+        raise ImageMissing(
+            f"the debug image {qemu_image_tag(qemu_version)} has not been built",
+            hint=f"Run `qtrace build --qemu-version {qemu_version}` first.",
+        )
+
+    def progress(what: str) -> None:
+        if not json_output:
+            err_console.print(f"[dim]• {what}[/]")
+
+    with QemuQtest(client, qemu_image_tag(qemu_version)) as qemu:
+        result = run_live(qemu, sequences=sequences, seed=seed, progress=progress)
+    if json_output:
+        console.print_json(json.dumps(result.to_dict()))
+    else:
+        render_live_result(result)
+    divergences = result.divergences
+    if divergences:
+        first = divergences[0]
+        raise VerifyMismatch(
+            f"{len(divergences)} divergence(s) between QEMU and the model; first: {first}",
+            register=first.register,
+            expected=first.qemu,
+            actual=first.model,
+            count=len(divergences),
+            hint="Each difference is either a QEMU bug or a model bug: check the datasheet.",
+        )
+
+
+def render_live_result(result: LiveResult) -> None:
+    """Per-scenario table, random-sequence counts, and any shrunk counterexample."""
+    table = Table(title="verify e1000 --live (model vs QEMU under qtest)")
+    for col in ("scenario", "steps", "reads", "irq checks", "DMA bytes", "result"):
+        table.add_column(col, overflow="fold")
+    rows = [(s.name, s.counts, s.divergence) for s in result.scenarios]
+    if result.sequences_run:
+        label = f"random sequences ({result.sequences_run} run, seed {result.seed})"
+        rows.append((label, result.sequence_counts, result.counterexample_divergence))
+    for name, counts, divergence in rows:
+        table.add_row(
+            name,
+            str(counts.steps),
+            str(counts.reads_compared),
+            str(counts.irq_checks),
+            str(counts.dma_bytes_compared),
+            "[green]agree[/]" if divergence is None else f"[red]{divergence}[/]",
+        )
+    console.print(table)
+    if result.counterexample:
+        console.print("[bold red]shrunk counterexample[/] (after machine reset and PCI setup):")
+        for line in result.counterexample:
+            console.print(f"  {line}", markup=False, highlight=False)
+    console.print(
+        f"reads compared: {result.reads_compared}; elapsed {result.elapsed_s:.1f} s; "
+        + ("[green]OK[/]: no divergence" if result.ok else "[red]FAIL[/]")
+    )
 
 
 def render_result(result: VerifyResult) -> None:
