@@ -285,7 +285,19 @@ MAC_REGISTERS = RegisterMap(
 # The I/O BAR: an address/data pair onto the BAR0 registers (SDM 13.2.1 / 13.3).
 IO_REGISTERS = RegisterMap(
     [
-        Reg(0x00, "IOADDR", 0, Kind.ZERO, note="SDM: BAR0 offset for IODATA; QEMU 10.2.2 reads 0, ignores writes"),
-        Reg(0x04, "IODATA", 0, Kind.ZERO, note="SDM: the register IOADDR selects; QEMU 10.2.2 reads 0, ignores writes"),
+        Reg(
+            0x00,
+            "IOADDR",
+            0,
+            Kind.ZERO,
+            note="SDM: BAR0 offset for IODATA; QEMU 10.2.2 reads 0, ignores writes",
+        ),
+        Reg(
+            0x04,
+            "IODATA",
+            0,
+            Kind.ZERO,
+            note="SDM: the register IOADDR selects; QEMU 10.2.2 reads 0, ignores writes",
+        ),
     ]
 )

@@ -226,7 +226,9 @@ class _Runner:
 
     def sequence(self, steps: Sequence[Step]) -> tuple[Counts, Divergence | None]:
         model = self.fresh()
-        return run_steps(self.qemu.side, model, steps, ((RING_BASE, RING_DESCRIPTORS * DESC_BYTES),))
+        return run_steps(
+            self.qemu.side, model, steps, ((RING_BASE, RING_DESCRIPTORS * DESC_BYTES),)
+        )
 
 
 def run_live(
@@ -325,16 +327,25 @@ def _random_sequences(runner: _Runner, result: LiveResult, count: int, seed: int
             return Step("read", "mmio", offset)
         known = RANDOM_REGISTERS[name]
         if name in _FREE_WRITE or not known:
-            value = draw(st.one_of(st.sampled_from(known or (0, 0xFFFF_FFFF)), st.integers(0, 0xFFFF_FFFF)))
+            value = draw(
+                st.one_of(st.sampled_from(known or (0, 0xFFFF_FFFF)), st.integers(0, 0xFFFF_FFFF))
+            )
         else:
             value = draw(st.sampled_from(known))
         return Step("write", "mmio", offset, 4, value)
 
     @st.composite
     def sequence(draw: Any) -> list[Step]:
-        cmds = draw(st.lists(st.sampled_from(_RING_CMDS), min_size=RING_DESCRIPTORS, max_size=RING_DESCRIPTORS))
+        cmds = draw(
+            st.lists(
+                st.sampled_from(_RING_CMDS), min_size=RING_DESCRIPTORS, max_size=RING_DESCRIPTORS
+            )
+        )
         ring = b"".join(tx_descriptor(BUF_BASE + 0x40 * i, 60, c) for i, c in enumerate(cmds))
-        return [Step("write", "ram", RING_BASE, data=ring), *draw(st.lists(step(), min_size=1, max_size=40))]
+        return [
+            Step("write", "ram", RING_BASE, data=ring),
+            *draw(st.lists(step(), min_size=1, max_size=40)),
+        ]
 
     class _Diverged(Exception):
         def __init__(self, steps: list[Step], divergence: Divergence) -> None:

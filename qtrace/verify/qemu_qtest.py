@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import docker
 import docker.errors
@@ -28,7 +28,7 @@ from docker.models.containers import Container
 
 from qtrace.docker_env import KIND_LABEL, RUN_LABEL, new_run_id
 from qtrace.errors import AbnormalShutdown, LaunchFailure
-from qtrace.verify.qtest import QtestClient
+from qtrace.verify.qtest import ByteStream, QtestClient
 from qtrace.verify.steps import E1000_SLOT, QemuSide
 
 __all__ = ["E1000_SLOT", "QEMU_BINARY", "QemuQtest", "qtest_argv"]
@@ -65,7 +65,7 @@ def qtest_argv(mount: str = _MOUNT, device_props: str = "") -> list[str]:
 class _Qmp:
     """Just enough QMP: capabilities negotiation and a command that waits for an event."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self._message()  # greeting
         self.execute("qmp_capabilities")
@@ -183,7 +183,7 @@ class QemuQtest:
         if self._container is None:
             return ()
         try:
-            text = self._container.logs().decode(errors="replace")
+            text = str(self._container.logs().decode(errors="replace"))
         except docker.errors.DockerException:
             return ()
         return text.splitlines()[-lines:]

@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import IO
+from typing import Protocol
 
 from qtrace.errors import QtraceError
 
-__all__ = ["QtestClient", "QtestError"]
+__all__ = ["ByteStream", "QtestClient", "QtestError"]
 
 logger = logging.getLogger(__name__)
 
 _SUFFIX = {1: "b", 2: "w", 4: "l", 8: "q"}
+
+
+class ByteStream(Protocol):
+    """A bidirectional byte stream read by lines (a socket file, a pipe pair in tests)."""
+
+    def readline(self) -> bytes: ...
+
+    def write(self, data: bytes, /) -> int | None: ...
 
 
 class QtestError(QtraceError):
@@ -51,7 +59,7 @@ class QtestClient:
         commands_sent: How many commands went out (for statistics).
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self._stream = stream
         self.irq_levels: dict[int, bool] = {}
         self.commands_sent = 0

@@ -37,6 +37,7 @@ from pathlib import Path
 from qtrace.errors import UsageError
 from qtrace.refemu import (
     CONFIG_HEADER,
+    DEFAULT_MAC,
     E1000,
     IO_REGISTERS,
     MAC_REGISTERS,
@@ -55,7 +56,6 @@ SUPPORTED_DEVICES = ("e1000", "e1000-82540em")
 FIRMWARE_CONFIG_BYTES = frozenset({0x04, 0x05, 0x0C, 0x0D, 0x3C, *range(0x10, 0x28)})
 HISTORY_DEPTH = 4
 _MAC_ARG = re.compile(r"mac=([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})")
-_IODATA = 0x04
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class _Replayer:
         self.from_reset = from_reset
         self.machine = RefMachine()
         mac = _mac_of(trace.header.argv)
-        self.nic: E1000 = self.machine.add_e1000(slot=2, **({"mac": mac} if mac else {}))
+        self.nic: E1000 = self.machine.add_e1000(slot=2, mac=mac or DEFAULT_MAC)
         if not from_reset:
             self.nic.pci.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER)
         self.config_written: set[int] = set()
@@ -178,12 +178,9 @@ class _Replayer:
                 ("pci-config", dword), CONFIG_HEADER.name_at(dword), None, reg.fields if reg else ()
             )
         if self._is_io_bar(access):
-            if dword != _IODATA:
-                return _Target(("pio", dword), IO_REGISTERS.name_at(dword), None, ())
-            inner = self.nic.ioaddr & ~3
-            reg = MAC_REGISTERS.at(inner)
-            name = MAC_REGISTERS.name_at(inner)
-            return _Target(("mmio", inner), f"IODATA[{name}]", name, reg.fields if reg else ())
+            # QEMU 10.2.2 does not forward IODATA to BAR0 (observed): the I/O BAR's
+            # registers are named as themselves.
+            return _Target(("pio", dword), IO_REGISTERS.name_at(dword), None, ())
         reg = MAC_REGISTERS.at(dword)
         name = MAC_REGISTERS.name_at(dword)
         return _Target(("mmio", dword), name, name, reg.fields if reg else ())

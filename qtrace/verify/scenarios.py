@@ -61,9 +61,7 @@ def _w(offset: int, value: int, size: int = 4) -> Step:
 
 def _reset_values() -> Scenario:
     steps = [
-        Step("read", "mmio", reg.offset)
-        for reg in MAC_REGISTERS
-        if reg.kind is not Kind.UNIMPL
+        Step("read", "mmio", reg.offset) for reg in MAC_REGISTERS if reg.kind is not Kind.UNIMPL
     ]
     steps += [Step("read", "config", off) for off in range(0x00, 0x40, 4) if off != 0x30]
     steps += [Step("read", "io", 0x00), Step("read", "io", 0x04)]

@@ -60,7 +60,7 @@ def probe_guest_trace() -> TraceBuilder:
     t.read(0x0000, 0x00140240)  # CTRL
     for word, data in enumerate((0x5452, 0x1200, 0x5634)):
         t.write(0x0014, word << 8 | 1)  # EERD start
-        t.read(0x0014, data << 16 | word << 8 | 0x11)  # DONE on the first poll
+        t.read(0x0014, data << 16 | word << 8 | 0x10)  # DONE, START clear, on the first poll
     t.write(0x00D0, 0x1F)
     t.read(0x00D0, 0x1F)
     t.read(0x00C0, 0)
