@@ -111,7 +111,7 @@ def guest_plan(guest: str, device: str, machine: str, load_rounds: int = 0) -> G
     if guest == "linux":
         return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
     if guest == "firmware":
-        return firmware_plan()
+        return firmware_plan(MOUNT_OUT)
     raise UsageError(f"--guest must be one of {', '.join(GUESTS)}, not {guest!r}.")
 
 
