@@ -50,7 +50,7 @@ class HandlerReturn(HitBreakpoint):
         frame = gdb.newest_frame()
         addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[2]))
         value = int(frame.read_register("rax")) & size_mask(size)
-        return self.session.record_access(self.spec, "read", addr, size, value)
+        return self.session.record_access(self.spec, "read", addr, size, value, at_return=True)
 
 
 def install(session, spec):

@@ -59,7 +59,7 @@ class ConfigRead(HitBreakpoint):
         addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[3]))
         value = int(frame.read_register("rax")) & size_mask(size)
         spec = {"func": hooks[0], "space": "pci-config", "region": "pci-config"}
-        return self.session.record_access(spec, "read", addr, size, value)
+        return self.session.record_access(spec, "read", addr, size, value, at_return=True)
 
 
 def install(session, type_name):

@@ -33,6 +33,7 @@ class Session:
         self.config = config
         self.out = TraceOut(config["trace_path"])
         self.stacks = StackTable(self.out, config.get("source_root", "/src/qemu"))
+        self.stacks.fast = bool(config.get("fast_stacks", True))
         self.max_hits = int(config.get("max_hits") or 0)
         self.dma_cap_bytes = int(config.get("dma_cap_bytes") or 256)
         self.quiet_ports = [(int(a), int(a) + int(n)) for a, n in config.get("quiet_ports", [])]
@@ -123,7 +124,9 @@ class Session:
             except gdb.error:
                 pass
         end = {"type": "end", "status": status, "accesses": self.out.counts["access"],
-               "stacks": len(self.stacks), "elapsed_s": round(time.monotonic() - self.started, 3)}
+               "stacks": len(self.stacks),
+            "fast_stacks": self.stacks.fast,
+            "fast_stack_misses": self.stacks.fast_misses, "elapsed_s": round(time.monotonic() - self.started, 3)}
         if reason:
             end["reason"] = reason
         self.out.write(end)
@@ -137,6 +140,8 @@ class Session:
             "quiet_exits": self.quiet_exits,
             "exit_counts": self.exit_counts,
             "stacks": len(self.stacks),
+            "fast_stacks": self.stacks.fast,
+            "fast_stack_misses": self.stacks.fast_misses,
             "errors": self.error_count,
             "first_errors": self.errors,
             "finished": self.finished,
@@ -162,45 +167,45 @@ class Session:
             self.last_exit[thread] = None
             return
         record["seq"] = self.out.next_seq()
-        record["stack"] = self.stacks.stack_id(self.stacks.walk())
+        record["stack"] = self.stacks.current().id
         self.out.write(_ordered(record, ("type", "seq", "reason")))
         self.last_exit[thread] = record
 
-    def record_event(self, record):
+    def record_event(self, record, at_return=False):
         """An irq or dma record: sequence number and the hit's own stack added."""
         record["seq"] = self.out.next_seq()
-        record["stack"] = self.stacks.stack_id(self.stacks.walk())
+        record["stack"] = self.stacks.current(at_return).id
         self.out.write(_ordered(record, ("type", "seq")))
         return False
 
-    def record_access(self, spec, op, offset, size, value):
-        frames = self.stacks.walk()
-        stack_id = self.stacks.stack_id(frames)
-        pcs = [f.pc() for f in frames]
+    def record_access(self, spec, op, offset, size, value, at_return=False):
+        info = self.stacks.current(at_return)
+        facts = self._facts(info)
         thread = gdb.selected_thread().num
         # A write KVM coalesced (no exit of its own) is replayed by QEMU at the start of a
         # later exit's handling; it must not be credited to that unrelated exit.
-        coalesced = bool(self.coalesced_flush) and _on_stack(pcs, [self.coalesced_flush])
-        under_exit = self.kvm_exec is not None and _on_stack(pcs, [self.kvm_exec])
-        exit_record = self.last_exit.get(thread) if under_exit and not coalesced else None
+        coalesced = facts["coalesced"]
+        exit_record = self.last_exit.get(thread) if facts["under_kvm"] and not coalesced else None
         # The same handler can serve a port I/O BAR and (through an alias) a memory BAR, so
         # the space is decided per access: from the KVM exit, else from the stack (TCG).
         space = spec.get("space") or "auto"
         if space != "pci-config":
-            space = _space_of(exit_record, pcs, self.port_io)
-        region = spec.get("region") or self._region_name(frames, pcs)
+            if exit_record is not None:
+                space = "pio" if exit_record["reason"] == "KVM_EXIT_IO" else "mmio"
+            else:
+                space = "pio" if facts["port_io"] else "mmio"
         record = {
             "type": "access",
             "seq": self.out.next_seq(),
             "op": op,
             "space": space,
-            "region": region,
+            "region": spec.get("region") or facts["region"],
             "offset": offset,
             "size": size,
             "value": value,
             "handler": spec.get("func"),
             "exit_seq": exit_record["seq"] if exit_record else None,
-            "stack": stack_id,
+            "stack": info.id,
             "vcpu": self._vcpu(thread),
             "coalesced": True if coalesced else None,
         }
@@ -210,6 +215,23 @@ class Session:
         if self.max_hits and self.out.counts["access"] >= self.max_hits:
             return self.request_stop("max-hits")
         return False
+
+    def _facts(self, info):
+        """Facts about a stack, computed once per distinct stack (while its frames exist).
+
+        The region name is read from the memory API accessor's ``mr`` on the stack's first
+        hit: one stack, one region (we capture one device instance).
+        """
+        facts = info.facts
+        if "under_kvm" in facts:
+            return facts
+        frames = facts.pop("frames", None) or self.stacks.walk()
+        pcs = info.pcs
+        facts["under_kvm"] = self.kvm_exec is not None and _on_stack(pcs, [self.kvm_exec])
+        facts["coalesced"] = self.coalesced_flush is not None and _on_stack(pcs, [self.coalesced_flush])
+        facts["port_io"] = _on_stack(pcs, self.port_io)
+        facts["region"] = self._region_name(frames, pcs)
+        return facts
 
     def _region_name(self, frames, pcs):
         for frame, pc in zip(frames, pcs):
@@ -232,12 +254,6 @@ class Session:
 
 def _on_stack(pcs, ranges):
     return any(a <= pc < b for pc in pcs for a, b in ranges)
-
-
-def _space_of(exit_record, pcs, port_io_ranges):
-    if exit_record is not None:
-        return "pio" if exit_record["reason"] == "KVM_EXIT_IO" else "mmio"
-    return "pio" if _on_stack(pcs, port_io_ranges) else "mmio"
 
 
 def _ordered(record, first):

@@ -176,6 +176,7 @@ def build_image(request: BuildRequest, events: BuildEvents, log_dir: Path | None
         try:
             return _build(client, request, events, sink, recipe, version_label, toolchain_key, key, tag, log_path, started)
         except BuildError as exc:
+            exc.stage = sink.current_stage or exc.stage
             exc.log_path = log_path
             exc.message = f"QEMU image build failed during stage {exc.stage!r}. Full log: {log_path}"
             raise
@@ -187,12 +188,14 @@ class _LogSink:
     def __init__(self, log_file: IO[str], events: BuildEvents) -> None:
         self._file = log_file
         self._events = events
+        self.current_stage: str | None = None
 
     def __call__(self, line: str) -> None:
         self._file.write(line + "\n")
         self._file.flush()
         progress = parse_progress_line(line)
         if progress is not None and progress.stage:
+            self.current_stage = progress.stage
             self._events.stage(progress.stage)
         elif progress is not None and progress.step is not None and progress.total is not None:
             self._events.step(progress.step, progress.total)
@@ -252,14 +255,8 @@ def _build(
                 continue
             if exc.script_exit_code == SOURCE_UNAVAILABLE_EXIT:
                 raise UnknownQemuVersion(request.qemu_version, available_versions(source_versions)) from exc
-            exc.stage = _last_stage(exc.log_tail) or exc.stage
             raise
     return BuildResult(tag, version_label, False, key, log_path, how, time.monotonic() - started)
-
-
-def _last_stage(tail: list[str]) -> str | None:
-    stages = [p.stage for p in map(parse_progress_line, tail) if p is not None and p.stage]
-    return stages[-1] if stages else None
 
 
 def _ensure_toolchain(
