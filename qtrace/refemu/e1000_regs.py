@@ -275,7 +275,7 @@ MAC_REGISTERS = RegisterMap(
         ],
         *array(0x5600, "VFTA", 128),
         Reg(0x5800, "WUC", 0, Kind.ZERO, note=_ZERO_NOTE),
-        Reg(0x5808, "WUFC", 0, wmask=0x000F_00FF),
+        Reg(0x5808, "WUFC", 0, note="all 32 bits stored (observed in QEMU 10.2.2)"),
         Reg(0x5820, "MANC", 0x0022_2300, Kind.RO, note="reset value observed in QEMU 10.2.2; writes change nothing there"),
         *STAT_REGISTERS,
         *[Reg(off, name, kind=Kind.UNIMPL, note=why) for space, off, name, why in UNIMPLEMENTED if space == "mmio"],

@@ -94,9 +94,13 @@ def run_tx(host: RingHost, pending: bytearray) -> TxRun:
         The frames completed, the interrupt causes to set, and how many descriptors ran.
     """
     run = TxRun(causes=1 << ICR_BITS["TXQE"])
-    base, count = _ring(host, "T")
-    head = host.reg("TDH")
-    while count and head != host.reg("TDT") and head < count and run.descriptors < count:
+    base, _count = _ring(host, "T")
+    ring_bytes = host.reg("TDLEN")
+    start = head = host.reg("TDH")
+    # Observed in QEMU 10.2.2: the descriptor at TDH is processed even when TDLEN is 0 or
+    # TDH lies beyond the ring; the head wraps to 0 once it passes TDLEN, and a pass stops
+    # at TDT or when the head comes back to where it started.
+    while head != host.reg("TDT"):
         addr = base + head * DESC_BYTES
         descriptor = host.dma_read(addr, DESC_BYTES)
         buffer, length, _cso, cmd, sta, _css, _special = _TX_LEGACY.unpack(descriptor)
@@ -113,9 +117,13 @@ def run_tx(host: RingHost, pending: bytearray) -> TxRun:
         if cmd & TX_CMD_RS:
             host.dma_write(addr + 12, bytes([sta | STA_DD]))
             run.causes |= 1 << ICR_BITS["TXDW"]
-        head = (head + 1) % count
+        head += 1
+        if head * DESC_BYTES >= ring_bytes:
+            head = 0
         host.set_reg("TDH", head)
         run.descriptors += 1
+        if head == start:
+            break
     return run
 
 

@@ -20,12 +20,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
-import docker
 import docker.errors
 from docker.models.containers import Container
 
+import docker
 from qtrace.docker_env import KIND_LABEL, RUN_LABEL, new_run_id
 from qtrace.errors import AbnormalShutdown, LaunchFailure
 from qtrace.verify.qtest import ByteStream, QtestClient
@@ -208,7 +208,7 @@ class QemuQtest:
             ) from exc
         logger.debug("qtest container %s removed", container.short_id)
 
-    def __enter__(self) -> QemuQtest:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
