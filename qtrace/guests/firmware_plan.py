@@ -51,8 +51,11 @@ def firmware_plan(out_mount: str) -> GuestPlan:
         quiet_ports=(SERIAL_PORTS, (FIRMWARE_DEBUGCON_IOBASE, 1)),
         rom=True,
         extra_qemu_args=(
-            "-boot", "reboot-timeout=0",
-            "-chardev", f"file,id=qtrace-firmware,path={out_mount}/{FIRMWARE_LOG_NAME}",
-            "-device", f"isa-debugcon,iobase={FIRMWARE_DEBUGCON_IOBASE:#x},chardev=qtrace-firmware",
+            "-boot",
+            "reboot-timeout=0",
+            "-chardev",
+            f"file,id=qtrace-firmware,path={out_mount}/{FIRMWARE_LOG_NAME}",
+            "-device",
+            f"isa-debugcon,iobase={FIRMWARE_DEBUGCON_IOBASE:#x},chardev=qtrace-firmware",
         ),
     )

@@ -22,10 +22,11 @@ from qtrace.guests import DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS
 from qtrace.guests.plan import GuestPlan
 
 __all__ = [
+    "INITRAMFS_NAME",
+    "LINUX_DONE_LINE",
     "LINUX_DRIVERS",
     "LINUX_KERNEL_DIR",
     "LINUX_MEMORY_MB",
-    "LINUX_DONE_LINE",
     "linux_append",
     "linux_plan",
 ]
@@ -71,8 +72,16 @@ def linux_plan(device: str, guests_mount: str, out_mount: str) -> GuestPlan:
     return GuestPlan(
         name="linux",
         build_commands=(
-            ("python3", f"{guests_mount}/linux/mkinitramfs.py", "--module", module,
-             "--kernel-dir", LINUX_KERNEL_DIR, "--out", out),
+            (
+                "python3",
+                f"{guests_mount}/linux/mkinitramfs.py",
+                "--module",
+                module,
+                "--kernel-dir",
+                LINUX_KERNEL_DIR,
+                "--out",
+                out,
+            ),
         ),
         kernel=f"{LINUX_KERNEL_DIR}/vmlinuz",
         initrd=f"{out}/{INITRAMFS_NAME}",

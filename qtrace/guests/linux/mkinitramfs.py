@@ -39,7 +39,14 @@ S_IFCHR = 0o020000
 CONSOLE_MAJOR, CONSOLE_MINOR = 5, 1
 
 
-def newc_entry(ino: int, name: str, mode: int, data: bytes = b"", nlink: int = 1, rdev: tuple[int, int] = (0, 0)) -> bytes:
+def newc_entry(
+    ino: int,
+    name: str,
+    mode: int,
+    data: bytes = b"",
+    nlink: int = 1,
+    rdev: tuple[int, int] = (0, 0),
+) -> bytes:
     """One newc record: header, NUL-terminated name and data, each padded to 4 bytes."""
     encoded = name.encode() + b"\0"
     fields = (ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
@@ -72,7 +79,9 @@ def read_module(kernel_dir: Path, module: str) -> bytes:
     raise FileNotFoundError(f"neither {plain} nor {packed} exists")
 
 
-def initramfs_entries(init: bytes, busybox: bytes, driver: bytes, module: str) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
+def initramfs_entries(
+    init: bytes, busybox: bytes, driver: bytes, module: str
+) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
     """The archive's contents (see the module docstring)."""
     none = (0, 0)
     return {
@@ -98,13 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output directory (created)")
     parser.add_argument("--module", default="e1000", help="NIC driver module name (default e1000)")
-    parser.add_argument("--kernel-dir", type=Path, default=DEFAULT_KERNEL_DIR, help="holds vmlinuz and <module>.ko[.xz]")
+    parser.add_argument(
+        "--kernel-dir",
+        type=Path,
+        default=DEFAULT_KERNEL_DIR,
+        help="holds vmlinuz and <module>.ko[.xz]",
+    )
     parser.add_argument("--busybox", type=Path, default=DEFAULT_BUSYBOX, help="a static busybox")
     parser.add_argument("--init", type=Path, default=HERE / "init", help="the /init script")
     args = parser.parse_args(argv)
     try:
         driver = read_module(args.kernel_dir, args.module)
-        entries = initramfs_entries(args.init.read_bytes(), args.busybox.read_bytes(), driver, args.module)
+        entries = initramfs_entries(
+            args.init.read_bytes(), args.busybox.read_bytes(), driver, args.module
+        )
     except OSError as exc:
         print(f"mkinitramfs: {exc}", file=sys.stderr)
         return 1

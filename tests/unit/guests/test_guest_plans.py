@@ -1,0 +1,122 @@
+"""The linux and firmware guest plans and the QEMU command lines they give.
+
+No Docker or QEMU: the plans are data, and ``qemu_argv`` is a pure function.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from qtrace.errors import UsageError
+from qtrace.guests import DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS
+from qtrace.guests.firmware_plan import FIRMWARE_DEBUGCON_IOBASE, firmware_plan
+from qtrace.guests.linux_plan import LINUX_KERNEL_DIR, linux_append, linux_plan
+from qtrace.guests.plan import GuestPlan
+from qtrace.launch.capture import GUESTS, MOUNT_GUESTS, MOUNT_OUT, guest_plan
+from qtrace.launch.qemu_argv import QemuConfig, qemu_argv
+
+
+def _argv(plan: GuestPlan, accel: str = "tcg", device: str = "e1000") -> list[str]:
+    """QEMU's arguments for ``plan`` as the capture builds them."""
+    return qemu_argv(
+        QemuConfig(
+            device=device,
+            accel=accel,
+            memory_mb=plan.memory_mb,
+            kernel=plan.kernel,
+            initrd=plan.initrd,
+            append=plan.append,
+            out_dir=MOUNT_OUT,
+            marker_port=plan.marker_port,
+            exit_port=plan.exit_port,
+            rom=plan.rom,
+            extra=plan.extra_qemu_args,
+        )
+    )
+
+
+def _value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def _values(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == flag]
+
+
+def test_guests_are_offered() -> None:
+    assert set(GUESTS) >= {"probe", "linux", "firmware"}
+    assert guest_plan("linux", "e1000", "pc").name == "linux"
+    assert guest_plan("firmware", "e1000", "pc").name == "firmware"
+
+
+def test_linux_builds_its_initramfs_from_the_read_only_sources() -> None:
+    plan = linux_plan("e1000", MOUNT_GUESTS, MOUNT_OUT)
+    (command,) = plan.build_commands
+    assert command[:2] == ("python3", f"{MOUNT_GUESTS}/linux/mkinitramfs.py")
+    assert command[command.index("--module") + 1] == "e1000"
+    assert command[command.index("--kernel-dir") + 1] == LINUX_KERNEL_DIR
+    out = command[command.index("--out") + 1]
+    assert out.startswith(MOUNT_OUT + "/")
+    assert plan.initrd == f"{out}/initramfs.cpio.gz"
+
+
+def test_linux_command_line() -> None:
+    argv = _argv(linux_plan("e1000", MOUNT_GUESTS, MOUNT_OUT))
+    assert _value(argv, "-kernel") == f"{LINUX_KERNEL_DIR}/vmlinuz"
+    assert _value(argv, "-initrd") == f"{MOUNT_OUT}/linux/initramfs.cpio.gz"
+    assert int(_value(argv, "-m")) >= 256
+    append = _value(argv, "-append").split()
+    assert {"console=ttyS0", "quiet", "panic=-1", f"qtrace_exit_port={DEBUG_EXIT_IOBASE}"} <= set(
+        append
+    )
+    assert f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04" in _values(argv, "-device")
+    assert "-no-reboot" in argv, "a panic (panic=-1) must end QEMU, not loop"
+    assert "e1000,addr=05.0,romfile=" in _values(argv, "-device"), (
+        "no iPXE ROM: the kernel boots directly"
+    )
+    assert "isa-debugcon" not in " ".join(argv)
+
+
+def test_linux_success_is_only_the_exit_port() -> None:
+    """poweroff (init's failure path) and a panic reset both exit 0; only the exit port is ok."""
+    plan = linux_plan("e1000", MOUNT_GUESTS, MOUNT_OUT)
+    assert plan.ok_exit_statuses == (DEBUG_EXIT_OK_STATUS,)
+    assert 0 not in plan.ok_exit_statuses
+    assert plan.arm_on is None and plan.marker_port is None
+    assert not plan.serial_verdict
+
+
+def test_linux_append_exit_port_is_decimal() -> None:
+    assert "qtrace_exit_port=244" in linux_append(0xF4)
+
+
+def test_linux_e1000e_uses_its_own_module() -> None:
+    (command,) = linux_plan("e1000e", MOUNT_GUESTS, MOUNT_OUT).build_commands
+    assert command[command.index("--module") + 1] == "e1000e"
+
+
+def test_linux_without_a_driver_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="no driver for 'rtl8139'"):
+        guest_plan("linux", "rtl8139", "pc")
+
+
+def test_firmware_command_line() -> None:
+    plan = firmware_plan(MOUNT_OUT)
+    argv = _argv(plan, accel="kvm")
+    assert "-kernel" not in argv and "-initrd" not in argv and "-append" not in argv
+    assert "e1000,addr=05.0" in _values(argv, "-device"), "the device keeps its option ROM"
+    assert "isa-debug-exit" not in " ".join(argv)
+    assert _value(argv, "-boot") == "reboot-timeout=0"
+    assert f"isa-debugcon,iobase={FIRMWARE_DEBUGCON_IOBASE:#x},chardev=qtrace-firmware" in _values(
+        argv, "-device"
+    )
+    assert f"file,id=qtrace-firmware,path={MOUNT_OUT}/firmware.log" in _values(argv, "-chardev")
+    assert "/usr/lib/ipxe/qemu" in _values(argv, "-L")
+
+
+def test_firmware_ends_ok_on_reset_and_keeps_debug_port_quiet() -> None:
+    plan = firmware_plan(MOUNT_OUT)
+    assert plan.ok_exit_statuses == (0,)
+    assert plan.arm_on is None and plan.build_commands == ()
+    assert (FIRMWARE_DEBUGCON_IOBASE, 1) in plan.quiet_ports
+    assert (0x3F8, 8) in plan.quiet_ports
