@@ -9,6 +9,7 @@ Per-hit work never crosses this channel; it stays in the collector inside gdb.
 from __future__ import annotations
 
 import itertools
+import select
 from collections import deque
 import logging
 import time
@@ -133,7 +134,13 @@ class GdbSession:
 
     def _read(self, timeout_s: float) -> list[dict[str, Any]]:
         io = self._require_io()
-        records: list[dict[str, Any]] = io.get_gdb_response(timeout_sec=timeout_s, raise_error_on_timeout=False)
+        # Wait for output ourselves, then take what is there: pygdbmi's own timeout would
+        # keep reading until it expires even after the record we wait for has arrived.
+        assert self._pipes is not None
+        ready, _, _ = select.select([self._pipes.stdout, self._pipes.stderr], [], [], timeout_s)
+        if not ready:
+            return []
+        records: list[dict[str, Any]] = io.get_gdb_response(timeout_sec=0, raise_error_on_timeout=False)
         for record in records:
             self._log.write(f"<- {record}\n")
             stop = as_stop(record)

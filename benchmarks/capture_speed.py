@@ -1,0 +1,214 @@
+"""How much does tracing slow the guest down? Four ways, side by side, in one run.
+
+    .venv/bin/python benchmarks/capture_speed.py [--guest linux] [--accel tcg] [--write reports/benchmarks.md]
+
+(a) QEMU alone, (b) QEMU with ``-trace 'memory_region_ops_*'`` (no stacks), (c) the manual
+way automated: gdb/MI stopping at every handler hit and asking ``-stack-list-frames``
+over MI (reading only to each result record), measured over its first N hits and
+extrapolated, (d) ``qtrace capture`` (every access with its value and its own stack id).
+Each runs in the same debug image and container setup; the table gives wall time and
+the ratio to (a). This is a benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from qtrace.build.builder import qemu_image_tag
+from qtrace.docker_env import connect, new_run_id
+from qtrace.launch.capture import (
+    DEVICE_SLOT,
+    MOUNT_GDBSCRIPTS,
+    MOUNT_GUESTS,
+    MOUNT_OUT,
+    CaptureRequest,
+    guest_plan,
+    run_capture,
+)
+from qtrace.launch.container import CaptureContainer, ContainerSpec
+from qtrace.launch.gdb_session import GdbSession, shell_join
+from qtrace.launch.live import LiveStats
+from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, qemu_argv
+from qtrace.paths import gdbscripts_dir, guests_dir
+from qtrace.trace import read_trace
+
+
+@dataclass
+class Row:
+    name: str
+    wall_s: float
+    hits: int | None = None
+    note: str = ""
+
+
+class _Quiet:
+    def status(self, text: str) -> None:
+        print(f"  . {text}", file=sys.stderr)
+
+    def progress(self, stats: LiveStats, elapsed_s: float, armed: bool) -> None:
+        return None
+
+
+def _argv(guest: str, device: str, accel: str) -> list[str]:
+    plan = guest_plan(guest, device, "pc")
+    cfg = QemuConfig(
+        device=device, accel=accel, slot=DEVICE_SLOT, memory_mb=plan.memory_mb, kernel=plan.kernel,
+        initrd=plan.initrd, append=plan.append, out_dir=MOUNT_OUT, marker_port=plan.marker_port,
+        exit_port=plan.exit_port, rom=plan.rom, extra=plan.extra_qemu_args,
+    )
+    return [QEMU_BINARY, *qemu_argv(cfg)]
+
+
+def _container(out: Path, version: str, accel: str) -> CaptureContainer:
+    spec = ContainerSpec(
+        image=qemu_image_tag(version),
+        run_id=new_run_id(),
+        mounts={str(out): (MOUNT_OUT, "rw"), str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"), str(guests_dir()): (MOUNT_GUESTS, "ro")},
+        kvm=accel == "kvm",
+    )
+    return CaptureContainer(connect(), spec)
+
+
+def _build_guest(container: CaptureContainer, guest: str, device: str) -> None:
+    for command in guest_plan(guest, device, "pc").build_commands:
+        result = container.exec(list(command), workdir=MOUNT_OUT)
+        if result.exit_code != 0:
+            raise SystemExit(f"guest build failed: {result.output[-2000:]}")
+
+
+def plain_runs(args: argparse.Namespace, work: Path) -> tuple[Row, Row]:
+    out = work / "plain"
+    out.mkdir()
+    argv = _argv(args.guest, args.device, args.accel)
+    with _container(out, args.qemu_version, args.accel) as container:
+        _build_guest(container, args.guest, args.device)
+        started = time.monotonic()
+        container.exec(argv)
+        plain = Row("(a) QEMU, no gdb", time.monotonic() - started)
+        started = time.monotonic()
+        container.exec([*argv, "-trace", "memory_region_ops_*", "-D", f"{MOUNT_OUT}/trace-events.log"])
+        traced_s = time.monotonic() - started
+    events = (out / "trace-events.log").read_text(errors="replace")
+    device_ops = sum(1 for line in events.splitlines() if "memory_region_ops" in line and f"name '{args.device}" in line)
+    return plain, Row("(b) QEMU -trace 'memory_region_ops_*'", traced_s, device_ops, "values, no stacks")
+
+
+def mi_loop(args: argparse.Namespace, work: Path, total_hits: int) -> Row:
+    """The manual way, automated: stop at every hit, ask for the stack over MI."""
+    out = work / "mi"
+    out.mkdir()
+    argv = _argv(args.guest, args.device, args.accel)
+    with _container(out, args.qemu_version, args.accel) as container:
+        _build_guest(container, args.guest, args.device)
+        with GdbSession(container, QEMU_BINARY, out / "gdb.log") as gdb:
+            gdb.command(f"-exec-arguments {shell_join(argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
+            for signal in ("SIGUSR1", "SIGUSR2", "SIGPIPE"):
+                gdb.console(f"handle {signal} nostop noprint pass")
+            for handler in (f"{args.device}_mmio_read", f"{args.device}_mmio_write"):
+                gdb.command(f"-break-insert {handler}")
+            gdb.command("-exec-run")
+            hits = 0
+            started = time.monotonic()
+            while hits < args.mi_hits:
+                stop = gdb.wait_for_stop(120)
+                if stop is None or stop.reason != "breakpoint-hit":
+                    break
+                if hits == 0:
+                    started = time.monotonic()  # measure the per-hit loop, not the boot
+                hits += 1
+                gdb.command("-stack-list-frames")
+                gdb.command("-exec-continue")
+            elapsed = time.monotonic() - started
+    rate = hits / elapsed if elapsed > 0 else 0.0
+    extrapolated = total_hits / rate if rate else float("inf")
+    return Row(
+        "(c) pygdbmi: stop + -stack-list-frames per hit",
+        extrapolated,
+        total_hits,
+        f"{rate:.0f} hits/s over its first {hits} hits; time extrapolated to {total_hits} hits",
+    )
+
+
+def qtrace_run(args: argparse.Namespace, work: Path) -> tuple[Row, int]:
+    out = work / "qtrace"
+    request = CaptureRequest(
+        device=args.device, accel=args.accel, guest=args.guest, qemu_version=args.qemu_version,
+        out_dir=out, timeout_s=args.timeout, hang_timeout_s=args.timeout,
+    )
+    started = time.monotonic()
+    result = run_capture(request, _Quiet())
+    total = time.monotonic() - started
+    trace = read_trace(out)
+    under_gdb = trace.end.elapsed_s if trace.end else total
+    rate = len(trace.accesses) / under_gdb if under_gdb else 0.0
+    row = Row(
+        "(d) qtrace capture",
+        under_gdb,
+        len(trace.accesses),
+        f"status {result.status}; {rate:.0f} hits/s; {len(trace.stacks)} distinct stacks, "
+        f"{len(trace.irqs)} irq, {len(trace.dmas)} dma; whole command incl. container, "
+        f"guest build and gdb start: {total:.1f} s",
+    )
+    return row, len(trace.accesses)
+
+
+def render(rows: list[Row], args: argparse.Namespace) -> str:
+    base = rows[0].wall_s
+    lines = [
+        f"| way | wall time (s) | ratio to (a) | device accesses | notes |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        hits = "" if row.hits is None else str(row.hits)
+        lines.append(f"| {row.name} | {row.wall_s:.1f} | {row.wall_s / base:.2f}x | {hits} | {row.note} |")
+    mi = next(r for r in rows if r.name.startswith("(c)"))
+    qt = next(r for r in rows if r.name.startswith("(d)"))
+    mi_rate = (mi.hits or 0) / mi.wall_s if mi.wall_s else 0
+    qt_rate = (qt.hits or 0) / qt.wall_s if qt.wall_s else 0
+    goal = (
+        f"\nGoals (issue: capture speed): (d) at most 1.5x the wall time of (a): measured "
+        f"**{qt.wall_s / base:.2f}x**; (d) at least 20x the hit rate of (c): measured "
+        f"**{qt_rate / mi_rate:.0f}x** ({qt_rate:.0f} vs {mi_rate:.0f} hits/s).\n"
+    )
+    machine = f"{platform.node()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+    header = (
+        f"Guest `{args.guest}`, device `{args.device}`, accelerator `{args.accel}`, QEMU {args.qemu_version}; "
+        f"machine: {machine}; {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
+        f"Command: `.venv/bin/python benchmarks/capture_speed.py --guest {args.guest} --accel {args.accel}`\n\n"
+    )
+    return header + "\n".join(lines) + "\n" + goal
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--guest", default="linux")
+    parser.add_argument("--device", default="e1000")
+    parser.add_argument("--accel", default="tcg")
+    parser.add_argument("--qemu-version", default="10.2.2")
+    parser.add_argument("--mi-hits", type=int, default=2000, help="hits measured for (c)")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--write", type=Path, help="also write the table to this Markdown file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="qtrace-bench-") as tmp:
+        work = Path(tmp)
+        print("(a)/(b) plain QEMU ...", file=sys.stderr)
+        plain, traced = plain_runs(args, work)
+        print("(d) qtrace capture ...", file=sys.stderr)
+        qt, total_hits = qtrace_run(args, work)
+        print("(c) pygdbmi MI loop ...", file=sys.stderr)
+        mi = mi_loop(args, work, total_hits)
+    table = render([plain, traced, mi, qt], args)
+    print(table)
+    if args.write:
+        args.write.write_text("# Capture speed\n\n" + table)
+
+
+if __name__ == "__main__":
+    main()
