@@ -1,0 +1,60 @@
+"""Real captures with the linux and firmware guests (QEMU 10.2.2 under gdb in the container).
+
+linux under TCG must run to its end: Debian's e1000 driver loads, eth0 comes up, frames go
+out, the guest ends through isa-debug-exit. Under the nested KVM of our machines the
+64-bit kernel never exits to QEMU after decompression: the capture must say
+``guest-hang`` with the advice to use TCG, within its timeout, and leave nothing running
+(the autouse ``no_leftover_containers`` fixture checks the containers). The firmware guest
+(SeaBIOS + iPXE) is bounded by --max-hits.
+
+Short timeouts keep CI time down: linux/TCG takes about 45 s here, linux/KVM about 40 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from qtrace.guests.linux_plan import LINUX_DONE_LINE
+from qtrace.launch.capture import CaptureResult
+from qtrace.trace import read_trace
+
+Capture = Callable[..., CaptureResult]
+
+LINUX_TCG = {"guest": "linux", "timeout_s": 240.0}
+LINUX_KVM = {"guest": "linux", "hang_timeout_s": 20.0, "timeout_s": 90.0}
+FIRMWARE_HITS = 3000
+
+
+def test_linux_tcg_runs_the_driver_to_the_end(capture: Capture) -> None:
+    result = capture("e1000", "tcg", **LINUX_TCG)
+    assert result.status == "ok", result.reason
+    assert result.summary["qemu_exit_status"] == 1, "the guest ends through isa-debug-exit"
+    serial = (result.out_dir / "serial.log").read_text(errors="replace")
+    assert LINUX_DONE_LINE in serial, serial[-500:]
+    assert result.accesses > 1000
+    trace = read_trace(result.out_dir / "trace.jsonl")
+    mmio = [a for a in trace.accesses if a.space == "mmio"]
+    assert len(mmio) > 1000
+    assert {a.op for a in mmio} == {"read", "write"}
+    handlers = {f.func for a in mmio[:50] if a.stack for f in trace.stacks[a.stack].frames}
+    assert handlers & {"e1000_mmio_read", "e1000_mmio_write"}
+    assert result.summary["irqs"] > 0 and result.summary["dmas"] > 0, (
+        "a transmit raises IRQs and moves data by DMA"
+    )
+    assert (result.out_dir / "linux" / "initramfs.cpio.gz").is_file()
+
+
+def test_linux_kvm_is_reported_as_a_hang(capture: Capture) -> None:
+    result = capture("e1000", "kvm", **LINUX_KVM)
+    assert result.status == "guest-hang", result.reason
+    assert result.reason and "--accel tcg" in result.reason
+    assert result.elapsed_s < LINUX_KVM["timeout_s"] + 30
+    assert "qtrace-linux" not in (result.out_dir / "serial.log").read_text(errors="replace")
+
+
+def test_firmware_tcg_stops_at_max_hits(capture: Capture) -> None:
+    result = capture("e1000", "tcg", guest="firmware", max_hits=FIRMWARE_HITS, timeout_s=120.0)
+    assert result.status == "ok", result.reason
+    assert result.reason and "max-hits" in result.reason
+    assert result.accesses >= FIRMWARE_HITS
+    assert (result.out_dir / "firmware.log").stat().st_size > 0
