@@ -7,6 +7,7 @@ Shared by ``build`` and ``launch``: both need a client and both label their cont
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 
 import docker
@@ -20,6 +21,8 @@ __all__ = [
     "qtrace_containers",
     "RUN_LABEL",
     "KIND_LABEL",
+    "PID_LABEL",
+    "owner_labels",
     "START_DOCKERD_HINT",
 ]
 
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 RUN_LABEL = "qtrace.run"
 KIND_LABEL = "qtrace.kind"
+PID_LABEL = "qtrace.pid"
 
 START_DOCKERD_HINT = (
     "Start the daemon without bridge networking: "
@@ -52,6 +56,12 @@ def qtrace_containers(client: docker.DockerClient) -> list[docker.models.contain
     """Containers a qtrace run created (a non-blank run label), running or not."""
     found = client.containers.list(all=True, filters={"label": RUN_LABEL})
     return [c for c in found if c.labels.get(RUN_LABEL)]
+
+
+def owner_labels(run_id: str, kind: str) -> dict[str, str]:
+    """Labels for a container qtrace creates: its run, what it is for, and the creating
+    process (so a container whose creator is gone is recognisably an orphan)."""
+    return {RUN_LABEL: run_id, KIND_LABEL: kind, PID_LABEL: str(os.getpid())}
 
 
 def new_run_id() -> str:

@@ -19,7 +19,7 @@ import docker.errors
 
 from qtrace.build.builder import LABEL_QEMU_VERSION, QEMU_REPOSITORY, find_qemu_image, qemu_image_tag
 from qtrace.build.versions import DEFAULT_QEMU_VERSION
-from qtrace.docker_env import KIND_LABEL, RUN_LABEL, START_DOCKERD_HINT, connect, qtrace_containers
+from qtrace.docker_env import KIND_LABEL, START_DOCKERD_HINT, connect, owner_labels, qtrace_containers
 from qtrace.errors import DockerUnavailable
 
 __all__ = ["Check", "run_checks", "doctor_ok", "checks_as_json", "MIN_FREE_DISK_GB", "KVM_PROBE_SCRIPT"]
@@ -83,7 +83,7 @@ def _run_in_image(ctx: _Context, command: list[str], devices: list[str] | None =
         command=command,
         network_mode="none",
         devices=devices or [],
-        labels={RUN_LABEL: "doctor", KIND_LABEL: "doctor"},
+        labels=owner_labels("doctor", "doctor"),
     )
     try:
         container.start()

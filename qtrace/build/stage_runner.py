@@ -17,7 +17,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from qtrace.docker_env import KIND_LABEL, RUN_LABEL
+from qtrace.docker_env import KIND_LABEL, PID_LABEL, RUN_LABEL, owner_labels
 from qtrace.errors import BuildError
 
 __all__ = ["StageSpec", "run_stage"]
@@ -67,7 +67,7 @@ def run_stage(
             command=list(spec.command),
             network_mode=spec.network_mode,
             volumes={k: dict(v) for k, v in spec.volumes.items()},
-            labels={RUN_LABEL: run_id, KIND_LABEL: f"build-{spec.name}"},
+            labels=owner_labels(run_id, f"build-{spec.name}"),
             detach=True,
         )
         logger.debug("stage %s: container %s", spec.name, container.short_id)
@@ -88,7 +88,7 @@ def run_stage(
             raise BuildError(spec.name, None, list(tail), script_exit_code=code)
         # The build container's own run/kind labels would otherwise be inherited by every
         # container later made from this image; blank them (qtrace ignores blank labels).
-        labels = {RUN_LABEL: "", KIND_LABEL: "", **spec.labels, **(late_labels() if late_labels else {})}
+        labels = {RUN_LABEL: "", KIND_LABEL: "", PID_LABEL: "", **spec.labels, **(late_labels() if late_labels else {})}
         changes = [f'LABEL {k}="{_escape(v)}"' for k, v in sorted(labels.items())]
         image = container.commit(repository=spec.to_repository, tag=spec.to_tag, changes=changes)
         logger.debug("stage %s committed as %s:%s", spec.name, spec.to_repository, spec.to_tag)

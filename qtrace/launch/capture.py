@@ -192,6 +192,7 @@ class _CaptureRun:
         self.qemu_exit: int | None = None
         self.armed = False
         self.plan = guest_plan(request.guest, request.device, request.machine, request.load_rounds)
+        self.armed = self.plan.arm_on is None  # armed from QEMU's start
 
     # ----- orchestration -----
 

@@ -21,7 +21,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from qtrace.docker_env import KIND_LABEL, RUN_LABEL
+from qtrace.docker_env import owner_labels
 from qtrace.errors import AbnormalShutdown, LaunchFailure, StateError
 
 __all__ = ["ContainerSpec", "CaptureContainer", "ContainerSource", "container_kwargs", "copy_out", "ExecResult", "State"]
@@ -61,7 +61,7 @@ def container_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "devices": ["/dev/kvm:/dev/kvm:rwm"] if spec.kvm else [],
         "volumes": {host: {"bind": path, "mode": mode} for host, (path, mode) in spec.mounts.items()},
         "name": f"qtrace-{spec.run_id}-capture",
-        "labels": {RUN_LABEL: spec.run_id, KIND_LABEL: "capture"},
+        "labels": owner_labels(spec.run_id, "capture"),
         "detach": True,
         "working_dir": "/out",
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qtrace.build.builder import find_qemu_image, qemu_image_tag
 from qtrace.discover.device import DeviceInfo, parse_device_help, pci_devices
-from qtrace.docker_env import KIND_LABEL, RUN_LABEL, connect
+from qtrace.docker_env import connect, owner_labels
 from qtrace.errors import ImageMissing
 from qtrace.launch.qemu_argv import QEMU_BINARY
 
@@ -24,6 +24,6 @@ def list_pci_devices(qemu_version: str) -> list[DeviceInfo]:
         [QEMU_BINARY, "-device", "help"],
         network_mode="none",
         remove=True,
-        labels={RUN_LABEL: "devices", KIND_LABEL: "devices"},
+        labels=owner_labels("devices", "devices"),
     )
     return sorted(pci_devices(parse_device_help(output.decode("utf-8", errors="replace"))), key=lambda d: d.name)

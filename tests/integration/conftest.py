@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from qtrace.build.builder import BuildRequest, BuildResult, build_image
-from qtrace.docker_env import connect, qtrace_containers
+from qtrace.docker_env import PID_LABEL, connect, qtrace_containers
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.launch.kvm import kvm_usable
 from qtrace.launch.live import LiveStats
@@ -120,9 +120,9 @@ def capture(
 
 @pytest.fixture(autouse=True)
 def no_leftover_containers(docker_client: docker.DockerClient) -> Iterator[None]:
-    """Every integration test must leave no qtrace container behind (new ones only, so
-    a developer's unrelated capture running beside the suite does not count)."""
-    before = {c.id for c in qtrace_containers(docker_client)}
+    """Every integration test must leave no container of this test process behind (a
+    developer's unrelated capture running beside the suite does not count)."""
     yield
-    left = [c for c in qtrace_containers(docker_client) if c.id not in before]
+    mine = str(os.getpid())
+    left = [c for c in qtrace_containers(docker_client) if c.labels.get(PID_LABEL) == mine]
     assert not left, f"containers left behind: {[c.name for c in left]}"
