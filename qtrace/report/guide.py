@@ -23,6 +23,7 @@ from pathlib import Path
 
 from qtrace.annotate import AnnotatedStack, SourceProvider, capture_source, decode_access
 from qtrace.report.model import CaptureReport, access_kind
+from qtrace.report.versions import Comparison
 from qtrace.trace import Access, Dma, Exit, Irq, Trace, read_trace
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Example",
     "BarSizing",
     "CaptureEvidence",
+    "VersionsEvidence",
     "Guide",
     "capture_evidence",
     "build_guide",
@@ -86,6 +88,20 @@ class CaptureEvidence:
     flushed_by: str = ""
     vcpu_loop: tuple[tuple[int, str], ...] = ()
     vcpu_loop_func: str = ""
+    accesses: int = 0
+    raw_stacks: int = 0
+    irq_raises: int = 0
+    irq_lowers: int = 0
+    dma_reads: int = 0
+    dma_writes: int = 0
+
+
+@dataclass(frozen=True)
+class VersionsEvidence:
+    """A comparison of QEMU releases the guide summarises, and where its report is."""
+
+    comparison: Comparison
+    link: str
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,7 @@ class Guide:
 
     roles: dict[str, CaptureEvidence | None]
     pending: tuple[str, ...]
+    versions: VersionsEvidence | None = None
 
     def __getattr__(self, role: str) -> CaptureEvidence | None:
         try:
@@ -199,7 +216,7 @@ def capture_evidence(role: str, name: str, link: str, report: CaptureReport, cap
     """Pull the guide's evidence out of one capture (its trace and its report model)."""
     trace = read_trace(capture / "trace.jsonl" if capture.is_dir() else capture)
     device = trace.header.device
-    stacks = {s.id: s.stack for s in report.stacks}
+    stacks = {sid: s.stack for s in report.stacks for sid in s.ids}
     exits = {e.seq: e for e in trace.exits}
     accesses = trace.accesses
     config_ids = {a.exit_seq for a in accesses if a.space == "pci-config" and a.exit_seq is not None}
@@ -228,6 +245,22 @@ def capture_evidence(role: str, name: str, link: str, report: CaptureReport, cap
         examples["dma_read"] = _record_example(dma, stacks)
     if dma_write is not None:
         examples["dma_write"] = _record_example(dma_write, stacks)
+
+    def has(record: Irq | Dma, func: str) -> bool:
+        stack = stacks.get(record.stack) if record.stack else None
+        return stack is not None and stack.has_func(func)
+
+    # a real driver's story: the device raises INTx after a transmit, the driver's handler
+    # reads ICR (read-to-clear) and the line drops; the frame itself is DMA-read
+    irq_tx = next((i for i in trace.irqs if i.level == 1 and has(i, "start_xmit")), None)
+    irq_lower = next((i for i in trace.irqs if i.level == 0 and has(i, "mac_icr_read")), None)
+    frame = next((d for d in trace.dmas if d.op == "read" and has(d, "process_tx_desc")), None)
+    for key, record in (("irq_tx", irq_tx), ("irq_lower", irq_lower), ("dma_frame", frame)):
+        if record is not None:
+            examples[key] = _record_example(record, stacks)
+    if dma is not None:
+        trigger = [a for a in accesses if a.seq < dma.seq]
+        examples["dma_trigger"] = _example(device, trigger[-1] if trigger else None, exits, stacks)
     coalesced = [a for a in accesses if a.coalesced]
     flushed_by = ""
     if coalesced:
@@ -256,10 +289,18 @@ def capture_evidence(role: str, name: str, link: str, report: CaptureReport, cap
         flushed_by=flushed_by,
         vcpu_loop=loop,
         vcpu_loop_func=loop_func,
+        accesses=len(accesses),
+        raw_stacks=len(trace.stacks),
+        irq_raises=sum(1 for i in trace.irqs if i.level),
+        irq_lowers=sum(1 for i in trace.irqs if not i.level),
+        dma_reads=sum(1 for d in trace.dmas if d.op == "read"),
+        dma_writes=sum(1 for d in trace.dmas if d.op == "write"),
     )
 
 
-def build_guide(roles: dict[str, CaptureEvidence | None]) -> Guide:
+def build_guide(
+    roles: dict[str, CaptureEvidence | None], versions: VersionsEvidence | None = None
+) -> Guide:
     """The guide model; roles the manifest leaves empty are listed as pending."""
     filled = {role: roles.get(role) for role in GUIDE_ROLES}
-    return Guide(filled, tuple(r for r in GUIDE_ROLES if filled[r] is None))
+    return Guide(filled, tuple(r for r in GUIDE_ROLES if filled[r] is None), versions)

@@ -13,30 +13,49 @@
     output = "e1000/kvm-probe"                # optional; files reports/<output>.md/.html
                                               # (default reports/<name>/report.md/.html)
 
+    [[comparison]]                            # optional: one path compared across captures
+    name = "e1000-versions"
+    title = "..."
+    reports = ["e1000-kvm-7.2", "e1000-kvm-10.2.2"]   # report names, in column order
+    kinds = ["mmio read", "mmio write"]       # access kinds to align
+    output = "e1000/versions"                 # files reports/<output>.md/.html
+    formats = ["md", "html"]                  # optional; default both
+
     [guide]                                   # optional: reports/README.md from the captures
     path = "README.md"
     kvm = "e1000-kvm-10.2.2"                  # roles -> report names (see qtrace.report.guide)
+    versions = "e1000-versions"               # optional: a comparison the guide links to
 
 The project root is the directory that holds ``reports/`` (the manifest's grandparent);
 absolute capture paths are used as they are. :func:`regenerate_all` rebuilds every report
-in name order, the guide if there is one, and ``reports/index.md``; it is deterministic.
+in name order, then every comparison (:mod:`qtrace.report.versions`), the guide if there is
+one, and ``reports/index.md``; it is deterministic.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from qtrace.errors import QtraceError, ReportError
-from qtrace.report.guide import GUIDE_ROLES, CaptureEvidence, build_guide, capture_evidence
+from qtrace.report.guide import (
+    GUIDE_ROLES,
+    CaptureEvidence,
+    VersionsEvidence,
+    build_guide,
+    capture_evidence,
+)
 from qtrace.report.model import CaptureReport, build_report
-from qtrace.report.render import FORMATS, render_guide, write_report
+from qtrace.report.render import FORMATS, render_guide, write_comparison, write_report
+from qtrace.report.versions import Comparison, build_comparison
 
 __all__ = [
     "MANIFEST_FORMAT",
     "ManifestEntry",
+    "ComparisonEntry",
     "Manifest",
     "load_manifest",
     "regenerate_all",
@@ -70,6 +89,22 @@ class ManifestEntry:
 
 
 @dataclass(frozen=True)
+class ComparisonEntry:
+    """One published comparison of several reports' captures (e.g. QEMU versions)."""
+
+    name: str
+    reports: tuple[str, ...]
+    kinds: tuple[str, ...]
+    output: str
+    formats: tuple[str, ...] = FORMATS
+    title: str = ""
+
+    def files(self) -> list[str]:
+        """The comparison files, relative to ``reports/``."""
+        return [f"{self.output}.{fmt}" for fmt in self.formats]
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The manifest file and its entries, sorted by name."""
 
@@ -77,6 +112,8 @@ class Manifest:
     entries: tuple[ManifestEntry, ...]
     guide_path: str = ""
     guide_roles: tuple[tuple[str, str], ...] = ()
+    comparisons: tuple[ComparisonEntry, ...] = ()
+    guide_versions: str = ""
 
     @property
     def reports_dir(self) -> Path:
@@ -132,6 +169,7 @@ def load_manifest(path: Path) -> Manifest:
             title=str(raw.get("title", "")),
             output=output,
         )
+    comparisons = _comparisons(path, data.get("comparison", []), entries)
     guide = data.get("guide", {})
     guide_path = str(guide.get("path", "README.md")) if guide else ""
     if guide_path and not all(_NAME.match(part) for part in guide_path.split("/")):
@@ -140,10 +178,82 @@ def load_manifest(path: Path) -> Manifest:
     unknown = [role for role in roles if role[1] not in entries]
     if unknown:
         raise ReportError(f"{path}: the guide names reports the manifest lacks: {unknown}")
-    extra = set(guide) - set(GUIDE_ROLES) - {"path"}
+    versions = str(guide.get("versions", ""))
+    if versions and versions not in {c.name for c in comparisons}:
+        raise ReportError(f"{path}: the guide's versions = {versions!r} names no [[comparison]]")
+    extra = set(guide) - set(GUIDE_ROLES) - {"path", "versions"}
     if extra:
         raise ReportError(f"{path}: unknown guide keys {sorted(extra)}; roles are {', '.join(GUIDE_ROLES)}")
-    return Manifest(path, tuple(entries[n] for n in sorted(entries)), guide_path, roles)
+    return Manifest(
+        path,
+        tuple(entries[n] for n in sorted(entries)),
+        guide_path,
+        roles,
+        tuple(sorted(comparisons, key=lambda c: c.name)),
+        versions,
+    )
+
+
+def _comparisons(
+    path: Path, raw_list: list[dict[str, object]], entries: dict[str, ManifestEntry]
+) -> list[ComparisonEntry]:
+    comparisons: list[ComparisonEntry] = []
+    for number, raw in enumerate(raw_list, start=1):
+        where = f"{path}: comparison #{number}"
+        name, output = raw.get("name"), raw.get("output")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ReportError(f"{where}: needs a plain name")
+        if name in entries or name in {c.name for c in comparisons}:
+            raise ReportError(f"{where}: name {name!r} is used twice")
+        if not isinstance(output, str) or not all(_NAME.match(p) for p in output.split("/")):
+            raise ReportError(f"{where}: output must be a relative path of plain names")
+        reports, kinds = raw.get("reports"), raw.get("kinds")
+        if not isinstance(reports, list) or len(reports) < 2 or not all(isinstance(r, str) for r in reports):
+            raise ReportError(f"{where}: reports must list at least two report names")
+        missing = [r for r in reports if r not in entries]
+        if missing:
+            raise ReportError(f"{where}: names reports the manifest lacks: {missing}")
+        if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
+            raise ReportError(f"{where}: kinds must list access kinds, e.g. [\"mmio read\"]")
+        formats = raw.get("formats", list(FORMATS))
+        if not isinstance(formats, list) or not formats or set(formats) - set(FORMATS):
+            raise ReportError(f"{where}: formats must be a non-empty list of {', '.join(FORMATS)}")
+        comparisons.append(
+            ComparisonEntry(
+                name=name,
+                reports=tuple(reports),
+                kinds=tuple(kinds),
+                output=output,
+                formats=tuple(f for f in FORMATS if f in formats),
+                title=str(raw.get("title", "")),
+            )
+        )
+    return comparisons
+
+
+def _relative_link(from_stem: str, to_file: str) -> str:
+    """A link from the file ``<from_stem>.*`` to ``to_file`` (both relative to ``reports/``)."""
+    return posixpath.relpath(to_file, posixpath.dirname(from_stem) or ".")
+
+
+def _write_comparison(manifest: Manifest, comparison: ComparisonEntry) -> tuple[Comparison, list[Path]]:
+    entries = {e.name: e for e in manifest.entries}
+    captures = [
+        (
+            entries[r].capture,
+            _relative_link(comparison.output, f"{entries[r].stem}.md"),
+            entries[r].command,
+        )
+        for r in comparison.reports
+    ]
+    model = build_comparison(
+        comparison.name, comparison.title or comparison.name, captures, list(comparison.kinds)
+    )
+    target = manifest.reports_dir / comparison.output
+    written = write_comparison(
+        model, target.parent, comparison.formats, stem=target.name, manifest_name=manifest.path.name
+    )
+    return model, written
 
 
 def _index(manifest: Manifest) -> str:
@@ -160,19 +270,37 @@ def _index(manifest: Manifest) -> str:
         label = (entry.title or entry.name).replace("|", "\\|")
         command = entry.command.replace("|", "\\|")
         lines.append(f"| {label} | {files} | `{command}` |")
+    if manifest.comparisons:
+        lines += ["", "| comparison | files | of the captures of |", "|---|---|---|"]
+        for comparison in manifest.comparisons:
+            files = ", ".join(f"[{n.rsplit('/', 1)[-1]}]({n})" for n in comparison.files())
+            label = (comparison.title or comparison.name).replace("|", "\\|")
+            lines.append(f"| {label} | {files} | {', '.join(comparison.reports)} |")
     return "\n".join(lines) + "\n"
 
 
-def _write_guide(manifest: Manifest, reports: dict[str, CaptureReport]) -> Path:
+def _write_guide(
+    manifest: Manifest, reports: dict[str, CaptureReport], comparisons: dict[str, Comparison]
+) -> Path:
     entries = {e.name: e for e in manifest.entries}
     roles: dict[str, CaptureEvidence | None] = {}
     for role, name in manifest.guide_roles:
         entry = entries[name]
         if name in reports:
-            roles[role] = capture_evidence(role, name, f"{entry.stem}.md", reports[name], entry.capture)
+            link = _relative_link(manifest.guide_path, f"{entry.stem}.md")
+            roles[role] = capture_evidence(role, name, link, reports[name], entry.capture)
+    versions = None
+    if manifest.guide_versions in comparisons:
+        entry_c = next(c for c in manifest.comparisons if c.name == manifest.guide_versions)
+        versions = VersionsEvidence(
+            comparisons[manifest.guide_versions],
+            _relative_link(manifest.guide_path, f"{entry_c.output}.md"),
+        )
     path = manifest.reports_dir / manifest.guide_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_guide(build_guide(roles), manifest.path.name), encoding="utf-8")
+    path.write_text(
+        render_guide(build_guide(roles, versions), manifest.path.name), encoding="utf-8"
+    )
     return path
 
 
@@ -194,14 +322,21 @@ def regenerate_all(manifest_path: Path) -> list[Path]:
             reports[entry.name] = report
         except QtraceError as exc:  # a bad trace is one failed entry, not the end of --all
             failures.append(f"{entry.name}: {exc.message}")
+    comparisons: dict[str, Comparison] = {}
+    for comparison in manifest.comparisons:
+        try:
+            comparisons[comparison.name], files = _write_comparison(manifest, comparison)
+            written += files
+        except QtraceError as exc:
+            failures.append(f"{comparison.name}: {exc.message}")
     if manifest.guide_path:
-        written.append(_write_guide(manifest, reports))
+        written.append(_write_guide(manifest, reports, comparisons))
     index = manifest.reports_dir / INDEX_FILE
     index.write_text(_index(manifest), encoding="utf-8")
     written.append(index)
     if failures:
         raise ReportError(
-            f"{len(failures)} of {len(manifest.entries)} reports failed: " + "; ".join(failures),
+            f"{len(failures)} of {len(manifest.entries) + len(manifest.comparisons)} reports failed: " + "; ".join(failures),
             hint="Check each failing entry's capture path in the manifest.",
         )
     return written

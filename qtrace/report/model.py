@@ -75,17 +75,24 @@ class StackView:
     handlers: tuple[str, ...]
     exit_kinds: tuple[tuple[str, int], ...]
     roles: tuple[str, ...]
+    also: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
         return self.stack.id
 
     @property
+    def ids(self) -> tuple[str, ...]:
+        """This stack's id and the ids of the stacks merged into it."""
+        return (self.stack.id, *self.also)
+
+    @property
     def title(self) -> str:
         """A heading: the innermost frame, what used the stack, how often."""
         top = self.stack.frames[0].func if self.stack.frames else "(empty)"
         what = ", ".join(self.kinds) if self.kinds else "/".join(self.roles)
-        return f"{top}: {what} ({self.uses}x)"
+        merged = f", {len(self.ids)} stacks" if self.also else ""
+        return f"{top}: {what} ({self.uses}x{merged})"
 
 
 @dataclass(frozen=True)
@@ -160,8 +167,13 @@ class CaptureReport:
         return f"How QEMU {h.qemu_version} emulates {h.device} under {h.accel.upper()}"
 
     def stack_view(self, stack_id: str | None) -> StackView | None:
-        """The view of stack ``stack_id``, if the trace has it."""
-        return next((s for s in self.stacks if s.id == stack_id), None)
+        """The view of stack ``stack_id`` (or of the stack it was merged into), if any."""
+        return next((s for s in self.stacks if stack_id in s.ids), None)
+
+    def view_id(self, stack_id: str | None) -> str:
+        """The id under which the report shows stack ``stack_id`` ("" if none)."""
+        view = self.stack_view(stack_id)
+        return view.id if view is not None else ""
 
 
 # --- building ------------------------------------------------------------------------------
@@ -355,17 +367,28 @@ def _stack_views(
             elif tcg:
                 exit_kinds[sid]["no exit (TCG softmmu)"] += 1
     roles = {"access": "access", "irq": "irq", "dma": "dma", "exit": "exit"}
-    return tuple(
-        StackView(
-            stack=stack,
-            uses=sum(uses[sid].values()),
-            kinds=tuple(sorted(kinds[sid])),
-            handlers=tuple(sorted(handlers[sid])),
-            exit_kinds=tuple(sorted(exit_kinds[sid].items())),
-            roles=tuple(role for kind, role in roles.items() if uses[sid][kind]),
+    # Stacks that differ only in frame addresses (under TCG: where in the translated code the
+    # helper was called) are the same path: one view, the others listed in ``also``.
+    groups: dict[tuple[tuple[str, str | None, int | None], ...], list[str]] = {}
+    for sid, stack in annotated.items():
+        key = tuple((f.func, f.file, f.line) for f in stack.frames)
+        groups.setdefault(key, []).append(sid)
+    views = []
+    for sids in groups.values():
+        merged_uses = sum((uses[sid] for sid in sids), Counter())
+        merged_exits = sum((exit_kinds[sid] for sid in sids), Counter())
+        views.append(
+            StackView(
+                stack=annotated[sids[0]],
+                uses=sum(merged_uses.values()),
+                kinds=tuple(sorted(set().union(*(kinds[sid] for sid in sids)))),
+                handlers=tuple(sorted(set().union(*(handlers[sid] for sid in sids)))),
+                exit_kinds=tuple(sorted(merged_exits.items())),
+                roles=tuple(role for kind, role in roles.items() if merged_uses[kind]),
+                also=tuple(sids[1:]),
+            )
         )
-        for sid, stack in annotated.items()
-    )
+    return tuple(views)
 
 
 def _kvm_handling(stack: AnnotatedStack) -> str:

@@ -16,8 +16,18 @@ from qtrace.errors import ReportError
 from qtrace.report.guide import Guide
 from qtrace.report.model import CaptureReport
 from qtrace.report.sequence import to_mermaid, to_svg
+from qtrace.report.versions import Comparison
 
-__all__ = ["FORMATS", "render_markdown", "render_html", "write_report", "output_names"]
+__all__ = [
+    "FORMATS",
+    "render_markdown",
+    "render_html",
+    "render_guide",
+    "render_comparison",
+    "write_report",
+    "write_comparison",
+    "output_names",
+]
 
 FORMATS = ("md", "html")
 
@@ -91,6 +101,51 @@ def render_guide(guide: Guide, manifest_name: str = "manifest.toml") -> str:
         )
     except jinja2.TemplateError as exc:
         raise ReportError(f"report template guide.md.j2 failed: {exc}") from exc
+
+
+def render_comparison(comparison: Comparison, fmt: str, manifest_name: str = "manifest.toml") -> str:
+    """A comparison of captures (``versions.md.j2`` / ``versions.html.j2``).
+
+    Raises:
+        ReportError: an unknown format, or the template failed.
+    """
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown report format {fmt!r}; use md or html")
+    template = f"versions.{fmt}.j2"
+    try:
+        return (
+            _environment(fmt == "html")
+            .get_template(template)
+            .render(c=comparison, manifest=manifest_name)
+        )
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template {template} failed: {exc}") from exc
+
+
+def write_comparison(
+    comparison: Comparison,
+    out_dir: Path,
+    formats: Iterable[str] = FORMATS,
+    stem: str = "versions",
+    manifest_name: str = "manifest.toml",
+) -> list[Path]:
+    """Render ``comparison`` into ``out_dir`` as ``<stem>.md``/``<stem>.html``; returns the files.
+
+    Raises:
+        ReportError: an unknown format, or the directory cannot be written.
+    """
+    wanted = set(formats)
+    written = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for fmt in FORMATS:
+            if fmt in wanted:
+                path = out_dir / f"{stem}.{fmt}"
+                path.write_text(render_comparison(comparison, fmt, manifest_name), encoding="utf-8")
+                written.append(path)
+    except OSError as exc:
+        raise ReportError(f"cannot write the comparison into {out_dir}: {exc.strerror}") from exc
+    return written
 
 
 def output_names(formats: Iterable[str], stem: str = "report") -> list[str]:
