@@ -6,9 +6,11 @@ QEMU against, so its behaviour is driven by the register table in
 
 Interrupts (SDM 13.4.17-13.4.21): ICR holds pending causes and is cleared by a read
 (writing 1s also clears bits); ICS sets causes; IMS sets and IMC clears mask bits; the
-INTx line is asserted while ``ICR & IMS`` is not zero. CTRL.RST performs a software
-reset: every MAC register returns to its reset value and RAL0/RAH0 are reloaded from the
-EEPROM; the PHY and PCI configuration are untouched (CTRL.PHY_RST resets the PHY).
+INTx line is asserted while ``ICR & IMS`` is not zero. The SDM's CTRL.RST is a software
+reset (MAC registers to reset values, RAL0/RAH0 reloaded from the EEPROM) and CTRL.PHY_RST
+resets the PHY; QEMU 10.2.2 does neither (observed), and the model follows QEMU: RST
+self-clears, PHY_RST is stored. :meth:`E1000.software_reset` is the SDM's reset, for
+scripts that want it.
 
 Sub-dword accesses: the SDM requires 32-bit register accesses. The model reads the whole
 register and returns the addressed bytes (side effects such as ICR's clear still happen);
@@ -26,7 +28,6 @@ from collections.abc import Callable
 from qtrace.refemu.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
 from qtrace.refemu.e1000_phy import PHY_ADDRESS, Phy
 from qtrace.refemu.e1000_regs import (
-    CTRL_PHY_RST,
     CTRL_RST,
     EERD_DONE,
     EERD_START,
@@ -329,8 +330,7 @@ class E1000:
     def _write_ctrl(self, value: int) -> None:
         # Observed in QEMU 10.2.2: RST only self-clears; no register returns to its
         # reset value and RAL0/RAH0 are not reloaded (the SDM's full reset is not done).
-        if value & CTRL_PHY_RST and not self.reg("CTRL") & CTRL_PHY_RST:
-            self.phy.reset()
+        # Observed too: PHY_RST is stored and resets no PHY register.
         self.set_reg("CTRL", value & ~CTRL_RST)
 
     def _read_eecd(self) -> int:

@@ -4,9 +4,9 @@ Why: drivers learn the MAC address and checksum from the EEPROM, either through 
 (one register write, one read) or by toggling EECD pins one clock at a time (older
 drivers and iPXE). The 82540EM uses a 1 Kbit (64 x 16) Microwire part (93C46 class,
 SDM 5.3 and 13.4.3): with CS high the driver clocks in a start bit, a 2-bit opcode
-(read = 10b) and a 6-bit address on DI, sampled on SK rising edges; the part then drives
-a dummy 0 and the word's 16 bits, MSB first, on DO, one bit per SK rising edge, and
-keeps going with the next word while CS stays high.
+(read = 10b) and a 6-bit address on DI, sampled on SK rising edges; the SDM has the part
+drive a dummy 0 and then the word's 16 bits, MSB first, on DO, and keep going with the
+next word while CS stays high. QEMU's timing of DO differs, see :class:`MicrowireEeprom`.
 
 The image follows the SDM's map (5.6): words 0-2 the MAC address (low byte first),
 0x0B-0x0E subsystem/vendor ids, and word 0x3F chosen so all 64 words sum to 0xBABA.
@@ -76,7 +76,20 @@ def build_image(mac: bytes, overrides: Mapping[int, int] | None = None) -> list[
 
 
 class MicrowireEeprom:
-    """The pin-level state machine behind EECD's SK/CS/DI/DO bits."""
+    """The pin-level state machine behind EECD's SK/CS/DI/DO bits.
+
+    The command (start bit, opcode, address) is sampled on SK rising edges with CS high.
+    How DO behaves follows QEMU 10.2.2 (observed under qtest and in the Linux driver's
+    capture), where the SDM's "dummy 0, then data on rising edges" is not what is seen:
+
+    * CS rising drives DO to 1, and it stays 1 while the command is clocked in;
+    * the rising edge that completes a read command places the output at the bit before
+      the addressed word's D15 in the sequential stream (D0 of the previous word,
+      wrapping) and drives it on DO;
+    * each SK falling edge with CS high then drives the next bit (D15 first); rising
+      edges do not change DO, so a driver that reads after raising SK sees D15, D14...;
+    * CS falling keeps DO's level.
+    """
 
     def __init__(self, words: list[int]) -> None:
         self.words = words
@@ -89,30 +102,28 @@ class MicrowireEeprom:
         self._shift_in = 0
         self._bits_in = 0
         self._reading = False
-        self._address = 0
-        self._bit_out = -1  # -1: the dummy 0 bit; 0..15: data bit 15 - n
+        self._position = 0  # bit index in the 1024-bit stream, word-major, MSB first
         self.do = True  # observed in QEMU 10.2.2: EECD.DO reads 1 while idle
 
     def pins(self, sk: bool, cs: bool, di: bool) -> None:
-        """Apply new pin levels; state changes happen on SK rising edges with CS high."""
+        """Apply new pin levels."""
+        rising = sk and not self._sk
+        falling = self._sk and not sk
+        self._sk = sk
         if not cs:
             self._cs = False
-            self._sk = sk
             self._shift_in = self._bits_in = 0
             self._reading = False
-            # observed in QEMU 10.2.2: DO keeps the last bit driven when CS drops
-            return
+            return  # observed in QEMU 10.2.2: DO keeps its level when CS drops
         if not self._cs:  # CS rising: a new command begins
             self._cs = True
             self._shift_in = self._bits_in = 0
             self._reading = False
-        rising = sk and not self._sk
-        self._sk = sk
-        if not rising:
-            return
+            self.do = True  # observed in QEMU 10.2.2
         if self._reading:
-            self._clock_out()
-        else:
+            if falling:  # observed in QEMU 10.2.2: data changes on the falling edge
+                self._drive(self._position + 1)
+        elif rising:
             self._clock_in(di)
 
     def _clock_in(self, di: bool) -> None:
@@ -124,17 +135,11 @@ class MicrowireEeprom:
             opcode = self._shift_in >> _ADDR_BITS
             if opcode == _OPCODE_READ:
                 self._reading = True
-                self._address = self._shift_in & (EEPROM_WORDS - 1)
-                self._bit_out = -1
-                # Observed in QEMU 10.2.2: no dummy 0 is visible; DO reads 1 until the
-                # first data bit is clocked out.
-                self.do = True
+                # Observed in QEMU 10.2.2: DO shows the stream bit before the word's D15.
+                self._drive(16 * (self._shift_in & (EEPROM_WORDS - 1)) - 1)
             # write/erase opcodes are accepted and ignored: QEMU's EEPROM is read-only
 
-    def _clock_out(self) -> None:
-        self._bit_out += 1
-        if self._bit_out == 16:
-            self._address = (self._address + 1) % EEPROM_WORDS
-            self._bit_out = 0
-        word = self.words[self._address]
-        self.do = bool((word >> (15 - self._bit_out)) & 1)
+    def _drive(self, position: int) -> None:
+        self._position = position % (16 * EEPROM_WORDS)
+        word = self.words[self._position // 16]
+        self.do = bool((word >> (15 - self._position % 16)) & 1)

@@ -38,7 +38,8 @@ PHY_REGISTERS: dict[int, PhyReg] = {
     r.number: r
     for r in (
         PhyReg(0x00, "PCTRL", 0x1140, 0xFFFF,
-               "autonegotiation enabled, full duplex, 1000 Mb/s; RESET and RESTART_AN self-clear"),
+               "autonegotiation enabled, full duplex, 1000 Mb/s; RESET and RESTART_AN self-clear "
+               "(RESET resets no register, observed in QEMU 10.2.2)"),
         PhyReg(0x01, "PSTATUS", 0x794D, 0,
                "10/100 abilities, extended status, preamble suppression, AN able, link up, extended caps; "
                "AN complete clear at power-on (observed in QEMU 10.2.2)"),
@@ -73,7 +74,7 @@ class Phy:
         self.reset()
 
     def reset(self) -> None:
-        """Every register back to its reset value."""
+        """Every register back to its reset value (power-on only)."""
         self.regs = {n: r.reset for n, r in PHY_REGISTERS.items()}
 
     def read(self, phy_address: int, number: int) -> MdicResult:
@@ -87,8 +88,8 @@ class Phy:
         reg = PHY_REGISTERS.get(number)
         if phy_address != PHY_ADDRESS or reg is None:
             return MdicResult(data, error=True)
-        if number == 0x00 and data & _CTRL_RESET:
-            self.reset()
+        # Observed in QEMU 10.2.2: PCTRL.RESET only self-clears; the other registers
+        # (advertisement, 1000BASE-T control, the vendor controls) keep what was written.
         value = (self.regs[number] & ~reg.wmask) | (data & reg.wmask)
         if number == 0x00:
             value &= ~(_CTRL_RESET | _CTRL_RESTART_AN)

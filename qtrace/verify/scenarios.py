@@ -103,16 +103,22 @@ def _eecd_bits(sk: int, cs: int, di: int) -> int:
 
 
 def _eecd() -> Scenario:
+    # DO is read after every pin change: QEMU changes it on CS rising, on the edge that
+    # completes the command and on SK falling edges.
     steps: list[Step] = [_r(_EECD), _w(_EECD, 0x40), _r(_EECD)]
-    for start_word in (0x00, 0x3E):
-        steps += [_w(_EECD, _eecd_bits(0, 1, 0))]
+    for start_word in (0x00, 0x0E, 0x3E):
+        steps += [_w(_EECD, _eecd_bits(0, 1, 0)), _r(_EECD)]
         command = 0b110 << 6 | start_word
         for bit in range(8, -1, -1):
             di = (command >> bit) & 1
-            steps += [_w(_EECD, _eecd_bits(0, 1, di)), _w(_EECD, _eecd_bits(1, 1, di))]
+            steps += [_w(_EECD, _eecd_bits(0, 1, di)), _r(_EECD)]
+            steps += [_w(_EECD, _eecd_bits(1, 1, di)), _r(_EECD)]
         for _ in range(16 * 3):  # three words, read sequentially
-            steps += [_w(_EECD, _eecd_bits(0, 1, 0)), _w(_EECD, _eecd_bits(1, 1, 0)), _r(_EECD)]
-        steps += [_w(_EECD, _eecd_bits(0, 0, 0)), _r(_EECD)]
+            steps += [_w(_EECD, _eecd_bits(0, 1, 0)), _r(_EECD)]
+            steps += [_w(_EECD, _eecd_bits(1, 1, 0)), _r(_EECD)]
+        # Linux's standby between words: CS low, SK high, CS high, SK low
+        for sk, cs in ((0, 0), (1, 0), (1, 1), (0, 1), (0, 0)):
+            steps += [_w(_EECD, _eecd_bits(sk, cs, 0)), _r(_EECD)]
     steps += [_w(_EECD, 0), _r(_EECD)]
     return Scenario("EEPROM via bit-banged EECD", tuple(steps))
 
@@ -129,6 +135,10 @@ def _phy() -> Scenario:
     steps += [_w(_MDIC, _mdic(1, 1, 4, 0x01E1)), _r(_MDIC), _w(_MDIC, _mdic(2, 1, 4)), _r(_MDIC)]
     steps += [_w(_MDIC, _mdic(1, 1, 0x10, 0x0068)), _w(_MDIC, _mdic(2, 1, 0x10)), _r(_MDIC)]
     steps += [_w(_MDIC, _mdic(1, 1, 2, 0x1234)), _w(_MDIC, _mdic(2, 1, 2)), _r(_MDIC)]
+    # PCTRL.RESET (as Linux's e1000 does it): it self-clears and resets no register
+    steps += [_w(_MDIC, _mdic(1, 1, 9, 0x0200)), _w(_MDIC, _mdic(1, 1, 0, 0x9140)), _r(_MDIC)]
+    for reg in (0x00, 0x04, 0x09, 0x10):
+        steps += [_w(_MDIC, _mdic(2, 1, reg)), _r(_MDIC)]
     steps += [_w(_IMS, 1 << ICR_BITS["MDAC"]), _w(_MDIC, _mdic(2, 1, 1) | 1 << 29), _r(_MDIC)]
     steps += [_r(_ICR)]
     return Scenario("PHY via MDIC", tuple(steps))
@@ -155,8 +165,9 @@ def _ctrl_reset() -> Scenario:
         _w(0x5400, 0xDEAD_BEEF), _w(0x5404, 0x8000_1234), _w(0x5200, 0x55AA), _w(0x28, 0x00C2_8001),
         _w(0x3818, 0), _w(_ICS, 0x4), _w(0x0, 0x0414_0240), _r(0x0), _r(0x8), _r(0x100), _r(0x400),
         _r(_IMS), _r(0x18), _r(0x5400), _r(0x5404), _r(0x5200), _r(0x28), _r(_ICR),
+        _w(_MDIC, _mdic(1, 1, 0, 0x0100)), _w(_MDIC, _mdic(1, 1, 0x14, 0x0170)),
         _w(0x0, 0x8014_0240), _r(0x0), _w(_MDIC, _mdic(2, 1, 0)), _r(_MDIC),
-        _w(0x0, 0x0014_0240), _r(0x0),
+        _w(_MDIC, _mdic(2, 1, 0x14)), _r(_MDIC), _w(0x0, 0x0014_0240), _r(0x0),
     ]  # fmt: skip
     return Scenario("CTRL.RST and CTRL.PHY_RST", tuple(steps))
 
