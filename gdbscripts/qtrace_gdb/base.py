@@ -1,6 +1,10 @@
 """Shared pieces of the collectors: a guarded breakpoint class and symbol helpers."""
 
+import time
+
 import gdb
+
+_clock = time.perf_counter
 
 
 class HitBreakpoint(gdb.Breakpoint):
@@ -17,11 +21,15 @@ class HitBreakpoint(gdb.Breakpoint):
         self.enabled = enabled
 
     def stop(self):
+        started = _clock()
         try:
             return bool(self.on_hit())
         except Exception as exc:
             self.session.note_error("%s: %s: %s" % (type(self).__name__, self.location, exc))
             return False
+        finally:
+            self.session.python_s += _clock() - started
+            self.session.hits += 1
 
     def on_hit(self):
         raise NotImplementedError

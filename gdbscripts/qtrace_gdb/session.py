@@ -38,6 +38,8 @@ class Session:
         self.dma_cap_bytes = int(config.get("dma_cap_bytes") or 256)
         self.quiet_ports = [(int(a), int(a) + int(n)) for a, n in config.get("quiet_ports", [])]
         self.started = time.monotonic()
+        self.python_s = 0.0  # time spent in the collectors' stop() (the rest is gdb's)
+        self.hits = 0
         self.collectors = []
         self.markers = []
         self.armed = False
@@ -125,6 +127,8 @@ class Session:
                 pass
         end = {"type": "end", "status": status, "accesses": self.out.counts["access"],
                "stacks": len(self.stacks),
+            "breakpoint_hits": self.hits,
+            "collector_python_s": round(self.python_s, 3),
             "fast_stacks": self.stacks.fast,
             "fast_stack_misses": self.stacks.fast_misses, "elapsed_s": round(time.monotonic() - self.started, 3)}
         if reason:
@@ -140,6 +144,8 @@ class Session:
             "quiet_exits": self.quiet_exits,
             "exit_counts": self.exit_counts,
             "stacks": len(self.stacks),
+            "breakpoint_hits": self.hits,
+            "collector_python_s": round(self.python_s, 3),
             "fast_stacks": self.stacks.fast,
             "fast_stack_misses": self.stacks.fast_misses,
             "errors": self.error_count,
