@@ -131,3 +131,37 @@ def test_invalid_trace_names_the_line(tmp_path: Path) -> None:
     with pytest.raises(TraceFormatError) as info:
         build_report(tmp_path)
     assert info.value.line == 1
+
+
+def test_stacks_that_differ_only_in_addresses_share_one_view(make_capture: MakeCapture) -> None:
+    tcg_tail = (
+        Frame("mttcg_cpu_thread_fn", "accel/tcg/tcg-accel-ops-mttcg.c", 93),
+        Frame("qemu_thread_start", "util/qemu-thread-posix.c", 393),
+    )
+    read = (Frame("e1000_mmio_read", "hw/net/e1000.c", 1310),)
+
+    def stack(sid: str, pc: str) -> Stack:
+        return Stack(sid, (*read, Frame("code_gen_buffer", None, None, pc), *tcg_tail))
+
+    records: list[Record] = [
+        Header(device="e1000", qemu_version="10.2.2", accel="tcg"),
+        stack("s1", "0x7f0000001000"),
+        stack("s2", "0x7f0000002000"),
+        stack("s10", "0x7f0000003000"),
+        Stack("s3", (Frame("e1000_mmio_write", "hw/net/e1000.c", 1264), *tcg_tail)),
+        *(Access(n, "read", "mmio", 0x8, 4, 0, handler="e1000_mmio_read", stack=f"s{sid}") for n, sid in ((1, 1), (2, 2), (3, 10), (4, 10))),
+        Access(5, "write", "mmio", 0x0, 4, 0, handler="e1000_mmio_write", stack="s3"),
+    ]
+    report = build_report(make_capture("e1000-tcg", records))
+    assert [v.ids for v in report.stacks] == [("s1", "s2", "s10"), ("s3",)]
+    assert report.stacks[0].uses == 4 and report.stacks[0].title.endswith("(4x, 3 stacks)")
+    assert report.stack_view("s10") is report.stacks[0] and report.view_id("s2") == "s1"
+    assert report.view_id("nope") == ""
+
+
+def test_the_committed_linux_capture_has_few_distinct_paths() -> None:
+    capture = Path(__file__).resolve().parents[3] / "reports" / "captures" / "e1000-tcg-linux"
+    trace = read_trace(capture)
+    report = build_report(capture)
+    assert len(trace.stacks) > 100 and len(report.stacks) < 30
+    assert sum(len(v.ids) for v in report.stacks) == len(trace.stacks)
