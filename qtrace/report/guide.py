@@ -28,13 +28,13 @@ from qtrace.trace import Access, Dma, Exit, Irq, Trace, read_trace
 
 __all__ = [
     "GUIDE_ROLES",
-    "Example",
     "BarSizing",
     "CaptureEvidence",
-    "VersionsEvidence",
+    "Example",
     "Guide",
-    "capture_evidence",
+    "VersionsEvidence",
     "build_guide",
+    "capture_evidence",
 ]
 
 GUIDE_ROLES = ("kvm", "tcg", "q35", "tcg_linux")
@@ -139,9 +139,7 @@ def _access_text(device: str, access: Access) -> str:
     name = f" `{decoded.name}`" if decoded.known else ""
     summary = decoded.summary()
     value = f"`{_hex(access.value, access.size)}`" + (f" ({summary})" if summary else "")
-    return (
-        f"{access.size}-byte {access.space} {access.op} of{name} at offset {access.offset:#x}, value {value}"
-    )
+    return f"{access.size}-byte {access.space} {access.op} of{name} at offset {access.offset:#x}, value {value}"
 
 
 def _example(
@@ -212,15 +210,21 @@ def _vcpu_loop(
     return "", ()
 
 
-def capture_evidence(role: str, name: str, link: str, report: CaptureReport, capture: Path) -> CaptureEvidence:
+def capture_evidence(
+    role: str, name: str, link: str, report: CaptureReport, capture: Path
+) -> CaptureEvidence:
     """Pull the guide's evidence out of one capture (its trace and its report model)."""
     trace = read_trace(capture / "trace.jsonl" if capture.is_dir() else capture)
     device = trace.header.device
     stacks = {sid: s.stack for s in report.stacks for sid in s.ids}
     exits = {e.seq: e for e in trace.exits}
     accesses = trace.accesses
-    config_ids = {a.exit_seq for a in accesses if a.space == "pci-config" and a.exit_seq is not None}
-    mmio_config = [exits[s] for s in sorted(config_ids) if s in exits and exits[s].reason == "KVM_EXIT_MMIO"]
+    config_ids = {
+        a.exit_seq for a in accesses if a.space == "pci-config" and a.exit_seq is not None
+    }
+    mmio_config = [
+        exits[s] for s in sorted(config_ids) if s in exits and exits[s].reason == "KVM_EXIT_MMIO"
+    ]
     window = None
     if mmio_config:
         addrs = [e.phys_addr for e in mmio_config if e.phys_addr is not None]
@@ -230,11 +234,25 @@ def capture_evidence(role: str, name: str, link: str, report: CaptureReport, cap
         return next((a for a in accesses if pred(a)), None)  # type: ignore[operator]
 
     examples: dict[str, Example | None] = {
-        "config_read": _example(device, first(lambda a: access_kind(a) == "pci-config read" and a.offset == 0), exits, stacks),
-        "mmio_read": _example(device, first(lambda a: access_kind(a) == "mmio read"), exits, stacks),
-        "mmio_write": _example(device, first(lambda a: access_kind(a) == "mmio write" and not a.coalesced), exits, stacks),
+        "config_read": _example(
+            device,
+            first(lambda a: access_kind(a) == "pci-config read" and a.offset == 0),
+            exits,
+            stacks,
+        ),
+        "mmio_read": _example(
+            device, first(lambda a: access_kind(a) == "mmio read"), exits, stacks
+        ),
+        "mmio_write": _example(
+            device,
+            first(lambda a: access_kind(a) == "mmio write" and not a.coalesced),
+            exits,
+            stacks,
+        ),
         "coalesced_write": _example(device, first(lambda a: a.coalesced), exits, stacks),
-        "pio_config": _example(device, first(lambda a: a.space == "pci-config" and a.stack is not None), exits, stacks),
+        "pio_config": _example(
+            device, first(lambda a: a.space == "pci-config" and a.stack is not None), exits, stacks
+        ),
     }
     irq = next((i for i in trace.irqs if i.level == 1), None)
     dma = next((d for d in trace.dmas if d.op == "read"), None)
@@ -267,7 +285,14 @@ def capture_evidence(role: str, name: str, link: str, report: CaptureReport, cap
         before = [e for e in trace.exits if e.seq < coalesced[0].seq]
         flushed_by = _exit_text(before[-1]) if before else ""
     command = next(
-        (a for a in accesses if a.space == "pci-config" and a.op == "write" and a.offset == COMMAND_OFFSET and a.value & 0x2),
+        (
+            a
+            for a in accesses
+            if a.space == "pci-config"
+            and a.op == "write"
+            and a.offset == COMMAND_OFFSET
+            and a.value & 0x2
+        ),
         None,
     )
     loop_func, loop = _vcpu_loop(stacks, capture_source(capture))

@@ -53,13 +53,13 @@ from qtrace.report.render import FORMATS, render_guide, write_comparison, write_
 from qtrace.report.versions import Comparison, build_comparison
 
 __all__ = [
+    "INDEX_FILE",
     "MANIFEST_FORMAT",
-    "ManifestEntry",
     "ComparisonEntry",
     "Manifest",
+    "ManifestEntry",
     "load_manifest",
     "regenerate_all",
-    "INDEX_FILE",
 ]
 
 MANIFEST_FORMAT = "qtrace-reports/1"
@@ -173,7 +173,9 @@ def load_manifest(path: Path) -> Manifest:
     guide = data.get("guide", {})
     guide_path = str(guide.get("path", "README.md")) if guide else ""
     if guide_path and not all(_NAME.match(part) for part in guide_path.split("/")):
-        raise ReportError(f"{path}: guide path {guide_path!r} must be a relative path of plain names")
+        raise ReportError(
+            f"{path}: guide path {guide_path!r} must be a relative path of plain names"
+        )
     roles = tuple((role, str(guide[role])) for role in GUIDE_ROLES if guide.get(role))
     unknown = [role for role in roles if role[1] not in entries]
     if unknown:
@@ -183,7 +185,9 @@ def load_manifest(path: Path) -> Manifest:
         raise ReportError(f"{path}: the guide's versions = {versions!r} names no [[comparison]]")
     extra = set(guide) - set(GUIDE_ROLES) - {"path", "versions"}
     if extra:
-        raise ReportError(f"{path}: unknown guide keys {sorted(extra)}; roles are {', '.join(GUIDE_ROLES)}")
+        raise ReportError(
+            f"{path}: unknown guide keys {sorted(extra)}; roles are {', '.join(GUIDE_ROLES)}"
+        )
     return Manifest(
         path,
         tuple(entries[n] for n in sorted(entries)),
@@ -208,13 +212,17 @@ def _comparisons(
         if not isinstance(output, str) or not all(_NAME.match(p) for p in output.split("/")):
             raise ReportError(f"{where}: output must be a relative path of plain names")
         reports, kinds = raw.get("reports"), raw.get("kinds")
-        if not isinstance(reports, list) or len(reports) < 2 or not all(isinstance(r, str) for r in reports):
+        if (
+            not isinstance(reports, list)
+            or len(reports) < 2
+            or not all(isinstance(r, str) for r in reports)
+        ):
             raise ReportError(f"{where}: reports must list at least two report names")
         missing = [r for r in reports if r not in entries]
         if missing:
             raise ReportError(f"{where}: names reports the manifest lacks: {missing}")
         if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
-            raise ReportError(f"{where}: kinds must list access kinds, e.g. [\"mmio read\"]")
+            raise ReportError(f'{where}: kinds must list access kinds, e.g. ["mmio read"]')
         formats = raw.get("formats", list(FORMATS))
         if not isinstance(formats, list) or not formats or set(formats) - set(FORMATS):
             raise ReportError(f"{where}: formats must be a non-empty list of {', '.join(FORMATS)}")
@@ -236,7 +244,9 @@ def _relative_link(from_stem: str, to_file: str) -> str:
     return posixpath.relpath(to_file, posixpath.dirname(from_stem) or ".")
 
 
-def _write_comparison(manifest: Manifest, comparison: ComparisonEntry) -> tuple[Comparison, list[Path]]:
+def _write_comparison(
+    manifest: Manifest, comparison: ComparisonEntry
+) -> tuple[Comparison, list[Path]]:
     entries = {e.name: e for e in manifest.entries}
     captures = [
         (
@@ -247,7 +257,11 @@ def _write_comparison(manifest: Manifest, comparison: ComparisonEntry) -> tuple[
         for r in comparison.reports
     ]
     model = build_comparison(
-        comparison.name, comparison.title or comparison.name, captures, list(comparison.kinds)
+        comparison.name,
+        comparison.title or comparison.name,
+        captures,
+        list(comparison.kinds),
+        root=manifest.path.resolve().parent.parent,
     )
     target = manifest.reports_dir / comparison.output
     written = write_comparison(
@@ -336,7 +350,8 @@ def regenerate_all(manifest_path: Path) -> list[Path]:
     written.append(index)
     if failures:
         raise ReportError(
-            f"{len(failures)} of {len(manifest.entries) + len(manifest.comparisons)} reports failed: " + "; ".join(failures),
+            f"{len(failures)} of {len(manifest.entries) + len(manifest.comparisons)} reports failed: "
+            + "; ".join(failures),
             hint="Check each failing entry's capture path in the manifest.",
         )
     return written

@@ -24,16 +24,16 @@ from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
 
 __all__ = [
-    "RegisterRow",
-    "StackView",
+    "CaptureReport",
+    "DmaRow",
     "ExitRow",
     "Finding",
     "IrqRow",
-    "DmaRow",
-    "CaptureReport",
+    "RegisterRow",
+    "StackView",
+    "access_kind",
     "build_report",
     "report_from_trace",
-    "access_kind",
     "representative_kind",
     "representative_stack",
 ]

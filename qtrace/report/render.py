@@ -20,13 +20,13 @@ from qtrace.report.versions import Comparison
 
 __all__ = [
     "FORMATS",
-    "render_markdown",
-    "render_html",
-    "render_guide",
-    "render_comparison",
-    "write_report",
-    "write_comparison",
     "output_names",
+    "render_comparison",
+    "render_guide",
+    "render_html",
+    "render_markdown",
+    "write_comparison",
+    "write_report",
 ]
 
 FORMATS = ("md", "html")
@@ -95,15 +95,15 @@ def render_guide(guide: Guide, manifest_name: str = "manifest.toml") -> str:
     """The reports guide (``reports/README.md``) from the captures' evidence."""
     try:
         return (
-            _environment(False)
-            .get_template("guide.md.j2")
-            .render(g=guide, manifest=manifest_name)
+            _environment(False).get_template("guide.md.j2").render(g=guide, manifest=manifest_name)
         )
     except jinja2.TemplateError as exc:
         raise ReportError(f"report template guide.md.j2 failed: {exc}") from exc
 
 
-def render_comparison(comparison: Comparison, fmt: str, manifest_name: str = "manifest.toml") -> str:
+def render_comparison(
+    comparison: Comparison, fmt: str, manifest_name: str = "manifest.toml"
+) -> str:
     """A comparison of captures (``versions.md.j2`` / ``versions.html.j2``).
 
     Raises:

@@ -27,10 +27,10 @@ from qtrace.trace import read_trace
 
 __all__ = [
     "ComparedCapture",
+    "Comparison",
+    "KindComparison",
     "VersionCell",
     "VersionRow",
-    "KindComparison",
-    "Comparison",
     "build_comparison",
 ]
 
@@ -48,6 +48,7 @@ class ComparedCapture:
     guest: str
     link: str
     command: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,9 @@ class KindComparison:
         """The rows that are not the same everywhere."""
         return tuple(r for r in self.rows if r.status != "same")
 
-    def file_moves(self) -> tuple[tuple[tuple[tuple[str, tuple[int, ...]], ...], tuple[str, ...]], ...]:
+    def file_moves(
+        self,
+    ) -> tuple[tuple[tuple[tuple[str, tuple[int, ...]], ...], tuple[str, ...]], ...]:
         """How files moved, with the functions that moved that way.
 
         Each item is ``(path runs, functions)``: the runs are ``(file, column indexes)`` for
@@ -209,8 +212,11 @@ def build_comparison(
     title: str,
     captures: list[tuple[Path, str, str]],
     kinds: list[str],
+    root: Path | None = None,
 ) -> Comparison:
     """Compare ``captures`` (each ``(directory, report link, capture command)``, oldest first).
+
+    ``root`` is the directory the shown capture paths are relative to (the project root).
 
     Raises:
         ReportError: fewer than two captures, or a capture lacks an access kind.
@@ -221,8 +227,20 @@ def build_comparison(
     columns = []
     for directory, link, command in captures:
         h = read_trace(directory / "trace.jsonl").header
+        shown = directory
+        if root is not None and directory.resolve().is_relative_to(root.resolve()):
+            shown = directory.resolve().relative_to(root.resolve())
         columns.append(
-            ComparedCapture(directory.name, h.qemu_version, h.accel, h.machine, h.guest, link, command)
+            ComparedCapture(
+                directory.name,
+                h.qemu_version,
+                h.accel,
+                h.machine,
+                h.guest,
+                link,
+                command,
+                shown.as_posix(),
+            )
         )
     compared = tuple(columns)
     results = []

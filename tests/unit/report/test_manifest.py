@@ -118,14 +118,15 @@ def test_output_paths_and_the_guide(project: Path) -> None:
     "extra",
     [
         'output = "../x"\n',
-        "[guide]\nkvm = \"nope\"\n",
-        "[guide]\nlinux = \"a\"\n",
+        '[guide]\nkvm = "nope"\n',
+        '[guide]\nlinux = "a"\n',
     ],
 )
 def test_invalid_outputs_and_guides(tmp_path: Path, extra: str) -> None:
     path = tmp_path / "manifest.toml"
     path.write_text(
-        'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\n' + extra,
+        'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\n'
+        + extra,
         encoding="utf-8",
     )
     with pytest.raises(ReportError):

@@ -149,7 +149,10 @@ def test_stacks_that_differ_only_in_addresses_share_one_view(make_capture: MakeC
         stack("s2", "0x7f0000002000"),
         stack("s10", "0x7f0000003000"),
         Stack("s3", (Frame("e1000_mmio_write", "hw/net/e1000.c", 1264), *tcg_tail)),
-        *(Access(n, "read", "mmio", 0x8, 4, 0, handler="e1000_mmio_read", stack=f"s{sid}") for n, sid in ((1, 1), (2, 2), (3, 10), (4, 10))),
+        *(
+            Access(n, "read", "mmio", 0x8, 4, 0, handler="e1000_mmio_read", stack=f"s{sid}")
+            for n, sid in ((1, 1), (2, 2), (3, 10), (4, 10))
+        ),
         Access(5, "write", "mmio", 0x0, 4, 0, handler="e1000_mmio_write", stack="s3"),
     ]
     report = build_report(make_capture("e1000-tcg", records))

@@ -32,12 +32,21 @@ def _stack(sid: str, *frames: tuple[str, str]) -> AnnotatedStack:
 
 def test_align_folds_stacks_into_rows_per_function() -> None:
     old = _stack("s1", ("dev", "d.c:1"), ("api", "softmmu/m.c:5"), ("loop", "l.c:9"))
-    mid = _stack("s1", ("dev", "d.c:2"), ("api", "system/m.c:5"), ("step", "p.c:3"), ("loop", "l.c:9"))
-    new = _stack("s1", ("dev", "d.c:2"), ("api", "system/m.c:5"), ("step", "p.c:4"), ("loop", "l.c:9"))
+    mid = _stack(
+        "s1", ("dev", "d.c:2"), ("api", "system/m.c:5"), ("step", "p.c:3"), ("loop", "l.c:9")
+    )
+    new = _stack(
+        "s1", ("dev", "d.c:2"), ("api", "system/m.c:5"), ("step", "p.c:4"), ("loop", "l.c:9")
+    )
     rows = _align([old, mid, new])
     assert [r.func for r in rows] == ["dev", "api", "step", "loop"]  # innermost first
     status = {r.func: r.status for r in rows}
-    assert status == {"dev": "line moved", "api": "file moved", "step": "not on every path", "loop": "same"}
+    assert status == {
+        "dev": "line moved",
+        "api": "file moved",
+        "step": "not on every path",
+        "loop": "same",
+    }
     step = next(r for r in rows if r.func == "step")
     assert step.cells[0] is None and [c.location for c in step.cells[1:]] == ["p.c:3", "p.c:4"]  # type: ignore[union-attr]
 
@@ -47,7 +56,10 @@ def test_committed_releases_name_what_changed_between_7_2_and_10_x() -> None:
     comparison = build_comparison("v", "versions", captures, ["mmio read", "mmio write"])
     assert [c.qemu_version for c in comparison.captures] == ["7.2", "10.0.13", "10.2.2"]
     read, write = comparison.kinds
-    for kind, step in ((read, "flatview_read_continue_step"), (write, "flatview_write_continue_step")):
+    for kind, step in (
+        (read, "flatview_read_continue_step"),
+        (write, "flatview_write_continue_step"),
+    ):
         rows = {r.func: r for r in kind.rows}
         assert rows[step].status == "not on every path"
         assert rows[step].present_in(comparison.captures) == ["10.0.13", "10.2.2"]
@@ -57,20 +69,29 @@ def test_committed_releases_name_what_changed_between_7_2_and_10_x() -> None:
         assert (("softmmu/memory.c", (0,)), ("system/memory.c", (1, 2))) in moves
         assert not [r for r in kind.rows if r.layer.id == "unknown"]
         assert [p.a.qemu_version for p in kind.pairs] == ["7.2", "10.0.13"]
-    assert "memory_region_dispatch_read" in dict(read.file_moves())[
-        (("softmmu/memory.c", (0,)), ("system/memory.c", (1, 2)))
-    ]
+    assert (
+        "memory_region_dispatch_read"
+        in dict(read.file_moves())[(("softmmu/memory.c", (0,)), ("system/memory.c", (1, 2)))]
+    )
     md = render_comparison(comparison, "md")
     assert "| # | function | layer | 7.2 | 10.0.13 | 10.2.2 | status |" in md
-    assert "`flatview_read_continue_step` (address-space dispatch / FlatView) is only on the path in 10.0.13, 10.2.2" in md
+    assert (
+        "`flatview_read_continue_step` (address-space dispatch / FlatView) is only on the path in 10.0.13, 10.2.2"
+        in md
+    )
     assert "https://gitlab.com/qemu-project/qemu/-/blob/v7.2.0/softmmu/memory.c#L" in md
     html = render_comparison(comparison, "html")
-    assert html.startswith("<!DOCTYPE html>") and "<table class=\"aligned\">" in html
-    assert "http" not in html.replace("https://gitlab.com/qemu-project/qemu/-/blob/", "")  # no external resources
+    assert html.startswith("<!DOCTYPE html>") and '<table class="aligned">' in html
+    assert "http" not in html.replace(
+        "https://gitlab.com/qemu-project/qemu/-/blob/", ""
+    )  # no external resources
 
 
 def test_a_capture_without_the_kind_is_an_error() -> None:
-    captures = [(FIXTURES / "e1000-kvm-7.2", "a.md", "x"), (FIXTURES / "e1000-kvm-10.2.2", "b.md", "y")]
+    captures = [
+        (FIXTURES / "e1000-kvm-7.2", "a.md", "x"),
+        (FIXTURES / "e1000-kvm-10.2.2", "b.md", "y"),
+    ]
     with pytest.raises(ReportError, match="no 'pio write' access"):
         build_comparison("v", "t", captures, ["pio write"])
     with pytest.raises(ReportError, match="at least two"):
@@ -95,14 +116,20 @@ def project(tmp_path: Path) -> Path:
 
 def test_all_writes_the_comparison_links_it_and_is_deterministic(project: Path) -> None:
     manifest = project / "reports" / "manifest.toml"
-    manifest.write_text(BASE + COMPARISON + '[guide]\nkvm = "new"\nversions = "vs"\n', encoding="utf-8")
+    manifest.write_text(
+        BASE + COMPARISON + '[guide]\nkvm = "new"\nversions = "vs"\n', encoding="utf-8"
+    )
     written = {str(p.relative_to(project / "reports")) for p in regenerate_all(manifest)}
     assert {"e1000/versions.md", "e1000/versions.html", "README.md", "index.md"} <= written
     md = (project / "reports" / "e1000" / "versions.md").read_text(encoding="utf-8")
-    assert "[e1000-kvm-7.2](versions/old.md)" in md and "[e1000-kvm-10.2.2](new.md)" in md  # from e1000/
+    assert (
+        "[e1000-kvm-7.2](versions/old.md)" in md and "[e1000-kvm-10.2.2](new.md)" in md
+    )  # from e1000/
     assert "`c7`" in md
-    assert "`qtrace diff captures/e1000-kvm-7.2 captures/e1000-kvm-10.2.2 --kind \"mmio read\"`" in md
-    assert "[versions.md](e1000/versions.md)" in (project / "reports" / "index.md").read_text(encoding="utf-8")
+    assert '`qtrace diff captures/e1000-kvm-7.2 captures/e1000-kvm-10.2.2 --kind "mmio read"`' in md
+    assert "[versions.md](e1000/versions.md)" in (project / "reports" / "index.md").read_text(
+        encoding="utf-8"
+    )
     guide = (project / "reports" / "README.md").read_text(encoding="utf-8")
     assert "](e1000/versions.md)" in guide and "flatview_read_continue_step" in guide
     first = {p: p.read_bytes() for p in (project / "reports").rglob("*") if p.is_file()}
