@@ -11,14 +11,14 @@ from qtrace.report.model import CaptureReport, build_report, report_from_trace
 from qtrace.report.render import render_html, render_markdown, write_report
 
 __all__ = [
-    "build_report",
-    "report_from_trace",
     "CaptureReport",
-    "write_report",
-    "render_markdown",
-    "render_html",
-    "regenerate_all",
-    "load_manifest",
-    "diff_captures",
     "StackDiff",
+    "build_report",
+    "diff_captures",
+    "load_manifest",
+    "regenerate_all",
+    "render_html",
+    "render_markdown",
+    "report_from_trace",
+    "write_report",
 ]

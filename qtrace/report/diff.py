@@ -23,9 +23,9 @@ from qtrace.trace import read_trace
 
 __all__ = [
     "DIFF_FORMAT",
-    "DiffStatus",
     "DiffRow",
     "DiffSide",
+    "DiffStatus",
     "StackDiff",
     "diff_captures",
     "diff_stacks",

@@ -97,11 +97,46 @@ class CaptureEvidence:
 
 
 @dataclass(frozen=True)
+class VcpuLoop:
+    """The vCPU thread's loop in one QEMU release, as a capture's source snippets have it."""
+
+    versions: tuple[str, ...]
+    func: str
+    lines: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True)
 class VersionsEvidence:
-    """A comparison of QEMU releases the guide summarises, and where its report is."""
+    """A comparison of QEMU releases the guide summarises, where its report is, and the
+    vCPU loops of its releases (releases with the same loop text share one entry)."""
 
     comparison: Comparison
     link: str
+    loops: tuple[VcpuLoop, ...] = ()
+    wait_io_absent: bool = False
+
+
+def versions_evidence(
+    comparison: Comparison, link: str, captures: list[tuple[CaptureReport, Path]]
+) -> VersionsEvidence:
+    """The guide's view of a comparison; ``captures`` are its columns' reports and directories."""
+    loops: dict[tuple[str, tuple[str, ...]], tuple[list[str], tuple[tuple[int, str], ...]]] = {}
+    for report, directory in captures:
+        stacks = {sid: view.stack for view in report.stacks for sid in view.ids}
+        func, lines = _vcpu_loop(stacks, capture_source(directory))
+        if lines:
+            key = (func, tuple(text for _, text in lines))
+            loops.setdefault(key, ([], lines))[0].append(report.header.qemu_version)
+    absent = bool(captures) and all(
+        any(f.key == "not-in-qemu-wait-io-event" and f.holds for f in report.findings)
+        for report, _ in captures
+    )
+    return VersionsEvidence(
+        comparison,
+        link,
+        tuple(VcpuLoop(tuple(v), func, lines) for (func, _), (v, lines) in loops.items()),
+        absent,
+    )
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,9 @@ from qtrace.errors import QtraceError, ReportError
 from qtrace.report.guide import (
     GUIDE_ROLES,
     CaptureEvidence,
-    VersionsEvidence,
     build_guide,
     capture_evidence,
+    versions_evidence,
 )
 from qtrace.report.model import CaptureReport, build_report
 from qtrace.report.render import FORMATS, render_guide, write_comparison, write_report
@@ -306,9 +306,10 @@ def _write_guide(
     versions = None
     if manifest.guide_versions in comparisons:
         entry_c = next(c for c in manifest.comparisons if c.name == manifest.guide_versions)
-        versions = VersionsEvidence(
+        versions = versions_evidence(
             comparisons[manifest.guide_versions],
             _relative_link(manifest.guide_path, f"{entry_c.output}.md"),
+            [(reports[r], entries[r].capture) for r in entry_c.reports if r in reports],
         )
     path = manifest.reports_dir / manifest.guide_path
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,6 +51,14 @@ def _hex(value: int | None, size: int = 4) -> str:
     return f"0x{value:0{max(size, 1) * 2}x}"
 
 
+def _contains(container: object, item: object) -> bool:
+    """Jinja test ``x is contains(y)``: ``y in x``."""
+    try:
+        return item in container  # type: ignore[operator]
+    except TypeError:
+        return False
+
+
 @cache
 def _environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -62,6 +70,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(cell=_md_cell, code=_md_code, hex=_hex)
+    env.tests["contains"] = _contains
     return env
 
 

@@ -13,7 +13,7 @@ from html import escape
 from qtrace.annotate import AnnotatedFrame, AnnotatedStack, Decoded
 from qtrace.trace import Access, Exit
 
-__all__ = ["Participant", "Message", "Sequence", "build_sequence", "to_mermaid", "to_svg"]
+__all__ = ["Message", "Participant", "Sequence", "build_sequence", "to_mermaid", "to_svg"]
 
 # Layers below the vCPU loop say nothing about the access: left out of the diagram.
 _HIDDEN_LAYERS = ("thread-start", "qemu-thread")

@@ -14,7 +14,7 @@ from rich.tree import Tree
 from qtrace.report.diff import StackDiff
 from qtrace.report.model import CaptureReport, StackView
 
-__all__ = ["show_renderables", "stack_tree", "register_table", "diff_renderables"]
+__all__ = ["diff_renderables", "register_table", "show_renderables", "stack_tree"]
 
 _STATUS_STYLE = {
     "same": "dim",

@@ -65,6 +65,21 @@ def image_source(docker_client: docker.DockerClient, debug_image: BuildResult) -
     return ImageSource(docker_client, debug_image.image)
 
 
+@pytest.fixture(scope="module")
+def version_source(
+    docker_client: docker.DockerClient, build_version: Callable[[str], BuildResult]
+) -> Callable[[str], ImageSource]:
+    """The QEMU tree of another release's debug image."""
+    sources: dict[str, ImageSource] = {}
+
+    def get(version: str) -> ImageSource:
+        if version not in sources:
+            sources[version] = ImageSource(docker_client, build_version(version).image)
+        return sources[version]
+
+    return get
+
+
 def _tree_frames(result: CaptureResult) -> list[tuple[str, str, int]]:
     trace = read_trace(result.out_dir)
     frames = {
@@ -76,31 +91,46 @@ def _tree_frames(result: CaptureResult) -> list[tuple[str, str, int]]:
     return sorted(frames)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("accel", "machine"), [("kvm", "pc"), ("tcg", "pc"), ("kvm", "q35")])
-def test_each_linked_line_is_inside_the_named_function(
-    capture: Capture, image_source: ImageSource, accel: str, machine: str
-) -> None:
-    result = capture("e1000", accel, machine)
+def _check_links(result: CaptureResult, source: ImageSource) -> None:
     snippets = SourceSnippets.load(result.out_dir / SNIPPETS_FILE)
     frames = _tree_frames(result)
     assert frames, "the capture has no frame inside the QEMU tree"
     outside = []
     for func, file, line in frames:
         extent = snippets.function_range(file, func)
-        real = image_source.function_range(file, func)
+        real = source.function_range(file, func)
         # the cache agrees with the real file, and the real file has the line in the function
         assert extent == real, f"{func} in {file}: cached extent {extent}, real {real}"
         if extent is None or not extent[0] <= line <= extent[1]:
             outside.append(f"{func} {file}:{line} extent {extent}")
-        assert snippets.line_text(file, line) == image_source.line_text(file, line), f"{file}:{line}"
+        assert snippets.line_text(file, line) == source.line_text(file, line), f"{file}:{line}"
     assert not outside, outside
 
 
-@pytest.mark.parametrize("accel", ["kvm", "tcg"])
-def test_every_frame_on_the_e1000_path_has_a_layer_and_an_explanation(
-    capture: Capture, accel: str
+@pytest.mark.parametrize(
+    ("accel", "machine", "guest"),
+    [("kvm", "pc", "probe"), ("tcg", "pc", "probe"), ("kvm", "q35", "probe"), ("tcg", "pc", "linux")],
+)
+def test_each_linked_line_is_inside_the_named_function(
+    capture: Capture, image_source: ImageSource, accel: str, machine: str, guest: str
 ) -> None:
-    trace = read_trace(capture("e1000", accel).out_dir)
+    extra = {"guest": guest} if guest != "probe" else {}
+    _check_links(capture("e1000", accel, machine, **extra), image_source)
+
+
+@pytest.mark.parametrize("version", ["7.2", "10.0.13"])
+def test_older_releases_link_lines_inside_the_named_function(
+    capture: Capture, version_source: Callable[[str], ImageSource], version: str
+) -> None:
+    _check_links(capture("e1000", "kvm", qemu_version=version), version_source(version))
+
+
+@pytest.mark.parametrize(("accel", "guest"), [("kvm", "probe"), ("tcg", "probe"), ("tcg", "linux")])
+def test_every_frame_on_the_e1000_path_has_a_layer_and_an_explanation(
+    capture: Capture, accel: str, guest: str
+) -> None:
+    extra = {"guest": guest} if guest != "probe" else {}
+    trace = read_trace(capture("e1000", accel, **extra).out_dir)
     frames = [
         frame
         for stack in trace.stacks.values()
