@@ -38,7 +38,7 @@ class DmaReturn(HitBreakpoint):
             "data": data,
             "truncated": True if size > cap else None,
         }
-        return self.session.record_event(record, at_return=True)
+        return self.session.record_event(record, frame, at_return=True)
 
 
 def install(session, type_name):

@@ -29,7 +29,7 @@ class IntxBreakpoint(HitBreakpoint):
         if self.levels.get(key, 0) == level:
             return False
         self.levels[key] = level
-        return self.session.record_event({"type": "irq", "level": level, "line": "INTx"})
+        return self.session.record_event({"type": "irq", "level": level, "line": "INTx"}, frame)
 
 
 class MsiBreakpoint(HitBreakpoint):
@@ -45,7 +45,7 @@ class MsiBreakpoint(HitBreakpoint):
         if not self.filter.matches(frame.read_var(self.params[0])):
             return False
         vector = int(frame.read_var(self.params[1]))
-        return self.session.record_event({"type": "irq", "level": 1, "line": "%s:%d" % (self.line_name, vector)})
+        return self.session.record_event({"type": "irq", "level": 1, "line": "%s:%d" % (self.line_name, vector)}, frame)
 
 
 def install(session, type_name):

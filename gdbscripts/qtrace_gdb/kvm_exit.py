@@ -41,11 +41,11 @@ class ExitBreakpoint(HitBreakpoint):
         self.labels = labels
 
     def on_hit(self):
-        self.session.record_exit(self._decode())
+        frame = gdb.newest_frame()
+        self.session.record_exit(self._decode(frame), frame)
         return False
 
-    def _decode(self):
-        frame = gdb.newest_frame()
+    def _decode(self, frame):
         run = frame.read_var("run")
         number = int(run["exit_reason"])
         record = {"type": "exit", "reason": EXIT_REASONS.get(number, "KVM_EXIT_%d" % number)}

@@ -35,7 +35,7 @@ class HandlerWrite(HitBreakpoint):
     def on_hit(self):
         frame = gdb.newest_frame()
         addr, value, size = (int(frame.read_var(p)) for p in self.params[1:4])
-        return self.session.record_access(self.spec, "write", addr, size, value & size_mask(size))
+        return self.session.record_access(self.spec, "write", addr, size, value & size_mask(size), frame)
 
 
 class HandlerReturn(HitBreakpoint):
@@ -50,7 +50,7 @@ class HandlerReturn(HitBreakpoint):
         frame = gdb.newest_frame()
         addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[2]))
         value = int(frame.read_register("rax")) & size_mask(size)
-        return self.session.record_access(self.spec, "read", addr, size, value, at_return=True)
+        return self.session.record_access(self.spec, "read", addr, size, value, frame, at_return=True)
 
 
 def install(session, spec):

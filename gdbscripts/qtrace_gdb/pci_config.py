@@ -41,7 +41,7 @@ class ConfigWrite(HitBreakpoint):
             return False
         addr, value, size = (int(frame.read_var(p)) for p in (self.params[1], self.params[3], self.params[4]))
         spec = {"func": hooks[1], "space": "pci-config", "region": "pci-config"}
-        return self.session.record_access(spec, "write", addr, size, value & size_mask(size))
+        return self.session.record_access(spec, "write", addr, size, value & size_mask(size), frame)
 
 
 class ConfigRead(HitBreakpoint):
@@ -59,7 +59,7 @@ class ConfigRead(HitBreakpoint):
         addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[3]))
         value = int(frame.read_register("rax")) & size_mask(size)
         spec = {"func": hooks[0], "space": "pci-config", "region": "pci-config"}
-        return self.session.record_access(spec, "read", addr, size, value, at_return=True)
+        return self.session.record_access(spec, "read", addr, size, value, frame, at_return=True)
 
 
 def install(session, type_name):

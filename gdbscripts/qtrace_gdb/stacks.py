@@ -12,10 +12,15 @@ Breakpoints on a ``ret`` instruction sit after ``leave``: there ``rbp`` already 
 the caller and the function's own return address is at ``[rsp]``.
 """
 
+import struct
+
 import gdb
 
 MAX_FRAMES = 64
 _MAX_FRAME_BYTES = 1 << 20
+_BLOCK_BYTES = 1024
+_PAIR = struct.Struct("<QQ")  # saved rbp, return address (x86-64, little endian)
+_U64 = struct.Struct("<Q")
 
 
 class StackInfo:
@@ -44,15 +49,15 @@ class StackTable:
     def __len__(self):
         return len(self._by_pcs)
 
-    def current(self, at_return=False):
-        """The StackInfo of the stopped thread's current stack."""
+    def current(self, frame, at_return=False):
+        """The StackInfo of the stack whose newest frame is ``frame`` (this stop's)."""
         if not self.fast:
-            return self._from_frames(self.walk())
-        key = self._fast_key(at_return)
+            return self._from_frames(self.walk(frame))
+        key = self._fast_key(frame, at_return)
         info = self._by_key.get(key)
         if info is not None:
             return info
-        frames = self.walk()
+        frames = self.walk(frame)
         info = self._from_frames(frames)
         fast_pcs = key[0]
         if tuple(info.pcs[: len(fast_pcs)]) != fast_pcs:
@@ -62,23 +67,29 @@ class StackTable:
         self._by_key[key] = info
         return info
 
-    def _fast_key(self, at_return):
-        frame = gdb.newest_frame()
+    def _fast_key(self, frame, at_return):
         if self._inferior is None:
             self._inferior = gdb.selected_inferior()
         read = self._inferior.read_memory
         pcs = [frame.pc()]
         if at_return:
             rsp = int(frame.read_register("rsp"))
-            pcs.append(int.from_bytes(bytes(read(rsp, 8)), "little"))
+            pcs.append(_U64.unpack(read(rsp, 8))[0])
         rbp = int(frame.read_register("rbp"))
+        # Frames of -O0 code are small: one read usually covers several of them.
+        base, block = rbp, b""
         for _ in range(MAX_FRAMES):
-            try:
-                pair = bytes(read(rbp, 16))
-            except gdb.MemoryError:
-                break
-            saved_rbp = int.from_bytes(pair[:8], "little")
-            ret = int.from_bytes(pair[8:], "little")
+            offset = rbp - base
+            if not 0 <= offset <= len(block) - 16:
+                try:
+                    base, block = rbp, bytes(read(rbp, _BLOCK_BYTES))
+                except gdb.MemoryError:
+                    try:
+                        base, block = rbp, bytes(read(rbp, 16))
+                    except gdb.MemoryError:
+                        break
+                offset = 0
+            saved_rbp, ret = _PAIR.unpack_from(block, offset)
             if ret == 0:
                 break
             pcs.append(ret)
@@ -87,10 +98,10 @@ class StackTable:
             rbp = saved_rbp
         return tuple(pcs), rbp
 
-    def walk(self):
-        """The current thread's frames by gdb's unwinder, innermost first."""
+    def walk(self, frame=None):
+        """The frames from ``frame`` (default: the newest) by gdb's unwinder, innermost first."""
         frames = []
-        frame = gdb.newest_frame()
+        frame = frame or gdb.newest_frame()
         while frame is not None and len(frames) < MAX_FRAMES:
             frames.append(frame)
             try:
