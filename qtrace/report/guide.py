@@ -94,6 +94,7 @@ class CaptureEvidence:
     irq_lowers: int = 0
     dma_reads: int = 0
     dma_writes: int = 0
+    off_vcpu_paths: int = 0
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,19 @@ def capture_evidence(
     irq_tx = next((i for i in trace.irqs if i.level == 1 and has(i, "start_xmit")), None)
     irq_lower = next((i for i in trace.irqs if i.level == 0 and has(i, "mac_icr_read")), None)
     frame = next((d for d in trace.dmas if d.op == "read" and has(d, "process_tx_desc")), None)
-    for key, record in (("irq_tx", irq_tx), ("irq_lower", irq_lower), ("dma_frame", frame)):
+
+    def off_vcpu(record: Irq | Dma) -> bool:
+        stack = stacks.get(record.stack) if record.stack else None
+        return stack is not None and not any(f.layer.id == "vcpu-thread" for f in stack.frames)
+
+    # device work that no guest access started: a timer on the main loop raising the line
+    irq_timer = next((i for i in trace.irqs if i.level == 1 and off_vcpu(i)), None)
+    for key, record in (
+        ("irq_tx", irq_tx),
+        ("irq_lower", irq_lower),
+        ("dma_frame", frame),
+        ("irq_timer", irq_timer),
+    ):
         if record is not None:
             examples[key] = _record_example(record, stacks)
     if dma is not None:
@@ -355,6 +368,11 @@ def capture_evidence(
         irq_lowers=sum(1 for i in trace.irqs if not i.level),
         dma_reads=sum(1 for d in trace.dmas if d.op == "read"),
         dma_writes=sum(1 for d in trace.dmas if d.op == "write"),
+        off_vcpu_paths=sum(
+            1
+            for view in report.stacks
+            if not any(f.layer.id == "vcpu-thread" for f in view.stack.frames)
+        ),
     )
 
 
