@@ -19,7 +19,7 @@ from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect
 from qtrace.errors import ImageMissing, UsageError, VerifyMismatch
-from qtrace.verify import SUPPORTED_DEVICES, Mismatch, VerifyResult, verify_file
+from qtrace.verify import SUPPORTED_DEVICES, EventMismatch, Mismatch, VerifyResult, verify_file
 from qtrace.verify.live import LiveResult, run_live
 from qtrace.verify.qemu_qtest import QemuQtest
 
@@ -84,7 +84,7 @@ def verify(
         console.print_json(json.dumps(result.to_dict()))
     else:
         render_result(result)
-    if not result.ok:
+    if result.mismatches:
         first = result.mismatches[0]
         raise VerifyMismatch(
             f"{len(result.mismatches)} read(s) differ from the model; first: {first.register} "
@@ -93,7 +93,18 @@ def verify(
             register=first.register,
             expected=first.expected,
             actual=first.actual,
-            count=len(result.mismatches),
+            count=len(result.mismatches) + len(result.event_mismatches),
+            hint="Each difference is either a QEMU bug or a model bug: check the datasheet.",
+        )
+    if result.event_mismatches:
+        event = result.event_mismatches[0]
+        what = "interrupt line" if event.kind == "irq" else "DMA"
+        raise VerifyMismatch(
+            f"{len(result.event_mismatches)} access(es) where QEMU's DMA or interrupt line "
+            f"differs from the model's; first: {what} after the {event.register} access "
+            f"(seq {event.seq}): QEMU {event.expected}, model {event.actual}",
+            register=event.register,
+            count=len(result.event_mismatches),
             hint="Each difference is either a QEMU bug or a model bug: check the datasheet.",
         )
 
@@ -170,7 +181,7 @@ def render_result(result: VerifyResult) -> None:
     summary = Table(title=f"verify {result.device}", show_header=False)
     summary.add_column("what")
     summary.add_column("count", justify="right")
-    rows = (
+    rows: tuple[tuple[str, int], ...] = (
         ("accesses replayed", result.accesses_replayed),
         ("writes", result.writes),
         ("reads compared", result.reads_compared),
@@ -181,12 +192,28 @@ def render_result(result: VerifyResult) -> None:
         ("unimplemented accesses", result.unimplemented_accesses),
         ("DMA reads preloaded", result.dma_preloaded),
     )
+    if result.dma_recorded:
+        rows += (
+            ("  of which recorded in part (truncated)", result.dma_truncated),
+            ("DMA reads compared (address, size)", result.dma_reads_compared),
+            ("DMA writes compared (address, bytes)", result.dma_writes_compared),
+            ("DMA transfers no access caused", result.dma_async),
+        )
+    if result.irq_recorded:
+        rows += (
+            ("interrupt line compared (after an access)", result.irq_compared),
+            ("line changes no access caused (timers)", result.irq_async),
+            ("  accesses after which the lines stayed apart", result.irq_unsynced),
+        )
+    rows += (("DMA / interrupt mismatches", len(result.event_mismatches)),)
     for label, count in rows:
-        style = "bold red" if label == "mismatches" and count else None
+        style = "bold red" if "mismatches" in label and count else None
         summary.add_row(label, str(count), style=style)
     console.print(summary)
     if result.mismatches:
         console.print(_mismatch_table(result.mismatches))
+    if result.event_mismatches:
+        console.print(_event_mismatch_table(result.event_mismatches))
     if result.unimplemented:
         table = Table(title="registers the model does not implement")
         for col in ("register", "space", "offset", "reads", "writes", "reason"):
@@ -213,9 +240,21 @@ def render_result(result: VerifyResult) -> None:
     verdict = (
         "[green]OK[/]: no mismatch"
         if result.ok
-        else f"[red]FAIL[/]: {len(result.mismatches)} mismatch(es)"
+        else f"[red]FAIL[/]: {len(result.mismatches) + len(result.event_mismatches)} mismatch(es)"
     )
     console.print(verdict)
+
+
+def _event_mismatch_table(mismatches: list[EventMismatch]) -> Table:
+    table = Table(title="DMA and interrupt-line mismatches (QEMU vs model, after the access)")
+    for col in ("seq", "access to", "what", "QEMU", "model"):
+        table.add_column(col, overflow="fold")
+    for m in mismatches[:_MAX_ROWS]:
+        what = "interrupt line" if m.kind == "irq" else "DMA transfers"
+        table.add_row(str(m.seq), m.register, what, m.expected, m.actual)
+    if len(mismatches) > _MAX_ROWS:
+        table.caption = f"first {_MAX_ROWS} of {len(mismatches)}; --json lists all"
+    return table
 
 
 def _mismatch_table(mismatches: list[Mismatch]) -> Table:

@@ -71,6 +71,7 @@ BAR1 = BarDef(1, 64, io=True)  # IOADDR/IODATA
 
 _MASK32 = 0xFFFF_FFFF
 _ACTION_WRITES = frozenset({"ICR", "ICS", "IMS", "IMC"})
+_CONFIG_ROM_BAR = 0x30
 _EECD_PINS = 0x7  # SK, CS, DI
 _EECD_REQ = 1 << 6
 _EECD_WRITABLE = _EECD_PINS | 0x30 | _EECD_REQ  # pins, FWE, EE_REQ
@@ -112,6 +113,11 @@ class E1000:
         mac: Ethernet address stored in the EEPROM (default QEMU's 52:54:00:12:34:56).
         tx_sink: Called with every transmitted frame (no CRC).
         eeprom_overrides: Extra EEPROM words, ``word -> value``.
+        option_rom: Whether QEMU was given an option ROM. With one (QEMU's default
+            ``efi-e1000.rom``) the ROM BAR's size comes from a host file, so the model
+            reports the ROM BAR as unimplemented; without (``romfile=``) the register is
+            read-only 0, as PCI 3.0 (6.2.5.2) has it for a device with no expansion ROM
+            and as QEMU 10.2.2 answers (observed: sizing writes read back 0).
 
     Attributes:
         irq: The INTx line; ``irq.level`` is ``(ICR & IMS) != 0``.
@@ -126,6 +132,7 @@ class E1000:
         mac: bytes = DEFAULT_MAC,
         tx_sink: Callable[[bytes], None] | None = None,
         eeprom_overrides: dict[int, int] | None = None,
+        option_rom: bool = True,
     ) -> None:
         self.mac = bytes(mac)
         self.eeprom_words = build_image(self.mac, eeprom_overrides)
@@ -143,6 +150,8 @@ class E1000:
         config_unimpl = {
             off: (n, why) for space, off, n, why in UNIMPLEMENTED if space == "pci-config"
         }
+        if not option_rom:
+            del config_unimpl[_CONFIG_ROM_BAR]
         self.pci = PciFunction(
             name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl
         )

@@ -115,7 +115,9 @@ def run_tx(host: RingHost, pending: bytearray) -> TxRun:
             count_tx(host, frame)
             run.frames.append(frame)
         if cmd & TX_CMD_RS:
-            host.dma_write(addr + 12, bytes([sta | STA_DD]))
+            # Observed in QEMU 10.2.2: the writeback is one 4-byte DMA write of the
+            # descriptor's last dword, STA | DD with CSS and special as fetched.
+            host.dma_write(addr + 12, bytes([sta | STA_DD]) + descriptor[13:16])
             run.causes |= 1 << ICR_BITS["TXDW"]
         head += 1
         if head * DESC_BYTES >= ring_bytes:

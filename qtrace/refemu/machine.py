@@ -66,6 +66,7 @@ class RefMachine:
         slot: int = 2,
         mac: bytes | str = DEFAULT_MAC,
         tx_sink: Callable[[bytes], None] | None = None,
+        option_rom: bool = True,
     ) -> E1000:
         """Plug an 82540EM into ``slot`` of bus 0 and return it.
 
@@ -73,9 +74,11 @@ class RefMachine:
             slot: Device number on bus 0.
             mac: Ethernet address, as bytes or ``"52:54:00:12:34:56"``.
             tx_sink: Called with each transmitted frame (no CRC).
+            option_rom: False for a device without option ROM (QEMU's ``romfile=``).
         """
         raw = parse_mac(mac) if isinstance(mac, str) else mac
-        return self.plug(slot, E1000(name=f"00:{slot:02x}.0", mac=raw, tx_sink=tx_sink))
+        nic = E1000(name=f"00:{slot:02x}.0", mac=raw, tx_sink=tx_sink, option_rom=option_rom)
+        return self.plug(slot, nic)
 
     def plug(self, slot: int, nic: E1000) -> E1000:
         """Plug an already built e1000 (or a subclass, e.g. a test's variant) into ``slot``."""

@@ -172,6 +172,9 @@ class PciFunction:
         self._memory: SparseMemory | None = None
         self.dma_blocked = 0
         self.config_listeners: list[Callable[[int, int], None]] = []
+        # Each DMA transfer as it happens: (op, guest address, bytes moved); blocked
+        # transfers move nothing and are not reported.
+        self.dma_listeners: list[Callable[[str, int, bytes], None]] = []
         self.reset()
 
     # -- wiring ------------------------------------------------------------------------
@@ -266,7 +269,10 @@ class PciFunction:
             self.dma_blocked += 1
             logger.debug("%s: DMA read at %#x blocked (bus master disabled)", self.name, addr)
             return b"\xff" * size_bytes
-        return self._memory.read(addr, size_bytes)
+        data = self._memory.read(addr, size_bytes)
+        for listener in self.dma_listeners:
+            listener("read", addr, data)
+        return data
 
     def dma_write(self, addr: int, data: bytes) -> None:
         """Write guest memory as bus master; dropped when not allowed."""
@@ -275,6 +281,8 @@ class PciFunction:
             logger.debug("%s: DMA write at %#x dropped (bus master disabled)", self.name, addr)
             return
         self._memory.write(addr, data)
+        for listener in self.dma_listeners:
+            listener("write", addr, data)
 
     # -- internals -------------------------------------------------------------------------
 

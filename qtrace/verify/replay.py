@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +45,15 @@ from qtrace.refemu import (
 )
 from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY
 from qtrace.refemu.regmap import Field, decode_bits
-from qtrace.trace import Access, Dma, Trace, read_trace
-from qtrace.verify.result import Mismatch, PriorAccess, UnimplementedUse, VerifyResult
+from qtrace.trace import Access, Dma, Irq, Trace, read_trace
+from qtrace.verify.events import attribute
+from qtrace.verify.result import (
+    EventMismatch,
+    Mismatch,
+    PriorAccess,
+    UnimplementedUse,
+    VerifyResult,
+)
 from qtrace.verify.volatile import explain, rules_for
 
 __all__ = ["FIRMWARE_CONFIG_BYTES", "SUPPORTED_DEVICES", "replay", "verify_file"]
@@ -55,6 +61,9 @@ __all__ = ["FIRMWARE_CONFIG_BYTES", "SUPPORTED_DEVICES", "replay", "verify_file"
 SUPPORTED_DEVICES = ("e1000", "e1000-82540em")
 FIRMWARE_CONFIG_BYTES = frozenset({0x04, 0x05, 0x0C, 0x0D, 0x3C, *range(0x10, 0x28)})
 HISTORY_DEPTH = 4
+_INTX = "INTx"
+_BACKEND_OPTIONS = frozenset({"-netdev", "-nic", "-net"})
+_NO_ROMFILE = re.compile(r"(?:^|,)romfile=(?:,|$)")
 _MAC_ARG = re.compile(r"mac=([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})")
 
 
@@ -104,17 +113,28 @@ def replay(trace: Trace, *, from_reset: bool = False) -> VerifyResult:
     return _Replayer(trace, from_reset).run()
 
 
-def _groups(trace: Trace) -> Iterator[tuple[Access | None, list[Dma]]]:
-    """Each access with the DMA reads recorded after it (first: DMA before any access)."""
-    current: Access | None = None
-    dmas: list[Dma] = []
-    for record in trace.records:
-        if isinstance(record, Access):
-            yield current, dmas
-            current, dmas = record, []
-        elif isinstance(record, Dma) and record.op == "read" and record.data:
-            dmas.append(record)
-    yield current, dmas
+def _render_dma(op: str, addr: int, size: int, data_hex: str) -> str:
+    text = f"{op} {addr:#x}+{size}"
+    if op == "write":
+        text += " " + (data_hex[:32] + "..." if len(data_hex) > 32 else data_hex)
+    return text
+
+
+def _has_network_backend(argv: tuple[str, ...]) -> bool:
+    """Whether the captured QEMU could receive frames (a ``-netdev``/``-nic``/``-net``).
+
+    A trace without a header argv is taken to have one (the lenient choice)."""
+    if not argv:
+        return True
+    return any(arg in _BACKEND_OPTIONS or "netdev=" in arg for arg in argv)
+
+
+def _has_option_rom(argv: tuple[str, ...]) -> bool:
+    """False when the e1000 was given ``romfile=`` (empty): no ROM, ROM BAR reads 0."""
+    for arg in argv:
+        if arg.startswith("e1000") and _NO_ROMFILE.search(arg):
+            return False
+    return True
 
 
 def _mac_of(argv: tuple[str, ...]) -> bytes | None:
@@ -130,26 +150,117 @@ class _Replayer:
         self.from_reset = from_reset
         self.machine = RefMachine()
         mac = _mac_of(trace.header.argv)
-        self.nic: E1000 = self.machine.add_e1000(slot=2, mac=mac or DEFAULT_MAC)
+        self.nic: E1000 = self.machine.add_e1000(
+            slot=2, mac=mac or DEFAULT_MAC, option_rom=_has_option_rom(trace.header.argv)
+        )
         if not from_reset:
             self.nic.pci.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER)
+        self.host_frames = _has_network_backend(trace.header.argv)
         self.config_written: set[int] = set()
         self.history: dict[tuple[str, int], deque[PriorAccess]] = {}
         self.unimplemented: dict[tuple[str, int], UnimplementedUse] = {}
         self.result = VerifyResult(device=trace.header.device)
+        # Events are compared only when the capture recorded them.
+        arming = trace.header.arming
+        self.result.dma_recorded = "dma" in arming or any(isinstance(r, Dma) for r in trace.records)
+        irqs = [r for r in trace.records if isinstance(r, Irq) and r.line == _INTX]
+        self.result.irq_recorded = "irq" in arming or bool(irqs)
+        # Only changes are recorded, so before the first record the line had the other level.
+        self.qemu_level = (1 - irqs[0].level) if irqs else 0
+        self.irq_apart = False  # an asynchronous change set QEMU's line apart from the model's
+        self.model_dma: list[tuple[str, int, bytes]] = []
+        self.nic.pci.dma_listeners.append(
+            lambda op, addr, data: self.model_dma.append((op, addr, data))
+        )
 
     def run(self) -> VerifyResult:
-        for access, dmas in _groups(self.trace):
-            for dma in dmas:
-                self.machine.memory.write(dma.addr, bytes.fromhex(dma.data))
-                self.result.dma_preloaded += 1
-            if access is not None:
-                self._replay(access)
+        for step in attribute(self.trace):
+            self._preload(step.events)
+            if step.access is None:
+                self._asynchronous(step.events)
+                continue
+            self.model_dma.clear()
+            self._replay(step.access)
+            target = self._target(step.access)
+            if self.result.dma_recorded:
+                self._compare_dma(step.access, target, step.events)
+            if self.result.irq_recorded:
+                self._compare_irq(step.access, target, step.events)
         self.result.unimplemented = sorted(
             self.unimplemented.values(), key=lambda u: (u.space, u.offset)
         )
         self.result.unmodelled_features.update(self.nic.unimplemented_features)
         return self.result
+
+    # -- events: DMA and the interrupt line ---------------------------------------------------
+
+    def _preload(self, events: list[Irq | Dma]) -> None:
+        """Put what QEMU's DMA reads returned into the model's RAM before the access runs."""
+        for event in events:
+            if isinstance(event, Dma) and event.op == "read" and event.data:
+                # A truncated record carries only the first bytes; the rest stays unknown
+                # to the model (it reads whatever its RAM holds there).
+                self.machine.memory.write(event.addr, bytes.fromhex(event.data))
+                self.result.dma_preloaded += 1
+                self.result.dma_truncated += int(event.truncated)
+
+    def _asynchronous(self, events: list[Irq | Dma]) -> None:
+        """Events no access caused: QEMU's timers, the host backend."""
+        for event in events:
+            if isinstance(event, Irq):
+                if event.line == _INTX:
+                    self.qemu_level = event.level
+                    self.result.irq_async += 1
+            else:
+                self.result.dma_async += 1
+        if self.qemu_level != int(self.nic.irq_level):
+            self.irq_apart = True
+
+    def _compare_dma(self, access: Access, target: _Target, events: list[Irq | Dma]) -> None:
+        qemu = [e for e in events if isinstance(e, Dma)]
+        model = self.model_dma
+        same = len(qemu) == len(model)
+        for q, (op, addr, data) in zip(qemu, model, strict=False):
+            if q.op != op or q.addr != addr or q.size != len(data):
+                same = False
+            elif op == "write":
+                known = bytes.fromhex(q.data)
+                if data[: len(known)] != known:
+                    same = False
+        if same:
+            for op, _addr, data in model:
+                if op == "read":
+                    self.result.dma_reads_compared += 1
+                else:
+                    self.result.dma_writes_compared += 1
+                    self.result.dma_bytes_compared += len(data)
+            return
+        self.result.event_mismatches.append(
+            EventMismatch(
+                access.seq,
+                "dma",
+                target.name,
+                "; ".join(_render_dma(e.op, e.addr, e.size, e.data) for e in qemu) or "none",
+                "; ".join(_render_dma(op, a, len(d), d.hex()) for op, a, d in model) or "none",
+            )
+        )
+
+    def _compare_irq(self, access: Access, target: _Target, events: list[Irq | Dma]) -> None:
+        for event in events:
+            if isinstance(event, Irq) and event.line == _INTX:
+                self.qemu_level = event.level
+        model = int(self.nic.irq_level)
+        if self.irq_apart:
+            if self.qemu_level != model:
+                self.result.irq_unsynced += 1
+                return
+            self.irq_apart = False  # together again: compared from here on
+        self.result.irq_compared += 1
+        if self.qemu_level != model:
+            self.result.event_mismatches.append(
+                EventMismatch(access.seq, "irq", target.name, str(self.qemu_level), str(model))
+            )
+            self.irq_apart = True  # reported once, compared again when the lines agree
 
     # -- one access ------------------------------------------------------------------------
 
@@ -212,7 +323,11 @@ class _Replayer:
             return
         model = self._read(access)
         shift = 8 * (access.offset & 3)
-        rules = rules_for(target.rule_name, access.value << shift) if target.rule_name else ()
+        rules = (
+            rules_for(target.rule_name, access.value << shift, host_frames=self.host_frames)
+            if target.rule_name
+            else ()
+        )
         self.result.reads_compared += 1
         if model == access.value:
             self.result.matches += 1

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Mismatch", "PriorAccess", "UnimplementedUse", "VerifyResult"]
+__all__ = ["EventMismatch", "Mismatch", "PriorAccess", "UnimplementedUse", "VerifyResult"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,25 @@ class Mismatch:
     rule: str | None = None
 
 
+@dataclass(frozen=True)
+class EventMismatch:
+    """An access after which QEMU's DMA or interrupt line differs from the model's.
+
+    Attributes:
+        seq: The access's ``seq`` in the trace.
+        kind: ``dma`` (transfers the handler made) or ``irq`` (line level after it).
+        register: The accessed register.
+        expected: What QEMU did, rendered (``"1"``; ``"write 0x2b5000c 01000000"``).
+        actual: What the model did, rendered the same way.
+    """
+
+    seq: int
+    kind: str
+    register: str
+    expected: str
+    actual: str
+
+
 @dataclass
 class UnimplementedUse:
     """A register the model does not model, and how often the trace touched it."""
@@ -71,6 +90,13 @@ class VerifyResult:
     ``reads_compared`` counts reads that were compared (``matches`` + ``mismatches``);
     ``masked`` of the matches agreed only under a volatile rule; ``synced`` reads adopted
     firmware state instead of being compared; unimplemented reads are in neither.
+
+    Events (only when the capture recorded them, ``irq_recorded``/``dma_recorded``):
+    ``irq_compared`` accesses after which both lines were compared; ``irq_async`` QEMU
+    line changes no access caused (timers); ``irq_unsynced`` accesses after which the
+    line was not compared because such a change had set the two apart; ``dma_*``
+    transfers compared (reads by address and size, writes also by content) and DMA reads
+    recorded only in part (``dma_truncated``).
     """
 
     device: str
@@ -84,12 +110,23 @@ class VerifyResult:
     unimplemented: list[UnimplementedUse] = field(default_factory=list)
     rules_applied: Counter[str] = field(default_factory=Counter)
     dma_preloaded: int = 0
+    dma_truncated: int = 0
+    dma_recorded: bool = False
+    dma_reads_compared: int = 0
+    dma_writes_compared: int = 0
+    dma_bytes_compared: int = 0
+    dma_async: int = 0
+    irq_recorded: bool = False
+    irq_compared: int = 0
+    irq_async: int = 0
+    irq_unsynced: int = 0
+    event_mismatches: list[EventMismatch] = field(default_factory=list)
     unmodelled_features: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
-        """True when no read disagreed."""
-        return not self.mismatches
+        """True when no read, DMA transfer or interrupt level disagreed."""
+        return not self.mismatches and not self.event_mismatches
 
     @property
     def unimplemented_accesses(self) -> int:
@@ -99,6 +136,7 @@ class VerifyResult:
         """Plain JSON-ready data (integers stay integers)."""
         out = asdict(self)
         out["mismatch_count"] = len(self.mismatches)
+        out["event_mismatch_count"] = len(self.event_mismatches)
         out["unimplemented_accesses"] = self.unimplemented_accesses
         out["rules_applied"] = dict(self.rules_applied)
         out["unmodelled_features"] = dict(self.unmodelled_features)

@@ -46,6 +46,8 @@ class VolatileRule:
         reason: Why these bits cannot be predicted from the trace.
         kind: ``mask`` or ``at-least``.
         applies: Optional predicate on QEMU's value that selects when the rule applies.
+        host_frames: The rule is about frames from a network backend; it applies only
+            when the captured QEMU had one (without, such bits are compared strictly).
     """
 
     register: str
@@ -53,6 +55,7 @@ class VolatileRule:
     reason: str
     kind: Literal["mask", "at-least"] = "mask"
     applies: Callable[[int], bool] | None = None
+    host_frames: bool = False
 
 
 _HOST_COUNTERS = (
@@ -63,21 +66,30 @@ _HOST_COUNTERS = (
 VOLATILE: tuple[VolatileRule, ...] = (
     VolatileRule("STATUS", 1 << 1, f"LU (link up) is {_AUTONEG}"),
     VolatileRule("ICR", 1 << 2, f"LSC is {_AUTONEG}"),
-    VolatileRule("ICR", (1 << 4) | (1 << 6) | (1 << 7), f"RXDMT0, RXO and RXT0 are {_HOST_RX}"),
+    VolatileRule("ICR", (1 << 4) | (1 << 6) | (1 << 7), f"RXDMT0, RXO and RXT0 are {_HOST_RX}",
+                 host_frames=True),
     VolatileRule("MDIC", (1 << 2) | (1 << 5), f"PHY status link and AN-complete bits are {_AUTONEG}",
                  applies=_mdic_phy_reg(0x01)),
     VolatileRule("MDIC", 0xFFFF, f"link partner and 1000BASE-T status data are {_AUTONEG}",
                  applies=_mdic_phy_reg(0x05, 0x06, 0x0A)),
-    *(VolatileRule(name, 0, f"counts frames that are {_HOST_RX}", kind="at-least") for name in _HOST_COUNTERS),
+    *(VolatileRule(name, 0, f"counts frames that are {_HOST_RX}", kind="at-least", host_frames=True)
+      for name in _HOST_COUNTERS),
 )  # fmt: skip
 
 
-def rules_for(register: str, qemu_value: int) -> tuple[VolatileRule, ...]:
-    """The rules that apply to a read of ``register`` that returned ``qemu_value`` (dword position)."""
+def rules_for(
+    register: str, qemu_value: int, *, host_frames: bool = True
+) -> tuple[VolatileRule, ...]:
+    """The rules that apply to a read of ``register`` that returned ``qemu_value`` (dword position).
+
+    ``host_frames``: whether QEMU had a network backend that could deliver frames.
+    """
     return tuple(
         r
         for r in VOLATILE
-        if r.register == register and (r.applies is None or r.applies(qemu_value))
+        if r.register == register
+        and (r.applies is None or r.applies(qemu_value))
+        and (host_frames or not r.host_frames)
     )
 
 

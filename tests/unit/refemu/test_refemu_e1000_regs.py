@@ -69,6 +69,49 @@ def test_bit_banged_eecd_agrees_with_eerd(nic: Nic) -> None:
         assert microwire_read(nic, word) == eerd_read(nic, word)
 
 
+def _do_levels(nic: Nic, word: int, falling_edges: int) -> list[int]:
+    """DO after every pin change: CS rise, the command, then SK low/high pairs."""
+    sk, cs, di = 1, 2, 4
+    base = (1 << 6) | cs
+    levels = []
+
+    def write(value: int) -> None:
+        nic.wr(EECD, value)
+        levels.append(nic.rd(EECD) >> 3 & 1)
+
+    write(base)
+    command = (0b110 << 6) | word
+    for bit in range(8, -1, -1):
+        level = base | (di if command >> bit & 1 else 0)
+        write(level)
+        write(level | sk)
+    for _ in range(falling_edges):
+        write(base)
+        write(base | sk)
+    return levels
+
+
+def test_eecd_do_timing_as_observed_in_qemu(nic: Nic) -> None:
+    """Observed in QEMU 10.2.2: DO is 1 while the command goes in; the completing rising
+    edge shows the bit before D15 (D0 of the previous word); each falling edge then
+    drives the next bit, D15 first, and rising edges change nothing."""
+    words = [eerd_read(nic, w) for w in range(64)]
+    levels = _do_levels(nic, 0x0E, 3)  # word 0x0E: 0x8086; word 0x0D: 0x100E
+    assert levels[:18] == [1] * 18
+    assert levels[18] == words[0x0D] & 1 == 0
+    assert levels[19:] == [1, 1, 0, 0, 0, 0]  # D15, D14, D13 of 0x8086
+
+
+def test_eecd_do_is_1_after_cs_rises_and_kept_when_cs_drops(nic: Nic) -> None:
+    _do_levels(nic, 0x00, 1)  # D15 of 0x5452 is 0
+    assert not nic.rd(EECD) & 8
+    nic.wr(EECD, 1 << 6)  # CS low: DO kept
+    assert not nic.rd(EECD) & 8
+    nic.wr(EECD, 1 << 6 | 1)
+    nic.wr(EECD, 1 << 6 | 3)  # CS rises with SK high (Linux's standby)
+    assert nic.rd(EECD) & 8
+
+
 def test_ral0_rah0_hold_the_mac_with_address_valid(nic: Nic) -> None:
     assert nic.rd(RAL0) == 0x12005452
     assert nic.rd(RAH0) == 0x80000000 | 0x5634
@@ -114,6 +157,20 @@ def test_mdic_to_another_phy_keeps_previous_contents_and_adds_error(nic: Nic) ->
 def test_phy_reset_self_clears(nic: Nic) -> None:
     mdic(nic, 1, 0, 0x8000 | 0x1140)
     assert not mdic(nic, 2, 0) & 0x8000
+
+
+def test_phy_reset_and_ctrl_phy_rst_reset_no_phy_register(nic: Nic) -> None:
+    """Observed in QEMU 10.2.2 (the Linux driver writes 0x10 before a PHY reset)."""
+    mdic(nic, 1, 0x10, 0x0B60)
+    mdic(nic, 1, 0x04, 0x0501)
+    mdic(nic, 1, 0x00, 0x9140)
+    assert mdic(nic, 2, 0x10) & 0xFFFF == 0x0B60
+    assert mdic(nic, 2, 0x04) & 0xFFFF == 0x0501
+    mdic(nic, 1, 0x00, 0x0100)
+    nic.wr(CTRL, 0x80140240)
+    assert nic.rd(CTRL) == 0x80140240  # PHY_RST is stored
+    assert mdic(nic, 2, 0x00) & 0xFFFF == 0x0100
+    assert mdic(nic, 2, 0x10) & 0xFFFF == 0x0B60
 
 
 def test_mdic_wrong_phy_address_sets_error(nic: Nic) -> None:

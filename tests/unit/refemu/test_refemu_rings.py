@@ -55,6 +55,22 @@ def test_transmit_hands_frame_to_sink_writes_dd_and_sets_txdw(nic: Nic) -> None:
     assert nic.rd(ICR) & (TXDW | TXQE) == TXDW | TXQE
 
 
+def test_writeback_is_one_dword_write_keeping_css_and_special(nic: Nic) -> None:
+    """Observed in QEMU 10.2.2: one 4-byte DMA write, STA | DD, CSS and special as fetched."""
+    transfers: list[tuple[str, int, bytes]] = []
+    nic.dev.pci.dma_listeners.append(lambda op, addr, data: transfers.append((op, addr, data)))
+    setup_tx(nic)
+    nic.machine.memory.write(BUFFERS, bytes(60))
+    descriptor = struct.pack("<QHBBBBH", BUFFERS, 60, 0, EOP | RS, 0xF0, 0x12, 0x3456)
+    nic.machine.memory.write(TX_RING, descriptor)
+    nic.wr(TDT, 1)
+    assert transfers == [
+        ("read", TX_RING, descriptor),
+        ("read", BUFFERS, bytes(60)),
+        ("write", TX_RING + 12, bytes([0xF1, 0x12, 0x56, 0x34])),
+    ]
+
+
 def test_transmit_statistics_count_and_clear(nic: Nic) -> None:
     setup_tx(nic)
     put_tx(nic, 0, b"\x02" * 60, EOP | RS)

@@ -95,15 +95,97 @@ def _tx_setup(t: TraceBuilder) -> TraceBuilder:
     return t.read(0x00C0, 0x2)  # TXQE from the empty run
 
 
+_DESCRIPTOR = struct.pack("<QHBBBBH", 0x20000, 60, 0, 0x09, 0, 0, 0)  # EOP | RS
+_WRITEBACK = bytes([1, 0, 0, 0])  # STA = DD, CSS and special as fetched (observed)
+
+
 def test_dma_reads_after_an_access_are_preloaded(tmp_path: Path) -> None:
-    descriptor = struct.pack("<QHBBBBH", 0x20000, 60, 0, 0x09, 0, 0, 0)  # EOP | RS
     t = _tx_setup(TraceBuilder())
-    t.write(0x3818, 1).dma_read(0x10000, descriptor).dma_read(0x20000, bytes(60))
+    t.write(0x3818, 1).dma_read(0x10000, _DESCRIPTOR).dma_read(0x20000, bytes(60))
+    t.dma_write(0x1000C, _WRITEBACK)
     t.read(0x00C0, 0x3)  # TXDW | TXQE
     t.read(0x40D4, 1)  # TPT
     result = verify_file(t.save(tmp_path / "t.jsonl"))
-    assert result.ok, result.mismatches
+    assert result.ok, (result.mismatches, result.event_mismatches)
     assert result.dma_preloaded == 2
+    assert (result.dma_reads_compared, result.dma_writes_compared) == (2, 1)
+    assert result.dma_bytes_compared == 4
+
+
+def test_a_different_descriptor_writeback_is_a_dma_mismatch(tmp_path: Path) -> None:
+    t = _tx_setup(TraceBuilder())
+    t.write(0x3818, 1).dma_read(0x10000, _DESCRIPTOR).dma_read(0x20000, bytes(60))
+    t.dma_write(0x1000C, bytes([3, 0, 0, 0]))
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    [m] = result.event_mismatches
+    assert (m.kind, m.register, m.seq) == ("dma", "TDT", 8)
+    assert "03000000" in m.expected and "01000000" in m.actual
+    assert not result.ok
+
+
+def test_truncated_dma_read_loads_its_prefix_and_compares_address_and_size(
+    tmp_path: Path,
+) -> None:
+    descriptor = struct.pack("<QHBBBBH", 0x20000, 600, 0, 0x09, 0, 0, 0)
+    t = _tx_setup(TraceBuilder())
+    t.write(0x3818, 1).dma_read(0x10000, descriptor)
+    t.dma_read(0x20000, bytes(range(256)), size=600).dma_write(0x1000C, _WRITEBACK)
+    t.read(0x00C0, 0x3)
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.ok, result.event_mismatches
+    assert (result.dma_truncated, result.dma_reads_compared) == (1, 2)
+
+
+def test_traces_without_event_collectors_compare_no_events(tmp_path: Path) -> None:
+    t = _tx_setup(TraceBuilder()).write(0x00D0, 0x1).write(0x00C8, 0x1).read(0x00C0, 0x1)
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.ok and not result.irq_recorded and not result.dma_recorded
+
+
+def test_line_raised_in_a_write_and_lowered_in_the_next_read_matches(tmp_path: Path) -> None:
+    # The read of ICR is recorded when its handler returns, after the line dropped.
+    t = TraceBuilder(events=True).write(0x00D0, 0x1).write(0x00C8, 0x1).irq(1, "s-write")
+    t.irq(0, "s-read").read(0x00C0, 0x1)
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.ok, result.event_mismatches
+    assert result.irq_compared == 3
+
+
+def test_line_the_model_does_not_raise_is_an_irq_mismatch(tmp_path: Path) -> None:
+    t = TraceBuilder(events=True).write(0x00D0, 0x1).write(0x00C8, 0x2).irq(1, "s-write")
+    t.irq(0, "s-read").read(0x00C0, 0x2)
+    [m] = verify_file(t.save(tmp_path / "t.jsonl")).event_mismatches
+    assert (m.kind, m.register, m.expected, m.actual) == ("irq", "ICS", "1", "0")
+
+
+def test_a_timer_raise_sets_the_lines_apart_until_they_agree(tmp_path: Path) -> None:
+    t = TraceBuilder(events=True).write(0x00D0, 0x4).irq(1, "s-timer")  # LSC by autonegotiation
+    t.read(0x0008, 0x80080783).irq(0, "s-read").read(0x00C0, 0x4)
+    t.write(0x00C8, 0x4).irq(1, "s-write")
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.ok, result.event_mismatches
+    assert (result.irq_async, result.irq_unsynced) == (1, 1)
+    assert result.irq_compared == 3  # IMS before the timer, the ICR read (agree again), ICS
+
+
+def test_receive_causes_are_strict_without_a_network_backend(tmp_path: Path) -> None:
+    argv = ("qemu-system-x86_64", "-device", "e1000,romfile=")
+    t = TraceBuilder(argv=argv).read(0x00C0, 0x80)
+    [m] = verify_file(t.save(tmp_path / "t.jsonl")).mismatches
+    assert m.register == "ICR" and "RXT0" not in (m.rule or "")
+    with_backend = TraceBuilder(argv=(*argv, "-netdev", "user,id=n")).read(0x00C0, 0x80)
+    result = verify_file(with_backend.save(tmp_path / "u.jsonl"))
+    assert result.ok and result.masked == 1
+
+
+def test_rom_bar_without_romfile_reads_zero(tmp_path: Path) -> None:
+    argv = ("qemu-system-x86_64", "-device", "e1000,addr=05.0,romfile=")
+    t = TraceBuilder(argv=argv).write(0x30, 0xFFFFF800, "pci-config").read(0x30, 0, "pci-config")
+    result = verify_file(t.save(tmp_path / "t.jsonl"))
+    assert result.ok and result.reads_compared == 1 and not result.unimplemented
+    default = TraceBuilder().read(0x30, 0, "pci-config")
+    [use] = verify_file(default.save(tmp_path / "u.jsonl")).unimplemented
+    assert use.register == "ROM_BAR"
 
 
 def test_without_the_descriptor_the_model_disagrees(tmp_path: Path) -> None:

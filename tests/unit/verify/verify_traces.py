@@ -4,17 +4,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qtrace.trace import Access, Dma, End, Header, Record, TraceWriter
-from qtrace.trace.schema import AccessOp, AccessSpace
+from qtrace.trace import Access, Dma, End, Header, Irq, Record, TraceWriter
+from qtrace.trace.schema import AccessOp, AccessSpace, Frame, Stack
 
 _REGIONS = {"mmio": "e1000-mmio", "pio": "e1000-io", "pci-config": "pci-config"}
 
 
-class TraceBuilder:
-    """Accumulates access/DMA records with increasing ``seq`` and writes a trace file."""
+# Stacks as the collector records them: an event inside a register handler names it.
+HANDLERS = [
+    {"func": "e1000_mmio_read", "op": "read", "space": "mmio"},
+    {"func": "e1000_mmio_write", "op": "write", "space": "mmio"},
+]
+IN_READ = Stack("s-read", (Frame("pci_set_irq"), Frame("mac_icr_read"), Frame("e1000_mmio_read")))
+IN_WRITE = Stack("s-write", (Frame("pci_dma_rw"), Frame("start_xmit"), Frame("e1000_mmio_write")))
+IN_TIMER = Stack("s-timer", (Frame("pci_set_irq"), Frame("e1000_autoneg_timer"), Frame("main")))
 
-    def __init__(self, device: str = "e1000") -> None:
-        self.header = Header(device=device, qemu_version="10.2.2", accel="tcg")
+
+class TraceBuilder:
+    """Accumulates access/DMA/irq records with increasing ``seq`` and writes a trace file.
+
+    ``events=True`` makes the header say the irq and DMA collectors were armed and lists
+    the register handlers, as a real capture's header does.
+    """
+
+    def __init__(
+        self, device: str = "e1000", *, events: bool = False, argv: tuple[str, ...] = ()
+    ) -> None:
+        arming = {"irq": "from QEMU start", "dma": "from QEMU start"} if events else {}
+        extra: dict[str, object] = {"handlers": HANDLERS} if events else {}
+        self.header = Header(
+            device=device, qemu_version="10.2.2", accel="tcg", argv=argv, arming=arming, extra=extra
+        )
         self.records: list[Record] = []
         self.seq = 0
 
@@ -39,13 +59,37 @@ class TraceBuilder:
         self.records.append(Access(self._next(), op, space, offset, size, value, region=region))
         return self
 
-    def dma_read(self, addr: int, data: bytes) -> TraceBuilder:
-        self.records.append(Dma(self._next(), "read", addr, len(data), data.hex()))
+    def dma_read(
+        self, addr: int, data: bytes, size: int | None = None, stack: str | None = None
+    ) -> TraceBuilder:
+        """A DMA read; ``size`` larger than ``data`` makes a truncated record."""
+        size = len(data) if size is None else size
+        self.records.append(
+            Dma(
+                self._next(),
+                "read",
+                addr,
+                size,
+                data.hex(),
+                truncated=size > len(data),
+                stack=stack,
+            )
+        )
+        return self
+
+    def dma_write(self, addr: int, data: bytes, stack: str | None = None) -> TraceBuilder:
+        self.records.append(Dma(self._next(), "write", addr, len(data), data.hex(), stack=stack))
+        return self
+
+    def irq(self, level: int, stack: str | None = None) -> TraceBuilder:
+        self.records.append(Irq(self._next(), level, stack=stack))
         return self
 
     def save(self, path: Path) -> Path:
         with TraceWriter(path.open("w", encoding="utf-8")) as writer:
             writer.write(self.header)
+            if any(getattr(r, "stack", None) for r in self.records):
+                writer.write_all([IN_READ, IN_WRITE, IN_TIMER])
             writer.write_all(self.records)
             writer.write(End(status="ok", accesses=len(self.records)))
         return path
