@@ -16,7 +16,7 @@ from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Literal
 
-from qtrace.annotate import AnnotatedFrame, AnnotatedStack, annotate_stack
+from qtrace.annotate import AnnotatedFrame, AnnotatedStack, SourceProvider, annotate_stack
 from qtrace.errors import ReportError
 from qtrace.report.model import access_kind, representative_kind, representative_stack
 from qtrace.trace import read_trace
@@ -29,6 +29,7 @@ __all__ = [
     "StackDiff",
     "diff_captures",
     "diff_stacks",
+    "pick_side",
 ]
 
 DIFF_FORMAT = "qtrace-diff/1"
@@ -125,7 +126,18 @@ def diff_stacks(a: AnnotatedStack, b: AnnotatedStack) -> list[DiffRow]:
     return list(reversed(rows))
 
 
-def _side(capture: Path, kind: str | None) -> tuple[DiffSide, AnnotatedStack, str]:
+def pick_side(
+    capture: Path, kind: str | None, source: SourceProvider | None = None
+) -> tuple[DiffSide, AnnotatedStack, str]:
+    """The most used stack of ``kind`` (default: the capture's preferred kind), annotated.
+
+    Returns:
+        The side's description, its annotated stack and the kind chosen.
+
+    Raises:
+        ReportError: the capture has no access of that kind with a stack.
+        TraceFormatError: the trace is invalid.
+    """
     trace = read_trace(capture)
     chosen = kind or representative_kind(trace.accesses)
     if chosen is None:
@@ -135,10 +147,12 @@ def _side(capture: Path, kind: str | None) -> tuple[DiffSide, AnnotatedStack, st
         kinds = sorted({access_kind(x) for x in trace.accesses})
         raise ReportError(
             f"{capture}: no {chosen!r} access with a stack",
-            hint=f"Pick one with --kind: this capture has {', '.join(kinds) or 'no accesses'}.",
+            hint=f"Compare a kind this capture has: {', '.join(kinds) or 'it has no accesses'}.",
         )
     h = trace.header
-    stack = annotate_stack(trace.stacks[stack_id], qemu_version=h.qemu_version, accel=h.accel)
+    stack = annotate_stack(
+        trace.stacks[stack_id], qemu_version=h.qemu_version, accel=h.accel, source=source
+    )
     name = capture.name if capture.is_dir() else capture.parent.name
     return DiffSide(name, h.qemu_version, h.accel, stack_id, len(stack.frames)), stack, chosen
 
@@ -150,6 +164,6 @@ def diff_captures(a: Path, b: Path, kind: str | None = None) -> StackDiff:
         ReportError: a capture has no access of that kind.
         TraceFormatError: a trace is invalid.
     """
-    side_a, stack_a, chosen = _side(Path(a), kind)
-    side_b, stack_b, _ = _side(Path(b), chosen)
+    side_a, stack_a, chosen = pick_side(Path(a), kind)
+    side_b, stack_b, _ = pick_side(Path(b), chosen)
     return StackDiff(chosen, side_a, side_b, tuple(diff_stacks(stack_a, stack_b)))

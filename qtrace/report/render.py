@@ -6,7 +6,7 @@ byte-identical files (the only time shown is the capture's own start time).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
 
@@ -143,18 +143,9 @@ def write_comparison(
     Raises:
         ReportError: an unknown format, or the directory cannot be written.
     """
-    wanted = set(formats)
-    written = []
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for fmt in FORMATS:
-            if fmt in wanted:
-                path = out_dir / f"{stem}.{fmt}"
-                path.write_text(render_comparison(comparison, fmt, manifest_name), encoding="utf-8")
-                written.append(path)
-    except OSError as exc:
-        raise ReportError(f"cannot write the comparison into {out_dir}: {exc.strerror}") from exc
-    return written
+    return _write_formats(
+        out_dir, formats, stem, lambda fmt: render_comparison(comparison, fmt, manifest_name)
+    )
 
 
 def output_names(formats: Iterable[str], stem: str = "report") -> list[str]:
@@ -171,19 +162,26 @@ def write_report(
     Raises:
         ReportError: an unknown format, or the directory cannot be written.
     """
+    renderers = {"md": render_markdown, "html": render_html}
+    return _write_formats(out_dir, formats, stem, lambda fmt: renderers[fmt](report))
+
+
+def _write_formats(
+    out_dir: Path, formats: Iterable[str], stem: str, render: Callable[[str], str]
+) -> list[Path]:
+    """Write ``<stem>.<fmt>`` for each wanted format, in FORMATS order; returns the files."""
     wanted = set(formats)
     unknown = wanted - set(FORMATS)
     if unknown:
         raise ReportError(f"unknown report format(s): {', '.join(sorted(unknown))}; use md or html")
-    renderers = {"md": render_markdown, "html": render_html}
     written = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for fmt in FORMATS:
             if fmt in wanted:
                 path = out_dir / f"{stem}.{fmt}"
-                path.write_text(renderers[fmt](report), encoding="utf-8")
+                path.write_text(render(fmt), encoding="utf-8")
                 written.append(path)
     except OSError as exc:
-        raise ReportError(f"cannot write the report into {out_dir}: {exc.strerror}") from exc
+        raise ReportError(f"cannot write into {out_dir}: {exc.strerror}") from exc
     return written

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from itertools import pairwise
 from pathlib import Path
 
-from qtrace.annotate import AnnotatedFrame, AnnotatedStack, Layer, annotate_stack, capture_source
+from qtrace.annotate import AnnotatedFrame, AnnotatedStack, Layer, capture_source
 from qtrace.errors import ReportError
-from qtrace.report.diff import DiffSide, StackDiff, diff_stacks
-from qtrace.report.model import access_kind, representative_stack
+from qtrace.report.diff import StackDiff, diff_stacks, pick_side
 from qtrace.trace import read_trace
 
 __all__ = [
@@ -188,25 +188,6 @@ def _align(stacks: list[AnnotatedStack]) -> list[VersionRow]:
     ]
 
 
-def _kind_stack(capture: Path, kind: str) -> tuple[str, AnnotatedStack]:
-    trace = read_trace(capture / "trace.jsonl" if capture.is_dir() else capture)
-    stack_id = representative_stack(trace.accesses, kind)
-    if stack_id is None or stack_id not in trace.stacks:
-        kinds = sorted({access_kind(a) for a in trace.accesses})
-        raise ReportError(
-            f"{capture}: no {kind!r} access with a stack to compare",
-            hint=f"This capture has {', '.join(kinds) or 'no accesses'}.",
-        )
-    h = trace.header
-    stack = annotate_stack(
-        trace.stacks[stack_id],
-        qemu_version=h.qemu_version,
-        accel=h.accel,
-        source=capture_source(capture),
-    )
-    return stack_id, stack
-
-
 def build_comparison(
     name: str,
     title: str,
@@ -245,20 +226,18 @@ def build_comparison(
     compared = tuple(columns)
     results = []
     for kind in kinds:
-        picked = [_kind_stack(directory, kind) for directory, _, _ in captures]
+        picked = [
+            pick_side(directory, kind, capture_source(directory))[:2]
+            for directory, _, _ in captures
+        ]
         stacks = [stack for _, stack in picked]
         pairs = tuple(
-            StackDiff(
-                kind,
-                DiffSide(a.name, a.qemu_version, a.accel, sa, len(stacks[i].frames)),
-                DiffSide(b.name, b.qemu_version, b.accel, sb, len(stacks[i + 1].frames)),
-                tuple(diff_stacks(stacks[i], stacks[i + 1])),
-            )
-            for i, ((sa, _), (sb, _), a, b) in enumerate(
-                zip(picked, picked[1:], compared, compared[1:])
-            )
+            StackDiff(kind, a, b, tuple(diff_stacks(sa, sb)))
+            for (a, sa), (b, sb) in pairwise(picked)
         )
         results.append(
-            KindComparison(kind, tuple(s for s, _ in picked), tuple(_align(stacks)), pairs)
+            KindComparison(
+                kind, tuple(side.stack for side, _ in picked), tuple(_align(stacks)), pairs
+            )
         )
     return Comparison(name, title, compared, tuple(results))
