@@ -1,5 +1,6 @@
-"""``qtrace verify`` against the real QEMU 10.2.2: a real capture replays clean, an altered
-read is caught, the live differential test agrees, and a deliberately broken model is caught.
+"""``qtrace verify`` against the real QEMU 10.2.2: real captures (probe, and the Linux
+driver under TCG) replay clean, an altered read is caught, the live differential test
+agrees, and a deliberately broken model is caught.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from test_linux_guest import LINUX_TCG  # the same options share the session's capture
 from typer.testing import CliRunner
 
 from qtrace.build.builder import BuildResult
@@ -36,6 +38,23 @@ def test_kvm_probe_capture_verifies_clean(capture: Capture) -> None:
     )
     print(f"\n[verify] KVM probe capture: {data['reads_compared']} reads compared")
     assert data["ok"] and data["reads_compared"] >= 30
+
+
+def test_linux_tcg_capture_verifies_clean(capture: Capture) -> None:
+    """The Linux e1000 driver's probe, EEPROM, PHY, interrupts and transmits all agree:
+    thousands of reads, the descriptor writebacks and the interrupt line."""
+    result = capture("e1000", "tcg", **LINUX_TCG)
+    out = runner.invoke(app, ["verify", "e1000", "--trace", str(result.out_dir), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    print(
+        f"\n[verify] Linux TCG capture: {data['reads_compared']} reads compared "
+        f"({data['masked']} under a volatile mask), {data['dma_writes_compared']} DMA writes, "
+        f"interrupt line compared after {data['irq_compared']} accesses"
+    )
+    assert data["ok"] and data["reads_compared"] > 1000
+    assert data["dma_writes_compared"] > 0 and data["irq_compared"] > 1000
+    assert data["unimplemented_accesses"] == 0
 
 
 def test_one_altered_read_is_named_with_both_values(capture: Capture, tmp_path: Path) -> None:
