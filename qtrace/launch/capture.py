@@ -100,8 +100,11 @@ class CaptureResult:
 
 
 def _qemu_alive(container: CaptureContainer) -> bool:
-    """Is a QEMU process still running in the container? (``comm`` is cut to 15 chars.)"""
-    return container.exec(["pgrep", "-x", "qemu-system-x86"]).exit_code == 0
+    """Is a QEMU process still running in the container? A killed QEMU can stay a zombie
+    while gdb, its tracer, has not reaped it: that counts as dead. (``comm`` is cut to
+    15 characters.)"""
+    states = container.exec(["ps", "-C", "qemu-system-x86", "-o", "stat="]).output.split()
+    return any(not state.startswith("Z") for state in states)
 
 
 def guest_plan(guest: str, device: str, machine: str, load_rounds: int = 0) -> GuestPlan:
