@@ -58,7 +58,8 @@ DEVICE_SLOT = 5
 MOUNT_OUT = "/out"
 MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
 MOUNT_GUESTS = "/qtrace/guests"
-SNIPPET_CONTEXT_LINES = 6
+# Only the frame's own line: reports quote QEMU line by line as evidence, never whole passages.
+SNIPPET_CONTEXT_LINES = 0
 DMA_CAP_BYTES = 256
 QUIET_BEFORE_LIVENESS_CHECK_S = 5.0
 LIVENESS_CHECK_EVERY_S = 2.0
