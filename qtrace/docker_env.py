@@ -12,6 +12,7 @@ import uuid
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from qtrace.errors import DockerUnavailable
 
@@ -52,7 +53,7 @@ def connect(timeout_s: int = 600) -> docker.DockerClient:
     return client
 
 
-def qtrace_containers(client: docker.DockerClient) -> list[docker.models.containers.Container]:
+def qtrace_containers(client: docker.DockerClient) -> list[Container]:
     """Containers a qtrace run created (a non-blank run label), running or not."""
     found = client.containers.list(all=True, filters={"label": RUN_LABEL})
     return [c for c in found if c.labels.get(RUN_LABEL)]

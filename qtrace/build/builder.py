@@ -26,6 +26,7 @@ from typing import IO, Protocol
 
 import docker
 import docker.errors
+from docker.models.images import Image
 
 from qtrace.build.base_image import BASE_IMAGE, ensure_base_image
 from qtrace.build.cache_key import cache_key, recipe_digest, tree_digest
@@ -113,7 +114,7 @@ def qemu_image_tag(qemu_version: str) -> str:
     return f"{QEMU_REPOSITORY}:{qemu_version}-debug"
 
 
-def find_qemu_image(client: docker.DockerClient, qemu_version: str) -> docker.models.images.Image | None:
+def find_qemu_image(client: docker.DockerClient, qemu_version: str) -> Image | None:
     """The debug image for ``qemu_version`` if it has been built."""
     try:
         return client.images.get(qemu_image_tag(qemu_version))
@@ -266,7 +267,7 @@ def _ensure_toolchain(
     recipe: Path,
     toolchain_key: str,
     run_id: str,
-) -> docker.models.images.Image:
+) -> Image:
     tag = f"{TOOLCHAIN_REPOSITORY}:{toolchain_key}"
     events.stage("packages")
     try:

@@ -109,8 +109,9 @@ class CaptureContainer:
         """Run a command to completion in the container and return its output."""
         if self._container is None or self.state is not State.RUNNING:
             raise StateError(self.state.value, State.RUNNING.value)
-        code, output = self._container.exec_run(list(command), workdir=workdir, demux=False)
-        return ExecResult(int(code), (output or b"").decode("utf-8", errors="replace"))
+        code, output = self._container.exec_run(list(command), workdir=workdir, demux=False, stream=False)
+        text = output.decode("utf-8", errors="replace") if isinstance(output, bytes) else ""
+        return ExecResult(-1 if code is None else int(code), text)
 
     def read_file(self, path: str) -> str:
         """A text file's contents from the container (via the archive API, no shell)."""

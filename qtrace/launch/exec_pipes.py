@@ -43,7 +43,7 @@ class ExecPipes:
         err_r, self._err_w = os.pipe()
         self.stdout: IO[bytes] = os.fdopen(out_r, "rb", buffering=0)
         self.stderr: IO[bytes] = os.fdopen(err_r, "rb", buffering=0)
-        self.stdin: IO[bytes] = sock.makefile("wb", buffering=0)
+        self.stdin: IO[bytes] = sock.makefile("wb", buffering=0)  # type: ignore[assignment]
         self.closed = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="qtrace-exec-pump", daemon=True)
         self._thread.start()

@@ -9,6 +9,7 @@ Per-hit work never crosses this channel; it stays in the collector inside gdb.
 from __future__ import annotations
 
 import itertools
+import socket
 import select
 from collections import deque
 import logging
@@ -72,7 +73,11 @@ class GdbSession:
         except Exception as exc:
             self.close()
             raise LaunchFailure(f"could not start gdb in the container: {exc}") from exc
-        raw = getattr(sock, "_sock", sock)
+        # docker-py wraps the hijacked connection; the raw socket is what select() needs.
+        raw = getattr(sock, "_sock", None)
+        if not isinstance(raw, socket.socket):
+            self.close()
+            raise LaunchFailure("the Docker exec API did not hand over a socket for gdb's stdio")
         self._pipes = ExecPipes(raw)
         self._io = IoManager(self._pipes.stdin, self._pipes.stdout, self._pipes.stderr, time_to_check_for_additional_output_sec=0)
         self.state = GdbState.RUNNING

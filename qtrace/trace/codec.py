@@ -82,9 +82,9 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
     ``default_seq``, which the file reader sets to the line number.
     """
     kind = obj.get("type")
-    cls = _RECORD_CLASSES.get(kind) if isinstance(kind, str) else None
-    if cls is None:
+    if not isinstance(kind, str) or kind not in _RECORD_CLASSES:
         raise ValueError(f"unknown record type {kind!r}")
+    cls = _RECORD_CLASSES[kind]
     missing = [name for name in _REQUIRED[kind] if name not in obj]
     if missing:
         raise ValueError(f"{kind} record lacks {', '.join(missing)}")
