@@ -28,6 +28,7 @@ Rules of the replay:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ SUPPORTED_DEVICES = ("e1000", "e1000-82540em")
 FIRMWARE_CONFIG_BYTES = frozenset({0x04, 0x05, 0x0C, 0x0D, 0x3C, *range(0x10, 0x28)})
 HISTORY_DEPTH = 4
 _INTX = "INTx"
+_ICR_OFFSET = 0xC0  # interrupt cause read (8254x SDM 13.4.17)
+_ICS_OFFSET = 0xC8  # interrupt cause set (13.4.18)
 _BACKEND_OPTIONS = frozenset({"-netdev", "-nic", "-net"})
 _NO_ROMFILE = re.compile(r"(?:^|,)romfile=(?:,|$)")
 _MAC_ARG = re.compile(r"mac=([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})")
@@ -156,6 +159,14 @@ class _Replayer:
         if not from_reset:
             self.nic.pci.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER)
         self.host_frames = _has_network_backend(trace.header.argv)
+        # QEMU's ICR reads, to tell when a timer-set cause explains a line the model lacks.
+        icr_reads = [
+            a for a in trace.accesses if a.space == "mmio" and a.op == "read" and a.offset == _ICR_OFFSET and a.size == 4
+        ]
+        self._icr_read_seqs = [a.seq for a in icr_reads]
+        self._icr_read_values = [a.value for a in icr_reads]
+        self._intx_seqs: list[int] = []
+        self._intx_events: list[tuple[int, int, bool]] = []
         self.config_written: set[int] = set()
         self.history: dict[tuple[str, int], deque[PriorAccess]] = {}
         self.unimplemented: dict[tuple[str, int], UnimplementedUse] = {}
@@ -174,7 +185,18 @@ class _Replayer:
         )
 
     def run(self) -> VerifyResult:
-        for step in attribute(self.trace):
+        steps = list(attribute(self.trace))
+        # Every INTx change QEMU made, in order, and whether an access caused it (False:
+        # a timer), to recognise interrupts QEMU delayed (interrupt mitigation).
+        intx = sorted(
+            (event.seq, event.level, step.access is None)
+            for step in steps
+            for event in step.events
+            if isinstance(event, Irq) and event.line == _INTX
+        )
+        self._intx_seqs = [seq for seq, _, _ in intx]
+        self._intx_events = intx
+        for step in steps:
             self._preload(step.events)
             if step.access is None:
                 self._asynchronous(step.events)
@@ -250,6 +272,12 @@ class _Replayer:
             if isinstance(event, Irq) and event.line == _INTX:
                 self.qemu_level = event.level
         model = int(self.nic.irq_level)
+        if self.qemu_level == 1 and model == 0 and self._timer_cause_explains(access):
+            model = int(self.nic.irq_level)
+        if self.qemu_level == 0 and model == 1 and self._qemu_delays_the_raise(access):
+            self.irq_apart = True  # compared again once the delayed raise has happened
+            self.result.irq_unsynced += 1
+            return
         if self.irq_apart:
             if self.qemu_level != model:
                 self.result.irq_unsynced += 1
@@ -261,6 +289,46 @@ class _Replayer:
                 EventMismatch(access.seq, "irq", target.name, str(self.qemu_level), str(model))
             )
             self.irq_apart = True  # reported once, compared again when the lines agree
+
+    def _qemu_delays_the_raise(self, access: Access) -> bool:
+        """The model raised the line in this access, QEMU did not: did QEMU delay it?
+
+        QEMU's e1000 moderates interrupts: a cause that comes soon after the previous
+        interrupt raises the line later, from a timer on the main loop. The trace shows it
+        as the next INTx change being an asynchronous rise. The model has no timers, so such
+        a raise is counted as not compared (``irq_unsynced``), never hidden.
+        """
+        index = bisect.bisect_right(self._intx_seqs, access.seq)
+        if index >= len(self._intx_events):
+            return False
+        _seq, level, asynchronous = self._intx_events[index]
+        return level == 1 and asynchronous
+
+    def _timer_cause_explains(self, access: Access) -> bool:
+        """QEMU's line rose but the model's did not: was a cause set by QEMU's timers?
+
+        Causes such as LSC are set by QEMU's autonegotiation timer at a moment the trace
+        does not record; they show only when the guest next reads ICR, and they raise the
+        line as soon as IMS enables them (e.g. the IMS write here). If QEMU's next ICR read
+        holds timer-set causes the model lacks and the model's mask enables them, the timer
+        fired before this access: set them in the model (as QEMU's timer did, through ICS)
+        and count the change as asynchronous, not as a mismatch.
+        """
+        timer_bits = 0
+        for rule in rules_for("ICR", 0, host_frames=self.host_frames):
+            if rule.kind == "mask":
+                timer_bits |= rule.ignore
+        index = bisect.bisect_right(self._icr_read_seqs, access.seq)
+        if not timer_bits or index >= len(self._icr_read_seqs):
+            return False
+        next_icr = self._icr_read_values[index]
+        missing = next_icr & timer_bits & ~self.nic.reg("ICR")
+        if not missing or not missing & self.nic.reg("IMS"):
+            return False
+        self.nic.mmio_write(_ICS_OFFSET, 4, missing)
+        if not self.irq_apart:  # a recorded timer event was already counted as asynchronous
+            self.result.irq_async += 1
+        return True
 
     # -- one access ------------------------------------------------------------------------
 
