@@ -504,9 +504,3 @@ class _CaptureRun:
 
     def _write_json(self, name: str, payload: dict[str, Any]) -> None:
         (self.out_dir / name).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
-
-
-def load_trace_summary(out_dir: Path) -> dict[str, Any]:
-    """The summary.json of a finished capture."""
-    return dict(json.loads((out_dir / "summary.json").read_text()))
-

@@ -24,7 +24,7 @@ from docker.models.containers import Container
 from qtrace.docker_env import owner_labels
 from qtrace.errors import AbnormalShutdown, LaunchFailure, StateError
 
-__all__ = ["ContainerSpec", "CaptureContainer", "ContainerSource", "container_kwargs", "copy_out", "ExecResult", "State"]
+__all__ = ["ContainerSpec", "CaptureContainer", "ContainerSource", "container_kwargs", "ExecResult", "State"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,14 +154,6 @@ class CaptureContainer:
         finally:
             self.state = State.EXITED
         logger.debug("capture container %s removed", container.short_id)
-
-
-def copy_out(container: CaptureContainer, paths: Sequence[str], dest: Path) -> None:
-    """Copy files from the container to ``dest`` keeping their relative layout."""
-    for path in paths:
-        target = dest / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(container.read_file(path))
 
 
 class ContainerSource:
