@@ -162,7 +162,7 @@ def qtrace_run(args: argparse.Namespace, work: Path, load_rounds: int = 0) -> tu
 def render(rows: list[Row], args: argparse.Namespace) -> str:
     base = rows[0].wall_s
     lines = [
-        f"| way | wall time (s) | ratio to (a) | device accesses | notes |",
+        "| way | wall time (s) | ratio to (a) | device accesses | notes |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
     for row in rows:

@@ -29,7 +29,7 @@ import docker.errors
 from docker.models.images import Image
 
 from qtrace.build.base_image import BASE_IMAGE, ensure_base_image
-from qtrace.build.cache_key import cache_key, recipe_digest, tree_digest
+from qtrace.build.cache_key import cache_key, tree_digest
 from qtrace.build.progress import parse_progress_line
 from qtrace.build.stage_runner import StageSpec, run_stage
 from qtrace.build.versions import DEFAULT_QEMU_VERSION, available_versions, resolve_version
