@@ -18,7 +18,6 @@ import json
 import logging
 import platform
 import time
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -194,7 +193,6 @@ class _CaptureRun:
         self.status = "error"
         self.reason: str | None = None
         self.qemu_exit: int | None = None
-        self.armed = False
         self.plan = guest_plan(request.guest, request.device, request.machine, request.load_rounds)
         self.armed = self.plan.arm_on is None  # armed from QEMU's start
 
@@ -214,8 +212,7 @@ class _CaptureRun:
         )
         argv = self._qemu_argv()
         self._write_json("manifest.json", self._manifest(argv))
-        with ExitStack() as stack:
-            container = stack.enter_context(CaptureContainer(self.client, spec))
+        with CaptureContainer(self.client, spec) as container:
             try:
                 self.observer.status("finding the device's handlers and the KVM exit cases in the source")
                 config = self._collector_config(container, argv)
@@ -229,7 +226,6 @@ class _CaptureRun:
                 self.status, self.reason = "interrupted", "Ctrl-C"
             except QtraceError as exc:
                 self.status, self.reason = "error", str(exc)
-                self._close_trace()
                 raise
             finally:
                 self._close_trace()

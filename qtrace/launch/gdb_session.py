@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import socket
 import select
+import shlex
 from collections import deque
 import logging
 import time
@@ -183,6 +184,4 @@ class GdbSession:
 
 def shell_join(argv: Sequence[str]) -> str:
     """Quote an argv for gdb's ``-exec-arguments`` (gdb starts the inferior via a shell)."""
-    import shlex
-
     return " ".join(shlex.quote(a) for a in argv)
