@@ -29,7 +29,7 @@ import docker.errors
 from docker.models.images import Image
 
 from qtrace.build.base_image import BASE_IMAGE, ensure_base_image
-from qtrace.build.cache_key import cache_key, tree_digest
+from qtrace.build.cache_key import cache_key, recipe_digest, tree_digest
 from qtrace.build.progress import parse_progress_line
 from qtrace.build.stage_runner import StageSpec, run_stage
 from qtrace.build.versions import DEFAULT_QEMU_VERSION, available_versions, resolve_version
@@ -123,12 +123,7 @@ def find_qemu_image(client: docker.DockerClient, qemu_version: str) -> Image | N
 
 
 def _toolchain_key(recipe: Path) -> str:
-    return cache_key("toolchain", recipe_digest_of(recipe, ("install-deps.sh", "packages.txt")), BASE_IMAGE)
-
-
-def recipe_digest_of(recipe: Path, names: tuple[str, ...]) -> str:
-    """Digest of the named recipe files only (a change elsewhere keeps this image)."""
-    return cache_key(*(f"{n}:{(recipe / n).read_bytes().hex()}" for n in names))
+    return cache_key("toolchain", recipe_digest(recipe, ("install-deps.sh", "packages.txt")), BASE_IMAGE)
 
 
 def _source_identity(request: BuildRequest) -> tuple[str, str]:
@@ -161,7 +156,7 @@ def build_image(request: BuildRequest, events: BuildEvents, log_dir: Path | None
     recipe = docker_dir()
     version_label, source_identity = _source_identity(request)
     toolchain_key = _toolchain_key(recipe)
-    key = cache_key(toolchain_key, recipe_digest_of(recipe, ("build-qemu.sh",)), source_identity)
+    key = cache_key(toolchain_key, recipe_digest(recipe, ("build-qemu.sh",)), source_identity)
     tag = qemu_image_tag(version_label)
 
     existing = find_qemu_image(client, version_label)

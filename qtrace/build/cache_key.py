@@ -27,9 +27,10 @@ def _hash_files(paths: Iterable[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
-def recipe_digest(docker_dir: Path) -> str:
-    """Hash of the image recipe: scripts and package lists."""
-    return _hash_files((p for p in docker_dir.rglob("*") if p.is_file()), docker_dir)
+def recipe_digest(recipe: Path, names: tuple[str, ...]) -> str:
+    """Digest of the named recipe files only, so a change to another stage's script keeps
+    this stage's image."""
+    return cache_key(*(f"{name}:{(recipe / name).read_bytes().hex()}" for name in names))
 
 
 def tree_digest(source_dir: Path) -> str:

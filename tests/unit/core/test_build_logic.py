@@ -80,7 +80,12 @@ def test_source_tree_hash_changes_the_cache_key(tmp_path: Path) -> None:
     assert cache_key("toolchain", f"tree:{first}") != cache_key("toolchain", f"tree:{second}")
 
 
-def test_recipe_digest_follows_the_docker_folder() -> None:
-    docker_dir = Path(__file__).parents[3] / "docker"
-    assert recipe_digest(docker_dir) == recipe_digest(docker_dir)
+def test_recipe_digest_follows_only_the_named_files(tmp_path: Path) -> None:
+    (tmp_path / "install-deps.sh").write_text("apt-get install gdb\n")
+    (tmp_path / "build-qemu.sh").write_text("ninja\n")
+    first = recipe_digest(tmp_path, ("install-deps.sh",))
+    (tmp_path / "build-qemu.sh").write_text("ninja -v\n")
+    assert recipe_digest(tmp_path, ("install-deps.sh",)) == first
+    (tmp_path / "install-deps.sh").write_text("apt-get install gdb gcc\n")
+    assert recipe_digest(tmp_path, ("install-deps.sh",)) != first
     assert len(cache_key("a", "b")) == 16
