@@ -3,6 +3,7 @@
 from qtrace.trace.codec import (
     Trace,
     TraceWriter,
+    decode_line,
     iter_records,
     read_trace,
     record_from_json,
@@ -35,6 +36,7 @@ __all__ = [
     "Stack",
     "Trace",
     "TraceWriter",
+    "decode_line",
     "iter_records",
     "read_trace",
     "record_from_json",

@@ -35,6 +35,7 @@ __all__ = [
     "TraceWriter",
     "read_trace",
     "iter_records",
+    "decode_line",
     "record_to_json",
     "record_from_json",
     "repair_partial_tail",
@@ -83,60 +84,126 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
     """
     kind = obj.get("type")
     if not isinstance(kind, str) or kind not in _RECORD_CLASSES:
-        raise ValueError(f"unknown record type {kind!r}")
+        raise ValueError(f"unknown record type {kind!r}; expected \"type\" to be one of {', '.join(_RECORD_CLASSES)}")
     cls = _RECORD_CLASSES[kind]
     missing = [name for name in _REQUIRED[kind] if name not in obj]
     if missing:
-        raise ValueError(f"{kind} record lacks {', '.join(missing)}")
+        raise ValueError(
+            f"{kind} record lacks {', '.join(missing)}; a {kind} record needs {', '.join(_REQUIRED[kind])}"
+        )
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in obj.items() if k in known and k != "type"}
     if kind == "header":
         if kwargs["schema"] != SCHEMA_VERSION:
-            raise ValueError(f"schema {kwargs['schema']!r}, this qtrace reads {SCHEMA_VERSION!r}")
+            raise ValueError(
+                f"schema {kwargs['schema']!r}, this qtrace reads {SCHEMA_VERSION!r} (a trace of another qtrace version?)"
+            )
         kwargs["argv"] = tuple(kwargs.get("argv", ()))
     elif kind == "stack":
         kwargs["frames"] = tuple(_frame(f) for f in kwargs["frames"])
     elif kind == "access":
         kwargs.setdefault("seq", default_seq)
         if kwargs["op"] not in ("read", "write"):
-            raise ValueError(f"access op {kwargs['op']!r} is not read/write")
+            raise ValueError(f"access op {kwargs['op']!r} is not read/write; expected \"read\" or \"write\"")
         if kwargs["space"] not in ("mmio", "pio", "pci-config"):
-            raise ValueError(f"access space {kwargs['space']!r} is not mmio/pio/pci-config")
+            raise ValueError(f"access space {kwargs['space']!r} is not mmio/pio/pci-config; expected one of those")
         for name in ("offset", "size", "value"):
             if not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool):
-                raise ValueError(f"access {name} must be an integer")
+                raise ValueError(f"access {name} must be an integer, found {kwargs[name]!r}")
     elif kind == "end" and kwargs["status"] not in END_STATUSES:
-        raise ValueError(f"end status {kwargs['status']!r} is not one of {END_STATUSES}")
+        raise ValueError(f"end status {kwargs['status']!r} is not one of {', '.join(END_STATUSES)}")
     return cls(**kwargs)  # type: ignore[no-any-return]
 
 
 def _frame(obj: Any) -> Frame:
     if not isinstance(obj, dict) or "func" not in obj:
-        raise ValueError("a stack frame needs at least 'func'")
+        raise ValueError("a stack frame must be a JSON object with at least \"func\"")
     return Frame(func=obj["func"], file=obj.get("file"), line=obj.get("line"), pc=obj.get("pc"))
+
+
+def decode_line(path: Path | str, number: int, line: str) -> Record:
+    """One trace line as a typed record; raises :class:`TraceFormatError` naming the line.
+
+    The message says what was wrong and what a valid line looks like, so a user holding a
+    corrupt or cut-off trace knows which line to look at and why: json's own message counts
+    lines and columns of the one-line document it was given, which misleads ("line 1
+    column 1" for line 322 of the file).
+    """
+    text = line.rstrip("\n")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceFormatError(path, number, _json_problem(text, line, exc)) from exc
+    if not isinstance(obj, dict):
+        raise TraceFormatError(
+            path, number, f"a record must be a JSON object ({{\"type\": ...}}), not a JSON {_json_kind(obj)}"
+        )
+    try:
+        return record_from_json(obj, default_seq=number)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise TraceFormatError(path, number, str(exc)) from exc
+
+
+def _json_problem(text: str, raw: str, exc: json.JSONDecodeError) -> str:
+    """Why a line is not JSON, in terms of the trace (not of json's one-line document)."""
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    if not raw.endswith("\n"):
+        return (
+            f"the file ends in the middle of this record ({exc.msg}, character {exc.pos + 1}): "
+            "the capture was stopped while writing it (killed, or its disk was full). "
+            "Expected a complete JSON object ending in a newline; the lines before it are intact"
+        )
+    if exc.pos >= len(text.rstrip()):
+        return (
+            f"the record stops before its JSON object is complete ({exc.msg}, character {exc.pos + 1}); "
+            f"expected one whole JSON object per line, found {shown!r}"
+        )
+    return (
+        f"not JSON ({exc.msg}, character {exc.pos + 1}); expected one JSON object per line "
+        f"(e.g. {{\"type\":\"access\",...}}), found {shown!r}"
+    )
+
+
+def _json_kind(obj: object) -> str:
+    if isinstance(obj, list):
+        return "list"
+    if isinstance(obj, str):
+        return "string"
+    if obj is None:
+        return "null"
+    if isinstance(obj, bool):
+        return "boolean"
+    return "number"
+
+
+def _numbered_records(path: Path) -> Iterator[tuple[int, Record]]:
+    """(line number, record) for each non-blank line, validating as it goes."""
+    try:
+        handle = path.open(encoding="utf-8", errors="strict", newline="\n")
+    except OSError as exc:
+        raise TraceFormatError(path, 0, f"cannot open: {exc.strerror}") from exc
+    with handle:
+        number = 0
+        seen_header = False
+        try:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                record = decode_line(path, number, line)
+                if not seen_header and not isinstance(record, Header):
+                    raise TraceFormatError(
+                        path, number, f"the first record must be the header, found a record of type {record.type!r}"
+                    )
+                seen_header = True
+                yield number, record
+        except UnicodeDecodeError as exc:
+            raise TraceFormatError(path, number + 1, f"not UTF-8 text ({exc.reason}) at or after this line; expected JSON Lines") from exc
 
 
 def iter_records(path: Path | str) -> Iterator[Record]:
     """Yield the records of a trace file in order, validating each line."""
-    path = Path(path)
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise TraceFormatError(path, 0, f"cannot open: {exc.strerror}") from exc
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("a record must be a JSON object")
-                record = record_from_json(obj, default_seq=number)
-            except (ValueError, TypeError) as exc:
-                raise TraceFormatError(path, number, str(exc)) from exc
-            if number == 1 and not isinstance(record, Header):
-                raise TraceFormatError(path, number, "the first record must be the header")
-            yield record
+    for _, record in _numbered_records(Path(path)):
+        yield record
 
 
 @dataclass
@@ -170,18 +237,22 @@ def read_trace(path: Path | str) -> Trace:
     path = Path(path)
     if path.is_dir():
         path = path / "trace.jsonl"
-    records = iter_records(path)
-    header = next(records, None)
-    if not isinstance(header, Header):
-        raise TraceFormatError(path, 1, "empty trace: no header record")
+    records = _numbered_records(path)
+    first = next(records, None)
+    if first is None:
+        raise TraceFormatError(
+            path, 1, f"the file is empty; expected a header record on line 1 ({{\"type\":\"header\",\"schema\":\"{SCHEMA_VERSION}\",...}})"
+        )
+    header = first[1]
+    assert isinstance(header, Header)  # _numbered_records checks the first record
     trace = Trace(header=header)
-    for record in records:
+    for number, record in records:
         if isinstance(record, Stack):
             trace.stacks[record.id] = record
         elif isinstance(record, End):
             trace.end = record
         elif isinstance(record, Header):
-            raise TraceFormatError(path, 0, "a second header record")
+            raise TraceFormatError(path, number, "a second header record; expected exactly one, on line 1")
         else:
             trace.records.append(record)
     return trace
