@@ -1,7 +1,7 @@
 """Annotation: stack frames -> QEMU layers and explanations; accesses -> registers.
 
-Everything this stage knows is in data files under ``rules/``: ``layers.toml`` for frames
-and ``registers/<device>.toml`` for register maps. Source text comes through a
+What this stage knows of QEMU is in ``rules/layers.toml`` (frames); what it knows of a
+device comes from the device's pack (:mod:`qtrace.devices`: register map, frame rules). Source text comes through a
 :class:`SourceProvider` (a local tree, or a capture's ``source-snippets.json``).
 """
 
@@ -17,16 +17,8 @@ from qtrace.annotate.layers import (
     load_rules,
 )
 from qtrace.annotate.links import qemu_tag, source_url
-from qtrace.annotate.registers import (
-    Decoded,
-    FieldValue,
-    Register,
-    RegisterMap,
-    decode_access,
-    known_devices,
-    load_register_map,
-    register_map_for,
-)
+from qtrace.annotate.registers import decode_access
+from qtrace.devices import Decoded, FieldValue
 from qtrace.annotate.source import (
     SNIPPETS_FILE,
     DirectorySourceProvider,
@@ -51,12 +43,7 @@ __all__ = [
     "source_url",
     "Decoded",
     "FieldValue",
-    "Register",
-    "RegisterMap",
     "decode_access",
-    "known_devices",
-    "load_register_map",
-    "register_map_for",
     "SNIPPETS_FILE",
     "DirectorySourceProvider",
     "SourceProvider",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from qtrace.annotate.links import source_url
 from qtrace.annotate.source import SourceProvider, snippet
+from qtrace.devices import FrameRule, device_frame_rules, parse_frame_rules
 from qtrace.errors import ReportError
 from qtrace.trace import Frame, Stack
 
@@ -44,28 +44,8 @@ class Layer:
     color: str = "#616161"
 
 
-@dataclass(frozen=True)
-class LayerRule:
-    """Globs on function name and file, an optional accelerator, and what they mean."""
-
-    layer: str
-    explain: str
-    funcs: tuple[str, ...] = ()
-    files: tuple[str, ...] = ()
-    accel: str | None = None
-
-    def matches(self, frame: Frame, accel: str | None) -> bool:
-        """Whether every condition of this rule holds for ``frame``."""
-        if self.accel is not None and self.accel != accel:
-            return False
-        if self.funcs and not any(fnmatchcase(frame.func, g) for g in self.funcs):
-            return False
-        if self.files:
-            if frame.file is None:
-                return False
-            if not any(fnmatchcase(frame.file, g) for g in self.files):
-                return False
-        return True
+LayerRule = FrameRule
+"""A frame rule (the format is shared with the device packs: :mod:`qtrace.devices.rules`)."""
 
 
 @dataclass(frozen=True)
@@ -137,22 +117,17 @@ class RuleSet:
         return list(self.layers)
 
 
-def _globs(value: object, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise ReportError(f"layer rule field {what!r} must be a string or a list of strings")
-
-
 def load_rules(path: Path | None = None) -> RuleSet:
     """Load layer rules from ``path`` (default: the packaged ``rules/layers.toml``).
+
+    The rules file marks with ``device_packs = true`` where the device packs' own rules go
+    (:func:`qtrace.devices.device_frame_rules`): after QEMU's shared layers, before the
+    generic fallbacks, so a pack's precise rule wins over a fallback by path.
 
     Raises:
         ReportError: the file is not a valid rules file.
     """
+    where = str(path or "layers.toml")
     try:
         if path is None:
             text = (
@@ -162,7 +137,7 @@ def load_rules(path: Path | None = None) -> RuleSet:
             text = Path(path).read_text(encoding="utf-8")
         data = tomllib.loads(text)
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ReportError(f"cannot read layer rules {path or 'layers.toml'}: {exc}") from exc
+        raise ReportError(f"cannot read layer rules {where}: {exc}") from exc
     if data.get("format") != LAYERS_FORMAT:
         raise ReportError(f"layer rules must declare format = {LAYERS_FORMAT!r}")
     try:
@@ -170,21 +145,15 @@ def load_rules(path: Path | None = None) -> RuleSet:
             Layer(str(d["id"]), str(d["label"]), str(d.get("color", "#616161")))
             for d in data["layer"]
         ]
-        rules = [
-            LayerRule(
-                layer=str(d["layer"]),
-                explain=str(d["explain"]),
-                funcs=_globs(d.get("func"), "func"),
-                files=_globs(d.get("file"), "file"),
-                accel=d.get("accel"),
-            )
-            for d in data["rule"]
-        ]
+        entries = data["rule"]
     except KeyError as exc:
         raise ReportError(f"layer rules: a layer or rule lacks {exc}") from exc
-    for rule in rules:
-        if not rule.funcs and not rule.files:
-            raise ReportError(f"layer rule for {rule.layer!r} has neither func nor file")
+    rules: list[LayerRule] = []
+    for entry in entries:
+        if entry.get("device_packs") is True:
+            rules += device_frame_rules()
+        else:
+            rules += parse_frame_rules([entry], where)
     return RuleSet(layers, rules)
 
 

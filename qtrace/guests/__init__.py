@@ -12,7 +12,6 @@ its expectations land in one place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 __all__ = [
     "DEBUGCON_IOBASE",
@@ -22,7 +21,7 @@ __all__ = [
     "PROBE_SOURCE_DIR",
     "PROBE_STARTED_MARKER",
     "Q35_ECAM_BASE",
-    "ProbeSequence",
+    "PROBE_SEQUENCES",
     "probe_append",
 ]
 
@@ -48,12 +47,14 @@ The guest writes 0 whether it passed or failed; the verdict is the serial ``DONE
 Q35_ECAM_BASE = 0xB000_0000
 """Where SeaBIOS programs q35's PCIEXBAR (QEMU's default); pass as ``mmcfg=`` on q35."""
 
-ProbeSequence = Literal["e1000", "generic"]
+PROBE_SEQUENCES = ("e1000", "generic")
+"""The register sequences compiled into the probe guest (``seq_<name>.c``); a device pack
+names one of them as its ``probe_sequence``."""
 
 
 def probe_append(
     target: str,
-    seq: ProbeSequence,
+    seq: str,
     *,
     mmcfg: int | None = None,
     count: int = 0,
@@ -84,8 +85,8 @@ def probe_append(
         raise ValueError(f"target must be hex BB:DD.F, got {target!r}") from exc
     if bus > 0xFF or dev > 31 or fn > 7:
         raise ValueError(f"target out of range: {target!r}")
-    if seq not in ("e1000", "generic"):
-        raise ValueError(f"unknown sequence {seq!r}")
+    if seq not in PROBE_SEQUENCES:
+        raise ValueError(f"unknown sequence {seq!r}; the probe has {', '.join(PROBE_SEQUENCES)}")
     if count < 0 or count > 0xFFFF_FFFF:
         raise ValueError(f"count out of range: {count}")
     words = [f"target={target}", f"seq={seq}"]

@@ -17,6 +17,7 @@ decompression, so the capture ends by its hang detection (status ``guest-hang``)
 
 from __future__ import annotations
 
+from qtrace.devices import all_packs, pack_or_default
 from qtrace.errors import UsageError
 from qtrace.guests import DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS
 from qtrace.guests.plan import GuestPlan
@@ -24,7 +25,6 @@ from qtrace.guests.plan import GuestPlan
 __all__ = [
     "INITRAMFS_NAME",
     "LINUX_DONE_LINE",
-    "LINUX_DRIVERS",
     "LINUX_KERNEL_DIR",
     "LINUX_MEMORY_MB",
     "linux_append",
@@ -33,9 +33,6 @@ __all__ = [
 
 LINUX_KERNEL_DIR = "/opt/qtrace-linux"
 """Where the image keeps ``vmlinuz``, the NIC modules and ``kernel-package.txt``."""
-
-LINUX_DRIVERS: dict[str, str] = {"e1000": "e1000", "e1000e": "e1000e"}
-"""QEMU device -> Debian kernel module the image carries for it."""
 
 LINUX_MEMORY_MB = 256
 
@@ -59,14 +56,17 @@ def linux_append(exit_port: int = DEBUG_EXIT_IOBASE) -> str:
 def linux_plan(device: str, guests_mount: str, out_mount: str) -> GuestPlan:
     """Plan for Debian's kernel driving ``device`` with its own driver.
 
+    The driver is the one the device's pack names (``[guests] linux_driver``).
+
     Raises:
-        UsageError: the image has no Linux driver for ``device``.
+        UsageError: no pack names a Linux driver for ``device``.
     """
-    module = LINUX_DRIVERS.get(device)
+    module = pack_or_default(device).linux_driver
     if module is None:
+        supported = sorted(t for pack in all_packs() if pack.linux_driver for t in pack.qom_types)
         raise UsageError(
             f"--guest linux has no driver for {device!r}.",
-            hint=f"It supports {', '.join(sorted(LINUX_DRIVERS))}; use --guest probe or firmware for others.",
+            hint=f"It supports {', '.join(supported)}; use --guest probe or firmware for others.",
         )
     out = f"{out_mount}/{INITRAMFS_SUBDIR}"
     return GuestPlan(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from qtrace.guests import DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS, DEBUGCON_IOBASE, PROBE_ELF_NAME, Q35_ECAM_BASE, probe_append
+from qtrace.guests import PROBE_SEQUENCES, DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS, DEBUGCON_IOBASE, PROBE_ELF_NAME, Q35_ECAM_BASE, probe_append
+from qtrace.devices import pack_or_default
+from qtrace.errors import UsageError
 from qtrace.guests.plan import GuestPlan
 
-__all__ = ["probe_plan", "PROBE_SEQUENCES"]
-
-# Devices with a dedicated register sequence in the guest; the rest get the generic one.
-PROBE_SEQUENCES = ("e1000",)
+__all__ = ["probe_plan"]
 
 
 def probe_plan(
@@ -17,15 +16,21 @@ def probe_plan(
     """Plan for the bare-metal probe guest driving ``device`` at ``00:<slot>.0``.
 
     ``load_rounds`` adds that many quiet rounds of side-effect-free register reads
-    (e1000 only): a longer run for benchmarks and fault tests.
+    (the ``e1000`` sequence only): a longer run for benchmarks and fault tests. The
+    register sequence is the one the device's pack names (``[guests] probe_sequence``).
     """
-    seq = device if device in PROBE_SEQUENCES else "generic"
+    seq = pack_or_default(device).probe_sequence
+    if seq not in PROBE_SEQUENCES:
+        raise UsageError(
+            f"the device pack of {device!r} names the probe sequence {seq!r}, which the probe guest does not have",
+            hint=f"set [guests] probe_sequence in its pack.toml to one of: {', '.join(PROBE_SEQUENCES)}",
+        )
     mmcfg = Q35_ECAM_BASE if machine == "q35" else None
     return GuestPlan(
         name="probe",
         build_commands=(("make", "-s", "-C", f"{guests_mount}/probe", f"OUT={out_mount}/guest"),),
         kernel=f"{out_mount}/guest/{PROBE_ELF_NAME}",
-        append=probe_append(f"00:{slot:02x}.0", seq, mmcfg=mmcfg, count=load_rounds, quiet=load_rounds > 0),  # type: ignore[arg-type]
+        append=probe_append(f"00:{slot:02x}.0", seq, mmcfg=mmcfg, count=load_rounds, quiet=load_rounds > 0),
         arm_on="debugcon_ioport_write",
         marker_port=DEBUGCON_IOBASE,
         exit_port=DEBUG_EXIT_IOBASE,

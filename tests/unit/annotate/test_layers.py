@@ -131,10 +131,16 @@ def test_unnamed_frame_is_jit_only_under_tcg() -> None:
 
 
 def test_unmatched_frame_is_unknown_and_visible() -> None:
-    stack = Stack("s9", (Frame("some_new_function", "hw/misc/new.c", 12),))
+    stack = Stack("s9", (Frame("some_new_function", "contrib/new/new.c", 12),))
     annotated = annotate_stack(stack, qemu_version="10.2.2")
     assert annotated.frames[0].layer.id == UNKNOWN_LAYER
     assert annotated.frames[0].url is not None
+
+
+def test_a_device_without_a_pack_gets_the_generic_device_layer() -> None:
+    stack = Stack("s9", (Frame("nvme_mmio_read", "hw/nvme/ctrl.c", 12),))
+    frame = annotate_stack(stack, qemu_version="10.2.2").frames[0]
+    assert frame.layer.id == "device" and "without a pack" in frame.explain
 
 
 def test_annotation_links_to_the_exact_tag_and_line() -> None:

@@ -6,9 +6,18 @@ from itertools import pairwise
 
 import pytest
 
-from qtrace.annotate import decode_access, known_devices, load_register_map, register_map_for
-from qtrace.annotate.registers import _MAP_FILES
+from qtrace.annotate import decode_access
+from qtrace.devices import RegisterMap, all_packs, pci_config_map, register_map, register_map_for
 from qtrace.trace import Access
+
+MAP_NAMES = [pack.name for pack in all_packs() if pack.registers_file is not None] + ["pci-config"]
+
+
+def load_register_map(name: str) -> RegisterMap:
+    """A pack's register map by pack name (``pci-config``: the generic configuration header)."""
+    found = pci_config_map() if name == "pci-config" else register_map(name)
+    assert found is not None, name
+    return found
 
 
 def e1000(offset: int, value: int, size: int = 4):  # type: ignore[no-untyped-def]
@@ -232,10 +241,10 @@ def test_decode_access_dispatches_on_device_and_space() -> None:
     assert not decode_access("virtio-net-pci", mmio).known
     pio = Access(seq=3, op="write", space="pio", offset=0x4, size=4, value=0)
     assert decode_access("e1000", pio).name == "IODATA"
-    assert set(known_devices()) >= {"e1000", "e1000e", "rtl8139"}
+    assert {t for pack in all_packs() for t in pack.qom_types} >= {"e1000", "e1000e", "rtl8139"}
 
 
-@pytest.mark.parametrize("name", _MAP_FILES)
+@pytest.mark.parametrize("name", MAP_NAMES)
 def test_register_maps_have_no_overlapping_registers(name: str) -> None:
     m = load_register_map(name)
     for space in ("mmio", "pio", "pci-config"):

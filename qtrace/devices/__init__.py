@@ -1,0 +1,154 @@
+"""Device packs and their registry: the one place qtrace looks up what it knows of a device.
+
+Every stage that needs device knowledge (annotate for register names and frame layers, the
+guests for which workload drives a device, refemu/verify for a reference model) asks this
+registry, never a list of its own. Packs are the folders beside this module, plus those in
+the directories named by ``$QTRACE_DEVICE_PACKS`` (``os.pathsep``-separated), so a device is
+added by adding one folder. A device without a pack still works everywhere, with generic
+defaults (:func:`pack_or_default`).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+
+from qtrace.devices.pack import DEVICE_FORMAT, GENERIC_PROBE_SEQUENCE, DevicePack, load_pack
+from qtrace.devices.registers import (
+    ACCESS_KINDS,
+    BitField,
+    Decoded,
+    FieldValue,
+    Register,
+    RegisterMap,
+    parse_register_map,
+)
+from qtrace.devices.rules import FrameRule, parse_frame_rules
+from qtrace.errors import ReportError
+
+__all__ = [
+    "ACCESS_KINDS",
+    "DEVICE_FORMAT",
+    "GENERIC_PROBE_SEQUENCE",
+    "PACKS_ENV",
+    "BitField",
+    "Decoded",
+    "DevicePack",
+    "FieldValue",
+    "FrameRule",
+    "Register",
+    "RegisterMap",
+    "all_packs",
+    "clear_registry_cache",
+    "device_frame_rules",
+    "pack_for",
+    "pack_named",
+    "pack_or_default",
+    "parse_frame_rules",
+    "pci_config_map",
+    "register_map",
+    "register_map_for",
+]
+
+PACKS_ENV = "QTRACE_DEVICE_PACKS"
+"""Extra directories of packs (each holding ``<name>/pack.toml``), searched after qtrace's own."""
+
+
+def _pack_folders(root: Traversable) -> list[Traversable]:
+    if not root.is_dir():
+        return []
+    return sorted(
+        (child for child in root.iterdir() if child.is_dir() and child.joinpath("pack.toml").is_file()),
+        key=lambda child: child.name,
+    )
+
+
+@cache
+def all_packs() -> tuple[DevicePack, ...]:
+    """Every pack: qtrace's own in name order, then those of ``$QTRACE_DEVICE_PACKS``.
+
+    Raises:
+        ReportError: a pack is invalid, or two packs claim the same name or QOM type.
+    """
+    roots: list[Traversable] = [resources.files("qtrace.devices")]
+    roots += [Path(p) for p in os.environ.get(PACKS_ENV, "").split(os.pathsep) if p]
+    packs: list[DevicePack] = []
+    owner: dict[str, str] = {}
+    for root in roots:
+        for folder in _pack_folders(root):
+            pack = load_pack(folder)
+            for qom_type in pack.qom_types:
+                if qom_type in owner:
+                    raise ReportError(
+                        f"device packs {owner[qom_type]!r} and {pack.name!r} both claim {qom_type!r}",
+                        hint=f"check {folder}/pack.toml",
+                    )
+                owner[qom_type] = pack.name
+            packs.append(pack)
+    return tuple(packs)
+
+
+def clear_registry_cache() -> None:
+    """Forget loaded packs and maps (after ``$QTRACE_DEVICE_PACKS`` changed)."""
+    all_packs.cache_clear()
+    _register_map_of.cache_clear()
+    pci_config_map.cache_clear()
+
+
+def pack_for(device: str) -> DevicePack | None:
+    """The pack covering the QOM type ``device`` (``e1000``, ``e1000-82540em``, ...), if any."""
+    for pack in all_packs():
+        if device in pack.qom_types:
+            return pack
+    return None
+
+
+def pack_named(name: str) -> DevicePack:
+    """The pack called ``name``; ``KeyError`` if there is none."""
+    for pack in all_packs():
+        if pack.name == name:
+            return pack
+    raise KeyError(name)
+
+
+def pack_or_default(device: str) -> DevicePack:
+    """The device's pack, or generic defaults for a device qtrace has no pack for."""
+    return pack_for(device) or DevicePack(name=device, qom_types=(device,))
+
+
+def device_frame_rules() -> list[FrameRule]:
+    """The frame rules of every pack, in pack order (the annotate stage places them)."""
+    return [rule for pack in all_packs() for rule in pack.frame_rules]
+
+
+@cache
+def _register_map_of(name: str) -> RegisterMap:
+    pack = pack_named(name)
+    if pack.registers_file is None:
+        raise ReportError(f"device pack {name!r} has no registers.toml")
+    return parse_register_map(pack.registers_file, pack.name, _register_map_of)
+
+
+@cache
+def pci_config_map() -> RegisterMap:
+    """The type-0 configuration header every PCI function has (``pci-config.toml``)."""
+    path = resources.files("qtrace.devices").joinpath("pci-config.toml")
+    return parse_register_map(path, "pci-config", _register_map_of)
+
+
+def register_map(device: str) -> RegisterMap | None:
+    """The register map of ``device``'s pack, or ``None`` without a pack or a map."""
+    pack = pack_for(device)
+    if pack is None or pack.registers_file is None:
+        return None
+    return _register_map_of(pack.name)
+
+
+def register_map_for(device: str, space: str) -> RegisterMap | None:
+    """The map for ``device``'s accesses in ``space`` (config space: the generic PCI map)."""
+    if space == "pci-config":
+        return pci_config_map()
+    return register_map(device)

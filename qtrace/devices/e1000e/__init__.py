@@ -1,0 +1,1 @@
+"""The e1000e device pack (data files: pack.toml, registers.toml)."""

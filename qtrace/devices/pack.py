@@ -1,0 +1,98 @@
+"""One device pack: everything qtrace knows about one device, read from its folder.
+
+A pack is a folder ``<name>/`` holding ``pack.toml`` (format ``qtrace-device/1``: identity,
+what QEMU needs to start the device, which guest workloads drive it, the layer rules for the
+device's own stack frames) and, optionally, ``registers.toml`` (its ONE register map) and a
+Python reference model. ``qtrace/devices/README.md`` describes the format. Loading a pack
+validates it, so a mistake in a pack is reported with the file it is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.abc import Traversable
+from typing import Any
+
+from qtrace.devices.registers import read_toml
+from qtrace.devices.rules import FrameRule, parse_frame_rules
+from qtrace.errors import ReportError
+
+__all__ = ["DEVICE_FORMAT", "GENERIC_PROBE_SEQUENCE", "DevicePack", "load_pack"]
+
+DEVICE_FORMAT = "qtrace-device/1"
+GENERIC_PROBE_SEQUENCE = "generic"
+"""The probe guest's sequence for a device without one of its own: config space, BAR reads."""
+
+
+@dataclass(frozen=True)
+class DevicePack:
+    """What one pack says about its device.
+
+    Attributes:
+        name: the pack's name (its folder), also the register map's device label.
+        qom_types: the QEMU type names (``-device`` names) the pack covers; the first is
+            the pack's own name.
+        summary: one line naming the hardware.
+        pci_ids: ``(vendor, device)`` IDs of the functions it covers.
+        qemu_properties: ``-device`` properties QEMU needs to start the device.
+        probe_sequence: which of the probe guest's register sequences drives it.
+        linux_driver: the Debian kernel module the linux guest loads for it, if any.
+        model: ``module:Class`` of the pack's reference model, if it has one.
+        frame_rules: layer rules for the device's own stack frames, in order.
+        registers_file: the pack's ``registers.toml``, if it has one.
+    """
+
+    name: str
+    qom_types: tuple[str, ...]
+    summary: str = ""
+    pci_ids: tuple[tuple[int, int], ...] = ()
+    qemu_properties: tuple[tuple[str, str], ...] = ()
+    probe_sequence: str = GENERIC_PROBE_SEQUENCE
+    linux_driver: str | None = None
+    model: str | None = None
+    frame_rules: tuple[FrameRule, ...] = ()
+    registers_file: Traversable | None = field(default=None, compare=False, repr=False)
+
+
+def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ReportError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+def load_pack(folder: Traversable) -> DevicePack:
+    """Read and validate the pack in ``folder`` (which holds ``pack.toml``).
+
+    Raises:
+        ReportError: the pack file is missing a required key or has a wrong one.
+    """
+    where = f"{folder}/pack.toml"
+    data = read_toml(folder.joinpath("pack.toml"), "device pack")
+    if data.get("format") != DEVICE_FORMAT:
+        raise ReportError(f"{where} must declare format = {DEVICE_FORMAT!r}")
+    name = data.get("name")
+    if not isinstance(name, str) or name != folder.name:
+        raise ReportError(f"{where}: name must be the folder's name {folder.name!r}, got {name!r}")
+    qom_types = _str_tuple(data.get("qom_types", [name]), f"{where}: qom_types")
+    if not qom_types or qom_types[0] != name:
+        raise ReportError(f"{where}: qom_types must start with the pack's name {name!r}")
+    try:
+        pci_ids = tuple((int(v), int(d)) for v, d in data.get("pci_ids", []))
+    except (TypeError, ValueError) as exc:
+        raise ReportError(f"{where}: pci_ids must be [[vendor, device], ...]") from exc
+    guests = data.get("guests", {})
+    start = data.get("start", {})
+    model = data.get("model", {})
+    registers = folder.joinpath("registers.toml")
+    return DevicePack(
+        name=name,
+        qom_types=qom_types,
+        summary=str(data.get("summary", "")),
+        pci_ids=pci_ids,
+        qemu_properties=tuple((str(k), str(v)) for k, v in start.get("properties", {}).items()),
+        probe_sequence=str(guests.get("probe_sequence", GENERIC_PROBE_SEQUENCE)),
+        linux_driver=guests.get("linux_driver"),
+        model=model.get("class"),
+        frame_rules=tuple(parse_frame_rules(data.get("rule", []), where)),
+        registers_file=registers if registers.is_file() else None,
+    )
