@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qtrace.build.builder import qemu_image_tag
+from qtrace.image.builder import qemu_image_tag
 from qtrace.docker_env import connect, new_run_id
 from qtrace.launch.capture import (
     DEVICE_SLOT,

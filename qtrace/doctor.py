@@ -17,8 +17,8 @@ from typing import Literal
 import docker
 import docker.errors
 
-from qtrace.build.builder import LABEL_QEMU_VERSION, QEMU_REPOSITORY, find_qemu_image, qemu_image_tag
-from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.image.builder import LABEL_QEMU_VERSION, QEMU_REPOSITORY, find_qemu_image, qemu_image_tag
+from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.docker_env import KIND_LABEL, START_DOCKERD_HINT, connect, owner_labels, qtrace_containers
 from qtrace.errors import DockerUnavailable
 

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from qtrace.build.builder import BuildRequest, build_image
-from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.image.builder import BuildRequest, build_image
+from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 

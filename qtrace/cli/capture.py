@@ -10,8 +10,8 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from qtrace.build.builder import BuildRequest, build_image, find_qemu_image
-from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.image.builder import BuildRequest, build_image, find_qemu_image
+from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect

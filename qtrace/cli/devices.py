@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console
 from qtrace.launch.devices import list_pci_devices

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console
 from qtrace.doctor import checks_as_json, doctor_ok, run_checks

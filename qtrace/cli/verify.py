@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from qtrace.build.builder import find_qemu_image, qemu_image_tag
-from qtrace.build.versions import DEFAULT_QEMU_VERSION
+from qtrace.image.builder import find_qemu_image, qemu_image_tag
+from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect

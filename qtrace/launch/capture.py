@@ -27,7 +27,7 @@ import docker
 
 from qtrace import __version__
 from qtrace.annotate.source import ReaderSourceProvider, write_source_snippets
-from qtrace.build.builder import LABEL_QEMU_VERSION, find_qemu_image, qemu_image_tag
+from qtrace.image.builder import LABEL_QEMU_VERSION, find_qemu_image, qemu_image_tag
 from qtrace.discover.device import check_device_name, discover_handlers, parse_device_help
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
 from qtrace.docker_env import connect, new_run_id

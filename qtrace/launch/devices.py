@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qtrace.build.builder import find_qemu_image, qemu_image_tag
+from qtrace.image.builder import find_qemu_image, qemu_image_tag
 from qtrace.discover.device import DeviceInfo, parse_device_help, pci_devices
 from qtrace.docker_env import connect, owner_labels
 from qtrace.errors import ImageMissing

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from qtrace.build.builder import BuildRequest, BuildResult, build_image
+from qtrace.image.builder import BuildRequest, BuildResult, build_image
 from qtrace.docker_env import PID_LABEL, connect, qtrace_containers
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.launch.kvm import kvm_usable

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker
 
-from qtrace.build.builder import BuildResult
+from qtrace.image.builder import BuildResult
 from qtrace.docker_env import KIND_LABEL, qtrace_containers
 
 QTRACE = str(Path(sys.executable).with_name("qtrace"))

@@ -6,7 +6,7 @@ import time
 
 import docker
 
-from qtrace.build.builder import LABEL_CACHE_KEY, LABEL_CONFIGURE, LABEL_QEMU_VERSION, BuildRequest, BuildResult, build_image
+from qtrace.image.builder import LABEL_CACHE_KEY, LABEL_CONFIGURE, LABEL_QEMU_VERSION, BuildRequest, BuildResult, build_image
 from qtrace.discover.exit_cases import KVM_ALL_PATH, REQUIRED_EXITS, locate_exit_cases
 from tests.integration.conftest import RecordingEvents
 

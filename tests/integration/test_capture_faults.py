@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from qtrace.build.builder import BuildResult
+from qtrace.image.builder import BuildResult
 from qtrace.docker_env import KIND_LABEL, qtrace_containers
 from qtrace.launch.capture import CaptureRequest, run_capture
 from qtrace.trace import read_trace

@@ -20,7 +20,7 @@ import pytest
 
 from qtrace.annotate import UNKNOWN_LAYER, SourceSnippets, annotate_stack
 from qtrace.annotate.source import SNIPPETS_FILE, TreeSourceProvider, is_tree_path
-from qtrace.build.builder import BuildResult
+from qtrace.image.builder import BuildResult
 from qtrace.launch.capture import CaptureResult
 from qtrace.report.model import build_report
 from qtrace.report.render import write_report

@@ -14,7 +14,7 @@ from pathlib import Path
 from test_linux_guest import LINUX_TCG  # the same options share the session's capture
 from typer.testing import CliRunner
 
-from qtrace.build.builder import BuildResult
+from qtrace.image.builder import BuildResult
 from qtrace.cli.app import app
 from qtrace.docker_env import connect
 from qtrace.launch.capture import CaptureResult

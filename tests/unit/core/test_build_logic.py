@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from qtrace.build.cache_key import cache_key, recipe_digest, tree_digest
-from qtrace.build.progress import BuildProgress, parse_progress_line
-from qtrace.build.versions import available_versions, resolve_version, upstream_version
+from qtrace.image.cache_key import cache_key, recipe_digest, tree_digest
+from qtrace.image.progress import BuildProgress, parse_progress_line
+from qtrace.image.versions import available_versions, resolve_version, upstream_version
 from qtrace.errors import UnknownQemuVersion
 
 LISTED = [

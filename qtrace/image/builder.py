@@ -28,11 +28,11 @@ import docker
 import docker.errors
 from docker.models.images import Image
 
-from qtrace.build.base_image import BASE_IMAGE, ensure_base_image
-from qtrace.build.cache_key import cache_key, recipe_digest, tree_digest
-from qtrace.build.progress import parse_progress_line
-from qtrace.build.stage_runner import StageSpec, run_stage
-from qtrace.build.versions import DEFAULT_QEMU_VERSION, available_versions, resolve_version
+from qtrace.image.base_image import BASE_IMAGE, ensure_base_image
+from qtrace.image.cache_key import cache_key, recipe_digest, tree_digest
+from qtrace.image.progress import parse_progress_line
+from qtrace.image.stage_runner import StageSpec, run_stage
+from qtrace.image.versions import DEFAULT_QEMU_VERSION, available_versions, resolve_version
 from qtrace.docker_env import connect, new_run_id
 from qtrace.errors import BuildError, EnvironmentProblem, UnknownQemuVersion, UsageError
 from qtrace.paths import cache_dir, docker_dir
