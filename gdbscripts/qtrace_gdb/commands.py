@@ -9,7 +9,8 @@ import json
 
 import gdb
 
-from qtrace_gdb.session import Session, load_config
+from qtrace_gdb.contract import ConfigError, load_config
+from qtrace_gdb.session import Session
 
 REPLY_PREFIX = "qtrace-reply: "
 _session = None
@@ -37,7 +38,11 @@ class SetupCommand(gdb.Command):
         argv = gdb.string_to_argv(argument)
         if len(argv) != 1:
             raise gdb.GdbError(self.__doc__)
-        _session = Session(load_config(argv[0]))
+        try:
+            config = load_config(argv[0])
+        except ConfigError as exc:
+            raise gdb.GdbError("qtrace setup: %s" % exc)
+        _session = Session(config)
         _reply(_session.setup())
 
 

@@ -4,7 +4,6 @@ One Session exists per gdb. The breakpoints call ``record_exit``/``record_access
 host drives ``setup``, ``on_stop`` and ``finish`` through the ``qtrace`` gdb command.
 """
 
-import json
 import time
 
 import gdb
@@ -32,11 +31,11 @@ class Session:
     def __init__(self, config):
         self.config = config
         self.out = TraceOut(config["trace_path"])
-        self.stacks = StackTable(self.out, config.get("source_root", "/src/qemu"))
-        self.stacks.fast = bool(config.get("fast_stacks", True))
-        self.max_hits = int(config.get("max_hits") or 0)
-        self.dma_cap_bytes = int(config.get("dma_cap_bytes") or 256)
-        self.quiet_ports = [(int(a), int(a) + int(n)) for a, n in config.get("quiet_ports", [])]
+        self.stacks = StackTable(self.out, config["source_root"])
+        self.stacks.fast = config["fast_stacks"]
+        self.max_hits = config["max_hits"] or 0
+        self.dma_cap_bytes = config["dma_cap_bytes"]
+        self.quiet_ports = [(int(a), int(a) + int(n)) for a, n in config["quiet_ports"]]
         self.started = time.monotonic()
         self.python_s = 0.0  # time spent in the collectors' stop() (the rest is gdb's)
         self.hits = 0
@@ -280,6 +279,3 @@ def _ordered(record, first):
     return out
 
 
-def load_config(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)

@@ -37,6 +37,7 @@ from qtrace.guests.linux_plan import linux_plan
 from qtrace.guests.plan import GuestPlan
 from qtrace.guests.probe_plan import probe_plan
 from qtrace.guests.probe_output import read_serial_log
+from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import CaptureContainer, ContainerSource, ContainerSpec
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.kvm import kvm_usable
@@ -59,7 +60,6 @@ MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
 MOUNT_GUESTS = "/qtrace/guests"
 # Only the frame's own line: reports quote QEMU line by line as evidence, never whole passages.
 SNIPPET_CONTEXT_LINES = 0
-DMA_CAP_BYTES = 256
 QUIET_BEFORE_LIVENESS_CHECK_S = 5.0
 LIVENESS_CHECK_EVERY_S = 2.0
 
@@ -218,7 +218,7 @@ class _CaptureRun:
                 config = self._collector_config(container, argv)
                 self.observer.status(f"building the {self.plan.name} guest in the container")
                 self._build_guest(container)
-                self._write_json("collector.json", config)
+                config.write(self.out_dir / "collector.json")
                 with GdbSession(container, QEMU_BINARY, self.out_dir / "gdb.log") as gdb:
                     self._run_gdb(gdb, argv, container)
             except KeyboardInterrupt as exc:
@@ -268,15 +268,15 @@ class _CaptureRun:
                     result.output.splitlines()[-20:],
                 )
 
-    def _collector_config(self, container: CaptureContainer, argv: list[str]) -> dict[str, Any]:
+    def _collector_config(self, container: CaptureContainer, argv: list[str]) -> CollectorConfig:
         devices = parse_device_help(container.exec([QEMU_BINARY, "-device", "help"]).output)
         check_device_name(self.request.device, devices)
         source = ContainerSource(container)
         handlers = discover_handlers(self.request.device, source)
-        exits: list[dict[str, Any]] = []
+        exits: list[ExitCaseSpec] = []
         if self.accel == "kvm":
             for case in locate_exit_cases(source.read(KVM_ALL_PATH)):
-                exits.append({"location": f"{KVM_ALL_PATH}:{case.body_line}", "labels": list(case.labels)})
+                exits.append(ExitCaseSpec(f"{KVM_ALL_PATH}:{case.body_line}", tuple(case.labels)))
         header = {
             "device": self.request.device,
             "qemu_version": self.qemu_version,
@@ -287,20 +287,18 @@ class _CaptureRun:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "extra": {"handlers": [h.as_config() for h in handlers], "qtrace_version": __version__},
         }
-        return {
-            "trace_path": f"{MOUNT_OUT}/trace.jsonl",
-            "source_root": "/src/qemu",
-            "header": header,
-            "handlers": [h.as_config() for h in handlers],
-            "pci_config_device": self.request.device,
-            "irq_device": self.request.device,
-            "dma_device": self.request.device,
-            "dma_cap_bytes": DMA_CAP_BYTES,
-            "exits": exits,
-            "arm_on": self.plan.arm_on,
-            "quiet_ports": [list(p) for p in self.plan.quiet_ports],
-            "max_hits": self.request.max_hits,
-        }
+        return CollectorConfig(
+            trace_path=f"{MOUNT_OUT}/trace.jsonl",
+            header=header,
+            handlers=tuple(handlers),
+            pci_config_device=self.request.device,
+            irq_device=self.request.device,
+            dma_device=self.request.device,
+            exits=tuple(exits),
+            arm_on=self.plan.arm_on,
+            quiet_ports=self.plan.quiet_ports,
+            max_hits=self.request.max_hits,
+        )
 
     def _run_gdb(self, gdb: GdbSession, argv: list[str], container: CaptureContainer) -> None:
         self.observer.status("starting QEMU under gdb")

@@ -22,6 +22,7 @@ from docker.models.containers import Container
 
 from qtrace.docker_env import owner_labels
 from qtrace.errors import AbnormalShutdown, LaunchFailure, StateError
+from qtrace.image.layout import QEMU_SOURCE_ROOT
 
 __all__ = ["ContainerSpec", "CaptureContainer", "ContainerSource", "container_kwargs", "ExecResult", "State"]
 
@@ -158,7 +159,7 @@ class CaptureContainer:
 class ContainerSource:
     """The QEMU source tree inside the image, as a :class:`qtrace.discover.device.SourceReader`."""
 
-    def __init__(self, container: CaptureContainer, root: str = "/src/qemu") -> None:
+    def __init__(self, container: CaptureContainer, root: str = QEMU_SOURCE_ROOT) -> None:
         self._container = container
         self._root = root.rstrip("/")
         self._cache: dict[str, str] = {}

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qtrace.image.layout import FIRMWARE_DIRS, QEMU_BINARY
+
 __all__ = ["QemuConfig", "qemu_argv", "FIRMWARE_DIRS", "QEMU_BINARY"]
 
-QEMU_BINARY = "/src/qemu/build/qemu-system-x86_64"
-FIRMWARE_DIRS = ("/usr/share/seabios", "/usr/lib/ipxe/qemu", "/usr/share/qemu")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,60 @@
+"""The collector configuration as the gdb side reads it: ``collector.json``, checked on load.
+
+The host writes it (``qtrace.launch.collector_config.CollectorConfig``, where every default
+lives); this side only checks that what arrived is the protocol it speaks, with every key it
+reads, of the right type, and nothing it would silently ignore. A unit test on the host loads
+both modules and checks that they agree key for key. Standard library only, no ``gdb``: the
+test imports this file with the host's Python.
+"""
+
+import json
+
+COLLECTOR_PROTOCOL = "qtrace-collector/1"
+
+# key -> the JSON types it may have (None: JSON null).
+CONFIG_KEYS = {
+    "protocol": (str,),
+    "trace_path": (str,),
+    "source_root": (str,),
+    "header": (dict,),
+    "handlers": (list,),
+    "pci_config_device": (str, type(None)),
+    "irq_device": (str, type(None)),
+    "dma_device": (str, type(None)),
+    "dma_cap_bytes": (int,),
+    "exits": (list,),
+    "arm_on": (str, type(None)),
+    "quiet_ports": (list,),
+    "max_hits": (int, type(None)),
+    "fast_stacks": (bool,),
+}
+
+
+class ConfigError(ValueError):
+    """``collector.json`` is not what this collector speaks; the message says what differs."""
+
+
+def check_config(data):
+    """Return ``data`` when it is a valid configuration of :data:`COLLECTOR_PROTOCOL`."""
+    if not isinstance(data, dict):
+        raise ConfigError("collector.json must hold a JSON object")
+    if data.get("protocol") != COLLECTOR_PROTOCOL:
+        raise ConfigError(
+            "collector.json speaks %r; this collector speaks %r (host and gdbscripts differ)"
+            % (data.get("protocol"), COLLECTOR_PROTOCOL)
+        )
+    missing = sorted(set(CONFIG_KEYS) - set(data))
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if missing or unknown:
+        raise ConfigError("collector.json: missing keys %s, unknown keys %s" % (missing, unknown))
+    for key, types in CONFIG_KEYS.items():
+        value = data[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ConfigError("collector.json: %s is %r, expected %s" % (key, value, "/".join(t.__name__ for t in types)))
+    return data
+
+
+def load_config(path):
+    """Read and check the host's ``collector.json``."""
+    with open(path, encoding="utf-8") as handle:
+        return check_config(json.load(handle))

@@ -1,0 +1,77 @@
+"""The host -> gdb contract: the host's typed CollectorConfig and the gdb side's checker
+(loaded here from ``gdbscripts/`` with the host's Python) agree key for key."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from qtrace.discover.handlers import HandlerSpec
+from qtrace.launch.collector_config import COLLECTOR_PROTOCOL, CollectorConfig, ExitCaseSpec
+from qtrace.paths import gdbscripts_dir
+
+
+def _gdb_contract() -> ModuleType:
+    path = gdbscripts_dir() / "qtrace_gdb" / "contract.py"
+    spec = importlib.util.spec_from_file_location("qtrace_gdb_contract", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GDB = _gdb_contract()
+
+
+def _config(**changes: object) -> CollectorConfig:
+    base = CollectorConfig(
+        trace_path="/out/trace.jsonl",
+        header={"device": "e1000", "qemu_version": "10.2.2", "accel": "kvm"},
+        handlers=(HandlerSpec("e1000_mmio_read", "hw/net/e1000.c", "read", "mmio", "e1000-mmio", "ops"),),
+        pci_config_device="e1000",
+        exits=(ExitCaseSpec("accel/kvm/kvm-all.c:3248", ("KVM_EXIT_MMIO",)),),
+        arm_on="debugcon_ioport_write",
+        quiet_ports=((0x3F8, 8),),
+        max_hits=None,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_both_sides_speak_the_same_protocol() -> None:
+    assert GDB.COLLECTOR_PROTOCOL == COLLECTOR_PROTOCOL
+
+
+def test_the_host_writes_exactly_the_keys_the_gdb_side_reads() -> None:
+    assert set(_config().as_json()) == set(GDB.CONFIG_KEYS)
+
+
+def test_a_host_config_passes_the_gdb_check_through_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "collector.json"
+    _config(fast_stacks=False, max_hits=7).write(path)
+    loaded = GDB.load_config(str(path))
+    assert loaded["fast_stacks"] is False and loaded["max_hits"] == 7
+    assert loaded["handlers"][0]["func"] == "e1000_mmio_read"
+    assert loaded["exits"] == [{"location": "accel/kvm/kvm-all.c:3248", "labels": ["KVM_EXIT_MMIO"]}]
+    assert loaded["source_root"] == "/src/qemu" and loaded["dma_cap_bytes"] == 256
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("fast_stacks"), "missing keys ['fast_stacks']"),
+        (lambda d: d.update(surprise=1), "unknown keys ['surprise']"),
+        (lambda d: d.update(protocol="qtrace-collector/0"), "speaks 'qtrace-collector/0'"),
+        (lambda d: d.update(dma_cap_bytes="256"), "dma_cap_bytes is '256'"),
+        (lambda d: d.update(dma_cap_bytes=True), "dma_cap_bytes is True"),
+    ],
+)
+def test_the_gdb_side_refuses_what_it_would_misread(change, message) -> None:  # type: ignore[no-untyped-def]
+    data = json.loads(json.dumps(_config().as_json()))
+    change(data)
+    with pytest.raises(GDB.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        GDB.check_config(data)
