@@ -12,3 +12,10 @@ TESTS = Path(__file__).parents[2]
 def test_test_file_basenames_are_unique() -> None:
     names = Counter(p.name for p in TESTS.rglob("test_*.py"))
     assert not [name for name, count in names.items() if count > 1]
+
+
+def test_property_tests_run_under_the_suites_hypothesis_profile() -> None:
+    from hypothesis import HealthCheck, settings
+
+    assert settings.default.deadline is None
+    assert HealthCheck.too_slow in settings.default.suppress_health_check

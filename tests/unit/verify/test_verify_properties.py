@@ -39,7 +39,7 @@ def _record(ops: list[tuple[bool, int, int]]) -> tuple[TraceBuilder, list[int]]:
     return trace, read_seqs
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(_OPS)
 def test_a_trace_of_the_model_replays_without_mismatch(ops: list[tuple[bool, int, int]]) -> None:
     trace, reads = _record(ops)
@@ -49,7 +49,7 @@ def test_a_trace_of_the_model_replays_without_mismatch(ops: list[tuple[bool, int
     assert result.reads_compared == result.matches == len(reads)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(_OPS, st.data())
 def test_one_altered_read_is_one_mismatch(
     ops: list[tuple[bool, int, int]], data: st.DataObject
