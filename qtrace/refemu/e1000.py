@@ -2,7 +2,8 @@
 
 Why: the point of the model is to be an independent reading of the datasheet to check
 QEMU against, so its behaviour is driven by the register table in
-:mod:`qtrace.refemu.e1000_regs`; only registers with side effects have hooks here.
+the e1000 device pack (``qtrace/devices/e1000/registers.toml``, read through
+:mod:`qtrace.refemu.e1000_regs`); only registers with side effects have hooks here.
 
 Interrupts (SDM 13.4.17-13.4.21): ICR holds pending causes and is cleared by a read
 (writing 1s also clears bits); ICS sets causes; IMS sets and IMC clears mask bits; the
@@ -28,16 +29,21 @@ from collections.abc import Callable
 from qtrace.refemu.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
 from qtrace.refemu.e1000_phy import PHY_ADDRESS, Phy
 from qtrace.refemu.e1000_regs import (
+    CONFIG_ROM_BAR,
     CTRL_RST,
     EERD_DONE,
     EERD_START,
     ICR_BITS,
     IO_REGISTERS,
     MAC_REGISTERS,
+    MDIC_ERROR,
+    MDIC_IE,
+    MDIC_READY,
     RAH_AV,
     RCTL_EN,
     TCTL_EN,
     UNIMPLEMENTED,
+    bit,
 )
 from qtrace.refemu.e1000_rings import accepts, run_rx, run_tx
 from qtrace.refemu.irq import IrqLine
@@ -71,18 +77,17 @@ BAR1 = BarDef(1, 64, io=True)  # IOADDR/IODATA
 
 _MASK32 = 0xFFFF_FFFF
 _ACTION_WRITES = frozenset({"ICR", "ICS", "IMS", "IMC"})
-_CONFIG_ROM_BAR = 0x30
-_EECD_PINS = 0x7  # SK, CS, DI
-_EECD_REQ = 1 << 6
-_EECD_WRITABLE = _EECD_PINS | 0x30 | _EECD_REQ  # pins, FWE, EE_REQ
-_EECD_DO = 1 << 3
-_EECD_GNT = 1 << 7
-_EECD_PRES = 1 << 8
-_MDIC_READY = 1 << 28
-_MDIC_IE = 1 << 29
-_MDIC_ERROR = 1 << 30
+_EECD_PINS = bit("EECD", "SK") | bit("EECD", "CS") | bit("EECD", "DI")
+_EECD_REQ = bit("EECD", "EE_REQ")
+_EECD_WRITABLE = _EECD_PINS | bit("EECD", "FWE") | _EECD_REQ
+_EECD_DO = bit("EECD", "DO")
+_EECD_GNT = bit("EECD", "EE_GNT")
+_EECD_PRES = bit("EECD", "EE_PRES")
+_MDIC_READY = MDIC_READY
+_MDIC_IE = MDIC_IE
+_MDIC_ERROR = MDIC_ERROR
 _MDIC_OP_WRITE, _MDIC_OP_READ = 1, 2
-_STATUS_LU = 1 << 1
+_STATUS_LU = bit("STATUS", "LU")
 _PHY_STATUS_LINK = 1 << 2
 _PHY_STATUS_AN_DONE = 1 << 5
 
@@ -151,7 +156,7 @@ class E1000:
             off: (n, why) for space, off, n, why in UNIMPLEMENTED if space == "pci-config"
         }
         if not option_rom:
-            del config_unimpl[_CONFIG_ROM_BAR]
+            del config_unimpl[CONFIG_ROM_BAR]
         self.pci = PciFunction(
             name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl
         )

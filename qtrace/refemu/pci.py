@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from qtrace.refemu.bus import AddressSpace, Region
 from qtrace.refemu.memory import SparseMemory
-from qtrace.refemu.regmap import Field, Kind, Reg, RegisterMap, Unimplemented
+from qtrace.devices import pci_config_map
+from qtrace.refemu.regmap import Field, Reg, RegisterMap, Unimplemented
 
 __all__ = [
     "COMMAND_INTX_DISABLE",
@@ -31,6 +32,7 @@ __all__ = [
     "PciFunction",
     "PciHost",
     "PciIdentity",
+    "config_register_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,53 +56,39 @@ _BAR_FIRST, _BAR_LAST = 0x10, 0x24
 _IO_SPACE_END = 0x1_0000  # x86 port space
 _MEM32_END = 0xFFFF_FFFF  # a 32-bit window whose last byte reaches here never decodes
 
-# Names and fields of the type-0 header, per dword; used to name config accesses.
-CONFIG_HEADER = RegisterMap(
-    [
-        Reg(0x00, "ID", kind=Kind.RO, fields=(Field("VENDOR", 0, 15), Field("DEVICE", 16, 31))),
-        Reg(
-            0x04,
-            "COMMAND_STATUS",
-            fields=(
-                Field("IO", 0),
-                Field("MEM", 1),
-                Field("MASTER", 2),
-                Field("MWI", 4),
-                Field("PARITY", 6),
-                Field("SERR", 8),
-                Field("INTX_DISABLE", 10),
-                Field("CAP_LIST", 20),
-                Field("STATUS_ERRORS", 27, 31),
-            ),
-        ),
-        Reg(
-            0x08, "CLASS_REV", kind=Kind.RO, fields=(Field("REVISION", 0, 7), Field("CLASS", 8, 31))
-        ),
-        Reg(
-            0x0C,
-            "BIST_HDR_LAT_CLS",
-            fields=(
-                Field("CACHE_LINE", 0, 7),
-                Field("LATENCY", 8, 15),
-                Field("HEADER_TYPE", 16, 23),
-            ),
-        ),
-        *[
-            Reg(0x10 + 4 * i, f"BAR{i}", fields=(Field("SPACE", 0), Field("ADDRESS", 4, 31)))
-            for i in range(6)
-        ],
-        Reg(0x28, "CARDBUS_CIS", kind=Kind.RO),
-        Reg(
-            0x2C,
-            "SUBSYSTEM",
-            kind=Kind.RO,
-            fields=(Field("SUBVENDOR", 0, 15), Field("SUBSYSTEM", 16, 31)),
-        ),
-        Reg(0x30, "ROM_BAR"),
-        Reg(0x34, "CAP_PTR", kind=Kind.RO),
-        Reg(0x3C, "INTERRUPT", fields=(Field("LINE", 0, 7), Field("PIN", 8, 15))),
+def config_register_name(offset: int, size: int) -> str:
+    """The configuration-header register(s) a ``size``-byte access at ``offset`` touches.
+
+    Names come from the one PCI header map (``qtrace/devices/pci-config.toml``), so a
+    ``verify`` mismatch names config registers as reports do (``COMMAND``, ``STATUS``,
+    ``COMMAND+STATUS`` for a dword access).
+    """
+    return pci_config_map().decode("pci-config", offset, size, 0).name
+
+
+def _dword_row(dword: int) -> Reg:
+    """One dword of the header, its fields shifted into place (for mismatch decoding)."""
+    parts = [
+        r
+        for r in pci_config_map().registers("pci-config")
+        if dword <= r.offset < dword + 4
     ]
-)
+    several = len(parts) > 1
+    fields = tuple(
+        Field(
+            f"{r.name}.{f.name}" if several else f.name,
+            f.lo + 8 * (r.offset - dword),
+            f.hi + 8 * (r.offset - dword),
+        )
+        for r in parts
+        for f in r.fields
+        if f.hi + 8 * (r.offset - dword) < 32
+    )
+    return Reg(dword, config_register_name(dword, 4), fields=fields)
+
+
+# The type-0 header per dword, named and decoded from the devices' PCI header map.
+CONFIG_HEADER = RegisterMap(_dword_row(dword) for dword in range(0, 0x40, 4))
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from qtrace.refemu import (
     RefMachine,
     Unimplemented,
 )
-from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY
+from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, config_register_name
 from qtrace.refemu.regmap import Field, decode_bits
 from qtrace.trace import Access, Dma, Irq, Trace, read_trace
 from qtrace.verify.events import attribute
@@ -353,9 +353,8 @@ class _Replayer:
         dword = access.offset & ~3
         if access.space == "pci-config":
             reg = CONFIG_HEADER.at(dword)
-            return _Target(
-                ("pci-config", dword), CONFIG_HEADER.name_at(dword), None, reg.fields if reg else ()
-            )
+            name = config_register_name(access.offset, access.size)
+            return _Target(("pci-config", dword), name, None, reg.fields if reg else ())
         if self._is_io_bar(access):
             # QEMU 10.2.2 does not forward IODATA to BAR0 (observed): the I/O BAR's
             # registers are named as themselves.

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from qtrace.refemu import CONFIG_HEADER, E1000, IO_REGISTERS, MAC_REGISTERS, RefMachine
+from qtrace.refemu import E1000, IO_REGISTERS, MAC_REGISTERS, RefMachine
+from qtrace.refemu.pci import config_register_name
 from qtrace.verify.qtest import QtestClient
 
 __all__ = [
@@ -80,7 +81,7 @@ class Step:
         if self.space == "io":
             return IO_REGISTERS.name_at(self.offset)
         if self.space == "config":
-            return CONFIG_HEADER.name_at(self.offset)
+            return config_register_name(self.offset, self.size)
         return self.space
 
     def __str__(self) -> str:

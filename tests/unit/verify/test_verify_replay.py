@@ -200,7 +200,7 @@ def test_rom_bar_without_romfile_reads_zero(tmp_path: Path) -> None:
     assert result.ok and result.reads_compared == 1 and not result.unimplemented
     default = TraceBuilder().read(0x30, 0, "pci-config")
     [use] = verify_file(default.save(tmp_path / "u.jsonl")).unimplemented
-    assert use.register == "ROM_BAR"
+    assert use.register == "ROM_ADDRESS"  # the PCI header map's name
 
 
 def test_without_the_descriptor_the_model_disagrees(tmp_path: Path) -> None:
