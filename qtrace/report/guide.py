@@ -17,6 +17,7 @@ A role with no entry gets a "not captured yet" note instead of made-up evidence.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,23 @@ CONFIG_DATA_PORTS = range(0xCFC, 0xD00)
 BAR0_OFFSET = 0x10
 COMMAND_OFFSET = 0x04
 VCPU_LOOP_FUNCS = ("kvm_vcpu_thread_fn", "mttcg_cpu_thread_fn", "rr_cpu_thread_fn")
+# The coalesced-PIO zones QEMU registers for CONFIG_ADDRESS, per machine. The host bridge asks
+# for 0xCF8-0xCFB, but the PCI-to-ISA bridge's reset control register at 0xCF9 (PIIX3 on pc,
+# ICH9 on q35) lies over it with a higher priority, so the FlatView splits the range and only
+# the parts outside 0xCF9 become zones (seen in QEMU 7.2 and 10.2.2 under gdb; the integration
+# tests check it against each image's FlatView). KVM buffers a write only if it lies wholly in
+# one zone, so this table says which exits on 0xCF8 coalesced PIO would have avoided.
+CONFIG_ADDRESS_ZONES: dict[str, tuple[tuple[int, int], ...]] = {
+    "pc": ((0xCF8, 1), (0xCFA, 2)),
+    "q35": ((0xCF8, 1), (0xCFA, 2)),
+}
+# QEMU's timer list: a record whose stack has it was made by a timer callback, not by a guest
+# access (the frame it called is the device's callback).
+TIMER_DISPATCH = "timerlist_run_timers"
+COALESCED_FLUSH = "qemu_flush_coalesced_mmio_buffer"
+# The main loop's own frame: a timer callback under it ran on the main-loop thread (timers of
+# an iothread's AioContext run elsewhere).
+MAIN_LOOP = "main_loop_wait"
 
 
 @dataclass(frozen=True)
@@ -69,7 +87,15 @@ class BarSizing:
 
 @dataclass(frozen=True)
 class CaptureEvidence:
-    """What one capture shows, ready for the guide's template."""
+    """What one capture shows, ready for the guide's template.
+
+    Every sentence the guide says about a run is one of these fields: ``config_address_*``
+    describe the port exits on CONFIG_ADDRESS (their sizes, and how many would have fitted a
+    coalesced-PIO zone, ``None`` when the machine's zones are not known); ``coalesced_*`` the
+    writes KVM buffered (which function flushed them, how many on a vCPU thread);
+    ``timer_*`` the interrupt raises a QEMU timer made (deferred raises) and by which
+    callbacks; ``host_kernel`` the host the capture ran on (its ``manifest.json``).
+    """
 
     role: str
     name: str
@@ -95,6 +121,15 @@ class CaptureEvidence:
     dma_reads: int = 0
     dma_writes: int = 0
     off_vcpu_paths: int = 0
+    host_kernel: str = ""
+    config_address_sizes: tuple[int, ...] = ()
+    config_address_coalescible: int | None = None
+    bar_exited: int = 0
+    coalesced_flushed_from: tuple[tuple[str, int], ...] = ()
+    coalesced_on_vcpu: int = 0
+    timer_raises: int = 0
+    timer_callbacks: tuple[str, ...] = ()
+    timer_on_main_loop: int = 0
 
 
 @dataclass(frozen=True)
@@ -246,6 +281,18 @@ def _vcpu_loop(
     return "", ()
 
 
+def _host_kernel(capture: Path) -> str:
+    """The host kernel the capture's ``manifest.json`` names ("" if it has none)."""
+    path = capture / "manifest.json" if capture.is_dir() else capture.parent / "manifest.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    host = data.get("host") if isinstance(data, dict) else None
+    kernel = host.get("kernel") if isinstance(host, dict) else None
+    return kernel if isinstance(kernel, str) else ""
+
+
 def capture_evidence(
     role: str, name: str, link: str, report: CaptureReport, capture: Path
 ) -> CaptureEvidence:
@@ -310,12 +357,20 @@ def capture_evidence(
     irq_lower = next((i for i in trace.irqs if i.level == 0 and has(i, "mac_icr_read")), None)
     frame = next((d for d in trace.dmas if d.op == "read" and has(d, "process_tx_desc")), None)
 
-    def off_vcpu(record: Irq | Dma) -> bool:
+    def timer_callback(record: Irq) -> str | None:
+        """The callback the timer list ran for this record, if a timer made it."""
         stack = stacks.get(record.stack) if record.stack else None
-        return stack is not None and not any(f.layer.id == "vcpu-thread" for f in stack.frames)
+        if stack is None:
+            return None
+        funcs = [f.func for f in stack.frames]
+        if TIMER_DISPATCH not in funcs:
+            return None
+        index = funcs.index(TIMER_DISPATCH)
+        return funcs[index - 1] if index > 0 else TIMER_DISPATCH
 
     # device work that no guest access started: a timer on the main loop raising the line
-    irq_timer = next((i for i in trace.irqs if i.level == 1 and off_vcpu(i)), None)
+    timer_raised = [i for i in trace.irqs if i.level == 1 and timer_callback(i) is not None]
+    irq_timer = timer_raised[0] if timer_raised else None
     for key, record in (
         ("irq_tx", irq_tx),
         ("irq_lower", irq_lower),
@@ -344,6 +399,34 @@ def capture_evidence(
         None,
     )
     loop_func, loop = _vcpu_loop(stacks, capture_source(capture))
+    address_outs = [
+        e
+        for e in trace.exits
+        if e.reason == "KVM_EXIT_IO" and e.port == CONFIG_ADDRESS_PORT and e.direction == "out"
+    ]
+    zones = CONFIG_ADDRESS_ZONES.get(trace.header.machine or "")
+    coalescible = (
+        sum(
+            1
+            for e in address_outs
+            if any(
+                start <= (e.port or 0) and (e.port or 0) + (e.size or 4) <= start + size
+                for start, size in zones
+            )
+        )
+        if zones is not None
+        else None
+    )
+    flushed_from: Counter[str] = Counter()
+    on_vcpu = 0
+    for access in coalesced:
+        stack = stacks.get(access.stack) if access.stack else None
+        if stack is None:
+            continue
+        funcs = [f.func for f in stack.frames]
+        if COALESCED_FLUSH in funcs and funcs.index(COALESCED_FLUSH) + 1 < len(funcs):
+            flushed_from[funcs[funcs.index(COALESCED_FLUSH) + 1]] += 1
+        on_vcpu += any(f.layer.id == "vcpu-thread" for f in stack.frames)
     return CaptureEvidence(
         role=role,
         name=name,
@@ -373,6 +456,15 @@ def capture_evidence(
             for view in report.stacks
             if not any(f.layer.id == "vcpu-thread" for f in view.stack.frames)
         ),
+        host_kernel=_host_kernel(capture),
+        config_address_sizes=tuple(sorted({e.size for e in address_outs if e.size})),
+        config_address_coalescible=coalescible,
+        bar_exited=sum(1 for a in accesses if a.space == "mmio" and a.exit_seq is not None),
+        coalesced_flushed_from=tuple(sorted(flushed_from.items())),
+        coalesced_on_vcpu=on_vcpu,
+        timer_raises=len(timer_raised),
+        timer_callbacks=tuple(sorted({cb for i in timer_raised if (cb := timer_callback(i))})),
+        timer_on_main_loop=sum(1 for i in timer_raised if has(i, MAIN_LOOP)),
     )
 
 

@@ -108,11 +108,26 @@ class ExitRow:
 
 @dataclass(frozen=True)
 class Finding:
-    """A statement the trace supports (``holds``), or one it contradicts."""
+    """A statement the trace supports (``holds``), or one it contradicts, as the numbers the
+    trace gave; the sentence that says it lives in ``templates/findings.j2`` (keyed by ``key``),
+    so a view never states more than these fields.
+
+    ``exited`` counts accesses that came with a KVM exit of their own; ``coalesced`` writes KVM buffered without an exit; ``coalesced_before_access`` how
+    many of them QEMU replayed inside ``kvm_cpu_exec`` while handling the exit of the next
+    access, just before that access (the rest were replayed elsewhere). ``stack_ids`` names the
+    stacks a contradicted statement is about; ``names`` the functions it looked for.
+    """
 
     key: str
     holds: bool
-    text: str
+    accesses: int = 0
+    exited: int = 0
+    stacks: int = 0
+    threads: tuple[str, ...] = ()
+    coalesced: int = 0
+    coalesced_before_access: int = 0
+    stack_ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -238,7 +253,7 @@ def report_from_trace(
         registers=_register_rows(header.device, accesses),
         stacks=_stack_views(trace, annotated, exits_by_seq),
         exits=_exit_rows(trace, annotated),
-        findings=_findings(header, accesses, annotated),
+        findings=_findings(header, trace, annotated),
         representative=representative,
         representative_decoded=decoded,
         sequence=sequence,
@@ -428,79 +443,72 @@ def _exit_rows(trace: Trace, annotated: dict[str, AnnotatedStack]) -> tuple[Exit
     return tuple(rows)
 
 
+def _replayed_before_access(accesses: list[Access], exits: list[Exit]) -> int:
+    """Coalesced writes replayed while QEMU handled the exit of the very next access.
+
+    A replay is recorded after the exit that was being handled when the ring was flushed; the
+    write counts when the next access that is not itself a replay came through that same exit.
+    """
+    exit_seqs = sorted(e.seq for e in exits)
+    count = 0
+    for index, access in enumerate(accesses):
+        if not access.coalesced:
+            continue
+        handling = [seq for seq in exit_seqs if seq < access.seq]
+        following = next((a for a in accesses[index + 1 :] if not a.coalesced), None)
+        if handling and following is not None and following.exit_seq == handling[-1]:
+            count += 1
+    return count
+
+
 def _findings(
-    header: Header, accesses: list[Access], annotated: dict[str, AnnotatedStack]
+    header: Header, trace: Trace, annotated: dict[str, AnnotatedStack]
 ) -> tuple[Finding, ...]:
+    accesses = trace.accesses
     used = sorted({a.stack for a in accesses if a.stack in annotated}, key=_natural)
     if not used:
         return ()
     stacks = [annotated[s] for s in used if s is not None]
     findings = []
-    waiting = [s.id for s in stacks if s.has_func(*WAIT_IO_PREFIXES)]
-    threads = sorted({f.func for s in stacks for f in s.frames if f.layer.id == "vcpu-thread"})
-    thread_text = ", ".join(threads) if threads else "the vCPU thread"
+    waiting = tuple(s.id for s in stacks if s.has_func(*WAIT_IO_PREFIXES))
+    threads = tuple(
+        sorted({f.func for s in stacks for f in s.frames if f.layer.id == "vcpu-thread"})
+    )
     n, k = len(accesses), len(stacks)
     if header.accel == "kvm":
-        outside = [s.id for s in stacks if not s.has_func("kvm_cpu_exec")]
+        outside = tuple(s.id for s in stacks if not s.has_func("kvm_cpu_exec"))
         if not outside and not waiting:
-            coalesced = sum(1 for a in accesses if a.coalesced)
-            replay = (
-                f" {coalesced} of the writes were coalesced: KVM buffered them in its coalesced-MMIO ring "
-                "without exiting, and kvm_cpu_exec replayed them (kvm_flush_coalesced_mmio_buffer) while "
-                "handling the next exit that reached the device, before that access."
-                if coalesced
-                else ""
-            )
             findings.append(
                 Finding(
                     "synchronous-in-kvm-cpu-exec",
                     True,
-                    f"All {n} device accesses ({k} distinct stacks) were handled synchronously on the vCPU "
-                    f"thread ({thread_text}) inside kvm_cpu_exec: KVM_RUN returned with the exit, "
-                    "kvm_cpu_exec dispatched it through the memory API to the device's handler, and only "
-                    f"then re-entered the guest.{replay}",
+                    accesses=n,
+                    exited=sum(1 for a in accesses if a.exit_seq is not None),
+                    stacks=k,
+                    threads=threads,
+                    coalesced=sum(1 for a in accesses if a.coalesced),
+                    coalesced_before_access=_replayed_before_access(accesses, trace.exits),
                 )
             )
         elif outside:
             findings.append(
-                Finding(
-                    "synchronous-in-kvm-cpu-exec",
-                    False,
-                    f"{len(outside)} of {k} access stacks do not pass through kvm_cpu_exec: {', '.join(outside)}.",
-                )
+                Finding("synchronous-in-kvm-cpu-exec", False, stacks=k, stack_ids=outside)
             )
     elif header.accel == "tcg" and not waiting:
-        outside = [s.id for s in stacks if not s.has_func("cpu_exec")]
+        outside = tuple(s.id for s in stacks if not s.has_func("cpu_exec"))
         if not outside:
             findings.append(
-                Finding(
-                    "synchronous-in-cpu-exec",
-                    True,
-                    f"All {n} device accesses ({k} distinct stacks) were made synchronously on the vCPU thread "
-                    f"({thread_text}) from translated code inside cpu_exec: the guest's load/store called a "
-                    "helper (the softmmu slow path for MMIO, helper_in*/helper_out* for port I/O) that "
-                    "dispatched it to the device's handler. There is no KVM exit under TCG.",
-                )
+                Finding("synchronous-in-cpu-exec", True, accesses=n, stacks=k, threads=threads)
             )
-    if waiting:
-        findings.append(
-            Finding(
-                "not-in-qemu-wait-io-event",
-                False,
-                f"{' / '.join(WAIT_IO_PREFIXES)} appears on stacks {', '.join(waiting)}.",
-            )
+    findings.append(
+        Finding(
+            "not-in-qemu-wait-io-event",
+            not waiting,
+            stacks=k,
+            stack_ids=waiting,
+            names=WAIT_IO_PREFIXES,
         )
-    else:
-        findings.append(
-            Finding(
-                "not-in-qemu-wait-io-event",
-                True,
-                "qemu_wait_io_event is not on the path: no frame named "
-                f"{' or '.join(p + '*' for p in WAIT_IO_PREFIXES)} (its name since QEMU 10.2) appears on any "
-                f"of the {k} stacks that reached the device. It runs only between guest runs, to sleep "
-                "or run queued work; it does not emulate device accesses.",
-            )
-        )
+    )
     return tuple(findings)
 
 

@@ -14,12 +14,13 @@ import jinja2
 
 from qtrace.errors import ReportError
 from qtrace.report.guide import Guide
-from qtrace.report.model import CaptureReport
+from qtrace.report.model import CaptureReport, Finding
 from qtrace.report.sequence import to_mermaid, to_svg
 from qtrace.report.versions import Comparison
 
 __all__ = [
     "FORMATS",
+    "finding_text",
     "output_names",
     "render_comparison",
     "render_guide",
@@ -59,6 +60,11 @@ def _contains(container: object, item: object) -> bool:
         return False
 
 
+def _fail(message: str) -> str:
+    """Template global: stop rendering instead of writing a sentence the template lacks."""
+    raise ReportError(f"report template: {message}")
+
+
 @cache
 def _environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -70,6 +76,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters.update(cell=_md_cell, code=_md_code, hex=_hex)
+    env.globals["fail"] = _fail
     env.tests["contains"] = _contains
     return env
 
@@ -98,6 +105,15 @@ def render_markdown(report: CaptureReport) -> str:
 def render_html(report: CaptureReport) -> str:
     """The report as one self-contained HTML file (inline CSS/JS/SVG, no external resources)."""
     return _render("report.html.j2", report, autoescape=True)
+
+
+def finding_text(finding: Finding) -> str:
+    """The sentence of one finding, as every view prints it (``templates/findings.j2``)."""
+    try:
+        module = _environment(False).get_template("findings.j2").module
+        return str(module.finding_text(finding))  # type: ignore[attr-defined]
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template findings.j2 failed: {exc}") from exc
 
 
 def render_guide(guide: Guide, manifest_name: str = "manifest.toml") -> str:

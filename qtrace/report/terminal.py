@@ -13,6 +13,7 @@ from rich.tree import Tree
 
 from qtrace.report.diff import StackDiff
 from qtrace.report.model import CaptureReport, StackView
+from qtrace.report.render import finding_text
 
 __all__ = ["diff_renderables", "register_table", "show_renderables", "stack_tree"]
 
@@ -49,7 +50,7 @@ def _findings(report: CaptureReport) -> list[RenderableType]:
     out: list[RenderableType] = []
     for finding in report.findings:
         mark = Text("yes ", style="bold green") if finding.holds else Text("no ", style="bold red")
-        out.append(mark + Text(finding.text))
+        out.append(mark + Text(finding_text(finding)))
     return out
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from qtrace.errors import ReportError, TraceFormatError
 from qtrace.report.model import build_report
+from qtrace.report.render import finding_text
 from qtrace.trace import Access, Exit, Frame, Header, Record, Stack, read_trace
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
@@ -37,7 +38,7 @@ def test_kvm_fixture_supports_the_synchronous_statement() -> None:
     report = build_report(FIXTURES / "e1000-kvm-10.2.2")
     found = {f.key: f for f in report.findings}
     assert found["synchronous-in-kvm-cpu-exec"].holds
-    assert "kvm_vcpu_thread_fn" in found["synchronous-in-kvm-cpu-exec"].text
+    assert "kvm_vcpu_thread_fn" in finding_text(found["synchronous-in-kvm-cpu-exec"])
     assert found["not-in-qemu-wait-io-event"].holds
 
 
@@ -49,7 +50,7 @@ def test_wait_io_event_on_a_stack_is_reported(make_capture: MakeCapture) -> None
     report = build_report(make_capture("waitio", _trace(frames)))
     found = {f.key: f for f in report.findings}
     assert not found["not-in-qemu-wait-io-event"].holds
-    assert "s1" in found["not-in-qemu-wait-io-event"].text
+    assert "s1" in finding_text(found["not-in-qemu-wait-io-event"])
     assert (
         "synchronous-in-kvm-cpu-exec" not in found or not found["synchronous-in-kvm-cpu-exec"].holds
     )
