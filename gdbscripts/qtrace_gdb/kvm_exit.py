@@ -2,7 +2,10 @@
 
 The host finds the case lines in this QEMU version's source (they move between versions)
 and passes them as ``file:line`` locations. On a hit, ``run`` (the vCPU's ``struct
-kvm_run``) is decoded: ``io`` for port I/O exits, ``mmio`` for memory-mapped I/O.
+kvm_run``) is decoded: ``io`` for port I/O exits, ``mmio`` for memory-mapped I/O, and
+``internal`` (suberror, ndata, data[]) for KVM_EXIT_INTERNAL_ERROR, where KVM gave up on
+the guest: the host ends the capture on that record (qtrace/launch/kvm_error.py decodes
+the words, e.g. the failing instruction's bytes of an emulation failure).
 Depends on kvm_cpu_exec having a local ``run`` and a parameter ``cpu`` (accel/kvm/kvm-all.c,
 true from QEMU 2.x to 10.x).
 """
@@ -24,6 +27,9 @@ EXIT_REASONS = {
     36: "KVM_EXIT_LOONGARCH_IOCSR", 37: "KVM_EXIT_MEMORY_FAULT",
 }
 KVM_EXIT_IO_OUT = 1
+KVM_EXIT_INTERNAL_ERROR = 17
+# struct kvm_run's internal.data[] has 16 words (include/uapi/linux/kvm.h).
+INTERNAL_DATA_WORDS = 16
 
 
 def _hex_bytes(address, length):
@@ -42,8 +48,7 @@ class ExitBreakpoint(HitBreakpoint):
 
     def on_hit(self):
         frame = gdb.newest_frame()
-        self.session.record_exit(self._decode(frame), frame)
-        return False
+        return self.session.record_exit(self._decode(frame), frame)
 
     def _decode(self, frame):
         run = frame.read_var("run")
@@ -68,4 +73,20 @@ class ExitBreakpoint(HitBreakpoint):
             record.update(phys_addr=int(mmio["phys_addr"]), len=length, is_write=is_write)
             if is_write:
                 record["data"] = _hex_bytes(int(mmio["data"].address), length)
+        elif number == KVM_EXIT_INTERNAL_ERROR:
+            record.update(_internal(run))
         return record
+
+
+def _internal(run):
+    """run->internal: suberror and its data words (linux-headers/linux/kvm.h in QEMU's tree)."""
+    try:
+        internal = run["internal"]
+        ndata = min(int(internal["ndata"]), INTERNAL_DATA_WORDS)
+        return {
+            "suberror": int(internal["suberror"]),
+            "ndata": int(internal["ndata"]),
+            "internal_data": [int(internal["data"][i]) for i in range(ndata)],
+        }
+    except (gdb.error, gdb.MemoryError) as exc:
+        return {"internal_error_unreadable": str(exc)}

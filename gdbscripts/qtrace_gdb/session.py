@@ -46,6 +46,7 @@ class Session:
         self.finished = False
         self.errors = []
         self.error_count = 0
+        self.write_error = None
         self.quiet_exits = 0
         self.exit_counts = {}
         self.last_exit = {}
@@ -133,8 +134,15 @@ class Session:
             "fast_stack_misses": self.stacks.fast_misses, "elapsed_s": round(time.monotonic() - self.started, 3)}
         if reason:
             end["reason"] = reason
-        self.out.write(end)
-        self.out.close()
+        try:
+            self.out.write(end)
+            self.out.close()
+        except OSError as exc:  # a full disk: the host repairs the tail and says so
+            self.note_error("writing the end record: %s" % exc)
+            try:
+                self.out.close()
+            except OSError:
+                pass
 
     def status(self):
         return {
@@ -160,8 +168,41 @@ class Session:
             gdb.write("qtrace collector error: %s\n" % message, gdb.STDERR)
 
     # ----- the hot path (called from breakpoints) -----
+    # A write to the trace that fails (a full disk) must end the capture, not be counted
+    # as one more collector error per hit while QEMU runs on: the first failure asks the
+    # host to stop, with the reason ("write-failed: ..."; qtrace/launch/watch.py).
+
+    def _write_failed(self, exc):
+        self.note_error("writing the trace: %s" % exc)
+        if self.write_error is not None:
+            return False
+        self.write_error = str(exc)
+        return self.request_stop("write-failed: %s" % exc)
 
     def record_exit(self, record, frame):
+        """Returns True when QEMU must stop for the host (the trace cannot be written)."""
+        try:
+            self._record_exit(record, frame)
+        except OSError as exc:
+            return self._write_failed(exc)
+        return False
+
+    def record_event(self, record, frame, at_return=False):
+        """An irq or dma record: sequence number and the hit's own stack added."""
+        try:
+            self._record_event(record, frame, at_return)
+        except OSError as exc:
+            return self._write_failed(exc)
+        return False
+
+    def record_access(self, spec, op, offset, size, value, frame, at_return=False):
+        """Records one access; True when QEMU must stop for the host (max hits, write failure)."""
+        try:
+            return self._record_access(spec, op, offset, size, value, frame, at_return)
+        except OSError as exc:
+            return self._write_failed(exc)
+
+    def _record_exit(self, record, frame):
         thread = gdb.selected_thread().num
         if record.get("vcpu") is not None:
             self.vcpu_of[thread] = record["vcpu"]
@@ -177,14 +218,12 @@ class Session:
         self.out.write(_ordered(record, ("type", "seq", "reason")))
         self.last_exit[thread] = record
 
-    def record_event(self, record, frame, at_return=False):
-        """An irq or dma record: sequence number and the hit's own stack added."""
+    def _record_event(self, record, frame, at_return):
         record["seq"] = self.out.next_seq()
         record["stack"] = self.stacks.current(frame, at_return).id
         self.out.write(_ordered(record, ("type", "seq")))
-        return False
 
-    def record_access(self, spec, op, offset, size, value, frame, at_return=False):
+    def _record_access(self, spec, op, offset, size, value, frame, at_return):
         info = self.stacks.current(frame, at_return)
         facts = self._facts(info)
         thread = gdb.selected_thread().num

@@ -1,9 +1,21 @@
-"""``qtrace capture``: record how QEMU handles every access to a device."""
+"""``qtrace capture``: record how QEMU handles every access to a device.
+
+Termination signals are the CLI's business (library code installs no handlers): while the
+command runs, SIGTERM and SIGHUP (what ``timeout``, CI runners, systemd, ``docker stop`` and
+a closed terminal send) are delivered as :class:`~qtrace.launch.interrupts.SignalInterrupt`,
+a KeyboardInterrupt, so they end a capture exactly like Ctrl-C: QEMU stopped, the trace
+closed with an ``end`` record saying ``interrupted`` and naming the signal, the container
+removed; then the exit code is 128 + the signal (143 for SIGTERM, 129 for SIGHUP).
+"""
 
 from __future__ import annotations
 
 import json
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -16,7 +28,9 @@ from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
+from qtrace.launch.interrupts import SignalInterrupt
 from qtrace.launch.live import LiveStats
+from qtrace.launch.out_dir import OUT_DIR_RULE
 
 __all__ = ["capture"]
 
@@ -64,7 +78,7 @@ def capture(
     machine: Annotated[str, typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG).")] = "pc",
     guest: Annotated[str, typer.Option("--guest", help="The guest that drives the device: probe (bare-metal, default); linux (Debian's kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it with --max-hits).")] = "probe",
     qemu_version: Annotated[str, typer.Option("--qemu-version", help="Which debug image to use.")] = DEFAULT_QEMU_VERSION,
-    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default captures/<device>-<accel>-<utc>/).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help=f"Output directory (default captures/<device>-<accel>-<utc>/). Rule: {OUT_DIR_RULE}.")] = None,
     max_hits: Annotated[int, typer.Option("--max-hits", help="Stop after this many device accesses (0: no limit).")] = 0,
     timeout: Annotated[float, typer.Option("--timeout", help="Stop after this many seconds.")] = 180.0,
     hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Call the guest hung after this many seconds without progress.")] = 45.0,
@@ -78,24 +92,56 @@ def capture(
     (deduplicated) backtrace. Output: trace.jsonl (qtrace-trace/1), qemu.log, gdb.log,
     serial.log, summary.json. Exit code 0 only when the capture finished normally.
     """
-    if build and find_qemu_image(connect(), qemu_version) is None:
-        err_console.print(f"[cyan]•[/] building the debug image for QEMU {qemu_version} first")
-        build_image(BuildRequest(qemu_version=qemu_version), _QuietBuild())
     request = CaptureRequest(
         device=device, accel=accel, machine=machine, guest=guest, qemu_version=qemu_version,
         out_dir=out, max_hits=max_hits, timeout_s=timeout, hang_timeout_s=hang_timeout, load_rounds=probe_rounds,
     )
-    use_live = err_console.is_terminal and not as_json
-    with Live(console=err_console, transient=True, refresh_per_second=4) if use_live else _NoLive() as live:
-        result = run_capture(request, _LiveView(live if use_live else None))
+    try:
+        with _signals_as_interrupts():
+            result = _run(request, build, as_json)
+    except SignalInterrupt as exc:
+        err_console.print(f"[yellow]interrupted[/] by {exc.signal_name}: stopped and cleaned up.")
+        raise typer.Exit(exc.exit_code) from None
     if as_json:
         console.print_json(json.dumps(result.summary))
     else:
         console.print(_summary_table(result))
     if result.status != "ok":
-        if result.status == "guest-hang" and result.reason:
-            err_console.print(f"[yellow]hint:[/] {result.reason}")
+        if result.hint:
+            err_console.print(f"[yellow]hint:[/] {result.hint}")
         raise typer.Exit(1)
+
+
+def _run(request: CaptureRequest, build: bool, as_json: bool) -> CaptureResult:
+    if build and find_qemu_image(connect(), request.qemu_version) is None:
+        err_console.print(f"[cyan]•[/] building the debug image for QEMU {request.qemu_version} first")
+        build_image(BuildRequest(qemu_version=request.qemu_version), _QuietBuild())
+    use_live = err_console.is_terminal and not as_json
+    with Live(console=err_console, transient=True, refresh_per_second=4) if use_live else _NoLive() as live:
+        return run_capture(request, _LiveView(live if use_live else None))
+
+
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """While in the block, SIGTERM/SIGHUP raise :class:`SignalInterrupt` (once: a second
+    signal during the cleanup it starts is noted, not raised, so the cleanup finishes)."""
+    caught: list[int] = []
+
+    def deliver(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+        if len(caught) == 1:
+            raise SignalInterrupt(signum)
+        err_console.print(f"[yellow]{signal.Signals(signum).name} again[/]: still cleaning up.")
+
+    previous = {sig: signal.signal(sig, deliver) for sig in _TERMINATING}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _NoLive:

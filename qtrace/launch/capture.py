@@ -1,23 +1,33 @@
 """``qtrace capture``: run QEMU under gdb in a container and record every device access.
 
-The steps, each leaving evidence in the run directory (``captures/<device>-<accel>-<utc>/``):
+The steps, each leaving evidence in the run directory (``captures/<device>-<accel>-<utc>/``,
+or ``--out``, which must be new or empty: :mod:`qtrace.launch.out_dir`):
 
-1. check the request (image present, device known, KVM usable) and write ``manifest.json``;
+1. check the request (output directory, image present, KVM usable) and write
+   ``manifest.json``;
 2. start the capture container (no network, only /dev/kvm) and build the guest in it;
 3. discover the device's handlers and kvm_cpu_exec's exit cases in this QEMU's source and
    write ``collector.json`` for the collector inside gdb;
-4. run gdb (MI) -> QEMU; the collector writes ``trace.jsonl`` itself, the host only arms it
-   when the guest starts, watches for the end, a timeout, a hang or Ctrl-C;
+4. run gdb (MI) -> QEMU; the collector writes ``trace.jsonl`` itself; the host polls gdb,
+   the trace and qemu.log and lets the pure watch step (:mod:`qtrace.launch.watch`) decide
+   when the run ends: the guest's exit, ``--max-hits``, a timeout, a hang, a KVM internal
+   error, a dead QEMU or gdb, a full disk, or an interrupt (Ctrl-C, or SIGTERM/SIGHUP as
+   the CLI delivers them);
 5. make sure the trace ends with an ``end`` record, copy the source lines the stacks
    point at (``source-snippets.json``), write ``summary.json``; remove the container.
+
+The resources (container, gdb, the trace's closing, the snippets) are held in one
+``contextlib.ExitStack``, so every ending unwinds them in the same order. The trace is read
+once, incrementally, by one :class:`~qtrace.launch.live.TraceTail`.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import logging
-import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,21 +41,33 @@ from qtrace.image.builder import LABEL_QEMU_VERSION, find_qemu_image, qemu_image
 from qtrace.discover.device import check_device_name, discover_handlers, parse_device_help
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
 from qtrace.docker_env import connect, new_run_id
-from qtrace.errors import CollectorError, ImageMissing, KvmUnavailable, LaunchFailure, QtraceError, UsageError
+from qtrace.errors import (
+    CollectorError,
+    EnvironmentProblem,
+    ImageMissing,
+    KvmUnavailable,
+    LaunchFailure,
+    QtraceError,
+    UsageError,
+)
 from qtrace.guests.firmware_plan import firmware_plan
 from qtrace.guests.linux_plan import linux_plan
 from qtrace.guests.plan import GuestPlan
 from qtrace.guests.probe_plan import probe_plan
 from qtrace.guests.probe_output import read_serial_log
+from qtrace.launch import evidence
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import CaptureContainer, ContainerSource, ContainerSpec
 from qtrace.launch.gdb_session import GdbSession, shell_join
+from qtrace.launch.interrupts import interrupt_reason
 from qtrace.launch.kvm import kvm_usable
-from qtrace.launch.live import LiveStats, TraceTail
+from qtrace.launch.kvm_error import merge, parse_qemu_log
+from qtrace.launch.live import LiveStats, TextTail, TraceTail
+from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
 from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, qemu_argv
+from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
 from qtrace.paths import gdbscripts_dir, guests_dir
-from qtrace.trace import SCHEMA_VERSION, End, TraceWriter, iter_records, repair_partial_tail
-from qtrace.trace.schema import Stack
+from qtrace.trace.schema import EndStatus
 
 __all__ = ["CaptureRequest", "CaptureResult", "CaptureObserver", "run_capture", "default_out_dir", "MACHINES", "GUESTS"]
 
@@ -60,8 +82,10 @@ MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
 MOUNT_GUESTS = "/qtrace/guests"
 # Only the frame's own line: reports quote QEMU line by line as evidence, never whole passages.
 SNIPPET_CONTEXT_LINES = 0
-QUIET_BEFORE_LIVENESS_CHECK_S = 5.0
-LIVENESS_CHECK_EVERY_S = 2.0
+POLL_S = 0.25
+# After QEMU was killed (KVM internal error), how long gdb gets to report it.
+KILLED_STOP_WAIT_S = 5.0
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class CaptureObserver(Protocol):
@@ -88,6 +112,8 @@ class CaptureRequest:
 
 @dataclass
 class CaptureResult:
+    """How a capture ended; ``hint`` says what to try when it did not end well."""
+
     out_dir: Path
     status: str
     reason: str | None
@@ -97,6 +123,7 @@ class CaptureResult:
     exits: int
     elapsed_s: float
     summary: dict[str, Any] = field(default_factory=dict)
+    hint: str | None = None
 
 
 def _qemu_alive(container: CaptureContainer) -> bool:
@@ -149,10 +176,16 @@ def run_capture(request: CaptureRequest, observer: CaptureObserver) -> CaptureRe
     """Capture ``request.device``; see the module docstring for the steps.
 
     Raises:
-        QtraceError subclasses for bad input or a missing environment. Ctrl-C
-        (KeyboardInterrupt) is re-raised after the trace is closed and all is cleaned up.
+        UsageError: a bad request, or an output directory that is not new or empty.
+        EnvironmentProblem: no Docker, image or KVM; or the disk filled up during the
+            capture (after cleaning up; the partial trace is kept and readable).
+        KeyboardInterrupt: Ctrl-C, or a signal the CLI delivers as
+            :class:`~qtrace.launch.interrupts.SignalInterrupt`; re-raised after the trace
+            is closed (status ``interrupted``) and everything is cleaned up.
     """
     _validate(request)
+    if request.out_dir is not None:
+        check_out_dir(request.out_dir)  # before Docker: a bad --out fails at once
     client = connect()
     image = find_qemu_image(client, request.qemu_version)
     if image is None:
@@ -162,11 +195,16 @@ def run_capture(request: CaptureRequest, observer: CaptureObserver) -> CaptureRe
         )
     accel = _choose_accel(request.accel, observer)
     out_dir = (request.out_dir or default_out_dir(request.device, accel)).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trace_path = out_dir / "trace.jsonl"
-    if trace_path.exists():
-        raise UsageError(f"{out_dir} already holds a capture.", hint="Pick a new --out directory.")
-    run = _CaptureRun(client, request, accel, out_dir, image.labels.get(LABEL_QEMU_VERSION, request.qemu_version), observer)
+    check_out_dir(out_dir)
+    created = create_out_dir(out_dir)
+    qemu_version = image.labels.get(LABEL_QEMU_VERSION, request.qemu_version)
+    run = _CaptureRun(client, request, accel, out_dir, qemu_version, observer)
+    try:
+        run.write_manifest()
+    except OSError as exc:
+        (out_dir / "manifest.json").unlink(missing_ok=True)
+        remove_created(created)
+        raise UsageError(f"--out {out_dir} cannot be written: {exc.strerror}.", hint="Pick another --out.") from exc
     return run.execute()
 
 
@@ -181,6 +219,7 @@ class _CaptureRun:
         out_dir: Path,
         qemu_version: str,
         observer: CaptureObserver,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.request = request
@@ -188,18 +227,28 @@ class _CaptureRun:
         self.out_dir = out_dir
         self.qemu_version = qemu_version
         self.observer = observer
-        self.trace_path = out_dir / "trace.jsonl"
-        self.started = time.monotonic()
-        self.status = "error"
+        self.clock = clock
+        self.started = clock()
+        self.status: EndStatus = "error"
         self.reason: str | None = None
+        self.hint: str | None = None
         self.qemu_exit: int | None = None
+        self.write_failure: str | None = None  # why the run directory could not be written
         self.plan = guest_plan(request.guest, request.device, request.machine, request.load_rounds)
-        self.armed = self.plan.arm_on is None  # armed from QEMU's start
+        self.argv = self._qemu_argv()
+        self.tail = TraceTail(out_dir / "trace.jsonl")
+        self.qemu_log = TextTail(out_dir / "qemu.log")
 
     # ----- orchestration -----
 
+    def write_manifest(self) -> None:
+        record = evidence.manifest(
+            asdict(self.request), self.accel, self.qemu_version, qemu_image_tag(self.request.qemu_version), self.argv
+        )
+        evidence.write_json(self.out_dir, "manifest.json", record)
+
     def execute(self) -> CaptureResult:
-        interrupted: BaseException | None = None
+        interrupted: KeyboardInterrupt | None = None
         spec = ContainerSpec(
             image=qemu_image_tag(self.request.qemu_version),
             run_id=new_run_id(),
@@ -210,34 +259,63 @@ class _CaptureRun:
             },
             kvm=self.accel == "kvm",
         )
-        argv = self._qemu_argv()
-        self._write_json("manifest.json", self._manifest(argv))
-        with CaptureContainer(self.client, spec) as container:
+        # Unwound last-in first-out: gdb (QEMU dies with it), the trace's end record, the
+        # source snippets (they need the container), the container.
+        with contextlib.ExitStack() as resources:
+            container = resources.enter_context(CaptureContainer(self.client, spec))
+            resources.callback(self._write_snippets, container)
+            resources.callback(self._close_trace)
             try:
                 self.observer.status("finding the device's handlers and the KVM exit cases in the source")
-                config = self._collector_config(container, argv)
+                config = self._collector_config(container)
                 self.observer.status(f"building the {self.plan.name} guest in the container")
                 self._build_guest(container)
                 config.write(self.out_dir / "collector.json")
-                with GdbSession(container, QEMU_BINARY, self.out_dir / "gdb.log") as gdb:
-                    self._run_gdb(gdb, argv, container)
+                gdb = GdbSession(container, QEMU_BINARY, self.out_dir / "gdb.log").__enter__()
+                resources.callback(self._close_gdb, gdb)
+                self._run_gdb(gdb, container)
             except KeyboardInterrupt as exc:
                 interrupted = exc
-                self.status, self.reason = "interrupted", "Ctrl-C"
+                self.status, self.reason = "interrupted", interrupt_reason(exc)
             except QtraceError as exc:
                 self.status, self.reason = "error", str(exc)
                 raise
-            finally:
-                self._close_trace()
-                try:
-                    self._write_snippets(container)
-                except (QtraceError, OSError, docker.errors.APIError) as exc:
-                    logger.warning("could not copy source lines for the report: %s", exc)
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    raise
+                self._note_write_failure(exc)
         result = self._result()
-        self._write_json("summary.json", result.summary)
+        try:
+            evidence.write_json(self.out_dir, "summary.json", result.summary)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self._note_write_failure(exc)
         if interrupted is not None:
             raise interrupted
+        if self.write_failure is not None:
+            raise EnvironmentProblem(
+                f"The capture stopped: writing its evidence in {self.out_dir} failed ({self.write_failure}). "
+                f"QEMU and the container are gone; the trace keeps the {result.accesses} accesses recorded "
+                "until then.",
+                hint=f"Free space there or pick --out on a larger filesystem. See what was captured: "
+                f"`qtrace show {self.out_dir}`.",
+            )
         return result
+
+    def _note_write_failure(self, exc: OSError) -> None:
+        if self.write_failure is None:
+            self.write_failure = exc.strerror or str(exc)
+        self.status, self.reason = "error", f"cannot write to {self.out_dir}: {self.write_failure}"
+        logger.warning("%s", self.reason)
+
+    def _close_gdb(self, gdb: GdbSession) -> None:
+        try:
+            gdb.close()
+        except OSError as exc:  # gdb.log could not be flushed (a full disk)
+            if exc.errno not in _DISK_FULL:
+                raise
+            self._note_write_failure(exc)
 
     def _qemu_argv(self) -> list[str]:
         plan = self.plan
@@ -268,7 +346,7 @@ class _CaptureRun:
                     result.output.splitlines()[-20:],
                 )
 
-    def _collector_config(self, container: CaptureContainer, argv: list[str]) -> CollectorConfig:
+    def _collector_config(self, container: CaptureContainer) -> CollectorConfig:
         devices = parse_device_help(container.exec([QEMU_BINARY, "-device", "help"]).output)
         check_device_name(self.request.device, devices)
         source = ContainerSource(container)
@@ -283,7 +361,7 @@ class _CaptureRun:
             "accel": self.accel,
             "machine": self.request.machine,
             "guest": self.request.guest,
-            "argv": argv,
+            "argv": self.argv,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "extra": {"handlers": [h.as_config() for h in handlers], "qtrace_version": __version__},
         }
@@ -300,9 +378,9 @@ class _CaptureRun:
             max_hits=self.request.max_hits,
         )
 
-    def _run_gdb(self, gdb: GdbSession, argv: list[str], container: CaptureContainer) -> None:
+    def _run_gdb(self, gdb: GdbSession, container: CaptureContainer) -> None:
         self.observer.status("starting QEMU under gdb")
-        gdb.command(f"-exec-arguments {shell_join(argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
+        gdb.command(f"-exec-arguments {shell_join(self.argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
         gdb.console(f"source {MOUNT_GDBSCRIPTS}/qtrace_gdb.py")
         gdb.command("-exec-run --start", timeout_s=120)
         first = gdb.wait_for_stop(120)
@@ -313,78 +391,85 @@ class _CaptureRun:
             raise CollectorError("the collector did not answer 'qtrace setup'")
         gdb.command("-exec-continue")
         self.observer.status("capturing (waiting for the guest to start)")
-        self._watch(gdb, container)
+        try:
+            self._watch(gdb, container)
+        except KeyboardInterrupt as exc:
+            self._stop_running(gdb, "interrupted", interrupt_reason(exc))
+            raise
+
+    # ----- watching: I/O around the pure step of qtrace.launch.watch -----
 
     def _watch(self, gdb: GdbSession, container: CaptureContainer) -> None:
-        tail = TraceTail(self.trace_path)
-        last_records, last_change = 0, time.monotonic()
-        last_alive_check = last_change
-        try:
-            while True:
-                try:
-                    stop = gdb.wait_for_stop(0.25)
-                except LaunchFailure as exc:  # gdb itself died: the host closes the trace
-                    self.status, self.reason = "error", str(exc)
-                    return
-                now = time.monotonic()
-                stats = tail.update()
-                self.observer.progress(stats, now - self.started, self.armed)
-                if stats.records != last_records:
-                    last_records, last_change = stats.records, now
-                if stop is None:
-                    quiet_s = now - last_change
-                    if quiet_s > QUIET_BEFORE_LIVENESS_CHECK_S and now - last_alive_check > LIVENESS_CHECK_EVERY_S:
-                        last_alive_check = now
-                        if not _qemu_alive(container):
-                            # QEMU died (e.g. SIGKILL) while gdb did not report it.
-                            self.status, self.reason = "error", "QEMU died without exiting (killed by a signal?)"
-                            return
-                    if now - self.started > self.request.timeout_s:
-                        self._stop_running(gdb, "timeout", f"--timeout {self.request.timeout_s:.0f} s reached")
-                        return
-                    if now - last_change > self.request.hang_timeout_s:
-                        self._stop_running(gdb, "guest-hang", self._hang_reason())
-                        return
-                    continue
-                if stop.reason == "breakpoint-hit":
-                    replies = gdb.console("qtrace on-stop")
-                    why = replies[0].get("reason") if replies else None
-                    if why == "arm":
-                        self.armed = True
-                        self.observer.status("capturing (guest started, collectors armed)")
-                        last_change = time.monotonic()
-                        gdb.command("-exec-continue")
-                        continue
-                    if why == "max-hits":
-                        self.status, self.reason = "ok", f"stopped at --max-hits {self.request.max_hits}"
-                        self._finish(gdb)
-                        return
-                    gdb.command("-exec-continue")
-                    continue
-                if stop.reason.startswith("exited"):
-                    self.qemu_exit = stop.exit_code
-                    self.status, self.reason = self._judge_exit(stop.exit_code)
-                    self._finish(gdb)
-                    return
-                self.status, self.reason = "error", f"QEMU stopped: {stop.reason} {stop.signal or ''}".strip()
-                self._finish(gdb)
+        limits = Limits(
+            timeout_s=self.request.timeout_s,
+            hang_timeout_s=self.request.hang_timeout_s,
+            kvm=self.accel == "kvm",
+            max_hits=self.request.max_hits,
+        )
+        state = start(self.clock(), armed=self.plan.arm_on is None)
+        pending: Report | None = None
+        while True:
+            report = pending if pending is not None else self._observe(gdb)
+            pending = None
+            now = self.clock()
+            before = state.phase
+            state, action = step(state, report, now, limits)
+            self.observer.progress(self.tail.stats, now - self.started, state.phase is not Phase.WAITING)
+            if before is Phase.WAITING and state.phase is Phase.CAPTURING:
+                self.observer.status("capturing (guest started, collectors armed)")
+            if action.do is Do.POLL:
+                continue
+            if action.do is Do.ASK_COLLECTOR:
+                replies = gdb.console("qtrace on-stop")
+                why = replies[0].get("reason") if replies else None
+                pending = Report(records=self.tail.stats.records, collector=CollectorAnswer(str(why) if why else None))
+            elif action.do is Do.RESUME:
+                gdb.command("-exec-continue")
+            elif action.do is Do.CHECK_ALIVE:
+                pending = Report(records=self.tail.stats.records, qemu_alive=_qemu_alive(container))
+            else:
+                self._end(gdb, container, action)
                 return
-        except KeyboardInterrupt:
-            self.status, self.reason = "interrupted", "Ctrl-C"
-            try:
-                self._stop_running(gdb, "interrupted", "Ctrl-C")
-            finally:
-                raise
 
-    def _hang_reason(self) -> str:
-        if not self.armed:
-            where = "the guest never started"
-        else:
-            where = "the guest stopped making progress"
-        advice = " Under nested KVM some guests never exit to QEMU again; try --accel tcg." if self.accel == "kvm" else ""
-        return f"no progress for {self.request.hang_timeout_s:.0f} s: {where}.{advice}"
+    def _observe(self, gdb: GdbSession) -> Report:
+        """What gdb, the trace and QEMU's log say now (waits up to POLL_S for gdb)."""
+        try:
+            stop = gdb.wait_for_stop(POLL_S)
+        except LaunchFailure as exc:  # gdb itself died: the host closes the trace
+            return Report(records=self.tail.stats.records, gdb_lost=str(exc))
+        stats = self.tail.update()
+        kvm_error = merge(stats.kvm_error, parse_qemu_log(self.qemu_log.update()))
+        return Report(records=stats.records, stop=stop, kvm_error=kvm_error)
 
-    def _stop_running(self, gdb: GdbSession, status: str, reason: str) -> None:
+    def _end(self, gdb: GdbSession, container: CaptureContainer, action: Action) -> None:
+        """Carry out an ending action: the collector writes the end record when it can."""
+        self.status, self.reason, self.hint = action.status or "error", action.reason, action.hint
+        if action.write_failure is not None:
+            self.write_failure = action.write_failure
+        if action.do is Do.JUDGE_EXIT:
+            self.qemu_exit = action.exit_code
+            self.status, self.reason = self._judge_exit(action.exit_code)
+            self._finish(gdb)
+        elif action.do is Do.FINISH:
+            self._finish(gdb)
+        elif action.do is Do.INTERRUPT:
+            self._stop_running(gdb, self.status, self.reason or "")
+        elif action.do is Do.KILL:
+            self._kill_qemu(gdb, container)
+        # Do.ABANDON: gdb or QEMU is gone; _close_trace writes the end record.
+
+    def _kill_qemu(self, gdb: GdbSession, container: CaptureContainer) -> None:
+        """End a QEMU that gdb cannot interrupt (paused after a KVM internal error)."""
+        container.exec(["pkill", "-KILL", "-x", "qemu-system-x86"])
+        try:
+            stop = gdb.wait_for_stop(KILLED_STOP_WAIT_S)
+        except LaunchFailure as exc:
+            logger.debug("gdb after killing QEMU: %s", exc)
+            return
+        if stop is not None:
+            self._finish(gdb)
+
+    def _stop_running(self, gdb: GdbSession, status: EndStatus, reason: str) -> None:
         self.status, self.reason = status, reason
         try:
             gdb.interrupt()
@@ -396,11 +481,11 @@ class _CaptureRun:
     def _finish(self, gdb: GdbSession) -> None:
         try:
             reason = (self.reason or "").replace('"', "'")
-            gdb.console(f'qtrace finish {self.status} {reason}', timeout_s=20)
+            gdb.console(f"qtrace finish {self.status} {reason}", timeout_s=20)
         except QtraceError as exc:
             logger.debug("collector finish failed (%s); the host closes the trace", exc)
 
-    def _judge_exit(self, code: int | None) -> tuple[str, str | None]:
+    def _judge_exit(self, code: int | None) -> tuple[EndStatus, str | None]:
         if code not in self.plan.ok_exit_statuses:
             return "error", f"QEMU exited with status {code}: {' | '.join(self._qemu_log_tail()[-3:])}"
         if not self.plan.serial_verdict:
@@ -417,84 +502,44 @@ class _CaptureRun:
         return "error", f"the guest reported: DONE fail {output.done.reason or ''}".strip()
 
     def _qemu_log_tail(self) -> list[str]:
-        path = self.out_dir / "qemu.log"
-        return path.read_text(errors="replace").splitlines()[-20:] if path.exists() else []
+        return self.qemu_log.update().splitlines()[-20:]
 
     # ----- evidence -----
 
     def _close_trace(self) -> None:
         """Make sure the trace ends with an end record, even when gdb died."""
-        if not self.trace_path.exists():
-            return
-        repair_partial_tail(self.trace_path)
-        last = None
         try:
-            for record in iter_records(self.trace_path):
-                last = record
-        except QtraceError as exc:
-            logger.warning("trace not readable to the end: %s", exc)
-        if isinstance(last, End):
-            return
-        counts = {"access": 0, "stack": 0}
-        with self.trace_path.open(encoding="utf-8") as handle:
-            for line in handle:
-                kind = json.loads(line).get("type")
-                if kind in counts:
-                    counts[kind] += 1
-        with TraceWriter.append_to(self.trace_path) as writer:
-            writer.write(End(status=self.status if self.status != "ok" else "error",  # type: ignore[arg-type]
-                             accesses=counts["access"], stacks=counts["stack"],
-                             elapsed_s=round(time.monotonic() - self.started, 3),
-                             reason=(self.reason or "the collector did not close the trace") + " (closed by the host)"))
+            evidence.close_trace(self.tail, self.status, self.reason, self.clock() - self.started)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self._note_write_failure(exc)
 
     def _write_snippets(self, container: CaptureContainer) -> None:
-        """The QEMU source lines around every frame and the extents of the frames' functions
+        """The QEMU source lines of every frame and the extents of the frames' functions
         (``qtrace-source-snippets/1``), so reports render and links are checked without the image."""
-        if not self.trace_path.exists():
+        if not self.tail.path.exists():
             return
-        stacks = [r for r in iter_records(self.trace_path) if isinstance(r, Stack)]
-        source = ReaderSourceProvider(ContainerSource(container))
-        write_source_snippets(self.out_dir, stacks, source, self.qemu_version, SNIPPET_CONTEXT_LINES)
-
-    def _manifest(self, argv: list[str]) -> dict[str, Any]:
-        return {
-            "qtrace_version": __version__,
-            "schema": SCHEMA_VERSION,
-            "request": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.request).items()},
-            "accel": self.accel,
-            "qemu_version": self.qemu_version,
-            "image": qemu_image_tag(self.request.qemu_version),
-            "argv": argv,
-            "host": {"node": platform.node(), "kernel": platform.release(), "python": platform.python_version()},
-        }
+        try:
+            source = ReaderSourceProvider(ContainerSource(container))
+            write_source_snippets(self.out_dir, self.tail.stack_records, source, self.qemu_version, SNIPPET_CONTEXT_LINES)
+        except (QtraceError, OSError, docker.errors.APIError) as exc:
+            logger.warning("could not copy source lines for the report: %s", exc)
 
     def _result(self) -> CaptureResult:
-        elapsed = time.monotonic() - self.started
-        stats = TraceTail(self.trace_path).update() if self.trace_path.exists() else LiveStats()
-        end = stats.ended or {}
-        status = str(end.get("status", self.status))
-        reason = end.get("reason", self.reason)
-        summary = {
+        elapsed = self.clock() - self.started
+        identity = {
             "device": self.request.device,
             "accel": self.accel,
             "machine": self.request.machine,
             "guest": self.request.guest,
             "qemu_version": self.qemu_version,
-            "status": status,
-            "reason": reason,
-            "qemu_exit_status": self.qemu_exit,
-            "accesses": stats.accesses,
-            "stacks": stats.stacks,
-            "exits": stats.exits,
-            "exit_reasons": dict(sorted(stats.exit_reasons.items())),
-            "irqs": stats.irqs,
-            "dmas": stats.dmas,
-            "elapsed_s": round(elapsed, 2),
-            "out_dir": str(self.out_dir),
-            "files": sorted(p.name for p in self.out_dir.iterdir() if p.is_file()),
         }
-        return CaptureResult(self.out_dir, status, str(reason) if reason else None, self.accel,
-                             stats.accesses, stats.stacks, stats.exits, elapsed, summary)
-
-    def _write_json(self, name: str, payload: dict[str, Any]) -> None:
-        (self.out_dir / name).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        summary = evidence.summary(self.tail, identity, self.status, self.reason, self.qemu_exit, elapsed, self.out_dir)
+        stats = self.tail.stats
+        reason = summary["reason"]
+        return CaptureResult(
+            self.out_dir, str(summary["status"]), str(reason) if reason else None, self.accel,
+            stats.accesses, stats.stacks, stats.exits, elapsed, summary,
+            hint=self.hint if summary["status"] != "ok" else None,
+        )

@@ -1,16 +1,29 @@
-"""Following a trace while it is written: counters for the live display and the summary.
+"""Following a trace (and QEMU's log) while they are written: the capture's one reader.
 
-Reads only complete lines, so a line being written is picked up on the next poll.
+:class:`TraceTail` reads only complete lines, each once, validated by the trace codec's
+:func:`~qtrace.trace.decode_line`; it keeps what the capture needs afterwards (counters for
+the live display and the summary, the stacks for the source snippets, the end record), so
+the finished trace is never read again. A line being written is picked up on the next
+poll. :class:`TextTail` does the same for a text log.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LiveStats", "TraceTail"]
+from qtrace.errors import TraceFormatError
+from qtrace.launch.kvm_error import KvmInternalError, from_exit_record
+from qtrace.trace import Access, Dma, End, Exit, Irq, Stack, decode_line
+
+__all__ = ["LiveStats", "TraceTail", "TextTail", "INTERNAL_ERROR_EXIT"]
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_ERROR_EXIT = "KVM_EXIT_INTERNAL_ERROR"
 
 
 @dataclass
@@ -25,18 +38,23 @@ class LiveStats:
     dmas: int = 0
     per_register: Counter[tuple[str, int]] = field(default_factory=Counter)
     exit_reasons: Counter[str] = field(default_factory=Counter)
-    ended: dict[str, object] | None = None
+    ended: End | None = None
+    kvm_error: KvmInternalError | None = None
+    first_bad_line: TraceFormatError | None = None
 
 
 class TraceTail:
-    """Incrementally reads a growing trace.jsonl."""
+    """Incrementally reads a growing trace.jsonl (each line once)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.stats = LiveStats()
+        self.stack_records: list[Stack] = []
         self._offset = 0
+        self._line = 0
 
     def update(self) -> LiveStats:
+        """Read the lines completed since the last call; returns the running counters."""
         try:
             with self.path.open("rb") as handle:
                 handle.seek(self._offset)
@@ -45,26 +63,62 @@ class TraceTail:
             return self.stats
         end = data.rfind(b"\n") + 1
         self._offset += end
-        for line in data[:end].splitlines():
-            if line.strip():
-                self._count(json.loads(line))
+        for raw in data[:end].split(b"\n")[:-1]:
+            self._line += 1
+            if raw.strip():
+                self._take(raw.decode("utf-8", errors="replace") + "\n")
         return self.stats
 
-    def _count(self, record: dict[str, object]) -> None:
+    def _take(self, line: str) -> None:
         stats = self.stats
+        try:
+            record = decode_line(self.path, self._line, line)
+        except TraceFormatError as exc:
+            # A collector bug, not a reason to stop capturing: counted out and reported.
+            if stats.first_bad_line is None:
+                stats.first_bad_line = exc
+                logger.warning("%s", exc)
+            return
         stats.records += 1
-        kind = record.get("type")
-        if kind == "access":
+        if isinstance(record, Access):
             stats.accesses += 1
-            stats.per_register[(str(record.get("space")), int(record.get("offset", 0)))] += 1  # type: ignore[call-overload]
-        elif kind == "exit":
+            stats.per_register[(record.space, record.offset)] += 1
+        elif isinstance(record, Exit):
             stats.exits += 1
-            stats.exit_reasons[str(record.get("reason"))] += 1
-        elif kind == "stack":
+            stats.exit_reasons[record.reason] += 1
+            if record.reason == INTERNAL_ERROR_EXIT and stats.kvm_error is None:
+                # The typed record keeps only the schema's fields; the collector adds
+                # run->internal's words to this one (kvm_exit.py).
+                stats.kvm_error = from_exit_record(json.loads(line))
+        elif isinstance(record, Stack):
             stats.stacks += 1
-        elif kind == "irq":
+            self.stack_records.append(record)
+        elif isinstance(record, Irq):
             stats.irqs += 1
-        elif kind == "dma":
+        elif isinstance(record, Dma):
             stats.dmas += 1
-        elif kind == "end":
-            stats.ended = dict(record)
+        elif isinstance(record, End):
+            stats.ended = record
+
+
+class TextTail:
+    """Incrementally reads a growing text file (QEMU's log), keeping its last ``keep_chars``."""
+
+    def __init__(self, path: Path, keep_chars: int = 65536) -> None:
+        self.path = path
+        self.text = ""
+        self._offset = 0
+        self._keep = keep_chars
+
+    def update(self) -> str:
+        """Append what was written since the last call; returns the text kept."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return self.text
+        self._offset += len(data)
+        if data:
+            self.text = (self.text + data.decode("utf-8", errors="replace"))[-self._keep :]
+        return self.text
