@@ -13,11 +13,16 @@ resets the PHY; QEMU 10.2.2 does neither (observed), and the model follows QEMU:
 self-clears, PHY_RST is stored. :meth:`E1000.software_reset` is the SDM's reset, for
 scripts that want it.
 
-Sub-dword accesses: the SDM requires 32-bit register accesses. The model reads the whole
-register and returns the addressed bytes (side effects such as ICR's clear still happen);
-a narrow write is merged into the register's current value for storage registers, and
-zero-filled for the "action" registers (ICR, ICS, IMS, IMC) so it cannot act on bytes the
-guest did not write.
+Sub-dword accesses: the SDM requires 32-bit register accesses and leaves narrower ones
+undefined. QEMU 10.2.2's e1000 implements 4-byte accesses only, and its memory core
+(``access_with_adjusted_size``) widens a 1- or 2-byte access to 4 bytes without aligning
+it: the device sees a 4-byte access at the byte's own address, whose register is the one
+containing it. So a narrow write replaces the whole register with the zero-extended value
+(a byte written to RCTL clears RCTL[31:8]; a byte written at CTRL+1 lands in CTRL[7:0]),
+and a narrow read returns the register's low bytes (with the read's side effects, such as
+ICR's clear). The model does the same. Accesses that are not naturally aligned (2 bytes
+at an odd offset) are refused by QEMU's memory core before they reach the device; the
+model refuses them too (``ValueError``).
 """
 
 from __future__ import annotations
@@ -76,7 +81,6 @@ BAR0 = BarDef(0, 128 * 1024)  # memory-mapped registers
 BAR1 = BarDef(1, 64, io=True)  # IOADDR/IODATA
 
 _MASK32 = 0xFFFF_FFFF
-_ACTION_WRITES = frozenset({"ICR", "ICS", "IMS", "IMC"})
 _EECD_PINS = bit("EECD", "SK") | bit("EECD", "CS") | bit("EECD", "DI")
 _EECD_REQ = bit("EECD", "EE_REQ")
 _EECD_WRITABLE = _EECD_PINS | bit("EECD", "FWE") | _EECD_REQ
@@ -90,6 +94,10 @@ _MDIC_OP_WRITE, _MDIC_OP_READ = 1, 2
 _STATUS_LU = bit("STATUS", "LU")
 _PHY_STATUS_LINK = 1 << 2
 _PHY_STATUS_AN_DONE = 1 << 5
+
+
+def _size_mask(size: int) -> int:
+    return (1 << (8 * size)) - 1
 
 
 def parse_mac(text: str) -> bytes:
@@ -199,12 +207,12 @@ class E1000:
         reg = self._lookup(MAC_REGISTERS, "mmio", offset, size)
         hook = _READ_HOOKS.get(reg.name)
         value = hook(self) if hook is not None else self._read_by_kind(reg)
-        return (value >> (8 * (offset & 3))) & ((1 << (8 * size)) - 1)
+        return value & _size_mask(size)  # a narrow read: the register's low bytes (QEMU)
 
     def mmio_write(self, offset: int, size: int, value: int) -> None:
         """A guest write of ``size`` bytes at ``offset`` in BAR0."""
         reg = self._lookup(MAC_REGISTERS, "mmio", offset, size)
-        value = self._widen(reg, offset, size, value)
+        value &= _size_mask(size)  # a narrow write replaces the whole register (QEMU)
         hook = _WRITE_HOOKS.get(reg.name)
         if hook is not None:
             hook(self, value)
@@ -282,8 +290,11 @@ class E1000:
     # -- internals ------------------------------------------------------------------------------
 
     def _lookup(self, table: RegisterMap, space: str, offset: int, size: int) -> Reg:
-        if size not in (1, 2, 4) or (offset & 3) + size > 4:
-            raise ValueError(f"{space} access of {size} bytes at {offset:#x} crosses a register")
+        if size not in (1, 2, 4) or offset % size:
+            raise ValueError(
+                f"{space} access of {size} bytes at {offset:#x} is not naturally aligned "
+                "(QEMU's memory core refuses it before the device sees it)"
+            )
         reg = table.at(offset)
         if reg is None:
             raise Unimplemented(
@@ -292,14 +303,6 @@ class E1000:
         if reg.kind is Kind.UNIMPL:
             raise Unimplemented(space, offset, reg.name, reg.note)
         return reg
-
-    def _widen(self, reg: Reg, offset: int, size: int, value: int) -> int:
-        if size == 4:
-            return value & _MASK32
-        shift = 8 * (offset & 3)
-        mask = ((1 << (8 * size)) - 1) << shift
-        base = 0 if reg.name in _ACTION_WRITES else self.regs[reg.offset]
-        return (base & ~mask) | ((value << shift) & mask)
 
     def _store(self, reg: Reg, value: int) -> None:
         old = self.regs[reg.offset]
@@ -357,16 +360,20 @@ class E1000:
         self.eeprom.pins(sk=bool(value & 1), cs=bool(value & 2), di=bool(value & 4))
 
     def _read_eerd(self) -> int:
+        # QEMU 10.2.2 stores all 32 bits written. Without START a read returns them as
+        # written (no DONE, no data). With START the read completes at once: START clear,
+        # DONE set, and the word at the address (everything above bit 7, so stray high
+        # bits make an address past the EEPROM, which completes with no data).
         stored = self.reg("EERD")
         if not stored & EERD_START:
             return stored
-        address = (stored >> 8) & 0xFF
+        rest = stored & ~EERD_START
+        address = rest >> 8
         data = self.eeprom_words[address] if address < EEPROM_WORDS else 0
-        # Observed in QEMU 10.2.2: the completed read shows DONE with START clear.
-        return (stored & ~EERD_START) | EERD_DONE | data << 16
+        return rest | EERD_DONE | data << 16
 
     def _write_eerd(self, value: int) -> None:
-        self.set_reg("EERD", value & (EERD_START | 0xFF00))
+        self.set_reg("EERD", value)
 
     def _write_mdic(self, value: int) -> None:
         op = (value >> 26) & 0x3

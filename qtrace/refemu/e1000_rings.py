@@ -5,9 +5,9 @@ a ring is ``xDLEN / 16`` descriptors of 16 bytes at ``xDBAH:xDBAL``; hardware ow
 descriptors from head up to (not including) tail.
 
 Transmit: from TDH to TDT, each descriptor's buffer is fetched by DMA and gathered until
-a descriptor with EOP ends the frame, which goes to the sink. A descriptor with RS gets
-DD written back into its status byte and sets TXDW; a run that ends with the ring empty
-sets TXQE. Extended (DEXT) descriptors are walked and their data gathered, but the
+a descriptor with EOP ends the frame, which goes to the sink. A descriptor with RS (or
+RPS) gets DD written back into its status byte (EC, LC, TU cleared) and sets TXDW; a run
+that ends with the ring empty sets TXQE. Extended (DEXT) descriptors are walked and their data gathered, but the
 offloads they request (checksum insertion, TCP segmentation) are not modelled and are
 reported as such.
 
@@ -33,10 +33,13 @@ MIN_FRAME_BYTES = 60  # without CRC; shorter frames are padded, as on the wire
 
 TX_CMD_EOP = 0x01
 TX_CMD_RS = 0x08
+TX_CMD_RPS = 0x10  # report packet sent (82544GC/EI in the SDM); QEMU writes back for it too
 TX_CMD_DEXT = 0x20
 TX_DCMD_TSE = 0x04
 TX_POPTS_CSUM = 0x03  # IXSM | TXSM
 STA_DD = 0x01
+# Excess collisions, late collision, transmit underrun: error bits a write-back clears.
+STA_EC, STA_LC, STA_TU = 0x02, 0x04, 0x08
 RX_STA_EOP = 0x02
 
 _TX_LEGACY = struct.Struct("<QHBBBBH")  # buffer, length, CSO, CMD, STA, CSS, special
@@ -114,10 +117,13 @@ def run_tx(host: RingHost, pending: bytearray) -> TxRun:
             pending.clear()
             count_tx(host, frame)
             run.frames.append(frame)
-        if cmd & TX_CMD_RS:
-            # Observed in QEMU 10.2.2: the writeback is one 4-byte DMA write of the
-            # descriptor's last dword, STA | DD with CSS and special as fetched.
-            host.dma_write(addr + 12, bytes([sta | STA_DD]) + descriptor[13:16])
+        if cmd & (TX_CMD_RS | TX_CMD_RPS):
+            # QEMU 10.2.2 (observed, and in its txdesc_writeback): RS or RPS asks for a
+            # write-back, one 4-byte DMA write of the descriptor's last dword: STA with DD
+            # set and EC, LC, TU cleared (nothing went wrong on the wire), CSS and the
+            # special field as fetched.
+            status = (sta | STA_DD) & ~(STA_EC | STA_LC | STA_TU)
+            host.dma_write(addr + 12, bytes([status]) + descriptor[13:16])
             run.causes |= 1 << ICR_BITS["TXDW"]
         head += 1
         if head * DESC_BYTES >= ring_bytes:

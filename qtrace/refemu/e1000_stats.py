@@ -61,16 +61,21 @@ def _cast(frame: bytes) -> str | None:
 
 
 def count_tx(host: CounterHost, frame: bytes) -> None:
-    """Counters for one transmitted frame (without CRC).
+    """Counters for one transmitted frame (without CRC), the SDM's full set.
 
-    Observed in QEMU 10.2.2 (qtest, no network backend): a transmitted frame bumps TPT,
-    GPTC and TOTL/TOTH only; GOTC, the PTC size buckets, BPTC and MPTC stay 0, so the
-    SDM's full set is not counted here either.
+    QEMU 10.2.2 counts the same set (with or without a network backend), but a guest
+    reads only TPT, GPTC and TOTL/TOTH back: GOTC, the PTC size buckets, BPTC and MPTC
+    are gated by an access flag no QEMU property sets any more, so they read 0. That
+    gating lives in the register map (``access = "zero"``), not here.
     """
     wire = len(frame) + _CRC_BYTES
-    bump(host, "TPT")
-    bump(host, "GPTC")
+    for name in ("TPT", "GPTC", f"PTC{_bucket(wire)}"):
+        bump(host, name)
     bump(host, "TOT", wire)
+    bump(host, "GOTC", wire)
+    cast = _cast(frame)
+    if cast:
+        bump(host, f"{cast}PTC")
 
 
 def count_rx(host: CounterHost, frame: bytes) -> None:

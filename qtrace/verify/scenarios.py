@@ -225,6 +225,48 @@ def _transmit() -> Scenario:
     return Scenario("transmit ring with writeback", tuple(steps), ((RING_BASE, 8 * DESC_BYTES),))
 
 
+def _narrow_accesses() -> Scenario:
+    """1- and 2-byte accesses: QEMU widens them to 4 bytes at the same address."""
+    ctrl, status, rctl = (MAC_REGISTERS.named(n).offset for n in ("CTRL", "STATUS", "RCTL"))
+    steps = [
+        _r(status + 1, 1), _r(status + 2, 2), _r(status + 3, 1),
+        _w(rctl, 0xFFFF_FFFF), _w(rctl, 0x5A, 1), _r(rctl),  # RCTL[31:8] cleared
+        _w(rctl, 0xFFFF_FFFF), _w(rctl + 2, 0x1234, 2), _r(rctl), _r(rctl + 1, 1),
+        _w(ctrl + 1, 0x41, 1), _r(ctrl),  # the byte lands in CTRL[7:0]
+        _w(_IMS + 1, 0x04, 1), _r(_IMS), _w(_IMC, 0xFFFF_FFFF),
+        _w(_ICS + 2, 0x0201, 2), _r(_ICR + 3, 1), _r(_ICR),
+        _w(_EERD, 0xABCD_0512), _r(_EERD), _r(_EERD + 2, 2),  # no START: stored as written
+        _w(_EERD, 0x0001_0001), _r(_EERD), _w(_EERD, 0x0201), _r(_EERD),
+    ]  # fmt: skip
+    return Scenario("narrow register accesses, EERD without START", tuple(steps))
+
+
+def _writeback_status() -> Scenario:
+    """Which descriptors are written back, and which STA bits survive (EC, LC, TU do not)."""
+    rps = 0x10
+    ring = b""
+    steps: list[Step] = []
+    cmds = (
+        (_CMD_EOP | rps, 0x0E),
+        (_CMD_EOP | _CMD_RS, 0xFE),
+        (_CMD_EOP, 0x0E),
+        (_CMD_EOP | rps | _CMD_RS, 0x30),
+    )
+    for i, (cmd, sta) in enumerate(cmds):
+        buf = BUF_BASE + 0x100 * i
+        steps.append(Step("write", "ram", buf, data=_frame(i)))
+        ring += tx_descriptor(buf, 60, cmd, sta)
+    ring += bytes(DESC_BYTES * (RING_DESCRIPTORS - len(cmds)))
+    steps += [
+        Step("write", "ram", RING_BASE, data=ring),
+        _w(_TDBAL, RING_BASE), _w(_TDBAH, 0), _w(_TDLEN, DESC_BYTES * RING_DESCRIPTORS),
+        _w(_TDH, 0), _w(_TDT, 0), _r(_ICR), _w(_TCTL, _TCTL_EN_PSP),
+        _w(_TDT, 1), _r(_ICR), _w(_TDT, len(cmds)), _r(_TDH), _r(_ICR),
+    ]  # fmt: skip
+    watch = ((RING_BASE, RING_DESCRIPTORS * DESC_BYTES),)
+    return Scenario("transmit write-back for RS and RPS", tuple(steps), watch)
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     _reset_values(),
     _bar_sizing(),
@@ -235,4 +277,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     _ctrl_reset(),
     _io_bar(),
     _transmit(),
+    _narrow_accesses(),
+    _writeback_status(),
 )

@@ -215,6 +215,49 @@ def test_status_is_read_only(value: int) -> None:
     assert nic.rd(STATUS) == 0x80080783
 
 
-def test_byte_read_returns_the_addressed_byte(nic: Nic) -> None:
-    assert nic.machine.read(0xFEBC0000 + STATUS + 3, 1) == 0x80
-    assert nic.machine.read(0xFEBC0000 + STATUS + 2, 2) == 0x8008
+def test_narrow_read_returns_the_registers_low_bytes(nic: Nic) -> None:
+    """QEMU widens a narrow access to 4 bytes at the same (unaligned) address: the e1000
+    handler returns the whole register and the guest gets its low bytes, whatever byte
+    of the register it addressed (issue 16 #6; the model used to shift the byte out)."""
+    assert nic.machine.read(0xFEBC0000 + STATUS + 3, 1) == 0x83
+    assert nic.machine.read(0xFEBC0000 + STATUS + 2, 2) == 0x0783
+    assert nic.machine.read(0xFEBC0000 + STATUS + 1, 1) == 0x83
+
+
+def test_narrow_write_replaces_the_whole_register(nic: Nic) -> None:
+    """A 1-byte write to RCTL clears RCTL[31:8]; a byte at CTRL+1 lands in CTRL[7:0]."""
+    nic.wr(RCTL, 0xFFFF_FFFF)
+    nic.machine.write(0xFEBC0000 + RCTL, 1, 0x5A)
+    assert nic.rd(RCTL) == 0x5A
+    nic.machine.write(0xFEBC0000 + CTRL + 1, 1, 0x41)
+    assert nic.rd(CTRL) == 0x41
+    nic.wr(RCTL, 0xFFFF_FFFF)
+    nic.machine.write(0xFEBC0000 + RCTL + 2, 2, 0x1234)
+    assert nic.rd(RCTL) == 0x1234
+
+
+def test_narrow_write_to_ims_sets_the_low_bits_it_carries(nic: Nic) -> None:
+    nic.machine.write(0xFEBC0000 + IMS + 1, 1, 0x04)  # LSC, not bit 10
+    assert nic.rd(IMS) == 0x04
+
+
+def test_unaligned_narrow_access_is_refused(nic: Nic) -> None:
+    with pytest.raises(ValueError, match="naturally aligned"):
+        nic.dev.mmio_read(STATUS + 1, 2)
+
+
+def test_eerd_written_without_start_reads_back_all_32_bits(nic: Nic) -> None:
+    """QEMU stores EERD whole and returns it unchanged without START: no DONE, no data
+    (issue 16 #7; the model used to keep START|ADDR only and so dropped bits)."""
+    nic.wr(EERD, 0xABCD_0512)
+    assert nic.rd(EERD) == 0xABCD_0512
+    nic.wr(EERD, 0x0000_0300)
+    assert nic.rd(EERD) == 0x0000_0300
+
+
+def test_eerd_high_bits_with_start_address_past_the_eeprom(nic: Nic) -> None:
+    """With START the address is everything above bit 7: stray high bits mean no data."""
+    nic.wr(EERD, 0x0001_0001)  # word 0x100 as QEMU reads it
+    assert nic.rd(EERD) == 0x0001_0010
+    nic.wr(EERD, 0x0000_0201)  # word 2, in range
+    assert nic.rd(EERD) == 0x5634_0210

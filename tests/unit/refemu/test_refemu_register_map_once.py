@@ -31,7 +31,15 @@ def test_the_model_reads_the_packs_map_object() -> None:
 def test_model_table_is_the_pack_map_row_for_row(space: str, table: object) -> None:
     assert PACK is not None
     pack_rows = [
-        (r.offset, r.name, r.reset, r.access, r.wmask, r.note, [(f.name, f.lo, f.hi) for f in r.fields])
+        (
+            r.offset,
+            r.name,
+            r.reset,
+            r.access,
+            r.wmask,
+            r.note,
+            [(f.name, f.lo, f.hi) for f in r.fields],
+        )
         for r in PACK.registers(space)
     ]
     model_rows = [
