@@ -8,9 +8,11 @@ are checked against the real files read out of the image.
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
+import tomllib
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ from qtrace.annotate import UNKNOWN_LAYER, SourceSnippets, annotate_stack
 from qtrace.annotate.source import SNIPPETS_FILE, TreeSourceProvider, is_tree_path
 from qtrace.image.builder import BuildResult
 from qtrace.launch.capture import CaptureResult
+from qtrace.report.guide import CONFIG_ADDRESS_ZONES
 from qtrace.report.model import build_report
 from qtrace.report.render import write_report
 from qtrace.trace import read_trace
@@ -109,7 +112,12 @@ def _check_links(result: CaptureResult, source: ImageSource) -> None:
 
 @pytest.mark.parametrize(
     ("accel", "machine", "guest"),
-    [("kvm", "pc", "probe"), ("tcg", "pc", "probe"), ("kvm", "q35", "probe"), ("tcg", "pc", "linux")],
+    [
+        ("kvm", "pc", "probe"),
+        ("tcg", "pc", "probe"),
+        ("kvm", "q35", "probe"),
+        ("tcg", "pc", "linux"),
+    ],
 )
 def test_each_linked_line_is_inside_the_named_function(
     capture: Capture, image_source: ImageSource, accel: str, machine: str, guest: str
@@ -197,7 +205,9 @@ def test_report_renders_in_headless_chromium_with_the_annotated_stack(
     assert "<details" in rendered and " open" in rendered
 
     stacks_page = tmp_path / "stacks.html"
-    stacks_page.write_text(html.replace("</head>", STACKS_ONLY_CSS + "</head>", 1), encoding="utf-8")
+    stacks_page.write_text(
+        html.replace("</head>", STACKS_ONLY_CSS + "</head>", 1), encoding="utf-8"
+    )
     for name, target in (("full.png", page), ("stacks.png", stacks_page)):
         shot = tmp_path / name
         run = _chromium(
@@ -214,3 +224,82 @@ def test_report_is_deterministic(capture: Capture, tmp_path: Path) -> None:
     first = write_report(build_report(result.out_dir), tmp_path / "a")
     second = write_report(build_report(result.out_dir), tmp_path / "b")
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
+
+
+# --- the guide's claims about QEMU's code, checked against each release's source ----------
+
+SOURCE_CLAIMS = Path(__file__).resolve().parents[2] / "qtrace" / "report" / "source_claims.toml"
+CLAIM_RELEASES = ("7.2", "10.0.13", "10.2.2")
+
+
+def _claims() -> list[dict[str, object]]:
+    data = tomllib.loads(SOURCE_CLAIMS.read_text(encoding="utf-8"))
+    return list(data["claim"])
+
+
+@pytest.mark.parametrize("version", CLAIM_RELEASES)
+def test_the_guides_claims_about_qemu_code_hold_in_each_release(
+    version_source: Callable[[str], ImageSource], version: str
+) -> None:
+    """Every anchor in source_claims.toml matches that release's real source; a failure names
+    the claim (and so the guide's sentence) that went stale."""
+    source = version_source(version)
+    claims = [c for c in _claims() if version in c["versions"]]  # type: ignore[operator]
+    assert claims, f"no claim is checked for {version}"
+    stale = []
+    for claim in claims:
+        text = source._read(str(claim["file"]))
+        if text is None:
+            stale.append(f"{claim['id']}: {claim['file']} is missing")
+            continue
+        stale += [
+            f"{claim['id']}: no match for {pattern!r} in {claim['file']} ({claim['says']})"
+            for pattern in claim["patterns"]  # type: ignore[attr-defined]
+            if not re.search(str(pattern), text, re.MULTILINE)
+        ]
+    assert not stale, stale
+
+
+def _io_ranges(mtree: str, region: str) -> list[tuple[int, int]]:
+    """(start, size) of ``region``'s ranges in the I/O address space's FlatView (info mtree -f)."""
+    ranges = []
+    in_io = False
+    for line in mtree.splitlines():
+        if line.startswith("FlatView"):
+            in_io = False
+        elif line.strip().startswith('AS "I/O"'):
+            in_io = True
+        elif in_io and (
+            m := re.match(r"\s*([0-9a-f]+)-([0-9a-f]+) \(prio \d+, i/o\): (\S+)", line)
+        ):
+            if m.group(3) == region:
+                start, end = int(m.group(1), 16), int(m.group(2), 16)
+                ranges.append((start, end - start + 1))
+    return ranges
+
+
+@pytest.mark.parametrize("version", CLAIM_RELEASES)
+@pytest.mark.parametrize("machine", sorted(CONFIG_ADDRESS_ZONES))
+def test_config_address_zones_are_the_flatviews_ranges(
+    docker_client: docker.DockerClient,
+    build_version: Callable[[str], BuildResult],
+    version: str,
+    machine: str,
+) -> None:
+    """The coalesced-PIO zones the guide reasons with (guide.CONFIG_ADDRESS_ZONES) are the
+    pieces of CONFIG_ADDRESS that QEMU's I/O FlatView really has: QEMU registers each piece of
+    a coalesced range that a FlatRange keeps, so the FlatView is what KVM is told."""
+    out = docker_client.containers.run(
+        build_version(version).image,
+        [
+            "sh",
+            "-c",
+            "printf 'info mtree -f\\nquit\\n' | timeout 60 /src/qemu/build/qemu-system-x86_64"
+            f" -machine {machine} -accel tcg -nodefaults -display none -S -monitor stdio"
+            " -L /usr/share/seabios -L /usr/share/qemu",
+        ],
+        network_mode="none",
+        remove=True,
+    )
+    ranges = _io_ranges(bytes(out).decode("utf-8", errors="replace"), "pci-conf-idx")
+    assert tuple(ranges) == CONFIG_ADDRESS_ZONES[machine]

@@ -9,6 +9,7 @@ checked too, for the errors an expert review found in earlier versions of the pr
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -253,3 +254,18 @@ def test_the_committed_guide_has_none_of_the_reviewed_errors() -> None:
     assert "unconditional I/O exiting" in guide and "I/O permission map" in guide
     assert "`hw/i386/vapic.c` in 10.2.2" in guide and "async_safe_run_on_cpu()" in guide
     assert "EPT misconfiguration" in guide and "unless the ring is full" in guide
+
+
+def test_source_claims_are_well_formed() -> None:
+    """source_claims.toml (checked against the images by the integration tests) parses, every
+    anchor compiles, and each claim names the releases it is checked in."""
+    path = Path(__file__).resolve().parents[3] / "qtrace" / "report" / "source_claims.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    assert data["format"] == "qtrace-source-claims/1"
+    ids = [claim["id"] for claim in data["claim"]]
+    assert len(ids) == len(set(ids))
+    for claim in data["claim"]:
+        assert claim["says"] and claim["file"] and claim["versions"] and claim["patterns"]
+        assert set(claim["versions"]) <= {"7.2", "10.0.13", "10.2.2"}, claim["id"]
+        for pattern in claim["patterns"]:
+            re.compile(pattern, re.MULTILINE)
