@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,41 @@ def test_real_capture_frames_get_a_specific_layer(
 def test_a_gdb_unnamed_frame_outside_libc_under_tcg_is_translated_code() -> None:
     found, _ = default_rules().classify(Frame(func="??", file=None, line=None), "tcg")
     assert found.id == "tcg-code"
+
+
+def test_an_explanation_naming_a_qemu_function_carries_an_anchor() -> None:
+    """A sentence that names what QEMU code calls is a code claim: it must be checkable
+    (tests/integration/test_rule_anchors.py); glibc's frames have no QEMU source to check."""
+    unanchored = [
+        (rule.funcs or rule.files)[:2]
+        for rule in default_rules().rules
+        if not rule.anchors and rule.layer != "thread-start" and re.search(r"\w\(\)", rule.explain)
+    ]
+    assert unanchored == []
+
+
+@pytest.mark.parametrize(
+    ("func", "same_as"),
+    [
+        # a 16-byte MMIO access is explained as MMIO, not as the RAM/MMIO page helper
+        ("do_ld16_mmio_beN", "do_ld_mmio_beN"),
+        ("do_st16_mmio_leN", "do_st_mmio_leN"),
+    ],
+)
+def test_sixteen_byte_mmio_helpers_get_the_mmio_explanation(func: str, same_as: str) -> None:
+    rules = default_rules()
+    frame = rules.classify(Frame(func, "accel/tcg/cputlb.c", 1))[1]
+    assert frame == rules.classify(Frame(same_as, "accel/tcg/cputlb.c", 1))[1]
+    assert "BQL" in frame
+
+
+def test_tcg_mmio_does_not_claim_the_bql_depends_on_the_region() -> None:
+    explain = default_rules().classify(Frame("do_ld_mmio_beN", "accel/tcg/cputlb.c", 1))[1]
+    assert "if the region needs it" not in explain and "whatever the region" in explain
+
+
+def test_msi_delivery_is_not_explained_as_the_intx_router() -> None:
+    rules = default_rules()
+    msi = rules.classify(Frame("msi_notify", "hw/pci/msi.c", 1))[1]
+    router = rules.classify(Frame("gsi_handler", "hw/i386/x86-common.c", 1))[1]
+    assert msi != router and "msi_send_message" in msi
