@@ -122,6 +122,7 @@ class CaptureEvidence:
     dma_writes: int = 0
     off_vcpu_paths: int = 0
     host_kernel: str = ""
+    config_address_writes: int = 0
     config_address_sizes: tuple[int, ...] = ()
     config_address_coalescible: int | None = None
     bar_exited: int = 0
@@ -457,6 +458,7 @@ def capture_evidence(
             if not any(f.layer.id == "vcpu-thread" for f in view.stack.frames)
         ),
         host_kernel=_host_kernel(capture),
+        config_address_writes=len(address_outs),
         config_address_sizes=tuple(sorted({e.size for e in address_outs if e.size})),
         config_address_coalescible=coalescible,
         bar_exited=sum(1 for a in accesses if a.space == "mmio" and a.exit_seq is not None),

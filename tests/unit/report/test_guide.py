@@ -147,7 +147,10 @@ def test_four_byte_config_address_exits_do_not_claim_every_port_access_exits(
     assert "KVM exited 2 times on port `0xcf8`" in section
     assert "2 writes to CONFIG_ADDRESS made `KVM_RUN` return" in section
     assert "KVM_CAP_COALESCED_PIO" in section and "0xCFA-0xCFB (2 bytes)" in section
-    assert "were all 4 bytes wide" in section and "do not show whether this host" in section
+    assert (
+        "were 4 bytes wide, and none of them lies wholly inside a zone" in section
+        and "do not show whether this host" in section
+    )
 
 
 def test_a_narrow_config_address_exit_shows_the_host_lacked_coalesced_pio(
@@ -156,7 +159,7 @@ def test_a_narrow_config_address_exit_shows_the_host_lacked_coalesced_pio(
     section = _flat(
         _section(_guide({"kvm": make_capture("k", _kvm_probe([1, 4], coalesced=False))}), 1)
     )
-    assert "1 of the 2 exits on 0xCF8 were writes that fit one of those zones" in section
+    assert "1 of those 2 writes fit one of the zones" in section
     assert "it was not" in section and "do not show whether" not in section
 
 
