@@ -55,7 +55,9 @@ def connect(timeout_s: int = 600) -> docker.DockerClient:
 
 def qtrace_containers(client: docker.DockerClient) -> list[Container]:
     """Containers a qtrace run created (a non-blank run label), running or not."""
-    found = client.containers.list(all=True, filters={"label": RUN_LABEL})
+    # ignore_removed: a container removed between the listing and its inspection (another
+    # run finishing meanwhile) is not an error, just no longer there.
+    found = client.containers.list(all=True, filters={"label": RUN_LABEL}, ignore_removed=True)
     return [c for c in found if c.labels.get(RUN_LABEL)]
 
 
