@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import docker
 
 from qtrace import __version__
-from qtrace.annotate.source import ReaderSourceProvider, write_source_snippets
+from qtrace.annotate.source import SNIPPETS_FILE, ReaderSourceProvider, write_source_snippets
 from qtrace.image.builder import LABEL_QEMU_VERSION, find_qemu_image, qemu_image_tag
 from qtrace.discover.device import check_device_name, discover_handlers, parse_device_help
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
@@ -304,8 +304,11 @@ class _CaptureRun:
         return result
 
     def _note_write_failure(self, exc: OSError) -> None:
-        if self.write_failure is None:
-            self.write_failure = exc.strerror or str(exc)
+        """A full disk: remembered once (raised after cleanup), every later failure is the same."""
+        if self.write_failure is not None:
+            logger.debug("another write failed: %s", exc)
+            return
+        self.write_failure = exc.strerror or str(exc)
         self.status, self.reason = "error", f"cannot write to {self.out_dir}: {self.write_failure}"
         logger.warning("%s", self.reason)
 
@@ -523,7 +526,13 @@ class _CaptureRun:
         try:
             source = ReaderSourceProvider(ContainerSource(container))
             write_source_snippets(self.out_dir, self.tail.stack_records, source, self.qemu_version, SNIPPET_CONTEXT_LINES)
-        except (QtraceError, OSError, docker.errors.APIError) as exc:
+        except OSError as exc:
+            (self.out_dir / SNIPPETS_FILE).unlink(missing_ok=True)  # no half-written file
+            if exc.errno in _DISK_FULL:
+                self._note_write_failure(exc)
+            else:
+                logger.warning("could not copy source lines for the report: %s", exc)
+        except (QtraceError, docker.errors.APIError) as exc:
             logger.warning("could not copy source lines for the report: %s", exc)
 
     def _result(self) -> CaptureResult:

@@ -45,8 +45,16 @@ def manifest(
 
 
 def write_json(out_dir: Path, name: str, payload: Mapping[str, Any]) -> None:
-    """One JSON evidence file, indented for people."""
-    (out_dir / name).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+    """One JSON evidence file, indented for people; whole or not at all (a full disk
+    must not leave a half file that a reader then chokes on)."""
+    final = out_dir / name
+    partial = out_dir / f".{name}.partial"
+    try:
+        partial.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+        partial.replace(final)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def close_trace(tail: TraceTail, status: EndStatus, reason: str | None, elapsed_s: float) -> bool:
@@ -76,8 +84,12 @@ def close_trace(tail: TraceTail, status: EndStatus, reason: str | None, elapsed_
         elapsed_s=round(elapsed_s, 3),
         reason=(reason or "the collector did not close the trace") + HOST_CLOSED,
     )
-    with TraceWriter.append_to(tail.path) as writer:
-        writer.write(end)
+    try:
+        with TraceWriter.append_to(tail.path) as writer:
+            writer.write(end)
+    except OSError:
+        repair_partial_tail(tail.path)  # no half-written end record either
+        raise
     tail.update()
     return True
 

@@ -1,4 +1,6 @@
-"""Faults during a real capture: QEMU killed, Ctrl-C, timeout, bad device name.
+"""Faults during a real capture: QEMU or gdb killed, Ctrl-C, SIGTERM/SIGHUP, timeout, bad
+device name, an output directory a capture cannot own, a full disk, a cut-off trace, a KVM
+internal error.
 
 After each: the trace is valid JSONL ending with an ``end`` record that says why, and
 no container, gdb or QEMU is left running.
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -136,4 +139,188 @@ def test_bad_device_name_is_a_clear_usage_error(debug_image: BuildResult, docker
     assert proc.returncode == 2
     assert "Unknown device 'e1001'" in proc.stderr and "e1000" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+    _assert_nothing_running(docker_client)
+
+
+# ----- termination signals (issue 9): like Ctrl-C, with the signal named -----
+
+
+def _qtrace() -> str:
+    return str(Path(sys.executable).with_name("qtrace"))
+
+
+@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"])
+def test_termination_signals_end_the_capture_like_ctrl_c(
+    debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path, sig: signal.Signals, exit_code: int
+) -> None:
+    out = tmp_path / "signalled"
+    # A session of its own: the signal reaches qtrace alone, as from `timeout` or systemd.
+    proc = subprocess.Popen(
+        [_qtrace(), "capture", "e1000", "--accel", "tcg", "--out", str(out), "--probe-rounds", str(LONG_RUN_ROUNDS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_accesses(out / "trace.jsonl")
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == exit_code, stderr
+    assert "Traceback" not in stderr
+    assert sig.name in stderr
+    trace = read_trace(out)
+    assert trace.end is not None and trace.end.status == "interrupted"
+    assert sig.name in (trace.end.reason or ""), "the end record says what stopped the capture"
+    assert len(trace.accesses) >= 20
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and sig.name in summary["reason"]
+    _assert_nothing_running(docker_client)
+
+
+# ----- output directories a capture cannot own (issue 9) -----
+
+
+def _refused(out: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [_qtrace(), "capture", "e1000", "--accel", "tcg", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "hint:" in proc.stderr and "--out" in proc.stderr
+    return proc
+
+
+def test_out_that_is_a_regular_file_is_refused_and_left_alone(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    proc = _refused(target)
+    assert "is an existing file, not a directory" in proc.stderr
+    assert target.read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    _assert_nothing_running(docker_client)
+
+
+def test_non_empty_out_is_refused_and_nothing_is_written(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+    (tmp_path / "old-trace.jsonl").write_text("{}\n")
+    proc = _refused(tmp_path)
+    assert "is not empty" in proc.stderr and "old-trace.jsonl" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old-trace.jsonl"]
+    _assert_nothing_running(docker_client)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty read-only filesystem (we are root: permissions alone would not stop us)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_unwritable_out_is_refused(read_only_dir: Path, docker_client: docker.DockerClient) -> None:
+    proc = _refused(read_only_dir)
+    assert "read-only filesystem" in proc.stderr
+    proc = _refused(read_only_dir / "run")
+    assert "read-only filesystem" in proc.stderr
+    assert not list(read_only_dir.iterdir())
+    _assert_nothing_running(docker_client)
+
+
+# ----- a full disk during the capture (issue 9) -----
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB filesystem: room for the guest build and the start of the trace only."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_ends_the_capture_clearly_and_keeps_a_readable_trace(
+    debug_image: BuildResult, docker_client: docker.DockerClient, tiny_disk: Path
+) -> None:
+    proc = subprocess.run(
+        [_qtrace(), "capture", "e1000", "--accel", "tcg", "--out", str(tiny_disk), "--probe-rounds", str(LONG_RUN_ROUNDS)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "No space left on device" in proc.stderr
+    assert f"qtrace show {tiny_disk}" in proc.stderr, "the hint says how to see what was kept"
+    _assert_nothing_running(docker_client)
+    trace = read_trace(tiny_disk)  # valid up to its last complete line
+    assert len(trace.accesses) >= 20
+    shown = subprocess.run([_qtrace(), "show", str(tiny_disk)], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "Traceback" not in shown.stderr
+
+
+# ----- corrupt or cut-off traces (issue 9) -----
+
+
+def test_show_names_the_bad_line_of_a_cut_off_trace(tmp_path: Path) -> None:
+    source = Path(__file__).parents[2] / "reports" / "captures" / "e1000-tcg-probe" / "trace.jsonl"
+    lines = source.read_text().splitlines(keepends=True)
+    cut = tmp_path / "trace.jsonl"
+    cut.write_text("".join(lines[:40]) + lines[40][:25])
+    proc = subprocess.run([_qtrace(), "show", str(cut)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "300"})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"{cut}:41:" in proc.stderr and "ends in the middle of this record" in proc.stderr
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_text("".join(lines[:3]) + "not a record\n")
+    proc = subprocess.run([_qtrace(), "show", str(garbage)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "300"})
+    assert proc.returncode == 1 and f"{garbage}:4:" in proc.stderr and "one JSON object per line" in proc.stderr
+
+
+# ----- a KVM internal error ends the capture at once (issue 16) -----
+
+
+def test_a_kvm_internal_error_ends_the_capture_with_that_error(
+    debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    """Under this machine's nested KVM the iPXE ROM makes KVM give up (emulation failure);
+    QEMU pauses the guest. Before: 116 s, then ``guest-hang``. The hang timeout here is
+    long, so an ending by hang detection would read ``guest-hang``, not the error."""
+    require_kvm()
+    out = tmp_path / "firmware"
+    proc = subprocess.run(
+        [_qtrace(), "capture", "e1000", "--guest", "firmware", "--out", str(out), "--hang-timeout", "600", "--timeout", "600"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert "KVM internal error" in (out / "qemu.log").read_text(), "the fault this test is about did not happen"
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "KVM internal error (Suberror: 1, emulation failure)" in proc.stdout
+    assert "--accel tcg" in proc.stderr
+    trace = read_trace(out)
+    assert trace.end is not None and trace.end.status == "error"
+    assert "Suberror: 1" in (trace.end.reason or "") and "EIP=0x" in (trace.end.reason or "")
+    assert "instruction bytes" in (trace.end.reason or "")
+    assert any(e.reason == "KVM_EXIT_INTERNAL_ERROR" for e in trace.exits)
+    assert json.loads((out / "summary.json").read_text())["status"] == "error"
     _assert_nothing_running(docker_client)
