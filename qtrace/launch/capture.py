@@ -451,7 +451,7 @@ class _CaptureRun:
             self.write_failure = action.write_failure
         if action.do is Do.JUDGE_EXIT:
             self.qemu_exit = action.exit_code
-            self.status, self.reason = self._judge_exit(action.exit_code)
+            self.status, self.reason = self._judge_exit(action.exit_code, action.exit_status_lost)
             self._finish(gdb)
         elif action.do is Do.FINISH:
             self._finish(gdb)
@@ -488,11 +488,26 @@ class _CaptureRun:
         except QtraceError as exc:
             logger.debug("collector finish failed (%s); the host closes the trace", exc)
 
-    def _judge_exit(self, code: int | None) -> tuple[EndStatus, str | None]:
+    def _judge_exit(self, code: int | None, status_lost: bool = False) -> tuple[EndStatus, str | None]:
+        """Judge QEMU's exit by the guest plan: its exit status, then the guest's serial verdict.
+
+        When gdb lost the exit status, only a guest that reports its own verdict on the serial
+        port (the probe's ``DONE ok``) can still be judged ok; the reason says so either way.
+        """
+        if status_lost:
+            lost = "gdb lost QEMU's exit status (No unwaited-for children left)"
+            if not self.plan.serial_verdict:
+                return "error", f"{lost}; this guest has no serial verdict to judge it by"
+            status, why = self._serial_verdict()
+            return status, f"{lost}; {why or 'the guest reported DONE ok on its serial port'}"
         if code not in self.plan.ok_exit_statuses:
             return "error", f"QEMU exited with status {code}: {' | '.join(self._qemu_log_tail()[-3:])}"
         if not self.plan.serial_verdict:
             return "ok", None
+        return self._serial_verdict()
+
+    def _serial_verdict(self) -> tuple[EndStatus, str | None]:
+        """The probe guest's own verdict: its serial ``DONE`` line."""
         serial = self.out_dir / "serial.log"
         try:
             output = read_serial_log(serial)

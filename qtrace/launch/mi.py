@@ -10,7 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Stop", "is_result_for", "result_error", "as_stop", "replies_in", "REPLY_PREFIX"]
+__all__ = [
+    "STOP_WITHOUT_REASON", "Stop", "is_result_for", "result_error", "as_stop", "replies_in", "REPLY_PREFIX"]
 
 REPLY_PREFIX = "qtrace-reply: "
 MiRecord = dict[str, Any]
@@ -38,12 +39,19 @@ def result_error(record: MiRecord) -> str | None:
     return None
 
 
+STOP_WITHOUT_REASON = "no-reason"
+"""The reason of a bare ``*stopped`` (no payload at all). gdb sends one when it has lost its
+inferior: QEMU's threads exited, ``waitpid`` found no child left ("No unwaited-for children
+left"), and QEMU's exit status is gone with it. Seen about once in twenty KVM probe captures,
+right after the guest wrote to isa-debug-exit."""
+
+
 def as_stop(record: MiRecord) -> Stop | None:
     """The ``*stopped`` notification as a :class:`Stop`, or ``None`` for other records."""
     if record.get("type") != "notify" or record.get("message") != "stopped":
         return None
     payload = record.get("payload") or {}
-    reason = str(payload.get("reason", "unknown"))
+    reason = str(payload.get("reason", STOP_WITHOUT_REASON if not payload else "unknown"))
     code = payload.get("exit-code")
     exit_code = int(code, 8) if isinstance(code, str) else (0 if reason == "exited-normally" else None)
     signal = payload.get("signal-name")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from qtrace.launch.kvm_error import KVM_ERROR_HINT, KvmInternalError
-from qtrace.launch.mi import Stop
+from qtrace.launch.mi import STOP_WITHOUT_REASON, Stop
 from qtrace.trace.schema import EndStatus
 
 __all__ = [
@@ -129,6 +129,7 @@ class Action:
     reason: str | None = None
     hint: str | None = None
     exit_code: int | None = None
+    exit_status_lost: bool = False  # QEMU is gone but gdb lost its exit status
     write_failure: str | None = None  # the run directory could not be written (why)
 
 
@@ -208,4 +209,7 @@ def _stopped(state: WatchState, stop: Stop) -> tuple[WatchState, Action]:
         return state, Action(Do.ASK_COLLECTOR)
     if stop.reason.startswith("exited"):
         return _end(state, Action(Do.JUDGE_EXIT, exit_code=stop.exit_code))
+    if stop.reason == STOP_WITHOUT_REASON:
+        # gdb lost QEMU (its exit status with it): judge by what the guest itself reported.
+        return _end(state, Action(Do.JUDGE_EXIT, exit_code=None, exit_status_lost=True))
     return _end(state, Action(Do.FINISH, "error", f"QEMU stopped: {stop.reason} {stop.signal or ''}".strip()))

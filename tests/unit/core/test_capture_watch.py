@@ -166,3 +166,17 @@ def test_a_kvm_internal_error_waits_for_the_dump_but_not_for_ever() -> None:
     first_end = next(i for i, (_, do) in enumerate(ends) if do.ends)
     assert ends[first_end][1] is Do.KILL
     assert (first_end + 1) * 0.25 == pytest.approx(LIMITS.dump_wait_s), "ends dump_wait_s after the error"
+
+
+def test_a_stop_without_reason_is_judged_as_an_exit_whose_status_gdb_lost() -> None:
+    # gdb's bare *stopped after "No unwaited-for children left" (seen in a KVM probe capture).
+    from qtrace.launch.mi import as_stop
+
+    stop = as_stop({"type": "notify", "message": "stopped", "payload": None})
+    assert stop is not None and stop.reason == "no-reason"
+    clock = FakeClock()
+    state, action = step(start(clock.now_s, True), Report(stop=stop), clock.advance(1), LIMITS)
+    assert (action.do, action.exit_code, action.exit_status_lost) == (Do.JUDGE_EXIT, None, True)
+    assert state.phase is Phase.ENDED
+    other = as_stop({"type": "notify", "message": "stopped", "payload": {"frame": {}}})
+    assert other is not None and other.reason == "unknown"
