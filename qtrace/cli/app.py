@@ -9,6 +9,7 @@ Exit codes (documented in the README):
 3     environment: Docker, KVM, or the debug image is missing
 4     verify: the reference model disagrees with QEMU
 130   interrupted with Ctrl-C (after cleaning up)
+143   ``capture`` ended by SIGTERM (after cleaning up; 129 for SIGHUP)
 ====  ==========================================================
 """
 
