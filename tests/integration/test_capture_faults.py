@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -216,16 +217,22 @@ def test_non_empty_out_is_refused_and_nothing_is_written(tmp_path: Path, docker_
     _assert_nothing_running(docker_client)
 
 
-@pytest.fixture
-def read_only_dir(tmp_path: Path) -> Iterator[Path]:
-    """An empty read-only filesystem (we are root: permissions alone would not stop us)."""
-    mount = tmp_path / "ro"
+@contextmanager
+def _tmpfs(mount: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``mount`` with ``options`` for the test's length (we are root)."""
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
     try:
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """An empty read-only filesystem (we are root: permissions alone would not stop us)."""
+    with _tmpfs(tmp_path / "ro", "ro,size=64k") as mount:
+        yield mount
 
 
 def test_unwritable_out_is_refused(read_only_dir: Path, docker_client: docker.DockerClient) -> None:
@@ -243,13 +250,8 @@ def test_unwritable_out_is_refused(read_only_dir: Path, docker_client: docker.Do
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB filesystem: room for the guest build and the start of the trace only."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    try:
+    with _tmpfs(tmp_path / "tiny", "size=256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_disk_ends_the_capture_clearly_and_keeps_a_readable_trace(
