@@ -8,7 +8,7 @@ import time
 
 import gdb
 
-from qtrace_gdb import dma, irq, kvm_exit, marker, mmio, pci_config
+from qtrace_gdb import dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
 from qtrace_gdb.base import pc_range
 from qtrace_gdb.stacks import StackTable
 from qtrace_gdb.trace_out import SCHEMA_VERSION, TraceOut
@@ -56,6 +56,9 @@ class Session:
         self.coalesced_flush = None
         self.accessors = []
         self.port_io = []
+        self.kvm_watch = []  # coalescing-zone breakpoints (KVM captures), on from QEMU's start
+        self.kvm_zones = []
+        self.kvm_caps = None
 
     # ----- setup and control (called by the qtrace command) -----
 
@@ -79,6 +82,8 @@ class Session:
             self.collectors.extend(dma.install(self, self.config["dma_device"]))
         for exit_spec in self.config.get("exits", []):
             self.collectors.append(kvm_exit.ExitBreakpoint(self, exit_spec["location"], exit_spec["labels"]))
+        if self.config.get("exits"):
+            self.kvm_watch = kvm_host.install(self)
         if self.config.get("arm_on"):
             self.markers.append(marker.Marker(self, self.config["arm_on"]))
         else:
@@ -105,6 +110,8 @@ class Session:
         for breakpoint in self.markers:
             breakpoint.enabled = False
         self.armed = True
+        if self.kvm_watch:
+            self.kvm_caps = kvm_host.capabilities()
 
     def request_stop(self, reason):
         self.pending = reason
@@ -121,7 +128,9 @@ class Session:
         if self.finished:
             return
         self.finished = True
-        for breakpoint in self.collectors + self.markers:
+        if self.kvm_watch and self.kvm_caps is None:
+            self.kvm_caps = kvm_host.capabilities()  # armed from QEMU start, or never armed
+        for breakpoint in self.collectors + self.markers + self.kvm_watch:
             try:
                 breakpoint.enabled = False
             except gdb.error:
@@ -134,6 +143,8 @@ class Session:
             "fast_stack_misses": self.stacks.fast_misses, "elapsed_s": round(time.monotonic() - self.started, 3)}
         if reason:
             end["reason"] = reason
+        if self.kvm_watch:
+            end["kvm"] = {"capabilities": self.kvm_caps, "zones": self.kvm_zones}
         try:
             self.out.write(end)
             self.out.close()
