@@ -47,9 +47,11 @@ The guest writes 0 whether it passed or failed; the verdict is the serial ``DONE
 Q35_ECAM_BASE = 0xB000_0000
 """Where SeaBIOS programs q35's PCIEXBAR (QEMU's default); pass as ``mmcfg=`` on q35."""
 
-PROBE_SEQUENCES = ("e1000", "generic")
-"""The register sequences compiled into the probe guest (``seq_<name>.c``); a device pack
-names one of them as its ``probe_sequence``."""
+PROBE_SEQUENCES: tuple[str, ...] = tuple(
+    sorted(path.stem.removeprefix("seq_") for path in PROBE_SOURCE_DIR.glob("seq_*.c"))
+)
+"""The register sequences compiled into the probe guest, one ``probe/seq_<name>.c`` each (the
+sources are the list); a device pack names one of them as its ``probe_sequence``."""
 
 
 def probe_append(
@@ -67,7 +69,7 @@ def probe_append(
         seq: which register sequence to run.
         mmcfg: ECAM base for config accesses (q35: :data:`Q35_ECAM_BASE`); ``None`` uses
             ports 0xCF8/0xCFC.
-        count: e1000 only: extra rounds of the 4-read loop (CTRL, STATUS, RAL0, RAH0).
+        count: extra rounds of a sequence's quiet read loop (only sequences that have one use it).
         quiet: do not print ACC lines for those extra rounds (they are counted instead).
 
     Returns:
