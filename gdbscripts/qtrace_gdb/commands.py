@@ -9,7 +9,7 @@ import json
 
 import gdb
 
-from qtrace_gdb.contract import ConfigError, load_config
+from qtrace_gdb.contract import ConfigError, check_status, load_config
 from qtrace_gdb.session import Session
 
 REPLY_PREFIX = "qtrace-reply: "
@@ -66,8 +66,12 @@ class FinishCommand(gdb.Command):
         argv = gdb.string_to_argv(argument)
         if not argv:
             raise gdb.GdbError(self.__doc__)
+        try:
+            status = check_status(argv[0])
+        except ConfigError as exc:  # refused before anything is written: the host closes the trace
+            raise gdb.GdbError("qtrace finish: %s" % exc)
         session = _require()
-        session.finish(argv[0], " ".join(argv[1:]) or None)
+        session.finish(status, " ".join(argv[1:]) or None)
         _reply(session.status())
 
 

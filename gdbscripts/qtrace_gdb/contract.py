@@ -29,6 +29,10 @@ CONFIG_KEYS = {
     "fast_stacks": (bool,),
 }
 
+# The statuses an ``end`` record may carry: qtrace.trace.kinds.CaptureStatus on the host
+# (gdb's Python cannot import qtrace); a unit test checks the two lists are equal.
+END_STATUSES = ("ok", "interrupted", "timeout", "guest-hang", "error")
+
 
 class ConfigError(ValueError):
     """``collector.json`` is not what this collector speaks; the message says what differs."""
@@ -58,3 +62,11 @@ def load_config(path):
     """Read and check the host's ``collector.json``."""
     with open(path, encoding="utf-8") as handle:
         return check_config(json.load(handle))
+
+
+def check_status(status):
+    """Return ``status`` when an ``end`` record may carry it; a typo on either side would
+    otherwise write a trace the host's reader refuses."""
+    if status not in END_STATUSES:
+        raise ConfigError("end status %r is not one of %s" % (status, ", ".join(END_STATUSES)))
+    return status

@@ -31,6 +31,7 @@ from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.launch.interrupts import SignalInterrupt
 from qtrace.launch.live import LiveStats
 from qtrace.launch.out_dir import OUT_DIR_RULE
+from qtrace.trace.kinds import AccelChoice, Guest, Machine
 
 __all__ = ["capture"]
 
@@ -74,9 +75,9 @@ def _summary_table(result: CaptureResult) -> Table:
 @qtrace_command("capture")
 def capture(
     device: Annotated[str, typer.Argument(help="QEMU device type name, e.g. e1000, e1000e, rtl8139 (see `qtrace devices`).")] = "e1000",
-    accel: Annotated[str, typer.Option("--accel", help="kvm, tcg, or auto (KVM when usable, else TCG).")] = "auto",
-    machine: Annotated[str, typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG).")] = "pc",
-    guest: Annotated[str, typer.Option("--guest", help="The guest that drives the device: probe (bare-metal, default); linux (Debian's kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it with --max-hits).")] = "probe",
+    accel: Annotated[AccelChoice, typer.Option("--accel", help="kvm, tcg, or auto (KVM when usable, else TCG).")] = AccelChoice.AUTO,
+    machine: Annotated[Machine, typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG).")] = Machine.PC,
+    guest: Annotated[Guest, typer.Option("--guest", help="The guest that drives the device: probe (bare-metal, default); linux (Debian's kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it with --max-hits).")] = Guest.PROBE,
     qemu_version: Annotated[str, typer.Option("--qemu-version", help="Which debug image to use.")] = DEFAULT_QEMU_VERSION,
     out: Annotated[Path | None, typer.Option("--out", help=f"Output directory (default captures/<device>-<accel>-<utc>/). Rule: {OUT_DIR_RULE}.")] = None,
     max_hits: Annotated[int, typer.Option("--max-hits", help="Stop after this many device accesses (0: no limit).")] = 0,

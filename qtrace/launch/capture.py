@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import docker
 
@@ -67,15 +67,16 @@ from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
 from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, qemu_argv
 from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
 from qtrace.paths import gdbscripts_dir, guests_dir
-from qtrace.trace.schema import EndStatus
+from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine
 
-__all__ = ["CaptureRequest", "CaptureResult", "CaptureObserver", "run_capture", "default_out_dir", "MACHINES", "GUESTS"]
+__all__ = ["CaptureRequest", "CaptureResult", "CaptureObserver", "run_capture", "default_out_dir", "guest_plan", "GUESTS"]
 
 logger = logging.getLogger(__name__)
 
-MACHINES = ("pc", "q35")
-GUESTS = ("probe", "linux", "firmware")
-ACCELS = ("kvm", "tcg", "auto")
+_K = TypeVar("_K", AccelChoice, Machine, Guest)
+
+GUESTS: tuple[Guest, ...] = tuple(Guest)
+"""Every guest kind (derived from :class:`~qtrace.trace.kinds.Guest`, the one list)."""
 DEVICE_SLOT = 5
 MOUNT_OUT = "/out"
 MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
@@ -96,12 +97,24 @@ class CaptureObserver(Protocol):
     def progress(self, stats: LiveStats, elapsed_s: float, armed: bool) -> None: ...
 
 
+def _member(kind: type[_K], value: str, what: str) -> _K:
+    """``value`` as a member of ``kind``; a string that names none is a :class:`UsageError`
+    that lists the members (named by what they are, not by a CLI flag: callers differ)."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise UsageError(f"unknown {what} {value!r}; expected one of {', '.join(kind)}.") from None
+
+
 @dataclass(frozen=True)
 class CaptureRequest:
+    """What to capture. The kinds may be given as their strings (``"tcg"``); they are
+    converted to the enums on construction, and an unknown one is a :class:`UsageError`."""
+
     device: str = "e1000"
-    accel: str = "auto"
-    machine: str = "pc"
-    guest: str = "probe"
+    accel: AccelChoice = AccelChoice.AUTO
+    machine: Machine = Machine.PC
+    guest: Guest = Guest.PROBE
     qemu_version: str = "10.2.2"
     out_dir: Path | None = None
     max_hits: int = 0
@@ -109,15 +122,20 @@ class CaptureRequest:
     hang_timeout_s: float = 45.0
     load_rounds: int = 0
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "accel", _member(AccelChoice, self.accel, "accelerator"))
+        object.__setattr__(self, "machine", _member(Machine, self.machine, "machine"))
+        object.__setattr__(self, "guest", _member(Guest, self.guest, "guest"))
+
 
 @dataclass
 class CaptureResult:
     """How a capture ended; ``hint`` says what to try when it did not end well."""
 
     out_dir: Path
-    status: str
+    status: CaptureStatus
     reason: str | None
-    accel: str
+    accel: Accel
     accesses: int
     stacks: int
     exits: int
@@ -134,42 +152,37 @@ def _qemu_alive(container: CaptureContainer) -> bool:
     return any(not state.startswith("Z") for state in states)
 
 
-def guest_plan(guest: str, device: str, machine: str, load_rounds: int = 0) -> GuestPlan:
+def guest_plan(guest: Guest | str, device: str, machine: Machine | str, load_rounds: int = 0) -> GuestPlan:
     """The plan of the named guest kind (see ``qtrace.guests``)."""
-    if guest == "probe":
-        return probe_plan(device, machine, DEVICE_SLOT, MOUNT_GUESTS, MOUNT_OUT, load_rounds)
-    if guest == "linux":
+    kind = _member(Guest, guest, "guest")
+    if kind is Guest.PROBE:
+        return probe_plan(device, _member(Machine, machine, "machine"), DEVICE_SLOT, MOUNT_GUESTS, MOUNT_OUT, load_rounds)
+    if kind is Guest.LINUX:
         return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
-    if guest == "firmware":
-        return firmware_plan(MOUNT_OUT)
-    raise UsageError(f"--guest must be one of {', '.join(GUESTS)}, not {guest!r}.")
+    return firmware_plan(MOUNT_OUT)
 
 
-def default_out_dir(device: str, accel: str, base: Path | None = None) -> Path:
+def default_out_dir(device: str, accel: Accel, base: Path | None = None) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return (base or Path("captures")) / f"{device}-{accel}-{stamp}"
 
 
 def _validate(request: CaptureRequest) -> None:
-    if request.accel not in ACCELS:
-        raise UsageError(f"--accel must be one of {', '.join(ACCELS)}, not {request.accel!r}.")
-    if request.machine not in MACHINES:
-        raise UsageError(f"--machine must be one of {', '.join(MACHINES)}, not {request.machine!r}.")
-    if request.guest not in GUESTS:
-        raise UsageError(f"--guest must be one of {', '.join(GUESTS)}, not {request.guest!r}.")
+    """The numeric limits (the kinds were checked when the request was made)."""
     if request.max_hits < 0 or request.timeout_s <= 0 or request.load_rounds < 0:
         raise UsageError("--max-hits and --probe-rounds must be >= 0 and --timeout > 0.")
 
 
-def _choose_accel(requested: str, observer: CaptureObserver) -> str:
+def _choose_accel(requested: AccelChoice, observer: CaptureObserver) -> Accel:
+    """The accelerator to run under: ``auto`` resolved by whether KVM works here."""
     usable, why = kvm_usable()
-    if requested == "kvm" and not usable:
+    if requested is AccelChoice.KVM and not usable:
         raise KvmUnavailable(f"--accel kvm was asked for, but KVM is not usable: {why}.", hint="Use --accel tcg or --accel auto.")
-    if requested == "auto":
-        chosen = "kvm" if usable else "tcg"
+    if requested is AccelChoice.AUTO:
+        chosen = Accel.KVM if usable else Accel.TCG
         observer.status(f"accelerator: {chosen} ({'KVM usable' if usable else why})")
         return chosen
-    return requested
+    return Accel(requested.value)
 
 
 def run_capture(request: CaptureRequest, observer: CaptureObserver) -> CaptureResult:
@@ -215,7 +228,7 @@ class _CaptureRun:
         self,
         client: docker.DockerClient,
         request: CaptureRequest,
-        accel: str,
+        accel: Accel,
         out_dir: Path,
         qemu_version: str,
         observer: CaptureObserver,
@@ -229,7 +242,7 @@ class _CaptureRun:
         self.observer = observer
         self.clock = clock
         self.started = clock()
-        self.status: EndStatus = "error"
+        self.status = CaptureStatus.ERROR
         self.reason: str | None = None
         self.hint: str | None = None
         self.qemu_exit: int | None = None
@@ -257,7 +270,7 @@ class _CaptureRun:
                 str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"),
                 str(guests_dir()): (MOUNT_GUESTS, "ro"),
             },
-            kvm=self.accel == "kvm",
+            kvm=self.accel is Accel.KVM,
         )
         # Unwound last-in first-out: gdb (QEMU dies with it), the trace's end record, the
         # source snippets (they need the container), the container.
@@ -276,9 +289,9 @@ class _CaptureRun:
                 self._run_gdb(gdb, container)
             except KeyboardInterrupt as exc:
                 interrupted = exc
-                self.status, self.reason = "interrupted", interrupt_reason(exc)
+                self.status, self.reason = CaptureStatus.INTERRUPTED, interrupt_reason(exc)
             except QtraceError as exc:
-                self.status, self.reason = "error", str(exc)
+                self.status, self.reason = CaptureStatus.ERROR, str(exc)
                 raise
             except OSError as exc:
                 if exc.errno not in _DISK_FULL:
@@ -309,7 +322,7 @@ class _CaptureRun:
             logger.debug("another write failed: %s", exc)
             return
         self.write_failure = exc.strerror or str(exc)
-        self.status, self.reason = "error", f"cannot write to {self.out_dir}: {self.write_failure}"
+        self.status, self.reason = CaptureStatus.ERROR, f"cannot write to {self.out_dir}: {self.write_failure}"
         logger.warning("%s", self.reason)
 
     def _close_gdb(self, gdb: GdbSession) -> None:
@@ -355,7 +368,7 @@ class _CaptureRun:
         source = ContainerSource(container)
         handlers = discover_handlers(self.request.device, source)
         exits: list[ExitCaseSpec] = []
-        if self.accel == "kvm":
+        if self.accel is Accel.KVM:
             for case in locate_exit_cases(source.read(KVM_ALL_PATH)):
                 exits.append(ExitCaseSpec(f"{KVM_ALL_PATH}:{case.body_line}", tuple(case.labels)))
         header = {
@@ -397,7 +410,7 @@ class _CaptureRun:
         try:
             self._watch(gdb, container)
         except KeyboardInterrupt as exc:
-            self._stop_running(gdb, "interrupted", interrupt_reason(exc))
+            self._stop_running(gdb, CaptureStatus.INTERRUPTED, interrupt_reason(exc))
             raise
 
     # ----- watching: I/O around the pure step of qtrace.launch.watch -----
@@ -406,7 +419,7 @@ class _CaptureRun:
         limits = Limits(
             timeout_s=self.request.timeout_s,
             hang_timeout_s=self.request.hang_timeout_s,
-            kvm=self.accel == "kvm",
+            kvm=self.accel is Accel.KVM,
             max_hits=self.request.max_hits,
         )
         state = start(self.clock(), armed=self.plan.arm_on is None)
@@ -446,7 +459,7 @@ class _CaptureRun:
 
     def _end(self, gdb: GdbSession, container: CaptureContainer, action: Action) -> None:
         """Carry out an ending action: the collector writes the end record when it can."""
-        self.status, self.reason, self.hint = action.status or "error", action.reason, action.hint
+        self.status, self.reason, self.hint = action.status or CaptureStatus.ERROR, action.reason, action.hint
         if action.write_failure is not None:
             self.write_failure = action.write_failure
         if action.do is Do.JUDGE_EXIT:
@@ -472,7 +485,7 @@ class _CaptureRun:
         if stop is not None:
             self._finish(gdb)
 
-    def _stop_running(self, gdb: GdbSession, status: EndStatus, reason: str) -> None:
+    def _stop_running(self, gdb: GdbSession, status: CaptureStatus, reason: str) -> None:
         self.status, self.reason = status, reason
         try:
             gdb.interrupt()
@@ -488,7 +501,7 @@ class _CaptureRun:
         except QtraceError as exc:
             logger.debug("collector finish failed (%s); the host closes the trace", exc)
 
-    def _judge_exit(self, code: int | None, status_lost: bool = False) -> tuple[EndStatus, str | None]:
+    def _judge_exit(self, code: int | None, status_lost: bool = False) -> tuple[CaptureStatus, str | None]:
         """Judge QEMU's exit by the guest plan: its exit status, then the guest's serial verdict.
 
         When gdb lost the exit status, only a guest that reports its own verdict on the serial
@@ -497,27 +510,27 @@ class _CaptureRun:
         if status_lost:
             lost = "gdb lost QEMU's exit status (No unwaited-for children left)"
             if not self.plan.serial_verdict:
-                return "error", f"{lost}; this guest has no serial verdict to judge it by"
+                return CaptureStatus.ERROR, f"{lost}; this guest has no serial verdict to judge it by"
             status, why = self._serial_verdict()
             return status, f"{lost}; {why or 'the guest reported DONE ok on its serial port'}"
         if code not in self.plan.ok_exit_statuses:
-            return "error", f"QEMU exited with status {code}: {' | '.join(self._qemu_log_tail()[-3:])}"
+            return CaptureStatus.ERROR, f"QEMU exited with status {code}: {' | '.join(self._qemu_log_tail()[-3:])}"
         if not self.plan.serial_verdict:
-            return "ok", None
+            return CaptureStatus.OK, None
         return self._serial_verdict()
 
-    def _serial_verdict(self) -> tuple[EndStatus, str | None]:
+    def _serial_verdict(self) -> tuple[CaptureStatus, str | None]:
         """The probe guest's own verdict: its serial ``DONE`` line."""
         serial = self.out_dir / "serial.log"
         try:
             output = read_serial_log(serial)
         except (QtraceError, OSError) as exc:
-            return "error", f"cannot read the guest's serial output: {exc}"
+            return CaptureStatus.ERROR, f"cannot read the guest's serial output: {exc}"
         if output.ok:
-            return "ok", None
+            return CaptureStatus.OK, None
         if output.done is None:
-            return "error", "the guest exited without its DONE line"
-        return "error", f"the guest reported: DONE fail {output.done.reason or ''}".strip()
+            return CaptureStatus.ERROR, "the guest exited without its DONE line"
+        return CaptureStatus.ERROR, f"the guest reported: DONE fail {output.done.reason or ''}".strip()
 
     def _qemu_log_tail(self) -> list[str]:
         return self.qemu_log.update().splitlines()[-20:]
@@ -562,8 +575,9 @@ class _CaptureRun:
         summary = evidence.summary(self.tail, identity, self.status, self.reason, self.qemu_exit, elapsed, self.out_dir)
         stats = self.tail.stats
         reason = summary["reason"]
+        status = CaptureStatus(summary["status"])
         return CaptureResult(
-            self.out_dir, str(summary["status"]), str(reason) if reason else None, self.accel,
+            self.out_dir, status, str(reason) if reason else None, self.accel,
             stats.accesses, stats.stacks, stats.exits, elapsed, summary,
-            hint=self.hint if summary["status"] != "ok" else None,
+            hint=self.hint if status is not CaptureStatus.OK else None,
         )

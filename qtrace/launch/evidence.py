@@ -18,7 +18,7 @@ from typing import Any
 from qtrace import __version__
 from qtrace.launch.live import TraceTail
 from qtrace.trace import SCHEMA_VERSION, End, TraceWriter, repair_partial_tail
-from qtrace.trace.schema import EndStatus
+from qtrace.trace.kinds import Accel, CaptureStatus
 
 __all__ = ["manifest", "write_json", "close_trace", "summary", "HOST_CLOSED"]
 
@@ -29,7 +29,7 @@ HOST_CLOSED = " (closed by the host)"
 
 
 def manifest(
-    request: Mapping[str, object], accel: str, qemu_version: str, image: str, argv: list[str]
+    request: Mapping[str, object], accel: Accel, qemu_version: str, image: str, argv: list[str]
 ) -> dict[str, Any]:
     """What was asked for and what was run, with the host it ran on."""
     return {
@@ -57,7 +57,7 @@ def write_json(out_dir: Path, name: str, payload: Mapping[str, Any]) -> None:
         raise
 
 
-def close_trace(tail: TraceTail, status: EndStatus, reason: str | None, elapsed_s: float) -> bool:
+def close_trace(tail: TraceTail, status: CaptureStatus, reason: str | None, elapsed_s: float) -> bool:
     """Make sure the trace ends with an ``end`` record, also when gdb died or hung.
 
     A torn last line (a writer killed mid-line, or a full disk) is cut first so the rest
@@ -77,8 +77,10 @@ def close_trace(tail: TraceTail, status: EndStatus, reason: str | None, elapsed_
     stats = tail.update()
     if stats.ended is not None:
         return False
+    status = CaptureStatus(status)
     end = End(
-        status="error" if status == "ok" else status,
+        # Only the collector may say ok: it alone saw the run through to its end.
+        status=CaptureStatus.ERROR if status is CaptureStatus.OK else status,
         accesses=stats.accesses,
         stacks=stats.stacks,
         elapsed_s=round(elapsed_s, 3),
@@ -97,7 +99,7 @@ def close_trace(tail: TraceTail, status: EndStatus, reason: str | None, elapsed_
 def summary(
     tail: TraceTail,
     identity: Mapping[str, object],
-    status: str,
+    status: CaptureStatus,
     reason: str | None,
     qemu_exit: int | None,
     elapsed_s: float,

@@ -10,6 +10,7 @@ from qtrace.trace.codec import (
     record_to_json,
     repair_partial_tail,
 )
+from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine
 from qtrace.trace.schema import (
     SCHEMA_VERSION,
     Access,
@@ -25,6 +26,11 @@ from qtrace.trace.schema import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Accel",
+    "AccelChoice",
+    "CaptureStatus",
+    "Guest",
+    "Machine",
     "Access",
     "Dma",
     "End",

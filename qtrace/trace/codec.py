@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from qtrace.errors import TraceFormatError
+from qtrace.trace.kinds import CaptureStatus
 from qtrace.trace.schema import (
-    END_STATUSES,
     SCHEMA_VERSION,
     Access,
     Dma,
@@ -110,8 +110,13 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
         for name in ("offset", "size", "value"):
             if not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool):
                 raise ValueError(f"access {name} must be an integer, found {kwargs[name]!r}")
-    elif kind == "end" and kwargs["status"] not in END_STATUSES:
-        raise ValueError(f"end status {kwargs['status']!r} is not one of {', '.join(END_STATUSES)}")
+    elif kind == "end":
+        try:
+            kwargs["status"] = CaptureStatus(kwargs["status"])
+        except ValueError:
+            raise ValueError(
+                f"end status {kwargs['status']!r} is not a capture status; expected one of {', '.join(CaptureStatus)}"
+            ) from None
     return cls(**kwargs)  # type: ignore[no-any-return]
 
 

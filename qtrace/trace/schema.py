@@ -14,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
+from qtrace.trace.kinds import CaptureStatus
+
 __all__ = [
     "SCHEMA_VERSION",
-    "END_STATUSES",
     "Frame",
     "Header",
     "Stack",
@@ -29,9 +30,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = "qtrace-trace/1"
-
-EndStatus = Literal["ok", "interrupted", "timeout", "guest-hang", "error"]
-END_STATUSES: tuple[str, ...] = ("ok", "interrupted", "timeout", "guest-hang", "error")
 
 AccessOp = Literal["read", "write"]
 AccessSpace = Literal["mmio", "pio", "pci-config"]
@@ -144,9 +142,10 @@ class Dma:
 
 @dataclass(frozen=True)
 class End:
-    """Why and how the capture ended."""
+    """Why and how the capture ended (the reader turns ``status`` into the enum and refuses
+    a value that is not one)."""
 
-    status: EndStatus
+    status: CaptureStatus
     accesses: int = 0
     stacks: int = 0
     elapsed_s: float = 0.0

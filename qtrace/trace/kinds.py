@@ -1,0 +1,63 @@
+"""The closed vocabularies of a capture: accelerator, machine, guest and end status.
+
+Defined once here, in the trace contract, because every side speaks them: the CLI offers
+them as choices (``--accel/--machine/--guest``, so ``--help`` lists them), the capture
+works with them, the trace's ``end`` record carries a :class:`CaptureStatus`, and the
+collector inside gdb checks the status it writes against the same values
+(``gdbscripts/qtrace_gdb/contract.py`` keeps a copy, since gdb's Python cannot import
+qtrace; a unit test checks that copy equals :class:`CaptureStatus`).
+
+They are :class:`enum.StrEnum` so a member *is* its string: it goes into JSON as is,
+compares equal to the string, and formats as its value in f-strings and gdb commands.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Accel", "AccelChoice", "Machine", "Guest", "CaptureStatus"]
+
+
+class Accel(StrEnum):
+    """The accelerator a capture ran under (what a trace header and a run directory name)."""
+
+    KVM = "kvm"
+    TCG = "tcg"
+
+
+class AccelChoice(StrEnum):
+    """The accelerator a user may ask for: one of :class:`Accel`, or ``auto`` (KVM when it
+    is usable, else TCG), which the capture resolves before anything runs."""
+
+    KVM = Accel.KVM.value
+    TCG = Accel.TCG.value
+    AUTO = "auto"
+
+
+class Machine(StrEnum):
+    """QEMU's x86 machine type: ``pc`` (config space through 0xCF8/0xCFC) or ``q35`` (PCIe, ECAM)."""
+
+    PC = "pc"
+    Q35 = "q35"
+
+
+class Guest(StrEnum):
+    """What drives the device (see ``qtrace.guests``)."""
+
+    PROBE = "probe"
+    LINUX = "linux"
+    FIRMWARE = "firmware"
+
+
+class CaptureStatus(StrEnum):
+    """How a capture ended: the ``status`` of the trace's ``end`` record and of ``summary.json``.
+
+    Only :attr:`OK` is success; the CLI exits 1 for every other status (or 128 + the signal
+    for :attr:`INTERRUPTED`).
+    """
+
+    OK = "ok"
+    INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
+    GUEST_HANG = "guest-hang"
+    ERROR = "error"
