@@ -19,7 +19,15 @@ import docker.errors
 
 from qtrace.image.builder import LABEL_QEMU_VERSION, QEMU_REPOSITORY, find_qemu_image, qemu_image_tag
 from qtrace.image.versions import DEFAULT_QEMU_VERSION
-from qtrace.docker_env import KIND_LABEL, START_DOCKERD_HINT, connect, owner_labels, qtrace_containers
+from qtrace.docker_env import (
+    KIND_LABEL,
+    START_DOCKERD_HINT,
+    ContainerKind,
+    ContainerSpec,
+    LabelledContainer,
+    connect,
+    qtrace_containers,
+)
 from qtrace.errors import DockerUnavailable
 
 __all__ = ["Check", "run_checks", "doctor_ok", "checks_as_json", "MIN_FREE_DISK_GB", "KVM_PROBE_SCRIPT"]
@@ -76,21 +84,13 @@ def _check_image(ctx: _Context) -> Check:
     return Check("debug image", "ok", f"{tag}: QEMU {image.labels.get(LABEL_QEMU_VERSION, '?')}")
 
 
-def _run_in_image(ctx: _Context, command: list[str], devices: list[str] | None = None) -> tuple[int, str]:
+def _run_in_image(ctx: _Context, command: list[str], kvm: bool = False) -> tuple[int, str]:
+    """Run ``command`` in a doctor container of the debug image (with ``/dev/kvm`` if asked)."""
     assert ctx.client is not None and ctx.image is not None
-    container = ctx.client.containers.create(
-        ctx.image,
-        command=command,
-        network_mode="none",
-        devices=devices or [],
-        labels=owner_labels("doctor", "doctor"),
-    )
-    try:
-        container.start()
-        code = int(container.wait(timeout=60).get("StatusCode", 1))
-        return code, container.logs().decode("utf-8", errors="replace").strip()
-    finally:
-        container.remove(force=True)
+    spec = ContainerSpec(image=ctx.image, kind=ContainerKind.DOCTOR, kvm=kvm)
+    with LabelledContainer(ctx.client, spec) as container:
+        result = container.exec(command)
+    return result.exit_code, result.output.strip()
 
 
 def _check_gdb(ctx: _Context) -> Check:
@@ -108,7 +108,7 @@ def _check_kvm(ctx: _Context) -> Check:
         return Check("kvm", "warning", "/dev/kvm does not exist on this host", fix)
     if ctx.image is None:
         return Check("kvm", "warning", "/dev/kvm exists; not tested in a container (no debug image)", "Build the image first.")
-    code, out = _run_in_image(ctx, ["python3", "-c", KVM_PROBE_SCRIPT], devices=["/dev/kvm:/dev/kvm:rwm"])
+    code, out = _run_in_image(ctx, ["python3", "-c", KVM_PROBE_SCRIPT], kvm=True)
     if code != 0:
         return Check("kvm", "warning", f"KVM_CREATE_VM failed in the container: {out.splitlines()[-1] if out else code}", fix)
     return Check("kvm", "ok", f"/dev/kvm usable in a container ({out})")
@@ -125,7 +125,7 @@ def _check_disk(ctx: _Context) -> Check:
 def _check_orphans(ctx: _Context) -> Check:
     if ctx.client is None:
         return Check("leftover containers", "error", "not checked: no Docker daemon")
-    leftovers = [c for c in qtrace_containers(ctx.client) if c.labels.get(KIND_LABEL) != "doctor"]
+    leftovers = [c for c in qtrace_containers(ctx.client) if c.labels.get(KIND_LABEL) != ContainerKind.DOCTOR]
     if leftovers:
         ids = " ".join(c.short_id for c in leftovers)
         return Check("leftover containers", "warning", f"{len(leftovers)} qtrace container(s) left: {ids}", f"docker rm -f {ids}")

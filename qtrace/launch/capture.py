@@ -40,7 +40,7 @@ from qtrace.annotate.source import SNIPPETS_FILE, ReaderSourceProvider, write_so
 from qtrace.image.builder import LABEL_QEMU_VERSION, find_qemu_image, qemu_image_tag
 from qtrace.discover.device import check_device_name, discover_handlers, parse_device_help
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
-from qtrace.docker_env import connect, new_run_id
+from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, connect, new_run_id
 from qtrace.errors import (
     CollectorError,
     EnvironmentProblem,
@@ -57,7 +57,7 @@ from qtrace.guests.probe_plan import probe_plan
 from qtrace.guests.probe_output import read_serial_log
 from qtrace.launch import evidence
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
-from qtrace.launch.container import CaptureContainer, ContainerSource, ContainerSpec
+from qtrace.launch.container import ContainerSource
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.interrupts import interrupt_reason
 from qtrace.launch.kvm import kvm_usable
@@ -144,7 +144,7 @@ class CaptureResult:
     hint: str | None = None
 
 
-def _qemu_alive(container: CaptureContainer) -> bool:
+def _qemu_alive(container: LabelledContainer) -> bool:
     """Is a QEMU process still running in the container? A killed QEMU can stay a zombie
     while gdb, its tracer, has not reaped it: that counts as dead. (``comm`` is cut to
     15 characters.)"""
@@ -271,11 +271,13 @@ class _CaptureRun:
                 str(guests_dir()): (MOUNT_GUESTS, "ro"),
             },
             kvm=self.accel is Accel.KVM,
+            kind=ContainerKind.CAPTURE,
+            workdir=MOUNT_OUT,
         )
         # Unwound last-in first-out: gdb (QEMU dies with it), the trace's end record, the
         # source snippets (they need the container), the container.
         with contextlib.ExitStack() as resources:
-            container = resources.enter_context(CaptureContainer(self.client, spec))
+            container = resources.enter_context(LabelledContainer(self.client, spec))
             resources.callback(self._write_snippets, container)
             resources.callback(self._close_trace)
             try:
@@ -352,7 +354,7 @@ class _CaptureRun:
         )
         return [QEMU_BINARY, *qemu_argv(cfg)]
 
-    def _build_guest(self, container: CaptureContainer) -> None:
+    def _build_guest(self, container: LabelledContainer) -> None:
         for command in self.plan.build_commands:
             result = container.exec(list(command), workdir=MOUNT_OUT)
             if result.exit_code != 0:
@@ -362,7 +364,7 @@ class _CaptureRun:
                     result.output.splitlines()[-20:],
                 )
 
-    def _collector_config(self, container: CaptureContainer) -> CollectorConfig:
+    def _collector_config(self, container: LabelledContainer) -> CollectorConfig:
         devices = parse_device_help(container.exec([QEMU_BINARY, "-device", "help"]).output)
         check_device_name(self.request.device, devices)
         source = ContainerSource(container)
@@ -394,7 +396,7 @@ class _CaptureRun:
             max_hits=self.request.max_hits,
         )
 
-    def _run_gdb(self, gdb: GdbSession, container: CaptureContainer) -> None:
+    def _run_gdb(self, gdb: GdbSession, container: LabelledContainer) -> None:
         self.observer.status("starting QEMU under gdb")
         gdb.command(f"-exec-arguments {shell_join(self.argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
         gdb.console(f"source {MOUNT_GDBSCRIPTS}/qtrace_gdb.py")
@@ -415,7 +417,7 @@ class _CaptureRun:
 
     # ----- watching: I/O around the pure step of qtrace.launch.watch -----
 
-    def _watch(self, gdb: GdbSession, container: CaptureContainer) -> None:
+    def _watch(self, gdb: GdbSession, container: LabelledContainer) -> None:
         limits = Limits(
             timeout_s=self.request.timeout_s,
             hang_timeout_s=self.request.hang_timeout_s,
@@ -457,7 +459,7 @@ class _CaptureRun:
         kvm_error = merge(stats.kvm_error, parse_qemu_log(self.qemu_log.update()))
         return Report(records=stats.records, stop=stop, kvm_error=kvm_error)
 
-    def _end(self, gdb: GdbSession, container: CaptureContainer, action: Action) -> None:
+    def _end(self, gdb: GdbSession, container: LabelledContainer, action: Action) -> None:
         """Carry out an ending action: the collector writes the end record when it can."""
         self.status, self.reason, self.hint = action.status or CaptureStatus.ERROR, action.reason, action.hint
         if action.write_failure is not None:
@@ -474,7 +476,7 @@ class _CaptureRun:
             self._kill_qemu(gdb, container)
         # Do.ABANDON: gdb or QEMU is gone; _close_trace writes the end record.
 
-    def _kill_qemu(self, gdb: GdbSession, container: CaptureContainer) -> None:
+    def _kill_qemu(self, gdb: GdbSession, container: LabelledContainer) -> None:
         """End a QEMU that gdb cannot interrupt (paused after a KVM internal error)."""
         container.exec(["pkill", "-KILL", "-x", "qemu-system-x86"])
         try:
@@ -546,7 +548,7 @@ class _CaptureRun:
                 raise
             self._note_write_failure(exc)
 
-    def _write_snippets(self, container: CaptureContainer) -> None:
+    def _write_snippets(self, container: LabelledContainer) -> None:
         """The QEMU source lines of every frame and the extents of the frames' functions
         (``qtrace-source-snippets/1``), so reports render and links are checked without the image."""
         if not self.tail.path.exists():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from qtrace.image.builder import find_qemu_image, qemu_image_tag
 from qtrace.discover.device import DeviceInfo, parse_device_help, pci_devices
-from qtrace.docker_env import connect, owner_labels
-from qtrace.errors import ImageMissing
+from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, connect
+from qtrace.errors import ImageMissing, LaunchFailure
 from qtrace.launch.qemu_argv import QEMU_BINARY
 
 __all__ = ["list_pci_devices"]
@@ -19,11 +19,9 @@ def list_pci_devices(qemu_version: str) -> list[DeviceInfo]:
             f"The debug image {qemu_image_tag(qemu_version)} has not been built.",
             hint=f"Run `qtrace build --qemu-version {qemu_version}`.",
         )
-    output = client.containers.run(
-        qemu_image_tag(qemu_version),
-        [QEMU_BINARY, "-device", "help"],
-        network_mode="none",
-        remove=True,
-        labels=owner_labels("devices", "devices"),
-    )
-    return sorted(pci_devices(parse_device_help(output.decode("utf-8", errors="replace"))), key=lambda d: d.name)
+    spec = ContainerSpec(image=qemu_image_tag(qemu_version), kind=ContainerKind.DEVICES)
+    with LabelledContainer(client, spec) as container:
+        result = container.exec([QEMU_BINARY, "-device", "help"])
+    if result.exit_code != 0:
+        raise LaunchFailure("QEMU -device help failed in the debug image", result.exit_code, result.output.splitlines()[-20:])
+    return sorted(pci_devices(parse_device_help(result.output)), key=lambda d: d.name)

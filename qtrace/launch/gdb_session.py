@@ -23,7 +23,7 @@ from typing import IO, Any
 from pygdbmi.IoManager import IoManager
 
 from qtrace.errors import CollectorError, GdbTimeout, LaunchFailure, StateError
-from qtrace.launch.container import CaptureContainer
+from qtrace.docker_env import LabelledContainer
 from qtrace.launch.exec_pipes import ExecPipes
 from qtrace.launch.mi import Stop, as_stop, is_result_for, replies_in, result_error
 
@@ -49,7 +49,7 @@ def gdb_argv(binary: str) -> list[str]:
 class GdbSession:
     """One gdb process in the container; use as a context manager."""
 
-    def __init__(self, container: CaptureContainer, binary: str, log_path: Path) -> None:
+    def __init__(self, container: LabelledContainer, binary: str, log_path: Path) -> None:
         self._container = container
         self._binary = binary
         self._log: IO[str] = log_path.open("a", encoding="utf-8")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import struct
+
+import pytest
 
 from pygdbmi.gdbmiparser import parse_response
 
-from qtrace.launch.container import ContainerSpec, container_kwargs
+from qtrace.docker_env import KIND_LABEL, PID_LABEL, ContainerKind, ContainerSpec, container_kwargs, owner_labels
 from qtrace.launch.exec_pipes import split_frames
 from qtrace.launch.mi import as_stop, is_result_for, replies_in, result_error
 from qtrace.launch.qemu_argv import QemuConfig, qemu_argv
@@ -32,13 +35,27 @@ def test_qemu_argv_keeps_the_option_rom_when_asked() -> None:
 
 
 def test_container_is_unprivileged_without_network_and_only_kvm_passed() -> None:
-    kwargs = container_kwargs(ContainerSpec(image="img", run_id="r1", mounts={"/h": ("/out", "rw")}))
+    kwargs = container_kwargs(ContainerSpec(image="img", run_id="r1", mounts={"/h": ("/out", "rw")}, kvm=True))
     assert kwargs["network_mode"] == "none"
     assert kwargs["devices"] == ["/dev/kvm:/dev/kvm:rwm"]
     assert "privileged" not in kwargs and "cap_add" not in kwargs
     assert kwargs["labels"]["qtrace.run"] == "r1"
     assert kwargs["volumes"] == {"/h": {"bind": "/out", "mode": "rw"}}
-    assert container_kwargs(ContainerSpec(image="img", run_id="r", kvm=False))["devices"] == []
+    assert container_kwargs(ContainerSpec(image="img", run_id="r"))["devices"] == [], "no /dev/kvm unless asked"
+
+
+@pytest.mark.parametrize("kind", list(ContainerKind))
+def test_every_kind_of_container_carries_the_owner_labels(kind: ContainerKind) -> None:
+    spec = ContainerSpec(image="img", kind=kind, command=("qemu", "-qtest"))
+    kwargs = container_kwargs(spec)
+    assert kwargs["labels"] == owner_labels(spec.run_id, kind)
+    assert kwargs["labels"][PID_LABEL] == str(os.getpid()) and kwargs["labels"][KIND_LABEL] == kind
+    assert kwargs["name"] == f"qtrace-{spec.run_id}-{kind}" and kwargs["command"] == ["qemu", "-qtest"]
+
+
+def test_each_container_gets_its_own_run_id_unless_given() -> None:
+    """Two `qtrace devices` at once must not collide on a container name."""
+    assert ContainerSpec(image="img").name != ContainerSpec(image="img").name
 
 
 def _frame(stream: int, payload: bytes) -> bytes:
