@@ -1,7 +1,7 @@
-"""``qtrace verify``: check QEMU's e1000 against the reference model.
+"""``qtrace verify``: check QEMU's device against its pack's reference model.
 
 ``--trace FILE`` replays a captured trace; ``--live`` runs the differential test against
-QEMU under qtest in the debug image.
+QEMU under qtest in the debug image; ``--list`` shows which devices have a model.
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect
 from qtrace.errors import ImageMissing, UsageError, VerifyMismatch
-from qtrace.verify import SUPPORTED_DEVICES, EventMismatch, Mismatch, VerifyResult, verify_file
+from qtrace.verify import (
+    EventMismatch,
+    Mismatch,
+    VerifyResult,
+    devices_with_model,
+    verify_device,
+    verify_file,
+)
 from qtrace.verify.live import LiveResult, run_live
 from qtrace.verify.qemu_qtest import QemuQtest
 
@@ -30,7 +37,13 @@ _MAX_ROWS = 50
 
 @qtrace_command("verify")
 def verify(
-    device: Annotated[str, typer.Argument(help="Device whose reference model to use (e1000).")],
+    device: Annotated[
+        str | None,
+        typer.Argument(help="Device whose reference model to use (see --list), e.g. e1000."),
+    ] = None,
+    list_models: Annotated[
+        bool, typer.Option("--list", help="List the devices that have a reference model.")
+    ] = False,
     trace: Annotated[
         Path | None,
         typer.Option(
@@ -70,10 +83,18 @@ def verify(
 
     Exit status 0 when everything agrees, 4 on any difference.
     """
+    if list_models:
+        _list_models(json_output)
+        return
+    if device is None:
+        raise UsageError(
+            "name the device whose model to use",
+            hint="`qtrace verify --list` shows the devices that have a model.",
+        )
     if (trace is None) == (not live):
         raise UsageError(
             "give exactly one of --trace FILE and --live",
-            hint="`qtrace verify e1000 --trace CAPTURE/trace.jsonl` or `qtrace verify e1000 --live`.",
+            hint=f"`qtrace verify {device} --trace CAPTURE/trace.jsonl` or `qtrace verify {device} --live`.",
         )
     if live:
         _verify_live(device, sequences, seed, qemu_version, json_output)
@@ -109,13 +130,30 @@ def verify(
         )
 
 
+def _list_models(json_output: bool) -> None:
+    names = devices_with_model()
+    if json_output:
+        console.print_json(json.dumps({"devices_with_model": names}))
+        return
+    table = Table(title="devices with a reference model")
+    for col in ("device", "covers", "replay (--trace)", "live (--live)"):
+        table.add_column(col)
+    for name in names:
+        target = verify_device(name)
+        table.add_row(
+            name, ", ".join(target.qom_types), "yes", "yes" if target.qtest is not None else "no"
+        )
+    console.print(table)
+
+
 def _verify_live(
     device: str, sequences: int, seed: int | None, qemu_version: str, json_output: bool
 ) -> None:
-    if device not in SUPPORTED_DEVICES:
+    target = verify_device(device)
+    if target.qtest is None:
         raise UsageError(
-            f"no reference model for {device!r}; the model is QEMU's e1000 (82540EM)",
-            hint="Run `qtrace verify e1000 --live`.",
+            f"the {target.name} pack says nothing of how to start it under qtest",
+            hint=f"Add [model.qtest] to its pack.toml, or use `qtrace verify {device} --trace FILE`.",
         )
     client = connect()
     if find_qemu_image(client, qemu_version) is None:
@@ -128,12 +166,12 @@ def _verify_live(
         if not json_output:
             err_console.print(f"[dim]• {what}[/]")
 
-    with QemuQtest(client, qemu_image_tag(qemu_version)) as qemu:
-        result = run_live(qemu, sequences=sequences, seed=seed, progress=progress)
+    with QemuQtest(client, qemu_image_tag(qemu_version), target) as qemu:
+        result = run_live(qemu, target, sequences=sequences, seed=seed, progress=progress)
     if json_output:
         console.print_json(json.dumps(result.to_dict()))
     else:
-        render_live_result(result)
+        render_live_result(result, target.name)
     divergences = result.divergences
     if divergences:
         first = divergences[0]
@@ -147,9 +185,9 @@ def _verify_live(
         )
 
 
-def render_live_result(result: LiveResult) -> None:
+def render_live_result(result: LiveResult, device: str) -> None:
     """Per-scenario table, random-sequence counts, and any shrunk counterexample."""
-    table = Table(title="verify e1000 --live (model vs QEMU under qtest)")
+    table = Table(title=f"verify {device} --live (model vs QEMU under qtest)")
     for col in ("scenario", "steps", "reads", "irq checks", "DMA bytes", "result"):
         table.add_column(col, overflow="fold")
     rows = [(s.name, s.counts, s.divergence) for s in result.scenarios]

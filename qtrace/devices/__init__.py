@@ -10,13 +10,20 @@ defaults (:func:`pack_or_default`).
 
 from __future__ import annotations
 
+import importlib
 import os
 from functools import cache
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
 
-from qtrace.devices.pack import DEVICE_FORMAT, GENERIC_PROBE_SEQUENCE, DevicePack, load_pack
+from qtrace.devices.pack import (
+    DEVICE_FORMAT,
+    GENERIC_PROBE_SEQUENCE,
+    DevicePack,
+    QtestSetup,
+    load_pack,
+)
 from qtrace.devices.registers import (
     ACCESS_KINDS,
     BitField,
@@ -39,11 +46,15 @@ __all__ = [
     "DevicePack",
     "FieldValue",
     "FrameRule",
+    "QtestSetup",
     "Register",
     "RegisterMap",
     "all_packs",
     "clear_registry_cache",
     "device_frame_rules",
+    "load_object",
+    "model_class",
+    "model_packs",
     "pack_for",
     "pack_named",
     "pack_or_default",
@@ -152,3 +163,34 @@ def register_map_for(device: str, space: str) -> RegisterMap | None:
     if space == "pci-config":
         return pci_config_map()
     return register_map(device)
+
+
+def model_packs() -> tuple[DevicePack, ...]:
+    """The packs that have a reference model (``[model] class``), in registry order."""
+    return tuple(pack for pack in all_packs() if pack.model)
+
+
+def load_object(spec: str, where: str = "device pack") -> object:
+    """Import ``module:attribute`` (a pack's model class or verify support) and return it.
+
+    Raises:
+        ReportError: the module or the attribute does not exist.
+    """
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attribute) if attribute else module
+    except (ImportError, AttributeError) as exc:
+        raise ReportError(f"{where}: cannot load {spec!r}: {exc}") from exc
+
+
+def model_class(device: str) -> object | None:
+    """The reference model ``device``'s pack names (imported), or ``None`` without one.
+
+    Returned as ``object``: the registry does not know the model protocol
+    (:class:`qtrace.refemu.PciDeviceModel`); its user checks what it got.
+    """
+    pack = pack_for(device)
+    if pack is None or pack.model is None:
+        return None
+    return load_object(pack.model, f"{pack.name}/pack.toml [model] class")

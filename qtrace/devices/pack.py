@@ -17,11 +17,29 @@ from qtrace.devices.registers import read_toml
 from qtrace.devices.rules import FrameRule, parse_frame_rules
 from qtrace.errors import ReportError
 
-__all__ = ["DEVICE_FORMAT", "GENERIC_PROBE_SEQUENCE", "DevicePack", "load_pack"]
+__all__ = ["DEVICE_FORMAT", "GENERIC_PROBE_SEQUENCE", "DevicePack", "QtestSetup", "load_pack"]
 
 DEVICE_FORMAT = "qtrace-device/1"
 GENERIC_PROBE_SEQUENCE = "generic"
 """The probe guest's sequence for a device without one of its own: config space, BAR reads."""
+
+
+@dataclass(frozen=True)
+class QtestSetup:
+    """How ``qtrace verify --live`` starts the device under qtest (``[model.qtest]``).
+
+    Attributes:
+        slot: PCI device number on bus 0.
+        gsi: The interrupt input the device's INTx reaches (what qtest intercepts); it
+            follows from the slot's INTx swizzle and the machine's PIRQ routing.
+        properties: ``-device`` properties besides ``addr`` (e.g. an empty ``romfile``).
+        irq_intercept: The QOM path whose GPIO inputs qtest intercepts (``ioapic``).
+    """
+
+    slot: int
+    gsi: int
+    properties: tuple[tuple[str, str], ...] = ()
+    irq_intercept: str = "ioapic"
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,9 @@ class DevicePack:
         probe_sequence: which of the probe guest's register sequences drives it.
         linux_driver: the Debian kernel module the linux guest loads for it, if any.
         model: ``module:Class`` of the pack's reference model, if it has one.
+        model_verify: ``module:object`` of what ``verify`` needs beyond the model (fixed
+            scenarios, random sequences, volatile rules, replay quirks), if any.
+        qtest: How ``verify --live`` starts the device, if the pack says.
         frame_rules: layer rules for the device's own stack frames, in order.
         registers_file: the pack's ``registers.toml``, if it has one.
     """
@@ -50,6 +71,8 @@ class DevicePack:
     probe_sequence: str = GENERIC_PROBE_SEQUENCE
     linux_driver: str | None = None
     model: str | None = None
+    model_verify: str | None = None
+    qtest: QtestSetup | None = None
     frame_rules: tuple[FrameRule, ...] = ()
     registers_file: Traversable | None = field(default=None, compare=False, repr=False)
 
@@ -84,6 +107,16 @@ def load_pack(folder: Traversable) -> DevicePack:
     start = data.get("start", {})
     model = data.get("model", {})
     registers = folder.joinpath("registers.toml")
+    qtest = model.get("qtest")
+    try:
+        setup = None if qtest is None else QtestSetup(
+            slot=int(qtest["slot"]),
+            gsi=int(qtest["gsi"]),
+            properties=tuple((str(k), str(v)) for k, v in qtest.get("properties", {}).items()),
+            irq_intercept=str(qtest.get("irq_intercept", "ioapic")),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ReportError(f"{where}: [model.qtest] needs integer slot and gsi ({exc})") from exc
     return DevicePack(
         name=name,
         qom_types=qom_types,
@@ -93,6 +126,8 @@ def load_pack(folder: Traversable) -> DevicePack:
         probe_sequence=str(guests.get("probe_sequence", GENERIC_PROBE_SEQUENCE)),
         linux_driver=guests.get("linux_driver"),
         model=model.get("class"),
+        model_verify=model.get("verify"),
+        qtest=setup,
         frame_rules=tuple(parse_frame_rules(data.get("rule", []), where)),
         registers_file=registers if registers.is_file() else None,
     )

@@ -67,6 +67,7 @@ from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
 from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, qemu_argv
 from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
 from qtrace.paths import gdbscripts_dir, guests_dir
+from qtrace.trace.codec import device_properties
 from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine
 
 __all__ = ["CaptureRequest", "CaptureResult", "CaptureObserver", "run_capture", "default_out_dir", "guest_plan", "GUESTS"]
@@ -380,6 +381,7 @@ class _CaptureRun:
             "machine": self.request.machine,
             "guest": self.request.guest,
             "argv": self.argv,
+            "device_properties": device_properties(self.argv, self.request.device),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "extra": {"handlers": [h.as_config() for h in handlers], "qtrace_version": __version__},
         }

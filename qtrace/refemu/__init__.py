@@ -1,11 +1,14 @@
-"""The reference emulator: a pure-Python machine and e1000 written from the datasheets.
+"""The reference machine: a pure-Python PC-like host for device models.
 
-It exists to check QEMU against an independent reading of Intel's 8254x manual and the
-PCI specification: ``qtrace verify`` replays captured traces through it, and scripts can
-drive it directly::
+It exists to check QEMU against independent readings of the datasheets: ``qtrace verify``
+replays captured traces through a model, or drives a model and QEMU side by side. This
+package is the generic part (RAM, the PCI configuration mechanism and functions, address
+spaces, interrupt lines, and the :class:`PciDevice` protocol a model implements); the
+models themselves live in their device packs (``qtrace/devices/<name>/``), found through
+:func:`qtrace.devices.model_class`::
 
     m = RefMachine()
-    nic = m.add_e1000(slot=2)
+    nic = m.plug(2, model_class("e1000")())
     m.assign_bars(nic.pci, {0: 0xFEBC0000, 1: 0xC000})
     m.read(0xFEBC0008, 4)        # STATUS
     nic.irq.subscribe(print)     # watch the INTx line
@@ -14,8 +17,7 @@ No Docker, no gdb, no QEMU. See docs/refemu.md for the rules it follows.
 """
 
 from qtrace.refemu.bus import AddressSpace
-from qtrace.refemu.e1000 import BAR0, BAR1, DEFAULT_MAC, E1000, parse_mac
-from qtrace.refemu.e1000_regs import IO_REGISTERS, MAC_REGISTERS, UNIMPLEMENTED
+from qtrace.refemu.device import PciDevice, PciDeviceModel
 from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.machine import RefMachine
 from qtrace.refemu.memory import SparseMemory
@@ -23,18 +25,13 @@ from qtrace.refemu.pci import CONFIG_HEADER, PciFunction, PciHost
 from qtrace.refemu.regmap import Field, Kind, Reg, RegisterMap, Unimplemented, decode_bits
 
 __all__ = [
-    "BAR0",
-    "BAR1",
     "CONFIG_HEADER",
-    "DEFAULT_MAC",
-    "E1000",
-    "IO_REGISTERS",
-    "MAC_REGISTERS",
-    "UNIMPLEMENTED",
     "AddressSpace",
     "Field",
     "IrqLine",
     "Kind",
+    "PciDevice",
+    "PciDeviceModel",
     "PciFunction",
     "PciHost",
     "RefMachine",
@@ -43,5 +40,4 @@ __all__ = [
     "SparseMemory",
     "Unimplemented",
     "decode_bits",
-    "parse_mac",
 ]

@@ -14,10 +14,10 @@ unclaimed port reads all ones and swallows writes, as on a PC.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import TypeVar
 
 from qtrace.refemu.bus import AddressSpace
-from qtrace.refemu.e1000 import DEFAULT_MAC, E1000, parse_mac
+from qtrace.refemu.device import PciDevice
 from qtrace.refemu.memory import SparseMemory
 from qtrace.refemu.pci import (
     COMMAND_IO,
@@ -29,6 +29,8 @@ from qtrace.refemu.pci import (
 )
 
 __all__ = ["HOST_BRIDGE_IDENTITY", "RefMachine"]
+
+DeviceT = TypeVar("DeviceT", bound=PciDevice)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +45,13 @@ _SIZES = (1, 2, 4, 8)
 class RefMachine:
     """RAM, a memory and an I/O address space, and PCI bus 0.
 
-    Example:
+    Devices are models implementing :class:`~qtrace.refemu.device.PciDevice` (each in its
+    device's pack), plugged in with :meth:`plug`.
+
+    Example (the e1000 pack's model):
+        >>> from qtrace.devices.e1000.model import E1000
         >>> m = RefMachine()
-        >>> nic = m.add_e1000(slot=2)
+        >>> nic = m.plug(2, E1000())
         >>> m.assign_bars(nic.pci, {0: 0xFEBC0000, 1: 0xC000})
         >>> hex(m.read(0xFEBC0008, 4))
         '0x80080783'
@@ -56,35 +62,16 @@ class RefMachine:
         self.memory_space = AddressSpace("memory")
         self.io_space = AddressSpace("io")
         self.pci = PciHost()
-        self.devices: dict[int, E1000] = {}
+        self.devices: dict[int, PciDevice] = {}
         self._add_function(0, PciFunction("00:00.0", HOST_BRIDGE_IDENTITY))
 
     # -- building ------------------------------------------------------------------------
 
-    def add_e1000(
-        self,
-        slot: int = 2,
-        mac: bytes | str = DEFAULT_MAC,
-        tx_sink: Callable[[bytes], None] | None = None,
-        option_rom: bool = True,
-    ) -> E1000:
-        """Plug an 82540EM into ``slot`` of bus 0 and return it.
-
-        Args:
-            slot: Device number on bus 0.
-            mac: Ethernet address, as bytes or ``"52:54:00:12:34:56"``.
-            tx_sink: Called with each transmitted frame (no CRC).
-            option_rom: False for a device without option ROM (QEMU's ``romfile=``).
-        """
-        raw = parse_mac(mac) if isinstance(mac, str) else mac
-        nic = E1000(name=f"00:{slot:02x}.0", mac=raw, tx_sink=tx_sink, option_rom=option_rom)
-        return self.plug(slot, nic)
-
-    def plug(self, slot: int, nic: E1000) -> E1000:
-        """Plug an already built e1000 (or a subclass, e.g. a test's variant) into ``slot``."""
-        self._add_function(slot, nic.pci)
-        self.devices[slot] = nic
-        return nic
+    def plug(self, slot: int, device: DeviceT) -> DeviceT:
+        """Plug a built device model into ``slot`` of bus 0 and return it (typed as given)."""
+        self._add_function(slot, device.pci)
+        self.devices[slot] = device
+        return device
 
     def _add_function(self, slot: int, fn: PciFunction) -> None:
         self.pci.add(0, slot, 0, fn)

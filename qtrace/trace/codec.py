@@ -36,6 +36,7 @@ __all__ = [
     "read_trace",
     "iter_records",
     "decode_line",
+    "device_properties",
     "record_to_json",
     "record_from_json",
     "repair_partial_tail",
@@ -99,6 +100,7 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
                 f"schema {kwargs['schema']!r}, this qtrace reads {SCHEMA_VERSION!r} (a trace of another qtrace version?)"
             )
         kwargs["argv"] = tuple(kwargs.get("argv", ()))
+        kwargs["device_properties"] = _header_device_properties(obj, kwargs["argv"])
     elif kind == "stack":
         kwargs["frames"] = tuple(_frame(f) for f in kwargs["frames"])
     elif kind == "access":
@@ -118,6 +120,50 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
                 f"end status {kwargs['status']!r} is not a capture status; expected one of {', '.join(CaptureStatus)}"
             ) from None
     return cls(**kwargs)  # type: ignore[no-any-return]
+
+
+def _header_device_properties(obj: dict[str, Any], argv: tuple[str, ...]) -> dict[str, str] | None:
+    """The header's ``device_properties``, validated; for an older trace, read from argv.
+
+    Why the fallback: traces written before the field existed (every capture committed
+    before it) only have QEMU's argv, and readers must not each parse it again; this is
+    the one place that does, so that ``Header.device_properties`` is all they read.
+    """
+    if "device_properties" not in obj:
+        device = obj.get("device")
+        return device_properties(argv, device) if argv and isinstance(device, str) else None
+    props = obj["device_properties"]
+    if props is None:
+        return None
+    if not isinstance(props, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
+        raise ValueError(f"header device_properties must be an object of strings, found {props!r}")
+    return dict(props)
+
+
+def device_properties(argv: Iterable[str], device: str) -> dict[str, str]:
+    """The ``key=value`` properties of ``device``'s ``-device`` option in QEMU's ``argv``.
+
+    QEMU's option syntax: ``driver[,key=value...]`` (or ``driver=NAME,...``), a comma in a
+    value doubled; a bare key means ``on``. The capture records the result in the header
+    (from the argv it built), and the reader derives it for traces older than that field.
+    ``{}`` when no ``-device`` of that driver is there.
+    """
+    args = list(argv)
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag != "-device":
+            continue
+        parts = [part.replace("\0", ",") for part in value.replace(",,", "\0").split(",")]
+        driver, items = (None, parts) if "=" in parts[0] else (parts[0], parts[1:])
+        props: dict[str, str] = {}
+        for item in filter(None, items):
+            key, eq, val = item.partition("=")
+            if key == "driver" and driver is None:
+                driver = val
+            else:
+                props[key] = val if eq else "on"
+        if driver == device:
+            return props
+    return {}
 
 
 def _frame(obj: Any) -> Frame:

@@ -47,7 +47,14 @@ class Frame:
 
 @dataclass(frozen=True)
 class Header:
-    """What was captured, with what, and how the collector was armed."""
+    """What was captured, with what, and how the collector was armed.
+
+    ``device_properties`` are the ``key=value`` properties of the captured device's
+    ``-device`` option (``{"addr": "05.0", "romfile": ""}``), so that readers such as
+    ``verify`` (MAC address, option ROM, network backend) never parse ``argv``. Traces
+    written before the field existed get it from ``argv`` when read (the codec); ``None``
+    when neither says (a synthetic trace without argv).
+    """
 
     device: str
     qemu_version: str
@@ -55,6 +62,7 @@ class Header:
     machine: str = "pc"
     guest: str = "probe"
     argv: tuple[str, ...] = ()
+    device_properties: dict[str, str] | None = None
     started: str = ""
     schema: str = SCHEMA_VERSION
     arming: dict[str, str] = field(default_factory=dict)

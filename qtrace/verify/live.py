@@ -1,16 +1,16 @@
-"""``qtrace verify e1000 --live``: differential testing of the model against QEMU via qtest.
+"""``qtrace verify DEVICE --live``: differential testing of a model against QEMU via qtest.
 
 Why: a replayed trace only covers what one guest happened to do. Here the test is the
 guest: it drives the reference machine and a real QEMU (``-accel qtest``) with the same
-steps, and after every step compares the value read, the e1000's interrupt line (QEMU:
-I/O APIC input :data:`~qtrace.verify.steps.E1000_GSI`, intercepted with
-``irq_intercept_in ioapic``) and the guest RAM the device writes by DMA.
+steps, and after every step compares the value read, the device's interrupt line (QEMU:
+the input its pack's ``[model.qtest] gsi`` names, intercepted with ``irq_intercept_in``)
+and the guest RAM the device writes by DMA.
 
 Two parts:
 
-* the fixed scenarios of :mod:`qtrace.verify.scenarios`, one machine reset before each;
-* random sequences drawn by hypothesis over the registers in :data:`RANDOM_REGISTERS`
-  (where the model claims full support), one machine reset (QMP ``system_reset``) and a
+* the fixed scenarios of the device's support (in its pack),
+  one machine reset before each;
+* random sequences drawn by hypothesis from the support's strategy, one machine reset (QMP ``system_reset``) and a
   fresh model before each. On a divergence hypothesis shrinks the sequence and the
   smallest one that still diverges is reported. Runs are reproducible: ``seed`` picks
   hypothesis's seed; without one, hypothesis runs derandomized.
@@ -27,20 +27,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from qtrace.errors import EnvironmentProblem, Unimplemented
-from qtrace.refemu import E1000
-from qtrace.verify.scenarios import (
-    BUF_BASE,
-    DESC_BYTES,
-    RING_BASE,
-    RING_DESCRIPTORS,
-    SCENARIOS,
-    Scenario,
-    tx_descriptor,
-)
-from qtrace.verify.steps import ModelSide, Side, Step, apply, setup_steps
+from qtrace.refemu import PciDevice
+from qtrace.verify.steps import ModelSide, RegisterNames, Scenario, Side, Step, apply, setup_steps
+from qtrace.verify.support import VerifyDevice
 
 __all__ = [
-    "RANDOM_REGISTERS",
     "Divergence",
     "LiveResult",
     "QemuMachine",
@@ -51,7 +42,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NicFactory = Callable[[], E1000]
+NicFactory = Callable[[], PciDevice]
 
 
 class QemuMachine(Protocol):
@@ -156,11 +147,18 @@ class LiveResult:
 
 
 def run_steps(
-    qemu: Side, model: Side, steps: Sequence[Step], watch: Sequence[tuple[int, int]] = ()
+    qemu: Side,
+    model: Side,
+    steps: Sequence[Step],
+    watch: Sequence[tuple[int, int]] = (),
+    names: RegisterNames | None = None,
 ) -> tuple[Counts, Divergence | None]:
-    """Run ``steps`` on both sides, comparing reads, the line and watched RAM after each."""
+    """Run ``steps`` on both sides, comparing reads, the line and watched RAM after each.
+
+    ``names`` (the model) names BAR registers in divergences."""
     counts = Counts()
     for index, step in enumerate(steps):
+        text = step.describe(names)
         counts.steps += 1
         got = apply(qemu, step)
         try:
@@ -172,7 +170,7 @@ def run_steps(
             counts.reads_compared += 1
             if got != expected:
                 return counts, Divergence(
-                    index, str(step), "read", step.register, got or 0, expected or 0
+                    index, text, "read", step.register(names), got or 0, expected or 0
                 )
         counts.irq_checks += 1
         if model.irq_level and not qemu.irq_level:
@@ -182,7 +180,7 @@ def run_steps(
             counts.irq_deferred += 1
         if qemu.irq_level != model.irq_level:
             return counts, Divergence(
-                index, str(step), "irq", "INTx", int(qemu.irq_level), int(model.irq_level)
+                index, text, "irq", "INTx", int(qemu.irq_level), int(model.irq_level)
             )
         if step.op == "write" and step.space != "ram":
             for addr, length in watch:
@@ -191,62 +189,71 @@ def run_steps(
                 if ours != theirs:
                     at = next(i for i in range(length) if ours[i] != theirs[i])
                     return counts, Divergence(
-                        index, str(step), "dma", f"ram[{addr + at:#x}]", theirs[at], ours[at]
+                        index, text, "dma", f"ram[{addr + at:#x}]", theirs[at], ours[at]
                     )
     return counts, None
 
 
 class _Runner:
-    def __init__(self, qemu: QemuMachine, make_nic: NicFactory) -> None:
+    def __init__(self, qemu: QemuMachine, device: VerifyDevice, make_nic: NicFactory) -> None:
         self.qemu = qemu
+        self.device = device
         self.make_nic = make_nic
+        if device.qtest is None:
+            raise EnvironmentProblem(f"the {device.name} pack has no [model.qtest] setup")
+        self.slot, self.gsi = device.qtest.slot, device.qtest.gsi
 
     def fresh(self) -> ModelSide:
         """Reset QEMU, build a new model, program both like firmware would."""
         self.qemu.system_reset()
-        model = ModelSide(self.make_nic())
+        model = ModelSide(self.make_nic(), self.slot)
         qemu = self.qemu.side
-        # Not compared step by step: after a reset QEMU's ISA IRQ 10 can keep the level it
+        # Not compared step by step: after a reset QEMU's ISA IRQ can keep the level it
         # had before (PIIX's PIRQ routing is reset to "disabled" first), until the routing
         # register is written again, which the setup does.
-        for step in setup_steps():
+        for step in setup_steps(self.gsi) + self.device.support.setup_steps():
             apply(qemu, step)
             apply(model, step)
         if qemu.irq_level != model.irq_level:
             raise EnvironmentProblem(
-                f"after PCI setup the e1000 line is {qemu.irq_level} in QEMU, "
+                f"after PCI setup the {self.device.name} line is {qemu.irq_level} in QEMU, "
                 f"{model.irq_level} in the model"
             )
         return model
 
     def scenario(self, scenario: Scenario) -> ScenarioResult:
         model = self.fresh()
-        counts, divergence = run_steps(self.qemu.side, model, scenario.steps, scenario.watch)
+        counts, divergence = run_steps(
+            self.qemu.side, model, scenario.steps, scenario.watch, model.nic
+        )
         return ScenarioResult(scenario.name, counts, divergence)
 
     def sequence(self, steps: Sequence[Step]) -> tuple[Counts, Divergence | None]:
         model = self.fresh()
         return run_steps(
-            self.qemu.side, model, steps, ((RING_BASE, RING_DESCRIPTORS * DESC_BYTES),)
+            self.qemu.side, model, steps, self.device.support.sequence_watch, model.nic
         )
 
 
 def run_live(
     qemu: QemuMachine,
+    device: VerifyDevice,
     sequences: int = 2000,
     seed: int | None = None,
-    make_nic: NicFactory = E1000,
-    scenarios: Sequence[Scenario] = SCENARIOS,
+    make_nic: NicFactory | None = None,
+    scenarios: Sequence[Scenario] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LiveResult:
     """Run the fixed scenarios, then ``sequences`` random sequences.
 
     Args:
         qemu: The QEMU side (a :class:`~qtrace.verify.qemu_qtest.QemuQtest` adapter).
+        device: The device's verify view (:func:`~qtrace.verify.support.verify_device`).
         sequences: How many random sequences hypothesis generates (0: none).
         seed: hypothesis seed; ``None`` runs derandomized (the same sequences every time).
-        make_nic: Builds the model's e1000 (tests pass a deliberately broken subclass).
-        scenarios: The fixed scenarios to run.
+        make_nic: Builds the model (default: the pack's model; tests pass a deliberately
+            broken subclass).
+        scenarios: The fixed scenarios to run (default: the device's).
         progress: Told the name of each phase as it starts.
 
     Returns:
@@ -254,9 +261,9 @@ def run_live(
         random counterexample.
     """
     started = time.perf_counter()
-    runner = _Runner(qemu, make_nic)
+    runner = _Runner(qemu, device, make_nic or device.model)
     result = LiveResult(seed=seed)
-    for scenario in scenarios:
+    for scenario in device.support.scenarios if scenarios is None else scenarios:
         if progress is not None:
             progress(f"scenario: {scenario.name}")
         result.scenarios.append(runner.scenario(scenario))
@@ -270,91 +277,22 @@ def run_live(
 
 # -- random sequences --------------------------------------------------------------------
 
-# Registers the model claims to implement fully, with the write values worth trying
-# beyond random ones. Ring base registers only take the planted ring's address so the
-# device never DMAs outside RAM the test controls.
-RANDOM_REGISTERS: dict[str, tuple[int, ...]] = {
-    "CTRL": (0x0014_0240, 0x0414_0240, 0x8014_0240, 0x0000_0001),
-    "STATUS": (),
-    # EECD writes keep CS low: the bit-bang protocol is the EECD scenario's job, and QEMU's
-    # DO level on a CS rising edge mid-read is not yet understood (docs/refemu.md).
-    "EECD": (0x0, 0x40, 0x30, 0x70, 0x1, 0x5, 0x45),
-    "EERD": (0x1, 0x101, 0x3F01, 0x4001),
-    "CTRL_EXT": (),
-    "MDIC": (0x0822_0000, 0x0820_0000, 0x0821_0000, 0x0824_0000, 0x0424_01E1, 0x2822_0000),
-    "FCAL": (), "FCAH": (), "FCT": (), "VET": (),
-    "ICR": (0xFFFF_FFFF, 0x1, 0x4), "ITR": (),
-    "ICS": (0x1, 0x2, 0x4, 0x80, 0x8000_0000),
-    "IMS": (0x1, 0x3, 0x4, 0x9D, 0xFFFF_FFFF),
-    "IMC": (0x1, 0x4, 0xFFFF_FFFF),
-    "RCTL": (), "TCTL": (0x0, 0x2, 0x0004_010A), "TIPG": (), "LEDCTL": (), "PBA": (),
-    "RDTR": (), "RXDCTL": (), "RADV": (), "RSRPD": (),
-    "TDBAL": (RING_BASE,), "TDBAH": (0,), "TDLEN": (0x80, 0x0), "TDH": (0, 1, 7), "TDT": (0, 1, 3, 7),
-    "TIDV": (), "TXDCTL": (), "TADV": (), "RXCSUM": (),
-    "MTA[0]": (), "MTA[127]": (), "RAL[0]": (), "RAH[0]": (), "RAL[15]": (), "RAH[15]": (),
-    "VFTA[0]": (), "WUC": (), "WUFC": (), "MANC": (),
-    "TPT": (), "GPTC": (), "GOTCL": (), "GOTCH": (), "TOTL": (), "TOTH": (), "BPTC": (),
-    "MPTC": (), "PTC64": (), "TSCTC": (),
-}  # fmt: skip
-_FREE_WRITE = {  # registers whose writes may take any value
-    name for name, values in RANDOM_REGISTERS.items() if not values or name in ("IMS", "IMC", "ICR")
-}
-_RING_CMDS = (0x0B, 0x09, 0x03, 0x02, 0x0A, 0x1B, 0x13)
-_ACCESS_SIZES = (4, 4, 4, 4, 4, 4, 2, 1)  # mostly dword accesses, as drivers make them
-# Interrupt and transmit registers interact with each other, so they are drawn more often.
-_WEIGHTS = {"ICR": 8, "ICS": 6, "IMS": 5, "IMC": 4, "TDT": 4, "TCTL": 3, "TDH": 2, "TDLEN": 2}
-_DRAW_ORDER = tuple(name for name in sorted(RANDOM_REGISTERS) for _ in range(_WEIGHTS.get(name, 1)))
-
 
 def _random_sequences(runner: _Runner, result: LiveResult, count: int, seed: int | None) -> None:
     try:
         from hypothesis import HealthCheck, Phase, given, settings
         from hypothesis import seed as hypothesis_seed
-        from hypothesis import strategies as st
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise EnvironmentProblem(
             "random live sequences need the hypothesis package",
             hint="pip install 'qtrace[test]' (or run with --sequences 0).",
         ) from exc
-    from qtrace.refemu import MAC_REGISTERS
-
-    offsets = {name: MAC_REGISTERS.named(name).offset for name in RANDOM_REGISTERS}
-
-    @st.composite
-    def step(draw: Any) -> Step:
-        name = draw(st.sampled_from(_DRAW_ORDER))
-        offset = offsets[name]
-        via_io = draw(st.integers(0, 9)) == 0
-        known = RANDOM_REGISTERS[name]
-        read = draw(st.booleans())
-        if read and via_io:
-            return Step("read", "io", 0x04)
-        if not read and not (name in _FREE_WRITE or not known):
-            # Registers limited to known values (ring bases, MDIC, EECD, ...): whole writes.
-            return Step("write", "mmio", offset, 4, draw(st.sampled_from(known)))
-        # Narrow (1- and 2-byte) accesses at any naturally aligned byte of the register:
-        # QEMU widens them to a 4-byte access at that address (docs/refemu.md).
-        size = draw(st.sampled_from(_ACCESS_SIZES))
-        at = offset + size * draw(st.integers(0, 4 // size - 1))
-        if read:
-            return Step("read", "mmio", at, size)
-        value = draw(
-            st.one_of(st.sampled_from(known or (0, 0xFFFF_FFFF)), st.integers(0, 0xFFFF_FFFF))
+    if runner.device.support.sequences is None:
+        raise EnvironmentProblem(
+            f"the {runner.device.name} pack defines no random sequences",
+            hint="Run with --sequences 0.",
         )
-        return Step("write", "mmio", at, size, value & ((1 << (8 * size)) - 1))
-
-    @st.composite
-    def sequence(draw: Any) -> list[Step]:
-        cmds = draw(
-            st.lists(
-                st.sampled_from(_RING_CMDS), min_size=RING_DESCRIPTORS, max_size=RING_DESCRIPTORS
-            )
-        )
-        ring = b"".join(tx_descriptor(BUF_BASE + 0x40 * i, 60, c) for i, c in enumerate(cmds))
-        return [
-            Step("write", "ram", RING_BASE, data=ring),
-            *draw(st.lists(step(), min_size=3, max_size=40)),
-        ]
+    sequence = runner.device.support.sequences
 
     class _Diverged(Exception):
         def __init__(self, steps: list[Step], divergence: Divergence) -> None:
@@ -387,7 +325,8 @@ def _random_sequences(runner: _Runner, result: LiveResult, count: int, seed: int
         steps, divergence = _drop_needless_steps(
             runner, exc.steps[: exc.divergence.index + 1], exc.divergence
         )
-        result.counterexample = [str(s) for s in steps]
+        names = runner.make_nic()
+        result.counterexample = [s.describe(names) for s in steps]
         result.counterexample_divergence = divergence
 
 

@@ -29,9 +29,10 @@ import docker
 from qtrace.docker_env import KIND_LABEL, RUN_LABEL, new_run_id
 from qtrace.errors import AbnormalShutdown, LaunchFailure
 from qtrace.verify.qtest import ByteStream, QtestClient
-from qtrace.verify.steps import E1000_SLOT, QemuSide
+from qtrace.verify.steps import QemuSide
+from qtrace.verify.support import VerifyDevice
 
-__all__ = ["E1000_SLOT", "QEMU_BINARY", "QemuQtest", "qtest_argv"]
+__all__ = ["QEMU_BINARY", "QemuQtest", "qtest_argv"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,12 @@ _CONNECT_TIMEOUT_S = 30.0
 _REPLY_TIMEOUT_S = 30.0
 
 
-def qtest_argv(mount: str = _MOUNT, device_props: str = "") -> list[str]:
-    """QEMU's command line: a pc machine, no firmware run, one e1000 at slot 5, no ROM."""
+def qtest_argv(device: VerifyDevice, mount: str = _MOUNT) -> list[str]:
+    """QEMU's command line: a pc machine, no firmware run, the one device where and how
+    its pack's ``[model.qtest]`` says (slot, properties)."""
+    if device.qtest is None:
+        raise LaunchFailure(f"the {device.name} pack has no [model.qtest] setup")
+    props = "".join(f",{key}={value}" for key, value in device.qtest.properties)
     argv = [
         QEMU_BINARY,
         "-machine", "pc",
@@ -55,7 +60,7 @@ def qtest_argv(mount: str = _MOUNT, device_props: str = "") -> list[str]:
         "-qmp", f"unix:{mount}/{_QMP_SOCK}",
         "-nodefaults",
         "-display", "none",
-        "-device", f"e1000,addr={E1000_SLOT:02x}.0,romfile={device_props}",
+        "-device", f"{device.name},addr={device.qtest.slot:02x}.0{props}",
     ]  # fmt: skip
     for directory in FIRMWARE_DIRS:
         argv += ["-L", directory]
@@ -91,13 +96,14 @@ class _Qmp:
 
 
 class QemuQtest:
-    """QEMU 10.2.2 with an e1000 under qtest, in a throwaway container.
+    """QEMU 10.2.2 with one device under qtest, in a throwaway container.
 
     Use as a context manager; ``qtest`` is the connected client.
 
     Args:
         client: Docker client.
         image: The debug image (``qtrace/qemu:10.2.2-debug``).
+        device: The device's verify view (its pack's qtest setup and support).
         run_id: Value of the ``qtrace.run`` label (a new one by default).
     """
 
@@ -105,11 +111,11 @@ class QemuQtest:
         self,
         client: docker.DockerClient,
         image: str,
+        device: VerifyDevice,
         run_id: str | None = None,
-        device_props: str = "",
     ) -> None:
         self._client = client
-        self.device_props = device_props
+        self.device = device
         self.image = image
         self.run_id = run_id or new_run_id()
         self._dir = Path(tempfile.mkdtemp(prefix="qtrace-qtest-"))
@@ -130,7 +136,12 @@ class QemuQtest:
     @property
     def side(self) -> QemuSide:
         """The qtest session as a differential-test side."""
-        return QemuSide(self.qtest)
+        setup = self.device.qtest
+        if setup is None:
+            raise LaunchFailure(f"the {self.device.name} pack has no [model.qtest] setup")
+        return QemuSide(
+            self.qtest, setup.slot, setup.gsi, self.device.support.interrupt_delay_ns
+        )
 
     def start(self) -> QtestClient:
         """Listen, start the container, accept QEMU's two connections."""
@@ -138,7 +149,7 @@ class QemuQtest:
         try:
             self._container = self._client.containers.run(
                 self.image,
-                qtest_argv(device_props=self.device_props),
+                qtest_argv(self.device),
                 detach=True,
                 network_mode="none",
                 volumes={str(self._dir): {"bind": _MOUNT, "mode": "rw"}},
@@ -151,7 +162,8 @@ class QemuQtest:
                 listener.close()
         self._qtest = QtestClient.over_socket(qtest_sock)
         self._qmp = _Qmp(qmp_sock.makefile("rwb", buffering=0))
-        self._qtest.irq_intercept_in("ioapic")  # the e1000's line: I/O APIC input 10
+        if self.device.qtest is not None:  # the device's line: e.g. an I/O APIC input
+            self._qtest.irq_intercept_in(self.device.qtest.irq_intercept)
         logger.debug("qtest session up in container %s", self._container.short_id)
         return self._qtest
 

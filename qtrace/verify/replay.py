@@ -1,7 +1,10 @@
-"""Replay a captured trace against a freshly reset reference e1000 and compare reads.
+"""Replay a captured trace against a freshly reset reference model and compare reads.
 
-Why: QEMU's e1000 and the model were written from the same datasheet by different
-hands; every read the guest made in a capture is a chance to see them disagree.
+Why: QEMU's device and the model (in the device's pack) were written from the same
+datasheet by different hands; every read the guest made in a capture is a chance to see
+them disagree. The model is built from the trace header's ``device_properties`` (MAC
+address, option ROM); whether a network backend could deliver frames is whether the
+device had a ``netdev``.
 
 Rules of the replay:
 
@@ -10,7 +13,7 @@ Rules of the replay:
   ``pci-config`` offsets are configuration-space offsets. Accesses go straight to the
   device at those offsets, so where the guest mapped the BARs does not matter.
 * Writes go into the model. Reads are compared with the value QEMU returned, under the
-  volatile rules of :mod:`qtrace.verify.volatile`.
+  device's volatile rules (:mod:`qtrace.verify.volatile`).
 * DMA: the ``dma`` reads recorded after an access are what the device fetched while
   handling it (descriptors, frame data). They are loaded into the model's RAM before
   that access is replayed, so the model fetches the same bytes QEMU did.
@@ -29,21 +32,12 @@ Rules of the replay:
 from __future__ import annotations
 
 import bisect
-import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 from qtrace.errors import UsageError
-from qtrace.refemu import (
-    CONFIG_HEADER,
-    DEFAULT_MAC,
-    E1000,
-    IO_REGISTERS,
-    MAC_REGISTERS,
-    RefMachine,
-    Unimplemented,
-)
+from qtrace.refemu import CONFIG_HEADER, PciDevice, RefMachine, Unimplemented
 from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, config_register_name
 from qtrace.refemu.regmap import Field, decode_bits
 from qtrace.trace import Access, Dma, Irq, Trace, read_trace
@@ -55,19 +49,15 @@ from qtrace.verify.result import (
     UnimplementedUse,
     VerifyResult,
 )
+from qtrace.verify.support import VerifyDevice, verify_device
 from qtrace.verify.volatile import explain, rules_for
 
-__all__ = ["FIRMWARE_CONFIG_BYTES", "SUPPORTED_DEVICES", "replay", "verify_file"]
+__all__ = ["FIRMWARE_CONFIG_BYTES", "replay", "verify_file"]
 
-SUPPORTED_DEVICES = ("e1000", "e1000-82540em")
 FIRMWARE_CONFIG_BYTES = frozenset({0x04, 0x05, 0x0C, 0x0D, 0x3C, *range(0x10, 0x28)})
 HISTORY_DEPTH = 4
 _INTX = "INTx"
-_ICR_OFFSET = 0xC0  # interrupt cause read (8254x SDM 13.4.17)
-_ICS_OFFSET = 0xC8  # interrupt cause set (13.4.18)
-_BACKEND_OPTIONS = frozenset({"-netdev", "-nic", "-net"})
-_NO_ROMFILE = re.compile(r"(?:^|,)romfile=(?:,|$)")
-_MAC_ARG = re.compile(r"mac=([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})")
+_REPLAY_SLOT = 2  # where the model sits; accesses go to the device directly, so any slot
 
 
 @dataclass(frozen=True)
@@ -80,40 +70,36 @@ class _Target:
     fields: tuple[Field, ...]
 
 
-def verify_file(
-    path: Path | str, device: str = "e1000", *, from_reset: bool = False
-) -> VerifyResult:
-    """Read the trace at ``path`` and replay it; see :func:`replay`.
+def verify_file(path: Path | str, device: str, *, from_reset: bool = False) -> VerifyResult:
+    """Read the trace at ``path`` and replay it against ``device``'s model; see :func:`replay`.
 
     Raises:
         TraceFormatError: The file is not a valid trace.
-        UsageError: The model is not for ``device`` or the trace is of another device.
+        UsageError: ``device`` has no model, or the trace is of a device the model is not for.
     """
-    if device not in SUPPORTED_DEVICES:
-        raise UsageError(
-            f"no reference model for {device!r}; the model is QEMU's e1000 (82540EM)",
-            hint="Run `qtrace verify e1000 --trace FILE`.",
-        )
+    target = verify_device(device)
     trace = read_trace(path)
-    if trace.header.device not in SUPPORTED_DEVICES:
+    if trace.header.device not in target.qom_types:
         raise UsageError(
-            f"the trace is of {trace.header.device!r}, not of an e1000 (82540EM)",
-            hint="Capture with `-device e1000`, or verify a trace of that device.",
+            f"the trace is of {trace.header.device!r}, not of a device the {target.name} "
+            f"model covers ({', '.join(target.qom_types)})",
+            hint=f"Capture with `-device {target.name}`, or verify a trace of that device.",
         )
-    return replay(trace, from_reset=from_reset)
+    return replay(trace, target, from_reset=from_reset)
 
 
-def replay(trace: Trace, *, from_reset: bool = False) -> VerifyResult:
-    """Replay ``trace``'s accesses against a new model and compare every read.
+def replay(trace: Trace, device: VerifyDevice, *, from_reset: bool = False) -> VerifyResult:
+    """Replay ``trace``'s accesses against a new model of ``device`` and compare every read.
 
     Args:
-        trace: A trace of an e1000.
+        trace: A trace of a device ``device``'s pack covers.
+        device: The device's verify view (:func:`~qtrace.verify.support.verify_device`).
         from_reset: The capture started at power-on: no firmware preamble, no adoption.
 
     Returns:
         Counts, mismatches and unimplemented registers.
     """
-    return _Replayer(trace, from_reset).run()
+    return _Replayer(trace, device, from_reset).run()
 
 
 def _render_dma(op: str, addr: int, size: int, data_hex: str) -> str:
@@ -123,48 +109,30 @@ def _render_dma(op: str, addr: int, size: int, data_hex: str) -> str:
     return text
 
 
-def _has_network_backend(argv: tuple[str, ...]) -> bool:
-    """Whether the captured QEMU could receive frames (a ``-netdev``/``-nic``/``-net``).
+def _has_network_backend(properties: dict[str, str] | None) -> bool:
+    """Whether the captured device could receive frames: it had a ``netdev``.
 
-    A trace without a header argv is taken to have one (the lenient choice)."""
-    if not argv:
-        return True
-    return any(arg in _BACKEND_OPTIONS or "netdev=" in arg for arg in argv)
-
-
-def _has_option_rom(argv: tuple[str, ...]) -> bool:
-    """False when the e1000 was given ``romfile=`` (empty): no ROM, ROM BAR reads 0."""
-    for arg in argv:
-        if arg.startswith("e1000") and _NO_ROMFILE.search(arg):
-            return False
-    return True
-
-
-def _mac_of(argv: tuple[str, ...]) -> bytes | None:
-    for arg in argv:
-        if "e1000" in arg and (found := _MAC_ARG.search(arg)):
-            return bytes.fromhex(found.group(1).replace(":", ""))
-    return None
+    Properties that are not known (a synthetic trace without argv) are taken to allow
+    it (the lenient choice)."""
+    return properties is None or "netdev" in properties
 
 
 class _Replayer:
-    def __init__(self, trace: Trace, from_reset: bool) -> None:
+    def __init__(self, trace: Trace, device: VerifyDevice, from_reset: bool) -> None:
         self.trace = trace
         self.from_reset = from_reset
+        self.volatile = device.support.volatile
         self.machine = RefMachine()
-        mac = _mac_of(trace.header.argv)
-        self.nic: E1000 = self.machine.add_e1000(
-            slot=2, mac=mac or DEFAULT_MAC, option_rom=_has_option_rom(trace.header.argv)
+        properties = trace.header.device_properties
+        self.nic: PciDevice = self.machine.plug(
+            _REPLAY_SLOT,
+            device.model.from_properties(properties, f"00:{_REPLAY_SLOT:02x}.0"),
         )
         if not from_reset:
             self.nic.pci.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER)
-        self.host_frames = _has_network_backend(trace.header.argv)
-        # QEMU's ICR reads, to tell when a timer-set cause explains a line the model lacks.
-        icr_reads = [
-            a for a in trace.accesses if a.space == "mmio" and a.op == "read" and a.offset == _ICR_OFFSET and a.size == 4
-        ]
-        self._icr_read_seqs = [a.seq for a in icr_reads]
-        self._icr_read_values = [a.value for a in icr_reads]
+        self.host_frames = _has_network_backend(properties)
+        make_quirks = device.support.replay_quirks
+        self.quirks = None if make_quirks is None else make_quirks(trace, self.nic, self.host_frames)
         self._intx_seqs: list[int] = []
         self._intx_events: list[tuple[int, int, bool]] = []
         self.config_written: set[int] = set()
@@ -293,7 +261,7 @@ class _Replayer:
     def _qemu_delays_the_raise(self, access: Access) -> bool:
         """The model raised the line in this access, QEMU did not: did QEMU delay it?
 
-        QEMU's e1000 moderates interrupts: a cause that comes soon after the previous
+        A device may moderate interrupts: a cause that comes soon after the previous
         interrupt raises the line later, from a timer on the main loop. The trace shows it
         as the next INTx change being an asynchronous rise. The model has no timers, so such
         a raise is counted as not compared (``irq_unsynced``), never hidden.
@@ -305,27 +273,11 @@ class _Replayer:
         return level == 1 and asynchronous
 
     def _timer_cause_explains(self, access: Access) -> bool:
-        """QEMU's line rose but the model's did not: was a cause set by QEMU's timers?
-
-        Causes such as LSC are set by QEMU's autonegotiation timer at a moment the trace
-        does not record; they show only when the guest next reads ICR, and they raise the
-        line as soon as IMS enables them (e.g. the IMS write here). If QEMU's next ICR read
-        holds timer-set causes the model lacks and the model's mask enables them, the timer
-        fired before this access: set them in the model (as QEMU's timer did, through ICS)
-        and count the change as asynchronous, not as a mismatch.
-        """
-        timer_bits = 0
-        for rule in rules_for("ICR", 0, host_frames=self.host_frames):
-            if rule.kind == "mask":
-                timer_bits |= rule.ignore
-        index = bisect.bisect_right(self._icr_read_seqs, access.seq)
-        if not timer_bits or index >= len(self._icr_read_seqs):
+        """QEMU's line rose but the model's did not: does the device's replay quirk (e.g.
+        a cause set by a QEMU timer the trace does not record) explain it? If so the quirk
+        has brought the model along, and the change counts as asynchronous."""
+        if self.quirks is None or not self.quirks.explains_raised_line(access):
             return False
-        next_icr = self._icr_read_values[index]
-        missing = next_icr & timer_bits & ~self.nic.reg("ICR")
-        if not missing or not missing & self.nic.reg("IMS"):
-            return False
-        self.nic.mmio_write(_ICS_OFFSET, 4, missing)
         if not self.irq_apart:  # a recorded timer event was already counted as asynchronous
             self.result.irq_async += 1
         return True
@@ -358,13 +310,13 @@ class _Replayer:
         if self._is_io_bar(access):
             # QEMU 10.2.2 does not forward IODATA to BAR0 (observed): the I/O BAR's
             # registers are named as themselves.
-            return _Target(("pio", dword), IO_REGISTERS.name_at(dword), None, ())
-        reg = MAC_REGISTERS.at(dword)
-        name = MAC_REGISTERS.name_at(dword)
+            return _Target(("pio", dword), self.nic.io_registers.name_at(dword), None, ())
+        reg = self.nic.mmio_registers.at(dword)
+        name = self.nic.mmio_registers.name_at(dword)
         return _Target(("mmio", dword), name, name, reg.fields if reg else ())
 
     @staticmethod
-    def _is_io_bar(access: Access) -> bool:
+    def _is_io_bar(access: Access) -> bool:  # the I/O BAR's region is named "<device>-io"
         return access.space == "pio" or (access.region or "").endswith("-io")
 
     def _write(self, access: Access) -> None:
@@ -391,7 +343,7 @@ class _Replayer:
         model = self._read(access)
         shift = 8 * (access.offset & 3)
         rules = (
-            rules_for(target.rule_name, access.value << shift, host_frames=self.host_frames)
+            rules_for(self.volatile, target.rule_name, access.value << shift, host_frames=self.host_frames)
             if target.rule_name
             else ()
         )

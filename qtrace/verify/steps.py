@@ -5,25 +5,27 @@ A :class:`Step` is one guest action (a register or port access, a configuration 
 through 0xCF8/0xCFC, or planting bytes in RAM), and :class:`Side` is the small set of
 CPU operations both the reference machine and a qtest session provide. Everything the
 test does, including PCI setup (BARs, COMMAND, the chipset's PIRQ routing), goes
-through steps, so the model is programmed exactly as QEMU is.
+through steps, so the model is programmed exactly as QEMU is. Nothing here names a
+device: the slot and interrupt input come from the device's pack (``[model.qtest]``),
+register names from its model's maps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from qtrace.refemu import E1000, IO_REGISTERS, MAC_REGISTERS, RefMachine
+from qtrace.refemu import PciDevice, RefMachine, RegisterMap
 from qtrace.refemu.pci import config_register_name
 from qtrace.verify.qtest import QtestClient
 
 __all__ = [
     "BAR0_BASE",
-    "E1000_GSI",
-    "E1000_SLOT",
     "IO_BASE",
     "ModelSide",
     "QemuSide",
+    "RegisterNames",
+    "Scenario",
     "Side",
     "Space",
     "Step",
@@ -32,21 +34,14 @@ __all__ = [
     "setup_steps",
 ]
 
-E1000_SLOT = 5
-BAR0_BASE = 0xFEBC_0000  # where SeaBIOS puts it on the pc machine
-IO_BASE = 0xC000
+BAR0_BASE = 0xFEBC_0000  # the memory BAR (BAR0): where SeaBIOS puts it on the pc machine
+IO_BASE = 0xC000  # the I/O BAR (BAR1)
 PIIX_SLOT = 1  # the PIIX3 ISA bridge: PIRQ routing registers 0x60-0x63
 PIRQ_ROUTE = 0x0B0B_0A0A  # PIRQA..D -> ISA IRQ 10, 10, 11, 11 (SeaBIOS's choice)
-# INTA of slot 5 swizzles to PIRQB ((slot + pin - 1) mod 4 = 1), which PIRQ_ROUTE sends to
-# ISA IRQ 10; QEMU's pc machine wires ISA IRQ n to I/O APIC input n (observed: the
-# intercepted ``ioapic`` input 10 follows the e1000's line).
-E1000_GSI = 10
+# A slot's INTA swizzles to PIRQ (slot + pin - 1) mod 4, which PIRQ_ROUTE sends to an ISA
+# IRQ; QEMU's pc machine wires ISA IRQ n to I/O APIC input n. The pack's [model.qtest]
+# gsi is that input for its slot (slot 5: PIRQB, ISA IRQ 10, I/O APIC input 10).
 COMMAND_ENABLE = 0x0007  # IO | MEMORY | MASTER
-_EECD = 0x10
-_EECD_SK, _EECD_CS, _EECD_DI = 0x1 | 0x40, 0x2 | 0x40, 0x4 | 0x40  # with EE_REQ
-_EEPROM_READ_WORD0 = 0b110 << 6  # start bit, read opcode, address 0
-# The longest interrupt-moderation delay: ITR is 16 bits of 256 ns units (SDM 13.4.18).
-INTERRUPT_DELAY_MAX_NS = 0xFFFF * 256 + 1
 
 Space = Literal["mmio", "io", "port", "config", "ram"]
 
@@ -58,7 +53,7 @@ class Step:
     Attributes:
         op: ``read`` or ``write`` (``ram`` steps are always writes).
         space: ``mmio`` (BAR0 offset), ``io`` (I/O BAR offset), ``port`` (absolute port),
-            ``config`` (the e1000's configuration offset, via 0xCF8/0xCFC) or ``ram``
+            ``config`` (the device's configuration offset, via 0xCF8/0xCFC) or ``ram``
             (plant ``data`` at physical address ``offset``).
         offset: Offset or address in that space.
         size: Access size in bytes (1, 2, 4).
@@ -73,24 +68,48 @@ class Step:
     value: int = 0
     data: bytes = b""
 
-    @property
-    def register(self) -> str:
-        """A printable name for the target register."""
-        if self.space == "mmio":
-            return MAC_REGISTERS.name_at(self.offset)
-        if self.space == "io":
-            return IO_REGISTERS.name_at(self.offset)
+    def register(self, names: RegisterNames | None = None) -> str:
+        """A printable name for the target register (BAR registers named by ``names``)."""
+        if self.space == "mmio" and names is not None:
+            return names.mmio_registers.name_at(self.offset)
+        if self.space == "io" and names is not None:
+            return names.io_registers.name_at(self.offset)
         if self.space == "config":
             return config_register_name(self.offset, self.size)
+        if self.space in ("mmio", "io"):
+            return f"{self.space}+{self.offset:#x}"
         return self.space
 
-    def __str__(self) -> str:
+    def describe(self, names: RegisterNames | None = None) -> str:
+        """The step as text, registers named by ``names`` (a device model)."""
         if self.space == "ram":
             return f"ram[{self.offset:#x}] <- {len(self.data)} bytes"
-        where = f"{self.space} {self.offset:#06x} ({self.register})"
+        where = f"{self.space} {self.offset:#06x} ({self.register(names)})"
         if self.op == "read":
             return f"read{self.size} {where}"
         return f"write{self.size} {where} = {self.value:#x}"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+class RegisterNames(Protocol):
+    """Where a step's BAR registers get their names: a model's two register maps."""
+
+    @property
+    def mmio_registers(self) -> RegisterMap: ...
+
+    @property
+    def io_registers(self) -> RegisterMap: ...
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named list of steps and the RAM ranges (address, length) to compare after each."""
+
+    name: str
+    steps: tuple[Step, ...]
+    watch: tuple[tuple[int, int], ...] = field(default=())
 
 
 def config_address(slot: int, offset: int, function: int = 0) -> int:
@@ -99,7 +118,10 @@ def config_address(slot: int, offset: int, function: int = 0) -> int:
 
 
 class Side(Protocol):
-    """The CPU operations a differential step needs."""
+    """The CPU operations a differential step needs, and the device's slot."""
+
+    @property
+    def slot(self) -> int: ...
 
     def pio_read(self, port: int, size: int) -> int: ...
 
@@ -122,11 +144,12 @@ class Side(Protocol):
 
 
 class ModelSide:
-    """The reference machine with an e1000 (or a variant) at slot 5."""
+    """The reference machine with the device model at ``slot``."""
 
-    def __init__(self, nic: E1000) -> None:
+    def __init__(self, nic: PciDevice, slot: int) -> None:
         self.machine = RefMachine()
-        self.nic = self.machine.plug(E1000_SLOT, nic)
+        self.slot = slot
+        self.nic = self.machine.plug(slot, nic)
 
     def pio_read(self, port: int, size: int) -> int:
         return self.machine.pio_read(port, size)
@@ -155,10 +178,19 @@ class ModelSide:
 
 
 class QemuSide:
-    """QEMU through qtest; the line is I/O APIC input :data:`E1000_GSI`."""
+    """QEMU through qtest: the device at ``slot``, its line the intercepted input ``gsi``.
 
-    def __init__(self, client: QtestClient) -> None:
+    ``interrupt_delay_ns``: how long QEMU may delay raising the line (the device's
+    interrupt moderation); :meth:`let_interrupt_delay_pass` steps the clock that far.
+    """
+
+    def __init__(
+        self, client: QtestClient, slot: int, gsi: int, interrupt_delay_ns: int = 0
+    ) -> None:
         self.client = client
+        self.slot = slot
+        self.gsi = gsi
+        self.interrupt_delay_ns = interrupt_delay_ns
 
     def pio_read(self, port: int, size: int) -> int:
         return self.client.in_(port, size)
@@ -180,10 +212,10 @@ class QemuSide:
 
     @property
     def irq_level(self) -> bool:
-        return self.client.irq_level(E1000_GSI)
+        return self.client.irq_level(self.gsi)
 
     def let_interrupt_delay_pass(self) -> None:
-        self.client.clock_step(INTERRUPT_DELAY_MAX_NS)
+        self.client.clock_step(self.interrupt_delay_ns)
 
 
 def apply(side: Side, step: Step) -> int | None:
@@ -194,7 +226,7 @@ def apply(side: Side, step: Step) -> int | None:
         side.ram_write(step.offset, step.data)
         return None
     if step.space == "config":
-        side.pio_write(0xCF8, 4, config_address(E1000_SLOT, step.offset))
+        side.pio_write(0xCF8, 4, config_address(side.slot, step.offset))
         port = 0xCFC + (step.offset & 3)
     elif step.space == "io":
         port = IO_BASE + step.offset
@@ -212,30 +244,16 @@ def apply(side: Side, step: Step) -> int | None:
     return None
 
 
-def setup_steps() -> list[Step]:
-    """What firmware would do (PIRQ routing, BAR0/BAR1, interrupt line, COMMAND), then
-    the EEPROM interface brought to a known state.
-
-    Observed in QEMU 10.2.2: a machine reset does not reset the EEPROM bit-bang
-    interface (EECD's pins, EE_REQ and the DO level survive ``system_reset``), so each
-    run starts by selecting the EEPROM, clocking in a read command (after which DO is the
-    dummy 0), deselecting it and clearing EECD, on both sides.
-    """
+def setup_steps(gsi: int) -> list[Step]:
+    """What firmware would do: PIIX3 PIRQ routing, BAR0 (memory) and BAR1 (I/O), the
+    interrupt line register (``gsi``) and COMMAND. A device's own steps follow
+    (its support's ``setup_steps``)."""
     piix = config_address(PIIX_SLOT, 0x60)
-    steps = [
+    return [
         Step("write", "port", 0xCF8, 4, piix),
         Step("write", "port", 0xCFC, 4, PIRQ_ROUTE),
         Step("write", "config", 0x10, 4, BAR0_BASE),
         Step("write", "config", 0x14, 4, IO_BASE | 1),
-        Step("write", "config", 0x3C, 1, E1000_GSI),
+        Step("write", "config", 0x3C, 1, gsi),
         Step("write", "config", 0x04, 2, COMMAND_ENABLE),
-        Step("write", "mmio", _EECD, 4, _EECD_CS),
     ]
-    for bit in range(8, -1, -1):
-        di = ((_EEPROM_READ_WORD0 >> bit) & 1) * _EECD_DI
-        steps += [
-            Step("write", "mmio", _EECD, 4, _EECD_CS | di),
-            Step("write", "mmio", _EECD, 4, _EECD_CS | _EECD_SK | di),
-        ]
-    steps += [Step("write", "mmio", _EECD, 4, 0)]
-    return steps

@@ -1,20 +1,18 @@
-"""Registers whose values depend on time or on the host, and how they are compared.
+"""Volatile rules: how register bits that depend on time or on the host are compared.
 
 Why: a replay feeds the model only the guest's accesses. Some bits in QEMU's answers
-come from things a trace does not record: QEMU's autonegotiation timer (link up, about
-half a second after reset or an autonegotiation restart, then LSC), and frames the host
-backend delivers. Those bits are not skipped wholesale: each rule names the register,
-the bits it sets aside, and why; the other bits of the same read are compared as usual,
-and every read a rule relaxed is counted and reported as "masked".
+come from things a trace does not record (a device's timers, frames a host backend
+delivers). Those bits are not skipped wholesale: each rule names the register, the bits
+it sets aside, and why; the other bits of the same read are compared as usual, and every
+read a rule relaxed is counted and reported as "masked". This module is the generic
+machinery; each device's rules are in its pack (the e1000's:
+``qtrace/devices/e1000/verify.py``), handed over through its verify support.
 
 Rule kinds:
 
 * ``mask``: ``(qemu ^ model) & ~ignore == 0``.
 * ``at-least``: QEMU's value must be at least the model's; for counters of host frames,
   which can only add to what the guest-visible trace explains.
-
-EERD's DONE and MDIC's READY are not here: QEMU and the model both complete those at
-once, so their timing cannot differ. A trace from real hardware would need rules for them.
 """
 
 from __future__ import annotations
@@ -23,18 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["VOLATILE", "VolatileRule", "explain", "rules_for"]
-
-_AUTONEG = (
-    "set by QEMU's autonegotiation timer (~500 ms after reset or restart), not by a guest access"
-)
-_HOST_RX = "set when the host backend delivers a frame, which a trace does not record"
-
-
-def _mdic_phy_reg(*numbers: int) -> Callable[[int], bool]:
-    """Applies to MDIC values whose REGADD field is one of ``numbers``."""
-    return lambda value: (value >> 16) & 0x1F in numbers
-
+__all__ = ["VolatileRule", "explain", "rules_for"]
 
 @dataclass(frozen=True)
 class VolatileRule:
@@ -58,35 +45,17 @@ class VolatileRule:
     host_frames: bool = False
 
 
-_HOST_COUNTERS = (
-    "TPR", "GPRC", "GORCL", "GORCH", "TORL", "TORH", "PRC64", "PRC127", "PRC255", "PRC511",
-    "PRC1023", "PRC1522", "BPRC", "MPRC", "MPC", "RNBC",
-)  # fmt: skip
-
-VOLATILE: tuple[VolatileRule, ...] = (
-    VolatileRule("STATUS", 1 << 1, f"LU (link up) is {_AUTONEG}"),
-    VolatileRule("ICR", 1 << 2, f"LSC is {_AUTONEG}"),
-    VolatileRule("ICR", (1 << 4) | (1 << 6) | (1 << 7), f"RXDMT0, RXO and RXT0 are {_HOST_RX}",
-                 host_frames=True),
-    VolatileRule("MDIC", (1 << 2) | (1 << 5), f"PHY status link and AN-complete bits are {_AUTONEG}",
-                 applies=_mdic_phy_reg(0x01)),
-    VolatileRule("MDIC", 0xFFFF, f"link partner and 1000BASE-T status data are {_AUTONEG}",
-                 applies=_mdic_phy_reg(0x05, 0x06, 0x0A)),
-    *(VolatileRule(name, 0, f"counts frames that are {_HOST_RX}", kind="at-least", host_frames=True)
-      for name in _HOST_COUNTERS),
-)  # fmt: skip
-
-
 def rules_for(
-    register: str, qemu_value: int, *, host_frames: bool = True
+    rules: tuple[VolatileRule, ...], register: str, qemu_value: int, *, host_frames: bool = True
 ) -> tuple[VolatileRule, ...]:
-    """The rules that apply to a read of ``register`` that returned ``qemu_value`` (dword position).
+    """Those of ``rules`` that apply to a read of ``register`` that returned ``qemu_value``.
 
-    ``host_frames``: whether QEMU had a network backend that could deliver frames.
+    ``qemu_value`` is in dword position. ``host_frames``: whether QEMU had a network
+    backend that could deliver frames.
     """
     return tuple(
         r
-        for r in VOLATILE
+        for r in rules
         if r.register == register
         and (r.applies is None or r.applies(qemu_value))
         and (host_frames or not r.host_frames)

@@ -18,7 +18,7 @@ from qtrace.image.builder import BuildResult
 from qtrace.cli.app import app
 from qtrace.docker_env import connect
 from qtrace.launch.capture import CaptureResult
-from qtrace.refemu import E1000, MAC_REGISTERS
+from qtrace.devices.e1000.model import E1000, MAC_REGISTERS
 from qtrace.trace import Access, TraceWriter, read_trace
 from qtrace.verify.live import run_live
 from qtrace.verify.qemu_qtest import QemuQtest
@@ -159,7 +159,7 @@ class _OldEerd(E1000):
 
 
 def test_old_eerd_storage_diverges_in_the_scenarios(debug_image: BuildResult) -> None:
-    from qtrace.verify.scenarios import SCENARIOS
+    from qtrace.devices.e1000.scenarios import SCENARIOS
 
     narrow = [s for s in SCENARIOS if "EERD without START" in s.name]
     with QemuQtest(connect(), debug_image.image) as qemu:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from qtrace.refemu import E1000, RefMachine
+from qtrace.devices.e1000.model import E1000
+from qtrace.refemu import RefMachine
 
 BAR0_BASE = 0xFEBC0000  # where SeaBIOS put BAR0 in the probe guest (ENVIRONMENT.md)
 IO_BASE = 0xC000
@@ -14,7 +15,7 @@ class Nic:
 
     def __init__(self) -> None:
         self.machine = RefMachine()
-        self.dev: E1000 = self.machine.add_e1000(slot=SLOT)
+        self.dev: E1000 = self.machine.plug(SLOT, E1000())
         self.machine.assign_bars(self.dev.pci, {0: BAR0_BASE, 1: IO_BASE})
 
     def rd(self, offset: int) -> int:

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from refemu_nic import Nic
 
-from qtrace.refemu import E1000, Unimplemented
+from qtrace.devices.e1000.model import E1000
+from qtrace.refemu import Unimplemented
 
 CTRL, STATUS, EECD, EERD, MDIC = 0x0000, 0x0008, 0x0010, 0x0014, 0x0020
 IMS, RCTL, RAL0, RAH0 = 0x00D0, 0x0100, 0x5400, 0x5404

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from refemu_nic import BAR0_BASE, SLOT, Nic
 
+from qtrace.devices.e1000.model import E1000
 from qtrace.refemu import RefMachine
 
 STATUS = 0x0008
@@ -13,7 +14,7 @@ STATUS = 0x0008
 
 def test_bus_scan_finds_bridge_and_e1000_and_nothing_else() -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     # ids seen by the probe guest in QEMU 10.2.2 (ENVIRONMENT.md)
     assert m.config_read(0, 0x00, 4) == 0x12378086
     assert m.config_read(SLOT, 0x00, 4) == 0x100E8086
@@ -22,7 +23,7 @@ def test_bus_scan_finds_bridge_and_e1000_and_nothing_else() -> None:
 
 def test_byte_and_word_accesses_at_cfc_plus_n() -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     m.outl(0xCF8, 0x80000000 | SLOT << 11)
     assert m.inw(0xCFC) == 0x8086
     assert m.inw(0xCFE) == 0x100E
@@ -33,21 +34,21 @@ def test_byte_and_word_accesses_at_cfc_plus_n() -> None:
 
 def test_enable_bit_clear_reads_all_ones() -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     m.outl(0xCF8, SLOT << 11)
     assert m.inl(0xCFC) == 0xFFFFFFFF
 
 
 def test_bar0_sizing_reads_back_128k_mask() -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     m.config_write(SLOT, 0x10, 4, 0xFFFFFFFF)
     assert m.config_read(SLOT, 0x10, 4) == 0xFFFE0000  # 128 KiB, 32-bit memory
 
 
 def test_io_bar_sizing_reads_back_64_byte_mask_with_io_bit() -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     m.config_write(SLOT, 0x14, 4, 0xFFFFFFFF)
     assert m.config_read(SLOT, 0x14, 4) == 0xFFFFFFC1
 
@@ -55,7 +56,7 @@ def test_io_bar_sizing_reads_back_64_byte_mask_with_io_bit() -> None:
 @given(st.integers(0, 0xFFFFFFFF))
 def test_bar0_keeps_only_address_bits(value: int) -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     m.config_write(SLOT, 0x10, 4, value)
     assert m.config_read(SLOT, 0x10, 4) == value & ~(128 * 1024 - 1) & 0xFFFFFFFF
 
@@ -63,7 +64,7 @@ def test_bar0_keeps_only_address_bits(value: int) -> None:
 @given(st.integers(0, 0xFFFFFFFF))
 def test_ids_class_and_pin_are_read_only(value: int) -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     before = [m.config_read(SLOT, off, 4) for off in (0x00, 0x08, 0x2C)]
     pin = m.config_read(SLOT, 0x3D, 1)
     for off in (0x00, 0x08, 0x2C, 0x3C):
@@ -119,7 +120,7 @@ def test_command_intx_disable_masks_the_line(nic: Nic) -> None:
 
 def test_status_error_bits_are_write_one_to_clear() -> None:
     m = RefMachine()
-    nic = m.add_e1000(slot=SLOT)
+    nic = m.plug(SLOT, E1000())
     nic.pci.config[0x07] = 0xF8  # pretend errors were reported
     m.config_write(SLOT, 0x06, 2, 0x0800)
     assert m.config_read(SLOT, 0x06, 2) == 0xF000
@@ -127,7 +128,7 @@ def test_status_error_bits_are_write_one_to_clear() -> None:
 
 def test_unclaimed_ports_read_all_ones_and_cf9_is_not_config_address() -> None:
     m = RefMachine()
-    m.add_e1000(slot=SLOT)
+    m.plug(SLOT, E1000())
     m.outl(0xCF8, 0x80000000)
     m.outb(0xCF9, 0x06)  # a byte at 0xCF9 is the reset-control port, not CONFIG_ADDRESS
     assert m.inl(0xCF8) == 0x80000000

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from qtrace.devices import register_map
-from qtrace.refemu import IO_REGISTERS, MAC_REGISTERS, Kind
-from qtrace.refemu import e1000_regs
+from qtrace.devices.e1000.model import IO_REGISTERS, MAC_REGISTERS
+from qtrace.refemu import Kind
+from qtrace.devices.e1000.model import e1000_regs
 from qtrace.refemu.pci import CONFIG_HEADER, config_register_name
 
 QTRACE = Path(__file__).parents[3] / "qtrace"

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from verify_traces import TraceBuilder
 
-from qtrace.refemu import E1000, MAC_REGISTERS
+from qtrace.devices.e1000.model import E1000, MAC_REGISTERS
 from qtrace.trace import Access
-from qtrace.verify import VOLATILE, verify_file
+from qtrace.devices.e1000.verify import VOLATILE
+from qtrace.verify import verify_file
 
 # Registers to draw from; bits a volatile mask sets aside (ICR's LSC and RX causes) are
 # never flipped, so any flipped bit must be reported.
@@ -44,7 +45,7 @@ def _record(ops: list[tuple[bool, int, int]]) -> tuple[TraceBuilder, list[int]]:
 def test_a_trace_of_the_model_replays_without_mismatch(ops: list[tuple[bool, int, int]]) -> None:
     trace, reads = _record(ops)
     with tempfile.TemporaryDirectory() as tmp:
-        result = verify_file(trace.save(Path(tmp) / "t.jsonl"))
+        result = verify_file(trace.save(Path(tmp) / "t.jsonl"), "e1000")
     assert result.ok
     assert result.reads_compared == result.matches == len(reads)
 
@@ -69,7 +70,7 @@ def test_one_altered_read_is_one_mismatch(
     )
     trace.records[index] = dataclasses.replace(original, value=original.value ^ flip)
     with tempfile.TemporaryDirectory() as tmp:
-        result = verify_file(trace.save(Path(tmp) / "t.jsonl"))
+        result = verify_file(trace.save(Path(tmp) / "t.jsonl"), "e1000")
     [m] = result.mismatches
     assert (m.seq, m.expected, m.actual) == (seq, original.value ^ flip, original.value)
     assert m.fields

@@ -3,7 +3,7 @@
 Why: the point of the model is to be an independent reading of the datasheet to check
 QEMU against, so its behaviour is driven by the register table in
 the e1000 device pack (``qtrace/devices/e1000/registers.toml``, read through
-:mod:`qtrace.refemu.e1000_regs`); only registers with side effects have hooks here.
+:mod:`qtrace.devices.e1000.model.e1000_regs`); only registers with side effects have hooks here.
 
 Interrupts (SDM 13.4.17-13.4.21): ICR holds pending causes and is cleared by a read
 (writing 1s also clears bits); ICS sets causes; IMS sets and IMC clears mask bits; the
@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from qtrace.refemu.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
-from qtrace.refemu.e1000_phy import PHY_ADDRESS, Phy
-from qtrace.refemu.e1000_regs import (
+from qtrace.devices.e1000.model.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
+from qtrace.devices.e1000.model.e1000_phy import PHY_ADDRESS, Phy
+from qtrace.devices.e1000.model.e1000_regs import (
     CONFIG_ROM_BAR,
     CTRL_RST,
     EERD_DONE,
@@ -50,7 +50,7 @@ from qtrace.refemu.e1000_regs import (
     UNIMPLEMENTED,
     bit,
 )
-from qtrace.refemu.e1000_rings import accepts, run_rx, run_tx
+from qtrace.devices.e1000.model.e1000_rings import accepts, run_rx, run_tx
 from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.pci import COMMAND_INTX_DISABLE, BarDef, PciFunction, PciIdentity
 from qtrace.refemu.regmap import Kind, Reg, RegisterMap, Unimplemented
@@ -138,6 +138,21 @@ class E1000:
         transmitted: Every frame transmitted since creation.
         unimplemented_features: Counts of features the guest used that the model skips.
     """
+
+    mmio_registers = MAC_REGISTERS
+    io_registers = IO_REGISTERS
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, str] | None, name: str = "e1000") -> E1000:
+        """The model of an e1000 QEMU was given these ``-device`` properties.
+
+        ``mac=`` sets the address; an empty ``romfile=`` means no option ROM (any other
+        value, or none, keeps QEMU's default ROM). Other properties do not change what the
+        guest sees. ``None`` (not recorded): QEMU's defaults.
+        """
+        props = properties or {}
+        mac = parse_mac(props["mac"]) if "mac" in props else DEFAULT_MAC
+        return cls(name=name, mac=mac, option_rom=props.get("romfile") != "")
 
     def __init__(
         self,

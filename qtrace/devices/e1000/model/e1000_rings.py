@@ -23,8 +23,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from qtrace.refemu.e1000_regs import ICR_BITS, RAH_AV
-from qtrace.refemu.e1000_stats import CounterHost, count_missed, count_rx, count_tx
+from qtrace.devices.e1000.model.e1000_regs import ICR_BITS, RAH_AV
+from qtrace.devices.e1000.model.e1000_stats import CounterHost, count_missed, count_rx, count_tx
 
 __all__ = ["RingHost", "RxOutcome", "TxRun", "accepts", "run_rx", "run_tx", "rx_buffer_size"]
 

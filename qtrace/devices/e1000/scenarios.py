@@ -1,4 +1,4 @@
-"""The fixed scenarios of the live differential test, as data: lists of guest steps.
+"""The e1000's fixed scenarios of the live differential test, as data: lists of guest steps.
 
 Each scenario is what a driver would do for one feature (reset values, BAR sizing, the
 EEPROM through EERD and bit-banged EECD, the PHY through MDIC, interrupt cause/mask
@@ -14,11 +14,11 @@ frame through qtest; see docs/refemu.md.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
 
-from qtrace.refemu import MAC_REGISTERS, Kind
-from qtrace.refemu.e1000_regs import ICR_BITS
-from qtrace.verify.steps import COMMAND_ENABLE, IO_BASE, Step
+from qtrace.devices.e1000.model import MAC_REGISTERS
+from qtrace.devices.e1000.model.e1000_regs import ICR_BITS
+from qtrace.refemu import Kind
+from qtrace.verify.steps import COMMAND_ENABLE, IO_BASE, Scenario, Step
 
 __all__ = [
     "BUF_BASE",
@@ -26,7 +26,6 @@ __all__ = [
     "RING_BASE",
     "RING_DESCRIPTORS",
     "SCENARIOS",
-    "Scenario",
     "tx_descriptor",
     "tx_ring_steps",
 ]
@@ -40,15 +39,6 @@ _ICR, _ICS, _IMS, _IMC = 0xC0, 0xC8, 0xD0, 0xD8
 _TCTL, _TDBAL, _TDBAH, _TDLEN, _TDH, _TDT = 0x400, 0x3800, 0x3804, 0x3808, 0x3810, 0x3818
 _TCTL_EN_PSP = 0x2 | 0x8
 _CMD_EOP, _CMD_IFCS, _CMD_RS = 0x01, 0x02, 0x08
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A named list of steps and the RAM ranges (address, length) to compare after each."""
-
-    name: str
-    steps: tuple[Step, ...]
-    watch: tuple[tuple[int, int], ...] = field(default=())
 
 
 def _r(offset: int, size: int = 4) -> Step:

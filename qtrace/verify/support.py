@@ -1,0 +1,114 @@
+"""What ``verify`` needs of one device, found through its pack; verify names no device.
+
+Why: the replay and the live differential test are the same machinery for every PCI
+device. What differs is data in the pack's ``pack.toml`` (``[model] class``, and
+``[model.qtest]``: slot, interrupt input, ``-device`` properties) and code in the pack's
+Python (``[model] verify``, a :class:`DeviceSupport`: fixed scenarios, random sequences,
+volatile rules, replay quirks). :func:`verify_device` puts the two together, and refuses a
+device without a model with an error naming those that have one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from qtrace.devices import QtestSetup, load_object, model_class, model_packs, pack_for
+from qtrace.errors import UsageError
+from qtrace.refemu import PciDevice, PciDeviceModel
+from qtrace.trace import Access, Trace
+from qtrace.verify.steps import Scenario, Step
+from qtrace.verify.volatile import VolatileRule
+
+__all__ = [
+    "DeviceSupport",
+    "ReplayQuirks",
+    "VerifyDevice",
+    "devices_with_model",
+    "verify_device",
+]
+
+
+class ReplayQuirks(Protocol):
+    """A device's knowledge of what the trace does not record, consulted by the replay."""
+
+    def explains_raised_line(self, access: Access) -> bool:
+        """QEMU's line rose after ``access``, the model's did not: did something the trace
+        does not record (a device timer) cause it? If so, bring the model along (its line
+        now follows QEMU's) and return True: the change is counted as asynchronous."""
+        ...
+
+
+ReplayQuirksFactory = Callable[[Trace, PciDevice, bool], ReplayQuirks]
+"""Builds a replay's quirks from (trace, model, whether the host could deliver frames)."""
+
+
+@dataclass(frozen=True)
+class DeviceSupport:
+    """The Python half of a pack's verify knowledge (the object ``[model] verify`` names).
+
+    Attributes:
+        volatile: Rules for time- and host-dependent bits (:mod:`qtrace.verify.volatile`).
+        scenarios: The fixed scenarios of ``verify --live``.
+        setup_steps: Steps after the generic PCI setup that bring the device to a known
+            state both sides agree on (state a machine reset does not reset).
+        sequences: Builds the hypothesis strategy of random step sequences (called only
+            when random sequences run, so hypothesis stays an optional dependency).
+        sequence_watch: RAM ranges (address, length) compared after each random step.
+        interrupt_delay_ns: The longest delay QEMU may put on raising the line
+            (interrupt moderation); 0 for a device that raises it at once.
+        replay_quirks: Builds the replay's :class:`ReplayQuirks`, if the device has any.
+    """
+
+    volatile: tuple[VolatileRule, ...] = ()
+    scenarios: tuple[Scenario, ...] = ()
+    setup_steps: Callable[[], list[Step]] = list
+    sequences: Callable[[], Any] | None = None
+    sequence_watch: tuple[tuple[int, int], ...] = ()
+    interrupt_delay_ns: int = 0
+    replay_quirks: ReplayQuirksFactory | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class VerifyDevice:
+    """One device as verify sees it: its pack's name, model, support and qtest setup."""
+
+    name: str
+    qom_types: tuple[str, ...]
+    model: PciDeviceModel
+    support: DeviceSupport
+    qtest: QtestSetup | None
+
+
+def devices_with_model() -> list[str]:
+    """The names of the devices that have a reference model (for ``verify --list``)."""
+    return [pack.name for pack in model_packs()]
+
+
+def verify_device(device: str) -> VerifyDevice:
+    """The verify view of ``device`` (a QOM type its pack covers).
+
+    Raises:
+        UsageError: No pack, or a pack without a reference model; the message names the
+            devices that have one.
+        ReportError: The pack names a model or support that cannot be loaded.
+    """
+    pack = pack_for(device)
+    model = model_class(device)
+    if pack is None or model is None:
+        known = ", ".join(devices_with_model()) or "none"
+        raise UsageError(
+            f"no reference model for {device!r}; devices with one: {known}",
+            hint="`qtrace verify --list` shows them.",
+        )
+    support: object = DeviceSupport()
+    if pack.model_verify is not None:
+        support = load_object(pack.model_verify, f"{pack.name}/pack.toml [model] verify")
+    if not isinstance(support, DeviceSupport):
+        raise UsageError(
+            f"{pack.name}/pack.toml [model] verify names {type(support).__name__}, "
+            "not a qtrace.verify.support.DeviceSupport"
+        )
+    return VerifyDevice(pack.name, pack.qom_types, cast(PciDeviceModel, model), support, pack.qtest)
+
