@@ -1,18 +1,27 @@
 """The one exception tree of qtrace.
 
-Every error a user can cause or meet derives from :class:`QtraceError`; the CLI maps each
-class to an exit code in one table (``qtrace.cli.app``)::
+Every error a user can cause or meet derives from :class:`QtraceError`, and each class
+carries its exit code (``exit_code``): this tree is the one table of exit codes, and the CLI
+(``qtrace.cli.app``) only reads it. No command sets an exit code of its own: a capture that
+did not end ``ok`` is a :class:`CaptureFailed`, a doctor that found a problem a
+:class:`DoctorFailed`, Ctrl-C or a terminating signal an :class:`Interrupted`. Foreign
+exceptions (``ValueError`` from a parser, Docker's API errors) are wrapped where they leave a
+stage, into one of these with a hint::
 
     QtraceError
      +-- EnvironmentProblem          something on the machine is missing (exit 3)
      |    +-- DockerUnavailable
      |    +-- KvmUnavailable
      |    +-- ImageMissing
+     |    +-- DoctorFailed(failed)     ``qtrace doctor`` found a check that is not ok
      +-- UsageError                  the user asked for something that does not exist (exit 2)
      |    +-- UnknownQemuVersion
      |    +-- UnknownDevice
      +-- BuildError                  the QEMU image build failed (exit 1)
      +-- LaunchFailure               gdb/QEMU/container did not start (exit 1)
+     +-- CaptureFailed(status, reason)
+     |                               the capture ended with a status other than ok (exit 1)
+     +-- DiscoveryError              the QEMU source is not shaped as discovery expects (exit 1)
      +-- GdbTimeout
      +-- CollectorError              the gdb-side collector reported a problem
      +-- TraceFormatError(path, line)
@@ -23,10 +32,17 @@ class to an exit code in one table (``qtrace.cli.app``)::
      |                               an access reached a register the model does not model
      +-- StateError(state, required)
      +-- AbnormalShutdown
+     +-- Interrupted(signum)         Ctrl-C or SIGTERM/SIGHUP, after cleaning up (exit 128 + signal:
+                                     130, 143, 129)
+
+:class:`SignalInterrupt` is not in the tree: it is the :class:`KeyboardInterrupt` the CLI
+raises for SIGTERM/SIGHUP so every stage's Ctrl-C cleanup serves them too; the CLI turns
+any KeyboardInterrupt into an :class:`Interrupted` once the cleanup is done.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,11 +52,14 @@ __all__ = [
     "DockerUnavailable",
     "KvmUnavailable",
     "ImageMissing",
+    "DoctorFailed",
     "UsageError",
     "UnknownQemuVersion",
     "UnknownDevice",
     "BuildError",
     "LaunchFailure",
+    "CaptureFailed",
+    "DiscoveryError",
     "GdbTimeout",
     "CollectorError",
     "TraceFormatError",
@@ -49,6 +68,8 @@ __all__ = [
     "Unimplemented",
     "StateError",
     "AbnormalShutdown",
+    "Interrupted",
+    "SignalInterrupt",
 ]
 
 
@@ -82,6 +103,21 @@ class KvmUnavailable(EnvironmentProblem):
 
 class ImageMissing(EnvironmentProblem):
     """The debug QEMU image for the requested version has not been built."""
+
+
+class DoctorFailed(EnvironmentProblem):
+    """``qtrace doctor`` found checks that are not ok; each one's fix is in its table.
+
+    Attributes:
+        failed: The names of the checks that are not ok.
+    """
+
+    def __init__(self, failed: Sequence[str]) -> None:
+        self.failed = list(failed)
+        super().__init__(
+            f"not ready for `qtrace capture` with KVM: {', '.join(self.failed)} not ok.",
+            hint="Apply the fix shown for each check; a missing KVM alone still allows --accel tcg.",
+        )
 
 
 class UsageError(QtraceError):
@@ -144,6 +180,28 @@ class LaunchFailure(QtraceError):
         self.log_tail = list(log_tail)
         code = f" (exit code {exitcode})" if exitcode is not None else ""
         super().__init__(f"{what}{code}")
+
+
+class CaptureFailed(QtraceError):
+    """A capture ran and left its evidence, but did not end ``ok``.
+
+    Attributes:
+        status: The end record's status (``timeout``, ``guest-hang``, ``error``, ...).
+        reason: Why, as the end record says.
+        out_dir: The run directory (what was captured is kept there).
+    """
+
+    def __init__(self, status: str, reason: str | None, out_dir: Path, hint: str | None = None) -> None:
+        self.status = status
+        self.reason = reason
+        self.out_dir = out_dir
+        why = f": {reason}" if reason else ""
+        super().__init__(f"the capture ended {status}{why}", hint=hint)
+
+
+class DiscoveryError(QtraceError):
+    """The QEMU source in the image is not shaped as discovery expects (a function or a
+    switch moved), so qtrace cannot tell where to watch."""
 
 
 class GdbTimeout(QtraceError):
@@ -230,3 +288,40 @@ class StateError(QtraceError):
 
 class AbnormalShutdown(QtraceError):
     """A resource did not shut down cleanly even after escalation."""
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """A termination signal, delivered as an interrupt (see the module docstring).
+
+    Attributes:
+        signum: The signal's number.
+        signal_name: e.g. ``SIGTERM``.
+        exit_code: What the process exits with after cleaning up (128 + the signal's
+            number, as a shell reports a process killed by it: 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        super().__init__(self.signal_name)
+
+
+class Interrupted(QtraceError):
+    """The run was stopped by Ctrl-C or a terminating signal; everything was cleaned up.
+
+    Its exit code is 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM, 129 for
+    SIGHUP), what a shell reports for a process the signal ended.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+        by = "" if signum == signal.SIGINT else f" by {self.signal_name}"
+        super().__init__(f"interrupted{by}: stopped and cleaned up.")
+
+    @classmethod
+    def from_interrupt(cls, exc: KeyboardInterrupt) -> "Interrupted":
+        """The error for a caught interrupt: a :class:`SignalInterrupt` names its signal."""
+        return cls(exc.signum if isinstance(exc, SignalInterrupt) else signal.SIGINT)

@@ -1,15 +1,18 @@
-"""The root typer app: global options, the command modules, and the exit-code table.
+"""The root typer app: global options, the command modules, and errors to exit codes.
 
-Exit codes (documented in the README):
+Exit codes (documented in the README). Each comes from the error tree (``exit_code`` of a
+:mod:`qtrace.errors` class; Click's own usage errors are 2): a command never sets one itself,
+it raises, and :func:`qtrace_command` renders the error and exits with its code.
 
 ====  ==========================================================
 0     success
-1     the work failed (build, capture, report, ...)
-2     usage: a bad option, an unknown device or QEMU version
-3     environment: Docker, KVM, or the debug image is missing
+1     the work failed (build, capture status other than ok, report, ...)
+2     usage: a bad option, an unknown device or QEMU version, an unusable ``--out``
+3     environment: Docker, KVM, or the debug image is missing; a full disk; doctor not ok
 4     verify: the reference model disagrees with QEMU
 130   interrupted with Ctrl-C (after cleaning up)
-143   ``capture`` ended by SIGTERM (after cleaning up; 129 for SIGHUP)
+129   ended by SIGHUP (after cleaning up)
+143   ended by SIGTERM (after cleaning up)
 ====  ==========================================================
 """
 
@@ -26,7 +29,7 @@ from rich.logging import RichHandler
 
 from qtrace import __version__
 from qtrace.cli.console import err_console
-from qtrace.errors import BuildError, LaunchFailure, QtraceError
+from qtrace.errors import BuildError, Interrupted, LaunchFailure, QtraceError
 
 __all__ = ["app", "main", "qtrace_command", "render_error", "GlobalOptions"]
 
@@ -75,8 +78,12 @@ def _root(
 
 
 def render_error(exc: QtraceError) -> None:
-    """One red line, the evidence the error carries, and a hint."""
-    err_console.print(f"[bold red]error:[/] {exc.message}")
+    """One red line (yellow for an interrupt: nothing failed), the evidence the error
+    carries, and a hint."""
+    if isinstance(exc, Interrupted):
+        err_console.print(f"[yellow]{exc.message}[/]")
+    else:
+        err_console.print(f"[bold red]error:[/] {exc.message}")
     tail: list[str] = []
     if isinstance(exc, (BuildError, LaunchFailure)):
         tail = exc.log_tail
@@ -89,19 +96,24 @@ def render_error(exc: QtraceError) -> None:
 
 
 def qtrace_command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
-    """Register a command on ``app`` and map its errors to the exit-code table."""
+    """Register a command on ``app`` and map its errors to their exit codes.
+
+    A :class:`KeyboardInterrupt` (Ctrl-C, or the CLI's :class:`~qtrace.errors.SignalInterrupt`)
+    reaching here has been cleaned up after by the stage; it becomes an
+    :class:`~qtrace.errors.Interrupted` (exit 128 + the signal).
+    """
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
             try:
                 return fn(*a, **kw)
+            except KeyboardInterrupt as exc:
+                error: QtraceError = Interrupted.from_interrupt(exc)
             except QtraceError as exc:
-                render_error(exc)
-                raise typer.Exit(exc.exit_code) from None
-            except KeyboardInterrupt:
-                err_console.print("[yellow]interrupted[/]: stopped and cleaned up.")
-                raise typer.Exit(130) from None
+                error = exc
+            render_error(error)
+            raise typer.Exit(error.exit_code)
 
         app.command(*args, **kwargs)(wrapper)
         return fn

@@ -5,7 +5,9 @@ command runs, SIGTERM and SIGHUP (what ``timeout``, CI runners, systemd, ``docke
 a closed terminal send) are delivered as :class:`~qtrace.launch.interrupts.SignalInterrupt`,
 a KeyboardInterrupt, so they end a capture exactly like Ctrl-C: QEMU stopped, the trace
 closed with an ``end`` record saying ``interrupted`` and naming the signal, the container
-removed; then the exit code is 128 + the signal (143 for SIGTERM, 129 for SIGHUP).
+removed; then the exit code is 128 + the signal (143 for SIGTERM, 129 for SIGHUP), through
+:class:`~qtrace.errors.Interrupted` like Ctrl-C's 130. A capture that ends with a status other
+than ok is a :class:`~qtrace.errors.CaptureFailed` (exit 1) after its summary is printed.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect
+from qtrace.errors import CaptureFailed, SignalInterrupt
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
-from qtrace.launch.interrupts import SignalInterrupt
 from qtrace.launch.live import LiveStats
 from qtrace.launch.out_dir import OUT_DIR_RULE
-from qtrace.trace.kinds import AccelChoice, Guest, Machine
+from qtrace.trace.kinds import AccelChoice, CaptureStatus, Guest, Machine
 
 __all__ = ["capture"]
 
@@ -97,20 +99,14 @@ def capture(
         device=device, accel=accel, machine=machine, guest=guest, qemu_version=qemu_version,
         out_dir=out, max_hits=max_hits, timeout_s=timeout, hang_timeout_s=hang_timeout, load_rounds=probe_rounds,
     )
-    try:
-        with _signals_as_interrupts():
-            result = _run(request, build, as_json)
-    except SignalInterrupt as exc:
-        err_console.print(f"[yellow]interrupted[/] by {exc.signal_name}: stopped and cleaned up.")
-        raise typer.Exit(exc.exit_code) from None
+    with _signals_as_interrupts():  # an interrupt leaves as Interrupted (qtrace_command)
+        result = _run(request, build, as_json)
     if as_json:
         console.print_json(json.dumps(result.summary))
     else:
         console.print(_summary_table(result))
-    if result.status != "ok":
-        if result.hint:
-            err_console.print(f"[yellow]hint:[/] {result.hint}")
-        raise typer.Exit(1)
+    if result.status is not CaptureStatus.OK:
+        raise CaptureFailed(result.status, result.reason, result.out_dir, hint=result.hint)
 
 
 def _run(request: CaptureRequest, build: bool, as_json: bool) -> CaptureResult:

@@ -12,6 +12,7 @@ from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console
 from qtrace.doctor import checks_as_json, doctor_ok, run_checks
+from qtrace.errors import DoctorFailed
 
 __all__ = ["doctor"]
 
@@ -26,7 +27,8 @@ def doctor(
     """Check Docker, /dev/kvm (by creating a VM in a container), the debug image, gdb and disk space.
 
     Exits 0 only when everything `qtrace capture` needs with KVM is there; a missing KVM is a
-    warning (TCG still works) and a missing Docker daemon an error; both exit 3.
+    warning (TCG still works) and a missing Docker daemon an error; both exit 3 (the
+    table, or the JSON on stdout, comes first; the error line goes to stderr).
     """
     checks = run_checks(qemu_version)
     if as_json:
@@ -39,4 +41,4 @@ def doctor(
             table.add_row(check.name, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail, check.fix)
         console.print(table)
     if not doctor_ok(checks):
-        raise typer.Exit(3)
+        raise DoctorFailed([check.name for check in checks if check.status != "ok"])

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import docker
+import docker.errors
 
 from qtrace import __version__
 from qtrace.annotate.source import SNIPPETS_FILE, ReaderSourceProvider, write_source_snippets
@@ -43,6 +44,7 @@ from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
 from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, connect, new_run_id
 from qtrace.errors import (
     CollectorError,
+    DiscoveryError,
     EnvironmentProblem,
     ImageMissing,
     KvmUnavailable,
@@ -161,6 +163,20 @@ def guest_plan(guest: Guest | str, device: str, machine: Machine | str, load_rou
     if kind is Guest.LINUX:
         return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
     return firmware_plan(MOUNT_OUT)
+
+
+def _exit_cases(source: ContainerSource, qemu_version: str) -> list[ExitCaseSpec]:
+    """Where this QEMU's ``kvm_cpu_exec`` handles each exit (discovery's border: its
+    ``ValueError`` and a missing file become a :class:`DiscoveryError` with a hint)."""
+    try:
+        cases = locate_exit_cases(source.read(KVM_ALL_PATH))
+    except (ValueError, FileNotFoundError, docker.errors.NotFound) as exc:
+        raise DiscoveryError(
+            f"cannot locate kvm_cpu_exec's exit cases in QEMU {qemu_version}'s {KVM_ALL_PATH}: {exc}",
+            hint="This QEMU's KVM source is not shaped as qtrace expects; capture with --accel tcg, "
+            "which needs no exit cases, and report the version.",
+        ) from exc
+    return [ExitCaseSpec(f"{KVM_ALL_PATH}:{case.body_line}", tuple(case.labels)) for case in cases]
 
 
 def default_out_dir(device: str, accel: Accel, base: Path | None = None) -> Path:
@@ -370,10 +386,7 @@ class _CaptureRun:
         check_device_name(self.request.device, devices)
         source = ContainerSource(container)
         handlers = discover_handlers(self.request.device, source)
-        exits: list[ExitCaseSpec] = []
-        if self.accel is Accel.KVM:
-            for case in locate_exit_cases(source.read(KVM_ALL_PATH)):
-                exits.append(ExitCaseSpec(f"{KVM_ALL_PATH}:{case.body_line}", tuple(case.labels)))
+        exits = _exit_cases(source, self.qemu_version) if self.accel is Accel.KVM else []
         header = {
             "device": self.request.device,
             "qemu_version": self.qemu_version,
