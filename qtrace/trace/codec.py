@@ -140,13 +140,13 @@ def _header_device_properties(obj: dict[str, Any], argv: tuple[str, ...]) -> dic
     return dict(props)
 
 
-def device_properties(argv: Iterable[str], device: str) -> dict[str, str]:
+def device_properties(argv: Iterable[str], device: str) -> dict[str, str] | None:
     """The ``key=value`` properties of ``device``'s ``-device`` option in QEMU's ``argv``.
 
     QEMU's option syntax: ``driver[,key=value...]`` (or ``driver=NAME,...``), a comma in a
     value doubled; a bare key means ``on``. The capture records the result in the header
     (from the argv it built), and the reader derives it for traces older than that field.
-    ``{}`` when no ``-device`` of that driver is there.
+    ``None`` when no ``-device`` of that driver is there (then nothing is known of them).
     """
     args = list(argv)
     for flag, value in zip(args, args[1:], strict=False):
@@ -163,7 +163,7 @@ def device_properties(argv: Iterable[str], device: str) -> dict[str, str]:
                 props[key] = val if eq else "on"
         if driver == device:
             return props
-    return {}
+    return None
 
 
 def _frame(obj: Any) -> Frame:
