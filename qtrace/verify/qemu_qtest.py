@@ -3,8 +3,9 @@
 Why a unix socket in a bind-mounted directory: qtest and QMP are both line protocols,
 and a socket the host listens on (QEMU connects to it as a client, as QEMU's own libqtest
 does) avoids unpicking Docker's multiplexed attach stream. The container has no network,
-carries the ``qtrace.run``/``qtrace.kind`` labels, and is removed on every exit path
-(normal, error, Ctrl-C) by :meth:`QemuQtest.close`.
+is the shared :class:`~qtrace.docker_env.LabelledContainer` (kind ``verify``: it carries the
+owner labels every qtrace container has, so the leftover guard sees it), and is removed on
+every exit path (normal, error, Ctrl-C) by :meth:`QemuQtest.close`.
 
 QMP is used for one thing: ``system_reset`` between random sequences, waiting for the
 ``RESET`` event so the next qtest command sees the machine after reset.
@@ -22,12 +23,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import docker.errors
-from docker.models.containers import Container
-
 import docker
-from qtrace.docker_env import KIND_LABEL, RUN_LABEL, new_run_id
-from qtrace.errors import AbnormalShutdown, LaunchFailure
+from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, new_run_id
+from qtrace.errors import LaunchFailure
 from qtrace.verify.qtest import ByteStream, QtestClient
 from qtrace.verify.steps import QemuSide
 from qtrace.verify.support import VerifyDevice
@@ -119,7 +117,7 @@ class QemuQtest:
         self.image = image
         self.run_id = run_id or new_run_id()
         self._dir = Path(tempfile.mkdtemp(prefix="qtrace-qtest-"))
-        self._container: Container | None = None
+        self._container: LabelledContainer | None = None
         self._sockets: list[socket.socket] = []
         self._qmp: _Qmp | None = None
         self._qtest: QtestClient | None = None
@@ -147,14 +145,15 @@ class QemuQtest:
         """Listen, start the container, accept QEMU's two connections."""
         listeners = [self._listen(name) for name in (_QTEST_SOCK, _QMP_SOCK)]
         try:
-            self._container = self._client.containers.run(
-                self.image,
-                qtest_argv(self.device),
-                detach=True,
-                network_mode="none",
-                volumes={str(self._dir): {"bind": _MOUNT, "mode": "rw"}},
-                labels={RUN_LABEL: self.run_id, KIND_LABEL: "verify"},
+            spec = ContainerSpec(
+                image=self.image,
+                run_id=self.run_id,
+                mounts={str(self._dir): (_MOUNT, "rw")},
+                kind=ContainerKind.VERIFY,
+                command=tuple(qtest_argv(self.device)),
+                stop_timeout_s=0,  # QEMU keeps no state worth a soft stop
             )
+            self._container = LabelledContainer(self._client, spec).start()
             qtest_sock = self._accept(listeners[0])
             qmp_sock = self._accept(listeners[1])
         finally:
@@ -164,7 +163,7 @@ class QemuQtest:
         self._qmp = _Qmp(qmp_sock.makefile("rwb", buffering=0))
         if self.device.qtest is not None:  # the device's line: e.g. an I/O APIC input
             self._qtest.irq_intercept_in(self.device.qtest.irq_intercept)
-        logger.debug("qtest session up in container %s", self._container.short_id)
+        logger.debug("qtest session up in %r", self._container)
         return self._qtest
 
     def system_reset(self) -> None:
@@ -192,13 +191,7 @@ class QemuQtest:
         return conn
 
     def _log_tail(self, lines: int = 20) -> Sequence[str]:
-        if self._container is None:
-            return ()
-        try:
-            text = str(self._container.logs().decode(errors="replace"))
-        except docker.errors.DockerException:
-            return ()
-        return text.splitlines()[-lines:]
+        return self._container.logs(lines) if self._container is not None else ()
 
     def close(self) -> None:
         """Close the channels and remove the container; idempotent."""
@@ -208,17 +201,8 @@ class QemuQtest:
         self._qtest = self._qmp = None
         container, self._container = self._container, None
         shutil.rmtree(self._dir, ignore_errors=True)
-        if container is None:
-            return
-        try:
-            container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.DockerException as exc:
-            raise AbnormalShutdown(
-                f"could not remove qtest container {container.short_id}: {exc}"
-            ) from exc
-        logger.debug("qtest container %s removed", container.short_id)
+        if container is not None:
+            container.close()  # raises AbnormalShutdown if the daemon will not remove it
 
     def __enter__(self) -> Self:
         try:
