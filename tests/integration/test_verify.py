@@ -20,6 +20,7 @@ from qtrace.docker_env import connect
 from qtrace.launch.capture import CaptureResult
 from qtrace.devices.e1000.model import E1000, MAC_REGISTERS
 from qtrace.trace import Access, TraceWriter, read_trace
+from qtrace.verify import verify_device
 from qtrace.verify.live import run_live
 from qtrace.verify.qemu_qtest import QemuQtest
 
@@ -105,10 +106,10 @@ class _IcrNotClearedOnRead(E1000):
 
 
 def test_broken_model_is_caught_by_random_sequences(debug_image: BuildResult) -> None:
-    with QemuQtest(connect(), debug_image.image) as qemu:
+    with QemuQtest(connect(), debug_image.image, verify_device("e1000")) as qemu:
         # 1000: since the sequences also draw 1- and 2-byte accesses, the derandomized search
         # first meets ICS, ICR, ICR after about 600 sequences (300 were enough before).
-        result = run_live(qemu, sequences=1000, make_nic=_IcrNotClearedOnRead, scenarios=())
+        result = run_live(qemu, verify_device("e1000"), sequences=1000, make_nic=_IcrNotClearedOnRead, scenarios=())
     assert not result.ok
     assert result.counterexample_divergence is not None
     print("\n[verify] shrunk counterexample:", *result.counterexample, sep="\n  ")
@@ -141,8 +142,8 @@ _ACTIONS = frozenset({"ICR", "ICS", "IMS", "IMC"})
 
 
 def test_old_narrow_access_model_is_caught_by_random_sequences(debug_image: BuildResult) -> None:
-    with QemuQtest(connect(), debug_image.image) as qemu:
-        result = run_live(qemu, sequences=300, make_nic=_DatasheetNarrowAccesses, scenarios=())
+    with QemuQtest(connect(), debug_image.image, verify_device("e1000")) as qemu:
+        result = run_live(qemu, verify_device("e1000"), sequences=300, make_nic=_DatasheetNarrowAccesses, scenarios=())
     assert not result.ok and result.counterexample_divergence is not None
     print("\n[verify] shrunk counterexample:", *result.counterexample, sep="\n  ")
     narrow = ("read1", "read2", "write1", "write2")
@@ -162,7 +163,7 @@ def test_old_eerd_storage_diverges_in_the_scenarios(debug_image: BuildResult) ->
     from qtrace.devices.e1000.scenarios import SCENARIOS
 
     narrow = [s for s in SCENARIOS if "EERD without START" in s.name]
-    with QemuQtest(connect(), debug_image.image) as qemu:
-        result = run_live(qemu, sequences=0, make_nic=_OldEerd, scenarios=narrow)
+    with QemuQtest(connect(), debug_image.image, verify_device("e1000")) as qemu:
+        result = run_live(qemu, verify_device("e1000"), sequences=0, make_nic=_OldEerd, scenarios=narrow)
     [scenario] = result.scenarios
     assert scenario.divergence is not None and "EERD" in str(scenario.divergence)
