@@ -20,12 +20,14 @@ from qtrace.trace.kinds import CaptureStatus
 from qtrace.trace.schema import (
     SCHEMA_VERSION,
     Access,
+    CoalescingZone,
     Dma,
     End,
     Exit,
     Frame,
     Header,
     Irq,
+    KvmHost,
     Record,
     Stack,
 )
@@ -113,6 +115,8 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
             if not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool):
                 raise ValueError(f"access {name} must be an integer, found {kwargs[name]!r}")
     elif kind == "end":
+        if isinstance(kwargs.get("kvm"), dict):
+            kwargs["kvm"] = _kvm_host(kwargs["kvm"])
         try:
             kwargs["status"] = CaptureStatus(kwargs["status"])
         except ValueError:
@@ -120,6 +124,18 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
                 f"end status {kwargs['status']!r} is not a capture status; expected one of {', '.join(CaptureStatus)}"
             ) from None
     return cls(**kwargs)  # type: ignore[no-any-return]
+
+
+def _kvm_host(raw: dict[str, Any]) -> KvmHost:
+    caps = raw.get("capabilities")
+    try:
+        zones = tuple(
+            CoalescingZone(z["op"], z["space"], int(z["start"]), int(z["size"]), z.get("region"))
+            for z in raw.get("zones", [])
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"end record's kvm zones: an entry lacks {exc}; expected op, space, start, size") from None
+    return KvmHost({str(k): bool(v) for k, v in caps.items()} if isinstance(caps, dict) else None, zones)
 
 
 def _header_device_properties(obj: dict[str, Any], argv: tuple[str, ...]) -> dict[str, str] | None:

@@ -26,6 +26,8 @@ __all__ = [
     "Irq",
     "Dma",
     "End",
+    "KvmHost",
+    "CoalescingZone",
     "Record",
 ]
 
@@ -149,6 +151,40 @@ class Dma:
 
 
 @dataclass(frozen=True)
+class CoalescingZone:
+    """A coalescing range QEMU registered with KVM (``add``) or removed (``del``): writes lying
+    wholly inside one are buffered in KVM's ring instead of exiting."""
+
+    op: Literal["add", "del"]
+    space: AccessSpace
+    start: int
+    size: int
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class KvmHost:
+    """What the host's KVM offered this QEMU, and the coalescing zones QEMU registered with it
+    during the run (KVM captures only; ``capabilities`` is ``None`` when they could not be
+    read). Keys of ``capabilities``: ``coalesced_mmio``, ``coalesced_pio``."""
+
+    capabilities: dict[str, bool] | None = None
+    zones: tuple[CoalescingZone, ...] = ()
+
+    def zones_in_effect(self, space: str) -> list[CoalescingZone]:
+        """The zones of ``space`` still registered at the end (adds not undone by a del)."""
+        live: list[CoalescingZone] = []
+        for zone in self.zones:
+            if zone.space != space:
+                continue
+            if zone.op == "add":
+                live.append(zone)
+            else:
+                live = [z for z in live if (z.start, z.size) != (zone.start, zone.size)]
+        return live
+
+
+@dataclass(frozen=True)
 class End:
     """Why and how the capture ended (the reader turns ``status`` into the enum and refuses
     a value that is not one)."""
@@ -158,6 +194,7 @@ class End:
     stacks: int = 0
     elapsed_s: float = 0.0
     reason: str | None = None
+    kvm: KvmHost | None = None
     type: Literal["end"] = "end"
 
 

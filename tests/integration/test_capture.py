@@ -103,6 +103,32 @@ def test_each_access_has_its_own_stack_not_a_shared_guess(capture: Capture) -> N
             assert frames[0].func == access.handler
 
 
+def test_kvm_end_record_carries_the_hosts_coalescing_evidence(capture: Capture) -> None:
+    """The zones QEMU registered decide which writes exit: every buffered write lies inside
+    one, every BAR write that exited lies outside all of them (checked on the real run)."""
+    trace = read_trace(capture("e1000", "kvm").out_dir)
+    assert trace.end is not None and trace.end.kvm is not None
+    kvm = trace.end.kvm
+    assert kvm.capabilities is not None and set(kvm.capabilities) == {"coalesced_mmio", "coalesced_pio"}
+    mmio = [a for a in trace.accesses if a.space == "mmio"]
+    first = next(a for a in mmio if a.addr is not None)
+    assert first.addr is not None
+    base = first.addr - first.offset
+    zones = [z for z in kvm.zones_in_effect("mmio") if z.region == first.region]
+    assert zones, kvm.zones
+
+    def inside(access: object) -> bool:
+        start = base + access.offset  # type: ignore[attr-defined]
+        return any(z.start <= start and start + access.size <= z.start + z.size for z in zones)  # type: ignore[attr-defined]
+
+    buffered = [a for a in mmio if a.coalesced]
+    exited_writes = [a for a in mmio if a.op == "write" and a.exit_seq is not None]
+    assert buffered and exited_writes
+    assert all(inside(a) for a in buffered)
+    assert not any(inside(a) for a in exited_writes)
+    assert read_trace(capture("e1000", "tcg").out_dir).end.kvm is None  # type: ignore[union-attr]
+
+
 def test_tcg_capture_records_the_softmmu_path(capture: Capture) -> None:
     result = capture("e1000", "tcg")
     assert result.status == "ok", result.reason

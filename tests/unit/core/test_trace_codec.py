@@ -108,3 +108,34 @@ def test_torn_last_line_is_cut_and_the_rest_stays_valid(tmp_path: Path) -> None:
 def test_gdb_side_and_host_side_agree_on_the_schema_version() -> None:
     source = (Path(__file__).parents[3] / "gdbscripts" / "qtrace_gdb" / "trace_out.py").read_text()
     assert f'SCHEMA_VERSION = "{SCHEMA_VERSION}"' in source
+
+
+def test_the_end_records_kvm_evidence_round_trips_and_is_optional(tmp_path: Path) -> None:
+    from qtrace.trace import CaptureStatus, CoalescingZone, KvmHost
+
+    kvm = KvmHost(
+        {"coalesced_mmio": True, "coalesced_pio": False},
+        (
+            CoalescingZone("add", "pio", 0xCF8, 4, "pci-conf-idx"),
+            CoalescingZone("del", "pio", 0xCF8, 4, "pci-conf-idx"),
+            CoalescingZone("add", "pio", 0xCF8, 1, "pci-conf-idx"),
+        ),
+    )
+    path = tmp_path / "trace.jsonl"
+    with TraceWriter.append_to(path) as writer:
+        writer.write_all([*RECORDS[:-1], End(CaptureStatus.OK, kvm=kvm)])
+    end = read_trace(tmp_path).end
+    assert end is not None and end.kvm == kvm
+    assert [(z.start, z.size) for z in end.kvm.zones_in_effect("pio")] == [(0xCF8, 1)]
+    assert end.kvm.zones_in_effect("mmio") == []
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _write(plain / "trace.jsonl", [record_to_json(r) for r in RECORDS])
+    assert read_trace(plain).end.kvm is None  # type: ignore[union-attr]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    lines = [record_to_json(r) for r in RECORDS[:-1]]
+    lines.append('{"type":"end","status":"ok","kvm":{"zones":[{"op":"add","start":1}]}}')
+    _write(bad / "trace.jsonl", lines)
+    with pytest.raises(TraceFormatError, match="kvm zones"):
+        read_trace(bad)
