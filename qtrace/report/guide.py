@@ -25,7 +25,7 @@ from pathlib import Path
 from qtrace.annotate import AnnotatedStack, SourceProvider, capture_source, decode_access
 from qtrace.report.model import CaptureReport, access_kind
 from qtrace.report.versions import Comparison
-from qtrace.trace import Access, Dma, Exit, Irq, Trace, read_trace
+from qtrace.trace import Access, Dma, Exit, Irq, KvmHost, Trace, read_trace
 
 __all__ = [
     "GUIDE_ROLES",
@@ -94,7 +94,10 @@ class CaptureEvidence:
     coalesced-PIO zone, ``None`` when the machine's zones are not known); ``coalesced_*`` the
     writes KVM buffered (which function flushed them, how many on a vCPU thread);
     ``timer_*`` the interrupt raises a QEMU timer made (deferred raises) and by which
-    callbacks; ``host_kernel`` the host the capture ran on (its ``manifest.json``).
+    callbacks; ``host_kernel`` the host the capture ran on (its ``manifest.json``);
+    ``host_coalesced_*`` what this host's KVM answered QEMU's capability checks, and
+    ``config_address_zones``/``bar_zone*`` the coalescing zones QEMU registered with it, as
+    the collector recorded them (``None``/empty for captures made before it did).
     """
 
     role: str
@@ -131,6 +134,13 @@ class CaptureEvidence:
     timer_raises: int = 0
     timer_callbacks: tuple[str, ...] = ()
     timer_on_main_loop: int = 0
+    host_coalesced_mmio: bool | None = None
+    host_coalesced_pio: bool | None = None
+    zones_recorded: bool = False
+    config_address_zones: tuple[tuple[int, int], ...] = ()
+    bar_zone_base: int | None = None
+    bar_zones: int = 0
+    bar_zone_gaps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -405,7 +415,18 @@ def capture_evidence(
         for e in trace.exits
         if e.reason == "KVM_EXIT_IO" and e.port == CONFIG_ADDRESS_PORT and e.direction == "out"
     ]
-    zones = CONFIG_ADDRESS_ZONES.get(trace.header.machine or "")
+    kvm = trace.end.kvm if trace.end is not None else None
+    recorded = kvm is not None and bool(kvm.zones)
+    zones: tuple[tuple[int, int], ...] | None
+    if recorded and kvm is not None:
+        zones = tuple(
+            (z.start, z.size)
+            for z in kvm.zones_in_effect("pio")
+            if z.start < CONFIG_ADDRESS_PORT + 4 and CONFIG_ADDRESS_PORT < z.start + z.size
+        )
+    else:
+        zones = CONFIG_ADDRESS_ZONES.get(trace.header.machine or "")
+    bar_base, bar_zones, bar_gaps = _bar_zones(kvm, device, accesses)
     coalescible = (
         sum(
             1
@@ -467,7 +488,49 @@ def capture_evidence(
         timer_raises=len(timer_raised),
         timer_callbacks=tuple(sorted({cb for i in timer_raised if (cb := timer_callback(i))})),
         timer_on_main_loop=sum(1 for i in timer_raised if has(i, MAIN_LOOP)),
+        host_coalesced_mmio=_capability(kvm, "coalesced_mmio"),
+        host_coalesced_pio=_capability(kvm, "coalesced_pio"),
+        zones_recorded=recorded,
+        config_address_zones=zones or (),
+        bar_zone_base=bar_base,
+        bar_zones=bar_zones,
+        bar_zone_gaps=bar_gaps,
     )
+
+
+def _capability(kvm: KvmHost | None, name: str) -> bool | None:
+    """This host's KVM answer to one of QEMU's capability checks, if the capture recorded it."""
+    if kvm is None or kvm.capabilities is None:
+        return None
+    return kvm.capabilities.get(name)
+
+
+def _bar_zones(
+    kvm: KvmHost | None, device: str, accesses: list[Access]
+) -> tuple[int | None, int, tuple[str, ...]]:
+    """The coalesced-MMIO zones QEMU registered over the device's MMIO BAR at the address the
+    guest used, and the registers between them (those whose writes always exit).
+
+    Returns:
+        The BAR's base address, the number of zones on it, and the names of the registers in
+        the gaps between zones (``None, 0, ()`` without recorded zones or MMIO accesses).
+    """
+    first = next((a for a in accesses if a.space == "mmio" and a.addr is not None), None)
+    if kvm is None or first is None or first.addr is None:
+        return None, 0, ()
+    base = first.addr - first.offset
+    on_bar = sorted(
+        (z for z in kvm.zones_in_effect("mmio") if z.region == first.region and z.start >= base),
+        key=lambda z: z.start,
+    )
+    gaps: list[str] = []
+    for before, after in zip(on_bar, on_bar[1:]):
+        offset = before.start + before.size - base
+        while offset < after.start - base:
+            probe = Access(seq=0, op="write", space="mmio", offset=offset, size=4, value=0)
+            gaps.append(decode_access(device, probe).name)
+            offset += 4
+    return (base if on_bar else None), len(on_bar), tuple(gaps)
 
 
 def build_guide(
