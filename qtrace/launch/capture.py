@@ -114,7 +114,7 @@ class CaptureRequest:
     """What to capture. The kinds may be given as their strings (``"tcg"``); they are
     converted to the enums on construction, and an unknown one is a :class:`UsageError`."""
 
-    device: str = "e1000"
+    device: str
     accel: AccelChoice = AccelChoice.AUTO
     machine: Machine = Machine.PC
     guest: Guest = Guest.PROBE

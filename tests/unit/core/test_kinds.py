@@ -65,7 +65,7 @@ def test_an_unknown_end_status_is_a_format_error_naming_the_line() -> None:
 
 
 def test_a_request_made_of_strings_holds_the_enums() -> None:
-    request = CaptureRequest(accel="tcg", machine="q35", guest="linux")  # type: ignore[arg-type]
+    request = CaptureRequest(device="e1000", accel="tcg", machine="q35", guest="linux")  # type: ignore[arg-type]
     assert request.accel is AccelChoice.TCG and request.machine is Machine.Q35 and request.guest is Guest.LINUX
 
 
@@ -75,7 +75,7 @@ def test_a_request_made_of_strings_holds_the_enums() -> None:
 )
 def test_an_unknown_kind_in_a_request_is_a_usage_error_without_cli_flags(field: str, value: str, what: str) -> None:
     with pytest.raises(UsageError) as info:
-        CaptureRequest(**{field: value})  # type: ignore[arg-type]
+        CaptureRequest(device="e1000", **{field: value})  # type: ignore[arg-type]
     assert f"unknown {what} {value!r}" in str(info.value) and "--" not in str(info.value)
 
 

@@ -71,6 +71,8 @@ def _build(tmp: Path, kernel_dir: Path, busybox: Path, name: str) -> bytes:
             str(kernel_dir),
             "--busybox",
             str(busybox),
+            "--module",
+            "e1000",
         ],
         capture_output=True,
         text=True,
