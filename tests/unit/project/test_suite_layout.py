@@ -19,3 +19,10 @@ def test_property_tests_run_under_the_suites_hypothesis_profile() -> None:
 
     assert settings.default.deadline is None
     assert HealthCheck.too_slow in settings.default.suppress_health_check
+
+
+def test_unit_test_folders_mirror_the_stages() -> None:
+    """tests/unit/<stage>/ for each qtrace stage (project/: checks over the whole tree)."""
+    stages = {p.name for p in (TESTS.parent / "qtrace").iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in (TESTS / "unit").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders - {"project"} <= stages, sorted(folders - {"project"} - stages)
