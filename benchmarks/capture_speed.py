@@ -59,9 +59,18 @@ class _Quiet:
 def _argv(guest: str, device: str, accel: str, load_rounds: int = 0) -> list[str]:
     plan = guest_plan(guest, device, "pc", load_rounds)
     cfg = QemuConfig(
-        device=device, accel=accel, slot=DEVICE_SLOT, memory_mb=plan.memory_mb, kernel=plan.kernel,
-        initrd=plan.initrd, append=plan.append, out_dir=MOUNT_OUT, marker_port=plan.marker_port,
-        exit_port=plan.exit_port, rom=plan.rom, extra=plan.extra_qemu_args,
+        device=device,
+        accel=accel,
+        slot=DEVICE_SLOT,
+        memory_mb=plan.memory_mb,
+        kernel=plan.kernel,
+        initrd=plan.initrd,
+        append=plan.append,
+        out_dir=MOUNT_OUT,
+        marker_port=plan.marker_port,
+        exit_port=plan.exit_port,
+        rom=plan.rom,
+        extra=plan.extra_qemu_args,
     )
     return [QEMU_BINARY, *qemu_argv(cfg)]
 
@@ -70,7 +79,11 @@ def _container(out: Path, version: str, accel: str) -> CaptureContainer:
     spec = ContainerSpec(
         image=qemu_image_tag(version),
         run_id=new_run_id(),
-        mounts={str(out): (MOUNT_OUT, "rw"), str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"), str(guests_dir()): (MOUNT_GUESTS, "ro")},
+        mounts={
+            str(out): (MOUNT_OUT, "rw"),
+            str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"),
+            str(guests_dir()): (MOUNT_GUESTS, "ro"),
+        },
         kvm=accel == "kvm",
     )
     return CaptureContainer(connect(), spec)
@@ -93,11 +106,19 @@ def plain_runs(args: argparse.Namespace, work: Path, load_rounds: int = 0) -> tu
         container.exec(argv)
         plain = Row("(a) QEMU, no gdb", time.monotonic() - started)
         started = time.monotonic()
-        container.exec([*argv, "-trace", "memory_region_ops_*", "-D", f"{MOUNT_OUT}/trace-events.log"])
+        container.exec(
+            [*argv, "-trace", "memory_region_ops_*", "-D", f"{MOUNT_OUT}/trace-events.log"]
+        )
         traced_s = time.monotonic() - started
     events = (out / "trace-events.log").read_text(errors="replace")
-    device_ops = sum(1 for line in events.splitlines() if "memory_region_ops" in line and f"name '{args.device}" in line)
-    return plain, Row("(b) QEMU -trace 'memory_region_ops_*'", traced_s, device_ops, "values, no stacks")
+    device_ops = sum(
+        1
+        for line in events.splitlines()
+        if "memory_region_ops" in line and f"name '{args.device}" in line
+    )
+    return plain, Row(
+        "(b) QEMU -trace 'memory_region_ops_*'", traced_s, device_ops, "values, no stacks"
+    )
 
 
 def mi_loop(args: argparse.Namespace, work: Path, total_hits: int, load_rounds: int = 0) -> Row:
@@ -139,8 +160,14 @@ def mi_loop(args: argparse.Namespace, work: Path, total_hits: int, load_rounds: 
 def qtrace_run(args: argparse.Namespace, work: Path, load_rounds: int = 0) -> tuple[Row, int]:
     out = work / f"qtrace{load_rounds}"
     request = CaptureRequest(
-        device=args.device, accel=args.accel, guest=args.guest, qemu_version=args.qemu_version,
-        out_dir=out, timeout_s=args.timeout, hang_timeout_s=args.timeout, load_rounds=load_rounds,
+        device=args.device,
+        accel=args.accel,
+        guest=args.guest,
+        qemu_version=args.qemu_version,
+        out_dir=out,
+        timeout_s=args.timeout,
+        hang_timeout_s=args.timeout,
+        load_rounds=load_rounds,
     )
     started = time.monotonic()
     result = run_capture(request, _Quiet())
@@ -167,7 +194,9 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
     ]
     for row in rows:
         hits = "" if row.hits is None else str(row.hits)
-        lines.append(f"| {row.name} | {row.wall_s:.1f} | {row.wall_s / base:.2f}x | {hits} | {row.note} |")
+        lines.append(
+            f"| {row.name} | {row.wall_s:.1f} | {row.wall_s / base:.2f}x | {hits} | {row.note} |"
+        )
     mi = next(r for r in rows if r.name.startswith("(c)"))
     qt = next(r for r in rows if r.name.startswith("(d)"))
     mi_rate = (mi.hits or 0) / mi.wall_s if mi.wall_s else 0
@@ -213,14 +242,21 @@ def dense_rates(args: argparse.Namespace, work: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--guest", default="linux")
     parser.add_argument("--device", default="e1000")
     parser.add_argument("--accel", default="tcg")
     parser.add_argument("--qemu-version", default="10.2.2")
     parser.add_argument("--mi-hits", type=int, default=2000, help="hits measured for (c)")
     parser.add_argument("--timeout", type=float, default=600)
-    parser.add_argument("--dense-rounds", type=int, default=5000, help="probe rounds for the per-hit table (0: skip)")
+    parser.add_argument(
+        "--dense-rounds",
+        type=int,
+        default=5000,
+        help="probe rounds for the per-hit table (0: skip)",
+    )
     parser.add_argument("--write", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qtrace-bench-") as tmp:

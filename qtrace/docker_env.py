@@ -151,7 +151,9 @@ def container_kwargs(spec: ContainerSpec) -> dict[str, Any]:
         "init": True,
         "network_mode": "none",
         "devices": ["/dev/kvm:/dev/kvm:rwm"] if spec.kvm else [],
-        "volumes": {host: {"bind": path, "mode": mode} for host, (path, mode) in spec.mounts.items()},
+        "volumes": {
+            host: {"bind": path, "mode": mode} for host, (path, mode) in spec.mounts.items()
+        },
         "name": spec.name,
         "labels": owner_labels(spec.run_id, spec.kind),
         "detach": True,
@@ -199,7 +201,9 @@ class LabelledContainer:
         except docker.errors.APIError as exc:
             self._remove_by_name()
             self.close()
-            raise LaunchFailure(f"could not start the {self.spec.kind} container: {exc.explanation or exc}") from exc
+            raise LaunchFailure(
+                f"could not start the {self.spec.kind} container: {exc.explanation or exc}"
+            ) from exc
         except BaseException:  # Ctrl-C while the daemon was creating it
             self._remove_by_name()
             self.state = ContainerState.EXITED
@@ -216,7 +220,9 @@ class LabelledContainer:
 
     def exec(self, command: Sequence[str], workdir: str | None = None) -> ExecResult:
         """Run a command to completion in the container and return its output."""
-        code, output = self._running().exec_run(list(command), workdir=workdir, demux=False, stream=False)
+        code, output = self._running().exec_run(
+            list(command), workdir=workdir, demux=False, stream=False
+        )
         text = output.decode("utf-8", errors="replace") if isinstance(output, bytes) else ""
         return ExecResult(-1 if code is None else int(code), text)
 
@@ -267,7 +273,9 @@ class LabelledContainer:
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
-            raise AbnormalShutdown(f"could not remove {self.spec.kind} container {container.short_id}: {exc}") from exc
+            raise AbnormalShutdown(
+                f"could not remove {self.spec.kind} container {container.short_id}: {exc}"
+            ) from exc
         finally:
             self.state = ContainerState.EXITED
         logger.debug("%s container %s removed", self.spec.kind, container.short_id)

@@ -17,7 +17,12 @@ from typing import Literal
 import docker
 import docker.errors
 
-from qtrace.image.builder import LABEL_QEMU_VERSION, QEMU_REPOSITORY, find_qemu_image, qemu_image_tag
+from qtrace.image.builder import (
+    LABEL_QEMU_VERSION,
+    QEMU_REPOSITORY,
+    find_qemu_image,
+    qemu_image_tag,
+)
 from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.docker_env import (
     KIND_LABEL,
@@ -30,7 +35,14 @@ from qtrace.docker_env import (
 )
 from qtrace.errors import DockerUnavailable
 
-__all__ = ["Check", "run_checks", "doctor_ok", "checks_as_json", "MIN_FREE_DISK_GB", "KVM_PROBE_SCRIPT"]
+__all__ = [
+    "Check",
+    "run_checks",
+    "doctor_ok",
+    "checks_as_json",
+    "MIN_FREE_DISK_GB",
+    "KVM_PROBE_SCRIPT",
+]
 
 Status = Literal["ok", "warning", "error"]
 MIN_FREE_DISK_GB = 10.0
@@ -74,12 +86,19 @@ def _check_docker(ctx: _Context) -> Check:
 def _check_image(ctx: _Context) -> Check:
     tag = qemu_image_tag(ctx.qemu_version)
     if ctx.client is None:
-        return Check("debug image", "error", "not checked: no Docker daemon", "Fix the Docker check first.")
+        return Check(
+            "debug image", "error", "not checked: no Docker daemon", "Fix the Docker check first."
+        )
     image = find_qemu_image(ctx.client, ctx.qemu_version)
     if image is None:
         others = sorted(t for i in ctx.client.images.list(QEMU_REPOSITORY) for t in i.tags)
         have = f" (present: {', '.join(others)})" if others else ""
-        return Check("debug image", "error", f"{tag} not built{have}", f"qtrace build --qemu-version {ctx.qemu_version}")
+        return Check(
+            "debug image",
+            "error",
+            f"{tag} not built{have}",
+            f"qtrace build --qemu-version {ctx.qemu_version}",
+        )
     ctx.image = tag
     return Check("debug image", "ok", f"{tag}: QEMU {image.labels.get(LABEL_QEMU_VERSION, '?')}")
 
@@ -95,10 +114,17 @@ def _run_in_image(ctx: _Context, command: list[str], kvm: bool = False) -> tuple
 
 def _check_gdb(ctx: _Context) -> Check:
     if ctx.image is None:
-        return Check("gdb in image", "error", "not checked: no debug image", "Build the image first.")
+        return Check(
+            "gdb in image", "error", "not checked: no debug image", "Build the image first."
+        )
     code, out = _run_in_image(ctx, ["gdb", "--version"])
     if code != 0:
-        return Check("gdb in image", "error", out.splitlines()[-1] if out else f"exit {code}", "qtrace build --force")
+        return Check(
+            "gdb in image",
+            "error",
+            out.splitlines()[-1] if out else f"exit {code}",
+            "qtrace build --force",
+        )
     return Check("gdb in image", "ok", out.splitlines()[0])
 
 
@@ -107,10 +133,20 @@ def _check_kvm(ctx: _Context) -> Check:
     if not Path("/dev/kvm").exists():
         return Check("kvm", "warning", "/dev/kvm does not exist on this host", fix)
     if ctx.image is None:
-        return Check("kvm", "warning", "/dev/kvm exists; not tested in a container (no debug image)", "Build the image first.")
+        return Check(
+            "kvm",
+            "warning",
+            "/dev/kvm exists; not tested in a container (no debug image)",
+            "Build the image first.",
+        )
     code, out = _run_in_image(ctx, ["python3", "-c", KVM_PROBE_SCRIPT], kvm=True)
     if code != 0:
-        return Check("kvm", "warning", f"KVM_CREATE_VM failed in the container: {out.splitlines()[-1] if out else code}", fix)
+        return Check(
+            "kvm",
+            "warning",
+            f"KVM_CREATE_VM failed in the container: {out.splitlines()[-1] if out else code}",
+            fix,
+        )
     return Check("kvm", "ok", f"/dev/kvm usable in a container ({out})")
 
 
@@ -118,17 +154,29 @@ def _check_disk(ctx: _Context) -> Check:
     root = "/var/lib/docker" if os.path.isdir("/var/lib/docker") else "/"
     free_gb = shutil.disk_usage(root).free / 1e9
     if free_gb < MIN_FREE_DISK_GB:
-        return Check("free disk", "warning", f"{free_gb:.1f} GB free under {root}", f"A build needs about {MIN_FREE_DISK_GB:.0f} GB; free some space.")
+        return Check(
+            "free disk",
+            "warning",
+            f"{free_gb:.1f} GB free under {root}",
+            f"A build needs about {MIN_FREE_DISK_GB:.0f} GB; free some space.",
+        )
     return Check("free disk", "ok", f"{free_gb:.1f} GB free under {root}")
 
 
 def _check_orphans(ctx: _Context) -> Check:
     if ctx.client is None:
         return Check("leftover containers", "error", "not checked: no Docker daemon")
-    leftovers = [c for c in qtrace_containers(ctx.client) if c.labels.get(KIND_LABEL) != ContainerKind.DOCTOR]
+    leftovers = [
+        c for c in qtrace_containers(ctx.client) if c.labels.get(KIND_LABEL) != ContainerKind.DOCTOR
+    ]
     if leftovers:
         ids = " ".join(c.short_id for c in leftovers)
-        return Check("leftover containers", "warning", f"{len(leftovers)} qtrace container(s) left: {ids}", f"docker rm -f {ids}")
+        return Check(
+            "leftover containers",
+            "warning",
+            f"{len(leftovers)} qtrace container(s) left: {ids}",
+            f"docker rm -f {ids}",
+        )
     return Check("leftover containers", "ok", "none")
 
 

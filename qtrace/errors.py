@@ -174,7 +174,9 @@ class BuildError(QtraceError):
 class LaunchFailure(QtraceError):
     """gdb, QEMU or the capture container did not start or died early."""
 
-    def __init__(self, what: str, exitcode: int | None = None, log_tail: Sequence[str] = ()) -> None:
+    def __init__(
+        self, what: str, exitcode: int | None = None, log_tail: Sequence[str] = ()
+    ) -> None:
         self.what = what
         self.exitcode = exitcode
         self.log_tail = list(log_tail)
@@ -191,7 +193,9 @@ class CaptureFailed(QtraceError):
         out_dir: The run directory (what was captured is kept there).
     """
 
-    def __init__(self, status: str, reason: str | None, out_dir: Path, hint: str | None = None) -> None:
+    def __init__(
+        self, status: str, reason: str | None, out_dir: Path, hint: str | None = None
+    ) -> None:
         self.status = status
         self.reason = reason
         self.out_dir = out_dir

@@ -87,7 +87,11 @@ def parameters(block):
 def return_addresses(block):
     """Addresses of the function's ``ret`` instructions (x86-64): where its result is in rax."""
     arch = gdb.selected_inferior().architecture()
-    return [i["addr"] for i in arch.disassemble(block.start, block.end - 1) if i["asm"].split()[0].startswith("ret")]
+    return [
+        i["addr"]
+        for i in arch.disassemble(block.start, block.end - 1)
+        if i["asm"].split()[0].startswith("ret")
+    ]
 
 
 def pc_range(name):
@@ -118,7 +122,10 @@ class DeviceFilter:
             if name != self.type_name:
                 self._known[key] = None
             else:
-                self._known[key] = (symbol_name(device["config_read"]), symbol_name(device["config_write"]))
+                self._known[key] = (
+                    symbol_name(device["config_read"]),
+                    symbol_name(device["config_write"]),
+                )
         return self._known[key]
 
 

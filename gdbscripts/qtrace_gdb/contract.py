@@ -54,7 +54,10 @@ def check_config(data):
     for key, types in CONFIG_KEYS.items():
         value = data[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise ConfigError("collector.json: %s is %r, expected %s" % (key, value, "/".join(t.__name__ for t in types)))
+            raise ConfigError(
+                "collector.json: %s is %r, expected %s"
+                % (key, value, "/".join(t.__name__ for t in types))
+            )
     return data
 
 

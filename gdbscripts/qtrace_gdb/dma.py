@@ -9,7 +9,14 @@ either direction. DMA_DIRECTION_TO_DEVICE (0) is a read of guest memory.
 
 import gdb
 
-from qtrace_gdb.base import DeviceFilter, HitBreakpoint, all_functions, function_block, parameters, return_addresses
+from qtrace_gdb.base import (
+    DeviceFilter,
+    HitBreakpoint,
+    all_functions,
+    function_block,
+    parameters,
+    return_addresses,
+)
 
 DMA_TO_DEVICE = 0
 
@@ -47,5 +54,7 @@ def install(session, type_name):
     for symbol in all_functions("pci_dma_rw"):
         block = function_block(symbol)
         params = parameters(block)
-        collectors.extend(DmaReturn(session, device_filter, params, a) for a in return_addresses(block))
+        collectors.extend(
+            DmaReturn(session, device_filter, params, a) for a in return_addresses(block)
+        )
     return collectors

@@ -8,7 +8,14 @@ level are recorded (devices call pci_set_irq again with the same level; QEMU ign
 
 import gdb
 
-from qtrace_gdb.base import DeviceFilter, HitBreakpoint, entry_location, find_function, function_block, parameters
+from qtrace_gdb.base import (
+    DeviceFilter,
+    HitBreakpoint,
+    entry_location,
+    find_function,
+    function_block,
+    parameters,
+)
 
 
 class IntxBreakpoint(HitBreakpoint):
@@ -45,7 +52,9 @@ class MsiBreakpoint(HitBreakpoint):
         if not self.filter.matches(frame.read_var(self.params[0])):
             return False
         vector = int(frame.read_var(self.params[1]))
-        return self.session.record_event({"type": "irq", "level": 1, "line": "%s:%d" % (self.line_name, vector)}, frame)
+        return self.session.record_event(
+            {"type": "irq", "level": 1, "line": "%s:%d" % (self.line_name, vector)}, frame
+        )
 
 
 def install(session, type_name):

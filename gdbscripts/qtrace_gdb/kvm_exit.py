@@ -16,15 +16,34 @@ from qtrace_gdb.base import HitBreakpoint
 
 # Linux's stable KVM ABI (include/uapi/linux/kvm.h): exit_reason numbers.
 EXIT_REASONS = {
-    0: "KVM_EXIT_UNKNOWN", 1: "KVM_EXIT_EXCEPTION", 2: "KVM_EXIT_IO", 3: "KVM_EXIT_HYPERCALL",
-    4: "KVM_EXIT_DEBUG", 5: "KVM_EXIT_HLT", 6: "KVM_EXIT_MMIO", 7: "KVM_EXIT_IRQ_WINDOW_OPEN",
-    8: "KVM_EXIT_SHUTDOWN", 9: "KVM_EXIT_FAIL_ENTRY", 10: "KVM_EXIT_INTR",
-    11: "KVM_EXIT_SET_TPR", 12: "KVM_EXIT_TPR_ACCESS", 17: "KVM_EXIT_INTERNAL_ERROR",
-    18: "KVM_EXIT_OSI", 19: "KVM_EXIT_PAPR_HCALL", 24: "KVM_EXIT_SYSTEM_EVENT",
-    25: "KVM_EXIT_S390_STSI", 26: "KVM_EXIT_IOAPIC_EOI", 27: "KVM_EXIT_HYPERV",
-    29: "KVM_EXIT_X86_RDMSR", 30: "KVM_EXIT_X86_WRMSR", 31: "KVM_EXIT_DIRTY_RING_FULL",
-    32: "KVM_EXIT_AP_RESET_HOLD", 33: "KVM_EXIT_X86_BUS_LOCK", 35: "KVM_EXIT_NOTIFY",
-    36: "KVM_EXIT_LOONGARCH_IOCSR", 37: "KVM_EXIT_MEMORY_FAULT",
+    0: "KVM_EXIT_UNKNOWN",
+    1: "KVM_EXIT_EXCEPTION",
+    2: "KVM_EXIT_IO",
+    3: "KVM_EXIT_HYPERCALL",
+    4: "KVM_EXIT_DEBUG",
+    5: "KVM_EXIT_HLT",
+    6: "KVM_EXIT_MMIO",
+    7: "KVM_EXIT_IRQ_WINDOW_OPEN",
+    8: "KVM_EXIT_SHUTDOWN",
+    9: "KVM_EXIT_FAIL_ENTRY",
+    10: "KVM_EXIT_INTR",
+    11: "KVM_EXIT_SET_TPR",
+    12: "KVM_EXIT_TPR_ACCESS",
+    17: "KVM_EXIT_INTERNAL_ERROR",
+    18: "KVM_EXIT_OSI",
+    19: "KVM_EXIT_PAPR_HCALL",
+    24: "KVM_EXIT_SYSTEM_EVENT",
+    25: "KVM_EXIT_S390_STSI",
+    26: "KVM_EXIT_IOAPIC_EOI",
+    27: "KVM_EXIT_HYPERV",
+    29: "KVM_EXIT_X86_RDMSR",
+    30: "KVM_EXIT_X86_WRMSR",
+    31: "KVM_EXIT_DIRTY_RING_FULL",
+    32: "KVM_EXIT_AP_RESET_HOLD",
+    33: "KVM_EXIT_X86_BUS_LOCK",
+    35: "KVM_EXIT_NOTIFY",
+    36: "KVM_EXIT_LOONGARCH_IOCSR",
+    37: "KVM_EXIT_MEMORY_FAULT",
 }
 KVM_EXIT_IO_OUT = 1
 KVM_EXIT_INTERNAL_ERROR = 17
@@ -62,7 +81,9 @@ class ExitBreakpoint(HitBreakpoint):
             io = run["io"]
             size, count = int(io["size"]), int(io["count"])
             out = int(io["direction"]) == KVM_EXIT_IO_OUT
-            record.update(port=int(io["port"]), size=size, count=count, direction="out" if out else "in")
+            record.update(
+                port=int(io["port"]), size=size, count=count, direction="out" if out else "in"
+            )
             if out:
                 base = int(run.cast(gdb.lookup_type("unsigned long")))
                 record["data"] = _hex_bytes(base + int(io["data_offset"]), size * count)

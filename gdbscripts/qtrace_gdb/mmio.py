@@ -35,7 +35,9 @@ class HandlerWrite(HitBreakpoint):
     def on_hit(self):
         frame = gdb.newest_frame()
         addr, value, size = (int(frame.read_var(p)) for p in self.params[1:4])
-        return self.session.record_access(self.spec, "write", addr, size, value & size_mask(size), frame)
+        return self.session.record_access(
+            self.spec, "write", addr, size, value & size_mask(size), frame
+        )
 
 
 class HandlerReturn(HitBreakpoint):
@@ -50,7 +52,9 @@ class HandlerReturn(HitBreakpoint):
         frame = gdb.newest_frame()
         addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[2]))
         value = int(frame.read_register("rax")) & size_mask(size)
-        return self.session.record_access(self.spec, "read", addr, size, value, frame, at_return=True)
+        return self.session.record_access(
+            self.spec, "read", addr, size, value, frame, at_return=True
+        )
 
 
 def install(session, spec):
@@ -58,4 +62,6 @@ def install(session, spec):
     symbol = find_function(spec["func"], spec.get("file"))
     if spec["op"] == "write":
         return [HandlerWrite(session, spec, symbol)]
-    return [HandlerReturn(session, spec, symbol, a) for a in return_addresses(function_block(symbol))]
+    return [
+        HandlerReturn(session, spec, symbol, a) for a in return_addresses(function_block(symbol))
+    ]

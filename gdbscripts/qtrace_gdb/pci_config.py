@@ -39,7 +39,9 @@ class ConfigWrite(HitBreakpoint):
         hooks = self.filter.hooks(pci_dev)
         if hooks is None:
             return False
-        addr, value, size = (int(frame.read_var(p)) for p in (self.params[1], self.params[3], self.params[4]))
+        addr, value, size = (
+            int(frame.read_var(p)) for p in (self.params[1], self.params[3], self.params[4])
+        )
         spec = {"func": hooks[1], "space": "pci-config", "region": "pci-config"}
         return self.session.record_access(spec, "write", addr, size, value & size_mask(size), frame)
 

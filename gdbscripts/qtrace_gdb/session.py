@@ -21,8 +21,19 @@ ACCESSOR_FUNCTIONS = (
     "memory_region_write_with_attrs_accessor",
 )
 PORT_IO_FUNCTIONS = (
-    "kvm_handle_io", "cpu_outb", "cpu_outw", "cpu_outl", "cpu_inb", "cpu_inw", "cpu_inl",
-    "helper_outb", "helper_outw", "helper_outl", "helper_inb", "helper_inw", "helper_inl",
+    "kvm_handle_io",
+    "cpu_outb",
+    "cpu_outw",
+    "cpu_outl",
+    "cpu_inb",
+    "cpu_inw",
+    "cpu_inl",
+    "helper_outb",
+    "helper_outw",
+    "helper_outl",
+    "helper_inb",
+    "helper_inw",
+    "helper_inl",
 )
 MAX_ERRORS_KEPT = 20
 
@@ -81,7 +92,9 @@ class Session:
         if self.config.get("dma_device"):
             self.collectors.extend(dma.install(self, self.config["dma_device"]))
         for exit_spec in self.config.get("exits", []):
-            self.collectors.append(kvm_exit.ExitBreakpoint(self, exit_spec["location"], exit_spec["labels"]))
+            self.collectors.append(
+                kvm_exit.ExitBreakpoint(self, exit_spec["location"], exit_spec["labels"])
+            )
         if self.config.get("exits"):
             self.kvm_watch = kvm_host.install(self)
         if self.config.get("arm_on"):
@@ -91,7 +104,11 @@ class Session:
         return {"breakpoints": len(self.collectors), "armed": self.armed}
 
     def _arming_description(self):
-        when = "on the guest's start marker (%s)" % self.config["arm_on"] if self.config.get("arm_on") else "from QEMU start"
+        when = (
+            "on the guest's start marker (%s)" % self.config["arm_on"]
+            if self.config.get("arm_on")
+            else "from QEMU start"
+        )
         description = {"device_handlers": when, "pci_config": when}
         if self.config.get("irq_device"):
             description["irq"] = when
@@ -100,8 +117,10 @@ class Session:
         if self.config.get("exits"):
             description["kvm_exits"] = when
         if self.quiet_ports:
-            description["quiet_ports"] = "port I/O exits on %s are counted, not recorded" % ", ".join(
-                "0x%x-0x%x" % (a, b - 1) for a, b in self.quiet_ports)
+            description["quiet_ports"] = (
+                "port I/O exits on %s are counted, not recorded"
+                % ", ".join("0x%x-0x%x" % (a, b - 1) for a, b in self.quiet_ports)
+            )
         return description
 
     def arm(self):
@@ -135,12 +154,17 @@ class Session:
                 breakpoint.enabled = False
             except gdb.error:
                 pass
-        end = {"type": "end", "status": status, "accesses": self.out.counts["access"],
-               "stacks": len(self.stacks),
+        end = {
+            "type": "end",
+            "status": status,
+            "accesses": self.out.counts["access"],
+            "stacks": len(self.stacks),
             "breakpoint_hits": self.hits,
             "collector_python_s": round(self.python_s, 3),
             "fast_stacks": self.stacks.fast,
-            "fast_stack_misses": self.stacks.fast_misses, "elapsed_s": round(time.monotonic() - self.started, 3)}
+            "fast_stack_misses": self.stacks.fast_misses,
+            "elapsed_s": round(time.monotonic() - self.started, 3),
+        }
         if reason:
             end["reason"] = reason
         if self.kvm_watch:
@@ -284,7 +308,9 @@ class Session:
         frames = facts.pop("frames", None) or self.stacks.walk()
         pcs = info.pcs
         facts["under_kvm"] = self.kvm_exec is not None and _on_stack(pcs, [self.kvm_exec])
-        facts["coalesced"] = self.coalesced_flush is not None and _on_stack(pcs, [self.coalesced_flush])
+        facts["coalesced"] = self.coalesced_flush is not None and _on_stack(
+            pcs, [self.coalesced_flush]
+        )
         facts["port_io"] = _on_stack(pcs, self.port_io)
         facts["region"] = self._region_name(frames, pcs)
         return facts
@@ -327,5 +353,3 @@ def _ordered(record, first):
     out = {k: record[k] for k in first if k in record}
     out.update((k, v) for k, v in record.items() if k not in out)
     return out
-
-

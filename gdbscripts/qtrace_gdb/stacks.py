@@ -116,7 +116,9 @@ class StackTable:
         if info is None:
             info = StackInfo("s%d" % (len(self._by_pcs) + 1), pcs)
             self._by_pcs[pcs] = info
-            self._out.write({"type": "stack", "id": info.id, "frames": [self._symbolize(f) for f in frames]})
+            self._out.write(
+                {"type": "stack", "id": info.id, "frames": [self._symbolize(f) for f in frames]}
+            )
             info.facts["frames"] = frames  # valid only during this stop; used to fill facts now
         else:
             info.facts.pop("frames", None)
@@ -144,5 +146,5 @@ class StackTable:
 
     def _relative(self, path):
         if path.startswith(self._root):
-            return path[len(self._root):]
+            return path[len(self._root) :]
         return path

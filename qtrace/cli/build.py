@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from qtrace.image.builder import BuildRequest, build_image
 from qtrace.image.versions import DEFAULT_QEMU_VERSION
@@ -30,7 +37,9 @@ class _ProgressEvents:
         self._progress.console.print(f"[cyan]stage[/] {name}")
 
     def step(self, done: int, total: int) -> None:
-        self._progress.update(self._task, description="[bold]compile[/]", completed=done, total=total)
+        self._progress.update(
+            self._task, description="[bold]compile[/]", completed=done, total=total
+        )
 
     def line(self, text: str) -> None:
         if text.startswith(("cached:", "qtrace:", "base image", "toolchain image")):
@@ -40,15 +49,28 @@ class _ProgressEvents:
 @qtrace_command("build")
 def build(
     qemu_version: Annotated[
-        str, typer.Option("--qemu-version", help="QEMU version from Debian's source packages, e.g. 10.2.2, 10.0.13, 7.2.")
+        str,
+        typer.Option(
+            "--qemu-version",
+            help="QEMU version from Debian's source packages, e.g. 10.2.2, 10.0.13, 7.2.",
+        ),
     ] = DEFAULT_QEMU_VERSION,
     source: Annotated[
         Path | None,
-        typer.Option("--source", help="Build this local QEMU source tree instead (its content hash is in the cache key).",
-                     exists=True, file_okay=False, dir_okay=True),
+        typer.Option(
+            "--source",
+            help="Build this local QEMU source tree instead (its content hash is in the cache key).",
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+        ),
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Parallel compile jobs (default: number of cores).")] = os.cpu_count() or 1,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild even when a cached image matches.")] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Parallel compile jobs (default: number of cores).")
+    ] = os.cpu_count() or 1,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even when a cached image matches.")
+    ] = False,
 ) -> None:
     """Build qemu-system-x86_64 with --enable-debug inside a Docker image (cached).
 
@@ -57,13 +79,21 @@ def build(
     second run with the same inputs returns at once and says "cached".
     """
     request = BuildRequest(qemu_version=qemu_version, source_dir=source, jobs=jobs, force=force)
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True) as progress:
         result = build_image(request, _ProgressEvents(progress))
     if result.cached:
         console.print(f"[green]cached[/]: {result.image} is up to date ({result.elapsed_s:.1f} s)")
     else:
-        console.print(f"[green]built[/]: {result.image} in {result.elapsed_s:.0f} s (key {result.cache_key})")
+        console.print(
+            f"[green]built[/]: {result.image} in {result.elapsed_s:.0f} s (key {result.cache_key})"
+        )
         if result.base_image:
             console.print(f"base image: {result.base_image}")
         if result.log_path:

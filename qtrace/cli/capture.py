@@ -50,25 +50,36 @@ class _LiveView:
     def progress(self, stats: LiveStats, elapsed_s: float, armed: bool) -> None:
         if self._live is None:
             return
-        table = Table(title=f"capturing — {elapsed_s:5.1f} s — {'armed' if armed else 'waiting for the guest'}")
+        table = Table(
+            title=f"capturing — {elapsed_s:5.1f} s — {'armed' if armed else 'waiting for the guest'}"
+        )
         table.add_column("accesses", justify="right")
         table.add_column("exits", justify="right")
         table.add_column("distinct stacks", justify="right")
         table.add_column("busiest registers")
-        busiest = ", ".join(f"{space}+{offset:#x}×{n}" for (space, offset), n in stats.per_register.most_common(4))
+        busiest = ", ".join(
+            f"{space}+{offset:#x}×{n}" for (space, offset), n in stats.per_register.most_common(4)
+        )
         table.add_row(str(stats.accesses), str(stats.exits), str(stats.stacks), busiest)
         self._live.update(table)
 
 
 def _summary_table(result: CaptureResult) -> Table:
-    table = Table(title=f"qtrace capture: {result.summary['device']} ({result.accel})", show_header=False)
+    table = Table(
+        title=f"qtrace capture: {result.summary['device']} ({result.accel})", show_header=False
+    )
     table.add_column("what")
     table.add_column("value")
     style = "green" if result.status == "ok" else "red"
-    table.add_row("status", f"[{style}]{result.status}[/]" + (f" — {result.reason}" if result.reason else ""))
+    table.add_row(
+        "status", f"[{style}]{result.status}[/]" + (f" — {result.reason}" if result.reason else "")
+    )
     table.add_row("accesses", str(result.accesses))
     table.add_row("distinct stacks", str(result.stacks))
-    table.add_row("KVM exits recorded", ", ".join(f"{k} {v}" for k, v in result.summary["exit_reasons"].items()) or "none (TCG)")
+    table.add_row(
+        "KVM exits recorded",
+        ", ".join(f"{k} {v}" for k, v in result.summary["exit_reasons"].items()) or "none (TCG)",
+    )
     table.add_row("elapsed", f"{result.elapsed_s:.1f} s")
     table.add_row("output", str(result.out_dir))
     return table
@@ -76,18 +87,61 @@ def _summary_table(result: CaptureResult) -> Table:
 
 @qtrace_command("capture")
 def capture(
-    device: Annotated[str, typer.Argument(help="QEMU device type name, e.g. e1000, e1000e, rtl8139 (see `qtrace devices`).")] = "e1000",
-    accel: Annotated[AccelChoice, typer.Option("--accel", help="kvm, tcg, or auto (KVM when usable, else TCG).")] = AccelChoice.AUTO,
-    machine: Annotated[Machine, typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG).")] = Machine.PC,
-    guest: Annotated[Guest, typer.Option("--guest", help="The guest that drives the device: probe (bare-metal, default); linux (Debian's kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it with --max-hits).")] = Guest.PROBE,
-    qemu_version: Annotated[str, typer.Option("--qemu-version", help="Which debug image to use.")] = DEFAULT_QEMU_VERSION,
-    out: Annotated[Path | None, typer.Option("--out", help=f"Output directory (default captures/<device>-<accel>-<utc>/). Rule: {OUT_DIR_RULE}.")] = None,
-    max_hits: Annotated[int, typer.Option("--max-hits", help="Stop after this many device accesses (0: no limit).")] = 0,
-    timeout: Annotated[float, typer.Option("--timeout", help="Stop after this many seconds.")] = 180.0,
-    hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="Call the guest hung after this many seconds without progress.")] = 45.0,
-    probe_rounds: Annotated[int, typer.Option("--probe-rounds", help="Probe guest, e1000: extra rounds of register reads (a longer run for load tests).")] = 0,
-    build: Annotated[bool, typer.Option("--build", help="Build the debug image first if it is missing.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")] = False,
+    device: Annotated[
+        str,
+        typer.Argument(
+            help="QEMU device type name, e.g. e1000, e1000e, rtl8139 (see `qtrace devices`)."
+        ),
+    ] = "e1000",
+    accel: Annotated[
+        AccelChoice, typer.Option("--accel", help="kvm, tcg, or auto (KVM when usable, else TCG).")
+    ] = AccelChoice.AUTO,
+    machine: Annotated[
+        Machine,
+        typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG)."),
+    ] = Machine.PC,
+    guest: Annotated[
+        Guest,
+        typer.Option(
+            "--guest",
+            help="The guest that drives the device: probe (bare-metal, default); linux (Debian's kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it with --max-hits).",
+        ),
+    ] = Guest.PROBE,
+    qemu_version: Annotated[
+        str, typer.Option("--qemu-version", help="Which debug image to use.")
+    ] = DEFAULT_QEMU_VERSION,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=f"Output directory (default captures/<device>-<accel>-<utc>/). Rule: {OUT_DIR_RULE}.",
+        ),
+    ] = None,
+    max_hits: Annotated[
+        int, typer.Option("--max-hits", help="Stop after this many device accesses (0: no limit).")
+    ] = 0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Stop after this many seconds.")
+    ] = 180.0,
+    hang_timeout: Annotated[
+        float,
+        typer.Option(
+            "--hang-timeout", help="Call the guest hung after this many seconds without progress."
+        ),
+    ] = 45.0,
+    probe_rounds: Annotated[
+        int,
+        typer.Option(
+            "--probe-rounds",
+            help="Probe guest, e1000: extra rounds of register reads (a longer run for load tests).",
+        ),
+    ] = 0,
+    build: Annotated[
+        bool, typer.Option("--build", help="Build the debug image first if it is missing.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout instead of a table.")
+    ] = False,
 ) -> None:
     """Run QEMU under gdb with a guest that drives DEVICE and record every access.
 
@@ -96,8 +150,16 @@ def capture(
     serial.log, summary.json. Exit code 0 only when the capture finished normally.
     """
     request = CaptureRequest(
-        device=device, accel=accel, machine=machine, guest=guest, qemu_version=qemu_version,
-        out_dir=out, max_hits=max_hits, timeout_s=timeout, hang_timeout_s=hang_timeout, load_rounds=probe_rounds,
+        device=device,
+        accel=accel,
+        machine=machine,
+        guest=guest,
+        qemu_version=qemu_version,
+        out_dir=out,
+        max_hits=max_hits,
+        timeout_s=timeout,
+        hang_timeout_s=hang_timeout,
+        load_rounds=probe_rounds,
     )
     with _signals_as_interrupts():  # an interrupt leaves as Interrupted (qtrace_command)
         result = _run(request, build, as_json)
@@ -111,10 +173,16 @@ def capture(
 
 def _run(request: CaptureRequest, build: bool, as_json: bool) -> CaptureResult:
     if build and find_qemu_image(connect(), request.qemu_version) is None:
-        err_console.print(f"[cyan]•[/] building the debug image for QEMU {request.qemu_version} first")
+        err_console.print(
+            f"[cyan]•[/] building the debug image for QEMU {request.qemu_version} first"
+        )
         build_image(BuildRequest(qemu_version=request.qemu_version), _QuietBuild())
     use_live = err_console.is_terminal and not as_json
-    with Live(console=err_console, transient=True, refresh_per_second=4) if use_live else _NoLive() as live:
+    with (
+        Live(console=err_console, transient=True, refresh_per_second=4)
+        if use_live
+        else _NoLive() as live
+    ):
         return run_capture(request, _LiveView(live if use_live else None))
 
 

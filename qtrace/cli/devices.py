@@ -17,7 +17,9 @@ __all__ = ["devices"]
 
 @qtrace_command("devices")
 def devices(
-    qemu_version: Annotated[str, typer.Option("--qemu-version", help="Which debug image to ask.")] = DEFAULT_QEMU_VERSION,
+    qemu_version: Annotated[
+        str, typer.Option("--qemu-version", help="Which debug image to ask.")
+    ] = DEFAULT_QEMU_VERSION,
 ) -> None:
     """List the PCI devices the debug image's QEMU knows (names to pass to `qtrace capture`)."""
     table = Table(title=f"PCI devices of QEMU {qemu_version}")

@@ -21,8 +21,12 @@ _STYLE = {"ok": "green", "warning": "yellow", "error": "bold red"}
 
 @qtrace_command("doctor")
 def doctor(
-    qemu_version: Annotated[str, typer.Option("--qemu-version", help="Which debug image to check.")] = DEFAULT_QEMU_VERSION,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON on stdout.")] = False,
+    qemu_version: Annotated[
+        str, typer.Option("--qemu-version", help="Which debug image to check.")
+    ] = DEFAULT_QEMU_VERSION,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the checks as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Check Docker, /dev/kvm (by creating a VM in a container), the debug image, gdb and disk space.
 
@@ -38,7 +42,9 @@ def doctor(
         for column in ("check", "status", "detail", "fix"):
             table.add_column(column)
         for check in checks:
-            table.add_row(check.name, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail, check.fix)
+            table.add_row(
+                check.name, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail, check.fix
+            )
         console.print(table)
     if not doctor_ok(checks):
         raise DoctorFailed([check.name for check in checks if check.status != "ok"])

@@ -72,7 +72,11 @@ def _pack_folders(root: Traversable) -> list[Traversable]:
     if not root.is_dir():
         return []
     return sorted(
-        (child for child in root.iterdir() if child.is_dir() and child.joinpath("pack.toml").is_file()),
+        (
+            child
+            for child in root.iterdir()
+            if child.is_dir() and child.joinpath("pack.toml").is_file()
+        ),
         key=lambda child: child.name,
     )
 

@@ -109,11 +109,15 @@ def load_pack(folder: Traversable) -> DevicePack:
     registers = folder.joinpath("registers.toml")
     qtest = model.get("qtest")
     try:
-        setup = None if qtest is None else QtestSetup(
-            slot=int(qtest["slot"]),
-            gsi=int(qtest["gsi"]),
-            properties=tuple((str(k), str(v)) for k, v in qtest.get("properties", {}).items()),
-            irq_intercept=str(qtest.get("irq_intercept", "ioapic")),
+        setup = (
+            None
+            if qtest is None
+            else QtestSetup(
+                slot=int(qtest["slot"]),
+                gsi=int(qtest["gsi"]),
+                properties=tuple((str(k), str(v)) for k, v in qtest.get("properties", {}).items()),
+                irq_intercept=str(qtest.get("irq_intercept", "ioapic")),
+            )
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReportError(f"{where}: [model.qtest] needs integer slot and gsi ({exc})") from exc

@@ -190,7 +190,10 @@ def _anchors(value: object, funcs: tuple[str, ...], where: str) -> tuple[Anchor,
         defined_in = table.get("defined_in")
         if defined_in is not None and not isinstance(defined_in, str):
             raise ReportError(f"{where}: anchor defined_in must be a string")
-        checks = {key: _globs(table.get(key), f"anchor.{key}", where) for key in ("calls", "contains", "lacks")}
+        checks = {
+            key: _globs(table.get(key), f"anchor.{key}", where)
+            for key in ("calls", "contains", "lacks")
+        }
         if defined_in is None and not any(checks.values()):
             raise ReportError(f"{where}: anchor for {names[0]!r} checks nothing")
         versions_text = table.get("versions")
@@ -256,9 +259,7 @@ class FunctionSource(Protocol):
 _COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.DOTALL)
 
 
-def find_function(
-    source: FunctionSource, files: Iterable[str], func: str
-) -> list[tuple[str, str]]:
+def find_function(source: FunctionSource, files: Iterable[str], func: str) -> list[tuple[str, str]]:
     """Every definition of ``func`` among ``files``: (file, body without comments).
 
     More than one is possible (a function defined per target or per configuration, or a
@@ -297,7 +298,11 @@ def anchor_problems(anchor: Anchor, source: FunctionSource, files: Iterable[str]
             return [f"{anchor.func} is defined in {', '.join(elsewhere)}, not {anchor.defined_in}"]
     problems = []
     for file, body in definitions:
-        problems += [f"{anchor.func} ({file}) does not call {n}" for n in anchor.calls if not _calls(body, n)]
-        problems += [f"{anchor.func} ({file}) lacks {s!r}" for s in anchor.contains if s not in body]
+        problems += [
+            f"{anchor.func} ({file}) does not call {n}" for n in anchor.calls if not _calls(body, n)
+        ]
+        problems += [
+            f"{anchor.func} ({file}) lacks {s!r}" for s in anchor.contains if s not in body
+        ]
         problems += [f"{anchor.func} ({file}) contains {s!r}" for s in anchor.lacks if s in body]
     return problems

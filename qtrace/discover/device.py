@@ -14,7 +14,13 @@ from typing import Protocol
 from qtrace.discover.handlers import HandlerSpec, defines_type, find_handlers, type_macros
 from qtrace.errors import CollectorError, UnknownDevice
 
-__all__ = ["SourceReader", "DeviceInfo", "parse_device_help", "check_device_name", "discover_handlers"]
+__all__ = [
+    "SourceReader",
+    "DeviceInfo",
+    "parse_device_help",
+    "check_device_name",
+    "discover_handlers",
+]
 
 
 class SourceReader(Protocol):
@@ -34,7 +40,9 @@ class DeviceInfo:
     description: str = ""
 
 
-_DEVICE_LINE = re.compile(r'^name "(?P<name>[^"]+)"(?:, bus (?P<bus>[\w-]+))?(?:, .*?desc "(?P<desc>[^"]*)")?')
+_DEVICE_LINE = re.compile(
+    r'^name "(?P<name>[^"]+)"(?:, bus (?P<bus>[\w-]+))?(?:, .*?desc "(?P<desc>[^"]*)")?'
+)
 
 
 def parse_device_help(text: str) -> list[DeviceInfo]:
@@ -43,7 +51,9 @@ def parse_device_help(text: str) -> list[DeviceInfo]:
     for line in text.splitlines():
         match = _DEVICE_LINE.match(line.strip())
         if match:
-            devices.append(DeviceInfo(match.group("name"), match.group("bus") or "", match.group("desc") or ""))
+            devices.append(
+                DeviceInfo(match.group("name"), match.group("bus") or "", match.group("desc") or "")
+            )
     return devices
 
 
@@ -71,9 +81,13 @@ def discover_handlers(device: str, source: SourceReader) -> list[HandlerSpec]:
         for path in source.grep(macro, ("hw",)):
             if path not in texts:
                 texts[path] = source.read(path)
-    defining = {p: t for p, t in texts.items() if p.endswith(".c") and defines_type(t, device, macros)}
+    defining = {
+        p: t for p, t in texts.items() if p.endswith(".c") and defines_type(t, device, macros)
+    }
     if not defining:
-        raise CollectorError(f"could not find where QOM type {device!r} is defined in the QEMU source")
+        raise CollectorError(
+            f"could not find where QOM type {device!r} is defined in the QEMU source"
+        )
     handlers = find_handlers(defining)
     if not handlers:
         raise CollectorError(

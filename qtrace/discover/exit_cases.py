@@ -60,7 +60,12 @@ def _strip_comments_and_strings(line: str) -> str:
 
 def _is_code(line: str) -> bool:
     text = _strip_comments_and_strings(line).strip()
-    return bool(text) and not _CASE.match(line) and text not in ("{", "}") and not text.startswith(("/*", "*", "#"))
+    return (
+        bool(text)
+        and not _CASE.match(line)
+        and text not in ("{", "}")
+        and not text.startswith(("/*", "*", "#"))
+    )
 
 
 def locate_exit_cases(source: str, function: str = "kvm_cpu_exec") -> list[ExitCase]:

@@ -29,7 +29,13 @@ class HandlerSpec:
     ops: str
 
     def as_config(self) -> dict[str, str | None]:
-        return {"func": self.func, "file": self.file, "op": self.op, "space": self.space, "region": self.region}
+        return {
+            "func": self.func,
+            "file": self.file,
+            "op": self.op,
+            "space": self.space,
+            "region": self.region,
+        }
 
 
 _OPS = re.compile(r"MemoryRegionOps\s+(\w+)\s*=\s*\{(.*?)\n\s*\};", re.S)
@@ -39,7 +45,8 @@ _INIT_IO = re.compile(
     re.S,
 )
 _REGISTER_BAR = re.compile(
-    r"pci_register_bar\(\s*[^,]+,\s*[^,]+,\s*(?P<type>[^,]+?)\s*,\s*&?\s*(?P<region>[^)]+?)\s*\)", re.S
+    r"pci_register_bar\(\s*[^,]+,\s*[^,]+,\s*(?P<type>[^,]+?)\s*,\s*&?\s*(?P<region>[^)]+?)\s*\)",
+    re.S,
 )
 
 
@@ -63,7 +70,10 @@ def find_handlers(files: Mapping[str, str]) -> list[HandlerSpec]:
     """Every read/write handler of every MemoryRegionOps used by a region in ``files``."""
     specs: list[HandlerSpec] = []
     for path, text in sorted(files.items()):
-        ops_fields = {m.group(1): dict((f.group(1), f.group(2)) for f in _FIELD.finditer(m.group(2))) for m in _OPS.finditer(text)}
+        ops_fields = {
+            m.group(1): dict((f.group(1), f.group(2)) for f in _FIELD.finditer(m.group(2)))
+            for m in _OPS.finditer(text)
+        }
         bar_space: dict[str, str] = {}
         for bar in _REGISTER_BAR.finditer(text):
             space = "pio" if "SPACE_IO" in bar.group("type") else "mmio"

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from qtrace.guests import PROBE_SEQUENCES, DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS, DEBUGCON_IOBASE, PROBE_ELF_NAME, Q35_ECAM_BASE, probe_append
+from qtrace.guests import (
+    PROBE_SEQUENCES,
+    DEBUG_EXIT_IOBASE,
+    DEBUG_EXIT_OK_STATUS,
+    DEBUGCON_IOBASE,
+    PROBE_ELF_NAME,
+    Q35_ECAM_BASE,
+    probe_append,
+)
 from qtrace.devices import pack_or_default
 from qtrace.errors import UsageError
 from qtrace.guests.plan import GuestPlan
@@ -30,7 +38,9 @@ def probe_plan(
         name="probe",
         build_commands=(("make", "-s", "-C", f"{guests_mount}/probe", f"OUT={out_mount}/guest"),),
         kernel=f"{out_mount}/guest/{PROBE_ELF_NAME}",
-        append=probe_append(f"00:{slot:02x}.0", seq, mmcfg=mmcfg, count=load_rounds, quiet=load_rounds > 0),
+        append=probe_append(
+            f"00:{slot:02x}.0", seq, mmcfg=mmcfg, count=load_rounds, quiet=load_rounds > 0
+        ),
         arm_on="debugcon_ioport_write",
         marker_port=DEBUGCON_IOBASE,
         exit_port=DEBUG_EXIT_IOBASE,

@@ -123,7 +123,9 @@ def find_qemu_image(client: docker.DockerClient, qemu_version: str) -> Image | N
 
 
 def _toolchain_key(recipe: Path) -> str:
-    return cache_key("toolchain", recipe_digest(recipe, ("install-deps.sh", "packages.txt")), BASE_IMAGE)
+    return cache_key(
+        "toolchain", recipe_digest(recipe, ("install-deps.sh", "packages.txt")), BASE_IMAGE
+    )
 
 
 def _source_identity(request: BuildRequest) -> tuple[str, str]:
@@ -141,7 +143,9 @@ def _source_identity(request: BuildRequest) -> tuple[str, str]:
     return f"{version}-local-{digest[:8]}", f"tree:{digest}"
 
 
-def build_image(request: BuildRequest, events: BuildEvents, log_dir: Path | None = None) -> BuildResult:
+def build_image(
+    request: BuildRequest, events: BuildEvents, log_dir: Path | None = None
+) -> BuildResult:
     """Build (or reuse) the debug QEMU image described by ``request``.
 
     Raises:
@@ -170,11 +174,25 @@ def build_image(request: BuildRequest, events: BuildEvents, log_dir: Path | None
     with log_path.open("w", encoding="utf-8") as log_file:
         sink = _LogSink(log_file, events)
         try:
-            return _build(client, request, events, sink, recipe, version_label, toolchain_key, key, tag, log_path, started)
+            return _build(
+                client,
+                request,
+                events,
+                sink,
+                recipe,
+                version_label,
+                toolchain_key,
+                key,
+                tag,
+                log_path,
+                started,
+            )
         except BuildError as exc:
             exc.stage = sink.current_stage or exc.stage
             exc.log_path = log_path
-            exc.message = f"QEMU image build failed during stage {exc.stage!r}. Full log: {log_path}"
+            exc.message = (
+                f"QEMU image build failed during stage {exc.stage!r}. Full log: {log_path}"
+            )
             raise
 
 
@@ -231,7 +249,9 @@ def _build(
     }
     repository, image_tag = tag.split(":", 1)
     for index, debian_version in enumerate(candidates):
-        sink(f"qtrace: building QEMU {version_label} ({debian_version or 'local tree'}) with {request.jobs} jobs")
+        sink(
+            f"qtrace: building QEMU {version_label} ({debian_version or 'local tree'}) with {request.jobs} jobs"
+        )
         spec = StageSpec(
             name="qemu",
             from_image=str(toolchain.tags[0] if toolchain.tags else toolchain.id),
@@ -247,10 +267,14 @@ def _build(
         except BuildError as exc:
             more = index + 1 < len(candidates)
             if exc.script_exit_code == SOURCE_UNAVAILABLE_EXIT and more:
-                sink(f"qtrace: the archive does not serve qemu={debian_version}; trying the next one")
+                sink(
+                    f"qtrace: the archive does not serve qemu={debian_version}; trying the next one"
+                )
                 continue
             if exc.script_exit_code == SOURCE_UNAVAILABLE_EXIT:
-                raise UnknownQemuVersion(request.qemu_version, available_versions(source_versions)) from exc
+                raise UnknownQemuVersion(
+                    request.qemu_version, available_versions(source_versions)
+                ) from exc
             raise
     return BuildResult(tag, version_label, False, key, log_path, how, time.monotonic() - started)
 
@@ -275,7 +299,12 @@ def _ensure_toolchain(
     spec = StageSpec(
         name="packages",
         from_image=BASE_IMAGE,
-        command=["bash", f"{DOCKER_MOUNT}/install-deps.sh", f"{DOCKER_MOUNT}/packages.txt", WHEELS_MOUNT],
+        command=[
+            "bash",
+            f"{DOCKER_MOUNT}/install-deps.sh",
+            f"{DOCKER_MOUNT}/packages.txt",
+            WHEELS_MOUNT,
+        ],
         to_repository=TOOLCHAIN_REPOSITORY,
         to_tag=toolchain_key,
         labels={},
@@ -291,7 +320,9 @@ def _ensure_toolchain(
         if line.startswith(_VERSION_LINE):
             listed.append(line[len(_VERSION_LINE) :].strip())
 
-    run_stage(client, spec, run_id, collect, late_labels=lambda: {LABEL_SOURCE_VERSIONS: " ".join(listed)})
+    run_stage(
+        client, spec, run_id, collect, late_labels=lambda: {LABEL_SOURCE_VERSIONS: " ".join(listed)}
+    )
     return client.images.get(tag)
 
 

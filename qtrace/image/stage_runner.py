@@ -88,7 +88,13 @@ def run_stage(
             raise BuildError(spec.name, None, list(tail), script_exit_code=code)
         # The build container's own run/kind labels would otherwise be inherited by every
         # container later made from this image; blank them (qtrace ignores blank labels).
-        labels = {RUN_LABEL: "", KIND_LABEL: "", PID_LABEL: "", **spec.labels, **(late_labels() if late_labels else {})}
+        labels = {
+            RUN_LABEL: "",
+            KIND_LABEL: "",
+            PID_LABEL: "",
+            **spec.labels,
+            **(late_labels() if late_labels else {}),
+        }
         changes = [f'LABEL {k}="{_escape(v)}"' for k, v in sorted(labels.items())]
         image = container.commit(repository=spec.to_repository, tag=spec.to_tag, changes=changes)
         logger.debug("stage %s committed as %s:%s", spec.name, spec.to_repository, spec.to_tag)

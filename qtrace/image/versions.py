@@ -18,7 +18,9 @@ __all__ = ["DEFAULT_QEMU_VERSION", "upstream_version", "available_versions", "re
 
 DEFAULT_QEMU_VERSION = "10.2.2"
 
-_DEBIAN_VERSION = re.compile(r"^(?:\d+:)?(?P<upstream>\d+(?:\.\d+)*)(?:[+~][^-]*)?(?:-(?P<revision>.+))?$")
+_DEBIAN_VERSION = re.compile(
+    r"^(?:\d+:)?(?P<upstream>\d+(?:\.\d+)*)(?:[+~][^-]*)?(?:-(?P<revision>.+))?$"
+)
 
 
 def upstream_version(debian_version: str) -> str | None:

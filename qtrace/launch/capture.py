@@ -72,7 +72,15 @@ from qtrace.paths import gdbscripts_dir, guests_dir
 from qtrace.trace.codec import device_properties
 from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine
 
-__all__ = ["CaptureRequest", "CaptureResult", "CaptureObserver", "run_capture", "default_out_dir", "guest_plan", "GUESTS"]
+__all__ = [
+    "CaptureRequest",
+    "CaptureResult",
+    "CaptureObserver",
+    "run_capture",
+    "default_out_dir",
+    "guest_plan",
+    "GUESTS",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +163,20 @@ def _qemu_alive(container: LabelledContainer) -> bool:
     return any(not state.startswith("Z") for state in states)
 
 
-def guest_plan(guest: Guest | str, device: str, machine: Machine | str, load_rounds: int = 0) -> GuestPlan:
+def guest_plan(
+    guest: Guest | str, device: str, machine: Machine | str, load_rounds: int = 0
+) -> GuestPlan:
     """The plan of the named guest kind (see ``qtrace.guests``)."""
     kind = _member(Guest, guest, "guest")
     if kind is Guest.PROBE:
-        return probe_plan(device, _member(Machine, machine, "machine"), DEVICE_SLOT, MOUNT_GUESTS, MOUNT_OUT, load_rounds)
+        return probe_plan(
+            device,
+            _member(Machine, machine, "machine"),
+            DEVICE_SLOT,
+            MOUNT_GUESTS,
+            MOUNT_OUT,
+            load_rounds,
+        )
     if kind is Guest.LINUX:
         return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
     return firmware_plan(MOUNT_OUT)
@@ -194,7 +211,10 @@ def _choose_accel(requested: AccelChoice, observer: CaptureObserver) -> Accel:
     """The accelerator to run under: ``auto`` resolved by whether KVM works here."""
     usable, why = kvm_usable()
     if requested is AccelChoice.KVM and not usable:
-        raise KvmUnavailable(f"--accel kvm was asked for, but KVM is not usable: {why}.", hint="Use --accel tcg or --accel auto.")
+        raise KvmUnavailable(
+            f"--accel kvm was asked for, but KVM is not usable: {why}.",
+            hint="Use --accel tcg or --accel auto.",
+        )
     if requested is AccelChoice.AUTO:
         chosen = Accel.KVM if usable else Accel.TCG
         observer.status(f"accelerator: {chosen} ({'KVM usable' if usable else why})")
@@ -234,7 +254,9 @@ def run_capture(request: CaptureRequest, observer: CaptureObserver) -> CaptureRe
     except OSError as exc:
         (out_dir / "manifest.json").unlink(missing_ok=True)
         remove_created(created)
-        raise UsageError(f"--out {out_dir} cannot be written: {exc.strerror}.", hint="Pick another --out.") from exc
+        raise UsageError(
+            f"--out {out_dir} cannot be written: {exc.strerror}.", hint="Pick another --out."
+        ) from exc
     return run.execute()
 
 
@@ -273,7 +295,11 @@ class _CaptureRun:
 
     def write_manifest(self) -> None:
         record = evidence.manifest(
-            asdict(self.request), self.accel, self.qemu_version, qemu_image_tag(self.request.qemu_version), self.argv
+            asdict(self.request),
+            self.accel,
+            self.qemu_version,
+            qemu_image_tag(self.request.qemu_version),
+            self.argv,
         )
         evidence.write_json(self.out_dir, "manifest.json", record)
 
@@ -298,7 +324,9 @@ class _CaptureRun:
             resources.callback(self._write_snippets, container)
             resources.callback(self._close_trace)
             try:
-                self.observer.status("finding the device's handlers and the KVM exit cases in the source")
+                self.observer.status(
+                    "finding the device's handlers and the KVM exit cases in the source"
+                )
                 config = self._collector_config(container)
                 self.observer.status(f"building the {self.plan.name} guest in the container")
                 self._build_guest(container)
@@ -341,7 +369,10 @@ class _CaptureRun:
             logger.debug("another write failed: %s", exc)
             return
         self.write_failure = exc.strerror or str(exc)
-        self.status, self.reason = CaptureStatus.ERROR, f"cannot write to {self.out_dir}: {self.write_failure}"
+        self.status, self.reason = (
+            CaptureStatus.ERROR,
+            f"cannot write to {self.out_dir}: {self.write_failure}",
+        )
         logger.warning("%s", self.reason)
 
     def _close_gdb(self, gdb: GdbSession) -> None:
@@ -418,7 +449,11 @@ class _CaptureRun:
         gdb.command("-exec-run --start", timeout_s=120)
         first = gdb.wait_for_stop(120)
         if first is None or first.reason.startswith("exited"):
-            raise LaunchFailure("QEMU did not start under gdb", first.exit_code if first else None, self._qemu_log_tail())
+            raise LaunchFailure(
+                "QEMU did not start under gdb",
+                first.exit_code if first else None,
+                self._qemu_log_tail(),
+            )
         replies = gdb.console(f"qtrace setup {MOUNT_OUT}/collector.json", timeout_s=120)
         if not replies:
             raise CollectorError("the collector did not answer 'qtrace setup'")
@@ -447,7 +482,9 @@ class _CaptureRun:
             now = self.clock()
             before = state.phase
             state, action = step(state, report, now, limits)
-            self.observer.progress(self.tail.stats, now - self.started, state.phase is not Phase.WAITING)
+            self.observer.progress(
+                self.tail.stats, now - self.started, state.phase is not Phase.WAITING
+            )
             if before is Phase.WAITING and state.phase is Phase.CAPTURING:
                 self.observer.status("capturing (guest started, collectors armed)")
             if action.do is Do.POLL:
@@ -455,7 +492,10 @@ class _CaptureRun:
             if action.do is Do.ASK_COLLECTOR:
                 replies = gdb.console("qtrace on-stop")
                 why = replies[0].get("reason") if replies else None
-                pending = Report(records=self.tail.stats.records, collector=CollectorAnswer(str(why) if why else None))
+                pending = Report(
+                    records=self.tail.stats.records,
+                    collector=CollectorAnswer(str(why) if why else None),
+                )
             elif action.do is Do.RESUME:
                 gdb.command("-exec-continue")
             elif action.do is Do.CHECK_ALIVE:
@@ -476,7 +516,11 @@ class _CaptureRun:
 
     def _end(self, gdb: GdbSession, container: LabelledContainer, action: Action) -> None:
         """Carry out an ending action: the collector writes the end record when it can."""
-        self.status, self.reason, self.hint = action.status or CaptureStatus.ERROR, action.reason, action.hint
+        self.status, self.reason, self.hint = (
+            action.status or CaptureStatus.ERROR,
+            action.reason,
+            action.hint,
+        )
         if action.write_failure is not None:
             self.write_failure = action.write_failure
         if action.do is Do.JUDGE_EXIT:
@@ -518,7 +562,9 @@ class _CaptureRun:
         except QtraceError as exc:
             logger.debug("collector finish failed (%s); the host closes the trace", exc)
 
-    def _judge_exit(self, code: int | None, status_lost: bool = False) -> tuple[CaptureStatus, str | None]:
+    def _judge_exit(
+        self, code: int | None, status_lost: bool = False
+    ) -> tuple[CaptureStatus, str | None]:
         """Judge QEMU's exit by the guest plan: its exit status, then the guest's serial verdict.
 
         When gdb lost the exit status, only a guest that reports its own verdict on the serial
@@ -527,11 +573,17 @@ class _CaptureRun:
         if status_lost:
             lost = "gdb lost QEMU's exit status (No unwaited-for children left)"
             if not self.plan.serial_verdict:
-                return CaptureStatus.ERROR, f"{lost}; this guest has no serial verdict to judge it by"
+                return (
+                    CaptureStatus.ERROR,
+                    f"{lost}; this guest has no serial verdict to judge it by",
+                )
             status, why = self._serial_verdict()
             return status, f"{lost}; {why or 'the guest reported DONE ok on its serial port'}"
         if code not in self.plan.ok_exit_statuses:
-            return CaptureStatus.ERROR, f"QEMU exited with status {code}: {' | '.join(self._qemu_log_tail()[-3:])}"
+            return (
+                CaptureStatus.ERROR,
+                f"QEMU exited with status {code}: {' | '.join(self._qemu_log_tail()[-3:])}",
+            )
         if not self.plan.serial_verdict:
             return CaptureStatus.OK, None
         return self._serial_verdict()
@@ -547,7 +599,10 @@ class _CaptureRun:
             return CaptureStatus.OK, None
         if output.done is None:
             return CaptureStatus.ERROR, "the guest exited without its DONE line"
-        return CaptureStatus.ERROR, f"the guest reported: DONE fail {output.done.reason or ''}".strip()
+        return (
+            CaptureStatus.ERROR,
+            f"the guest reported: DONE fail {output.done.reason or ''}".strip(),
+        )
 
     def _qemu_log_tail(self) -> list[str]:
         return self.qemu_log.update().splitlines()[-20:]
@@ -570,7 +625,13 @@ class _CaptureRun:
             return
         try:
             source = ReaderSourceProvider(ContainerSource(container))
-            write_source_snippets(self.out_dir, self.tail.stack_records, source, self.qemu_version, SNIPPET_CONTEXT_LINES)
+            write_source_snippets(
+                self.out_dir,
+                self.tail.stack_records,
+                source,
+                self.qemu_version,
+                SNIPPET_CONTEXT_LINES,
+            )
         except OSError as exc:
             (self.out_dir / SNIPPETS_FILE).unlink(missing_ok=True)  # no half-written file
             if exc.errno in _DISK_FULL:
@@ -589,12 +650,21 @@ class _CaptureRun:
             "guest": self.request.guest,
             "qemu_version": self.qemu_version,
         }
-        summary = evidence.summary(self.tail, identity, self.status, self.reason, self.qemu_exit, elapsed, self.out_dir)
+        summary = evidence.summary(
+            self.tail, identity, self.status, self.reason, self.qemu_exit, elapsed, self.out_dir
+        )
         stats = self.tail.stats
         reason = summary["reason"]
         status = CaptureStatus(summary["status"])
         return CaptureResult(
-            self.out_dir, status, str(reason) if reason else None, self.accel,
-            stats.accesses, stats.stacks, stats.exits, elapsed, summary,
+            self.out_dir,
+            status,
+            str(reason) if reason else None,
+            self.accel,
+            stats.accesses,
+            stats.stacks,
+            stats.exits,
+            elapsed,
+            summary,
             hint=self.hint if status is not CaptureStatus.OK else None,
         )

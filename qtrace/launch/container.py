@@ -29,7 +29,8 @@ class ContainerSource:
 
     def grep(self, fixed_string: str, under: tuple[str, ...]) -> list[str]:
         result = self._container.exec(
-            ["grep", "-rlF", "--include=*.c", "--include=*.h", "--", fixed_string, *under], workdir=self._root
+            ["grep", "-rlF", "--include=*.c", "--include=*.h", "--", fixed_string, *under],
+            workdir=self._root,
         )
         if result.exit_code not in (0, 1):
             raise LaunchFailure(f"grep in the QEMU source failed: {result.output.strip()[:200]}")

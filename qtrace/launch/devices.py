@@ -23,5 +23,9 @@ def list_pci_devices(qemu_version: str) -> list[DeviceInfo]:
     with LabelledContainer(client, spec) as container:
         result = container.exec([QEMU_BINARY, "-device", "help"])
     if result.exit_code != 0:
-        raise LaunchFailure("QEMU -device help failed in the debug image", result.exit_code, result.output.splitlines()[-20:])
+        raise LaunchFailure(
+            "QEMU -device help failed in the debug image",
+            result.exit_code,
+            result.output.splitlines()[-20:],
+        )
     return sorted(pci_devices(parse_device_help(result.output)), key=lambda d: d.name)

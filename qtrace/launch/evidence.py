@@ -40,7 +40,11 @@ def manifest(
         "qemu_version": qemu_version,
         "image": image,
         "argv": argv,
-        "host": {"node": platform.node(), "kernel": platform.release(), "python": platform.python_version()},
+        "host": {
+            "node": platform.node(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
     }
 
 
@@ -57,7 +61,9 @@ def write_json(out_dir: Path, name: str, payload: Mapping[str, Any]) -> None:
         raise
 
 
-def close_trace(tail: TraceTail, status: CaptureStatus, reason: str | None, elapsed_s: float) -> bool:
+def close_trace(
+    tail: TraceTail, status: CaptureStatus, reason: str | None, elapsed_s: float
+) -> bool:
     """Make sure the trace ends with an ``end`` record, also when gdb died or hung.
 
     A torn last line (a writer killed mid-line, or a full disk) is cut first so the rest

@@ -68,7 +68,12 @@ class GdbSession:
         api = self._container.client.api
         try:
             self._exec_id = api.exec_create(
-                self._container.id, gdb_argv(self._binary), stdin=True, stdout=True, stderr=True, tty=False
+                self._container.id,
+                gdb_argv(self._binary),
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=False,
             )["Id"]
             sock = api.exec_start(self._exec_id, socket=True)
         except Exception as exc:
@@ -80,7 +85,12 @@ class GdbSession:
             self.close()
             raise LaunchFailure("the Docker exec API did not hand over a socket for gdb's stdio")
         self._pipes = ExecPipes(raw)
-        self._io = IoManager(self._pipes.stdin, self._pipes.stdout, self._pipes.stderr, time_to_check_for_additional_output_sec=0)
+        self._io = IoManager(
+            self._pipes.stdin,
+            self._pipes.stdout,
+            self._pipes.stderr,
+            time_to_check_for_additional_output_sec=0,
+        )
         self.state = GdbState.RUNNING
         return self
 
@@ -89,7 +99,9 @@ class GdbSession:
 
     # ----- MI -----
 
-    def command(self, mi_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> list[dict[str, Any]]:
+    def command(
+        self, mi_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
+    ) -> list[dict[str, Any]]:
         """Send one MI command and read until its result record; returns every record read.
 
         Raises:
@@ -115,7 +127,9 @@ class GdbSession:
                 raise LaunchFailure(f"gdb exited while running {mi_command!r}")
         raise GdbTimeout(f"gdb did not answer {mi_command!r} within {timeout_s:.0f} s")
 
-    def console(self, cli_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S) -> list[dict[str, Any]]:
+    def console(
+        self, cli_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
+    ) -> list[dict[str, Any]]:
         """Run a gdb CLI command through MI; returns the collector's JSON replies, if any."""
         escaped = cli_command.replace("\\", "\\\\").replace('"', '\\"')
         return replies_in(self.command(f'-interpreter-exec console "{escaped}"', timeout_s))
@@ -146,7 +160,9 @@ class GdbSession:
         ready, _, _ = select.select([self._pipes.stdout, self._pipes.stderr], [], [], timeout_s)
         if not ready:
             return []
-        records: list[dict[str, Any]] = io.get_gdb_response(timeout_sec=0, raise_error_on_timeout=False)
+        records: list[dict[str, Any]] = io.get_gdb_response(
+            timeout_sec=0, raise_error_on_timeout=False
+        )
         for record in records:
             self._log.write(f"<- {record}\n")
             stop = as_stop(record)
@@ -169,7 +185,11 @@ class GdbSession:
             try:
                 self._io.write("-gdb-exit", timeout_sec=1, read_response=False)
                 deadline = time.monotonic() + exit_timeout_s
-                while self._pipes is not None and not self._pipes.closed.is_set() and time.monotonic() < deadline:
+                while (
+                    self._pipes is not None
+                    and not self._pipes.closed.is_set()
+                    and time.monotonic() < deadline
+                ):
                     self._read(_POLL_S)
             except Exception as exc:  # gdb may already be gone; the container removal follows
                 logger.debug("gdb exit: %s", exc)

@@ -18,7 +18,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-__all__ = ["KvmInternalError", "SUBERRORS", "from_exit_record", "parse_qemu_log", "merge", "KVM_ERROR_HINT"]
+__all__ = [
+    "KvmInternalError",
+    "SUBERRORS",
+    "from_exit_record",
+    "parse_qemu_log",
+    "merge",
+    "KVM_ERROR_HINT",
+]
 
 # Linux include/uapi/linux/kvm.h, KVM_INTERNAL_ERROR_* (stable ABI).
 SUBERRORS: dict[int, str] = {
@@ -109,7 +116,7 @@ def parse_qemu_log(text: str) -> KvmInternalError | None:
     start = _START.search(text)
     if start is None:
         return None
-    rest = text[start.start():]
+    rest = text[start.start() :]
     data = tuple(int(m.group(2), 16) for m in _DATA.finditer(rest))
     suberror = int(start.group(1))
     ip_match = _IP.search(rest)
@@ -138,7 +145,9 @@ def _code_from_ip(code: str, count: int = 8) -> str | None:
     return None
 
 
-def merge(first: KvmInternalError | None, second: KvmInternalError | None) -> KvmInternalError | None:
+def merge(
+    first: KvmInternalError | None, second: KvmInternalError | None
+) -> KvmInternalError | None:
     """One description from both sources: the collector's words, QEMU's registers."""
     if first is None or second is None:
         return first or second

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "STOP_WITHOUT_REASON", "Stop", "is_result_for", "result_error", "as_stop", "replies_in", "REPLY_PREFIX"]
+    "STOP_WITHOUT_REASON",
+    "Stop",
+    "is_result_for",
+    "result_error",
+    "as_stop",
+    "replies_in",
+    "REPLY_PREFIX",
+]
 
 REPLY_PREFIX = "qtrace-reply: "
 MiRecord = dict[str, Any]
@@ -53,7 +60,9 @@ def as_stop(record: MiRecord) -> Stop | None:
     payload = record.get("payload") or {}
     reason = str(payload.get("reason", STOP_WITHOUT_REASON if not payload else "unknown"))
     code = payload.get("exit-code")
-    exit_code = int(code, 8) if isinstance(code, str) else (0 if reason == "exited-normally" else None)
+    exit_code = (
+        int(code, 8) if isinstance(code, str) else (0 if reason == "exited-normally" else None)
+    )
     signal = payload.get("signal-name")
     return Stop(reason=reason, exit_code=exit_code, signal=str(signal) if signal else None)
 
@@ -65,5 +74,5 @@ def replies_in(records: list[MiRecord]) -> list[dict[str, Any]]:
         if record.get("type") == "console" and isinstance(record.get("payload"), str):
             text = record["payload"].strip()
             if text.startswith(REPLY_PREFIX):
-                replies.append(json.loads(text[len(REPLY_PREFIX):]))
+                replies.append(json.loads(text[len(REPLY_PREFIX) :]))
     return replies

@@ -37,7 +37,9 @@ def check_out_dir(path: Path) -> None:
     if path.is_symlink() and not path.exists():
         raise UsageError(f"--out {path} is a dangling symbolic link; {OUT_DIR_RULE}.", hint=_HINT)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"--out {path} is an existing file, not a directory; {OUT_DIR_RULE}.", hint=_HINT)
+        raise UsageError(
+            f"--out {path} is an existing file, not a directory; {OUT_DIR_RULE}.", hint=_HINT
+        )
     if path.is_dir():
         entries = sorted(p.name for p in path.iterdir())
         if entries:
@@ -51,7 +53,9 @@ def check_out_dir(path: Path) -> None:
         return
     ancestor = _nearest_existing(path.parent)
     if not ancestor.is_dir():
-        raise UsageError(f"--out {path} cannot be created: {ancestor} is a file, not a directory.", hint=_HINT)
+        raise UsageError(
+            f"--out {path} cannot be created: {ancestor} is a file, not a directory.", hint=_HINT
+        )
     _require_writable(ancestor, path)
 
 
@@ -64,7 +68,10 @@ def _require_writable(directory: Path, wanted: Path) -> None:
     except OSError:
         read_only = False
     why = "is on a read-only filesystem" if read_only else "is not writable by this user"
-    raise UsageError(f"--out {wanted} cannot be written: {directory} {why}.", hint=_HINT + " Pick a writable place.")
+    raise UsageError(
+        f"--out {wanted} cannot be written: {directory} {why}.",
+        hint=_HINT + " Pick a writable place.",
+    )
 
 
 def create_out_dir(path: Path) -> list[Path]:

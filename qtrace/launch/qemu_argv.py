@@ -17,7 +17,6 @@ from qtrace.image.layout import FIRMWARE_DIRS, QEMU_BINARY
 __all__ = ["QemuConfig", "qemu_argv", "FIRMWARE_DIRS", "QEMU_BINARY"]
 
 
-
 @dataclass(frozen=True)
 class QemuConfig:
     """What the capture asks QEMU to be."""
@@ -46,8 +45,10 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
     argv += ["-serial", f"file:{cfg.out_dir}/serial.log"]
     if cfg.marker_port is not None:
         argv += [
-            "-chardev", f"file,id=qtrace-marker,path={cfg.out_dir}/marker.log",
-            "-device", f"isa-debugcon,iobase={cfg.marker_port:#x},chardev=qtrace-marker",
+            "-chardev",
+            f"file,id=qtrace-marker,path={cfg.out_dir}/marker.log",
+            "-device",
+            f"isa-debugcon,iobase={cfg.marker_port:#x},chardev=qtrace-marker",
         ]
     if cfg.exit_port is not None:
         argv += ["-device", f"isa-debug-exit,iobase={cfg.exit_port:#x},iosize=0x04"]

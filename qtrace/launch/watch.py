@@ -142,7 +142,9 @@ def _end(state: WatchState, action: Action) -> tuple[WatchState, Action]:
     return replace(state, phase=Phase.ENDED), action
 
 
-def step(state: WatchState, report: Report, now_s: float, limits: Limits) -> tuple[WatchState, Action]:
+def step(
+    state: WatchState, report: Report, now_s: float, limits: Limits
+) -> tuple[WatchState, Action]:
     """Decide the next action. Pure: the same inputs give the same outputs.
 
     Order of precedence: gdb gone; the collector's answer; a stop gdb reported; a KVM
@@ -167,23 +169,47 @@ def step(state: WatchState, report: Report, now_s: float, limits: Limits) -> tup
         if report.kvm_error.dump_complete or now_s - since >= limits.dump_wait_s:
             # QEMU paused the VM; gdb's -exec-interrupt gets no answer then (seen under
             # this machine's KVM: the capture waited out every timeout), so kill it.
-            return _end(state, Action(Do.KILL, CaptureStatus.ERROR, report.kvm_error.describe(), hint=KVM_ERROR_HINT))
+            return _end(
+                state,
+                Action(
+                    Do.KILL, CaptureStatus.ERROR, report.kvm_error.describe(), hint=KVM_ERROR_HINT
+                ),
+            )
         return state, Action(Do.POLL)
 
     if report.qemu_alive is False:
         # QEMU died (e.g. SIGKILL) and gdb did not report it.
-        return _end(state, Action(Do.ABANDON, CaptureStatus.ERROR, "QEMU died without exiting (killed by a signal?)"))
+        return _end(
+            state,
+            Action(
+                Do.ABANDON, CaptureStatus.ERROR, "QEMU died without exiting (killed by a signal?)"
+            ),
+        )
 
     if now_s - state.started_s > limits.timeout_s:
-        return _end(state, Action(Do.INTERRUPT, CaptureStatus.TIMEOUT, f"--timeout {limits.timeout_s:.0f} s reached"))
+        return _end(
+            state,
+            Action(
+                Do.INTERRUPT, CaptureStatus.TIMEOUT, f"--timeout {limits.timeout_s:.0f} s reached"
+            ),
+        )
     if now_s - state.last_progress_s > limits.hang_timeout_s:
-        where = "the guest never started" if state.phase is Phase.WAITING else "the guest stopped making progress"
+        where = (
+            "the guest never started"
+            if state.phase is Phase.WAITING
+            else "the guest stopped making progress"
+        )
         hint = HANG_HINT if limits.kvm else None
-        reason = f"no progress for {limits.hang_timeout_s:.0f} s: {where}." + (f" {hint}" if hint else "")
+        reason = f"no progress for {limits.hang_timeout_s:.0f} s: {where}." + (
+            f" {hint}" if hint else ""
+        )
         return _end(state, Action(Do.INTERRUPT, CaptureStatus.GUEST_HANG, reason, hint=reason))
 
     quiet_s = now_s - state.last_progress_s
-    if quiet_s > limits.quiet_before_liveness_s and now_s - state.last_alive_check_s > limits.liveness_every_s:
+    if (
+        quiet_s > limits.quiet_before_liveness_s
+        and now_s - state.last_alive_check_s > limits.liveness_every_s
+    ):
         return replace(state, last_alive_check_s=now_s), Action(Do.CHECK_ALIVE)
     return state, Action(Do.POLL)
 
@@ -195,11 +221,19 @@ def _collector_answer(
     if why == "arm":
         return replace(state, phase=Phase.CAPTURING, last_progress_s=now_s), Action(Do.RESUME)
     if why == "max-hits":
-        return _end(state, Action(Do.FINISH, CaptureStatus.OK, f"stopped at --max-hits {limits.max_hits}"))
-    if why.startswith(WRITE_FAILED):
-        detail = why[len(WRITE_FAILED):].lstrip(": ") or "a write error"
         return _end(
-            state, Action(Do.FINISH, CaptureStatus.ERROR, f"the collector could not write the trace: {detail}", write_failure=detail)
+            state, Action(Do.FINISH, CaptureStatus.OK, f"stopped at --max-hits {limits.max_hits}")
+        )
+    if why.startswith(WRITE_FAILED):
+        detail = why[len(WRITE_FAILED) :].lstrip(": ") or "a write error"
+        return _end(
+            state,
+            Action(
+                Do.FINISH,
+                CaptureStatus.ERROR,
+                f"the collector could not write the trace: {detail}",
+                write_failure=detail,
+            ),
         )
     return state, Action(Do.RESUME)
 
@@ -212,4 +246,11 @@ def _stopped(state: WatchState, stop: Stop) -> tuple[WatchState, Action]:
     if stop.reason == STOP_WITHOUT_REASON:
         # gdb lost QEMU (its exit status with it): judge by what the guest itself reported.
         return _end(state, Action(Do.JUDGE_EXIT, exit_code=None, exit_status_lost=True))
-    return _end(state, Action(Do.FINISH, CaptureStatus.ERROR, f"QEMU stopped: {stop.reason} {stop.signal or ''}".strip()))
+    return _end(
+        state,
+        Action(
+            Do.FINISH,
+            CaptureStatus.ERROR,
+            f"QEMU stopped: {stop.reason} {stop.signal or ''}".strip(),
+        ),
+    )

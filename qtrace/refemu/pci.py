@@ -56,6 +56,7 @@ _BAR_FIRST, _BAR_LAST = 0x10, 0x24
 _IO_SPACE_END = 0x1_0000  # x86 port space
 _MEM32_END = 0xFFFF_FFFF  # a 32-bit window whose last byte reaches here never decodes
 
+
 def config_register_name(offset: int, size: int) -> str:
     """The configuration-header register(s) a ``size``-byte access at ``offset`` touches.
 
@@ -68,11 +69,7 @@ def config_register_name(offset: int, size: int) -> str:
 
 def _dword_row(dword: int) -> Reg:
     """One dword of the header, its fields shifted into place (for mismatch decoding)."""
-    parts = [
-        r
-        for r in pci_config_map().registers("pci-config")
-        if dword <= r.offset < dword + 4
-    ]
+    parts = [r for r in pci_config_map().registers("pci-config") if dword <= r.offset < dword + 4]
     several = len(parts) > 1
     fields = tuple(
         Field(

@@ -87,7 +87,9 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
     """
     kind = obj.get("type")
     if not isinstance(kind, str) or kind not in _RECORD_CLASSES:
-        raise ValueError(f"unknown record type {kind!r}; expected \"type\" to be one of {', '.join(_RECORD_CLASSES)}")
+        raise ValueError(
+            f'unknown record type {kind!r}; expected "type" to be one of {", ".join(_RECORD_CLASSES)}'
+        )
     cls = _RECORD_CLASSES[kind]
     missing = [name for name in _REQUIRED[kind] if name not in obj]
     if missing:
@@ -108,9 +110,13 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
     elif kind == "access":
         kwargs.setdefault("seq", default_seq)
         if kwargs["op"] not in ("read", "write"):
-            raise ValueError(f"access op {kwargs['op']!r} is not read/write; expected \"read\" or \"write\"")
+            raise ValueError(
+                f'access op {kwargs["op"]!r} is not read/write; expected "read" or "write"'
+            )
         if kwargs["space"] not in ("mmio", "pio", "pci-config"):
-            raise ValueError(f"access space {kwargs['space']!r} is not mmio/pio/pci-config; expected one of those")
+            raise ValueError(
+                f"access space {kwargs['space']!r} is not mmio/pio/pci-config; expected one of those"
+            )
         for name in ("offset", "size", "value"):
             if not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool):
                 raise ValueError(f"access {name} must be an integer, found {kwargs[name]!r}")
@@ -134,8 +140,12 @@ def _kvm_host(raw: dict[str, Any]) -> KvmHost:
             for z in raw.get("zones", [])
         )
     except (KeyError, TypeError) as exc:
-        raise ValueError(f"end record's kvm zones: an entry lacks {exc}; expected op, space, start, size") from None
-    return KvmHost({str(k): bool(v) for k, v in caps.items()} if isinstance(caps, dict) else None, zones)
+        raise ValueError(
+            f"end record's kvm zones: an entry lacks {exc}; expected op, space, start, size"
+        ) from None
+    return KvmHost(
+        {str(k): bool(v) for k, v in caps.items()} if isinstance(caps, dict) else None, zones
+    )
 
 
 def _header_device_properties(obj: dict[str, Any], argv: tuple[str, ...]) -> dict[str, str] | None:
@@ -151,7 +161,9 @@ def _header_device_properties(obj: dict[str, Any], argv: tuple[str, ...]) -> dic
     props = obj["device_properties"]
     if props is None:
         return None
-    if not isinstance(props, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in props.items()):
+    if not isinstance(props, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in props.items()
+    ):
         raise ValueError(f"header device_properties must be an object of strings, found {props!r}")
     return dict(props)
 
@@ -184,7 +196,7 @@ def device_properties(argv: Iterable[str], device: str) -> dict[str, str] | None
 
 def _frame(obj: Any) -> Frame:
     if not isinstance(obj, dict) or "func" not in obj:
-        raise ValueError("a stack frame must be a JSON object with at least \"func\"")
+        raise ValueError('a stack frame must be a JSON object with at least "func"')
     return Frame(func=obj["func"], file=obj.get("file"), line=obj.get("line"), pc=obj.get("pc"))
 
 
@@ -203,7 +215,9 @@ def decode_line(path: Path | str, number: int, line: str) -> Record:
         raise TraceFormatError(path, number, _json_problem(text, line, exc)) from exc
     if not isinstance(obj, dict):
         raise TraceFormatError(
-            path, number, f"a record must be a JSON object ({{\"type\": ...}}), not a JSON {_json_kind(obj)}"
+            path,
+            number,
+            f'a record must be a JSON object ({{"type": ...}}), not a JSON {_json_kind(obj)}',
         )
     try:
         return record_from_json(obj, default_seq=number)
@@ -227,7 +241,7 @@ def _json_problem(text: str, raw: str, exc: json.JSONDecodeError) -> str:
         )
     return (
         f"not JSON ({exc.msg}, character {exc.pos + 1}); expected one JSON object per line "
-        f"(e.g. {{\"type\":\"access\",...}}), found {shown!r}"
+        f'(e.g. {{"type":"access",...}}), found {shown!r}'
     )
 
 
@@ -259,12 +273,18 @@ def _numbered_records(path: Path) -> Iterator[tuple[int, Record]]:
                 record = decode_line(path, number, line)
                 if not seen_header and not isinstance(record, Header):
                     raise TraceFormatError(
-                        path, number, f"the first record must be the header, found a record of type {record.type!r}"
+                        path,
+                        number,
+                        f"the first record must be the header, found a record of type {record.type!r}",
                     )
                 seen_header = True
                 yield number, record
         except UnicodeDecodeError as exc:
-            raise TraceFormatError(path, number + 1, f"not UTF-8 text ({exc.reason}) at or after this line; expected JSON Lines") from exc
+            raise TraceFormatError(
+                path,
+                number + 1,
+                f"not UTF-8 text ({exc.reason}) at or after this line; expected JSON Lines",
+            ) from exc
 
 
 def iter_records(path: Path | str) -> Iterator[Record]:
@@ -308,7 +328,9 @@ def read_trace(path: Path | str) -> Trace:
     first = next(records, None)
     if first is None:
         raise TraceFormatError(
-            path, 1, f"the file is empty; expected a header record on line 1 ({{\"type\":\"header\",\"schema\":\"{SCHEMA_VERSION}\",...}})"
+            path,
+            1,
+            f'the file is empty; expected a header record on line 1 ({{"type":"header","schema":"{SCHEMA_VERSION}",...}})',
         )
     header = first[1]
     assert isinstance(header, Header)  # _numbered_records checks the first record
@@ -319,7 +341,9 @@ def read_trace(path: Path | str) -> Trace:
         elif isinstance(record, End):
             trace.end = record
         elif isinstance(record, Header):
-            raise TraceFormatError(path, number, "a second header record; expected exactly one, on line 1")
+            raise TraceFormatError(
+                path, number, "a second header record; expected exactly one, on line 1"
+            )
         else:
             trace.records.append(record)
     return trace

@@ -137,9 +137,7 @@ class QemuQtest:
         setup = self.device.qtest
         if setup is None:
             raise LaunchFailure(f"the {self.device.name} pack has no [model.qtest] setup")
-        return QemuSide(
-            self.qtest, setup.slot, setup.gsi, self.device.support.interrupt_delay_ns
-        )
+        return QemuSide(self.qtest, setup.slot, setup.gsi, self.device.support.interrupt_delay_ns)
 
     def start(self) -> QtestClient:
         """Listen, start the container, accept QEMU's two connections."""

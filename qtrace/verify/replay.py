@@ -132,7 +132,9 @@ class _Replayer:
             self.nic.pci.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER)
         self.host_frames = _has_network_backend(properties)
         make_quirks = device.support.replay_quirks
-        self.quirks = None if make_quirks is None else make_quirks(trace, self.nic, self.host_frames)
+        self.quirks = (
+            None if make_quirks is None else make_quirks(trace, self.nic, self.host_frames)
+        )
         self._intx_seqs: list[int] = []
         self._intx_events: list[tuple[int, int, bool]] = []
         self.config_written: set[int] = set()
@@ -343,7 +345,9 @@ class _Replayer:
         model = self._read(access)
         shift = 8 * (access.offset & 3)
         rules = (
-            rules_for(self.volatile, target.rule_name, access.value << shift, host_frames=self.host_frames)
+            rules_for(
+                self.volatile, target.rule_name, access.value << shift, host_frames=self.host_frames
+            )
             if target.rule_name
             else ()
         )

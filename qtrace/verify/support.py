@@ -111,4 +111,3 @@ def verify_device(device: str) -> VerifyDevice:
             "not a qtrace.verify.support.DeviceSupport"
         )
     return VerifyDevice(pack.name, pack.qom_types, cast(PciDeviceModel, model), support, pack.qtest)
-

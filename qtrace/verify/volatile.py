@@ -23,6 +23,7 @@ from typing import Literal
 
 __all__ = ["VolatileRule", "explain", "rules_for"]
 
+
 @dataclass(frozen=True)
 class VolatileRule:
     """How one register's time- or host-dependent bits are compared.

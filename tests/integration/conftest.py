@@ -20,7 +20,6 @@ from qtrace.launch.kvm import kvm_usable
 from qtrace.launch.live import LiveStats
 
 
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
@@ -64,7 +63,10 @@ def debug_image() -> BuildResult:
     """The 10.2.2 debug image: built for real on a fresh machine, reused when cached."""
     events = RecordingEvents()
     result = build_image(BuildRequest(), events)
-    print(f"\n[build] {result.image}: {'cached' if result.cached else 'built'} in {result.elapsed_s:.0f} s", flush=True)
+    print(
+        f"\n[build] {result.image}: {'cached' if result.cached else 'built'} in {result.elapsed_s:.0f} s",
+        flush=True,
+    )
     return result
 
 
@@ -90,7 +92,10 @@ def build_version(debug_image: BuildResult) -> Callable[[str], BuildResult]:
     def build(version: str) -> BuildResult:
         if version not in built:
             built[version] = build_image(BuildRequest(qemu_version=version), RecordingEvents())
-            print(f"\n[build] {built[version].image}: {'cached' if built[version].cached else 'built'}", flush=True)
+            print(
+                f"\n[build] {built[version].image}: {'cached' if built[version].cached else 'built'}",
+                flush=True,
+            )
         return built[version]
 
     return build
@@ -103,15 +108,21 @@ def capture(
     """Run (once per distinct configuration) a real capture and return its result."""
     done: dict[tuple[object, ...], CaptureResult] = {}
 
-    def run(device: str = "e1000", accel: str = "kvm", machine: str = "pc", **extra: object) -> CaptureResult:
+    def run(
+        device: str = "e1000", accel: str = "kvm", machine: str = "pc", **extra: object
+    ) -> CaptureResult:
         key = (device, accel, machine, tuple(sorted(extra.items())))
         if key not in done:
             if "qemu_version" in extra:
                 build_version(str(extra["qemu_version"]))
             if accel == "kvm":
                 require_kvm()
-            out = captures_dir / "-".join([device, accel, machine, *(f"{k}{v}" for k, v in sorted(extra.items()))])
-            request = CaptureRequest(device=device, accel=accel, machine=machine, out_dir=out, **extra)  # type: ignore[arg-type]
+            out = captures_dir / "-".join(
+                [device, accel, machine, *(f"{k}{v}" for k, v in sorted(extra.items()))]
+            )
+            request = CaptureRequest(
+                device=device, accel=accel, machine=machine, out_dir=out, **extra
+            )  # type: ignore[arg-type]
             done[key] = run_capture(request, RecordingEvents())
         return done[key]
 

@@ -18,7 +18,13 @@ QTRACE = str(Path(sys.executable).with_name("qtrace"))
 
 
 def _run(*args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([QTRACE, *args], capture_output=True, text=True, timeout=timeout_s, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [QTRACE, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_warm_build_says_cached_quickly(debug_image: BuildResult) -> None:
@@ -43,7 +49,14 @@ def test_doctor_json_has_one_entry_per_check(debug_image: BuildResult) -> None:
     proc = _run("doctor", "--json", timeout_s=120)
     report = json.loads(proc.stdout)
     names = [c["name"] for c in report["checks"]]
-    assert names == ["docker daemon", "debug image", "gdb in image", "kvm", "free disk", "leftover containers"]
+    assert names == [
+        "docker daemon",
+        "debug image",
+        "gdb in image",
+        "kvm",
+        "free disk",
+        "leftover containers",
+    ]
     by_name = {c["name"]: c for c in report["checks"]}
     assert by_name["docker daemon"]["status"] == "ok"
     assert by_name["debug image"]["status"] == "ok" and "10.2.2" in by_name["debug image"]["detail"]
@@ -56,11 +69,16 @@ def test_ctrl_c_during_a_build_leaves_no_container_and_keeps_the_valid_image(
 ) -> None:
     before = docker_client.images.get(debug_image.image).id
     already = {c.id for c in qtrace_containers(docker_client)}
-    proc = subprocess.Popen([QTRACE, "build", "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [QTRACE, "build", "--force"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if any(c.labels.get(KIND_LABEL, "").startswith("build-") and c.id not in already for c in qtrace_containers(docker_client)):
+            if any(
+                c.labels.get(KIND_LABEL, "").startswith("build-") and c.id not in already
+                for c in qtrace_containers(docker_client)
+            ):
                 break
             time.sleep(0.5)
         else:
@@ -74,4 +92,6 @@ def test_ctrl_c_during_a_build_leaves_no_container_and_keeps_the_valid_image(
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert not [c for c in qtrace_containers(docker_client) if c.id not in already]
-    assert docker_client.images.get(debug_image.image).id == before, "the interrupted build must not retag the image"
+    assert docker_client.images.get(debug_image.image).id == before, (
+        "the interrupted build must not retag the image"
+    )

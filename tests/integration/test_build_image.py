@@ -6,7 +6,14 @@ import time
 
 import docker
 
-from qtrace.image.builder import LABEL_CACHE_KEY, LABEL_CONFIGURE, LABEL_QEMU_VERSION, BuildRequest, BuildResult, build_image
+from qtrace.image.builder import (
+    LABEL_CACHE_KEY,
+    LABEL_CONFIGURE,
+    LABEL_QEMU_VERSION,
+    BuildRequest,
+    BuildResult,
+    build_image,
+)
 from qtrace.discover.exit_cases import KVM_ALL_PATH, REQUIRED_EXITS, locate_exit_cases
 from tests.integration.conftest import RecordingEvents
 
@@ -16,14 +23,18 @@ def _run(client: docker.DockerClient, image: str, command: str) -> str:
     return out.decode()
 
 
-def test_image_labels_record_version_flags_and_key(debug_image: BuildResult, docker_client: docker.DockerClient) -> None:
+def test_image_labels_record_version_flags_and_key(
+    debug_image: BuildResult, docker_client: docker.DockerClient
+) -> None:
     labels = docker_client.images.get(debug_image.image).labels
     assert labels[LABEL_QEMU_VERSION] == "10.2.2"
     assert "--enable-debug" in labels[LABEL_CONFIGURE]
     assert labels[LABEL_CACHE_KEY] == debug_image.cache_key
 
 
-def test_binary_is_a_debug_build_gdb_resolves_handler_to_source(debug_image: BuildResult, docker_client: docker.DockerClient) -> None:
+def test_binary_is_a_debug_build_gdb_resolves_handler_to_source(
+    debug_image: BuildResult, docker_client: docker.DockerClient
+) -> None:
     out = _run(
         docker_client,
         debug_image.image,
@@ -34,7 +45,9 @@ def test_binary_is_a_debug_build_gdb_resolves_handler_to_source(debug_image: Bui
     assert "hw/net/e1000.c" in out, out
 
 
-def test_image_holds_firmware_source_gdb_and_guest_toolchain(debug_image: BuildResult, docker_client: docker.DockerClient) -> None:
+def test_image_holds_firmware_source_gdb_and_guest_toolchain(
+    debug_image: BuildResult, docker_client: docker.DockerClient
+) -> None:
     out = _run(
         docker_client,
         debug_image.image,
@@ -54,7 +67,9 @@ def test_warm_build_is_cached_and_fast(debug_image: BuildResult) -> None:
     assert time.monotonic() - started < 30
 
 
-def test_exit_cases_found_in_the_real_10_2_2_source(debug_image: BuildResult, docker_client: docker.DockerClient) -> None:
+def test_exit_cases_found_in_the_real_10_2_2_source(
+    debug_image: BuildResult, docker_client: docker.DockerClient
+) -> None:
     source = _run(docker_client, debug_image.image, f"cat /src/qemu/{KVM_ALL_PATH}")
     cases = locate_exit_cases(source)
     labels = {label for case in cases for label in case.labels}

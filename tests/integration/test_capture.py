@@ -43,7 +43,14 @@ def test_kvm_probe_capture_finishes_ok(capture: Capture) -> None:
     trace = read_trace(result.out_dir)
     assert trace.end is not None and trace.end.status == "ok"
     assert trace.header.accel == "kvm" and trace.header.device == "e1000"
-    for name in ("trace.jsonl", "qemu.log", "gdb.log", "serial.log", "summary.json", "manifest.json"):
+    for name in (
+        "trace.jsonl",
+        "qemu.log",
+        "gdb.log",
+        "serial.log",
+        "summary.json",
+        "manifest.json",
+    ):
         assert (result.out_dir / name).is_file(), name
 
 
@@ -70,7 +77,9 @@ def test_kvm_exits_on_config_ports_and_on_the_bar(capture: Capture) -> None:
         assert access.op == "write" and access.exit_seq is None
         assert "kvm_flush_coalesced_mmio_buffer" in _funcs(trace, access.stack)
     for access in (a for a in device_mmio if not a.coalesced):
-        assert access.exit_seq in mmio_exits, "each MMIO access links to the KVM_EXIT_MMIO that caused it"
+        assert access.exit_seq in mmio_exits, (
+            "each MMIO access links to the KVM_EXIT_MMIO that caused it"
+        )
         exit_record = mmio_exits[access.exit_seq]
         assert exit_record.is_write == (access.op == "write")
         assert access.addr == exit_record.phys_addr
@@ -79,14 +88,18 @@ def test_kvm_exits_on_config_ports_and_on_the_bar(capture: Capture) -> None:
     assert config and all(by_seq[a.exit_seq].port in range(0xCFC, 0xD00) for a in config)
 
 
-def test_kvm_stacks_run_from_vcpu_thread_through_kvm_cpu_exec_to_the_handler(capture: Capture) -> None:
+def test_kvm_stacks_run_from_vcpu_thread_through_kvm_cpu_exec_to_the_handler(
+    capture: Capture,
+) -> None:
     trace = read_trace(capture("e1000", "kvm").out_dir)
     for op, handler in (("read", "e1000_mmio_read"), ("write", "e1000_mmio_write")):
         access = next(a for a in trace.accesses if a.space == "mmio" and a.op == op)
         funcs = _funcs(trace, access.stack)
         assert funcs[0] == handler
         assert "kvm_cpu_exec" in funcs and "kvm_vcpu_thread_fn" in funcs
-        assert funcs.index(handler) < funcs.index("kvm_cpu_exec") < funcs.index("kvm_vcpu_thread_fn")
+        assert (
+            funcs.index(handler) < funcs.index("kvm_cpu_exec") < funcs.index("kvm_vcpu_thread_fn")
+        )
         assert any(f.startswith("memory_region_dispatch_") for f in funcs)
         assert not any(f.startswith("qemu_wait_io_event") for f in funcs)
         top = trace.stacks[access.stack].frames[0]
@@ -109,7 +122,10 @@ def test_kvm_end_record_carries_the_hosts_coalescing_evidence(capture: Capture) 
     trace = read_trace(capture("e1000", "kvm").out_dir)
     assert trace.end is not None and trace.end.kvm is not None
     kvm = trace.end.kvm
-    assert kvm.capabilities is not None and set(kvm.capabilities) == {"coalesced_mmio", "coalesced_pio"}
+    assert kvm.capabilities is not None and set(kvm.capabilities) == {
+        "coalesced_mmio",
+        "coalesced_pio",
+    }
     mmio = [a for a in trace.accesses if a.space == "mmio"]
     first = next(a for a in mmio if a.addr is not None)
     assert first.addr is not None
@@ -167,14 +183,18 @@ def test_q35_reaches_config_space_through_mmconfig(capture: Capture) -> None:
         exit_record = by_seq[access.exit_seq]  # type: ignore[index]
         assert exit_record.reason == "KVM_EXIT_MMIO"
         assert 0xB000_0000 <= (exit_record.phys_addr or 0) < 0xC000_0000
-        assert "pcie_mmcfg_data_read" in _funcs(trace, access.stack) or "pcie_mmcfg_data_write" in _funcs(trace, access.stack)
+        assert "pcie_mmcfg_data_read" in _funcs(
+            trace, access.stack
+        ) or "pcie_mmcfg_data_write" in _funcs(trace, access.stack)
 
 
 def test_interrupt_and_tx_dma_are_recorded_with_their_stacks(capture: Capture) -> None:
     trace = read_trace(capture("e1000", "kvm").out_dir)
     raised = [i for i in trace.irqs if i.level == 1 and i.line == "INTx"]
     assert raised and any(i.level == 0 for i in trace.irqs)
-    assert "set_interrupt_cause" in _funcs(trace, raised[0].stack) or "set_ics" in _funcs(trace, raised[0].stack)
+    assert "set_interrupt_cause" in _funcs(trace, raised[0].stack) or "set_ics" in _funcs(
+        trace, raised[0].stack
+    )
     # The probe's one frame: descriptor fetch (16 bytes), frame read, status writeback.
     fetch = trace.dmas[0]
     assert fetch.op == "read" and fetch.size == 16

@@ -48,7 +48,9 @@ def _assert_nothing_running(client: docker.DockerClient) -> None:
     assert not _capture_containers(client)
     if not os.environ.get("CI"):
         return  # on a shared developer machine other captures may be running
-    leftovers = subprocess.run(["pgrep", "-f", "qemu-system-x86_64"], capture_output=True, text=True).stdout.split()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", "qemu-system-x86_64"], capture_output=True, text=True
+    ).stdout.split()
     assert not leftovers, f"QEMU processes left on the host: {leftovers}"
 
 
@@ -70,9 +72,13 @@ def test_killed_mid_capture_keeps_a_valid_trace(
     closed_by_host: bool | None,
 ) -> None:
     out = tmp_path / "killed"
-    request = CaptureRequest(device="e1000", accel="tcg", out_dir=out, load_rounds=LONG_RUN_ROUNDS, timeout_s=120)
+    request = CaptureRequest(
+        device="e1000", accel="tcg", out_dir=out, load_rounds=LONG_RUN_ROUNDS, timeout_s=120
+    )
     results = []
-    worker = threading.Thread(target=lambda: results.append(run_capture(request, RecordingEvents())))
+    worker = threading.Thread(
+        target=lambda: results.append(run_capture(request, RecordingEvents()))
+    )
     worker.start()
     _wait_for_accesses(out / "trace.jsonl")
     (container,) = _capture_containers(docker_client)
@@ -90,11 +96,23 @@ def test_killed_mid_capture_keeps_a_valid_trace(
     _assert_nothing_running(docker_client)
 
 
-def test_ctrl_c_exits_130_and_keeps_what_was_captured(debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+def test_ctrl_c_exits_130_and_keeps_what_was_captured(
+    debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
     out = tmp_path / "interrupted"
     qtrace = Path(sys.executable).with_name("qtrace")
     proc = subprocess.Popen(
-        [str(qtrace), "capture", "e1000", "--accel", "tcg", "--out", str(out), "--probe-rounds", str(LONG_RUN_ROUNDS)],
+        [
+            str(qtrace),
+            "capture",
+            "e1000",
+            "--accel",
+            "tcg",
+            "--out",
+            str(out),
+            "--probe-rounds",
+            str(LONG_RUN_ROUNDS),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -115,11 +133,15 @@ def test_ctrl_c_exits_130_and_keeps_what_was_captured(debug_image: BuildResult, 
     _assert_nothing_running(docker_client)
 
 
-def test_timeout_ends_the_capture_with_status_timeout(debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+def test_timeout_ends_the_capture_with_status_timeout(
+    debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
     require_kvm()
     out = tmp_path / "timeout"
     result = run_capture(
-        CaptureRequest(device="e1000", accel="kvm", out_dir=out, load_rounds=LONG_RUN_ROUNDS * 10, timeout_s=12),
+        CaptureRequest(
+            device="e1000", accel="kvm", out_dir=out, load_rounds=LONG_RUN_ROUNDS * 10, timeout_s=12
+        ),
         RecordingEvents(),
     )
     assert result.status == "timeout"
@@ -128,7 +150,9 @@ def test_timeout_ends_the_capture_with_status_timeout(debug_image: BuildResult, 
     _assert_nothing_running(docker_client)
 
 
-def test_bad_device_name_is_a_clear_usage_error(debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+def test_bad_device_name_is_a_clear_usage_error(
+    debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
     qtrace = Path(sys.executable).with_name("qtrace")
     proc = subprocess.run(
         [str(qtrace), "capture", "e1001", "--accel", "tcg", "--out", str(tmp_path / "bad")],
@@ -150,14 +174,30 @@ def _qtrace() -> str:
     return str(Path(sys.executable).with_name("qtrace"))
 
 
-@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize(
+    ("sig", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"]
+)
 def test_termination_signals_end_the_capture_like_ctrl_c(
-    debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path, sig: signal.Signals, exit_code: int
+    debug_image: BuildResult,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    sig: signal.Signals,
+    exit_code: int,
 ) -> None:
     out = tmp_path / "signalled"
     # A session of its own: the signal reaches qtrace alone, as from `timeout` or systemd.
     proc = subprocess.Popen(
-        [_qtrace(), "capture", "e1000", "--accel", "tcg", "--out", str(out), "--probe-rounds", str(LONG_RUN_ROUNDS)],
+        [
+            _qtrace(),
+            "capture",
+            "e1000",
+            "--accel",
+            "tcg",
+            "--out",
+            str(out),
+            "--probe-rounds",
+            str(LONG_RUN_ROUNDS),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -199,7 +239,9 @@ def _refused(out: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def test_out_that_is_a_regular_file_is_refused_and_left_alone(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+def test_out_that_is_a_regular_file_is_refused_and_left_alone(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
     target = tmp_path / "notes.txt"
     target.write_text("mine\n")
     proc = _refused(target)
@@ -209,7 +251,9 @@ def test_out_that_is_a_regular_file_is_refused_and_left_alone(tmp_path: Path, do
     _assert_nothing_running(docker_client)
 
 
-def test_non_empty_out_is_refused_and_nothing_is_written(tmp_path: Path, docker_client: docker.DockerClient) -> None:
+def test_non_empty_out_is_refused_and_nothing_is_written(
+    tmp_path: Path, docker_client: docker.DockerClient
+) -> None:
     (tmp_path / "old-trace.jsonl").write_text("{}\n")
     proc = _refused(tmp_path)
     assert "is not empty" in proc.stderr and "old-trace.jsonl" in proc.stderr
@@ -258,7 +302,17 @@ def test_a_full_disk_ends_the_capture_clearly_and_keeps_a_readable_trace(
     debug_image: BuildResult, docker_client: docker.DockerClient, tiny_disk: Path
 ) -> None:
     proc = subprocess.run(
-        [_qtrace(), "capture", "e1000", "--accel", "tcg", "--out", str(tiny_disk), "--probe-rounds", str(LONG_RUN_ROUNDS)],
+        [
+            _qtrace(),
+            "capture",
+            "e1000",
+            "--accel",
+            "tcg",
+            "--out",
+            str(tiny_disk),
+            "--probe-rounds",
+            str(LONG_RUN_ROUNDS),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -271,7 +325,9 @@ def test_a_full_disk_ends_the_capture_clearly_and_keeps_a_readable_trace(
     _assert_nothing_running(docker_client)
     trace = read_trace(tiny_disk)  # valid up to its last complete line
     assert len(trace.accesses) >= 20
-    shown = subprocess.run([_qtrace(), "show", str(tiny_disk)], capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [_qtrace(), "show", str(tiny_disk)], capture_output=True, text=True, timeout=120
+    )
     assert shown.returncode == 0, shown.stderr
     assert "Traceback" not in shown.stderr
 
@@ -284,16 +340,30 @@ def test_show_names_the_bad_line_of_a_cut_off_trace(tmp_path: Path) -> None:
     lines = source.read_text().splitlines(keepends=True)
     cut = tmp_path / "trace.jsonl"
     cut.write_text("".join(lines[:40]) + lines[40][:25])
-    proc = subprocess.run([_qtrace(), "show", str(cut)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "300"})
+    proc = subprocess.run(
+        [_qtrace(), "show", str(cut)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"{cut}:41:" in proc.stderr and "ends in the middle of this record" in proc.stderr
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("".join(lines[:3]) + "not a record\n")
-    proc = subprocess.run([_qtrace(), "show", str(garbage)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "300"})
-    assert proc.returncode == 1 and f"{garbage}:4:" in proc.stderr and "one JSON object per line" in proc.stderr
+    proc = subprocess.run(
+        [_qtrace(), "show", str(garbage)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert (
+        proc.returncode == 1
+        and f"{garbage}:4:" in proc.stderr
+        and "one JSON object per line" in proc.stderr
+    )
 
 
 # ----- a KVM internal error ends the capture at once (issue 16) -----
@@ -308,13 +378,27 @@ def test_a_kvm_internal_error_ends_the_capture_with_that_error(
     require_kvm()
     out = tmp_path / "firmware"
     proc = subprocess.run(
-        [_qtrace(), "capture", "e1000", "--guest", "firmware", "--out", str(out), "--hang-timeout", "600", "--timeout", "600"],
+        [
+            _qtrace(),
+            "capture",
+            "e1000",
+            "--guest",
+            "firmware",
+            "--out",
+            str(out),
+            "--hang-timeout",
+            "600",
+            "--timeout",
+            "600",
+        ],
         capture_output=True,
         text=True,
         timeout=400,
         env={**os.environ, "COLUMNS": "300"},
     )
-    assert "KVM internal error" in (out / "qemu.log").read_text(), "the fault this test is about did not happen"
+    assert "KVM internal error" in (out / "qemu.log").read_text(), (
+        "the fault this test is about did not happen"
+    )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "KVM internal error (Suberror: 1, emulation failure)" in proc.stdout

@@ -16,7 +16,9 @@ OLDER_RELEASES = {"7.2": ("softmmu/memory.c", False), "10.0.13": ("system/memory
 
 
 @pytest.mark.parametrize(
-    ("version", "accel"), [("7.2", "kvm"), ("7.2", "tcg"), ("10.0.13", "kvm")], ids=["7.2-kvm", "7.2-tcg", "10.0.13-kvm"]
+    ("version", "accel"),
+    [("7.2", "kvm"), ("7.2", "tcg"), ("10.0.13", "kvm")],
+    ids=["7.2-kvm", "7.2-tcg", "10.0.13-kvm"],
 )
 def test_older_qemu_capture_passes_the_same_checks(
     capture: Callable[..., CaptureResult], version: str, accel: str

@@ -44,14 +44,18 @@ def test_linux_tcg_runs_the_driver_to_the_end(capture: Capture) -> None:
     assert (result.out_dir / "linux" / "initramfs.cpio.gz").is_file()
 
 
-def test_linux_tcg_tx_descriptor_fetch_is_a_dma_read_from_the_transmit_code(capture: Capture) -> None:
+def test_linux_tcg_tx_descriptor_fetch_is_a_dma_read_from_the_transmit_code(
+    capture: Capture,
+) -> None:
     trace = read_trace(capture("e1000", "tcg", **LINUX_TCG).out_dir)
     fetches = [d for d in trace.dmas if d.op == "read" and d.size == 16]
     assert fetches, "the driver's frames are fetched by 16-byte descriptor reads"
     funcs = [f.func for f in trace.stacks[fetches[0].stack].frames]  # type: ignore[index]
     assert funcs[0] == "pci_dma_rw"
     assert "start_xmit" in funcs and "e1000_mmio_write" in funcs, funcs
-    assert not any(f.startswith("kvm_") for f in funcs), "under TCG the write comes from translated code"
+    assert not any(f.startswith("kvm_") for f in funcs), (
+        "under TCG the write comes from translated code"
+    )
     writebacks = [d for d in trace.dmas if d.op == "write"]
     assert writebacks, "descriptor status (DD) is written back to guest memory"
     raised = [i for i in trace.irqs if i.level == 1]

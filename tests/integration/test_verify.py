@@ -109,7 +109,13 @@ def test_broken_model_is_caught_by_random_sequences(debug_image: BuildResult) ->
     with QemuQtest(connect(), debug_image.image, verify_device("e1000")) as qemu:
         # 1000: since the sequences also draw 1- and 2-byte accesses, the derandomized search
         # first meets ICS, ICR, ICR after about 600 sequences (300 were enough before).
-        result = run_live(qemu, verify_device("e1000"), sequences=1000, make_nic=_IcrNotClearedOnRead, scenarios=())
+        result = run_live(
+            qemu,
+            verify_device("e1000"),
+            sequences=1000,
+            make_nic=_IcrNotClearedOnRead,
+            scenarios=(),
+        )
     assert not result.ok
     assert result.counterexample_divergence is not None
     print("\n[verify] shrunk counterexample:", *result.counterexample, sep="\n  ")
@@ -143,7 +149,13 @@ _ACTIONS = frozenset({"ICR", "ICS", "IMS", "IMC"})
 
 def test_old_narrow_access_model_is_caught_by_random_sequences(debug_image: BuildResult) -> None:
     with QemuQtest(connect(), debug_image.image, verify_device("e1000")) as qemu:
-        result = run_live(qemu, verify_device("e1000"), sequences=300, make_nic=_DatasheetNarrowAccesses, scenarios=())
+        result = run_live(
+            qemu,
+            verify_device("e1000"),
+            sequences=300,
+            make_nic=_DatasheetNarrowAccesses,
+            scenarios=(),
+        )
     assert not result.ok and result.counterexample_divergence is not None
     print("\n[verify] shrunk counterexample:", *result.counterexample, sep="\n  ")
     narrow = ("read1", "read2", "write1", "write2")
@@ -164,6 +176,8 @@ def test_old_eerd_storage_diverges_in_the_scenarios(debug_image: BuildResult) ->
 
     narrow = [s for s in SCENARIOS if "EERD without START" in s.name]
     with QemuQtest(connect(), debug_image.image, verify_device("e1000")) as qemu:
-        result = run_live(qemu, verify_device("e1000"), sequences=0, make_nic=_OldEerd, scenarios=narrow)
+        result = run_live(
+            qemu, verify_device("e1000"), sequences=0, make_nic=_OldEerd, scenarios=narrow
+        )
     [scenario] = result.scenarios
     assert scenario.divergence is not None and "EERD" in str(scenario.divergence)

@@ -69,7 +69,6 @@ VOLATILE: tuple[VolatileRule, ...] = (
 )  # fmt: skip
 
 
-
 _ICR_OFFSET = 0xC0  # interrupt cause read (8254x SDM 13.4.17)
 _ICS_OFFSET = 0xC8  # interrupt cause set (13.4.18)
 _EECD = 0x10
@@ -169,8 +168,6 @@ _ACCESS_SIZES = (4, 4, 4, 4, 4, 4, 2, 1)  # mostly dword accesses, as drivers ma
 # Interrupt and transmit registers interact with each other, so they are drawn more often.
 _WEIGHTS = {"ICR": 8, "ICS": 6, "IMS": 5, "IMC": 4, "TDT": 4, "TCTL": 3, "TDH": 2, "TDLEN": 2}
 _DRAW_ORDER = tuple(name for name in sorted(RANDOM_REGISTERS) for _ in range(_WEIGHTS.get(name, 1)))
-
-
 
 
 def sequences() -> Any:

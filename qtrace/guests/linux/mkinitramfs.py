@@ -106,7 +106,9 @@ def gzip_fixed(data: bytes) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output directory (created)")
-    parser.add_argument("--module", required=True, help="the NIC driver module to load (the device pack names it)")
+    parser.add_argument(
+        "--module", required=True, help="the NIC driver module to load (the device pack names it)"
+    )
     parser.add_argument(
         "--kernel-dir",
         type=Path,

@@ -37,7 +37,9 @@ def tree(tmp_path: Path) -> DirectorySourceProvider:
     (tmp_path / "accel").mkdir()
     (tmp_path / "accel" / "io.c").write_text(FAKE_C, encoding="utf-8")
     (tmp_path / "stubs").mkdir()
-    (tmp_path / "stubs" / "io.c").write_text("void other(void)\n{\n    abort();\n}\n", encoding="utf-8")
+    (tmp_path / "stubs" / "io.c").write_text(
+        "void other(void)\n{\n    abort();\n}\n", encoding="utf-8"
+    )
     return DirectorySourceProvider(tmp_path)
 
 
@@ -75,7 +77,10 @@ def test_anchors_that_the_source_bears_out_hold(tree: DirectorySourceProvider, a
 @pytest.mark.parametrize(
     ("anchor", "problem"),
     [
-        ('anchor = { calls = ["never_called"] }', "does not call never_called"),  # only in a comment
+        (
+            'anchor = { calls = ["never_called"] }',
+            "does not call never_called",
+        ),  # only in a comment
         ('anchor = { calls = ["indirect"] }', "does not call indirect"),  # a pointer, not a call
         ('anchor = { calls = ["do_io"] }', "does not call do_io"),  # its own name is no call
         ('anchor = { contains = ["SECRET"] }', "lacks 'SECRET'"),
@@ -141,4 +146,6 @@ def test_malformed_anchors_are_report_errors(anchor: str) -> None:
 
 def test_a_rule_whose_first_func_is_a_glob_needs_an_explicit_anchor_func() -> None:
     with pytest.raises(ReportError):
-        _anchors('[[rule]]\nfunc = "kvm_*"\nlayer = "x"\nexplain = "e"\nanchor = { calls = ["x"] }\n')
+        _anchors(
+            '[[rule]]\nfunc = "kvm_*"\nlayer = "x"\nexplain = "e"\nanchor = { calls = ["x"] }\n'
+        )

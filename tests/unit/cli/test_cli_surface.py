@@ -36,7 +36,10 @@ def test_every_command_has_help(command: str) -> None:
     [
         (["capture", "e1000", "--accel", "warp"], "'warp' is not one of 'kvm', 'tcg', 'auto'"),
         (["capture", "e1000", "--machine", "isapc"], "'isapc' is not one of 'pc', 'q35'"),
-        (["capture", "e1000", "--guest", "windows"], "'windows' is not one of 'probe', 'linux', 'firmware'"),
+        (
+            ["capture", "e1000", "--guest", "windows"],
+            "'windows' is not one of 'probe', 'linux', 'firmware'",
+        ),
     ],
 )
 def test_bad_capture_options_exit_2_without_traceback(args: list[str], needle: str) -> None:
@@ -50,7 +53,9 @@ def test_bad_capture_options_exit_2_without_traceback(args: list[str], needle: s
     ("option", "kind"),
     [("--accel", AccelChoice), ("--machine", Machine), ("--guest", Guest)],
 )
-def test_capture_help_lists_the_choices_from_the_shared_enums(option: str, kind: type[StrEnum]) -> None:
+def test_capture_help_lists_the_choices_from_the_shared_enums(
+    option: str, kind: type[StrEnum]
+) -> None:
     result = runner.invoke(app, ["capture", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     line = next(line for line in result.output.splitlines() if option in line)

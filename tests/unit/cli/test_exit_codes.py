@@ -16,7 +16,14 @@ from qtrace.cli import capture as capture_cli
 from qtrace.cli import doctor as doctor_cli
 from qtrace.cli.app import app
 from qtrace.doctor import Check
-from qtrace.errors import CaptureFailed, DiscoveryError, DoctorFailed, Interrupted, QtraceError, SignalInterrupt
+from qtrace.errors import (
+    CaptureFailed,
+    DiscoveryError,
+    DoctorFailed,
+    Interrupted,
+    QtraceError,
+    SignalInterrupt,
+)
 from qtrace.launch import capture as capture_module
 from qtrace.launch.capture import CaptureRequest, CaptureResult
 from qtrace.trace.kinds import Accel, CaptureStatus
@@ -27,7 +34,9 @@ CLI_DIR = Path(capture_cli.__file__).parent
 
 def _result(status: CaptureStatus, tmp_path: Path, hint: str | None = None) -> CaptureResult:
     summary = {"device": "e1000", "status": status, "exit_reasons": {}}
-    return CaptureResult(tmp_path, status, "--timeout 3 s reached", Accel.TCG, 0, 0, 0, 3.0, summary, hint=hint)
+    return CaptureResult(
+        tmp_path, status, "--timeout 3 s reached", Accel.TCG, 0, 0, 0, 3.0, summary, hint=hint
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,7 +52,11 @@ def _result(status: CaptureStatus, tmp_path: Path, hint: str | None = None) -> C
 def test_a_capture_status_other_than_ok_exits_1_after_the_summary(
     status: CaptureStatus, code: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(capture_cli, "_run", lambda request, build, as_json: _result(status, tmp_path, "try --accel tcg"))
+    monkeypatch.setattr(
+        capture_cli,
+        "_run",
+        lambda request, build, as_json: _result(status, tmp_path, "try --accel tcg"),
+    )
     result = runner.invoke(app, ["capture", "e1000", "--json"], env={"COLUMNS": "200"})
     assert result.exit_code == code, result.output
     assert f'"status": "{status}"' in result.stdout, "the summary is printed whatever the status"
@@ -79,7 +92,10 @@ def test_interrupted_takes_its_code_from_the_signal() -> None:
 
 
 def test_a_doctor_with_a_failing_check_exits_3_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    checks = [Check("docker daemon", "ok", "reachable"), Check("kvm", "warning", "no /dev/kvm", "use --accel tcg")]
+    checks = [
+        Check("docker daemon", "ok", "reachable"),
+        Check("kvm", "warning", "no /dev/kvm", "use --accel tcg"),
+    ]
     monkeypatch.setattr(doctor_cli, "run_checks", lambda version: checks)
     result = runner.invoke(app, ["doctor", "--json"], env={"COLUMNS": "200"})
     assert result.exit_code == DoctorFailed(["kvm"]).exit_code == 3
@@ -88,7 +104,9 @@ def test_a_doctor_with_a_failing_check_exits_3_naming_it(monkeypatch: pytest.Mon
 
 
 def test_a_doctor_with_every_check_ok_exits_0(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor_cli, "run_checks", lambda version: [Check("docker daemon", "ok", "reachable")])
+    monkeypatch.setattr(
+        doctor_cli, "run_checks", lambda version: [Check("docker daemon", "ok", "reachable")]
+    )
     assert runner.invoke(app, ["doctor"]).exit_code == 0
 
 
@@ -101,7 +119,8 @@ class _Source:
 
 
 @pytest.mark.parametrize(
-    "text", ["int main(void) { return 0; }\n", "int kvm_cpu_exec(CPUState *cpu)\n{\n    return 0;\n}\n"]
+    "text",
+    ["int main(void) { return 0; }\n", "int kvm_cpu_exec(CPUState *cpu)\n{\n    return 0;\n}\n"],
 )
 def test_a_kvm_source_discovery_cannot_read_is_an_error_with_a_hint(text: str) -> None:
     with pytest.raises(DiscoveryError) as info:
@@ -112,7 +131,10 @@ def test_a_kvm_source_discovery_cannot_read_is_an_error_with_a_hint(text: str) -
 
 
 def test_every_exit_code_of_the_tree_is_in_the_documented_table() -> None:
-    documented = {int(code) for code in re.findall(r"^(\d+)\s", (CLI_DIR / "app.py").read_text(), re.MULTILINE)}
+    documented = {
+        int(code)
+        for code in re.findall(r"^(\d+)\s", (CLI_DIR / "app.py").read_text(), re.MULTILINE)
+    }
     classes = [CaptureFailed, DiscoveryError, DoctorFailed, *_subclasses(QtraceError)]
     codes = {cls.exit_code for cls in classes if isinstance(cls.__dict__.get("exit_code", 1), int)}
     codes |= {Interrupted(sig).exit_code for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -133,6 +155,7 @@ def test_no_command_module_sets_an_exit_code_of_its_own() -> None:
         for path in sorted(CLI_DIR.glob("*.py"))
         if path.name != "app.py"
         for line in path.read_text().splitlines()
-        if re.search(r"typer\.Exit\(\s*(code\s*=\s*)?[^)\s]", line) or re.search(r"sys\.exit\(", line)
+        if re.search(r"typer\.Exit\(\s*(code\s*=\s*)?[^)\s]", line)
+        or re.search(r"sys\.exit\(", line)
     ]
     assert not offenders, offenders

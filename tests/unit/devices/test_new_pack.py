@@ -111,13 +111,17 @@ def test_without_the_pack_the_same_capture_is_generic(tmp_path: Path) -> None:
     capture = _fake_capture(tmp_path / "capture")
     result = CliRunner().invoke(app, ["show", str(capture)], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output
-    assert "FAKESTAT" not in result.stdout and "as this test's pack explains it" not in result.stdout
+    assert (
+        "FAKESTAT" not in result.stdout and "as this test's pack explains it" not in result.stdout
+    )
 
 
 def test_the_probe_runs_the_sequence_the_pack_names(fake_pack: Path) -> None:
     plan = probe_plan("qtfake", "pc", 5, "/g", "/o")
     assert plan.append is not None and "seq=e1000" in plan.append.split()
     clear_registry_cache()
-    (fake_pack / "pack.toml").write_text(PACK_TOML.replace('"e1000"', '"generic"'), encoding="utf-8")
+    (fake_pack / "pack.toml").write_text(
+        PACK_TOML.replace('"e1000"', '"generic"'), encoding="utf-8"
+    )
     plan = probe_plan("qtfake", "pc", 5, "/g", "/o")
     assert plan.append is not None and "seq=generic" in plan.append.split()

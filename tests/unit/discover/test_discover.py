@@ -58,7 +58,11 @@ def test_exit_cases_are_found_with_their_body_lines() -> None:
         ("KVM_EXIT_MMIO",),
     ]
     bodies = [lines[c.body_line - 1].strip() for c in cases]
-    assert bodies == ["handle_io(run);", "ret = shutdown_or_event(run);", "switch (run->mmio.len) {"]
+    assert bodies == [
+        "handle_io(run);",
+        "ret = shutdown_or_event(run);",
+        "switch (run->mmio.len) {",
+    ]
     assert lines[cases[0].label_line - 1].strip() == "case KVM_EXIT_IO:"
 
 
@@ -120,7 +124,9 @@ def test_type_macro_and_definition_are_recognised() -> None:
 
 
 def test_handlers_with_region_names_and_spaces() -> None:
-    specs = {(h.func, h.op, h.space, h.region) for h in find_handlers({"hw/net/toy.c": SYNTHETIC_DEVICE})}
+    specs = {
+        (h.func, h.op, h.space, h.region) for h in find_handlers({"hw/net/toy.c": SYNTHETIC_DEVICE})
+    }
     assert specs == {
         ("toy_mmio_read", "read", "mmio", "toy-mmio"),
         ("toy_mmio_write", "write", "mmio", "toy-mmio"),

@@ -55,7 +55,10 @@ def test_unknown_version_lists_what_is_available() -> None:
     ("line", "expected"),
     [
         ("==> stage: configure", BuildProgress(stage="configure")),
-        ("[812/1802] Compiling C object libqemuutil.a.p/util_osdep.c.o", BuildProgress(step=812, total=1802)),
+        (
+            "[812/1802] Compiling C object libqemuutil.a.p/util_osdep.c.o",
+            BuildProgress(step=812, total=1802),
+        ),
         ("[1/1] Linking target qemu-system-x86_64\r\n", BuildProgress(step=1, total=1)),
         ("Compiling without brackets", None),
         ("[abc/def] nope", None),

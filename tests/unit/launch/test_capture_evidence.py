@@ -54,7 +54,9 @@ def test_a_bad_line_is_kept_as_evidence_and_counted_out(tmp_path: Path) -> None:
         handle.write("garbage\n")
     _append(path, Access(seq=2, op="read", space="mmio", offset=0, size=4, value=0))
     stats = TraceTail(path).update()
-    assert stats.accesses == 1 and stats.first_bad_line is not None and stats.first_bad_line.line == 2
+    assert (
+        stats.accesses == 1 and stats.first_bad_line is not None and stats.first_bad_line.line == 2
+    )
 
 
 def test_the_internal_error_exit_record_keeps_kvms_words(tmp_path: Path) -> None:
@@ -70,7 +72,9 @@ def test_the_internal_error_exit_record_keeps_kvms_words(tmp_path: Path) -> None
     )
     error = TraceTail(path).update().kvm_error
     assert error is not None and error.suberror == 1
-    assert error.insn_bytes == "cf 66 c7 04 c5 b2 ff 01 00 08 00 83 fa 01 19", "emulation_failure.insn_bytes"
+    assert error.insn_bytes == "cf 66 c7 04 c5 b2 ff 01 00 08 00 83 fa 01 19", (
+        "emulation_failure.insn_bytes"
+    )
 
 
 def test_the_text_tail_follows_a_growing_log(tmp_path: Path) -> None:
@@ -87,7 +91,9 @@ def test_the_text_tail_follows_a_growing_log(tmp_path: Path) -> None:
 # ----- the end record the host writes -----
 
 
-def test_the_host_closes_a_trace_the_collector_left_open_and_cuts_a_torn_tail(tmp_path: Path) -> None:
+def test_the_host_closes_a_trace_the_collector_left_open_and_cuts_a_torn_tail(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "trace.jsonl"
     _append(path, HEADER, STACK, Access(seq=1, op="read", space="mmio", offset=8, size=4, value=1))
     with path.open("a") as handle:
@@ -99,7 +105,9 @@ def test_the_host_closes_a_trace_the_collector_left_open_and_cuts_a_torn_tail(tm
     assert trace.end.reason == "SIGTERM received" + evidence.HOST_CLOSED
     assert (trace.end.accesses, trace.end.stacks) == (1, 1)
     assert tail.stats.ended == trace.end
-    assert evidence.close_trace(tail, "error", "again", 13.0) is False, "an ended trace is left alone"
+    assert evidence.close_trace(tail, "error", "again", 13.0) is False, (
+        "an ended trace is left alone"
+    )
 
 
 def test_an_ok_the_collector_never_confirmed_is_not_written_as_ok(tmp_path: Path) -> None:
@@ -107,7 +115,11 @@ def test_an_ok_the_collector_never_confirmed_is_not_written_as_ok(tmp_path: Path
     _append(path, HEADER)
     evidence.close_trace(TraceTail(path), "ok", None, 1.0)
     end = read_trace(path).end
-    assert end is not None and end.status == "error" and "did not close the trace" in (end.reason or "")
+    assert (
+        end is not None
+        and end.status == "error"
+        and "did not close the trace" in (end.reason or "")
+    )
 
 
 # ----- the output-directory rule -----
@@ -142,7 +154,12 @@ def test_creating_out_reports_what_it_made(tmp_path: Path) -> None:
 def test_qemus_internal_error_report_is_parsed_from_its_log() -> None:
     error = parse_qemu_log(RECORDED_LOG.read_text())
     assert error is not None
-    assert (error.suberror, error.kind, error.ip, error.cs_base) == (1, "emulation failure", "EIP=0x00005654", 0x03F3D000)
+    assert (error.suberror, error.kind, error.ip, error.cs_base) == (
+        1,
+        "emulation failure",
+        "EIP=0x00005654",
+        0x03F3D000,
+    )
     assert error.insn_bytes is not None and error.insn_bytes.startswith("cf 66 c7")
     assert error.dump_complete
     text = error.describe()
@@ -158,12 +175,21 @@ def test_a_dump_still_being_written_is_not_complete() -> None:
 
 def test_code_bytes_come_from_the_marked_byte_when_kvm_gave_none() -> None:
     error = parse_qemu_log("KVM internal error. Suberror: 3\nEIP=00001000\nCode=90 90 <0f> 0b 90\n")
-    assert error is not None and error.kind == "error during event delivery" and error.insn_bytes == "0f 0b 90"
+    assert (
+        error is not None
+        and error.kind == "error during event delivery"
+        and error.insn_bytes == "0f 0b 90"
+    )
 
 
 def test_both_sources_merge_into_one_description() -> None:
     from_gdb = from_exit_record({"suberror": 1, "internal_data": [0]})
     from_log = parse_qemu_log(RECORDED_LOG.read_text())
     merged = merge(from_gdb, from_log)
-    assert merged is not None and merged.ip == "EIP=0x00005654" and merged.dump_complete and merged.suberror == 1
+    assert (
+        merged is not None
+        and merged.ip == "EIP=0x00005654"
+        and merged.dump_complete
+        and merged.suberror == 1
+    )
     assert merge(None, from_log) == from_log and merge(from_gdb, None) == from_gdb

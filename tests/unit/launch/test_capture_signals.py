@@ -13,7 +13,9 @@ from qtrace.launch.interrupts import SignalInterrupt, interrupt_reason
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_a_termination_signal_becomes_an_interrupt_naming_it(sig: signal.Signals, code: int) -> None:
+def test_a_termination_signal_becomes_an_interrupt_naming_it(
+    sig: signal.Signals, code: int
+) -> None:
     before = signal.getsignal(sig)
     with pytest.raises(SignalInterrupt) as info:
         with _signals_as_interrupts():

@@ -38,7 +38,9 @@ class FakeClock:
         return self.now_s
 
 
-def _run(state: WatchState, reports: list[Report], clock: FakeClock, every_s: float = 0.25) -> list[tuple[WatchState, Do]]:
+def _run(
+    state: WatchState, reports: list[Report], clock: FakeClock, every_s: float = 0.25
+) -> list[tuple[WatchState, Do]]:
     out = []
     for report in reports:
         state, action = step(state, report, clock.advance(every_s), LIMITS)
@@ -50,9 +52,13 @@ def test_a_breakpoint_stop_asks_the_collector_and_arming_resumes_in_capturing() 
     clock = FakeClock()
     state = start(clock.now_s, armed=False)
     assert state.phase is Phase.WAITING
-    state, action = step(state, Report(records=1, stop=Stop("breakpoint-hit")), clock.advance(1), LIMITS)
+    state, action = step(
+        state, Report(records=1, stop=Stop("breakpoint-hit")), clock.advance(1), LIMITS
+    )
     assert action.do is Do.ASK_COLLECTOR and state.phase is Phase.WAITING
-    state, action = step(state, Report(records=1, collector=CollectorAnswer("arm")), clock.advance(0.1), LIMITS)
+    state, action = step(
+        state, Report(records=1, collector=CollectorAnswer("arm")), clock.advance(0.1), LIMITS
+    )
     assert action.do is Do.RESUME and state.phase is Phase.CAPTURING
     assert state.last_progress_s == clock.now_s, "arming counts as progress"
 
@@ -62,24 +68,52 @@ def test_max_hits_finishes_ok_and_an_unknown_stop_reason_resumes() -> None:
     state = start(clock.now_s, armed=True)
     _, action = step(state, Report(collector=CollectorAnswer(None)), clock.advance(1), LIMITS)
     assert action.do is Do.RESUME
-    state, action = step(state, Report(collector=CollectorAnswer("max-hits")), clock.advance(1), LIMITS)
-    assert (action.do, action.status, action.reason) == (Do.FINISH, "ok", "stopped at --max-hits 50")
+    state, action = step(
+        state, Report(collector=CollectorAnswer("max-hits")), clock.advance(1), LIMITS
+    )
+    assert (action.do, action.status, action.reason) == (
+        Do.FINISH,
+        "ok",
+        "stopped at --max-hits 50",
+    )
     assert state.phase is Phase.ENDED
-    assert step(state, Report(), clock.advance(1), LIMITS)[1].do is Do.POLL, "an ended watch does nothing more"
+    assert step(state, Report(), clock.advance(1), LIMITS)[1].do is Do.POLL, (
+        "an ended watch does nothing more"
+    )
 
 
 def test_qemu_exiting_is_judged_and_a_crash_signal_is_an_error() -> None:
     clock = FakeClock()
-    _, action = step(start(clock.now_s, True), Report(stop=Stop("exited", exit_code=1)), clock.advance(1), LIMITS)
+    _, action = step(
+        start(clock.now_s, True), Report(stop=Stop("exited", exit_code=1)), clock.advance(1), LIMITS
+    )
     assert action.do is Do.JUDGE_EXIT and action.exit_code == 1
-    _, action = step(start(clock.now_s, True), Report(stop=Stop("signal-received", signal="SIGSEGV")), clock.advance(1), LIMITS)
-    assert (action.do, action.status, action.reason) == (Do.FINISH, "error", "QEMU stopped: signal-received SIGSEGV")
+    _, action = step(
+        start(clock.now_s, True),
+        Report(stop=Stop("signal-received", signal="SIGSEGV")),
+        clock.advance(1),
+        LIMITS,
+    )
+    assert (action.do, action.status, action.reason) == (
+        Do.FINISH,
+        "error",
+        "QEMU stopped: signal-received SIGSEGV",
+    )
 
 
 def test_gdb_lost_abandons_and_the_host_closes_the_trace() -> None:
     clock = FakeClock()
-    _, action = step(start(clock.now_s, True), Report(gdb_lost="gdb exited unexpectedly"), clock.advance(1), LIMITS)
-    assert (action.do, action.status, action.reason) == (Do.ABANDON, "error", "gdb exited unexpectedly")
+    _, action = step(
+        start(clock.now_s, True),
+        Report(gdb_lost="gdb exited unexpectedly"),
+        clock.advance(1),
+        LIMITS,
+    )
+    assert (action.do, action.status, action.reason) == (
+        Do.ABANDON,
+        "error",
+        "gdb exited unexpectedly",
+    )
 
 
 def test_progress_postpones_the_hang_and_silence_ends_it_with_the_kvm_hint() -> None:
@@ -92,13 +126,20 @@ def test_progress_postpones_the_hang_and_silence_ends_it_with_the_kvm_hint() -> 
     # Then silence: liveness checks while quiet, then the hang at 30 s without progress.
     dos = []
     for _ in range(31):
-        state, action = step(state, Report(records=29, qemu_alive=True if dos[-1:] == [Do.CHECK_ALIVE] else None), clock.advance(1), LIMITS)
+        state, action = step(
+            state,
+            Report(records=29, qemu_alive=True if dos[-1:] == [Do.CHECK_ALIVE] else None),
+            clock.advance(1),
+            LIMITS,
+        )
         dos.append(action.do)
         if action.do.ends:
             break
     assert Do.CHECK_ALIVE in dos
     assert action.do is Do.INTERRUPT and action.status == "guest-hang"
-    assert "the guest stopped making progress" in (action.reason or "") and HANG_HINT in (action.hint or "")
+    assert "the guest stopped making progress" in (action.reason or "") and HANG_HINT in (
+        action.hint or ""
+    )
 
 
 def test_a_guest_that_never_starts_is_said_so_and_tcg_gets_no_kvm_advice() -> None:
@@ -150,7 +191,9 @@ def test_a_kvm_internal_error_ends_at_once_when_qemu_has_printed_its_dump() -> N
     clock = FakeClock()
     error = parse_qemu_log(RECORDED_LOG.read_text())
     assert error is not None and error.dump_complete
-    state, action = step(start(clock.now_s, True), Report(records=5, kvm_error=error), clock.advance(0.25), LIMITS)
+    state, action = step(
+        start(clock.now_s, True), Report(records=5, kvm_error=error), clock.advance(0.25), LIMITS
+    )
     assert (action.do, action.status, action.hint) == (Do.KILL, "error", KVM_ERROR_HINT)
     assert "KVM internal error (Suberror: 1, emulation failure)" in (action.reason or "")
     assert state.phase is Phase.ENDED
@@ -165,7 +208,9 @@ def test_a_kvm_internal_error_waits_for_the_dump_but_not_for_ever() -> None:
     ends = _run(state, [Report(records=3, kvm_error=seen)] * 20, clock)
     first_end = next(i for i, (_, do) in enumerate(ends) if do.ends)
     assert ends[first_end][1] is Do.KILL
-    assert (first_end + 1) * 0.25 == pytest.approx(LIMITS.dump_wait_s), "ends dump_wait_s after the error"
+    assert (first_end + 1) * 0.25 == pytest.approx(LIMITS.dump_wait_s), (
+        "ends dump_wait_s after the error"
+    )
 
 
 def test_a_stop_without_reason_is_judged_as_an_exit_whose_status_gdb_lost() -> None:

@@ -32,7 +32,9 @@ def _config(**changes: object) -> CollectorConfig:
     base = CollectorConfig(
         trace_path="/out/trace.jsonl",
         header={"device": "e1000", "qemu_version": "10.2.2", "accel": "kvm"},
-        handlers=(HandlerSpec("e1000_mmio_read", "hw/net/e1000.c", "read", "mmio", "e1000-mmio", "ops"),),
+        handlers=(
+            HandlerSpec("e1000_mmio_read", "hw/net/e1000.c", "read", "mmio", "e1000-mmio", "ops"),
+        ),
         pci_config_device="e1000",
         exits=(ExitCaseSpec("accel/kvm/kvm-all.c:3248", ("KVM_EXIT_MMIO",)),),
         arm_on="debugcon_ioport_write",
@@ -56,7 +58,9 @@ def test_a_host_config_passes_the_gdb_check_through_a_file(tmp_path: Path) -> No
     loaded = GDB.load_config(str(path))
     assert loaded["fast_stacks"] is False and loaded["max_hits"] == 7
     assert loaded["handlers"][0]["func"] == "e1000_mmio_read"
-    assert loaded["exits"] == [{"location": "accel/kvm/kvm-all.c:3248", "labels": ["KVM_EXIT_MMIO"]}]
+    assert loaded["exits"] == [
+        {"location": "accel/kvm/kvm-all.c:3248", "labels": ["KVM_EXIT_MMIO"]}
+    ]
     assert loaded["source_root"] == "/src/qemu" and loaded["dma_cap_bytes"] == 256
 
 

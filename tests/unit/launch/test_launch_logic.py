@@ -9,14 +9,25 @@ import pytest
 
 from pygdbmi.gdbmiparser import parse_response
 
-from qtrace.docker_env import KIND_LABEL, PID_LABEL, ContainerKind, ContainerSpec, container_kwargs, owner_labels
+from qtrace.docker_env import (
+    KIND_LABEL,
+    PID_LABEL,
+    ContainerKind,
+    ContainerSpec,
+    container_kwargs,
+    owner_labels,
+)
 from qtrace.launch.exec_pipes import split_frames
 from qtrace.launch.mi import as_stop, is_result_for, replies_in, result_error
 from qtrace.launch.qemu_argv import QemuConfig, qemu_argv
 
 
 def test_qemu_argv_has_the_safe_defaults() -> None:
-    argv = qemu_argv(QemuConfig(device="e1000", accel="kvm", kernel="/out/g.elf", append="target=00:05.0 seq=e1000"))
+    argv = qemu_argv(
+        QemuConfig(
+            device="e1000", accel="kvm", kernel="/out/g.elf", append="target=00:05.0 seq=e1000"
+        )
+    )
     joined = " ".join(argv)
     assert "-nodefaults" in argv and "-no-reboot" in argv
     assert argv[argv.index("-display") + 1] == "none"
@@ -28,20 +39,28 @@ def test_qemu_argv_has_the_safe_defaults() -> None:
 
 
 def test_qemu_argv_keeps_the_option_rom_when_asked() -> None:
-    argv = qemu_argv(QemuConfig(device="e1000", accel="tcg", machine="q35", rom=True, marker_port=None, exit_port=None))
+    argv = qemu_argv(
+        QemuConfig(
+            device="e1000", accel="tcg", machine="q35", rom=True, marker_port=None, exit_port=None
+        )
+    )
     assert "e1000,addr=05.0" in argv and "-kernel" not in argv
     assert not any("isa-debug" in a for a in argv)
     assert argv[argv.index("-machine") + 1] == "q35"
 
 
 def test_container_is_unprivileged_without_network_and_only_kvm_passed() -> None:
-    kwargs = container_kwargs(ContainerSpec(image="img", run_id="r1", mounts={"/h": ("/out", "rw")}, kvm=True))
+    kwargs = container_kwargs(
+        ContainerSpec(image="img", run_id="r1", mounts={"/h": ("/out", "rw")}, kvm=True)
+    )
     assert kwargs["network_mode"] == "none"
     assert kwargs["devices"] == ["/dev/kvm:/dev/kvm:rwm"]
     assert "privileged" not in kwargs and "cap_add" not in kwargs
     assert kwargs["labels"]["qtrace.run"] == "r1"
     assert kwargs["volumes"] == {"/h": {"bind": "/out", "mode": "rw"}}
-    assert container_kwargs(ContainerSpec(image="img", run_id="r"))["devices"] == [], "no /dev/kvm unless asked"
+    assert container_kwargs(ContainerSpec(image="img", run_id="r"))["devices"] == [], (
+        "no /dev/kvm unless asked"
+    )
 
 
 @pytest.mark.parametrize("kind", list(ContainerKind))
@@ -50,7 +69,10 @@ def test_every_kind_of_container_carries_the_owner_labels(kind: ContainerKind) -
     kwargs = container_kwargs(spec)
     assert kwargs["labels"] == owner_labels(spec.run_id, kind)
     assert kwargs["labels"][PID_LABEL] == str(os.getpid()) and kwargs["labels"][KIND_LABEL] == kind
-    assert kwargs["name"] == f"qtrace-{spec.run_id}-{kind}" and kwargs["command"] == ["qemu", "-qtest"]
+    assert kwargs["name"] == f"qtrace-{spec.run_id}-{kind}" and kwargs["command"] == [
+        "qemu",
+        "-qtest",
+    ]
 
 
 def test_each_container_gets_its_own_run_id_unless_given() -> None:
@@ -71,7 +93,7 @@ def test_docker_stream_frames_are_split_and_partial_ones_kept() -> None:
 
 
 RECORDED = {
-    "result": '12^done',
+    "result": "12^done",
     "error": '13^error,msg="No symbol \\"nope\\" in current context."',
     "bp_stop": '*stopped,reason="breakpoint-hit",disp="keep",bkptno="1",thread-id="3"',
     "exit_1": '*stopped,reason="exited",exit-code="01"',

@@ -16,14 +16,29 @@ ROOT = Path(__file__).parents[3]
 
 def test_mypy_strict_passes_on_the_package() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "qtrace"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "mypy", "--strict", "qtrace"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_no_pyflakes_errors_anywhere() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--select", "F", "qtrace", "gdbscripts", "benchmarks", "tests"],
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--select",
+            "F",
+            "qtrace",
+            "gdbscripts",
+            "benchmarks",
+            "tests",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

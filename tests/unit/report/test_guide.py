@@ -16,7 +16,19 @@ from pathlib import Path
 from qtrace.report.guide import build_guide, capture_evidence
 from qtrace.report.model import build_report
 from qtrace.report.render import finding_text, render_guide
-from qtrace.trace import Access, CaptureStatus, CoalescingZone, End, Exit, Frame, Header, Irq, KvmHost, Record, Stack
+from qtrace.trace import (
+    Access,
+    CaptureStatus,
+    CoalescingZone,
+    End,
+    Exit,
+    Frame,
+    Header,
+    Irq,
+    KvmHost,
+    Record,
+    Stack,
+)
 
 MakeCapture = Callable[[str, Iterable[Record]], Path]
 REPORTS = Path(__file__).resolve().parents[3] / "reports"
@@ -92,7 +104,18 @@ def _kvm_probe(address_out_sizes: Iterable[int], *, coalesced: bool) -> list[Rec
         seq += 2
     records.append(Exit(seq, "KVM_EXIT_MMIO", phys_addr=0xFEBC0000, len=4, is_write=True))
     records.append(
-        Access(seq + 1, "write", "mmio", 0x0, 4, 0x40, region="e1000-mmio", addr=0xFEBC0000, exit_seq=seq, stack="s3")
+        Access(
+            seq + 1,
+            "write",
+            "mmio",
+            0x0,
+            4,
+            0x40,
+            region="e1000-mmio",
+            addr=0xFEBC0000,
+            exit_seq=seq,
+            stack="s3",
+        )
     )
     seq += 2
     records.append(Exit(seq, "KVM_EXIT_MMIO", phys_addr=0xFEBC0014, len=4, is_write=False))
@@ -296,16 +319,27 @@ def test_recorded_kvm_evidence_says_what_this_host_offered(make_capture: MakeCap
     """Item 2: where the answer depends on the host, the guide says which this host had."""
     probe = _kvm_probe([4, 4], coalesced=True)
     for offered, said in ((True, "offered"), (False, "did not offer")):
-        guide = _guide({"kvm": make_capture(f"k{offered}", _with_kvm_evidence(probe, coalesced_pio=offered))})
+        guide = _guide(
+            {"kvm": make_capture(f"k{offered}", _with_kvm_evidence(probe, coalesced_pio=offered))}
+        )
         first = _flat(_section(guide, 1))
-        assert f"{said} `KVM_CAP_COALESCED_PIO`" in first and "In this run the KVM of this host" in first
+        assert (
+            f"{said} `KVM_CAP_COALESCED_PIO`" in first
+            and "In this run the KVM of this host" in first
+        )
         assert f"`kvm_state->coalesced_pio` was {int(offered)}" in first
         assert "as the collector saw QEMU register them with KVM in this run" in first
         assert "do not show whether" not in first
         third = _flat(_section(guide, 3))
-        assert "register 3 zones over the BAR at `0xfebc0000`; the registers between them are MDIC, ICR" in third
+        assert (
+            "register 3 zones over the BAR at `0xfebc0000`; the registers between them are MDIC, ICR"
+            in third
+        )
     without = _flat(_section(_guide({"kvm": make_capture("plain", probe)}), 3))
-    assert "zones over the BAR" not in without and "(MDIC, ICR, ICS, IMS, IMC, TCTL and TDT)" in without
+    assert (
+        "zones over the BAR" not in without
+        and "(MDIC, ICR, ICS, IMS, IMC, TCTL and TDT)" in without
+    )
 
 
 def test_recorded_zones_replace_the_built_in_table(make_capture: MakeCapture) -> None:
@@ -314,7 +348,16 @@ def test_recorded_zones_replace_the_built_in_table(make_capture: MakeCapture) ->
     assert isinstance(header, Header)
     records[0] = Header(device="e1000", qemu_version="10.2.2", accel="kvm", machine="isapc")
     # No built-in table for this machine: without evidence the guide says nothing of zones ...
-    assert "fit one of the zones" not in _flat(_section(_guide({"kvm": make_capture("a", records)}), 1))
+    assert "fit one of the zones" not in _flat(
+        _section(_guide({"kvm": make_capture("a", records)}), 1)
+    )
     # ... with the recorded zones it counts the write that fits 0xCF8 (1 byte).
-    section = _flat(_section(_guide({"kvm": make_capture("b", _with_kvm_evidence(records, coalesced_pio=False))}), 1))
-    assert "1 of those 2 writes fit one of the zones" in section and "this host did not offer it" in section
+    section = _flat(
+        _section(
+            _guide({"kvm": make_capture("b", _with_kvm_evidence(records, coalesced_pio=False))}), 1
+        )
+    )
+    assert (
+        "1 of those 2 writes fit one of the zones" in section
+        and "this host did not offer it" in section
+    )

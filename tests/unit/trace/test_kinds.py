@@ -12,7 +12,16 @@ import pytest
 from qtrace.errors import TraceFormatError, UsageError
 from qtrace.launch.capture import CaptureRequest, guest_plan
 from qtrace.paths import gdbscripts_dir
-from qtrace.trace import Accel, AccelChoice, CaptureStatus, End, Guest, Machine, decode_line, record_to_json
+from qtrace.trace import (
+    Accel,
+    AccelChoice,
+    CaptureStatus,
+    End,
+    Guest,
+    Machine,
+    decode_line,
+    record_to_json,
+)
 
 
 def _gdb_contract() -> ModuleType:
@@ -38,7 +47,9 @@ def test_the_gdb_side_accepts_every_host_status(status: CaptureStatus) -> None:
 
 @pytest.mark.parametrize("status", ["OK", "hang", "guest_hang", ""])
 def test_the_gdb_side_refuses_a_status_the_reader_would_refuse(status: str) -> None:
-    with pytest.raises(GDB.ConfigError, match="not one of ok, interrupted, timeout, guest-hang, error"):
+    with pytest.raises(
+        GDB.ConfigError, match="not one of ok, interrupted, timeout, guest-hang, error"
+    ):
         GDB.check_status(status)
 
 
@@ -61,23 +72,37 @@ def test_an_unknown_end_status_is_a_format_error_naming_the_line() -> None:
     with pytest.raises(TraceFormatError) as info:
         decode_line("t.jsonl", 9, '{"type":"end","status":"finished"}\n')
     assert info.value.line == 9
-    assert "'finished'" in str(info.value) and "ok, interrupted, timeout, guest-hang, error" in str(info.value)
+    assert "'finished'" in str(info.value) and "ok, interrupted, timeout, guest-hang, error" in str(
+        info.value
+    )
 
 
 def test_a_request_made_of_strings_holds_the_enums() -> None:
     request = CaptureRequest(device="e1000", accel="tcg", machine="q35", guest="linux")  # type: ignore[arg-type]
-    assert request.accel is AccelChoice.TCG and request.machine is Machine.Q35 and request.guest is Guest.LINUX
+    assert (
+        request.accel is AccelChoice.TCG
+        and request.machine is Machine.Q35
+        and request.guest is Guest.LINUX
+    )
 
 
 @pytest.mark.parametrize(
     ("field", "value", "what"),
-    [("accel", "warp", "accelerator"), ("machine", "isapc", "machine"), ("guest", "windows", "guest")],
+    [
+        ("accel", "warp", "accelerator"),
+        ("machine", "isapc", "machine"),
+        ("guest", "windows", "guest"),
+    ],
 )
-def test_an_unknown_kind_in_a_request_is_a_usage_error_without_cli_flags(field: str, value: str, what: str) -> None:
+def test_an_unknown_kind_in_a_request_is_a_usage_error_without_cli_flags(
+    field: str, value: str, what: str
+) -> None:
     with pytest.raises(UsageError) as info:
         CaptureRequest(device="e1000", **{field: value})  # type: ignore[arg-type]
     assert f"unknown {what} {value!r}" in str(info.value) and "--" not in str(info.value)
 
 
 def test_every_guest_kind_has_a_plan() -> None:
-    assert {guest_plan(guest, "e1000", Machine.PC).name for guest in Guest} == {guest.value for guest in Guest}
+    assert {guest_plan(guest, "e1000", Machine.PC).name for guest in Guest} == {
+        guest.value for guest in Guest
+    }

@@ -24,10 +24,16 @@ from qtrace.trace import (
 
 RECORDS = [
     Header(device="e1000", qemu_version="10.2.2", accel="kvm", argv=("qemu", "-m", "64")),
-    Stack(id="s1", frames=(Frame("e1000_mmio_read", "hw/net/e1000.c", 1291, "0x1"), Frame("clone3"))),
+    Stack(
+        id="s1", frames=(Frame("e1000_mmio_read", "hw/net/e1000.c", 1291, "0x1"), Frame("clone3"))
+    ),
     Exit(seq=1, reason="KVM_EXIT_MMIO", phys_addr=0xFEBC0008, len=4, is_write=False, stack="s1"),
-    Access(seq=2, op="read", space="mmio", offset=8, size=4, value=0x80080783, exit_seq=1, stack="s1"),
-    Access(seq=3, op="write", space="mmio", offset=0x14, size=4, value=1, coalesced=True, stack="s1"),
+    Access(
+        seq=2, op="read", space="mmio", offset=8, size=4, value=0x80080783, exit_seq=1, stack="s1"
+    ),
+    Access(
+        seq=3, op="write", space="mmio", offset=0x14, size=4, value=1, coalesced=True, stack="s1"
+    ),
     End(status="ok", accesses=2, stacks=1, elapsed_s=1.5),
 ]
 
@@ -50,14 +56,24 @@ def test_round_trip_keeps_every_record(tmp_path: Path) -> None:
 
 
 def test_none_fields_are_left_out_of_the_json() -> None:
-    line = json.loads(record_to_json(Access(seq=1, op="read", space="pio", offset=0, size=1, value=0)))
+    line = json.loads(
+        record_to_json(Access(seq=1, op="read", space="pio", offset=0, size=1, value=0))
+    )
     assert "exit_seq" not in line and "coalesced" not in line
     assert line["type"] == "access"
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility(tmp_path: Path) -> None:
     header = json.loads(record_to_json(RECORDS[0]))
-    access = {"type": "access", "op": "read", "space": "mmio", "offset": 0, "size": 4, "value": 5, "future": [1]}
+    access = {
+        "type": "access",
+        "op": "read",
+        "space": "mmio",
+        "offset": 0,
+        "size": 4,
+        "value": 5,
+        "future": [1],
+    }
     trace = read_trace(_write(tmp_path / "t.jsonl", [json.dumps(header), json.dumps(access)]))
     assert trace.accesses[0].value == 5
 
@@ -66,8 +82,14 @@ def test_unknown_fields_are_ignored_for_forward_compatibility(tmp_path: Path) ->
     ("line", "needle"),
     [
         ('{"type":"access","op":"read","space":"mmio","offset":0,"size":4}', "lacks value"),
-        ('{"type":"access","op":"peek","space":"mmio","offset":0,"size":4,"value":1}', "not read/write"),
-        ('{"type":"access","op":"read","space":"dram","offset":0,"size":4,"value":1}', "mmio/pio/pci-config"),
+        (
+            '{"type":"access","op":"peek","space":"mmio","offset":0,"size":4,"value":1}',
+            "not read/write",
+        ),
+        (
+            '{"type":"access","op":"read","space":"dram","offset":0,"size":4,"value":1}',
+            "mmio/pio/pci-config",
+        ),
         ('{"type":"access","op":"read","space":"mmio","offset":"0","size":4,"value":1}', "integer"),
         ('{"type":"nonsense"}', "unknown record type"),
         ("[1, 2]", "JSON object"),

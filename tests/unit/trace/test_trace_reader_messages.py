@@ -34,13 +34,19 @@ def test_a_cut_off_last_line_is_named_and_called_cut_off(tmp_path: Path) -> None
     assert ":4:" in str(error)
     assert "ends in the middle of this record" in str(error)
     assert "lines before it are intact" in str(error)
-    assert "line 1 column" not in str(error), "json's own line count (of a one-line document) misleads"
+    assert "line 1 column" not in str(error), (
+        "json's own line count (of a one-line document) misleads"
+    )
 
 
 def test_garbage_says_what_a_line_must_be_and_shows_it(tmp_path: Path) -> None:
     error = _error(_trace(tmp_path / "t.jsonl", "garbage\n"))
     assert error.line == 4
-    assert "not JSON" in str(error) and "one JSON object per line" in str(error) and "'garbage'" in str(error)
+    assert (
+        "not JSON" in str(error)
+        and "one JSON object per line" in str(error)
+        and "'garbage'" in str(error)
+    )
 
 
 def test_a_record_closed_too_early_is_told_apart_from_garbage(tmp_path: Path) -> None:
@@ -74,10 +80,16 @@ def test_the_first_record_not_a_header_says_what_it_found(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ('{"type":"access","op":"read","space":"mmio","offset":0,"size":4}', "needs op, space, offset, size, value"),
+        (
+            '{"type":"access","op":"read","space":"mmio","offset":0,"size":4}',
+            "needs op, space, offset, size, value",
+        ),
         ('{"type":"nonsense"}', "one of header, stack, exit, access, irq, dma, end"),
         ('"just a string"', "not a JSON string"),
-        ('{"type":"access","op":"read","space":"mmio","offset":"0","size":4,"value":1}', "found '0'"),
+        (
+            '{"type":"access","op":"read","space":"mmio","offset":"0","size":4,"value":1}',
+            "found '0'",
+        ),
     ],
 )
 def test_invalid_records_say_what_was_expected(line: str, expected: str) -> None:

@@ -52,7 +52,10 @@ def test_verify_list_shows_the_devices_with_a_model() -> None:
     ("value", "expected"),
     [
         ("e1000,addr=05.0,romfile=", {"addr": "05.0", "romfile": ""}),
-        ("driver=e1000,mac=52:54:00:00:00:07,netdev=n0", {"mac": "52:54:00:00:00:07", "netdev": "n0"}),
+        (
+            "driver=e1000,mac=52:54:00:00:00:07,netdev=n0",
+            {"mac": "52:54:00:00:00:07", "netdev": "n0"},
+        ),
         ("e1000,x=a,,b,flag", {"x": "a,b", "flag": "on"}),
         ("e1000", {}),
         ("rtl8139,addr=05.0", None),
@@ -66,7 +69,13 @@ def test_device_properties_of_argv(value: str, expected: dict[str, str] | None) 
 def test_header_properties_round_trip_and_old_headers_fall_back_to_argv() -> None:
     header = Header("e1000", "10.2.2", "kvm", device_properties={"romfile": ""})
     assert record_from_json(json.loads(record_to_json(header))) == header
-    base = {"type": "header", "schema": header.schema, "device": "e1000", "qemu_version": "7.2", "accel": "tcg"}
+    base = {
+        "type": "header",
+        "schema": header.schema,
+        "device": "e1000",
+        "qemu_version": "7.2",
+        "accel": "tcg",
+    }
     old = {**base, "argv": ["q", "-device", "e1000,mac=52:54:00:00:00:09"]}
     decoded = record_from_json(old)
     assert isinstance(decoded, Header) and decoded.device_properties == {"mac": "52:54:00:00:00:09"}

@@ -174,7 +174,9 @@ def test_an_unrecorded_timer_cause_unmasked_by_ims_is_not_a_mismatch(tmp_path: P
     # The autonegotiation timer set LSC without the trace seeing the line move (masked);
     # the guest's IMS write unmasks it and QEMU's line rises inside that write.
     t = TraceBuilder(events=True).read(0x0008, 0x80080783)
-    t.write(0x00D0, 0x4).irq(1, "s-write").irq(0, "s-read").read(0x00C0, 0x4)  # read: recorded at return
+    t.write(0x00D0, 0x4).irq(1, "s-write").irq(0, "s-read").read(
+        0x00C0, 0x4
+    )  # read: recorded at return
     result = verify_file(t.save(tmp_path / "t.jsonl"), "e1000")
     assert result.ok, result.event_mismatches
     assert result.irq_async == 1
@@ -226,5 +228,7 @@ def test_an_interrupt_qemu_delays_to_its_mitigation_timer_is_not_a_mismatch(tmp_
     assert result.ok, result.event_mismatches
     assert result.irq_unsynced >= 1
     never = TraceBuilder(events=True).write(0x00C8, 0x1).write(0x00D0, 0x1).irq(1, "s-write")
-    never.irq(0, "s-read").read(0x00C0, 0x1).write(0x00C8, 0x1)  # QEMU never raised it: a real disagreement
+    never.irq(0, "s-read").read(0x00C0, 0x1).write(
+        0x00C8, 0x1
+    )  # QEMU never raised it: a real disagreement
     assert not verify_file(never.save(tmp_path / "u.jsonl"), "e1000").ok

@@ -12,7 +12,14 @@ device registry (:func:`qtrace.devices.model_class`)::
     m.read(0xFEBC0008, 4)        # STATUS
 """
 
-from qtrace.devices.e1000.model.e1000 import BAR0, BAR1, DEFAULT_MAC, E1000, E1000_IDENTITY, parse_mac
+from qtrace.devices.e1000.model.e1000 import (
+    BAR0,
+    BAR1,
+    DEFAULT_MAC,
+    E1000,
+    E1000_IDENTITY,
+    parse_mac,
+)
 from qtrace.devices.e1000.model.e1000_regs import IO_REGISTERS, MAC_REGISTERS, UNIMPLEMENTED
 
 __all__ = [
