@@ -1,6 +1,7 @@
 """How much does tracing slow the guest down? Four ways, side by side, in one run.
 
-    .venv/bin/python benchmarks/capture_speed.py [--guest linux] [--accel tcg] [--write reports/benchmarks.md]
+    .venv/bin/python benchmarks/capture_speed.py [--guest linux] [--accel tcg]
+        [--write reports/benchmarks.md]
 
 (a) QEMU alone, (b) QEMU with ``-trace 'memory_region_ops_*'`` (no stacks), (c) the manual
 way automated: gdb/MI stopping at every handler hit and asking ``-stack-list-frames``
@@ -207,11 +208,16 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         f"(c) managed {mi_rate:.0f} hits/s while hitting — see the per-hit table below for a "
         f"like-for-like rate.\n"
     )
-    machine = f"{platform.node()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+    machine = (
+        f"{platform.node()}, {os.cpu_count()} cores, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
     header = (
-        f"Guest `{args.guest}`, device `{args.device}`, accelerator `{args.accel}`, QEMU {args.qemu_version}; "
+        f"Guest `{args.guest}`, device `{args.device}`, accelerator `{args.accel}`, "
+        f"QEMU {args.qemu_version}; "
         f"machine: {machine}; {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
-        f"Command: `.venv/bin/python benchmarks/capture_speed.py --guest {args.guest} --accel {args.accel}`\n\n"
+        f"Command: `.venv/bin/python benchmarks/capture_speed.py --guest {args.guest} "
+        f"--accel {args.accel}`\n\n"
     )
     return header + "\n".join(lines) + "\n" + goal
 
@@ -232,11 +238,14 @@ def dense_rates(args: argparse.Namespace, work: Path) -> str:
     qt_rate = hits / added
     return (
         f"\n## Per-hit throughput (hit-dense workload)\n\n"
-        f"Probe guest, `--probe-rounds {args.dense_rounds}` (4 register reads a round), {args.accel}: "
+        f"Probe guest, `--probe-rounds {args.dense_rounds}` (4 register reads a round), "
+        f"{args.accel}: "
         f"{hits} device accesses; QEMU alone {plain.wall_s:.2f} s.\n\n"
         f"| way | hits/s | per hit |\n| --- | ---: | ---: |\n"
-        f"| (c) pygdbmi stop + `-stack-list-frames` per hit | {mi_rate:.0f} | {1000 / mi_rate if mi_rate else 0:.2f} ms |\n"
-        f"| (d) qtrace capture (value + own stack id per hit) | {qt_rate:.0f} | {1000 / qt_rate:.3f} ms |\n\n"
+        f"| (c) pygdbmi stop + `-stack-list-frames` per hit | {mi_rate:.0f} | "
+        f"{1000 / mi_rate if mi_rate else 0:.2f} ms |\n"
+        f"| (d) qtrace capture (value + own stack id per hit) | {qt_rate:.0f} | "
+        f"{1000 / qt_rate:.3f} ms |\n\n"
         f"(d) / (c) hit rate: **{qt_rate / mi_rate:.0f}x** (goal: at least 20x).\n"
     )
 

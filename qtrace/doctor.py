@@ -129,7 +129,10 @@ def _check_gdb(ctx: _Context) -> Check:
 
 
 def _check_kvm(ctx: _Context) -> Check:
-    fix = "Without KVM, capture with --accel tcg. To use KVM: load kvm_intel/kvm_amd and make /dev/kvm readable."
+    fix = (
+        "Without KVM, capture with --accel tcg. "
+        "To use KVM: load kvm_intel/kvm_amd and make /dev/kvm readable."
+    )
     if not Path("/dev/kvm").exists():
         return Check("kvm", "warning", "/dev/kvm does not exist on this host", fix)
     if ctx.image is None:

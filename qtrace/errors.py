@@ -116,7 +116,9 @@ class DoctorFailed(EnvironmentProblem):
         self.failed = list(failed)
         super().__init__(
             f"not ready for `qtrace capture` with KVM: {', '.join(self.failed)} not ok.",
-            hint="Apply the fix shown for each check; a missing KVM alone still allows --accel tcg.",
+            hint=(
+                "Apply the fix shown for each check; a missing KVM alone still allows --accel tcg."
+            ),
         )
 
 

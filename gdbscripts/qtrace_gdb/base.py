@@ -111,7 +111,10 @@ class DeviceFilter:
         self._known = {}
 
     def matches(self, pci_dev):
-        """Is this PCIDevice pointer the device under capture? (PCIDevice.name, hw/pci/pci_device.h)"""
+        """Is this PCIDevice pointer the device under capture?
+
+        (PCIDevice.name, hw/pci/pci_device.h)
+        """
         return self.hooks(pci_dev) is not None
 
     def hooks(self, pci_dev):

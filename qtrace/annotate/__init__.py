@@ -1,8 +1,9 @@
 """Annotation: stack frames -> QEMU layers and explanations; accesses -> registers.
 
 What this stage knows of QEMU is in ``rules/layers.toml`` (frames); what it knows of a
-device comes from the device's pack (:mod:`qtrace.devices`: register map, frame rules). Source text comes through a
-:class:`SourceProvider` (a local tree, or a capture's ``source-snippets.json``).
+device comes from the device's pack (:mod:`qtrace.devices`: register map, frame rules).
+Source text comes through a :class:`SourceProvider` (a local tree, or a capture's
+``source-snippets.json``).
 """
 
 from qtrace.annotate.layers import (

@@ -80,12 +80,14 @@ _RETURN_TYPE_LINE = re.compile(r"^[A-Za-z_][\w\s\*]*$")
 
 
 def is_tree_path(file: str) -> bool:
-    """Whether ``file`` is a path inside the QEMU tree (not glibc's ``./nptl/...``, not absolute)."""
+    """Whether ``file`` is a path inside the QEMU tree (not glibc's ``./nptl/...``, not
+    absolute)."""
     return bool(file) and not file.startswith(("/", ".", "<")) and ".." not in file.split("/")
 
 
 class TreeSourceProvider:
-    """Lines and function extents of whole files of a QEMU tree; subclasses say how a file is read."""
+    """Lines and function extents of whole files of a QEMU tree; subclasses say how a file is
+    read."""
 
     def __init__(self) -> None:
         self._files: dict[str, list[str] | None] = {}

@@ -59,7 +59,9 @@ def build(
         Path | None,
         typer.Option(
             "--source",
-            help="Build this local QEMU source tree instead (its content hash is in the cache key).",
+            help=(
+                "Build this local QEMU source tree instead (its content hash is in the cache key)."
+            ),
             exists=True,
             file_okay=False,
             dir_okay=True,

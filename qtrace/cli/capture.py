@@ -51,7 +51,9 @@ class _LiveView:
         if self._live is None:
             return
         table = Table(
-            title=f"capturing — {elapsed_s:5.1f} s — {'armed' if armed else 'waiting for the guest'}"
+            title=(
+                f"capturing — {elapsed_s:5.1f} s — {'armed' if armed else 'waiting for the guest'}"
+            )
         )
         table.add_column("accesses", justify="right")
         table.add_column("exits", justify="right")
@@ -104,7 +106,12 @@ def capture(
         Guest,
         typer.Option(
             "--guest",
-            help="The guest that drives the device: probe (bare-metal, default); linux (Debian's kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it with --max-hits).",
+            help=(
+                "The guest that drives the device: probe (bare-metal, default); linux (Debian's "
+                "kernel and driver, ends by itself; under nested KVM it hangs, use --accel tcg); "
+                "firmware (SeaBIOS and the device's iPXE ROM, never ends by itself: bound it "
+                "with --max-hits)."
+            ),
         ),
     ] = Guest.PROBE,
     qemu_version: Annotated[
@@ -114,7 +121,10 @@ def capture(
         Path | None,
         typer.Option(
             "--out",
-            help=f"Output directory (default captures/<device>-<accel>-<utc>/). Rule: {OUT_DIR_RULE}.",
+            help=(
+                f"Output directory (default captures/<device>-<accel>-<utc>/). "
+                f"Rule: {OUT_DIR_RULE}."
+            ),
         ),
     ] = None,
     max_hits: Annotated[
@@ -133,7 +143,9 @@ def capture(
         int,
         typer.Option(
             "--probe-rounds",
-            help="Probe guest, e1000: extra rounds of register reads (a longer run for load tests).",
+            help=(
+                "Probe guest, e1000: extra rounds of register reads (a longer run for load tests)."
+            ),
         ),
     ] = 0,
     build: Annotated[

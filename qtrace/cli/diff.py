@@ -24,14 +24,18 @@ def diff(
         str | None,
         typer.Option(
             "--kind",
-            help="Access kind to compare: 'mmio read', 'mmio write', 'pio read', 'pci-config read', ...",
+            help=(
+                "Access kind to compare: 'mmio read', 'mmio write', 'pio read', "
+                "'pci-config read', ..."
+            ),
         ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print only JSON (format qtrace-diff/1) on stdout.")
     ] = False,
 ) -> None:
-    """Align the stacks of one access kind by layer; show frames only one side has, and moved frames."""
+    # One line on purpose: it is this command's summary in `qtrace --help`, which keeps line breaks.
+    """Align the stacks of one access kind by layer; show frames only one side has, and moved frames."""  # noqa: E501
     result = diff_captures(a, b, kind)
     if as_json:
         console.print_json(json.dumps(result.to_json()))

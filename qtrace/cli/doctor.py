@@ -28,7 +28,8 @@ def doctor(
         bool, typer.Option("--json", help="Print the checks as JSON on stdout.")
     ] = False,
 ) -> None:
-    """Check Docker, /dev/kvm (by creating a VM in a container), the debug image, gdb and disk space.
+    """\
+    Check Docker, /dev/kvm (by creating a VM in a container), the debug image, gdb and disk space.
 
     Exits 0 only when everything `qtrace capture` needs with KVM is there; a missing KVM is a
     warning (TCG still works) and a missing Docker daemon an error; both exit 3 (the

@@ -1,4 +1,5 @@
-"""``qtrace report``: Markdown and HTML reports of a capture, or of every capture in the manifest."""
+"""``qtrace report``: Markdown and HTML reports of a capture, or of every capture in the
+manifest."""
 
 from __future__ import annotations
 

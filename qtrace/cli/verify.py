@@ -69,7 +69,10 @@ def verify(
         bool,
         typer.Option(
             "--from-reset",
-            help="The capture began at power-on: compare every read strictly, adopt no firmware state.",
+            help=(
+                "The capture began at power-on: compare every read strictly, adopt no "
+                "firmware state."
+            ),
         ),
     ] = False,
 ) -> None:
@@ -94,7 +97,10 @@ def verify(
     if (trace is None) == (not live):
         raise UsageError(
             "give exactly one of --trace FILE and --live",
-            hint=f"`qtrace verify {device} --trace CAPTURE/trace.jsonl` or `qtrace verify {device} --live`.",
+            hint=(
+                f"`qtrace verify {device} --trace CAPTURE/trace.jsonl` or "
+                f"`qtrace verify {device} --live`."
+            ),
         )
     if live:
         _verify_live(device, sequences, seed, qemu_version, json_output)
@@ -153,7 +159,9 @@ def _verify_live(
     if target.qtest is None:
         raise UsageError(
             f"the {target.name} pack says nothing of how to start it under qtest",
-            hint=f"Add [model.qtest] to its pack.toml, or use `qtrace verify {device} --trace FILE`.",
+            hint=(
+                f"Add [model.qtest] to its pack.toml, or use `qtrace verify {device} --trace FILE`."
+            ),
         )
     client = connect()
     if find_qemu_image(client, qemu_version) is None:

@@ -98,7 +98,8 @@ def all_packs() -> tuple[DevicePack, ...]:
             for qom_type in pack.qom_types:
                 if qom_type in owner:
                     raise ReportError(
-                        f"device packs {owner[qom_type]!r} and {pack.name!r} both claim {qom_type!r}",
+                        f"device packs {owner[qom_type]!r} and {pack.name!r} "
+                        f"both claim {qom_type!r}",
                         hint=f"check {folder}/pack.toml",
                     )
                 owner[qom_type] = pack.name

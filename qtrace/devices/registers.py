@@ -153,7 +153,10 @@ class RegisterMap:
         }
 
     def __repr__(self) -> str:
-        return f"RegisterMap({self.device!r}, {sum(len(r) for r in self._by_space.values())} registers)"
+        return (
+            f"RegisterMap({self.device!r}, "
+            f"{sum(len(r) for r in self._by_space.values())} registers)"
+        )
 
     def registers(self, space: str) -> list[Register]:
         """All registers of ``space`` in offset order."""
@@ -171,7 +174,8 @@ class RegisterMap:
         return None
 
     def decode(self, space: str, offset: int, size: int, value: int) -> Decoded:
-        """Name the register(s) an access of ``size`` bytes at ``offset`` touches, decode ``value``."""
+        """Name the register(s) an access of ``size`` bytes at ``offset`` touches, decode
+        ``value``."""
         register = self.find(space, offset)
         if register is None:
             outer = self.containing(space, offset)

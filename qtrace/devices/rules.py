@@ -169,7 +169,8 @@ def _globs(value: object, what: str, where: str) -> tuple[str, ...]:
 
 
 def _anchors(value: object, funcs: tuple[str, ...], where: str) -> tuple[Anchor, ...]:
-    """The anchors of a rule: one table or a list of tables; ``func`` defaults to the rule's first."""
+    """The anchors of a rule: one table or a list of tables; ``func`` defaults to the rule's
+    first."""
     if value is None:
         return ()
     tables = [value] if isinstance(value, dict) else value
@@ -185,7 +186,8 @@ def _anchors(value: object, funcs: tuple[str, ...], where: str) -> tuple[Anchor,
         names = _globs(table.get("func"), "anchor.func", where) or funcs[:1]
         if not names or not all(n.isidentifier() for n in names):
             raise ReportError(
-                f"{where}: an anchor needs a plain function name (its own func, or the rule's first)"
+                f"{where}: an anchor needs a plain function name "
+                f"(its own func, or the rule's first)"
             )
         defined_in = table.get("defined_in")
         if defined_in is not None and not isinstance(defined_in, str):

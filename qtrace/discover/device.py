@@ -91,6 +91,7 @@ def discover_handlers(device: str, source: SourceReader) -> list[HandlerSpec]:
     handlers = find_handlers(defining)
     if not handlers:
         raise CollectorError(
-            f"found {device!r} in {', '.join(sorted(defining))} but no MemoryRegionOps handlers there"
+            f"found {device!r} in {', '.join(sorted(defining))} "
+            f"but no MemoryRegionOps handlers there"
         )
     return handlers

@@ -17,9 +17,9 @@ firmware capture ends early.
 Under the nested KVM of our machines the iPXE ROM does not get far: QEMU 10.2.2 stops
 with ``KVM internal error. Suberror: 1`` (emulation failure) after a few dozen device
 accesses and pauses the guest; the capture sees the internal error and ends at once (status
-``error``, with the suberror, the guest's instruction and the advice to use ``--accel tcg``). ENVIRONMENT.md saw a reset there
-instead; that would end as ``ok`` with a short trace and "Attempting a hard reboot"
-without "No bootable device" in ``firmware.log``.
+``error``, with the suberror, the guest's instruction and the advice to use ``--accel
+tcg``). ENVIRONMENT.md saw a reset there instead; that would end as ``ok`` with a short
+trace and "Attempting a hard reboot" without "No bootable device" in ``firmware.log``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The linux guest's plan: Debian's kernel and NIC driver, a busybox initramfs built at capture time.
+"""The linux guest's plan: Debian's kernel and NIC driver, a busybox initramfs built at
+capture time.
 
 The capture image carries Debian's kernel and its NIC modules in :data:`LINUX_KERNEL_DIR`
 (see ``docker/install-deps.sh``) and busybox-static; ``linux/mkinitramfs.py`` packs them

@@ -30,8 +30,12 @@ def probe_plan(
     seq = pack_or_default(device).probe_sequence
     if seq not in PROBE_SEQUENCES:
         raise UsageError(
-            f"the device pack of {device!r} names the probe sequence {seq!r}, which the probe guest does not have",
-            hint=f"set [guests] probe_sequence in its pack.toml to one of: {', '.join(PROBE_SEQUENCES)}",
+            f"the device pack of {device!r} names the probe sequence {seq!r}, "
+            f"which the probe guest does not have",
+            hint=(
+                f"set [guests] probe_sequence in its pack.toml to one of: "
+                f"{', '.join(PROBE_SEQUENCES)}"
+            ),
         )
     mmcfg = Q35_ECAM_BASE if machine == "q35" else None
     return GuestPlan(

@@ -57,7 +57,10 @@ def _bootstrap(client: docker.DockerClient, log: Callable[[str], None]) -> None:
     if debootstrap is None:
         raise EnvironmentProblem(
             f"No {BASE_IMAGE} image, no registry to pull it from, and no debootstrap to make one.",
-            hint="apt-get install -y debootstrap (./scripts/setup does it), then run the build again.",
+            hint=(
+                "apt-get install -y debootstrap (./scripts/setup does it), "
+                "then run the build again."
+            ),
         )
     with tempfile.TemporaryDirectory(prefix="qtrace-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"

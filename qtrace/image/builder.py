@@ -250,7 +250,8 @@ def _build(
     repository, image_tag = tag.split(":", 1)
     for index, debian_version in enumerate(candidates):
         sink(
-            f"qtrace: building QEMU {version_label} ({debian_version or 'local tree'}) with {request.jobs} jobs"
+            f"qtrace: building QEMU {version_label} ({debian_version or 'local tree'}) "
+            f"with {request.jobs} jobs"
         )
         spec = StageSpec(
             name="qemu",

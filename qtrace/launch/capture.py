@@ -189,9 +189,13 @@ def _exit_cases(source: ContainerSource, qemu_version: str) -> list[ExitCaseSpec
         cases = locate_exit_cases(source.read(KVM_ALL_PATH))
     except (ValueError, FileNotFoundError, docker.errors.NotFound) as exc:
         raise DiscoveryError(
-            f"cannot locate kvm_cpu_exec's exit cases in QEMU {qemu_version}'s {KVM_ALL_PATH}: {exc}",
-            hint="This QEMU's KVM source is not shaped as qtrace expects; capture with --accel tcg, "
-            "which needs no exit cases, and report the version.",
+            f"cannot locate kvm_cpu_exec's exit cases in QEMU {qemu_version}'s "
+            f"{KVM_ALL_PATH}: {exc}",
+            hint=(
+                "This QEMU's KVM source is not shaped as qtrace expects; "
+                "capture with --accel tcg, "
+                "which needs no exit cases, and report the version."
+            ),
         ) from exc
     return [ExitCaseSpec(f"{KVM_ALL_PATH}:{case.body_line}", tuple(case.labels)) for case in cases]
 
@@ -241,7 +245,10 @@ def run_capture(request: CaptureRequest, observer: CaptureObserver) -> CaptureRe
     if image is None:
         raise ImageMissing(
             f"The debug image {qemu_image_tag(request.qemu_version)} has not been built.",
-            hint=f"Run `qtrace build --qemu-version {request.qemu_version}` (or pass --build to capture).",
+            hint=(
+                f"Run `qtrace build --qemu-version {request.qemu_version}` "
+                f"(or pass --build to capture)."
+            ),
         )
     accel = _choose_accel(request.accel, observer)
     out_dir = (request.out_dir or default_out_dir(request.device, accel)).resolve()
@@ -355,11 +362,14 @@ class _CaptureRun:
             raise interrupted
         if self.write_failure is not None:
             raise EnvironmentProblem(
-                f"The capture stopped: writing its evidence in {self.out_dir} failed ({self.write_failure}). "
-                f"QEMU and the container are gone; the trace keeps the {result.accesses} accesses recorded "
-                "until then.",
-                hint=f"Free space there or pick --out on a larger filesystem. See what was captured: "
-                f"`qtrace show {self.out_dir}`.",
+                f"The capture stopped: writing its evidence in {self.out_dir} failed "
+                f"({self.write_failure}). "
+                f"QEMU and the container are gone; the trace keeps the {result.accesses} "
+                "accesses recorded until then.",
+                hint=(
+                    f"Free space there or pick --out on a larger filesystem. "
+                    f"See what was captured: `qtrace show {self.out_dir}`."
+                ),
             )
         return result
 
@@ -620,7 +630,8 @@ class _CaptureRun:
 
     def _write_snippets(self, container: LabelledContainer) -> None:
         """The QEMU source lines of every frame and the extents of the frames' functions
-        (``qtrace-source-snippets/1``), so reports render and links are checked without the image."""
+        (``qtrace-source-snippets/1``), so reports render and links are checked without the
+        image."""
         if not self.tail.path.exists():
             return
         try:

@@ -17,7 +17,10 @@ from qtrace.errors import UsageError
 __all__ = ["check_out_dir", "create_out_dir", "remove_created", "OUT_DIR_RULE"]
 
 OUT_DIR_RULE = "--out must be a directory that does not exist yet (it is created) or an empty one"
-_HINT = "Pass a new path with --out (or leave --out out: captures/<device>-<accel>-<utc>/ is new each run)."
+_HINT = (
+    "Pass a new path with --out "
+    "(or leave --out out: captures/<device>-<accel>-<utc>/ is new each run)."
+)
 
 
 def _nearest_existing(path: Path) -> Path:

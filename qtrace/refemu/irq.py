@@ -1,8 +1,9 @@
 """An observable interrupt line: a level plus listeners told of every change.
 
 A PCI function's INTx line is a level (a NIC's: ``(ICR & IMS) != 0``). Tests and the
-replay want to see both the current level and each edge, and a later differential runner wants to compare
-edges with QEMU's ``irq`` trace records, so the line is a small object rather than a bool.
+replay want to see both the current level and each edge, and a later differential runner
+wants to compare edges with QEMU's ``irq`` trace records, so the line is a small object
+rather than a bool.
 """
 
 from __future__ import annotations

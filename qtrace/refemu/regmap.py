@@ -83,7 +83,8 @@ class RegisterMap:
         for reg in regs:
             if reg.offset in self._by_offset:
                 raise ValueError(
-                    f"two registers at {reg.offset:#x}: {self._by_offset[reg.offset].name}, {reg.name}"
+                    f"two registers at {reg.offset:#x}: "
+                    f"{self._by_offset[reg.offset].name}, {reg.name}"
                 )
             self._by_offset[reg.offset] = reg
             self._by_name[reg.name] = reg

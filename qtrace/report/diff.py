@@ -113,7 +113,7 @@ def diff_stacks(a: AnnotatedStack, b: AnnotatedStack) -> list[DiffRow]:
     """Align two annotated stacks by layer runs, then by frames; rows innermost first."""
     runs_a, runs_b = a.layer_runs(), b.layer_runs()
     matcher = SequenceMatcher(
-        a=[l.id for l, _ in runs_a], b=[l.id for l, _ in runs_b], autojunk=False
+        a=[layer.id for layer, _ in runs_a], b=[layer.id for layer, _ in runs_b], autojunk=False
     )
     rows: list[DiffRow] = []
     for op, i1, i2, j1, j2 in matcher.get_opcodes():

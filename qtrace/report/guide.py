@@ -210,9 +210,15 @@ def _exit_text(record: Exit | None) -> str:
         return ""
     if record.reason == "KVM_EXIT_MMIO" and record.phys_addr is not None:
         rw = "write" if record.is_write else "read"
-        return f"{record.reason} ({rw}, {record.len or '?'} bytes at {record.phys_addr:#x}), exit #{record.seq}"
+        return (
+            f"{record.reason} ({rw}, {record.len or '?'} bytes at {record.phys_addr:#x}), "
+            f"exit #{record.seq}"
+        )
     if record.reason == "KVM_EXIT_IO" and record.port is not None:
-        return f"{record.reason} ({record.direction or '?'}, {record.size or '?'} bytes on port {record.port:#x}), exit #{record.seq}"
+        return (
+            f"{record.reason} ({record.direction or '?'}, {record.size or '?'} bytes "
+            f"on port {record.port:#x}), exit #{record.seq}"
+        )
     return f"{record.reason}, exit #{record.seq}"
 
 
@@ -221,7 +227,10 @@ def _access_text(device: str, access: Access) -> str:
     name = f" `{decoded.name}`" if decoded.known else ""
     summary = decoded.summary()
     value = f"`{_hex(access.value, access.size)}`" + (f" ({summary})" if summary else "")
-    return f"{access.size}-byte {access.space} {access.op} of{name} at offset {access.offset:#x}, value {value}"
+    return (
+        f"{access.size}-byte {access.space} {access.op} of{name} "
+        f"at offset {access.offset:#x}, value {value}"
+    )
 
 
 def _example(

@@ -112,8 +112,9 @@ class Finding:
     trace gave; the sentence that says it lives in ``templates/findings.j2`` (keyed by ``key``),
     so a view never states more than these fields.
 
-    ``exited`` counts accesses that came with a KVM exit of their own; ``coalesced`` writes KVM buffered without an exit; ``coalesced_before_access`` how
-    many of them QEMU replayed inside ``kvm_cpu_exec`` while handling the exit of the next
+    ``exited`` counts accesses that came with a KVM exit of their own; ``coalesced`` writes
+    KVM buffered without an exit; ``coalesced_before_access`` how many of them QEMU
+    replayed inside ``kvm_cpu_exec`` while handling the exit of the next
     access, just before that access (the rest were replayed elsewhere). ``stack_ids`` names the
     stacks a contradicted statement is about; ``names`` the functions it looked for.
     """
@@ -208,7 +209,10 @@ def build_report(
     if not trace_path.is_file():
         raise ReportError(
             f"{capture} has no trace.jsonl",
-            hint="Pass a capture directory made by `qtrace capture` (captures/<device>-<accel>-<stamp>/).",
+            hint=(
+                "Pass a capture directory made by `qtrace capture` "
+                "(captures/<device>-<accel>-<stamp>/)."
+            ),
         )
     trace = read_trace(trace_path)
     source = capture_source(capture)

@@ -117,7 +117,10 @@ def _exit_text(exit_record: Exit | None, access: Access) -> str:
     if exit_record.reason == "KVM_EXIT_MMIO" and exit_record.phys_addr is not None:
         return f"no RAM at {exit_record.phys_addr:#x}, MMIO exit"
     if exit_record.reason == "KVM_EXIT_IO" and exit_record.port is not None:
-        return f"{'IN' if exit_record.direction == 'in' else 'OUT'} port {exit_record.port:#x}, I/O exit"
+        return (
+            f"{'IN' if exit_record.direction == 'in' else 'OUT'} "
+            f"port {exit_record.port:#x}, I/O exit"
+        )
     return exit_record.reason
 
 
@@ -153,11 +156,13 @@ def to_svg(sequence: Sequence) -> str:
 
     out = [
         (
-            f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" width="{width}" height="{height}" '
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="sequence" '
+            f'width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
         ),
         (
-            '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+            '<defs><marker id="arrow" markerWidth="8" markerHeight="8" '
+            'refX="7" refY="4" orient="auto">'
             '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>'
         ),
     ]
@@ -168,7 +173,8 @@ def to_svg(sequence: Sequence) -> str:
         )
         out.append(f'<text x="{cx}" y="27" text-anchor="middle">{escape(p.label)}</text>')
         out.append(
-            f'<line x1="{cx}" y1="40" x2="{cx}" y2="{height - 6}" stroke="#bbb" stroke-dasharray="4 3"/>'
+            f'<line x1="{cx}" y1="40" x2="{cx}" y2="{height - 6}" '
+            f'stroke="#bbb" stroke-dasharray="4 3"/>'
         )
     for row, m in enumerate(sequence.messages):
         y = _TOP_PX + row * _ROW_PX + 16
@@ -176,12 +182,14 @@ def to_svg(sequence: Sequence) -> str:
         dash = ' stroke-dasharray="5 3"' if m.reply else ""
         if x1 == x2:
             out.append(
-                f'<path d="M{x1},{y} h30 v10 h-28" fill="none" stroke="#333" marker-end="url(#arrow)"/>'
+                f'<path d="M{x1},{y} h30 v10 h-28" fill="none" stroke="#333" '
+                f'marker-end="url(#arrow)"/>'
             )
             out.append(f'<text x="{x1 + 36}" y="{y + 4}">{escape(m.text)}</text>')
             continue
         out.append(
-            f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="#333"{dash} marker-end="url(#arrow)"/>'
+            f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="#333"{dash} '
+            f'marker-end="url(#arrow)"/>'
         )
         out.append(f'<text x="{min(x1, x2) + 6}" y="{y - 5}">{escape(m.text)}</text>')
     out.append("</svg>")

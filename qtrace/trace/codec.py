@@ -88,20 +88,23 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
     kind = obj.get("type")
     if not isinstance(kind, str) or kind not in _RECORD_CLASSES:
         raise ValueError(
-            f'unknown record type {kind!r}; expected "type" to be one of {", ".join(_RECORD_CLASSES)}'
+            f"unknown record type {kind!r}; "
+            f'expected "type" to be one of {", ".join(_RECORD_CLASSES)}'
         )
     cls = _RECORD_CLASSES[kind]
     missing = [name for name in _REQUIRED[kind] if name not in obj]
     if missing:
         raise ValueError(
-            f"{kind} record lacks {', '.join(missing)}; a {kind} record needs {', '.join(_REQUIRED[kind])}"
+            f"{kind} record lacks {', '.join(missing)}; "
+            f"a {kind} record needs {', '.join(_REQUIRED[kind])}"
         )
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {k: v for k, v in obj.items() if k in known and k != "type"}
     if kind == "header":
         if kwargs["schema"] != SCHEMA_VERSION:
             raise ValueError(
-                f"schema {kwargs['schema']!r}, this qtrace reads {SCHEMA_VERSION!r} (a trace of another qtrace version?)"
+                f"schema {kwargs['schema']!r}, this qtrace reads {SCHEMA_VERSION!r} "
+                f"(a trace of another qtrace version?)"
             )
         kwargs["argv"] = tuple(kwargs.get("argv", ()))
         kwargs["device_properties"] = _header_device_properties(obj, kwargs["argv"])
@@ -115,7 +118,8 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
             )
         if kwargs["space"] not in ("mmio", "pio", "pci-config"):
             raise ValueError(
-                f"access space {kwargs['space']!r} is not mmio/pio/pci-config; expected one of those"
+                f"access space {kwargs['space']!r} is not mmio/pio/pci-config; "
+                f"expected one of those"
             )
         for name in ("offset", "size", "value"):
             if not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool):
@@ -127,7 +131,8 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
             kwargs["status"] = CaptureStatus(kwargs["status"])
         except ValueError:
             raise ValueError(
-                f"end status {kwargs['status']!r} is not a capture status; expected one of {', '.join(CaptureStatus)}"
+                f"end status {kwargs['status']!r} is not a capture status; "
+                f"expected one of {', '.join(CaptureStatus)}"
             ) from None
     return cls(**kwargs)  # type: ignore[no-any-return]
 
@@ -236,7 +241,8 @@ def _json_problem(text: str, raw: str, exc: json.JSONDecodeError) -> str:
         )
     if exc.pos >= len(text.rstrip()):
         return (
-            f"the record stops before its JSON object is complete ({exc.msg}, character {exc.pos + 1}); "
+            f"the record stops before its JSON object is complete "
+            f"({exc.msg}, character {exc.pos + 1}); "
             f"expected one whole JSON object per line, found {shown!r}"
         )
     return (
@@ -275,7 +281,8 @@ def _numbered_records(path: Path) -> Iterator[tuple[int, Record]]:
                     raise TraceFormatError(
                         path,
                         number,
-                        f"the first record must be the header, found a record of type {record.type!r}",
+                        f"the first record must be the header, "
+                        f"found a record of type {record.type!r}",
                     )
                 seen_header = True
                 yield number, record
@@ -330,7 +337,8 @@ def read_trace(path: Path | str) -> Trace:
         raise TraceFormatError(
             path,
             1,
-            f'the file is empty; expected a header record on line 1 ({{"type":"header","schema":"{SCHEMA_VERSION}",...}})',
+            f"the file is empty; expected a header record on line 1 "
+            f'({{"type":"header","schema":"{SCHEMA_VERSION}",...}})',
         )
     header = first[1]
     assert isinstance(header, Header)  # _numbered_records checks the first record

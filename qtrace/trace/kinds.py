@@ -35,7 +35,8 @@ class AccelChoice(StrEnum):
 
 
 class Machine(StrEnum):
-    """QEMU's x86 machine type: ``pc`` (config space through 0xCF8/0xCFC) or ``q35`` (PCIe, ECAM)."""
+    """QEMU's x86 machine type: ``pc`` (config space through 0xCF8/0xCFC) or ``q35`` (PCIe,
+    ECAM)."""
 
     PC = "pc"
     Q35 = "q35"

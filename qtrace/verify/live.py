@@ -10,8 +10,9 @@ Two parts:
 
 * the fixed scenarios of the device's support (in its pack),
   one machine reset before each;
-* random sequences drawn by hypothesis from the support's strategy, one machine reset (QMP ``system_reset``) and a
-  fresh model before each. On a divergence hypothesis shrinks the sequence and the
+* random sequences drawn by hypothesis from the support's strategy, one machine reset
+  (QMP ``system_reset``) and a fresh model before each. On a divergence hypothesis
+  shrinks the sequence and the
   smallest one that still diverges is reported. Runs are reproducible: ``seed`` picks
   hypothesis's seed; without one, hypothesis runs derandomized.
 

@@ -64,7 +64,8 @@ def debug_image() -> BuildResult:
     events = RecordingEvents()
     result = build_image(BuildRequest(), events)
     print(
-        f"\n[build] {result.image}: {'cached' if result.cached else 'built'} in {result.elapsed_s:.0f} s",
+        f"\n[build] {result.image}: {'cached' if result.cached else 'built'} "
+        f"in {result.elapsed_s:.0f} s",
         flush=True,
     )
     return result
@@ -93,7 +94,8 @@ def build_version(debug_image: BuildResult) -> Callable[[str], BuildResult]:
         if version not in built:
             built[version] = build_image(BuildRequest(qemu_version=version), RecordingEvents())
             print(
-                f"\n[build] {built[version].image}: {'cached' if built[version].cached else 'built'}",
+                f"\n[build] {built[version].image}: "
+                f"{'cached' if built[version].cached else 'built'}",
                 flush=True,
             )
         return built[version]

@@ -51,8 +51,12 @@ def test_image_holds_firmware_source_gdb_and_guest_toolchain(
     out = _run(
         docker_client,
         debug_image.image,
-        "ls /usr/share/seabios/bios-256k.bin /usr/lib/ipxe/qemu/efi-e1000.rom /usr/share/qemu/kvmvapic.bin "
-        "/src/qemu/hw/net/e1000.c && gdb --version | head -1 && gcc --version | head -1 && ld -V | grep -c elf_i386",
+        (
+            "ls /usr/share/seabios/bios-256k.bin /usr/lib/ipxe/qemu/efi-e1000.rom "
+            "/usr/share/qemu/kvmvapic.bin /src/qemu/hw/net/e1000.c "
+            "&& gdb --version | head -1 && gcc --version | head -1 "
+            "&& ld -V | grep -c elf_i386"
+        ),
     )
     assert "bios-256k.bin" in out and "efi-e1000.rom" in out and "kvmvapic.bin" in out
     assert "GNU gdb" in out and "gcc" in out

@@ -67,7 +67,10 @@ RULE = '[[rule]]\nfunc = ["do_io", "do_io_*"]\nlayer = "x"\nexplain = "e"\n'
         'anchor = { calls = ["LOCK_GUARD", "dispatch"] }',
         'anchor = { contains = ["MAGIC"], lacks = ["never_called", "SECRET"] }',
         'anchor = { defined_in = "accel/*.c" }',
-        'anchor = [{ calls = ["dispatch"] }, { func = "other", defined_in = "accel/io.c", lacks = ["abort"] }]',
+        (
+            'anchor = [{ calls = ["dispatch"] }, '
+            '{ func = "other", defined_in = "accel/io.c", lacks = ["abort"] }]'
+        ),
     ],
 )
 def test_anchors_that_the_source_bears_out_hold(tree: DirectorySourceProvider, anchor: str) -> None:

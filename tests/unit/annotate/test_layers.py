@@ -183,9 +183,16 @@ def test_first_matching_rule_wins(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        '[[layer]]\nid = "a"\nlabel = "A"\n[[rule]]\nfunc = "x"\nlayer = "a"\nexplain = "e"\n',  # no format
-        'format = "qtrace-layers/1"\n[[layer]]\nid = "a"\nlabel = "A"\n[[rule]]\nfunc = "x"\nlayer = "zz"\nexplain = "e"\n',
-        'format = "qtrace-layers/1"\n[[layer]]\nid = "a"\nlabel = "A"\n[[rule]]\nlayer = "a"\nexplain = "e"\n',
+        # no format
+        '[[layer]]\nid = "a"\nlabel = "A"\n[[rule]]\nfunc = "x"\nlayer = "a"\nexplain = "e"\n',
+        (
+            'format = "qtrace-layers/1"\n[[layer]]\nid = "a"\nlabel = "A"\n'
+            '[[rule]]\nfunc = "x"\nlayer = "zz"\nexplain = "e"\n'
+        ),
+        (
+            'format = "qtrace-layers/1"\n[[layer]]\nid = "a"\nlabel = "A"\n'
+            '[[rule]]\nlayer = "a"\nexplain = "e"\n'
+        ),
         'format = "qtrace-layers/1"\n[[layer]]\nid = "a"\n',
         "not toml [",
     ],

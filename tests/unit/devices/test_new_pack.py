@@ -48,7 +48,8 @@ fields = [{ name = "GO", bits = "0", desc = "Start" }]
 offset = 0x8
 name = "FAKESTAT"
 desc = "Fake status"
-fields = [{ name = "BUSY", bits = "1", desc = "Busy" }, { name = "LEVEL", bits = "7:4", desc = "Level" }]
+fields = [{ name = "BUSY", bits = "1", desc = "Busy" }, \
+{ name = "LEVEL", bits = "7:4", desc = "Level" }]
 """
 
 

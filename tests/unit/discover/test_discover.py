@@ -136,7 +136,8 @@ def test_handlers_with_region_names_and_spaces() -> None:
 
 def test_device_help_parsing_and_unknown_names() -> None:
     text = (
-        'Network devices:\nname "e1000", bus PCI, alias "e1000-82540em", desc "Intel Gigabit Ethernet"\n'
+        "Network devices:\n"
+        'name "e1000", bus PCI, alias "e1000-82540em", desc "Intel Gigabit Ethernet"\n'
         'name "e1000e", bus PCI, desc "Intel 82574L GbE Controller"\nname "isa-debugcon", bus ISA\n'
     )
     devices = parse_device_help(text)

@@ -98,7 +98,10 @@ RECORDED = {
     "bp_stop": '*stopped,reason="breakpoint-hit",disp="keep",bkptno="1",thread-id="3"',
     "exit_1": '*stopped,reason="exited",exit-code="01"',
     "exit_0": '*stopped,reason="exited-normally"',
-    "signal": '*stopped,reason="signal-received",signal-name="SIGSEGV",signal-meaning="Segmentation fault"',
+    "signal": (
+        '*stopped,reason="signal-received",signal-name="SIGSEGV",'
+        'signal-meaning="Segmentation fault"'
+    ),
     "reply": '~"qtrace-reply: {\\"reason\\":\\"arm\\"}\\n"',
 }
 

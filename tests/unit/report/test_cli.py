@@ -67,7 +67,8 @@ def test_report_all_uses_the_manifest(
     (tmp_path / "reports").mkdir()
     manifest = tmp_path / "reports" / "manifest.toml"
     manifest.write_text(
-        'format = "qtrace-reports/1"\n[[report]]\nname = "t"\ncapture = "captures/e1000-tcg-10.2.2"\ncommand = "qtrace capture x"\n',
+        'format = "qtrace-reports/1"\n[[report]]\nname = "t"\n'
+        'capture = "captures/e1000-tcg-10.2.2"\ncommand = "qtrace capture x"\n',
         encoding="utf-8",
     )
     result = runner.invoke(app, ["report", "--all", "--manifest", str(manifest)])

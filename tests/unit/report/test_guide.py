@@ -270,8 +270,8 @@ def test_a_timer_raise_is_reported_as_deferred_and_its_absence_too(
         )
     )
     assert (
-        "1 of the 2 raises in this capture came from a QEMU timer (`e1000_mit_timer()`), on the main-loop thread"
-        in deferred
+        "1 of the 2 raises in this capture came from a QEMU timer (`e1000_mit_timer()`), "
+        "on the main-loop thread" in deferred
     )
     assert "deferred" in deferred and "never shorter than 500 units (128 µs)" in deferred
     none = _flat(
@@ -332,8 +332,8 @@ def test_recorded_kvm_evidence_says_what_this_host_offered(make_capture: MakeCap
         assert "do not show whether" not in first
         third = _flat(_section(guide, 3))
         assert (
-            "register 3 zones over the BAR at `0xfebc0000`; the registers between them are MDIC, ICR"
-            in third
+            "register 3 zones over the BAR at `0xfebc0000`; "
+            "the registers between them are MDIC, ICR" in third
         )
     without = _flat(_section(_guide({"kvm": make_capture("plain", probe)}), 3))
     assert (

@@ -21,9 +21,11 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "reports" / "manifest.toml").write_text(
         'format = "qtrace-reports/1"\n'
         '[[report]]\nname = "tcg-7.2"\ncapture = "captures/e1000-tcg-7.2"\n'
-        'command = "qtrace capture --device e1000 --accel tcg --qemu-version 7.2"\nformats = ["md"]\n'
+        'command = "qtrace capture --device e1000 --accel tcg --qemu-version 7.2"\n'
+        'formats = ["md"]\n'
         '[[report]]\nname = "kvm-10.2.2"\ncapture = "captures/e1000-kvm-10.2.2"\n'
-        'command = "qtrace capture --device e1000 --accel kvm --qemu-version 10.2.2"\ntitle = "e1000 | KVM"\n',
+        'command = "qtrace capture --device e1000 --accel kvm --qemu-version 10.2.2"\n'
+        'title = "e1000 | KVM"\n',
         encoding="utf-8",
     )
     return tmp_path
@@ -81,8 +83,14 @@ def test_a_missing_capture_fails_by_name_but_the_others_are_written(project: Pat
         '[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\n',
         'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\n',
         'format = "qtrace-reports/1"\n[[report]]\nname = "../a"\ncapture = "c"\ncommand = "x"\n',
-        'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\n[[report]]\nname = "a"\ncapture = "d"\ncommand = "y"\n',
-        'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\nformats = ["pdf"]\n',
+        (
+            'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\n'
+            '[[report]]\nname = "a"\ncapture = "d"\ncommand = "y"\n'
+        ),
+        (
+            'format = "qtrace-reports/1"\n[[report]]\nname = "a"\ncapture = "c"\ncommand = "x"\n'
+            'formats = ["pdf"]\n'
+        ),
         "format = [",
     ],
 )

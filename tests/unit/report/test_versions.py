@@ -76,8 +76,8 @@ def test_committed_releases_name_what_changed_between_7_2_and_10_x() -> None:
     md = render_comparison(comparison, "md")
     assert "| # | function | layer | 7.2 | 10.0.13 | 10.2.2 | status |" in md
     assert (
-        "`flatview_read_continue_step` (address-space dispatch / FlatView) is only on the path in 10.0.13, 10.2.2"
-        in md
+        "`flatview_read_continue_step` (address-space dispatch / FlatView) "
+        "is only on the path in 10.0.13, 10.2.2" in md
     )
     assert "https://gitlab.com/qemu-project/qemu/-/blob/v7.2.0/softmmu/memory.c#L" in md
     html = render_comparison(comparison, "html")
@@ -100,10 +100,15 @@ def test_a_capture_without_the_kind_is_an_error() -> None:
 
 BASE = (
     'format = "qtrace-reports/1"\n'
-    '[[report]]\nname = "old"\ncapture = "captures/e1000-kvm-7.2"\ncommand = "c7"\noutput = "e1000/versions/old"\n'
-    '[[report]]\nname = "new"\ncapture = "captures/e1000-kvm-10.2.2"\ncommand = "c10"\noutput = "e1000/new"\n'
+    '[[report]]\nname = "old"\ncapture = "captures/e1000-kvm-7.2"\ncommand = "c7"\n'
+    'output = "e1000/versions/old"\n'
+    '[[report]]\nname = "new"\ncapture = "captures/e1000-kvm-10.2.2"\ncommand = "c10"\n'
+    'output = "e1000/new"\n'
 )
-COMPARISON = '[[comparison]]\nname = "vs"\nreports = ["old", "new"]\nkinds = ["mmio read"]\noutput = "e1000/versions"\n'
+COMPARISON = (
+    '[[comparison]]\nname = "vs"\nreports = ["old", "new"]\nkinds = ["mmio read"]\n'
+    'output = "e1000/versions"\n'
+)
 
 
 @pytest.fixture()
@@ -141,10 +146,19 @@ def test_all_writes_the_comparison_links_it_and_is_deterministic(project: Path) 
     "extra",
     [
         '[[comparison]]\nname = "vs"\nreports = ["old"]\nkinds = ["mmio read"]\noutput = "v"\n',
-        '[[comparison]]\nname = "vs"\nreports = ["old", "nope"]\nkinds = ["mmio read"]\noutput = "v"\n',
+        (
+            '[[comparison]]\nname = "vs"\nreports = ["old", "nope"]\nkinds = ["mmio read"]\n'
+            'output = "v"\n'
+        ),
         '[[comparison]]\nname = "vs"\nreports = ["old", "new"]\nkinds = []\noutput = "v"\n',
-        '[[comparison]]\nname = "vs"\nreports = ["old", "new"]\nkinds = ["mmio read"]\noutput = "../v"\n',
-        '[[comparison]]\nname = "old"\nreports = ["old", "new"]\nkinds = ["mmio read"]\noutput = "v"\n',
+        (
+            '[[comparison]]\nname = "vs"\nreports = ["old", "new"]\nkinds = ["mmio read"]\n'
+            'output = "../v"\n'
+        ),
+        (
+            '[[comparison]]\nname = "old"\nreports = ["old", "new"]\nkinds = ["mmio read"]\n'
+            'output = "v"\n'
+        ),
         COMPARISON + '[guide]\nversions = "nope"\n',
     ],
 )

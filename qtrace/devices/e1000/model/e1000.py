@@ -61,8 +61,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAC = bytes.fromhex("525400123456")  # QEMU's default NIC address
 
-# PCI identity. Ids, class and interrupt pin: SDM 4.1. Revision 3 and the subsystem ids 1af4:1100 (QEMU's default for every PCI device it makes) are what
-# QEMU presents; they are not the datasheet's defaults.
+# PCI identity. Ids, class and interrupt pin: SDM 4.1. Revision 3 and the subsystem ids
+# 1af4:1100 (QEMU's default for every PCI device it makes) are what QEMU presents; they
+# are not the datasheet's defaults.
 E1000_IDENTITY = PciIdentity(
     vendor_id=0x8086,
     device_id=0x100E,

@@ -5,9 +5,10 @@ poll link state through MDIC (SDM 13.4.6), one 16-bit PHY register per MDIC
 transaction. The internal PHY (an M88E1011-class core) answers at PHY address 1; any
 other address, or a register it does not have, completes with MDIC's ERROR bit (as real
 hardware does for an absent PHY). Values are given "after autonegotiation finished with
-the link up", which is the state QEMU's NIC settles in shortly after reset (register 0x0F, extended status, answers
-with MDIC.ERROR in QEMU 10.2.2, observed, so the model has no such register); the trace
-replay treats the timer-driven bits as volatile (see ``qtrace.verify.volatile``).
+the link up", which is the state QEMU's NIC settles in shortly after reset (register
+0x0F, extended status, answers with MDIC.ERROR in QEMU 10.2.2, observed, so the model
+has no such register); the trace replay treats the timer-driven bits as volatile (see
+``qtrace.verify.volatile``).
 """
 
 from __future__ import annotations
@@ -41,19 +42,26 @@ PHY_REGISTERS: dict[int, PhyReg] = {
                "autonegotiation enabled, full duplex, 1000 Mb/s; RESET and RESTART_AN self-clear "
                "(RESET resets no register, observed in QEMU 10.2.2)"),
         PhyReg(0x01, "PSTATUS", 0x794D, 0,
-               "10/100 abilities, extended status, preamble suppression, AN able, link up, extended caps; "
+               "10/100 abilities, extended status, preamble suppression, AN able, link up, "
+               "extended caps; "
                "AN complete clear at power-on (observed in QEMU 10.2.2)"),
         PhyReg(0x02, "PHYID1", 0x0141, 0, "Marvell OUI bits 3:18"),
         PhyReg(0x03, "PHYID2", 0x0C20, 0, "OUI bits 19:24, model, revision of the 82540EM's PHY"),
         PhyReg(0x04, "PHY_AUTONEG_ADV", 0x0DE1, 0xFFFF, "802.3 selector, 10/100 half/full, pause"),
-        PhyReg(0x05, "PHY_LP_ABILITY", 0x01E0, 0, "link partner 10/100 half/full (observed in QEMU 10.2.2)"),
+        PhyReg(0x05, "PHY_LP_ABILITY", 0x01E0, 0,
+               "link partner 10/100 half/full (observed in QEMU 10.2.2)"),
         PhyReg(0x06, "PHY_AUTONEG_EXP", 0x0000, 0, "autonegotiation expansion"),
         PhyReg(0x09, "PHY_1000T_CTRL", 0x0E00, 0xFFFF, "advertise 1000BASE-T full and half duplex"),
-        PhyReg(0x0A, "PHY_1000T_STATUS", 0x3C00, 0, "local and remote receiver OK, partner 1000BASE-T FD/HD"),
-        PhyReg(0x10, "M88_PHY_SPEC_CTRL", 0x0360, 0xFFFF, "vendor control; reset value observed in QEMU 10.2.2"),
-        PhyReg(0x11, "M88_PHY_SPEC_STATUS", 0xAC00, 0, "1000 Mb/s, full duplex, speed/duplex resolved, link"),
-        PhyReg(0x14, "M88_EXT_PHY_SPEC_CTRL", 0x0D60, 0xFFFF, "vendor control; reset value observed in QEMU 10.2.2"),
-        PhyReg(0x15, "M88_RX_ERR_CNTR", 0x0000, 0, "receive error counter (observed present in QEMU 10.2.2)"),
+        PhyReg(0x0A, "PHY_1000T_STATUS", 0x3C00, 0,
+               "local and remote receiver OK, partner 1000BASE-T FD/HD"),
+        PhyReg(0x10, "M88_PHY_SPEC_CTRL", 0x0360, 0xFFFF,
+               "vendor control; reset value observed in QEMU 10.2.2"),
+        PhyReg(0x11, "M88_PHY_SPEC_STATUS", 0xAC00, 0,
+               "1000 Mb/s, full duplex, speed/duplex resolved, link"),
+        PhyReg(0x14, "M88_EXT_PHY_SPEC_CTRL", 0x0D60, 0xFFFF,
+               "vendor control; reset value observed in QEMU 10.2.2"),
+        PhyReg(0x15, "M88_RX_ERR_CNTR", 0x0000, 0,
+               "receive error counter (observed present in QEMU 10.2.2)"),
     )
 }  # fmt: skip
 

@@ -7,9 +7,9 @@ descriptors from head up to (not including) tail.
 Transmit: from TDH to TDT, each descriptor's buffer is fetched by DMA and gathered until
 a descriptor with EOP ends the frame, which goes to the sink. A descriptor with RS (or
 RPS) gets DD written back into its status byte (EC, LC, TU cleared) and sets TXDW; a run
-that ends with the ring empty sets TXQE. Extended (DEXT) descriptors are walked and their data gathered, but the
-offloads they request (checksum insertion, TCP segmentation) are not modelled and are
-reported as such.
+that ends with the ring empty sets TXQE. Extended (DEXT) descriptors are walked and their
+data gathered, but the offloads they request (checksum insertion, TCP segmentation) are
+not modelled and are reported as such.
 
 Receive: a frame lands in the buffers of the descriptors at RDH (split over several when
 larger than the RCTL buffer size), each gets its length and DD (EOP on the last) written
