@@ -22,22 +22,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qtrace.image.builder import qemu_image_tag
-from qtrace.docker_env import connect, new_run_id
+from qtrace.docker_env import LabelledContainer, connect
 from qtrace.launch.capture import (
-    DEVICE_SLOT,
-    MOUNT_GDBSCRIPTS,
-    MOUNT_GUESTS,
     MOUNT_OUT,
     CaptureRequest,
+    capture_argv,
+    capture_container_spec,
     guest_plan,
     run_capture,
 )
-from qtrace.launch.container import CaptureContainer, ContainerSpec
+from qtrace.image.layout import QEMU_BINARY
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.live import LiveStats
-from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, qemu_argv
-from qtrace.paths import gdbscripts_dir, guests_dir
 from qtrace.trace import read_trace
 
 
@@ -58,39 +54,14 @@ class _Quiet:
 
 
 def _argv(guest: str, device: str, accel: str, load_rounds: int = 0) -> list[str]:
-    plan = guest_plan(guest, device, "pc", load_rounds)
-    cfg = QemuConfig(
-        device=device,
-        accel=accel,
-        slot=DEVICE_SLOT,
-        memory_mb=plan.memory_mb,
-        kernel=plan.kernel,
-        initrd=plan.initrd,
-        append=plan.append,
-        out_dir=MOUNT_OUT,
-        marker_port=plan.marker_port,
-        exit_port=plan.exit_port,
-        rom=plan.rom,
-        extra=plan.extra_qemu_args,
-    )
-    return [QEMU_BINARY, *qemu_argv(cfg)]
+    return capture_argv(device, accel, "pc", guest_plan(guest, device, "pc", load_rounds))
 
 
-def _container(out: Path, version: str, accel: str) -> CaptureContainer:
-    spec = ContainerSpec(
-        image=qemu_image_tag(version),
-        run_id=new_run_id(),
-        mounts={
-            str(out): (MOUNT_OUT, "rw"),
-            str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"),
-            str(guests_dir()): (MOUNT_GUESTS, "ro"),
-        },
-        kvm=accel == "kvm",
-    )
-    return CaptureContainer(connect(), spec)
+def _container(out: Path, version: str, accel: str) -> LabelledContainer:
+    return LabelledContainer(connect(), capture_container_spec(out, version, kvm=accel == "kvm"))
 
 
-def _build_guest(container: CaptureContainer, guest: str, device: str) -> None:
+def _build_guest(container: LabelledContainer, guest: str, device: str) -> None:
     for command in guest_plan(guest, device, "pc", 0).build_commands:
         result = container.exec(list(command), workdir=MOUNT_OUT)
         if result.exit_code != 0:

@@ -79,6 +79,8 @@ __all__ = [
     "run_capture",
     "default_out_dir",
     "guest_plan",
+    "capture_argv",
+    "capture_container_spec",
     "GUESTS",
 ]
 
@@ -180,6 +182,44 @@ def guest_plan(
     if kind is Guest.LINUX:
         return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
     return firmware_plan(MOUNT_OUT)
+
+
+def capture_argv(device: str, accel: str, machine: str, plan: GuestPlan) -> list[str]:
+    """QEMU's full command line for a capture of ``device`` with the guest ``plan`` (the
+    benchmarks and tests build it here too, so they run what a capture runs)."""
+    cfg = QemuConfig(
+        device=device,
+        accel=accel,
+        machine=machine,
+        slot=DEVICE_SLOT,
+        memory_mb=plan.memory_mb,
+        kernel=plan.kernel,
+        initrd=plan.initrd,
+        append=plan.append,
+        out_dir=MOUNT_OUT,
+        marker_port=plan.marker_port,
+        exit_port=plan.exit_port,
+        rom=plan.rom,
+        extra=plan.extra_qemu_args,
+    )
+    return [QEMU_BINARY, *qemu_argv(cfg)]
+
+
+def capture_container_spec(out_dir: Path, qemu_version: str, *, kvm: bool) -> ContainerSpec:
+    """The capture container: the run directory read-write, the collector and the guest
+    sources read-only, ``/dev/kvm`` only for KVM."""
+    return ContainerSpec(
+        image=qemu_image_tag(qemu_version),
+        run_id=new_run_id(),
+        mounts={
+            str(out_dir): (MOUNT_OUT, "rw"),
+            str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"),
+            str(guests_dir()): (MOUNT_GUESTS, "ro"),
+        },
+        kvm=kvm,
+        kind=ContainerKind.CAPTURE,
+        workdir=MOUNT_OUT,
+    )
 
 
 def _exit_cases(source: ContainerSource, qemu_version: str) -> list[ExitCaseSpec]:
@@ -312,17 +352,8 @@ class _CaptureRun:
 
     def execute(self) -> CaptureResult:
         interrupted: KeyboardInterrupt | None = None
-        spec = ContainerSpec(
-            image=qemu_image_tag(self.request.qemu_version),
-            run_id=new_run_id(),
-            mounts={
-                str(self.out_dir): (MOUNT_OUT, "rw"),
-                str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"),
-                str(guests_dir()): (MOUNT_GUESTS, "ro"),
-            },
-            kvm=self.accel is Accel.KVM,
-            kind=ContainerKind.CAPTURE,
-            workdir=MOUNT_OUT,
+        spec = capture_container_spec(
+            self.out_dir, self.request.qemu_version, kvm=self.accel is Accel.KVM
         )
         # Unwound last-in first-out: gdb (QEMU dies with it), the trace's end record, the
         # source snippets (they need the container), the container.
@@ -394,23 +425,7 @@ class _CaptureRun:
             self._note_write_failure(exc)
 
     def _qemu_argv(self) -> list[str]:
-        plan = self.plan
-        cfg = QemuConfig(
-            device=self.request.device,
-            accel=self.accel,
-            machine=self.request.machine,
-            slot=DEVICE_SLOT,
-            memory_mb=plan.memory_mb,
-            kernel=plan.kernel,
-            initrd=plan.initrd,
-            append=plan.append,
-            out_dir=MOUNT_OUT,
-            marker_port=plan.marker_port,
-            exit_port=plan.exit_port,
-            rom=plan.rom,
-            extra=plan.extra_qemu_args,
-        )
-        return [QEMU_BINARY, *qemu_argv(cfg)]
+        return capture_argv(self.request.device, self.accel, self.request.machine, self.plan)
 
     def _build_guest(self, container: LabelledContainer) -> None:
         for command in self.plan.build_commands:

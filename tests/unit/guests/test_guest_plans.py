@@ -12,27 +12,12 @@ from qtrace.guests import DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS
 from qtrace.guests.firmware_plan import FIRMWARE_DEBUGCON_IOBASE, firmware_plan
 from qtrace.guests.linux_plan import LINUX_KERNEL_DIR, linux_append, linux_plan
 from qtrace.guests.plan import GuestPlan
-from qtrace.launch.capture import GUESTS, MOUNT_GUESTS, MOUNT_OUT, guest_plan
-from qtrace.launch.qemu_argv import QemuConfig, qemu_argv
+from qtrace.launch.capture import GUESTS, MOUNT_GUESTS, MOUNT_OUT, capture_argv, guest_plan
 
 
 def _argv(plan: GuestPlan, accel: str = "tcg", device: str = "e1000") -> list[str]:
-    """QEMU's arguments for ``plan`` as the capture builds them."""
-    return qemu_argv(
-        QemuConfig(
-            device=device,
-            accel=accel,
-            memory_mb=plan.memory_mb,
-            kernel=plan.kernel,
-            initrd=plan.initrd,
-            append=plan.append,
-            out_dir=MOUNT_OUT,
-            marker_port=plan.marker_port,
-            exit_port=plan.exit_port,
-            rom=plan.rom,
-            extra=plan.extra_qemu_args,
-        )
-    )
+    """QEMU's arguments for ``plan``, from the function the capture itself uses."""
+    return capture_argv(device, accel, "pc", plan)[1:]
 
 
 def _value(argv: list[str], flag: str) -> str:
