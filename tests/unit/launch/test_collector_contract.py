@@ -4,28 +4,17 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from qtrace.discover.handlers import HandlerSpec
 from qtrace.launch.collector_config import COLLECTOR_PROTOCOL, CollectorConfig, ExitCaseSpec
-from qtrace.paths import gdbscripts_dir
+from tests.gdb_side import gdb_module
 
 
-def _gdb_contract() -> ModuleType:
-    path = gdbscripts_dir() / "qtrace_gdb" / "contract.py"
-    spec = importlib.util.spec_from_file_location("qtrace_gdb_contract", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-GDB = _gdb_contract()
+GDB = gdb_module("contract")
 
 
 def _config(**changes: object) -> CollectorConfig:

@@ -4,14 +4,10 @@ with the host's Python and must equal the host's enum."""
 
 from __future__ import annotations
 
-import importlib.util
-from types import ModuleType
-
 import pytest
 
 from qtrace.errors import TraceFormatError, UsageError
 from qtrace.launch.capture import CaptureRequest, guest_plan
-from qtrace.paths import gdbscripts_dir
 from qtrace.trace import (
     Accel,
     AccelChoice,
@@ -22,18 +18,10 @@ from qtrace.trace import (
     decode_line,
     record_to_json,
 )
+from tests.gdb_side import gdb_module
 
 
-def _gdb_contract() -> ModuleType:
-    path = gdbscripts_dir() / "qtrace_gdb" / "contract.py"
-    spec = importlib.util.spec_from_file_location("qtrace_gdb_contract_kinds", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-GDB = _gdb_contract()
+GDB = gdb_module("contract")
 
 
 def test_the_gdb_side_knows_exactly_the_host_statuses_in_order() -> None:
