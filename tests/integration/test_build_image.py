@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import docker
 
@@ -62,13 +61,13 @@ def test_image_holds_firmware_source_gdb_and_guest_toolchain(
     assert "GNU gdb" in out and "gcc" in out
 
 
-def test_warm_build_is_cached_and_fast(debug_image: BuildResult) -> None:
-    started = time.monotonic()
-    result = build_image(BuildRequest(), RecordingEvents())
+def test_warm_build_is_cached_and_runs_no_stage(debug_image: BuildResult) -> None:
+    events = RecordingEvents()
+    result = build_image(BuildRequest(), events)
     assert result.cached
     assert result.image == debug_image.image
-    # The goal (< 2 s) is measured in the README; here only that no build ran.
-    assert time.monotonic() - started < 30
+    # How fast a warm build returns is measured in the README; here only that no build ran.
+    assert "compile" not in events.stages and not events.steps, events.stages
 
 
 def test_exit_cases_found_in_the_real_10_2_2_source(

@@ -66,7 +66,6 @@ def test_linux_kvm_is_reported_as_a_hang(capture: Capture) -> None:
     result = capture("e1000", "kvm", **LINUX_KVM)
     assert result.status == "guest-hang", result.reason
     assert result.reason and "--accel tcg" in result.reason
-    assert result.elapsed_s < LINUX_KVM["timeout_s"] + 30
     assert "qtrace-linux" not in (result.out_dir / "serial.log").read_text(errors="replace")
 
 
