@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from importlib.abc import Traversable
@@ -60,6 +61,7 @@ __all__ = [
     "pack_or_default",
     "parse_frame_rules",
     "pci_config_map",
+    "qemu_device_option",
     "register_map",
     "register_map_for",
 ]
@@ -199,3 +201,12 @@ def model_class(device: str) -> object | None:
     if pack is None or pack.model is None:
         return None
     return load_object(pack.model, f"{pack.name}/pack.toml [model] class")
+
+
+def qemu_device_option(device: str, slot: int, extra: Sequence[tuple[str, str]] = ()) -> str:
+    """QEMU's ``-device`` value for ``device`` at ``00:<slot>.0``: the properties its pack
+    says it needs to start (``[start] properties``), then ``extra`` (which wins on a clash).
+    The capture and qtest both build the option here, so a device starts the same way in both."""
+    properties = dict(pack_or_default(device).qemu_properties)
+    properties.update(extra)
+    return f"{device},addr={slot:02x}.0" + "".join(f",{k}={v}" for k, v in properties.items())

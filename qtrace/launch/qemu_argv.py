@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qtrace.devices import qemu_device_option
 from qtrace.image.layout import FIRMWARE_DIRS, QEMU_BINARY
 
 __all__ = ["QemuConfig", "qemu_argv", "FIRMWARE_DIRS", "QEMU_BINARY"]
@@ -52,10 +53,8 @@ def qemu_argv(cfg: QemuConfig) -> list[str]:
         ]
     if cfg.exit_port is not None:
         argv += ["-device", f"isa-debug-exit,iobase={cfg.exit_port:#x},iosize=0x04"]
-    device = f"{cfg.device},addr={cfg.slot:02x}.0"
-    if not cfg.rom:
-        device += ",romfile="
-    argv += ["-device", device]
+    no_rom = () if cfg.rom else (("romfile", ""),)
+    argv += ["-device", qemu_device_option(cfg.device, cfg.slot, no_rom)]
     if cfg.kernel:
         argv += ["-kernel", cfg.kernel]
     if cfg.initrd:

@@ -24,6 +24,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import docker
+
+from qtrace.devices import qemu_device_option
 from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, new_run_id
 from qtrace.errors import LaunchFailure
 from qtrace.verify.qtest import ByteStream, QtestClient
@@ -48,7 +50,6 @@ def qtest_argv(device: VerifyDevice, mount: str = _MOUNT) -> list[str]:
     its pack's ``[model.qtest]`` says (slot, properties)."""
     if device.qtest is None:
         raise LaunchFailure(f"the {device.name} pack has no [model.qtest] setup")
-    props = "".join(f",{key}={value}" for key, value in device.qtest.properties)
     argv = [
         QEMU_BINARY,
         "-machine", "pc",
@@ -58,7 +59,7 @@ def qtest_argv(device: VerifyDevice, mount: str = _MOUNT) -> list[str]:
         "-qmp", f"unix:{mount}/{_QMP_SOCK}",
         "-nodefaults",
         "-display", "none",
-        "-device", f"{device.name},addr={device.qtest.slot:02x}.0{props}",
+        "-device", qemu_device_option(device.name, device.qtest.slot, device.qtest.properties),
     ]  # fmt: skip
     for directory in FIRMWARE_DIRS:
         argv += ["-L", directory]

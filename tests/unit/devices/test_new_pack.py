@@ -24,6 +24,9 @@ summary = "A device that exists only in this test"
 qom_types = ["qtfake", "qtfake-v2"]
 pci_ids = [[0x1234, 0xfa4e]]
 
+[start]
+properties = { serial = "qtfake-1", level = "3" }
+
 [guests]
 probe_sequence = "e1000"
 
@@ -126,3 +129,17 @@ def test_the_probe_runs_the_sequence_the_pack_names(fake_pack: Path) -> None:
     )
     plan = probe_plan("qtfake", "pc", 5, "/g", "/o")
     assert plan.append is not None and "seq=generic" in plan.append.split()
+
+
+def test_the_packs_start_properties_reach_qemu_in_captures_and_qtest(fake_pack: Path) -> None:
+    from qtrace.devices import qemu_device_option
+    from qtrace.launch.capture import capture_argv
+
+    argv = capture_argv("qtfake", "tcg", "pc", probe_plan("qtfake", "pc", 5, "/g", "/o"))
+    assert "qtfake,addr=05.0,serial=qtfake-1,level=3,romfile=" in argv
+    # qtest passes its own properties after the pack's; on a clash they win.
+    assert (
+        qemu_device_option("qtfake", 7, (("level", "9"),))
+        == "qtfake,addr=07.0,serial=qtfake-1,level=9"
+    )
+    assert qemu_device_option("no-pack-device", 4) == "no-pack-device,addr=04.0"
