@@ -330,6 +330,8 @@ def test_recorded_kvm_evidence_says_what_this_host_offered(make_capture: MakeCap
         assert f"`kvm_state->coalesced_pio` was {int(offered)}" in first
         assert "as the collector saw QEMU register them with KVM in this run" in first
         assert "do not show whether" not in first
+        sixth = _flat(_section(guide, 6))
+        assert "all but MDIC, ICR, whose writes must take effect at once: the gaps between" in sixth
         third = _flat(_section(guide, 3))
         assert (
             "register 3 zones over the BAR at `0xfebc0000`; "
