@@ -99,31 +99,8 @@ def test_ctrl_c_exits_130_and_keeps_what_was_captured(
     debug_image: BuildResult, docker_client: docker.DockerClient, tmp_path: Path
 ) -> None:
     out = tmp_path / "interrupted"
-    qtrace = Path(sys.executable).with_name("qtrace")
-    proc = subprocess.Popen(
-        [
-            str(qtrace),
-            "capture",
-            "e1000",
-            "--accel",
-            "tcg",
-            "--out",
-            str(out),
-            "--probe-rounds",
-            str(LONG_RUN_ROUNDS),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for_accesses(out / "trace.jsonl")
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr
+    returncode, stderr = _signal_a_long_capture(out, signal.SIGINT)
+    assert returncode == 130, stderr
     assert "Traceback" not in stderr
     trace = read_trace(out)
     assert trace.end is not None and trace.end.status == "interrupted"
@@ -173,6 +150,29 @@ def _qtrace() -> str:
     return str(Path(sys.executable).with_name("qtrace"))
 
 
+def _signal_a_long_capture(
+    out: Path, sig: signal.Signals, own_session: bool = False
+) -> tuple[int, str]:
+    """Start a long TCG capture, send ``sig`` once it has recorded accesses, and return its
+    exit code and stderr (it is killed if it does not end within 90 s)."""
+    proc = subprocess.Popen(
+        [_qtrace(), "capture", "e1000", "--accel", "tcg", "--out", str(out)]
+        + ["--probe-rounds", str(LONG_RUN_ROUNDS)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=own_session,
+    )
+    try:
+        _wait_for_accesses(out / "trace.jsonl")
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, stderr
+
+
 @pytest.mark.parametrize(
     ("sig", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"]
 )
@@ -185,31 +185,8 @@ def test_termination_signals_end_the_capture_like_ctrl_c(
 ) -> None:
     out = tmp_path / "signalled"
     # A session of its own: the signal reaches qtrace alone, as from `timeout` or systemd.
-    proc = subprocess.Popen(
-        [
-            _qtrace(),
-            "capture",
-            "e1000",
-            "--accel",
-            "tcg",
-            "--out",
-            str(out),
-            "--probe-rounds",
-            str(LONG_RUN_ROUNDS),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _wait_for_accesses(out / "trace.jsonl")
-        proc.send_signal(sig)
-        _, stderr = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == exit_code, stderr
+    returncode, stderr = _signal_a_long_capture(out, sig, own_session=True)
+    assert returncode == exit_code, stderr
     assert "Traceback" not in stderr
     assert sig.name in stderr
     trace = read_trace(out)
