@@ -13,12 +13,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from qtrace.image.builder import find_qemu_image, qemu_image_tag
+from qtrace.image.builder import qemu_image_tag, require_image
 from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect
-from qtrace.errors import ImageMissing, UsageError, VerifyMismatch
+from qtrace.errors import UsageError, VerifyMismatch
 from qtrace.verify import (
     EventMismatch,
     Mismatch,
@@ -164,11 +164,7 @@ def _verify_live(
             ),
         )
     client = connect()
-    if find_qemu_image(client, qemu_version) is None:
-        raise ImageMissing(
-            f"the debug image {qemu_image_tag(qemu_version)} has not been built",
-            hint=f"Run `qtrace build --qemu-version {qemu_version}` first.",
-        )
+    require_image(client, qemu_version)
 
     def progress(what: str) -> None:
         if not json_output:

@@ -34,10 +34,17 @@ from qtrace.image.progress import parse_progress_line
 from qtrace.image.stage_runner import StageSpec, run_stage
 from qtrace.image.versions import DEFAULT_QEMU_VERSION, available_versions, resolve_version
 from qtrace.docker_env import connect, new_run_id
-from qtrace.errors import BuildError, EnvironmentProblem, UnknownQemuVersion, UsageError
+from qtrace.errors import (
+    BuildError,
+    EnvironmentProblem,
+    ImageMissing,
+    UnknownQemuVersion,
+    UsageError,
+)
 from qtrace.paths import cache_dir, docker_dir
 
 __all__ = [
+    "require_image",
     "BuildRequest",
     "BuildResult",
     "BuildEvents",
@@ -120,6 +127,18 @@ def find_qemu_image(client: docker.DockerClient, qemu_version: str) -> Image | N
         return client.images.get(qemu_image_tag(qemu_version))
     except docker.errors.ImageNotFound:
         return None
+
+
+def require_image(client: docker.DockerClient, qemu_version: str, also: str = "") -> Image:
+    """The debug image for ``qemu_version``, or :class:`ImageMissing` saying how to build it
+    (``also`` adds another way, e.g. a command's ``--build``)."""
+    image = find_qemu_image(client, qemu_version)
+    if image is None:
+        raise ImageMissing(
+            f"The debug image {qemu_image_tag(qemu_version)} has not been built.",
+            hint=f"Run `qtrace build --qemu-version {qemu_version}`{also}.",
+        )
+    return image
 
 
 def _toolchain_key(recipe: Path) -> str:

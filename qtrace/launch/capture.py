@@ -38,7 +38,7 @@ import docker.errors
 
 from qtrace import __version__
 from qtrace.annotate.source import SNIPPETS_FILE, ReaderSourceProvider, write_source_snippets
-from qtrace.image.builder import LABEL_QEMU_VERSION, find_qemu_image, qemu_image_tag
+from qtrace.image.builder import LABEL_QEMU_VERSION, qemu_image_tag, require_image
 from qtrace.discover.device import check_device_name, discover_handlers, parse_device_help
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
 from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, connect, new_run_id
@@ -46,7 +46,6 @@ from qtrace.errors import (
     CollectorError,
     DiscoveryError,
     EnvironmentProblem,
-    ImageMissing,
     KvmUnavailable,
     LaunchFailure,
     QtraceError,
@@ -281,15 +280,7 @@ def run_capture(request: CaptureRequest, observer: CaptureObserver) -> CaptureRe
     if request.out_dir is not None:
         check_out_dir(request.out_dir)  # before Docker: a bad --out fails at once
     client = connect()
-    image = find_qemu_image(client, request.qemu_version)
-    if image is None:
-        raise ImageMissing(
-            f"The debug image {qemu_image_tag(request.qemu_version)} has not been built.",
-            hint=(
-                f"Run `qtrace build --qemu-version {request.qemu_version}` "
-                f"(or pass --build to capture)."
-            ),
-        )
+    image = require_image(client, request.qemu_version, also=" (or pass --build to capture)")
     accel = _choose_accel(request.accel, observer)
     out_dir = (request.out_dir or default_out_dir(request.device, accel)).resolve()
     check_out_dir(out_dir)

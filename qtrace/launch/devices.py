@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from qtrace.image.builder import find_qemu_image, qemu_image_tag
+from qtrace.image.builder import qemu_image_tag, require_image
 from qtrace.discover.device import DeviceInfo, parse_device_help, pci_devices
 from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, connect
-from qtrace.errors import ImageMissing, LaunchFailure
+from qtrace.errors import LaunchFailure
 from qtrace.launch.qemu_argv import QEMU_BINARY
 
 __all__ = ["list_pci_devices"]
@@ -14,11 +14,7 @@ __all__ = ["list_pci_devices"]
 def list_pci_devices(qemu_version: str) -> list[DeviceInfo]:
     """PCI devices of the image's QEMU, sorted by name."""
     client = connect()
-    if find_qemu_image(client, qemu_version) is None:
-        raise ImageMissing(
-            f"The debug image {qemu_image_tag(qemu_version)} has not been built.",
-            hint=f"Run `qtrace build --qemu-version {qemu_version}`.",
-        )
+    require_image(client, qemu_version)
     spec = ContainerSpec(image=qemu_image_tag(qemu_version), kind=ContainerKind.DEVICES)
     with LabelledContainer(client, spec) as container:
         result = container.exec([QEMU_BINARY, "-device", "help"])
