@@ -28,6 +28,7 @@ from qtrace.trace.schema import (
     Header,
     Irq,
     KvmHost,
+    Region,
     Record,
     Stack,
 )
@@ -108,6 +109,7 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
             )
         kwargs["argv"] = tuple(kwargs.get("argv", ()))
         kwargs["device_properties"] = _header_device_properties(obj, kwargs["argv"])
+        kwargs["regions"] = _regions(obj.get("regions", []))
     elif kind == "stack":
         kwargs["frames"] = tuple(_frame(f) for f in kwargs["frames"])
     elif kind == "access":
@@ -135,6 +137,25 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
                 f"expected one of {', '.join(CaptureStatus)}"
             ) from None
     return cls(**kwargs)  # type: ignore[no-any-return]
+
+
+def _regions(raw: Any) -> tuple[Region, ...]:
+    """The header's discovered region map (absent in traces written before discovery)."""
+    if not isinstance(raw, list):
+        raise ValueError("header regions must be a list of region objects")
+    known = {f.name for f in dataclasses.fields(Region)}
+    regions = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not {"name", "bar", "offset", "size", "kind"} <= set(
+            entry
+        ):
+            raise ValueError(
+                f"header region {entry!r} lacks a field; expected name, bar, offset, size, kind"
+            )
+        fields = {k: v for k, v in entry.items() if k in known}
+        fields["handlers"] = dict(fields.get("handlers") or {})
+        regions.append(Region(**fields))
+    return tuple(regions)
 
 
 def _kvm_host(raw: dict[str, Any]) -> KvmHost:

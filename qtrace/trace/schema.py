@@ -28,6 +28,8 @@ __all__ = [
     "End",
     "KvmHost",
     "CoalescingZone",
+    "Region",
+    "RegionKind",
     "Record",
 ]
 
@@ -35,6 +37,11 @@ SCHEMA_VERSION = "qtrace-trace/1"
 
 AccessOp = Literal["read", "write"]
 AccessSpace = Literal["mmio", "pio", "pci-config"]
+RegionKind = Literal["io", "ram", "rom", "ram-device", "container", "alias", "pci-config"]
+"""What serves a region: ``io`` (MemoryRegionOps handlers: accesses exit to QEMU), ``ram``,
+``rom`` and ``ram-device`` (in a KVM memory slot: accesses never leave the guest),
+``container`` (only holds subregions), ``alias`` (a window onto another region) and
+``pci-config`` (the device's configuration-space hooks)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,29 @@ class Frame:
     file: str | None = None
     line: int | None = None
     pc: str | None = None
+
+
+@dataclass(frozen=True)
+class Region:
+    """One MemoryRegion of the captured device, as the collector found it in the running QEMU.
+
+    ``bar`` is the PCI BAR whose tree holds it (0-5, 6 for the ROM; ``None`` for the
+    configuration space), ``offset`` its distance from the BAR's start, ``depth`` how deep
+    in that tree it sits (0: the region registered as the BAR). ``handlers`` maps the
+    MemoryRegionOps callbacks that are set (``read``, ``write``, ``read_with_attrs``,
+    ``write_with_attrs``; for ``pci-config``: ``config_read``, ``config_write``) to their
+    function names; the collector breaks on those. ``alias_of`` names an alias's target.
+    """
+
+    name: str
+    bar: int | None
+    offset: int
+    size: int
+    kind: RegionKind
+    space: Literal["mmio", "pio", "pci-config"] = "mmio"
+    depth: int = 0
+    handlers: dict[str, str] = field(default_factory=dict)
+    alias_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +98,9 @@ class Header:
     started: str = ""
     schema: str = SCHEMA_VERSION
     arming: dict[str, str] = field(default_factory=dict)
+    qdev_id: str | None = None
+    topology: str = "root-bus"
+    regions: tuple[Region, ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
     type: Literal["header"] = "header"
 
