@@ -39,6 +39,7 @@ from qtrace.errors import ReportError
 
 __all__ = [
     "ACCESS_KINDS",
+    "CAPTURED_QDEV_ID",
     "DEVICE_FORMAT",
     "GENERIC_PROBE_SEQUENCE",
     "PACKS_ENV",
@@ -65,6 +66,14 @@ __all__ = [
     "register_map",
     "register_map_for",
 ]
+
+CAPTURED_QDEV_ID = "qtrace0"
+"""The qdev ``id`` every ``-device`` option built here gives the device (captures and qtest).
+
+Why fixed: the collector inside gdb finds the device's QOM object by its path,
+``/machine/peripheral/<id>``, whatever the device and machine; without an id QEMU would
+file it under ``/machine/peripheral-anon/device[N]`` with an N that depends on the
+other devices."""
 
 PACKS_ENV = "QTRACE_DEVICE_PACKS"
 """Extra directories of packs (each holding ``<name>/pack.toml``), searched after qtrace's own."""
@@ -204,9 +213,12 @@ def model_class(device: str) -> object | None:
 
 
 def qemu_device_option(device: str, slot: int, extra: Sequence[tuple[str, str]] = ()) -> str:
-    """QEMU's ``-device`` value for ``device`` at ``00:<slot>.0``: the properties its pack
-    says it needs to start (``[start] properties``), then ``extra`` (which wins on a clash).
-    The capture and qtest both build the option here, so a device starts the same way in both."""
+    """QEMU's ``-device`` value for ``device`` at ``00:<slot>.0`` with the qdev id
+    :data:`CAPTURED_QDEV_ID`: the properties its pack says it needs to start (``[start]
+    properties``), then ``extra`` (which wins on a clash). The capture and qtest both build
+    the option here, so a device starts the same way in both."""
     properties = dict(pack_or_default(device).qemu_properties)
     properties.update(extra)
-    return f"{device},addr={slot:02x}.0" + "".join(f",{k}={v}" for k, v in properties.items())
+    return f"{device},id={CAPTURED_QDEV_ID},addr={slot:02x}.0" + "".join(
+        f",{k}={v}" for k, v in properties.items()
+    )

@@ -136,10 +136,10 @@ def test_the_packs_start_properties_reach_qemu_in_captures_and_qtest(fake_pack: 
     from qtrace.launch.capture import capture_argv
 
     argv = capture_argv("qtfake", "tcg", "pc", probe_plan("qtfake", "pc", 5, "/g", "/o"))
-    assert "qtfake,addr=05.0,serial=qtfake-1,level=3,romfile=" in argv
+    assert "qtfake,id=qtrace0,addr=05.0,serial=qtfake-1,level=3,romfile=" in argv
     # qtest passes its own properties after the pack's; on a clash they win.
     assert (
         qemu_device_option("qtfake", 7, (("level", "9"),))
-        == "qtfake,addr=07.0,serial=qtfake-1,level=9"
+        == "qtfake,id=qtrace0,addr=07.0,serial=qtfake-1,level=9"
     )
-    assert qemu_device_option("no-pack-device", 4) == "no-pack-device,addr=04.0"
+    assert qemu_device_option("no-pack-device", 4) == "no-pack-device,id=qtrace0,addr=04.0"

@@ -31,7 +31,7 @@ def test_qemu_argv_has_the_safe_defaults() -> None:
     joined = " ".join(argv)
     assert "-nodefaults" in argv and "-no-reboot" in argv
     assert argv[argv.index("-display") + 1] == "none"
-    assert "e1000,addr=05.0,romfile=" in argv
+    assert "e1000,id=qtrace0,addr=05.0,romfile=" in argv
     assert "-cpu" not in argv, "never -cpu host/max: they abort under our nested KVM"
     assert "-netdev" not in joined and "-nic" not in joined, "no network backend"
     assert argv[argv.index("-append") + 1] == "target=00:05.0 seq=e1000"
@@ -44,7 +44,7 @@ def test_qemu_argv_keeps_the_option_rom_when_asked() -> None:
             device="e1000", accel="tcg", machine="q35", rom=True, marker_port=None, exit_port=None
         )
     )
-    assert "e1000,addr=05.0" in argv and "-kernel" not in argv
+    assert "e1000,id=qtrace0,addr=05.0" in argv and "-kernel" not in argv
     assert not any("isa-debug" in a for a in argv)
     assert argv[argv.index("-machine") + 1] == "q35"
 

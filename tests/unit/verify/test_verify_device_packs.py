@@ -31,7 +31,7 @@ def test_the_e1000_pack_gives_verify_its_model_and_qtest_setup() -> None:
 
 def test_qtest_argv_comes_from_the_pack() -> None:
     argv = qtest_argv(verify_device("e1000"))
-    assert argv[argv.index("-device") + 1] == "e1000,addr=05.0,romfile="
+    assert argv[argv.index("-device") + 1] == "e1000,id=qtrace0,addr=05.0,romfile="
 
 
 def test_a_device_without_a_model_is_refused_naming_those_with_one(tmp_path: Path) -> None:
