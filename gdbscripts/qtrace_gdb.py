@@ -5,6 +5,7 @@ It puts this folder on ``sys.path`` (gdb does not), sets the signal policy QEMU 
 registers the ``qtrace`` prefix command whose subcommands the host drives over MI:
 
     qtrace setup CONFIG.json   create the breakpoints described by the host
+    qtrace discover            at vm_start: find the device's regions and break on them
     qtrace on-stop             after a stop the collector asked for: do what it wanted
     qtrace finish STATUS       write the trace's end record
     qtrace status              print counters as one JSON line

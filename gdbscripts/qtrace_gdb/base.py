@@ -104,32 +104,30 @@ def pc_range(name):
 
 
 class DeviceFilter:
-    """Caches, per PCIDevice pointer, whether it is the device under capture and its hooks."""
+    """The PCI devices a collector records, by PCIDevice pointer, known once discovery ran.
 
-    def __init__(self, type_name):
-        self.type_name = type_name
+    Before discovery nothing matches (no vCPU has run by then). ``label`` is ``None`` for
+    the captured device and the QOM type name for another device on its path (a bridge).
+    """
+
+    def __init__(self):
         self._known = {}
 
-    def matches(self, pci_dev):
-        """Is this PCIDevice pointer the device under capture?
+    def add(self, pci_dev, label=None):
+        device = pci_dev.dereference()
+        self._known[int(pci_dev)] = (
+            symbol_name(device["config_read"]),
+            symbol_name(device["config_write"]),
+            label,
+        )
 
-        (PCIDevice.name, hw/pci/pci_device.h)
-        """
-        return self.hooks(pci_dev) is not None
+    def matches(self, pci_dev):
+        """Is this PCIDevice pointer one the collector records?"""
+        return int(pci_dev) in self._known
 
     def hooks(self, pci_dev):
-        key = int(pci_dev)
-        if key not in self._known:
-            device = pci_dev.dereference()
-            name = device["name"].string()
-            if name != self.type_name:
-                self._known[key] = None
-            else:
-                self._known[key] = (
-                    symbol_name(device["config_read"]),
-                    symbol_name(device["config_write"]),
-                )
-        return self._known[key]
+        """(config_read name, config_write name, label), or None for a device not recorded."""
+        return self._known.get(int(pci_dev))
 
 
 def symbol_name(pointer):

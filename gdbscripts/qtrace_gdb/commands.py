@@ -1,6 +1,7 @@
 """'qtrace' -- the gdb command the host drives over MI.
 
-Subcommands: ``setup CONFIG``, ``on-stop``, ``finish STATUS [REASON...]``, ``status``.
+Subcommands: ``setup CONFIG``, ``discover``, ``on-stop``, ``finish STATUS [REASON...]``,
+``status``.
 Each prints one line ``qtrace-reply: {json}`` so the host reads a structured answer
 from MI's console stream instead of scraping text.
 """
@@ -10,6 +11,7 @@ import json
 import gdb
 
 from qtrace_gdb.contract import ConfigError, check_status, load_config
+from qtrace_gdb.discovery import DiscoveryError
 from qtrace_gdb.session import Session
 
 REPLY_PREFIX = "qtrace-reply: "
@@ -44,6 +46,19 @@ class SetupCommand(gdb.Command):
             raise gdb.GdbError("qtrace setup: %s" % exc)
         _session = Session(config)
         _reply(_session.setup())
+
+
+class DiscoverCommand(gdb.Command):
+    """Usage: qtrace discover -- at the vm_start stop: read the device's regions, break on them."""
+
+    def __init__(self):
+        super().__init__("qtrace discover", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        try:
+            _reply(_require().discover())
+        except (DiscoveryError, gdb.error, gdb.MemoryError) as exc:
+            raise gdb.GdbError("qtrace discover: %s" % exc)
 
 
 class OnStopCommand(gdb.Command):
@@ -94,6 +109,7 @@ def _require():
 def register():
     QtraceCommand()
     SetupCommand()
+    DiscoverCommand()
     OnStopCommand()
     FinishCommand()
     StatusCommand()

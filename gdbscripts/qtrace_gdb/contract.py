@@ -9,7 +9,7 @@ test imports this file with the host's Python.
 
 import json
 
-COLLECTOR_PROTOCOL = "qtrace-collector/1"
+COLLECTOR_PROTOCOL = "qtrace-collector/2"
 
 # key -> the JSON types it may have (None: JSON null).
 CONFIG_KEYS = {
@@ -17,10 +17,10 @@ CONFIG_KEYS = {
     "trace_path": (str,),
     "source_root": (str,),
     "header": (dict,),
-    "handlers": (list,),
-    "pci_config_device": (str, type(None)),
-    "irq_device": (str, type(None)),
-    "dma_device": (str, type(None)),
+    "device_path": (str,),
+    "record_pci_config": (bool,),
+    "record_irq": (bool,),
+    "record_dma": (bool,),
     "dma_cap_bytes": (int,),
     "exits": (list,),
     "arm_on": (str, type(None)),

@@ -10,7 +10,6 @@ either direction. DMA_DIRECTION_TO_DEVICE (0) is a read of guest memory.
 import gdb
 
 from qtrace_gdb.base import (
-    DeviceFilter,
     HitBreakpoint,
     all_functions,
     function_block,
@@ -48,8 +47,7 @@ class DmaReturn(HitBreakpoint):
         return self.session.record_event(record, frame, at_return=True)
 
 
-def install(session, type_name):
-    device_filter = DeviceFilter(type_name)
+def install(session, device_filter):
     collectors = []
     for symbol in all_functions("pci_dma_rw"):
         block = function_block(symbol)

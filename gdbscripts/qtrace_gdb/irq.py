@@ -9,7 +9,6 @@ level are recorded (devices call pci_set_irq again with the same level; QEMU ign
 import gdb
 
 from qtrace_gdb.base import (
-    DeviceFilter,
     HitBreakpoint,
     entry_location,
     find_function,
@@ -57,8 +56,7 @@ class MsiBreakpoint(HitBreakpoint):
         )
 
 
-def install(session, type_name):
-    device_filter = DeviceFilter(type_name)
+def install(session, device_filter):
     collectors = [IntxBreakpoint(session, device_filter)]
     for function_name, line_name in (("msi_notify", "MSI"), ("msix_notify", "MSI-X")):
         try:

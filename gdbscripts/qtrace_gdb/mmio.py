@@ -1,11 +1,16 @@
-"""'qtrace' device register collector: the device's MemoryRegionOps read/write handlers.
+"""'qtrace' device register collector: the MemoryRegionOps callbacks discovery found.
 
-Writes are recorded at the handler's entry (the value is an argument). Reads are recorded
-at each ``ret`` of the handler, where rax holds the value it returns and the parameters are
-still in the frame (QEMU built with --enable-debug is -O0: parameters live on the stack).
-Handler signatures, from include/exec/memory.h (MemoryRegionOps):
+One breakpoint set per callback function, shared by every region that uses it; a hit
+counts only when QEMU passed it the ``opaque`` of one of the captured device's regions
+(``msix_table_mmio_read`` serves every MSI-X device in the machine). Writes are recorded
+at the callback's entry (the value is an argument). Reads are recorded at each ``ret``,
+where the parameters are still in the frame (QEMU built with --enable-debug is -O0:
+parameters live on the stack) and the value is in rax (``read``) or in ``*data``
+(``read_with_attrs``). Signatures, from MemoryRegionOps (include/system/memory.h):
   read(void *opaque, hwaddr addr, unsigned size) -> uint64_t
   write(void *opaque, hwaddr addr, uint64_t data, unsigned size)
+  read_with_attrs(void *opaque, hwaddr addr, uint64_t *data, unsigned size, MemTxAttrs)
+  write_with_attrs(void *opaque, hwaddr addr, uint64_t data, unsigned size, MemTxAttrs)
 """
 
 import gdb
@@ -13,7 +18,6 @@ import gdb
 from qtrace_gdb.base import (
     HitBreakpoint,
     entry_location,
-    find_function,
     function_block,
     parameters,
     return_addresses,
@@ -24,44 +28,65 @@ def size_mask(size):
     return (1 << (8 * size)) - 1 if 0 < size < 8 else (1 << 64) - 1
 
 
-class HandlerWrite(HitBreakpoint):
-    """Entry of a write handler."""
+class _SiteBreakpoint(HitBreakpoint):
+    def __init__(self, session, site, location, enabled):
+        self.site = site
+        self.params = parameters(function_block(site.function))
+        self.spec = {"func": site.function.name, "space": "auto"}
+        super().__init__(session, location, enabled)
 
-    def __init__(self, session, spec, symbol):
-        self.spec = spec
-        self.params = parameters(function_block(symbol))
-        super().__init__(session, entry_location(symbol))
+    def _spec(self, frame):
+        """The spec of this hit's region, or None for another device's hit."""
+        regions = self.site.regions.get(int(frame.read_var(self.params[0])))
+        if regions is None:
+            return None
+        # Several regions with the same ops and opaque: the stack's accessor names it.
+        return dict(self.spec, region=regions[0] if len(regions) == 1 else None)
+
+
+class HandlerWrite(_SiteBreakpoint):
+    """Entry of a ``write``/``write_with_attrs`` callback."""
+
+    def __init__(self, session, site, enabled=False):
+        super().__init__(session, site, entry_location(site.function), enabled)
 
     def on_hit(self):
         frame = gdb.newest_frame()
+        spec = self._spec(frame)
+        if spec is None:
+            return False
         addr, value, size = (int(frame.read_var(p)) for p in self.params[1:4])
-        return self.session.record_access(
-            self.spec, "write", addr, size, value & size_mask(size), frame
-        )
+        return self.session.record_access(spec, "write", addr, size, value & size_mask(size), frame)
 
 
-class HandlerReturn(HitBreakpoint):
-    """One ``ret`` instruction of a read handler."""
+class HandlerReturn(_SiteBreakpoint):
+    """One ``ret`` instruction of a ``read``/``read_with_attrs`` callback."""
 
-    def __init__(self, session, spec, symbol, address):
-        self.spec = spec
-        self.params = parameters(function_block(symbol))
-        super().__init__(session, "*%d" % address)
+    def __init__(self, session, site, address, enabled=False):
+        super().__init__(session, site, "*%d" % address, enabled)
+        self.by_pointer = site.callback == "read_with_attrs"
+        self._u64 = gdb.lookup_type("uint64_t").pointer()
 
     def on_hit(self):
         frame = gdb.newest_frame()
-        addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[2]))
-        value = int(frame.read_register("rax")) & size_mask(size)
+        spec = self._spec(frame)
+        if spec is None:
+            return False
+        addr = int(frame.read_var(self.params[1]))
+        if self.by_pointer:
+            size = int(frame.read_var(self.params[3]))
+            value = int(frame.read_var(self.params[2]).cast(self._u64).dereference())
+        else:
+            size = int(frame.read_var(self.params[2]))
+            value = int(frame.read_register("rax"))
         return self.session.record_access(
-            self.spec, "read", addr, size, value, frame, at_return=True
+            spec, "read", addr, size, value & size_mask(size), frame, at_return=True
         )
 
 
-def install(session, spec):
-    """Breakpoints for one handler spec: {"func", "file", "op", "space", "region"}."""
-    symbol = find_function(spec["func"], spec.get("file"))
-    if spec["op"] == "write":
-        return [HandlerWrite(session, spec, symbol)]
-    return [
-        HandlerReturn(session, spec, symbol, a) for a in return_addresses(function_block(symbol))
-    ]
+def install(session, site, enabled):
+    """The breakpoints of one discovered callback (``discovery.HandlerSite``)."""
+    if site.callback.startswith("write"):
+        return [HandlerWrite(session, site, enabled)]
+    block = function_block(site.function)
+    return [HandlerReturn(session, site, a, enabled) for a in return_addresses(block)]

@@ -8,13 +8,13 @@ e.g. e1000_write_config). Signatures (QEMU 2.x to 10.x):
                                        uint32_t len)
   void pci_host_config_write_common(PCIDevice *pci_dev, uint32_t addr, uint32_t limit,
                                     uint32_t val, uint32_t len)
-Accesses to other devices are filtered by PCIDevice.name (the QOM type name).
+Only the captured device's accesses are recorded, and those to the bridges above it (a
+PCIe root port): each says which device it reached (``device``: the bridge's QOM type).
 """
 
 import gdb
 
 from qtrace_gdb.base import (
-    DeviceFilter,
     HitBreakpoint,
     entry_location,
     find_function,
@@ -44,7 +44,7 @@ class ConfigWrite(HitBreakpoint):
         addr, value, size = (
             int(frame.read_var(p)) for p in (self.params[1], self.params[3], self.params[4])
         )
-        spec = {"func": hooks[1], "space": "pci-config", "region": "pci-config"}
+        spec = {"func": hooks[1], "space": "pci-config", "region": "pci-config", "device": hooks[2]}
         return self.session.record_access(spec, "write", addr, size, value & size_mask(size), frame)
 
 
@@ -62,12 +62,11 @@ class ConfigRead(HitBreakpoint):
             return False
         addr, size = int(frame.read_var(self.params[1])), int(frame.read_var(self.params[3]))
         value = int(frame.read_register("rax")) & size_mask(size)
-        spec = {"func": hooks[0], "space": "pci-config", "region": "pci-config"}
+        spec = {"func": hooks[0], "space": "pci-config", "region": "pci-config", "device": hooks[2]}
         return self.session.record_access(spec, "read", addr, size, value, frame, at_return=True)
 
 
-def install(session, type_name):
-    device_filter = DeviceFilter(type_name)
+def install(session, device_filter):
     read_symbol = find_function(READ_FUNCTION)
     block = function_block(read_symbol)
     params = parameters(block)

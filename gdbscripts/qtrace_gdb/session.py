@@ -1,15 +1,18 @@
 """The collector's state for one capture: breakpoints, counters, and the trace being written.
 
 One Session exists per gdb. The breakpoints call ``record_exit``/``record_access``; the
-host drives ``setup``, ``on_stop`` and ``finish`` through the ``qtrace`` gdb command.
+host drives ``setup``, ``discover``, ``on_stop`` and ``finish`` through the ``qtrace`` gdb
+command. ``setup`` stops QEMU at ``vm_start`` (devices realized, no vCPU run yet);
+``discover`` reads the device's regions there, writes the trace header with them and sets
+the handler breakpoints.
 """
 
 import time
 
 import gdb
 
-from qtrace_gdb import dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
-from qtrace_gdb.base import pc_range
+from qtrace_gdb import discovery, dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
+from qtrace_gdb.base import DeviceFilter, HitBreakpoint, entry_location, find_function, pc_range
 from qtrace_gdb.stacks import StackTable
 from qtrace_gdb.trace_out import SCHEMA_VERSION, TraceOut
 
@@ -36,6 +39,20 @@ PORT_IO_FUNCTIONS = (
     "helper_inl",
 )
 MAX_ERRORS_KEPT = 20
+# Where discovery stops QEMU: devices exist and are realized, no vCPU has run (QEMU 7.2 to
+# 10.x call it once, when the machine starts).
+DISCOVERY_FUNCTION = "vm_start"
+
+
+class DiscoveryStop(HitBreakpoint):
+    """Hands QEMU to the host at vm_start, once, so that it can run ``qtrace discover``."""
+
+    def __init__(self, session):
+        super().__init__(session, entry_location(find_function(DISCOVERY_FUNCTION)), True)
+
+    def on_hit(self):
+        self.enabled = False
+        return self.session.request_stop("discover")
 
 
 class Session:
@@ -70,27 +87,26 @@ class Session:
         self.kvm_watch = []  # coalescing-zone breakpoints (KVM captures), on from QEMU's start
         self.kvm_zones = []
         self.kvm_caps = None
+        self.device_filter = DeviceFilter()  # the captured device: irq, dma
+        self.config_filter = DeviceFilter()  # and the bridges above it: config accesses
+        self.header_written = False
+        self.discovery_stop = None
+        self.discovered = None
 
     # ----- setup and control (called by the qtrace command) -----
 
     def setup(self):
         _skip_python_unwinder_scan()
-        header = dict(self.config["header"])
-        header.update(type="header", schema=SCHEMA_VERSION)
-        header["arming"] = self._arming_description()
-        self.out.write(_ordered(header, ("type", "schema")))
         self.kvm_exec = pc_range("kvm_cpu_exec")
         self.coalesced_flush = pc_range("kvm_flush_coalesced_mmio_buffer")
         self.accessors = [r for r in map(pc_range, ACCESSOR_FUNCTIONS) if r]
         self.port_io = [r for r in map(pc_range, PORT_IO_FUNCTIONS) if r]
-        for spec in self.config.get("handlers", []):
-            self.collectors.extend(mmio.install(self, spec))
-        if self.config.get("pci_config_device"):
-            self.collectors.extend(pci_config.install(self, self.config["pci_config_device"]))
-        if self.config.get("irq_device"):
-            self.collectors.extend(irq.install(self, self.config["irq_device"]))
-        if self.config.get("dma_device"):
-            self.collectors.extend(dma.install(self, self.config["dma_device"]))
+        if self.config["record_pci_config"]:
+            self.collectors.extend(pci_config.install(self, self.config_filter))
+        if self.config["record_irq"]:
+            self.collectors.extend(irq.install(self, self.device_filter))
+        if self.config["record_dma"]:
+            self.collectors.extend(dma.install(self, self.device_filter))
         for exit_spec in self.config.get("exits", []):
             self.collectors.append(
                 kvm_exit.ExitBreakpoint(self, exit_spec["location"], exit_spec["labels"])
@@ -101,7 +117,47 @@ class Session:
             self.markers.append(marker.Marker(self, self.config["arm_on"]))
         else:
             self.arm()
+        self.discovery_stop = DiscoveryStop(self)
         return {"breakpoints": len(self.collectors), "armed": self.armed}
+
+    def discover(self):
+        """At the discovery stop: find the device's regions, write the header, break on them.
+
+        Raises discovery.DiscoveryError (the host ends the capture with its message).
+        """
+        if self.pending != "discover":
+            raise discovery.DiscoveryError(
+                "QEMU is not stopped at %s (stop asked for: %r)"
+                % (DISCOVERY_FUNCTION, self.pending)
+            )
+        self.pending = None
+        found = discovery.discover(self.config["device_path"])
+        self.discovered = found
+        self.device_filter.add(found.device)
+        self.config_filter.add(found.device)
+        for bridge in found.bridges:
+            self.config_filter.add(bridge, bridge.dereference()["name"].string())
+        installed = []
+        for site in found.sites:
+            installed.extend(mmio.install(self, site, self.armed))
+        self.collectors.extend(installed)
+        self._write_header(found.regions)
+        return {
+            "regions": len(found.regions),
+            "handlers": sorted({site.function.name for site in found.sites}),
+            "breakpoints": len(installed),
+            "bridges": [b.dereference()["name"].string() for b in found.bridges],
+        }
+
+    def _write_header(self, regions=()):
+        if self.header_written:
+            return
+        header = dict(self.config["header"])
+        header.update(type="header", schema=SCHEMA_VERSION)
+        header["arming"] = self._arming_description()
+        header["regions"] = list(regions)
+        self.out.write(_ordered(header, ("type", "schema")))
+        self.header_written = True
 
     def _arming_description(self):
         when = (
@@ -138,6 +194,8 @@ class Session:
 
     def on_stop(self):
         """Do what a collector asked for when it stopped QEMU; returns what it was."""
+        if self.pending == "discover":
+            return self.pending  # the host answers it with ``qtrace discover``
         reason, self.pending = self.pending, None
         if reason == "arm":
             self.arm()
@@ -149,7 +207,8 @@ class Session:
         self.finished = True
         if self.kvm_watch and self.kvm_caps is None:
             self.kvm_caps = kvm_host.capabilities()  # armed from QEMU start, or never armed
-        for breakpoint in self.collectors + self.markers + self.kvm_watch:
+        watched = self.collectors + self.markers + self.kvm_watch
+        for breakpoint in watched + ([self.discovery_stop] if self.discovery_stop else []):
             try:
                 breakpoint.enabled = False
             except gdb.error:
@@ -170,6 +229,7 @@ class Session:
         if self.kvm_watch:
             end["kvm"] = {"capabilities": self.kvm_caps, "zones": self.kvm_zones}
         try:
+            self._write_header()  # a QEMU that never reached discovery: no regions
             self.out.write(end)
             self.out.close()
         except OSError as exc:  # a full disk: the host repairs the tail and says so
@@ -288,6 +348,7 @@ class Session:
             "stack": info.id,
             "vcpu": self._vcpu(thread),
             "coalesced": True if coalesced else None,
+            "device": spec.get("device"),
         }
         if exit_record is not None and space != "pci-config":
             record["addr"] = exit_record.get("phys_addr", exit_record.get("port"))

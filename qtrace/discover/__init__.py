@@ -1,1 +1,1 @@
-"""Finding things in a QEMU build: exit-case lines, device handlers, capturable devices."""
+"""Finding things in a QEMU build: the exit-case lines of kvm_cpu_exec, the capturable devices."""

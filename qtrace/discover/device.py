@@ -1,7 +1,9 @@
-"""Device discovery against a QEMU build: which PCI devices exist, and their handlers.
+"""Which PCI devices a QEMU build has (``-device help``), and the source reader protocol.
 
-Reads through a :class:`SourceReader` (the capture container implements it), so the
-logic here is plain text processing that tests can feed with any files.
+A device's regions and handlers are not found here: the collector reads them from the
+running QEMU (``gdbscripts/qtrace_gdb/discovery.py``). The source is still read, through
+a :class:`SourceReader` (the capture container implements it), for the exit cases of
+``kvm_cpu_exec`` and for the lines reports quote.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from qtrace.discover.handlers import HandlerSpec, defines_type, find_handlers, type_macros
-from qtrace.errors import CollectorError, UnknownDevice
+from qtrace.errors import UnknownDevice
 
 __all__ = [
     "SourceReader",
     "DeviceInfo",
     "parse_device_help",
     "check_device_name",
-    "discover_handlers",
 ]
 
 
@@ -66,32 +66,3 @@ def check_device_name(name: str, devices: list[DeviceInfo]) -> None:
     names = [d.name for d in pci_devices(devices)]
     if name not in names:
         raise UnknownDevice(name, difflib.get_close_matches(name, names, n=5, cutoff=0.4))
-
-
-def discover_handlers(device: str, source: SourceReader) -> list[HandlerSpec]:
-    """The register handlers of ``device`` (its QOM type name), found in the source.
-
-    Raises:
-        CollectorError: the type or its MemoryRegionOps could not be found.
-    """
-    literal_files = source.grep(f'"{device}"', ("hw", "include"))
-    texts = {path: source.read(path) for path in literal_files}
-    macros = type_macros(device, texts)
-    for macro in sorted(macros):
-        for path in source.grep(macro, ("hw",)):
-            if path not in texts:
-                texts[path] = source.read(path)
-    defining = {
-        p: t for p, t in texts.items() if p.endswith(".c") and defines_type(t, device, macros)
-    }
-    if not defining:
-        raise CollectorError(
-            f"could not find where QOM type {device!r} is defined in the QEMU source"
-        )
-    handlers = find_handlers(defining)
-    if not handlers:
-        raise CollectorError(
-            f"found {device!r} in {', '.join(sorted(defining))} "
-            f"but no MemoryRegionOps handlers there"
-        )
-    return handlers

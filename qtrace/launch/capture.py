@@ -39,8 +39,10 @@ import docker.errors
 from qtrace import __version__
 from qtrace.annotate.source import SNIPPETS_FILE, ReaderSourceProvider, write_source_snippets
 from qtrace.image.builder import LABEL_QEMU_VERSION, qemu_image_tag, require_image
-from qtrace.discover.device import check_device_name, discover_handlers, parse_device_help
+from qtrace.discover.device import check_device_name, parse_device_help
 from qtrace.discover.exit_cases import KVM_ALL_PATH, locate_exit_cases
+from qtrace.devices import CAPTURED_QDEV_ID
+from qtrace.devices import DeviceStart, device_start, pack_or_default, parse_device_properties
 from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, connect, new_run_id
 from qtrace.errors import (
     CollectorError,
@@ -65,11 +67,11 @@ from qtrace.launch.kvm import kvm_usable
 from qtrace.launch.kvm_error import merge, parse_qemu_log
 from qtrace.launch.live import LiveStats, TextTail, TraceTail
 from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
-from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, qemu_argv
+from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, device_bdf, qemu_argv
 from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
 from qtrace.paths import gdbscripts_dir, guests_dir
 from qtrace.trace.codec import device_properties
-from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine
+from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine, Topology
 
 __all__ = [
     "CaptureRequest",
@@ -85,11 +87,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_K = TypeVar("_K", AccelChoice, Machine, Guest)
+_K = TypeVar("_K", AccelChoice, Machine, Guest, Topology)
 
 GUESTS: tuple[Guest, ...] = tuple(Guest)
 """Every guest kind (derived from :class:`~qtrace.trace.kinds.Guest`, the one list)."""
 DEVICE_SLOT = 5
+"""The captured device's PCI device number on bus 0 (``--topology root-bus``), unless its
+pack names another (``[start] slot``)."""
 MOUNT_OUT = "/out"
 MOUNT_GDBSCRIPTS = "/qtrace/gdbscripts"
 MOUNT_GUESTS = "/qtrace/guests"
@@ -98,6 +102,8 @@ SNIPPET_CONTEXT_LINES = 0
 POLL_S = 0.25
 # After QEMU was killed (KVM internal error), how long gdb gets to report it.
 KILLED_STOP_WAIT_S = 5.0
+# From QEMU's start to vm_start (devices created), and for the walk of the device's regions.
+DISCOVERY_TIMEOUT_S = 120.0
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -127,6 +133,7 @@ class CaptureRequest:
     accel: AccelChoice = AccelChoice.AUTO
     machine: Machine = Machine.PC
     guest: Guest = Guest.PROBE
+    topology: Topology = Topology.ROOT_BUS
     qemu_version: str = "10.2.2"
     out_dir: Path | None = None
     max_hits: int = 0
@@ -138,6 +145,13 @@ class CaptureRequest:
         object.__setattr__(self, "accel", _member(AccelChoice, self.accel, "accelerator"))
         object.__setattr__(self, "machine", _member(Machine, self.machine, "machine"))
         object.__setattr__(self, "guest", _member(Guest, self.guest, "guest"))
+        object.__setattr__(self, "topology", _member(Topology, self.topology, "topology"))
+        if self.topology is Topology.ROOT_PORT and self.machine is not Machine.Q35:
+            raise UsageError(
+                f"--topology root-port puts the device behind a PCIe root port, which the "
+                f"{self.machine} machine (plain PCI) does not have.",
+                hint="Add --machine q35, or leave --topology at root-bus.",
+            )
 
 
 @dataclass
@@ -164,33 +178,56 @@ def _qemu_alive(container: LabelledContainer) -> bool:
     return any(not state.startswith("Z") for state in states)
 
 
+def device_slot(device: str) -> int:
+    """The device number the captured ``device`` gets on bus 0 (``--topology root-bus``)."""
+    return pack_or_default(device).start_slot or DEVICE_SLOT
+
+
 def guest_plan(
-    guest: Guest | str, device: str, machine: Machine | str, load_rounds: int = 0
+    guest: Guest | str,
+    device: str,
+    machine: Machine | str,
+    load_rounds: int = 0,
+    topology: Topology | str = Topology.ROOT_BUS,
 ) -> GuestPlan:
-    """The plan of the named guest kind (see ``qtrace.guests``)."""
+    """The plan of the named guest kind (see ``qtrace.guests``); the probe is told where the
+    device is (behind the root port: on the bus the probe gives the port)."""
     kind = _member(Guest, guest, "guest")
     if kind is Guest.PROBE:
+        bus, slot = device_bdf(_member(Topology, topology, "topology"), device_slot(device))
         return probe_plan(
             device,
             _member(Machine, machine, "machine"),
-            DEVICE_SLOT,
+            slot,
             MOUNT_GUESTS,
             MOUNT_OUT,
             load_rounds,
+            bus=bus,
         )
     if kind is Guest.LINUX:
         return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
     return firmware_plan(MOUNT_OUT)
 
 
-def capture_argv(device: str, accel: str, machine: str, plan: GuestPlan) -> list[str]:
+def capture_argv(
+    device: str,
+    accel: str,
+    machine: str,
+    plan: GuestPlan,
+    start: DeviceStart | None = None,
+    topology: Topology | str = Topology.ROOT_BUS,
+) -> list[str]:
     """QEMU's full command line for a capture of ``device`` with the guest ``plan`` (the
-    benchmarks and tests build it here too, so they run what a capture runs)."""
+    benchmarks and tests build it here too, so they run what a capture runs). ``start`` is
+    what the device needs to start (:func:`qtrace.devices.device_start`, from the property
+    list the capture asks the image's QEMU for); without it only its pack's ``[start]``."""
+    if start is None:
+        start = device_start(pack_or_default(device), (), MOUNT_OUT)
     cfg = QemuConfig(
         device=device,
         accel=accel,
         machine=machine,
-        slot=DEVICE_SLOT,
+        slot=device_slot(device),
         memory_mb=plan.memory_mb,
         kernel=plan.kernel,
         initrd=plan.initrd,
@@ -200,6 +237,8 @@ def capture_argv(device: str, accel: str, machine: str, plan: GuestPlan) -> list
         exit_port=plan.exit_port,
         rom=plan.rom,
         extra=plan.extra_qemu_args,
+        start=start,
+        topology=_member(Topology, topology, "topology"),
     )
     return [QEMU_BINARY, *qemu_argv(cfg)]
 
@@ -324,7 +363,11 @@ class _CaptureRun:
         self.hint: str | None = None
         self.qemu_exit: int | None = None
         self.write_failure: str | None = None  # why the run directory could not be written
-        self.plan = guest_plan(request.guest, request.device, request.machine, request.load_rounds)
+        self.discovery: dict[str, Any] = {}  # the collector's answer to 'qtrace discover'
+        self.plan = guest_plan(
+            request.guest, request.device, request.machine, request.load_rounds, request.topology
+        )
+        self.start: DeviceStart | None = None  # the device's needs, once QEMU listed its properties
         self.argv = self._qemu_argv()
         self.tail = TraceTail(out_dir / "trace.jsonl")
         self.qemu_log = TextTail(out_dir / "qemu.log")
@@ -353,8 +396,9 @@ class _CaptureRun:
             resources.callback(self._write_snippets, container)
             resources.callback(self._close_trace)
             try:
+                self._start_device(container)
                 self.observer.status(
-                    "finding the device's handlers and the KVM exit cases in the source"
+                    "checking the device and finding the KVM exit cases in the source"
                 )
                 config = self._collector_config(container)
                 self.observer.status(f"building the {self.plan.name} guest in the container")
@@ -416,7 +460,29 @@ class _CaptureRun:
             self._note_write_failure(exc)
 
     def _qemu_argv(self) -> list[str]:
-        return capture_argv(self.request.device, self.accel, self.request.machine, self.plan)
+        return capture_argv(
+            self.request.device,
+            self.accel,
+            self.request.machine,
+            self.plan,
+            self.start,
+            self.request.topology,
+        )
+
+    def _start_device(self, container: LabelledContainer) -> None:
+        """Give the device what it needs to start: ask this QEMU for its property list (once),
+        choose the backends the rules and its pack give (:mod:`qtrace.devices.start`), create
+        their files in the run directory and rebuild the argv (the manifest is rewritten)."""
+        help_text = container.exec([QEMU_BINARY, "-device", f"{self.request.device},help"])
+        properties = parse_device_properties(help_text.output)
+        self.start = device_start(pack_or_default(self.request.device), properties, MOUNT_OUT)
+        for run_file in self.start.files:
+            with (self.out_dir / run_file.name).open("xb") as handle:
+                handle.truncate(run_file.size_bytes)
+        if self.start.rules:
+            logger.debug("start rules for %s: %s", self.request.device, self.start.rules)
+        self.argv = self._qemu_argv()
+        self.write_manifest()
 
     def _build_guest(self, container: LabelledContainer) -> None:
         for command in self.plan.build_commands:
@@ -432,7 +498,6 @@ class _CaptureRun:
         devices = parse_device_help(container.exec([QEMU_BINARY, "-device", "help"]).output)
         check_device_name(self.request.device, devices)
         source = ContainerSource(container)
-        handlers = discover_handlers(self.request.device, source)
         exits = _exit_cases(source, self.qemu_version) if self.accel is Accel.KVM else []
         header = {
             "device": self.request.device,
@@ -440,18 +505,17 @@ class _CaptureRun:
             "accel": self.accel,
             "machine": self.request.machine,
             "guest": self.request.guest,
+            "topology": self.request.topology,
             "argv": self.argv,
             "device_properties": device_properties(self.argv, self.request.device),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "extra": {"handlers": [h.as_config() for h in handlers], "qtrace_version": __version__},
+            "qdev_id": CAPTURED_QDEV_ID,
+            "extra": {"qtrace_version": __version__},
         }
         return CollectorConfig(
             trace_path=f"{MOUNT_OUT}/trace.jsonl",
             header=header,
-            handlers=tuple(handlers),
-            pci_config_device=self.request.device,
-            irq_device=self.request.device,
-            dma_device=self.request.device,
+            device_path=f"/machine/peripheral/{CAPTURED_QDEV_ID}",
             exits=tuple(exits),
             arm_on=self.plan.arm_on,
             quiet_ports=self.plan.quiet_ports,
@@ -473,6 +537,7 @@ class _CaptureRun:
         replies = gdb.console(f"qtrace setup {MOUNT_OUT}/collector.json", timeout_s=120)
         if not replies:
             raise CollectorError("the collector did not answer 'qtrace setup'")
+        self._discover(gdb)
         gdb.command("-exec-continue")
         self.observer.status("capturing (waiting for the guest to start)")
         try:
@@ -480,6 +545,36 @@ class _CaptureRun:
         except KeyboardInterrupt as exc:
             self._stop_running(gdb, CaptureStatus.INTERRUPTED, interrupt_reason(exc))
             raise
+
+    def _discover(self, gdb: GdbSession) -> None:
+        """Run QEMU to ``vm_start`` and let the collector find the device's regions there.
+
+        A QEMU that exits first refused its command line (a device without its backend, a
+        bad property): the capture fails with QEMU's own words from qemu.log.
+        """
+        self.observer.status("starting QEMU: finding the device's regions in the running QEMU")
+        gdb.command("-exec-continue")
+        stop = gdb.wait_for_stop(DISCOVERY_TIMEOUT_S)
+        if stop is None:
+            raise CollectorError(
+                f"QEMU did not create its devices within {DISCOVERY_TIMEOUT_S} s "
+                "(no stop at vm_start)"
+            )
+        if stop.reason.startswith("exited"):
+            failure = LaunchFailure("QEMU refused to start", stop.exit_code, self._qemu_log_tail())
+            self.status, self.reason = CaptureStatus.ERROR, str(failure)
+            self._finish(gdb)
+            raise failure
+        try:
+            replies = gdb.console("qtrace discover", timeout_s=DISCOVERY_TIMEOUT_S)
+        except CollectorError as exc:
+            self.status, self.reason = CaptureStatus.ERROR, str(exc)
+            self._finish(gdb)
+            raise
+        if not replies:
+            raise CollectorError("the collector did not answer 'qtrace discover'")
+        self.discovery = replies[0]
+        logger.debug("discovered: %s", self.discovery)
 
     # ----- watching: I/O around the pure step of qtrace.launch.watch -----
 

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qtrace.discover.handlers import HandlerSpec
 from qtrace.image.layout import QEMU_SOURCE_ROOT
 
 __all__ = [
@@ -24,7 +23,7 @@ __all__ = [
     "ExitCaseSpec",
 ]
 
-COLLECTOR_PROTOCOL = "qtrace-collector/1"
+COLLECTOR_PROTOCOL = "qtrace-collector/2"
 """Bumped when a key changes meaning; the gdb side refuses a protocol it does not speak."""
 
 DEFAULT_DMA_CAP_BYTES = 256
@@ -47,9 +46,11 @@ class CollectorConfig:
         trace_path: where the collector writes ``trace.jsonl`` (a container path).
         header: the trace's header record, less ``type`` and ``schema`` (the collector adds
             them and the arming facts).
-        handlers: the device's register handlers to break on.
-        pci_config_device, irq_device, dma_device: the device whose config accesses,
-            interrupts and DMA are recorded (``None``: not recorded).
+        device_path: the captured device's QOM path (``/machine/peripheral/<qdev id>``):
+            the collector finds it there at ``vm_start`` and breaks on the handlers of its
+            regions (discovery from the running QEMU, ``gdbscripts/qtrace_gdb/discovery.py``).
+        record_pci_config, record_irq, record_dma: whether the device's config accesses
+            (and those to the bridges above it), interrupts and DMA are recorded.
         exits: the exit cases of ``kvm_cpu_exec`` (KVM captures only).
         arm_on: the function whose first hit arms the collectors (``None``: from QEMU start).
         quiet_ports: ``(base, count)`` port ranges whose exits are counted, not recorded.
@@ -62,10 +63,10 @@ class CollectorConfig:
 
     trace_path: str
     header: dict[str, Any]
-    handlers: tuple[HandlerSpec, ...] = ()
-    pci_config_device: str | None = None
-    irq_device: str | None = None
-    dma_device: str | None = None
+    device_path: str
+    record_pci_config: bool = True
+    record_irq: bool = True
+    record_dma: bool = True
     exits: tuple[ExitCaseSpec, ...] = ()
     arm_on: str | None = None
     quiet_ports: tuple[tuple[int, int], ...] = ()
@@ -78,7 +79,6 @@ class CollectorConfig:
     def as_json(self) -> dict[str, Any]:
         """The JSON object the gdb side reads."""
         data = asdict(self)
-        data["handlers"] = [handler.as_config() for handler in self.handlers]
         data["exits"] = [{"location": e.location, "labels": list(e.labels)} for e in self.exits]
         data["quiet_ports"] = [list(p) for p in self.quiet_ports]
         return data

@@ -77,8 +77,8 @@ def close_trace(
         OSError: the record could not be written (e.g. the disk is full); the trace is
             still valid up to its last complete line.
     """
-    if not tail.path.exists():
-        return False
+    if not tail.path.exists() or tail.path.stat().st_size == 0:
+        return False  # nothing was written (gdb died before the header): no trace to close
     repair_partial_tail(tail.path)
     stats = tail.update()
     if stats.ended is not None:

@@ -155,6 +155,9 @@ class Access:
     # True for a write KVM buffered in its coalesced-MMIO ring (no exit of its own);
     # QEMU replays it later from kvm_flush_coalesced_mmio_buffer, so exit_seq is None.
     coalesced: bool | None = None
+    # A configuration access to another device on the captured one's path (a PCIe root
+    # port above it): that device's QOM type. None: the captured device.
+    device: str | None = None
     type: Literal["access"] = "access"
 
 

@@ -50,8 +50,16 @@ class Step:
 
 
 def handler_ops(trace: Trace) -> dict[str, Literal["read", "write"]]:
-    """Handler function name -> the op it performs, from the header and the accesses."""
+    """Handler function name -> the op it performs, from the header and the accesses.
+
+    The header's discovered regions name each MemoryRegionOps callback (``read``,
+    ``read_with_attrs``, ...); traces written before discovery listed them in
+    ``extra.handlers``.
+    """
     ops: dict[str, Literal["read", "write"]] = {}
+    for region in trace.header.regions:
+        for callback, function in region.handlers.items():
+            ops[function] = "write" if "write" in callback else "read"
     handlers = trace.header.extra.get("handlers")
     if isinstance(handlers, list):
         for entry in handlers:

@@ -10,7 +10,6 @@ import pytest
 
 from qtrace.discover.device import DeviceInfo, check_device_name, parse_device_help
 from qtrace.discover.exit_cases import find_function_body, locate_exit_cases
-from qtrace.discover.handlers import defines_type, find_handlers, type_macros
 from qtrace.errors import UnknownDevice
 
 SYNTHETIC_KVM = """\
@@ -78,60 +77,6 @@ def test_missing_function_or_switch_is_reported() -> None:
         locate_exit_cases("int other(void) { return 0; }\n")
     with pytest.raises(ValueError, match="switch"):
         locate_exit_cases("int kvm_cpu_exec(CPUState *cpu)\n{\n    return 0;\n}\n")
-
-
-SYNTHETIC_HEADER = '#define TYPE_TOYNIC "toynic"\n'
-SYNTHETIC_DEVICE = """\
-static uint64_t toy_mmio_read(void *opaque, hwaddr addr, unsigned size) { return 0; }
-static void toy_mmio_write(void *opaque, hwaddr addr, uint64_t val, unsigned size) { }
-static uint64_t toy_io_read(void *opaque, hwaddr addr, unsigned size) { return 0; }
-
-static const MemoryRegionOps toy_mmio_ops = {
-    .read = toy_mmio_read,
-    .write = toy_mmio_write,
-    .endianness = DEVICE_LITTLE_ENDIAN,
-};
-
-static const MemoryRegionOps toy_io_ops = {
-    .read = toy_io_read,
-};
-
-static const MemoryRegionOps unused_ops = {
-    .read = never_used,
-};
-
-static void toy_realize(PCIDevice *d, Error **errp)
-{
-    memory_region_init_io(&s->mmio, OBJECT(d), &toy_mmio_ops, s,
-                          "toy-mmio", 0x1000);
-    memory_region_init_io(&s->io, OBJECT(d), &toy_io_ops, s, "toy-io", 0x40);
-    pci_register_bar(d, 0, PCI_BASE_ADDRESS_SPACE_MEMORY, &s->mmio);
-    pci_register_bar(d, 1, PCI_BASE_ADDRESS_SPACE_IO, &s->io);
-}
-
-static const TypeInfo toy_info = {
-    .name = TYPE_TOYNIC,
-    .parent = TYPE_PCI_DEVICE,
-};
-"""
-
-
-def test_type_macro_and_definition_are_recognised() -> None:
-    macros = type_macros("toynic", {"include/hw/toy.h": SYNTHETIC_HEADER})
-    assert macros == {"TYPE_TOYNIC"}
-    assert defines_type(SYNTHETIC_DEVICE, "toynic", macros)
-    assert not defines_type(SYNTHETIC_DEVICE, "othernic", set())
-
-
-def test_handlers_with_region_names_and_spaces() -> None:
-    specs = {
-        (h.func, h.op, h.space, h.region) for h in find_handlers({"hw/net/toy.c": SYNTHETIC_DEVICE})
-    }
-    assert specs == {
-        ("toy_mmio_read", "read", "mmio", "toy-mmio"),
-        ("toy_mmio_write", "write", "mmio", "toy-mmio"),
-        ("toy_io_read", "read", "pio", "toy-io"),
-    }
 
 
 def test_device_help_parsing_and_unknown_names() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from qtrace.discover.handlers import HandlerSpec
 from qtrace.launch.collector_config import COLLECTOR_PROTOCOL, CollectorConfig, ExitCaseSpec
 from tests.gdb_side import gdb_module
 
@@ -21,10 +20,8 @@ def _config(**changes: object) -> CollectorConfig:
     base = CollectorConfig(
         trace_path="/out/trace.jsonl",
         header={"device": "e1000", "qemu_version": "10.2.2", "accel": "kvm"},
-        handlers=(
-            HandlerSpec("e1000_mmio_read", "hw/net/e1000.c", "read", "mmio", "e1000-mmio", "ops"),
-        ),
-        pci_config_device="e1000",
+        device_path="/machine/peripheral/qtrace0",
+        record_dma=False,
         exits=(ExitCaseSpec("accel/kvm/kvm-all.c:3248", ("KVM_EXIT_MMIO",)),),
         arm_on="debugcon_ioport_write",
         quiet_ports=((0x3F8, 8),),
@@ -46,7 +43,8 @@ def test_a_host_config_passes_the_gdb_check_through_a_file(tmp_path: Path) -> No
     _config(fast_stacks=False, max_hits=7).write(path)
     loaded = GDB.load_config(str(path))
     assert loaded["fast_stacks"] is False and loaded["max_hits"] == 7
-    assert loaded["handlers"][0]["func"] == "e1000_mmio_read"
+    assert loaded["device_path"] == "/machine/peripheral/qtrace0"
+    assert loaded["record_dma"] is False and loaded["record_irq"] is True
     assert loaded["exits"] == [
         {"location": "accel/kvm/kvm-all.c:3248", "labels": ["KVM_EXIT_MMIO"]}
     ]
@@ -61,6 +59,7 @@ def test_a_host_config_passes_the_gdb_check_through_a_file(tmp_path: Path) -> No
         (lambda d: d.update(protocol="qtrace-collector/0"), "speaks 'qtrace-collector/0'"),
         (lambda d: d.update(dma_cap_bytes="256"), "dma_cap_bytes is '256'"),
         (lambda d: d.update(dma_cap_bytes=True), "dma_cap_bytes is True"),
+        (lambda d: d.update(record_irq="yes"), "record_irq is 'yes'"),
     ],
 )
 def test_the_gdb_side_refuses_what_it_would_misread(change, message) -> None:  # type: ignore[no-untyped-def]
