@@ -2,8 +2,8 @@
 
 All config accesses, whether through ports 0xCF8/0xCFC (pci_data_read/write) or through
 PCIe MMCONFIG/ECAM (pcie_mmcfg_data_read/write), funnel into two functions of
-hw/pci/pci_host.c, which then call the device's own hooks (``config_read``/``config_write``,
-e.g. e1000_write_config). Signatures (QEMU 2.x to 10.x):
+hw/pci/pci_host.c, which then call the hooks the device class set (``config_read``,
+``config_write``). Signatures (QEMU 2.x to 10.x):
   uint32_t pci_host_config_read_common(PCIDevice *pci_dev, uint32_t addr, uint32_t limit,
                                        uint32_t len)
   void pci_host_config_write_common(PCIDevice *pci_dev, uint32_t addr, uint32_t limit,
