@@ -19,9 +19,12 @@ from qtrace.annotate import (
     capture_source,
     decode_access,
 )
+from qtrace.annotate.registers import map_regions, region_of
+from qtrace.devices import pack_for
 from qtrace.errors import ReportError
 from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
+from qtrace.trace.schema import Region
 
 __all__ = [
     "CaptureReport",
@@ -29,6 +32,8 @@ __all__ = [
     "ExitRow",
     "Finding",
     "IrqRow",
+    "RegionRow",
+    "RegionsView",
     "RegisterRow",
     "StackView",
     "access_kind",
@@ -50,7 +55,12 @@ def access_kind(access: Access) -> str:
 
 @dataclass(frozen=True)
 class RegisterRow:
-    """Accesses to one register (one space and offset)."""
+    """Accesses to one register (one space and offset; with a region map, one region too).
+
+    ``region`` is the MemoryRegion of a trace whose header has a region map (``None``
+    before discovery); ``by_region`` marks a row no register map describes, named
+    ``<region>+<offset>``.
+    """
 
     space: str
     offset: int
@@ -63,6 +73,68 @@ class RegisterRow:
     last_value: int
     last_size: int
     decoded: str
+    region: str | None = None
+    by_region: bool = False
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    """One region of the header's map and what this capture did with it.
+
+    ``handlers_hit`` counts the accesses each function handled (the trace's ``handler``);
+    ``register_map`` names the pack whose register map names this region's registers.
+    """
+
+    region: Region
+    reads: int = 0
+    writes: int = 0
+    handlers_hit: tuple[tuple[str, int], ...] = ()
+    register_map: str | None = None
+
+    @property
+    def accesses(self) -> int:
+        return self.reads + self.writes
+
+    @property
+    def ram_backed(self) -> bool:
+        """Guest memory rather than handlers: RAM, ROM or a RAM device."""
+        return self.region.kind in RAM_KINDS
+
+
+RAM_KINDS = ("ram", "rom", "ram-device")
+"""Region kinds backed by host memory: the guest's accesses reach no handler."""
+
+
+@dataclass(frozen=True)
+class RegionsView:
+    """The device's region map (header ``regions``), in the header's order, with the numbers
+    the regions section states; its sentences are in ``templates/regions.j2``.
+
+    ``accel`` picks the wording of the RAM-backed finding; ``pack`` is the device's pack
+    (``None`` without one), ``mapped`` the regions its register map names.
+    """
+
+    rows: tuple[RegionRow, ...]
+    accel: str
+    pack: str | None
+    mapped: tuple[str, ...] = ()
+
+    @property
+    def ram_backed(self) -> tuple[RegionRow, ...]:
+        return tuple(row for row in self.rows if row.ram_backed)
+
+    @property
+    def untouched_io(self) -> tuple[RegionRow, ...]:
+        """I/O regions (and config space) whose handlers no access of this capture reached."""
+        return tuple(
+            row
+            for row in self.rows
+            if row.region.kind in ("io", "pci-config") and row.accesses == 0
+        )
+
+    @property
+    def io_regions(self) -> tuple[RegionRow, ...]:
+        return tuple(row for row in self.rows if row.region.kind == "io")
 
 
 @dataclass(frozen=True)
@@ -175,6 +247,7 @@ class CaptureReport:
     sequence: Sequence | None
     irqs: tuple[IrqRow, ...] = ()
     dmas: tuple[DmaRow, ...] = ()
+    regions: RegionsView | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -235,7 +308,9 @@ def report_from_trace(
     exits_by_seq = {e.seq: e for e in trace.exits}
     accesses = trace.accesses
     representative = _representative(accesses)
-    decoded = decode_access(header.device, representative) if representative else None
+    decoded = (
+        decode_access(header.device, representative, header.regions) if representative else None
+    )
     sequence = None
     if representative is not None and representative.stack in annotated:
         exit_record = (
@@ -254,7 +329,7 @@ def report_from_trace(
         command=command or " ".join(header.argv),
         source_kind=source_kind,
         counts=_counts(trace),
-        registers=_register_rows(header.device, accesses),
+        registers=_register_rows(header, accesses),
         stacks=_stack_views(trace, annotated, exits_by_seq),
         exits=_exit_rows(trace, annotated),
         findings=_findings(header, trace, annotated),
@@ -278,6 +353,7 @@ def report_from_trace(
             )
             for d in trace.dmas
         ),
+        regions=_regions_view(header, accesses),
     )
 
 
@@ -334,14 +410,21 @@ def _counts(trace: Trace) -> tuple[tuple[str, int], ...]:
     return tuple(rows)
 
 
-def _register_rows(device: str, accesses: list[Access]) -> tuple[RegisterRow, ...]:
-    groups: dict[tuple[str, int], list[Access]] = {}
+def _register_rows(header: Header, accesses: list[Access]) -> tuple[RegisterRow, ...]:
+    """One row per register; with a region map, per region too (in the map's order within a
+    space: virtio's common and device configuration both have an offset 0)."""
+    regions = header.regions
+    order = {(r.space, r.name): index for index, r in enumerate(regions)}
+    mapped = list(map_regions(header.device, regions).values()) if regions else []
+    groups: dict[tuple[str, int, int], list[Access]] = {}
     for access in accesses:
-        groups.setdefault((access.space, access.offset), []).append(access)
+        position = order.get((access.space, access.region or ""), len(order)) if regions else 0
+        groups.setdefault((access.space, position, access.offset), []).append(access)
     rows = []
-    for (space, offset), group in sorted(groups.items()):
+    for (space, _, offset), group in sorted(groups.items()):
         last = group[-1]
-        decoded = decode_access(device, last)
+        decoded = decode_access(header.device, last, regions)
+        region = region_of(last, regions) if regions else None
         rows.append(
             RegisterRow(
                 space=space,
@@ -355,9 +438,52 @@ def _register_rows(device: str, accesses: list[Access]) -> tuple[RegisterRow, ..
                 last_value=last.value,
                 last_size=last.size,
                 decoded=decoded.summary(),
+                region=last.region if regions else None,
+                by_region=bool(regions) and space != "pci-config" and region not in mapped,
             )
         )
     return tuple(rows)
+
+
+def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
+    """The regions section's numbers: per region, the accesses and the handlers they hit."""
+    if not header.regions:
+        return None
+    pack = pack_for(header.device)
+    mapped = map_regions(header.device, header.regions)
+    reads: Counter[int] = Counter()
+    writes: Counter[int] = Counter()
+    hit: dict[int, Counter[str]] = {}
+    index = {id(r): i for i, r in enumerate(header.regions)}
+    for access in accesses:
+        region = region_of(access, header.regions)
+        if region is None:
+            continue
+        i = index[id(region)]
+        (reads if access.op == "read" else writes)[i] += 1
+        hit.setdefault(i, Counter())[access.handler or "?"] += 1
+    rows = []
+    for i, region in enumerate(header.regions):
+        register_map = None
+        if region.kind == "pci-config":
+            register_map = "pci-config"
+        elif pack is not None and region in mapped.values():
+            register_map = pack.name
+        rows.append(
+            RegionRow(
+                region=region,
+                reads=reads[i],
+                writes=writes[i],
+                handlers_hit=tuple(sorted(hit.get(i, Counter()).items())),
+                register_map=register_map,
+            )
+        )
+    return RegionsView(
+        rows=tuple(rows),
+        accel=header.accel,
+        pack=pack.name if pack else None,
+        mapped=tuple(r.name for r in mapped.values()),
+    )
 
 
 def _stack_views(

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
 from qtrace.errors import ReportError
 from qtrace.report.guide import Guide
-from qtrace.report.model import CaptureReport, Finding
+from qtrace.report.model import CaptureReport, Finding, RegionsView
 from qtrace.report.sequence import to_mermaid, to_svg
 from qtrace.report.versions import Comparison
 
@@ -22,6 +23,8 @@ __all__ = [
     "FORMATS",
     "finding_text",
     "output_names",
+    "region_sentences",
+    "size_text",
     "render_comparison",
     "render_guide",
     "render_html",
@@ -52,6 +55,14 @@ def _hex(value: int | None, size: int = 4) -> str:
     return f"0x{value:0{max(size, 1) * 2}x}"
 
 
+def size_text(size_bytes: int) -> str:
+    """``4096`` -> ``4 KiB``; sizes that are not whole KiB or MiB stay in bytes."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size_bytes >= scale and size_bytes % scale == 0:
+            return f"{size_bytes // scale} {unit}"
+    return f"{size_bytes} B"
+
+
 def _contains(container: object, item: object) -> bool:
     """Jinja test ``x is contains(y)``: ``y in x``."""
     try:
@@ -75,7 +86,7 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters.update(cell=_md_cell, code=_md_code, hex=_hex)
+    env.filters.update(cell=_md_cell, code=_md_code, hex=_hex, size=size_text)
     env.globals["fail"] = _fail
     env.tests["contains"] = _contains
     return env
@@ -91,6 +102,7 @@ def _render(template: str, report: CaptureReport, autoescape: bool) -> str:
                 r=report,
                 mermaid=to_mermaid(sequence) if sequence else "",
                 svg=to_svg(sequence) if sequence else "",
+                region_lines=region_sentences(report.regions) if report.regions else [],
             )
         )
     except jinja2.TemplateError as exc:
@@ -114,6 +126,21 @@ def finding_text(finding: Finding) -> str:
         return str(module.finding_text(finding))  # type: ignore[attr-defined]
     except jinja2.TemplateError as exc:
         raise ReportError(f"report template findings.j2 failed: {exc}") from exc
+
+
+def region_sentences(view: RegionsView) -> list[str]:
+    """The regions section's sentences, as every view prints them (``templates/regions.j2``):
+    where register names come from, one per RAM-backed region, the I/O regions no access
+    reached."""
+    try:
+        module: Any = _environment(False).get_template("regions.j2").module
+        lines = [str(module.names_text(view))]
+        lines += [str(module.ram_text(row, view.accel)) for row in view.ram_backed]
+        if view.io_regions:
+            lines.append(str(module.untouched_text(view)))
+        return lines
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template regions.j2 failed: {exc}") from exc
 
 
 def render_guide(guide: Guide, manifest_name: str = "manifest.toml") -> str:

@@ -12,10 +12,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from qtrace.report.diff import StackDiff
-from qtrace.report.model import CaptureReport, StackView
-from qtrace.report.render import finding_text
+from qtrace.report.model import CaptureReport, RegionsView, StackView
+from qtrace.report.render import finding_text, region_sentences, size_text
 
-__all__ = ["diff_renderables", "register_table", "show_renderables", "stack_tree"]
+__all__ = ["diff_renderables", "region_table", "register_table", "show_renderables", "stack_tree"]
 
 _STATUS_STYLE = {
     "same": "dim",
@@ -68,7 +68,7 @@ def register_table(report: CaptureReport) -> Table:
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in report.registers:
-        register = Text(row.name, style="" if row.known else "red")
+        register = Text(row.name, style="" if row.known or row.by_region else "red")
         last = f"0x{row.last_value:0{row.last_size * 2}x} ({row.last_op})"
         table.add_row(
             row.space,
@@ -78,6 +78,43 @@ def register_table(report: CaptureReport) -> Table:
             str(row.writes),
             last,
             escape(row.decoded),
+        )
+    return table
+
+
+def region_table(view: RegionsView) -> Table:
+    """The device's regions (header ``regions``): BAR, offset, size, kind, callbacks, and the
+    accesses of this capture that reached each."""
+    table = Table(title="Regions (found in the running QEMU)", title_justify="left")
+    for name, justify in (
+        ("BAR", "left"),
+        ("region", "left"),
+        ("offset", "right"),
+        ("size", "right"),
+        ("kind", "left"),
+        ("callbacks", "left"),
+        ("accesses", "right"),
+        ("handled by", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in view.rows:
+        g = row.region
+        if g.bar is None:
+            bar = "config space"
+        else:
+            bar = "" if g.depth else f"BAR {g.bar} ({'I/O' if g.space == 'pio' else 'MMIO'})"
+        handled = row.region.kind in ("io", "pci-config")
+        hit = ", ".join(f"{func} x{n}" for func, n in row.handlers_hit)
+        kind = g.kind + (f" of {g.alias_of}" if g.alias_of else "")
+        table.add_row(
+            bar,
+            escape("  " * g.depth + g.name),
+            "" if g.bar is None else f"{g.offset:#x}",
+            size_text(g.size),
+            escape(kind),
+            escape(", ".join(g.handlers.values())),
+            str(row.accesses) if handled or row.accesses else "",
+            escape(hit or ("none in this capture" if handled else "")),
         )
     return table
 
@@ -105,6 +142,9 @@ def show_renderables(report: CaptureReport, *, stacks: bool = True) -> list[Rend
     """Everything ``qtrace show`` prints, in order."""
     out: list[RenderableType] = [_summary(report), Text("")]
     out += _findings(report)
+    if report.regions is not None:
+        out += [Text(""), region_table(report.regions)]
+        out += [Text(line) for line in region_sentences(report.regions)]
     out += [Text(""), register_table(report)]
     if stacks:
         for view in report.stacks:

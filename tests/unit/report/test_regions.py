@@ -1,0 +1,302 @@
+"""Reports for any device: the regions section (from the header's region map), registers shown
+by region and offset where no pack's map applies, and the RAM-BAR finding worded per accelerator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from qtrace.report.diff import diff_captures
+from qtrace.report.model import CaptureReport, build_report
+from qtrace.report.render import region_sentences, render_html, render_markdown
+from qtrace.report.terminal import show_renderables
+from qtrace.trace import Access, Exit, Frame, Header, Record, Stack
+from qtrace.trace.schema import Region
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
+
+MakeCapture = Callable[[str, Iterable[Record]], Path]
+
+KVM_READ = (
+    Frame("memory_region_read_accessor", "system/memory.c", 439),
+    Frame("memory_region_dispatch_read", "system/memory.c", 1485),
+    Frame("address_space_rw", "system/physmem.c", 3462),
+    Frame("kvm_cpu_exec", "accel/kvm/kvm-all.c", 3248),
+    Frame("kvm_vcpu_thread_fn", "accel/kvm/kvm-accel-ops.c", 53),
+    Frame("qemu_thread_start", "util/qemu-thread-posix.c", 393),
+)
+
+VIRTIO_REGIONS = (
+    Region("virtio-pci", 0, 0, 32, "io", space="pio", handlers={"read": "virtio_pci_config_read"}),
+    Region("virtio-net-pci-msix", 1, 0, 0x1000, "container"),
+    Region(
+        "msix-table",
+        1,
+        0,
+        64,
+        "io",
+        depth=1,
+        handlers={"read": "msix_table_mmio_read", "write": "msix_table_mmio_write"},
+    ),
+    Region("msix-pba", 1, 0x800, 8, "io", depth=1, handlers={"read": "msix_pba_mmio_read"}),
+    Region("virtio-pci", 4, 0, 0x4000, "container"),
+    Region(
+        "virtio-pci-common-virtio-net",
+        4,
+        0,
+        0x1000,
+        "io",
+        depth=1,
+        handlers={"read": "virtio_pci_common_read", "write": "virtio_pci_common_write"},
+    ),
+    Region(
+        "virtio-pci-device-virtio-net",
+        4,
+        0x2000,
+        0x1000,
+        "io",
+        depth=1,
+        handlers={"read": "virtio_pci_device_read"},
+    ),
+    Region(
+        "pci-config",
+        None,
+        0,
+        256,
+        "pci-config",
+        space="pci-config",
+        handlers={"config_read": "virtio_read_config", "config_write": "virtio_write_config"},
+    ),
+)
+
+IVSHMEM_REGIONS = (
+    Region("ivshmem-mmio", 0, 0, 256, "io", handlers={"read": "ivshmem_io_read"}),
+    Region("qtrace-shm", 2, 0, 4 << 20, "ram"),
+    Region("pci-config", None, 0, 256, "pci-config", space="pci-config"),
+)
+
+
+def _access(
+    seq: int, region: str, offset: int, handler: str, value: int = 0, op: str = "read"
+) -> Access:
+    return Access(
+        seq,
+        "write" if op == "write" else "read",
+        "mmio",
+        offset,
+        4,
+        value,
+        region=region,
+        handler=handler,
+        exit_seq=seq - 1,
+        stack="s1",
+    )
+
+
+def _virtio_trace() -> list[Record]:
+    frames = (Frame("virtio_pci_common_read", "hw/virtio/virtio-pci.c", 1631), *KVM_READ)
+    return [
+        Header(device="virtio-net-pci", qemu_version="10.2.2", accel="kvm", regions=VIRTIO_REGIONS),
+        Stack("s1", frames),
+        Exit(1, "KVM_EXIT_MMIO", phys_addr=0xFE004000, len=4, is_write=False),
+        _access(2, "virtio-pci-common-virtio-net", 0x0, "virtio_pci_common_read", 1),
+        Exit(3, "KVM_EXIT_MMIO", phys_addr=0xFE004014, len=4, is_write=False),
+        _access(4, "virtio-pci-common-virtio-net", 0x14, "virtio_pci_common_read", 0xF),
+        Exit(5, "KVM_EXIT_MMIO", phys_addr=0xFE001000, len=4, is_write=False),
+        _access(6, "msix-table", 0x0, "msix_table_mmio_read"),
+        Exit(7, "KVM_EXIT_MMIO", phys_addr=0xFE001000, len=4, is_write=True),
+        _access(8, "msix-table", 0x0, "msix_table_mmio_write", 0xFEE00000, op="write"),
+    ]
+
+
+def _ivshmem_trace(accel: str, kind: str = "ram") -> list[Record]:
+    regions = tuple(
+        Region(r.name, r.bar, r.offset, r.size, kind) if r.bar == 2 else r for r in IVSHMEM_REGIONS
+    )
+    frames = (Frame("ivshmem_io_read", "hw/misc/ivshmem.c", 240), *KVM_READ)
+    return [
+        Header(device="ivshmem-plain", qemu_version="10.2.2", accel=accel, regions=regions),
+        Stack("s1", frames),
+        Exit(1, "KVM_EXIT_MMIO", phys_addr=0xFE000000, len=4, is_write=False),
+        _access(2, "ivshmem-mmio", 0x0, "ivshmem_io_read"),
+    ]
+
+
+def _flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def _section(markdown: str, title: str) -> str:
+    return markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.fixture()
+def virtio(make_capture: MakeCapture) -> CaptureReport:
+    return build_report(make_capture("virtio-net-pci-kvm", _virtio_trace()))
+
+
+def test_registers_without_a_pack_are_shown_by_region_and_offset(virtio: CaptureReport) -> None:
+    names = [(r.region, r.offset, r.name) for r in virtio.registers]
+    # Two regions with an offset 0 stay two rows, in the region map's order.
+    assert names == [
+        ("msix-table", 0, "msix-table+0x0"),
+        ("virtio-pci-common-virtio-net", 0, "virtio-pci-common-virtio-net+0x0"),
+        ("virtio-pci-common-virtio-net", 0x14, "virtio-pci-common-virtio-net+0x14"),
+    ]
+    assert all(r.by_region and not r.known for r in virtio.registers)
+    table = next(r for r in virtio.registers if r.region == "msix-table")
+    assert (table.reads, table.writes, table.last_value) == (1, 1, 0xFEE00000)
+
+
+def test_the_region_rows_count_accesses_and_the_handlers_they_hit(virtio: CaptureReport) -> None:
+    assert virtio.regions is not None
+    rows = {(r.region.name, r.region.bar): r for r in virtio.regions.rows}
+    assert len(rows) == len(VIRTIO_REGIONS)
+    assert rows["msix-table", 1].handlers_hit == (
+        ("msix_table_mmio_read", 1),
+        ("msix_table_mmio_write", 1),
+    )
+    assert (rows["msix-table", 1].reads, rows["msix-table", 1].writes) == (1, 1)
+    assert rows["virtio-pci-common-virtio-net", 4].accesses == 2
+    assert rows["virtio-pci", 0].accesses == 0 and rows["virtio-pci", 4].accesses == 0
+    quiet = [r.region.name for r in virtio.regions.untouched_io]
+    assert quiet == ["virtio-pci", "msix-pba", "virtio-pci-device-virtio-net", "pci-config"]
+
+
+def test_the_markdown_regions_section(virtio: CaptureReport) -> None:
+    markdown = render_markdown(virtio)
+    section = _section(markdown, "Regions")
+    assert markdown.index("## Regions") < markdown.index("## Register accesses")
+    assert "| BAR 4 (MMIO) | `virtio-pci` | `0x0` | 16 KiB | container |" in section
+    assert "| BAR 0 (I/O) | `virtio-pci` | `0x0` | 32 B | io |" in section
+    assert (
+        "↳ `msix-table` | `0x0` | 64 B | io | read: `msix_table_mmio_read`, write: "
+        "`msix_table_mmio_write` | 2 | `msix_table_mmio_read` x1, `msix_table_mmio_write` x1 |"
+    ) in section
+    assert "↳ `msix-pba` | `0x800` | 8 B | io |" in section and "none in this capture" in section
+    text = _flat(section)
+    assert "qtrace has no register map for this device (no device pack)" in text
+    assert (
+        "No access reached the handlers of these 4 regions in this capture: virtio-pci (BAR 0, "
+        "32 B), msix-pba (BAR 1 at +0x800, 8 B), virtio-pci-device-virtio-net (BAR 4 at "
+        "+0x2000, 4 KiB), pci-config (configuration space, 256 B)."
+    ) in text
+    # Nothing RAM-backed here, so nothing is said about memory slots.
+    assert "memory slot" not in text
+    assert "`virtio-pci-common-virtio-net+0x14`" in _section(markdown, "Register accesses")
+
+
+def test_html_and_terminal_say_the_same(virtio: CaptureReport) -> None:
+    html = render_html(virtio)
+    assert '<h2 id="regions">Regions</h2>' in html and "<code>msix-pba</code>" in html
+    for line in region_sentences(virtio.regions):  # type: ignore[arg-type]
+        assert line in _flat(html)
+    console = Console(file=StringIO(), width=200)
+    for renderable in show_renderables(virtio, stacks=False):
+        console.print(renderable)
+    shown = _flat(console.file.getvalue())  # type: ignore[attr-defined]
+    assert "Regions (found in the running QEMU)" in shown and "virtio_pci_common_read x2" in shown
+    for line in region_sentences(virtio.regions):  # type: ignore[arg-type]
+        assert line in shown
+
+
+def test_a_ram_bar_under_kvm_never_leaves_the_guest(make_capture: MakeCapture) -> None:
+    report = build_report(make_capture("ivshmem-kvm", _ivshmem_trace("kvm")))
+    assert report.regions is not None
+    lines = region_sentences(report.regions)
+    ram = [line for line in lines if line.startswith("qtrace-shm")]
+    assert ram == [
+        "qtrace-shm (BAR 2, 4 MiB) is RAM, not I/O. While the guest has the BAR mapped, QEMU "
+        "gives it to KVM as guest memory (a memory slot), so the guest's loads and stores go to "
+        "the host memory behind it without leaving the guest: no KVM exit and no QEMU handler. "
+        "Accordingly the trace has no access to it."
+    ]
+    markdown = render_markdown(report)
+    assert "| BAR 2 (MMIO) | `qtrace-shm` | `0x0` | 4 MiB | ram |  |  |  |" in markdown
+    # The I/O BAR was reached; the configuration space was not: that is said, not the RAM BAR.
+    assert lines[-1].startswith("No access reached the handlers of this region in this capture")
+
+
+def test_a_ram_bar_under_tcg_is_worded_for_tcg(make_capture: MakeCapture) -> None:
+    report = build_report(make_capture("ivshmem-tcg", _ivshmem_trace("tcg")))
+    assert report.regions is not None
+    ram = next(line for line in region_sentences(report.regions) if line.startswith("qtrace-shm"))
+    assert "Under TCG the softmmu TLB entries of its pages point at the host memory" in ram
+    assert "KVM" not in ram and "memory slot" not in ram
+    assert "no device handler (and, as always under TCG, no exit)" in ram
+
+
+@pytest.mark.parametrize("accel", ["kvm", "tcg"])
+def test_a_rom_bar_is_only_said_to_serve_reads(make_capture: MakeCapture, accel: str) -> None:
+    report = build_report(make_capture(f"rom-{accel}", _ivshmem_trace(accel, kind="rom")))
+    assert report.regions is not None
+    rom = next(line for line in region_sentences(report.regions) if line.startswith("qtrace-shm"))
+    assert "is ROM" in rom and "reads of it are served from" in rom
+    assert "stores" not in rom and "writes" not in rom
+    assert ("KVM_CAP_READONLY_MEM" in rom) == (accel == "kvm")
+
+
+def test_an_unknown_accelerator_gets_no_claim_about_exits(make_capture: MakeCapture) -> None:
+    report = build_report(make_capture("ivshmem-hvf", _ivshmem_trace("hvf")))
+    assert report.regions is not None
+    ram = next(line for line in region_sentences(report.regions) if line.startswith("qtrace-shm"))
+    assert (
+        ram
+        == "qtrace-shm (BAR 2, 4 MiB) is RAM, not I/O. Accordingly the trace has no access to it."
+    )
+
+
+def test_a_pack_names_only_the_regions_it_describes(make_capture: MakeCapture) -> None:
+    regions = (
+        Region("e1000e-mmio", 0, 0, 0x20000, "io", handlers={"read": "e1000e_mmio_read"}),
+        Region("e1000e-io", 2, 0, 32, "io", space="pio"),
+        Region("e1000e-msix", 3, 0, 0x4000, "container"),
+        Region("msix-table", 3, 0, 80, "io", depth=1, handlers={"read": "msix_table_mmio_read"}),
+    )
+    frames = (Frame("e1000e_mmio_read", "hw/net/e1000e.c", 200), *KVM_READ)
+    records: list[Record] = [
+        Header(device="e1000e", qemu_version="10.2.2", accel="kvm", regions=regions),
+        Stack("s1", frames),
+        Exit(1, "KVM_EXIT_MMIO", phys_addr=0xFEBA0000, len=4, is_write=False),
+        _access(2, "e1000e-mmio", 0x0, "e1000e_mmio_read", 0x00140241),
+        Exit(3, "KVM_EXIT_MMIO", phys_addr=0xFEBE0000, len=4, is_write=False),
+        _access(4, "msix-table", 0x0, "msix_table_mmio_read"),
+    ]
+    report = build_report(make_capture("e1000e-kvm", records))
+    assert [(r.name, r.by_region) for r in report.registers] == [
+        ("CTRL", False),
+        ("msix-table+0x0", True),
+    ]
+    assert report.regions is not None
+    assert [r.register_map for r in report.regions.rows] == ["e1000e", "e1000e", None, None]
+    names = region_sentences(report.regions)[0]
+    assert names.startswith(
+        "Register names come from the e1000e pack's register map, which describes e1000e-mmio "
+        "and e1000e-io;"
+    )
+
+
+def test_traces_without_a_region_map_have_no_regions_section() -> None:
+    report = build_report(FIXTURES / "e1000-kvm-10.2.2")
+    assert report.regions is None and all(r.region is None for r in report.registers)
+    assert "## Regions" not in render_markdown(report)
+    assert 'id="regions"' not in render_html(report)
+
+
+def test_diff_compares_captures_of_devices_without_a_pack(
+    make_capture: MakeCapture, virtio: CaptureReport
+) -> None:
+    a = make_capture("virtio-a", _virtio_trace())
+    b = make_capture("ivshmem-b", _ivshmem_trace("kvm"))
+    result = diff_captures(a, b)
+    assert result.kind == "mmio read"
+    statuses = {(row.func, row.status) for row in result.rows}
+    assert ("virtio_pci_common_read", "only in A") in statuses
+    assert ("ivshmem_io_read", "only in B") in statuses
+    assert ("kvm_cpu_exec", "same") in statuses
