@@ -5,6 +5,10 @@ a unit test checks they agree. Keys whose value is None are left out.
 """
 
 import json
+import time
+
+# Records that happen at a moment get ``t``: seconds since the trace was opened.
+TIMED = ("access", "exit", "irq", "dma")
 
 SCHEMA_VERSION = "qtrace-trace/1"
 
@@ -16,6 +20,7 @@ class TraceOut:
         self.path = path
         self._file = open(path, "a", encoding="utf-8")
         self._seq = 0
+        self._opened = time.monotonic()
         self.counts = {"access": 0, "exit": 0, "irq": 0, "dma": 0, "stack": 0}
 
     def next_seq(self):
@@ -24,6 +29,8 @@ class TraceOut:
 
     def write(self, record):
         kind = record["type"]
+        if kind in TIMED and "t" not in record:
+            record["t"] = round(time.monotonic() - self._opened, 6)
         line = json.dumps({k: v for k, v in record.items() if v is not None}, separators=(",", ":"))
         self._file.write(line + "\n")
         self._file.flush()

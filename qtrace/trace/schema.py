@@ -133,6 +133,7 @@ class Exit:
     # both: hex bytes (for writes: the data the guest wrote)
     data: str | None = None
     stack: str | None = None
+    t: float | None = None
     type: Literal["exit"] = "exit"
 
 
@@ -158,6 +159,9 @@ class Access:
     # A configuration access to another device on the captured one's path (a PCIe root
     # port above it): that device's QOM type. None: the captured device.
     device: str | None = None
+    # Seconds since the collector started (host monotonic clock, microsecond resolution):
+    # when the hit was recorded, for timelines. Absent in traces written before it existed.
+    t: float | None = None
     type: Literal["access"] = "access"
 
 
@@ -169,6 +173,7 @@ class Irq:
     level: int
     line: str = "INTx"
     stack: str | None = None
+    t: float | None = None
     type: Literal["irq"] = "irq"
 
 
@@ -183,6 +188,7 @@ class Dma:
     data: str = ""
     truncated: bool = False
     stack: str | None = None
+    t: float | None = None
     type: Literal["dma"] = "dma"
 
 
