@@ -139,9 +139,42 @@ def test_unmatched_frame_is_unknown_and_visible() -> None:
 
 
 def test_a_device_without_a_pack_gets_the_generic_device_layer() -> None:
-    stack = Stack("s9", (Frame("nvme_mmio_read", "hw/nvme/ctrl.c", 12),))
+    stack = Stack("s9", (Frame("edu_mmio_read", "hw/misc/edu.c", 12),))
     frame = annotate_stack(stack, qemu_version="10.2.2").frames[0]
     assert frame.layer.id == "device" and "without a pack" in frame.explain
+
+
+@pytest.mark.parametrize(
+    ("func", "file", "layer", "says"),
+    [
+        ("msix_table_mmio_read", "hw/pci/msix.c", "pci", "MSI-X table"),
+        ("msix_notify", "hw/pci/msix.c", "irq", "MSI/MSI-X delivery"),
+        ("pcie_aer_write_config", "hw/pci/pcie_aer.c", "pci", "PCI Express core"),
+        ("rp_write_config", "hw/pci-bridge/pcie_root_port.c", "pci", "PCI Express port"),
+        ("virtio_pci_common_read", "hw/virtio/virtio-pci.c", "virtio-transport", "common"),
+        ("virtio_net_pci_realize", "hw/virtio/virtio-net-pci.c", "virtio-transport", "proxies"),
+        ("virtio_queue_notify", "hw/virtio/virtio.c", "virtio", "kick"),
+        ("virtqueue_pop", "hw/virtio/virtio.c", "virtio", "virtio core"),
+        ("virtio_net_handle_tx_bh", "hw/net/virtio-net.c", "device", "virtio-net"),
+        ("virtio_blk_handle_output", "hw/block/virtio-blk.c", "device", "virtio-blk"),
+        ("virtio_rng_process", "hw/virtio/virtio-rng.c", "device", "hw/virtio/"),
+        ("nvme_mmio_read", "hw/nvme/ctrl.c", "device", "NVMe BAR 0"),
+        ("nvme_process_sq", "hw/nvme/ctrl.c", "device", "NVMe controller model"),
+        ("xhci_port_read", "hw/usb/hcd-xhci.c", "device", "root-hub port"),
+        ("xhci_kick_ep", "hw/usb/hcd-xhci.c", "device", "xHCI"),
+        ("ahci_idp_read", "hw/ide/ahci.c", "device", "index-data pair"),
+        ("ide_exec_cmd", "hw/ide/core.c", "device", "ATA"),
+        ("subpage_read", "system/physmem.c", "address-space", "subpage"),
+        ("event_notifier_set", "util/event_notifier-posix.c", "main-loop", "eventfd"),
+        ("dma_blk_io", "system/dma-helpers.c", "dma", "scatter-gather"),
+        ("blk_aio_preadv", "block/block-backend.c", "block", "block layer"),
+    ],
+)
+def test_shared_pci_virtio_and_device_code_gets_its_layer(
+    func: str, file: str, layer: str, says: str
+) -> None:
+    frame = annotate_stack(Stack("s1", (Frame(func, file, 1),)), qemu_version="10.2.2").frames[0]
+    assert frame.layer.id == layer and says in frame.explain, (frame.layer.id, frame.explain)
 
 
 def test_annotation_links_to_the_exact_tag_and_line() -> None:
