@@ -10,17 +10,44 @@ BAR of that space (e1000: ``e1000-mmio`` on BAR 0 and ``e1000-io`` on BAR 1). Ev
 region (an MSI-X table inside the device's BARs, a flash window, any region of a device
 without a pack) is shown by region and offset, ``virtio-pci-common-virtio-net+0x14``.
 Traces without a region map are decoded by space alone, as they always were.
+
+A configuration access to another device on the captured one's path (``Access.device``: the
+PCI Express root port above it) is decoded with the type 1 (bridge) header,
+``rules/pci-bridge-config.toml``, and named after that device (``pcie-root-port:SECONDARY_BUS``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from functools import cache
+from importlib import resources
 
-from qtrace.devices import Decoded, register_map_for
+from qtrace.devices import (
+    Decoded,
+    RegisterMap,
+    parse_register_map,
+    pci_config_map,
+    register_map_for,
+)
+from qtrace.errors import ReportError
 from qtrace.trace import Access
 from qtrace.trace.schema import Region
 
-__all__ = ["decode_access", "map_regions", "region_label", "region_of"]
+__all__ = ["bridge_config_map", "decode_access", "map_regions", "region_label", "region_of"]
+
+
+def _base_map(name: str) -> RegisterMap:
+    if name != "pci-config":
+        raise ReportError(f"pci-bridge-config.toml: unknown base map {name!r}")
+    return pci_config_map()
+
+
+@cache
+def bridge_config_map() -> RegisterMap:
+    """The type 1 configuration header of PCI-to-PCI bridges and PCI Express ports."""
+    path = resources.files("qtrace.annotate").joinpath("rules/pci-bridge-config.toml")
+    return parse_register_map(path, "pci-bridge-config", _base_map)
 
 
 def region_label(region: str | None, offset: int) -> str:
@@ -64,6 +91,9 @@ def decode_access(device: str, access: Access, regions: Sequence[Region] = ()) -
         regions: the trace header's region map; empty for traces made before discovery,
             which are decoded by space alone.
     """
+    if access.space == "pci-config" and access.device is not None:
+        decoded = bridge_config_map().decode(access.space, access.offset, access.size, access.value)
+        return dataclasses.replace(decoded, name=f"{access.device}:{decoded.name}")
     register_map = register_map_for(device, access.space)
     if access.space == "pci-config" or not regions:
         if register_map is None:

@@ -59,7 +59,8 @@ class RegisterRow:
 
     ``region`` is the MemoryRegion of a trace whose header has a region map (``None``
     before discovery); ``by_region`` marks a row no register map describes, named
-    ``<region>+<offset>``.
+    ``<region>+<offset>``; ``device`` is set for the configuration space of another device on
+    the captured one's path (the root port above it).
     """
 
     space: str
@@ -75,6 +76,7 @@ class RegisterRow:
     decoded: str
     region: str | None = None
     by_region: bool = False
+    device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,15 @@ class RegionsView:
     the regions section states; its sentences are in ``templates/regions.j2``.
 
     ``accel`` picks the wording of the RAM-backed finding; ``pack`` is the device's pack
-    (``None`` without one), ``mapped`` the regions its register map names.
+    (``None`` without one), ``mapped`` the regions its register map names; ``path_devices``
+    the devices on the captured one's path whose configuration space the trace also has.
     """
 
     rows: tuple[RegionRow, ...]
     accel: str
     pack: str | None
     mapped: tuple[str, ...] = ()
+    path_devices: tuple[str, ...] = ()
 
     @property
     def ram_backed(self) -> tuple[RegionRow, ...]:
@@ -416,12 +420,13 @@ def _register_rows(header: Header, accesses: list[Access]) -> tuple[RegisterRow,
     regions = header.regions
     order = {(r.space, r.name): index for index, r in enumerate(regions)}
     mapped = list(map_regions(header.device, regions).values()) if regions else []
-    groups: dict[tuple[str, int, int], list[Access]] = {}
+    groups: dict[tuple[str, str, int, int], list[Access]] = {}
     for access in accesses:
         position = order.get((access.space, access.region or ""), len(order)) if regions else 0
-        groups.setdefault((access.space, position, access.offset), []).append(access)
+        key = (access.space, access.device or "", position, access.offset)
+        groups.setdefault(key, []).append(access)
     rows = []
-    for (space, _, offset), group in sorted(groups.items()):
+    for (space, other, _, offset), group in sorted(groups.items()):
         last = group[-1]
         decoded = decode_access(header.device, last, regions)
         region = region_of(last, regions) if regions else None
@@ -440,6 +445,7 @@ def _register_rows(header: Header, accesses: list[Access]) -> tuple[RegisterRow,
                 decoded=decoded.summary(),
                 region=last.region if regions else None,
                 by_region=bool(regions) and space != "pci-config" and region not in mapped,
+                device=other or None,
             )
         )
     return tuple(rows)
@@ -456,7 +462,7 @@ def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
     hit: dict[int, Counter[str]] = {}
     index = {id(r): i for i, r in enumerate(header.regions)}
     for access in accesses:
-        region = region_of(access, header.regions)
+        region = region_of(access, header.regions) if access.device is None else None
         if region is None:
             continue
         i = index[id(region)]
@@ -483,6 +489,7 @@ def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
         accel=header.accel,
         pack=pack.name if pack else None,
         mapped=tuple(r.name for r in mapped.values()),
+        path_devices=tuple(sorted({a.device for a in accesses if a.device is not None})),
     )
 
 

@@ -82,3 +82,29 @@ def test_a_pack_whose_first_bar_is_a_container_describes_no_region_there() -> No
     regions = (Region("e1000-bar", 0, 0, 0x20000, "container"), *E1000[1:])
     assert set(map_regions("e1000", regions)) == {"pio"}
     assert decode_access("e1000", _read("mmio", "e1000-bar", 8), regions).name == "e1000-bar+0x8"
+
+
+def test_the_root_port_above_the_device_is_decoded_with_the_bridge_header() -> None:
+    def config(offset: int, value: int, size: int = 4) -> Access:
+        return Access(
+            seq=1,
+            op="write",
+            space="pci-config",
+            region="pci-config",
+            offset=offset,
+            size=size,
+            value=value,
+            device="pcie-root-port",
+        )
+
+    buses = decode_access("virtio-net-pci", config(0x18, 0x00FF0100), VIRTIO_NET)
+    assert buses.name == "pcie-root-port:PRIMARY_BUS..SEC_LATENCY_TIMER"
+    assert "SECONDARY_BUS=0x1" in buses.summary() and "SUBORDINATE_BUS=0xff" in buses.summary()
+    window = decode_access("virtio-net-pci", config(0x20, 0xC000, 2), VIRTIO_NET)
+    assert window.name == "pcie-root-port:MEMORY_BASE" and window.summary() == "ADDRESS=0xc00"
+    # The shared part of the header keeps its type 0 names; a type 0 BAR2 is not claimed.
+    assert decode_access("e1000", config(0x4, 0x107, 2)).name == "pcie-root-port:COMMAND"
+    assert "BAR2" not in decode_access("e1000", config(0x18, 0)).name
+    # The captured device's own config space is still the type 0 header.
+    own = Access(seq=1, op="read", space="pci-config", offset=0x18, size=4, value=0)
+    assert decode_access("virtio-net-pci", own, VIRTIO_NET).name == "BAR2"

@@ -300,3 +300,43 @@ def test_diff_compares_captures_of_devices_without_a_pack(
     assert ("virtio_pci_common_read", "only in A") in statuses
     assert ("ivshmem_io_read", "only in B") in statuses
     assert ("kvm_cpu_exec", "same") in statuses
+
+
+def test_the_root_ports_config_space_has_rows_of_its_own(make_capture: MakeCapture) -> None:
+    records = _virtio_trace()
+    records += [
+        Access(9, "read", "pci-config", 0x0, 4, 0x1AF4, region="pci-config", stack="s1"),
+        Access(
+            10,
+            "write",
+            "pci-config",
+            0x18,
+            4,
+            0x00010100,
+            region="pci-config",
+            handler="rp_write_config",
+            stack="s1",
+            device="pcie-root-port",
+        ),
+        Access(
+            11,
+            "read",
+            "pci-config",
+            0x0,
+            4,
+            0x000C1B36,
+            region="pci-config",
+            stack="s1",
+            device="pcie-root-port",
+        ),
+    ]
+    report = build_report(make_capture("rp", records))
+    config = [(r.device, r.offset, r.name) for r in report.registers if r.space == "pci-config"]
+    assert config == [
+        (None, 0, "VENDOR_ID+DEVICE_ID"),
+        ("pcie-root-port", 0, "pcie-root-port:VENDOR_ID+DEVICE_ID"),
+        ("pcie-root-port", 0x18, "pcie-root-port:PRIMARY_BUS..SEC_LATENCY_TIMER"),
+    ]
+    assert report.regions is not None
+    own = next(r for r in report.regions.rows if r.region.kind == "pci-config")
+    assert own.accesses == 1
