@@ -23,13 +23,8 @@ from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
-from qtrace.devices import (
-    Decoded,
-    RegisterMap,
-    parse_register_map,
-    pci_config_map,
-    register_map_for,
-)
+from qtrace.devices import Decoded, RegisterMap, pci_config_map, register_map_for
+from qtrace.devices.registers import parse_register_map
 from qtrace.errors import ReportError
 from qtrace.trace import Access
 from qtrace.trace.schema import Region
