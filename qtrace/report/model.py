@@ -84,7 +84,9 @@ class RegionRow:
     """One region of the header's map and what this capture did with it.
 
     ``handlers_hit`` counts the accesses each function handled (the trace's ``handler``);
-    ``register_map`` names the pack whose register map names this region's registers.
+    ``register_map`` names the pack whose register map names this region's registers;
+    ``placed_at`` is, for a BAR's own region, the address the guest's configuration accesses
+    left in the BAR while they left its decoding (COMMAND I/O or memory) on, if they did.
     """
 
     region: Region
@@ -92,6 +94,7 @@ class RegionRow:
     writes: int = 0
     handlers_hit: tuple[tuple[str, int], ...] = ()
     register_map: str | None = None
+    placed_at: int | None = None
 
     @property
     def accesses(self) -> int:
@@ -113,8 +116,9 @@ class RegionsView:
     the regions section states; its sentences are in ``templates/regions.j2``.
 
     ``accel`` picks the wording of the RAM-backed finding; ``pack`` is the device's pack
-    (``None`` without one), ``mapped`` the regions its register map names; ``path_devices``
-    the devices on the captured one's path whose configuration space the trace also has.
+    (``None`` without one) and ``pack_has_map`` whether it has a register map, ``mapped`` the
+    regions that map names; ``path_devices`` the devices on the captured one's path whose
+    configuration space the trace also has.
     """
 
     rows: tuple[RegionRow, ...]
@@ -122,6 +126,7 @@ class RegionsView:
     pack: str | None
     mapped: tuple[str, ...] = ()
     path_devices: tuple[str, ...] = ()
+    pack_has_map: bool = False
 
     @property
     def ram_backed(self) -> tuple[RegionRow, ...]:
@@ -468,6 +473,7 @@ def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
         i = index[id(region)]
         (reads if access.op == "read" else writes)[i] += 1
         hit.setdefault(i, Counter())[access.handler or "?"] += 1
+    config = _config_image(accesses)
     rows = []
     for i, region in enumerate(header.regions):
         register_map = None
@@ -482,12 +488,14 @@ def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
                 writes=writes[i],
                 handlers_hit=tuple(sorted(hit.get(i, Counter()).items())),
                 register_map=register_map,
+                placed_at=_placed_at(config, region),
             )
         )
     return RegionsView(
         rows=tuple(rows),
         accel=header.accel,
         pack=pack.name if pack else None,
+        pack_has_map=pack is not None and pack.registers_file is not None,
         mapped=tuple(r.name for r in mapped.values()),
         path_devices=tuple(sorted({a.device for a in accesses if a.device is not None})),
     )
@@ -541,6 +549,46 @@ def _stack_views(
             )
         )
     return tuple(views)
+
+
+def _config_image(accesses: list[Access]) -> dict[int, int]:
+    """The captured device's configuration bytes as its recorded config accesses left them
+    (each read or write, in order, sets the bytes it covers; little-endian)."""
+    image: dict[int, int] = {}
+    for access in accesses:
+        if access.space != "pci-config" or access.device is not None:
+            continue
+        for index in range(access.size):
+            image[access.offset + index] = (access.value >> (8 * index)) & 0xFF
+    return image
+
+
+def _config_value(image: dict[int, int], offset: int, size: int) -> int | None:
+    if any(offset + i not in image for i in range(size)):
+        return None
+    return sum(image[offset + i] << (8 * i) for i in range(size))
+
+
+def _placed_at(image: dict[int, int], region: Region) -> int | None:
+    """Where the guest left a BAR, if its decoding was on: the BAR register's address bits
+    (both halves of a 64-bit memory BAR; the ROM BAR only with its enable bit)."""
+    if region.bar is None or region.depth != 0 or not 0 <= region.bar <= 6:
+        return None
+    command = _config_value(image, 0x04, 2)
+    offset = 0x30 if region.bar == 6 else 0x10 + 4 * region.bar
+    value = _config_value(image, offset, 4)
+    if command is None or value is None:
+        return None
+    if region.bar == 6:
+        address = value & ~0x7FF if value & 1 and command & 0x2 else 0
+    elif value & 1:
+        address = value & ~0x3 if command & 0x1 else 0
+    else:
+        address = value & ~0xF if command & 0x2 else 0
+        if (value >> 1) & 0x3 == 2:
+            high = _config_value(image, offset + 4, 4)
+            address = address | (high << 32) if high is not None and address else 0
+    return address or None
 
 
 def _kvm_handling(stack: AnnotatedStack) -> str:

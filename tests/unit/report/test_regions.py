@@ -4,6 +4,7 @@ by region and offset where no pack's map applies, and the RAM-BAR finding worded
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable
 from io import StringIO
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from qtrace.devices import PACKS_ENV, clear_registry_cache
 from qtrace.report.diff import diff_captures
 from qtrace.report.model import CaptureReport, build_report
 from qtrace.report.render import region_sentences, render_html, render_markdown
@@ -340,3 +342,65 @@ def test_the_root_ports_config_space_has_rows_of_its_own(make_capture: MakeCaptu
     assert report.regions is not None
     own = next(r for r in report.regions.rows if r.region.kind == "pci-config")
     assert own.accesses == 1
+
+
+def _config(seq: int, op: str, offset: int, size: int, value: int) -> Access:
+    return Access(
+        seq,
+        "write" if op == "write" else "read",
+        "pci-config",
+        offset,
+        size,
+        value,
+        region="pci-config",
+        stack="s1",
+    )
+
+
+def test_where_the_guest_left_a_ram_bar_is_said(make_capture: MakeCapture) -> None:
+    records = _ivshmem_trace("kvm")
+    records += [
+        # BAR 2 is a 64-bit memory BAR: sized, then placed; BAR 3 holds the high half.
+        _config(10, "write", 0x18, 4, 0xFFFFFFFF),
+        _config(11, "read", 0x18, 4, 0xFFE0000C),
+        _config(12, "write", 0x18, 4, 0xFE80000C),
+        _config(13, "write", 0x1C, 4, 0x0),
+        _config(14, "write", 0x4, 2, 0x0103),
+    ]
+    report = build_report(make_capture("placed", records))
+    assert report.regions is not None
+    bar2 = next(r for r in report.regions.rows if r.region.bar == 2)
+    assert bar2.placed_at == 0xFE800000
+    ram = next(line for line in region_sentences(report.regions) if line.startswith("qtrace-shm"))
+    assert (
+        "The guest's configuration accesses left it at 0xfe800000 with memory decoding on." in ram
+    )
+    # Memory decoding off at the end: nothing is said about where it is.
+    report = build_report(make_capture("off", [*records, _config(15, "write", 0x4, 2, 0x0101)]))
+    assert report.regions is not None
+    assert all(r.placed_at is None for r in report.regions.rows)
+
+
+def test_a_pack_without_a_register_map_says_so(
+    make_capture: MakeCapture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "packs" / "qtrace-made-up"
+    folder.mkdir(parents=True)
+    (folder / "pack.toml").write_text(
+        'format = "qtrace-device/1"\nname = "qtrace-made-up"\nqom_types = ["qtrace-made-up"]\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv(PACKS_ENV, str(tmp_path / "packs"))
+    clear_registry_cache()
+    try:
+        header, *rest = _ivshmem_trace("kvm")
+        assert isinstance(header, Header)
+        records = [dataclasses.replace(header, device="qtrace-made-up"), *rest]
+        report = build_report(make_capture("packed", records))
+    finally:
+        monkeypatch.delenv(PACKS_ENV)
+        clear_registry_cache()
+    assert report.regions is not None and report.regions.pack == "qtrace-made-up"
+    assert region_sentences(report.regions)[0].startswith(
+        "The qtrace-made-up pack has no register map: accesses are shown by region and offset"
+    )
