@@ -33,7 +33,7 @@ from qtrace.errors import CaptureFailed, SignalInterrupt
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.launch.live import LiveStats
 from qtrace.launch.out_dir import OUT_DIR_RULE
-from qtrace.trace.kinds import AccelChoice, CaptureStatus, Guest, Machine
+from qtrace.trace.kinds import AccelChoice, CaptureStatus, Guest, Machine, Topology
 
 __all__ = ["capture"]
 
@@ -102,6 +102,17 @@ def capture(
         Machine,
         typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG)."),
     ] = Machine.PC,
+    topology: Annotated[
+        Topology,
+        typer.Option(
+            "--topology",
+            help=(
+                "Where the device sits: root-bus (00:05.0 on the root bus, default) or "
+                "root-port (q35 only: behind a pcie-root-port at 00:04.0, so the device is "
+                "01:00.0 and the guest enumerates a bridge, as on real PCIe)."
+            ),
+        ),
+    ] = Topology.ROOT_BUS,
     guest: Annotated[
         Guest,
         typer.Option(
@@ -158,7 +169,9 @@ def capture(
     """Run QEMU under gdb with a guest that drives DEVICE and record every access.
 
     Each access is recorded with its value, the KVM exit that caused it and its own
-    (deduplicated) backtrace. Output: trace.jsonl (qtrace-trace/1), qemu.log, gdb.log,
+    (deduplicated) backtrace. A device that needs a backend to start (a drive, an audio
+    backend, a memory backend, ...) gets one, chosen from the property list this QEMU
+    gives for it and from its device pack. Output: trace.jsonl (qtrace-trace/1), qemu.log, gdb.log,
     serial.log, summary.json. Exit code 0 only when the capture finished normally.
     """
     request = CaptureRequest(
@@ -166,6 +179,7 @@ def capture(
         accel=accel,
         machine=machine,
         guest=guest,
+        topology=topology,
         qemu_version=qemu_version,
         out_dir=out,
         max_hits=max_hits,

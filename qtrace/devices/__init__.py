@@ -35,6 +35,14 @@ from qtrace.devices.registers import (
     parse_register_map,
 )
 from qtrace.devices.rules import FrameRule, parse_frame_rules
+from qtrace.devices.start import (
+    DeviceProperty,
+    DeviceStart,
+    RunFile,
+    device_start,
+    parse_device_properties,
+    unstartable_reason,
+)
 from qtrace.errors import ReportError
 
 __all__ = [
@@ -46,17 +54,22 @@ __all__ = [
     "BitField",
     "Decoded",
     "DevicePack",
+    "DeviceProperty",
+    "DeviceStart",
     "FieldValue",
     "FrameRule",
     "QtestSetup",
     "Register",
     "RegisterMap",
+    "RunFile",
     "all_packs",
     "clear_registry_cache",
     "device_frame_rules",
+    "device_start",
     "load_object",
     "model_class",
     "model_packs",
+    "parse_device_properties",
     "pack_for",
     "pack_named",
     "pack_or_default",
@@ -65,6 +78,7 @@ __all__ = [
     "qemu_device_option",
     "register_map",
     "register_map_for",
+    "unstartable_reason",
 ]
 
 CAPTURED_QDEV_ID = "qtrace0"
@@ -212,13 +226,17 @@ def model_class(device: str) -> object | None:
     return load_object(pack.model, f"{pack.name}/pack.toml [model] class")
 
 
-def qemu_device_option(device: str, slot: int, extra: Sequence[tuple[str, str]] = ()) -> str:
-    """QEMU's ``-device`` value for ``device`` at ``00:<slot>.0`` with the qdev id
-    :data:`CAPTURED_QDEV_ID`: the properties its pack says it needs to start (``[start]
-    properties``), then ``extra`` (which wins on a clash). The capture and qtest both build
-    the option here, so a device starts the same way in both."""
+def qemu_device_option(
+    device: str, slot: int, extra: Sequence[tuple[str, str]] = (), *, bus: str | None = None
+) -> str:
+    """QEMU's ``-device`` value for ``device`` at device number ``slot`` of the root bus, or
+    of ``bus`` (a bridge's qdev id), with the qdev id :data:`CAPTURED_QDEV_ID`: the
+    properties its pack says it needs to start (``[start] properties``), then ``extra``
+    (which wins on a clash). The capture and qtest both build the option here, so a device
+    starts the same way in both."""
     properties = dict(pack_or_default(device).qemu_properties)
     properties.update(extra)
-    return f"{device},id={CAPTURED_QDEV_ID},addr={slot:02x}.0" + "".join(
+    where = f"bus={bus}," if bus is not None else ""
+    return f"{device},id={CAPTURED_QDEV_ID},{where}addr={slot:02x}.0" + "".join(
         f",{k}={v}" for k, v in properties.items()
     )

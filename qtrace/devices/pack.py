@@ -53,6 +53,12 @@ class DevicePack:
         summary: one line naming the hardware.
         pci_ids: ``(vendor, device)`` IDs of the functions it covers.
         qemu_properties: ``-device`` properties QEMU needs to start the device.
+        start_args: QEMU arguments it needs besides them (``{out}``: the run directory), for
+            what no generic rule of ``start.toml`` gives.
+        start_skip_rules: generic rules not to apply to it (one that would give the wrong
+            backend).
+        start_slot: the PCI device number on bus 0 it must have, if QEMU insists on one
+            (captures otherwise place devices at 00:05.0).
         probe_sequence: which of the probe guest's register sequences drives it.
         linux_driver: the Debian kernel module the linux guest loads for it, if any.
         model: ``module:Class`` of the pack's reference model, if it has one.
@@ -68,6 +74,9 @@ class DevicePack:
     summary: str = ""
     pci_ids: tuple[tuple[int, int], ...] = ()
     qemu_properties: tuple[tuple[str, str], ...] = ()
+    start_args: tuple[str, ...] = ()
+    start_skip_rules: tuple[str, ...] = ()
+    start_slot: int | None = None
     probe_sequence: str = GENERIC_PROBE_SEQUENCE
     linux_driver: str | None = None
     model: str | None = None
@@ -121,12 +130,18 @@ def load_pack(folder: Traversable) -> DevicePack:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ReportError(f"{where}: [model.qtest] needs integer slot and gsi ({exc})") from exc
+    slot = start.get("slot")
+    if slot is not None and (not isinstance(slot, int) or not 0 <= slot <= 31):
+        raise ReportError(f"{where}: [start] slot must be a PCI device number 0-31, got {slot!r}")
     return DevicePack(
         name=name,
         qom_types=qom_types,
         summary=str(data.get("summary", "")),
         pci_ids=pci_ids,
         qemu_properties=tuple((str(k), str(v)) for k, v in start.get("properties", {}).items()),
+        start_args=_str_tuple(start.get("args", []), f"{where}: [start] args"),
+        start_skip_rules=_str_tuple(start.get("skip_rules", []), f"{where}: [start] skip_rules"),
+        start_slot=slot,
         probe_sequence=str(guests.get("probe_sequence", GENERIC_PROBE_SEQUENCE)),
         linux_driver=guests.get("linux_driver"),
         model=model.get("class"),

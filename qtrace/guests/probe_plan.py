@@ -19,9 +19,19 @@ __all__ = ["probe_plan"]
 
 
 def probe_plan(
-    device: str, machine: str, slot: int, guests_mount: str, out_mount: str, load_rounds: int = 0
+    device: str,
+    machine: str,
+    slot: int,
+    guests_mount: str,
+    out_mount: str,
+    load_rounds: int = 0,
+    *,
+    bus: int = 0,
 ) -> GuestPlan:
-    """Plan for the bare-metal probe guest driving ``device`` at ``00:<slot>.0``.
+    """Plan for the bare-metal probe guest driving ``device`` at ``<bus>:<slot>.0``.
+
+    A ``bus`` other than 0 is a bridge's secondary bus as the probe numbers it while it
+    enumerates the bridges (the device behind a root port: ``01:00.0``).
 
     ``load_rounds`` adds that many quiet rounds of side-effect-free register reads
     (the ``e1000`` sequence only): a longer run for benchmarks and fault tests. The
@@ -43,7 +53,7 @@ def probe_plan(
         build_commands=(("make", "-s", "-C", f"{guests_mount}/probe", f"OUT={out_mount}/guest"),),
         kernel=f"{out_mount}/guest/{PROBE_ELF_NAME}",
         append=probe_append(
-            f"00:{slot:02x}.0", seq, mmcfg=mmcfg, count=load_rounds, quiet=load_rounds > 0
+            f"{bus:02x}:{slot:02x}.0", seq, mmcfg=mmcfg, count=load_rounds, quiet=load_rounds > 0
         ),
         arm_on="debugcon_ioport_write",
         marker_port=DEBUGCON_IOBASE,

@@ -148,9 +148,9 @@ class CaptureRequest:
         object.__setattr__(self, "topology", _member(Topology, self.topology, "topology"))
         if self.topology is Topology.ROOT_PORT and self.machine is not Machine.Q35:
             raise UsageError(
-                f"--topology root-port puts the device behind a PCIe root port, which the "
-                f"{self.machine} machine (plain PCI) does not have.",
-                hint="Add --machine q35, or leave --topology at root-bus.",
+                f"the root-port topology puts the device behind a PCIe root port, which the "
+                f"{self.machine} machine (plain PCI, no PCIe) does not have.",
+                hint="Capture on q35 (--machine q35), or leave the topology at root-bus.",
             )
 
 

@@ -1,7 +1,7 @@
-"""The closed vocabularies of a capture: accelerator, machine, guest and end status.
+"""The closed vocabularies of a capture: accelerator, machine, topology, guest and end status.
 
 Defined once here, in the trace contract, because every side speaks them: the CLI offers
-them as choices (``--accel/--machine/--guest``, so ``--help`` lists them), the capture
+them as choices (``--accel/--machine/--topology/--guest``, so ``--help`` lists them), the capture
 works with them, the trace's ``end`` record carries a :class:`CaptureStatus`, and the
 collector inside gdb checks the status it writes against the same values
 (``gdbscripts/qtrace_gdb/contract.py`` keeps a copy, since gdb's Python cannot import
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Accel", "AccelChoice", "Machine", "Guest", "CaptureStatus"]
+__all__ = ["Accel", "AccelChoice", "Machine", "Topology", "Guest", "CaptureStatus"]
 
 
 class Accel(StrEnum):
@@ -40,6 +40,19 @@ class Machine(StrEnum):
 
     PC = "pc"
     Q35 = "q35"
+
+
+class Topology(StrEnum):
+    """Where the captured device sits in the PCI hierarchy (the trace header's ``topology``).
+
+    ``root-bus``: on the root bus at 00:05.0, as a device on a plain PCI bus (``pc``) or a
+    root-complex integrated endpoint (``q35``). ``root-port``: behind a ``pcie-root-port``
+    at 00:04.0, on its secondary bus at 01:00.0, as real PCIe is built (``q35`` only), so
+    the guest's enumeration walks a bridge and the device has a PCIe link above it.
+    """
+
+    ROOT_BUS = "root-bus"
+    ROOT_PORT = "root-port"
 
 
 class Guest(StrEnum):

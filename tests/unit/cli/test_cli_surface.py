@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from qtrace import __version__
 from qtrace.cli.app import app
 from qtrace.cli.commands import COMMAND_MODULES
-from qtrace.trace.kinds import AccelChoice, Guest, Machine
+from qtrace.trace.kinds import AccelChoice, Guest, Machine, Topology
 
 runner = CliRunner()
 
@@ -40,6 +40,11 @@ def test_every_command_has_help(command: str) -> None:
             ["capture", "e1000", "--guest", "windows"],
             "'windows' is not one of 'probe', 'linux', 'firmware'",
         ),
+        (
+            ["capture", "e1000", "--topology", "tree"],
+            "'tree' is not one of 'root-bus', 'root-port'",
+        ),
+        (["capture", "e1000e", "--topology", "root-port"], "does not have"),
     ],
 )
 def test_bad_capture_options_exit_2_without_traceback(args: list[str], needle: str) -> None:
@@ -51,7 +56,12 @@ def test_bad_capture_options_exit_2_without_traceback(args: list[str], needle: s
 
 @pytest.mark.parametrize(
     ("option", "kind"),
-    [("--accel", AccelChoice), ("--machine", Machine), ("--guest", Guest)],
+    [
+        ("--accel", AccelChoice),
+        ("--machine", Machine),
+        ("--topology", Topology),
+        ("--guest", Guest),
+    ],
 )
 def test_capture_help_lists_the_choices_from_the_shared_enums(
     option: str, kind: type[StrEnum]

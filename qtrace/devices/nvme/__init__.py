@@ -1,0 +1,1 @@
+"""The nvme device pack (data file: pack.toml)."""
