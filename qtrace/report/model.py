@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Literal
 
 from qtrace.annotate import (
     AnnotatedStack,
@@ -31,7 +33,10 @@ __all__ = [
     "DmaRow",
     "ExitRow",
     "Finding",
+    "BridgeWindow",
     "IrqRow",
+    "PathDevice",
+    "PathView",
     "RegionRow",
     "RegionsView",
     "RegisterRow",
@@ -238,6 +243,51 @@ class DmaRow:
 
 
 @dataclass(frozen=True)
+class BridgeWindow:
+    """One forwarding window of a bridge as its config bytes in the trace left it.
+
+    ``open`` follows QEMU's rule (``pci_bridge_init_alias``): the window's decoding is on in
+    COMMAND and ``limit >= base``; otherwise QEMU maps it with size 0.
+    """
+
+    kind: Literal["memory", "prefetchable memory", "I/O"]
+    base: int
+    limit: int
+    open: bool
+
+
+@dataclass(frozen=True)
+class PathDevice:
+    """A device on the captured one's path (the root port above it): its configuration
+    accesses and the bus numbers and windows they left, where the trace has those bytes."""
+
+    device: str
+    reads: int
+    writes: int
+    handlers: tuple[tuple[str, int], ...]
+    secondary_bus: int | None = None
+    subordinate_bus: int | None = None
+    windows: tuple[BridgeWindow, ...] = ()
+
+
+@dataclass(frozen=True)
+class PathView:
+    """The devices between the root bus and the captured device, and whether their code is on
+    the stacks of the device's own BAR accesses (``bridge_stacks``: the stack ids that have a
+    frame in the bridge code; ``access_stacks``: how many stacks those accesses used).
+    Sentences: ``templates/path.j2``."""
+
+    topology: str
+    devices: tuple[PathDevice, ...]
+    access_stacks: int
+    bridge_stacks: tuple[str, ...] = ()
+
+
+BRIDGE_FILES = ("hw/pci-bridge/*", "hw/pci/pci_bridge.c")
+"""Where QEMU's bridge and PCI Express port models live (frames a path check looks for)."""
+
+
+@dataclass(frozen=True)
 class CaptureReport:
     """One capture, ready to render."""
 
@@ -257,6 +307,7 @@ class CaptureReport:
     irqs: tuple[IrqRow, ...] = ()
     dmas: tuple[DmaRow, ...] = ()
     regions: RegionsView | None = None
+    path: PathView | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -363,6 +414,7 @@ def report_from_trace(
             for d in trace.dmas
         ),
         regions=_regions_view(header, accesses),
+        path=_path_view(header, accesses, trace),
     )
 
 
@@ -551,12 +603,93 @@ def _stack_views(
     return tuple(views)
 
 
-def _config_image(accesses: list[Access]) -> dict[int, int]:
-    """The captured device's configuration bytes as its recorded config accesses left them
-    (each read or write, in order, sets the bytes it covers; little-endian)."""
+def _path_view(header: Header, accesses: list[Access], trace: Trace) -> PathView | None:
+    """The path section's numbers: per device on the path, its config accesses and state; and
+    which stacks of the captured device's BAR accesses have a bridge frame."""
+    others = sorted({a.device for a in accesses if a.device is not None})
+    if header.topology == "root-bus" and not others:
+        return None
+    devices = []
+    for name in others:
+        mine = [a for a in accesses if a.device == name and a.space == "pci-config"]
+        image = _config_image(mine, name)
+        handlers = Counter(a.handler or "?" for a in mine)
+        devices.append(
+            PathDevice(
+                device=name,
+                reads=sum(1 for a in mine if a.op == "read"),
+                writes=sum(1 for a in mine if a.op == "write"),
+                handlers=tuple(sorted(handlers.items())),
+                secondary_bus=_config_value(image, 0x19, 1),
+                subordinate_bus=_config_value(image, 0x1A, 1),
+                windows=_bridge_windows(image),
+            )
+        )
+    bar_stacks = sorted(
+        {
+            a.stack
+            for a in accesses
+            if a.space in ("mmio", "pio") and a.device is None and a.stack in trace.stacks
+        },
+        key=lambda sid: _natural(sid or ""),
+    )
+    with_bridge = tuple(
+        sid
+        for sid in bar_stacks
+        if sid is not None
+        and any(
+            f.file is not None and any(fnmatchcase(f.file, g) for g in BRIDGE_FILES)
+            for f in trace.stacks[sid].frames
+        )
+    )
+    return PathView(header.topology, tuple(devices), len(bar_stacks), with_bridge)
+
+
+def _bridge_windows(image: dict[int, int]) -> tuple[BridgeWindow, ...]:
+    """The memory, prefetchable and I/O windows, computed as QEMU's pci_bridge_get_base and
+    pci_bridge_get_limit do, for those whose registers the trace has."""
+    command = _config_value(image, 0x04, 2)
+    if command is None:
+        return ()
+    windows = []
+    memory = (_config_value(image, 0x20, 2), _config_value(image, 0x22, 2))
+    if memory[0] is not None and memory[1] is not None:
+        base, limit = (memory[0] & 0xFFF0) << 16, ((memory[1] & 0xFFF0) << 16) | 0xFFFFF
+        windows.append(BridgeWindow("memory", base, limit, bool(command & 0x2) and limit >= base))
+    pref = (_config_value(image, 0x24, 2), _config_value(image, 0x26, 2))
+    if pref[0] is not None and pref[1] is not None:
+        base, limit = (pref[0] & 0xFFF0) << 16, ((pref[1] & 0xFFF0) << 16) | 0xFFFFF
+        if pref[0] & 0xF == 1:
+            high = (_config_value(image, 0x28, 4), _config_value(image, 0x2C, 4))
+            if high[0] is None or high[1] is None:
+                base = limit = -1
+            else:
+                base, limit = base | (high[0] << 32), limit | (high[1] << 32)
+        if base >= 0:
+            windows.append(
+                BridgeWindow(
+                    "prefetchable memory", base, limit, bool(command & 0x2) and limit >= base
+                )
+            )
+    io = (_config_value(image, 0x1C, 1), _config_value(image, 0x1D, 1))
+    if io[0] is not None and io[1] is not None:
+        base, limit = (io[0] & 0xF0) << 8, ((io[1] & 0xF0) << 8) | 0xFFF
+        upper = (_config_value(image, 0x30, 2), _config_value(image, 0x32, 2))
+        if io[0] & 0xF == 1:
+            if upper[0] is None or upper[1] is None:
+                return tuple(windows)
+            base, limit = base | (upper[0] << 16), limit | (upper[1] << 16)
+        windows.append(BridgeWindow("I/O", base, limit, bool(command & 0x1) and limit >= base))
+    return tuple(windows)
+
+
+def _config_image(accesses: list[Access], device: str | None = None) -> dict[int, int]:
+    """A device's configuration bytes as its recorded config accesses left them (each read
+    or write, in order, sets the bytes it covers; little-endian). ``device`` ``None``: the
+    captured device; else the named device on its path."""
     image: dict[int, int] = {}
     for access in accesses:
-        if access.space != "pci-config" or access.device is not None:
+        if access.space != "pci-config" or access.device != device:
             continue
         for index in range(access.size):
             image[access.offset + index] = (access.value >> (8 * index)) & 0xFF

@@ -15,7 +15,7 @@ import jinja2
 
 from qtrace.errors import ReportError
 from qtrace.report.guide import Guide
-from qtrace.report.model import CaptureReport, Finding, RegionsView
+from qtrace.report.model import CaptureReport, Finding, PathView, RegionsView
 from qtrace.report.sequence import to_mermaid, to_svg
 from qtrace.report.versions import Comparison
 
@@ -23,6 +23,7 @@ __all__ = [
     "FORMATS",
     "finding_text",
     "output_names",
+    "path_sentences",
     "region_sentences",
     "size_text",
     "render_comparison",
@@ -103,6 +104,7 @@ def _render(template: str, report: CaptureReport, autoescape: bool) -> str:
                 mermaid=to_mermaid(sequence) if sequence else "",
                 svg=to_svg(sequence) if sequence else "",
                 region_lines=region_sentences(report.regions) if report.regions else [],
+                path_lines=path_sentences(report.path) if report.path else [],
             )
         )
     except jinja2.TemplateError as exc:
@@ -141,6 +143,25 @@ def region_sentences(view: RegionsView) -> list[str]:
         return lines
     except jinja2.TemplateError as exc:
         raise ReportError(f"report template regions.j2 failed: {exc}") from exc
+
+
+def path_sentences(view: PathView) -> list[str]:
+    """The path section's sentences (``templates/path.j2``): per device on the path its
+    config accesses, bus numbers and windows (where the trace has them); then whether its code
+    is on the device's access stacks."""
+    try:
+        module: Any = _environment(False).get_template("path.j2").module
+        lines = []
+        for device in view.devices:
+            lines.append(str(module.device_text(device)))
+            if device.secondary_bus is not None and device.subordinate_bus is not None:
+                lines.append(str(module.buses_text(device)))
+            if device.windows:
+                lines.append(str(module.windows_text(device)))
+        lines.append(str(module.stacks_text(view)))
+        return lines
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template path.j2 failed: {exc}") from exc
 
 
 def render_guide(guide: Guide, manifest_name: str = "manifest.toml") -> str:

@@ -13,7 +13,7 @@ from rich.tree import Tree
 
 from qtrace.report.diff import StackDiff
 from qtrace.report.model import CaptureReport, RegionsView, StackView
-from qtrace.report.render import finding_text, region_sentences, size_text
+from qtrace.report.render import finding_text, path_sentences, region_sentences, size_text
 
 __all__ = ["diff_renderables", "region_table", "register_table", "show_renderables", "stack_tree"]
 
@@ -145,6 +145,9 @@ def show_renderables(report: CaptureReport, *, stacks: bool = True) -> list[Rend
     if report.regions is not None:
         out += [Text(""), region_table(report.regions)]
         out += [Text(line) for line in region_sentences(report.regions)]
+    if report.path is not None:
+        out += [Text(""), Text("The path to the device", style="bold")]
+        out += [Text(line) for line in path_sentences(report.path)]
     out += [Text(""), register_table(report)]
     if stacks:
         for view in report.stacks:

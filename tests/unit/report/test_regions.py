@@ -404,3 +404,79 @@ def test_a_pack_without_a_register_map_says_so(
     assert region_sentences(report.regions)[0].startswith(
         "The qtrace-made-up pack has no register map: accesses are shown by region and offset"
     )
+
+
+def _rp(seq: int, op: str, offset: int, size: int, value: int) -> Access:
+    return Access(
+        seq,
+        "write" if op == "write" else "read",
+        "pci-config",
+        offset,
+        size,
+        value,
+        region="pci-config",
+        handler="rp_write_config" if op == "write" else "pci_default_read_config",
+        stack="s1",
+        device="pcie-root-port",
+    )
+
+
+def _root_port_trace() -> list[Record]:
+    header, *rest = _virtio_trace()
+    assert isinstance(header, Header)
+    return [
+        dataclasses.replace(header, machine="q35", topology="root-port"),
+        *rest,
+        _rp(20, "write", 0x18, 4, 0x00FF0100),
+        _rp(21, "write", 0x1A, 1, 0x01),
+        _rp(22, "write", 0x20, 2, 0xC000),
+        _rp(23, "write", 0x22, 2, 0xC000),
+        _rp(24, "write", 0x24, 2, 0xFFF0),
+        _rp(25, "write", 0x26, 2, 0x0000),
+        _rp(26, "write", 0x1C, 1, 0xF0),
+        _rp(27, "write", 0x1D, 1, 0x00),
+        _rp(28, "write", 0x4, 2, 0x0106),
+        _rp(29, "read", 0x4, 2, 0x0106),
+    ]
+
+
+def test_the_path_section_says_what_the_root_port_was_left_doing(
+    make_capture: MakeCapture,
+) -> None:
+    report = build_report(make_capture("rp-path", _root_port_trace()))
+    assert report.path is not None and report.path.topology == "root-port"
+    (port,) = report.path.devices
+    assert (port.device, port.reads, port.writes) == ("pcie-root-port", 1, 9)
+    assert (port.secondary_bus, port.subordinate_bus) == (1, 1)
+    windows = {w.kind: w for w in port.windows}
+    assert (windows["memory"].base, windows["memory"].limit, windows["memory"].open) == (
+        0xC0000000,
+        0xC00FFFFF,
+        True,
+    )
+    assert not windows["prefetchable memory"].open and not windows["I/O"].open
+    assert report.path.access_stacks == 1 and report.path.bridge_stacks == ()
+    text = _flat(_section(render_markdown(report), "The path to the device"))
+    assert "sits behind a PCI Express root port (`--topology root-port`)" in text
+    assert "The trace has 10 configuration accesses to pcie-root-port (1 read, 9 writes;" in text
+    assert "left its secondary bus at 1 and its subordinate bus at 1" in text
+    assert (
+        "memory 0xc0000000-0xc00fffff; prefetchable memory closed (base 0xfff00000, limit "
+        "0xfffff); I/O closed (base 0xf000, limit 0xfff)"
+    ) in text
+    assert "No frame of the root port's code" in text and "the 1 stack of" in text
+
+
+def test_a_root_port_frame_on_a_bar_access_stack_is_named(make_capture: MakeCapture) -> None:
+    records = _root_port_trace()
+    frames = (Frame("pci_bridge_dev_fake", "hw/pci-bridge/fake.c", 1), *KVM_READ)
+    records = [Stack("s1", frames) if isinstance(r, Stack) else r for r in records]
+    report = build_report(make_capture("rp-frame", records))
+    assert report.path is not None and report.path.bridge_stacks == ("s1",)
+    assert "1 of the 1 stacks of the device's MMIO and port I/O accesses have a frame" in _flat(
+        render_markdown(report)
+    )
+
+
+def test_a_device_on_the_root_bus_has_no_path_section(virtio: CaptureReport) -> None:
+    assert virtio.path is None and "## The path to the device" not in render_markdown(virtio)
