@@ -79,6 +79,7 @@ class Session:
         self.exit_counts = {}
         self.last_exit = {}
         self.vcpu_of = {}
+        self.thread_names = {}
         self.regions = {}
         self.kvm_exec = None
         self.coalesced_flush = None
@@ -310,12 +311,14 @@ class Session:
             return
         record["seq"] = self.out.next_seq()
         record["stack"] = self.stacks.current(frame).id
+        record["thread"] = self.thread_name()
         self.out.write(_ordered(record, ("type", "seq", "reason")))
         self.last_exit[thread] = record
 
     def _record_event(self, record, frame, at_return):
         record["seq"] = self.out.next_seq()
         record["stack"] = self.stacks.current(frame, at_return).id
+        record["thread"] = self.thread_name()
         self.out.write(_ordered(record, ("type", "seq")))
 
     def _record_access(self, spec, op, offset, size, value, frame, at_return):
@@ -347,6 +350,7 @@ class Session:
             "exit_seq": exit_record["seq"] if exit_record else None,
             "stack": info.id,
             "vcpu": self._vcpu(thread),
+            "thread": self.thread_name(),
             "coalesced": True if coalesced else None,
             "device": spec.get("device"),
         }
@@ -385,6 +389,19 @@ class Session:
                     self.regions[key] = mr.dereference()["name"].string()
                 return self.regions[key]
         return None
+
+    def thread_name(self):
+        """The host thread this hit runs on, by the name QEMU gave it (``-name
+        debug-threads=on``: ``CPU 0/KVM``, ``IO iothread0``, ``worker``, ...); QEMU's first
+        thread, which runs the main loop and keeps the program's name, is ``main``. Cached
+        per gdb thread: QEMU names a thread when it starts, before it does any work."""
+        thread = gdb.selected_thread()
+        name = self.thread_names.get(thread.num)
+        if name is None:
+            pid, lwp, _ = thread.ptid
+            name = "main" if lwp == pid else (thread.name or "thread %d" % lwp)
+            self.thread_names[thread.num] = name
+        return name
 
     def _vcpu(self, thread):
         if thread not in self.vcpu_of:

@@ -134,6 +134,7 @@ class Exit:
     data: str | None = None
     stack: str | None = None
     t: float | None = None
+    thread: str | None = None
     type: Literal["exit"] = "exit"
 
 
@@ -162,6 +163,7 @@ class Access:
     # Seconds since the collector started (host monotonic clock, microsecond resolution):
     # when the hit was recorded, for timelines. Absent in traces written before it existed.
     t: float | None = None
+    thread: str | None = None
     type: Literal["access"] = "access"
 
 
@@ -174,6 +176,7 @@ class Irq:
     line: str = "INTx"
     stack: str | None = None
     t: float | None = None
+    thread: str | None = None
     type: Literal["irq"] = "irq"
 
 
@@ -189,6 +192,7 @@ class Dma:
     truncated: bool = False
     stack: str | None = None
     t: float | None = None
+    thread: str | None = None
     type: Literal["dma"] = "dma"
 
 
