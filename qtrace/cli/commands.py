@@ -4,7 +4,17 @@ import importlib
 
 __all__ = ["COMMAND_MODULES"]
 
-COMMAND_MODULES = ("build", "doctor", "devices", "capture", "show", "report", "diff", "verify")
+COMMAND_MODULES = (
+    "build",
+    "doctor",
+    "devices",
+    "capture",
+    "show",
+    "report",
+    "diff",
+    "verify",
+    "export",
+)
 
 for _name in COMMAND_MODULES:
     try:

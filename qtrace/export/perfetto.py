@@ -1,0 +1,317 @@
+"""The Chrome JSON trace event format, as Perfetto UI and Chromium's DevTools open it.
+
+One process (the captured QEMU), one track per host thread (:mod:`qtrace.export.threads`):
+
+* every KVM exit is a complete slice (``ph: X``) on its vCPU's track, spanning up to the
+  end of the last access it caused, so those accesses (and whatever the vCPU thread did
+  meanwhile: a write QEMU replayed from the coalesced-MMIO ring, an interrupt) nest inside;
+* every device access is a complete slice with the register, value, region, handler and the
+  stack's frames in ``args``;
+* interrupts (``irq``) and DMA are thread-scoped instants (``ph: i``);
+* a flow (``ph: s`` at the exit, ``ph: f`` at the access, both bound to their enclosing
+  slice) joins each exit to the access it caused (``exit_seq``).
+
+Times come from :mod:`qtrace.export.timing`; on each track they strictly increase in
+``seq`` order (a tie is moved 1 ns later). The capture records moments, not durations: an
+access is drawn :data:`ACCESS_SPAN_US` long, or up to the next event on its track if that
+comes sooner, and ``otherData`` says so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from qtrace import __version__
+from qtrace.annotate import decode_access
+from qtrace.export.stacks import stack_labels
+from qtrace.export.threads import HostThread, TimelineRecord, assign_threads
+from qtrace.export.timing import timing_of
+from qtrace.trace import Access, Dma, Exit, Irq, Trace
+
+__all__ = ["ACCESS_SPAN_US", "EXIT_SPAN_US", "PID", "chrome_trace", "render"]
+
+ACCESS_SPAN_US = 50.0
+"""How long an access slice is drawn (capped by the next event on its track)."""
+
+EXIT_SPAN_US = 50.0
+"""How long an exit slice with nothing after it on its track is drawn (capped likewise)."""
+
+PID = 1
+"""The one process of the export: the captured QEMU."""
+
+_TIE_US = 0.001
+
+JsonObject = dict[str, object]
+
+
+@dataclass
+class _Item:
+    record: TimelineRecord
+    thread: HostThread
+    ts: float
+    dur: float | None = None  # None: an instant
+
+
+def _tracks(trace: Trace) -> tuple[list[_Item], str]:
+    pairs = assign_threads(trace)
+    timing = timing_of([record for record, _ in pairs])
+    by_track: dict[int, list[_Item]] = {}
+    for record, thread in pairs:
+        track = by_track.setdefault(thread.tid, [])
+        ts = timing.ts_us(record)
+        if track and ts <= track[-1].ts:
+            ts = round(track[-1].ts + _TIE_US, 3)
+        track.append(_Item(record, thread, ts))
+    items: list[_Item] = []
+    for track in by_track.values():
+        _set_durations(track)
+        items.extend(track)
+    return items, timing.note
+
+
+def _set_durations(track: list[_Item]) -> None:
+    """Accesses get their nominal span; an exit spans up to the end of the last access it
+    caused (``exit_seq``), with whatever its vCPU thread did meanwhile (a replayed coalesced
+    write, an interrupt) inside it. Every slice ends by the start of the next event that is not
+    inside it, so the slices of a track nest and never overlap."""
+    for i, item in enumerate(track):
+        if isinstance(item.record, Access):
+            gap = track[i + 1].ts - item.ts if i + 1 < len(track) else ACCESS_SPAN_US
+            item.dur = round(min(ACCESS_SPAN_US, gap), 3)
+    for i, item in enumerate(track):
+        if not isinstance(item.record, Exit):
+            continue
+        last_caused: _Item | None = None
+        for later in track[i + 1 :]:
+            if isinstance(later.record, Exit):
+                break
+            if isinstance(later.record, Access) and later.record.exit_seq == item.record.seq:
+                last_caused = later
+        if last_caused is not None:
+            end = last_caused.ts + (last_caused.dur or 0.0)
+            item.dur = round(end - item.ts, 3)
+        else:
+            gap = track[i + 1].ts - item.ts if i + 1 < len(track) else EXIT_SPAN_US
+            item.dur = round(min(EXIT_SPAN_US, gap), 3)
+
+
+def _hex(value: int | None) -> str | None:
+    return None if value is None else f"{value:#x}"
+
+
+def _args(pairs: dict[str, object]) -> JsonObject:
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
+def _exit_event(trace: Trace, item: _Item, record: Exit) -> JsonObject:
+    if record.port is not None:
+        name = f"{record.reason} {record.direction or ''} {record.port:#x}".replace("  ", " ")
+    elif record.phys_addr is not None:
+        op = "write" if record.is_write else "read"
+        name = f"{record.reason} {op} {record.phys_addr:#x}"
+    else:
+        name = record.reason
+    return {
+        "name": name,
+        "cat": "exit",
+        "ph": "X",
+        "ts": item.ts,
+        "dur": item.dur,
+        "pid": PID,
+        "tid": item.thread.tid,
+        "args": _args(
+            {
+                "seq": record.seq,
+                "reason": record.reason,
+                "vcpu": record.vcpu,
+                "phys_addr": _hex(record.phys_addr),
+                "len": record.len,
+                "is_write": record.is_write,
+                "port": _hex(record.port),
+                "size": record.size,
+                "direction": record.direction,
+                "count": record.count,
+                "data": record.data,
+                "stack": list(reversed(stack_labels(trace, record.stack))),
+            }
+        ),
+    }
+
+
+def _access_event(trace: Trace, item: _Item, record: Access) -> JsonObject:
+    decoded = decode_access(trace.header.device, record, trace.header.regions)
+    return {
+        "name": f"{record.op} {decoded.name}",
+        "cat": f"access,{record.space}",
+        "ph": "X",
+        "ts": item.ts,
+        "dur": item.dur,
+        "pid": PID,
+        "tid": item.thread.tid,
+        "args": _args(
+            {
+                "seq": record.seq,
+                "op": record.op,
+                "space": record.space,
+                "register": decoded.name,
+                "fields": decoded.summary() or None,
+                "value": _hex(record.value),
+                "size": record.size,
+                "region": record.region,
+                "offset": _hex(record.offset),
+                "addr": _hex(record.addr),
+                "handler": record.handler,
+                "exit_seq": record.exit_seq,
+                "coalesced": record.coalesced,
+                "device": record.device,
+                "vcpu": record.vcpu,
+                "stack": list(reversed(stack_labels(trace, record.stack))),
+            }
+        ),
+    }
+
+
+def _instant_event(trace: Trace, item: _Item, record: Irq | Dma) -> JsonObject:
+    if isinstance(record, Irq):
+        name = f"IRQ {record.line} {'raise' if record.level else 'lower'}"
+        extra: dict[str, object] = {"line": record.line, "level": record.level}
+    else:
+        name = f"DMA {record.op} {record.size} B at {record.addr:#x}"
+        extra = {
+            "op": record.op,
+            "addr": _hex(record.addr),
+            "size": record.size,
+            "data": record.data or None,
+            "truncated": record.truncated or None,
+        }
+    return {
+        "name": name,
+        "cat": "irq" if isinstance(record, Irq) else "dma",
+        "ph": "i",
+        "s": "t",
+        "ts": item.ts,
+        "pid": PID,
+        "tid": item.thread.tid,
+        "args": _args(
+            {
+                "seq": record.seq,
+                **extra,
+                "stack": list(reversed(stack_labels(trace, record.stack))),
+            }
+        ),
+    }
+
+
+def _flow_events(items: list[_Item]) -> list[JsonObject]:
+    exits = {item.record.seq: item for item in items if isinstance(item.record, Exit)}
+    events: list[JsonObject] = []
+    for item in items:
+        record = item.record
+        if not isinstance(record, Access) or record.exit_seq is None:
+            continue
+        cause = exits.get(record.exit_seq)
+        if cause is None:
+            continue
+        common = {"name": "exit -> access", "cat": "flow", "id": record.seq, "pid": PID}
+        events.append({**common, "ph": "s", "ts": cause.ts, "tid": cause.thread.tid, "bp": "e"})
+        events.append({**common, "ph": "f", "ts": item.ts, "tid": item.thread.tid, "bp": "e"})
+    return events
+
+
+def _metadata_events(trace: Trace, threads: list[HostThread]) -> list[JsonObject]:
+    header = trace.header
+    binary = PurePosixPath(header.argv[0]).name if header.argv else "qemu-system-x86_64"
+    events: list[JsonObject] = [
+        {
+            "name": "process_name",
+            "ph": "M",
+            "pid": PID,
+            "tid": 0,
+            "args": {"name": f"{binary} ({header.device}, QEMU {header.qemu_version})"},
+        },
+        {
+            "name": "process_labels",
+            "ph": "M",
+            "pid": PID,
+            "tid": 0,
+            "args": {"labels": f"{header.accel}, {header.machine}, guest {header.guest}"},
+        },
+    ]
+    for thread in sorted(threads, key=lambda t: t.sort_index):
+        events.append(
+            {
+                "name": "thread_name",
+                "ph": "M",
+                "pid": PID,
+                "tid": thread.tid,
+                "args": {"name": thread.name},
+            }
+        )
+        events.append(
+            {
+                "name": "thread_sort_index",
+                "ph": "M",
+                "pid": PID,
+                "tid": thread.tid,
+                "args": {"sort_index": thread.sort_index},
+            }
+        )
+    return events
+
+
+_PHASE_ORDER = {"X": 0, "i": 1, "s": 2, "f": 3}
+
+
+def _order(event: JsonObject) -> tuple[float, int, float]:
+    ts, dur, ph = event["ts"], event.get("dur", 0.0), event["ph"]
+    assert isinstance(ts, float) and isinstance(dur, float) and isinstance(ph, str)
+    return (ts, _PHASE_ORDER[ph], -dur)
+
+
+def chrome_trace(trace: Trace) -> JsonObject:
+    """``trace`` as a Chrome JSON trace object (``traceEvents``, ``otherData``)."""
+    items, timing_note = _tracks(trace)
+    events: list[JsonObject] = []
+    for item in items:
+        record = item.record
+        if isinstance(record, Exit):
+            events.append(_exit_event(trace, item, record))
+        elif isinstance(record, Access):
+            events.append(_access_event(trace, item, record))
+        else:
+            events.append(_instant_event(trace, item, record))
+    events.extend(_flow_events(items))
+    events.sort(key=_order)
+    threads = list({item.thread.tid: item.thread for item in items}.values())
+    header, end = trace.header, trace.end
+    return {
+        "traceEvents": [*_metadata_events(trace, threads), *events],
+        "displayTimeUnit": "ms",
+        "otherData": _args(
+            {
+                "exporter": f"qtrace {__version__}",
+                "schema": header.schema,
+                "device": header.device,
+                "qemu_version": header.qemu_version,
+                "accel": header.accel,
+                "machine": header.machine,
+                "guest": header.guest,
+                "started": header.started or None,
+                "status": str(end.status) if end else "no end record (the capture was cut)",
+                "end_reason": end.reason if end else None,
+                "timestamps": timing_note,
+                "durations": (
+                    f"not measured: an access is drawn {ACCESS_SPAN_US:g} us long (or up to "
+                    f"the next event on its thread); an exit spans up to the end of the last "
+                    f"access it caused"
+                ),
+            }
+        ),
+    }
+
+
+def render(trace: Trace) -> str:
+    """The JSON text of :func:`chrome_trace` (one line, newline-terminated)."""
+    return json.dumps(chrome_trace(trace), separators=(",", ":")) + "\n"
