@@ -49,13 +49,15 @@ class DiffRow:
 
 @dataclass(frozen=True)
 class DiffSide:
-    """Which capture and stack one side of the diff is."""
+    """Which capture and stack one side of the diff is; ``regions`` are the MemoryRegions the
+    accesses of the compared kind on that stack went to."""
 
     capture: str
     qemu_version: str
     accel: str
     stack: str
     frames: int
+    regions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,16 @@ def diff_stacks(a: AnnotatedStack, b: AnnotatedStack) -> list[DiffRow]:
 
 
 def pick_side(
-    capture: Path, kind: str | None, source: SourceProvider | None = None
+    capture: Path,
+    kind: str | None,
+    source: SourceProvider | None = None,
+    regions: tuple[str, ...] = (),
 ) -> tuple[DiffSide, AnnotatedStack, str]:
     """The most used stack of ``kind`` (default: the capture's preferred kind), annotated.
+
+    With ``regions`` (the other side's), the stack is chosen among the accesses to those
+    regions when the capture has any, so both sides show the path to the same registers
+    (a virtio device's common configuration on both, not its ISR on one).
 
     Returns:
         The side's description, its annotated stack and the kind chosen.
@@ -142,7 +151,11 @@ def pick_side(
     chosen = kind or representative_kind(trace.accesses)
     if chosen is None:
         raise ReportError(f"{capture}: the trace has no device access to compare")
-    stack_id = representative_stack(trace.accesses, chosen)
+    accesses = trace.accesses
+    if regions:
+        same = [a for a in accesses if a.region in regions and access_kind(a) == chosen]
+        accesses = same or accesses
+    stack_id = representative_stack(accesses, chosen)
     if stack_id is None or stack_id not in trace.stacks:
         kinds = sorted({access_kind(x) for x in trace.accesses})
         raise ReportError(
@@ -154,7 +167,17 @@ def pick_side(
         trace.stacks[stack_id], qemu_version=h.qemu_version, accel=h.accel, source=source
     )
     name = capture.name if capture.is_dir() else capture.parent.name
-    return DiffSide(name, h.qemu_version, h.accel, stack_id, len(stack.frames)), stack, chosen
+    used = tuple(
+        sorted(
+            {
+                a.region
+                for a in accesses
+                if a.stack == stack_id and access_kind(a) == chosen and a.region is not None
+            }
+        )
+    )
+    side = DiffSide(name, h.qemu_version, h.accel, stack_id, len(stack.frames), used)
+    return side, stack, chosen
 
 
 def diff_captures(a: Path, b: Path, kind: str | None = None) -> StackDiff:
@@ -165,5 +188,5 @@ def diff_captures(a: Path, b: Path, kind: str | None = None) -> StackDiff:
         TraceFormatError: a trace is invalid.
     """
     side_a, stack_a, chosen = pick_side(Path(a), kind)
-    side_b, stack_b, _ = pick_side(Path(b), chosen)
+    side_b, stack_b, _ = pick_side(Path(b), chosen, regions=side_a.regions)
     return StackDiff(chosen, side_a, side_b, tuple(diff_stacks(stack_a, stack_b)))

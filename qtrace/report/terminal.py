@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from qtrace.report.diff import StackDiff
+from qtrace.report.diff import DiffSide, StackDiff
 from qtrace.report.model import CaptureReport, RegionsView, StackView
 from qtrace.report.render import finding_text, path_sentences, region_sentences, size_text
 
@@ -158,9 +158,13 @@ def show_renderables(report: CaptureReport, *, stacks: bool = True) -> list[Rend
 def diff_renderables(diff: StackDiff) -> list[RenderableType]:
     """The diff as a table (innermost frame first) and a one-line summary."""
     a, b = diff.a, diff.b
+
+    def where(side: DiffSide) -> str:
+        regions = f", {'/'.join(side.regions)}" if side.regions else ""
+        return f"{side.capture} ({side.qemu_version}, {side.accel}, stack {side.stack}{regions})"
+
     table = Table(
-        title=f"{diff.kind}: A = {a.capture} ({a.qemu_version}, {a.accel}, stack {a.stack})  "
-        f"B = {b.capture} ({b.qemu_version}, {b.accel}, stack {b.stack})",
+        title=escape(f"{diff.kind}: A = {where(a)}  B = {where(b)}"),
         title_justify="left",
     )
     for name in ("layer", "function", "status", "A", "B"):

@@ -480,3 +480,21 @@ def test_a_root_port_frame_on_a_bar_access_stack_is_named(make_capture: MakeCapt
 
 def test_a_device_on_the_root_bus_has_no_path_section(virtio: CaptureReport) -> None:
     assert virtio.path is None and "## The path to the device" not in render_markdown(virtio)
+
+
+def test_diff_compares_the_same_region_on_both_sides(make_capture: MakeCapture) -> None:
+    a = make_capture("virtio-common", _virtio_trace())
+    isr = (Frame("virtio_pci_isr_read", "hw/virtio/virtio-pci.c", 1821), *KVM_READ)
+    header, stack, *rest = _virtio_trace()
+    polls = [
+        _access(100 + i, "virtio-pci-isr-virtio-net", 0, "virtio_pci_isr_read") for i in range(5)
+    ]
+    polls = [dataclasses.replace(p, stack="s2") for p in polls]
+    b = make_capture("virtio-isr-polls", [header, stack, Stack("s2", isr), *rest, *polls])
+    result = diff_captures(a, b)
+    both = ("msix-table", "virtio-pci-common-virtio-net")
+    assert result.a.regions == both
+    # B's most used MMIO read stack is the ISR poll; the diff takes B's read of A's regions.
+    assert result.b.stack == "s1" and result.b.regions == both
+    assert tuple(result.to_json()["b"]["regions"]) == both
+    assert all(row.status == "same" for row in result.rows)
