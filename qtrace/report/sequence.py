@@ -47,6 +47,9 @@ def _chain(frames: list[AnnotatedFrame]) -> str:
 
 
 def _what(access: Access, decoded: Decoded | None) -> str:
+    if decoded is not None and decoded.name == f"{access.region}+{access.offset:#x}":
+        # A register no map names is shown as <region>+<offset>: that says where, once.
+        return f"{access.op} {access.size}B @ {access.space} {decoded.name}"
     register = f" {decoded.name}" if decoded is not None else ""
     return f"{access.op} {access.size}B @ {access.space} +{access.offset:#x}{register}"
 

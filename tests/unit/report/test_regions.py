@@ -192,6 +192,8 @@ def test_the_markdown_regions_section(virtio: CaptureReport) -> None:
     # Nothing RAM-backed here, so nothing is said about memory slots.
     assert "memory slot" not in text
     assert "`virtio-pci-common-virtio-net+0x14`" in _section(markdown, "Register accesses")
+    # The sequence diagram names the place once (not "+0x0 virtio-pci-common-virtio-net+0x0").
+    assert "guest read 4B @ mmio virtio-pci-common-virtio-net+0x0:" in markdown
 
 
 def test_html_and_terminal_say_the_same(virtio: CaptureReport) -> None:
