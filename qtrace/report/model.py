@@ -147,6 +147,19 @@ class RegionsView:
         )
 
     @property
+    def empty_containers(self) -> tuple[RegionRow, ...]:
+        """BARs registered as a container that holds no region (e1000e's flash BAR)."""
+        return tuple(
+            row
+            for row in self.rows
+            if row.region.kind == "container"
+            and row.region.depth == 0
+            and not any(
+                other.region.bar == row.region.bar and other.region.depth > 0 for other in self.rows
+            )
+        )
+
+    @property
     def io_regions(self) -> tuple[RegionRow, ...]:
         return tuple(row for row in self.rows if row.region.kind == "io")
 

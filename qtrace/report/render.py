@@ -132,12 +132,13 @@ def finding_text(finding: Finding) -> str:
 
 def region_sentences(view: RegionsView) -> list[str]:
     """The regions section's sentences, as every view prints them (``templates/regions.j2``):
-    where register names come from, one per RAM-backed region, the I/O regions no access
-    reached."""
+    where register names come from, one per RAM-backed region and per empty BAR, the I/O
+    regions no access reached."""
     try:
         module: Any = _environment(False).get_template("regions.j2").module
         lines = [str(module.names_text(view))]
         lines += [str(module.ram_text(row, view.accel)) for row in view.ram_backed]
+        lines += [str(module.empty_text(row)) for row in view.empty_containers]
         if view.io_regions:
             lines.append(str(module.untouched_text(view)))
         return lines

@@ -500,3 +500,21 @@ def test_diff_compares_the_same_region_on_both_sides(make_capture: MakeCapture) 
     assert result.b.stack == "s1" and result.b.regions == both
     assert tuple(result.to_json()["b"]["regions"]) == both
     assert all(row.status == "same" for row in result.rows)
+
+
+def test_an_empty_container_bar_is_said_to_hold_nothing(make_capture: MakeCapture) -> None:
+    header, *rest = _ivshmem_trace("kvm")
+    assert isinstance(header, Header)
+    regions = (*header.regions, Region("e1000e-flash", 1, 0, 0x20000, "container"))
+    report = build_report(
+        make_capture("empty", [dataclasses.replace(header, regions=regions), *rest])
+    )
+    assert report.regions is not None
+    assert [r.region.name for r in report.regions.empty_containers] == ["e1000e-flash"]
+    assert (
+        "e1000e-flash (BAR 1, 128 KiB) is a container that holds no region: the device "
+        "registered the BAR but put nothing behind it, so no callback of the device serves it."
+    ) in region_sentences(report.regions)
+    # A container with subregions (virtio's BAR 4) is not empty.
+    virtio = build_report(make_capture("virtio-full", _virtio_trace()))
+    assert virtio.regions is not None and virtio.regions.empty_containers == ()
