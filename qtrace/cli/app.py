@@ -19,7 +19,9 @@ it raises, and :func:`qtrace_command` renders the error and exits with its code.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -31,7 +33,7 @@ from qtrace import __version__
 from qtrace.cli.console import err_console
 from qtrace.errors import BuildError, Interrupted, LaunchFailure, QtraceError
 
-__all__ = ["app", "main", "qtrace_command", "render_error", "GlobalOptions"]
+__all__ = ["app", "main", "qtrace_command", "render_error", "reflow_help", "GlobalOptions"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -107,8 +109,42 @@ def render_error(exc: QtraceError) -> None:
         err_console.print(f"[yellow]hint:[/] {exc.hint}")
 
 
+_LIST_ITEM = re.compile(r"^(?:[-*]|\d+[.)])\s")
+
+
+def reflow_help(doc: str | None) -> str | None:
+    """A command's docstring as help text that the terminal wraps: paragraphs (separated by
+    a blank line) become one line each, list items (``- ``, ``* ``, ``1. ``) one line per
+    item, so the source's line breaks never show up mid-sentence.
+
+    typer's rich help keeps the single line breaks of every paragraph after the first, and
+    of the first in the commands list; ``qtrace_command`` hands it this text instead. A
+    paragraph that starts with ``\\b`` (click's "do not rewrap" mark) is kept as written, and
+    text after ``\\f`` is dropped, as click does.
+    """
+    if not doc:
+        return doc
+    text = inspect.cleandoc(doc).partition("\f")[0].strip()
+    paragraphs: list[str] = []
+    for paragraph in re.split(r"\n[ \t]*\n", text):
+        if paragraph.startswith("\b"):
+            paragraphs.append(paragraph)
+            continue
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            line = line.strip()
+            if not lines or _LIST_ITEM.match(line):
+                lines.append(line)
+            elif line:
+                lines[-1] += " " + line
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
 def qtrace_command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
     """Register a command on ``app`` and map its errors to their exit codes.
+
+    Its help is the function's docstring, reflowed (:func:`reflow_help`).
 
     A :class:`KeyboardInterrupt` (Ctrl-C, or the CLI's :class:`~qtrace.errors.SignalInterrupt`)
     reaching here has been cleaned up after by the stage; it becomes an
@@ -127,6 +163,7 @@ def qtrace_command(*args: Any, **kwargs: Any) -> Callable[[F], F]:
             render_error(error)
             raise typer.Exit(error.exit_code)
 
+        kwargs.setdefault("help", reflow_help(fn.__doc__))
         app.command(*args, **kwargs)(wrapper)
         return fn
 

@@ -34,8 +34,8 @@ def diff(
         bool, typer.Option("--json", help="Print only JSON (format qtrace-diff/1) on stdout.")
     ] = False,
 ) -> None:
-    # One line on purpose: it is this command's summary in `qtrace --help`, which keeps line breaks.
-    """Align the stacks of one access kind by layer; show frames only one side has, and moved frames."""  # noqa: E501
+    """Align the stacks of one access kind by layer; show frames only one side has, and
+    moved frames."""
     result = diff_captures(a, b, kind)
     if as_json:
         console.print_json(json.dumps(result.to_json()))
