@@ -217,8 +217,8 @@ def test_a_ram_bar_under_kvm_never_leaves_the_guest(make_capture: MakeCapture) -
     ram = [line for line in lines if line.startswith("qtrace-shm")]
     assert ram == [
         "qtrace-shm (BAR 2, 4 MiB) is RAM, not I/O. While the guest has the BAR mapped, QEMU "
-        "gives it to KVM as guest memory (a memory slot), so the guest's loads and stores go to "
-        "the host memory behind it without leaving the guest: no KVM exit and no QEMU handler. "
+        "gives it to KVM as guest memory (a memory slot), so the guest's loads and stores go "
+        "straight to the host memory behind it: no exit to QEMU and no QEMU handler. "
         "Accordingly the trace has no access to it."
     ]
     markdown = render_markdown(report)
