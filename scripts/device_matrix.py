@@ -27,7 +27,9 @@ stops at the first such capture), 130 interrupted (finished results kept).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from qtrace.devices import unstartable_reason  # noqa: E402
 from qtrace.errors import QtraceError, UsageError  # noqa: E402
 from qtrace.image.versions import DEFAULT_QEMU_VERSION  # noqa: E402
 from qtrace.matrix import (  # noqa: E402
@@ -72,17 +75,35 @@ def _utc() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _commit() -> str:
+    """The qtrace commit the captures ran from (``+dirty`` with uncommitted changes)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _host_hardware() -> frozenset[str]:
-    """Devices the registry knows need host hardware (empty when it has no such list)."""
-    try:
-        from qtrace.devices import host_hardware_devices  # type: ignore[attr-defined]
-    except ImportError:
-        return frozenset()
-    return frozenset(host_hardware_devices())
+def _unstartable(cell: Cell) -> str | None:
+    """Why the devices' registry says the cell's device cannot start in a capture."""
+    return unstartable_reason(cell.device, cell.machine, cell.topology or "root-bus")
 
 
 def _plan(args: argparse.Namespace) -> list[Cell]:
@@ -146,7 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 hint="Pass --resume to keep its results and run only the missing cells, "
                 "or --results another file.",
             )
-        kept = {r.cell: r for r in read_results(results_path).results}
+        kept = {
+            r.cell: r for r in read_results(results_path).results if r.ok or not args.retry_failed
+        }
     cells = _plan(args)
     if args.list:
         for cell in cells:
@@ -159,9 +182,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         lambda cell, out: capture_command(cell, out, args.timeout, accel=args.accel),
         captures,
         hard_limit_s=args.timeout + HARD_LIMIT_EXTRA_S,
+        # The captures run the same qtrace as this script (a snapshot's, if run from one).
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(
+                os.pathsep
+            ),
+        },
     )
-    host_hardware = _host_hardware()
     started, started_at = time.monotonic(), _utc()
+    commit = _commit()
     results = dict(kept)
 
     def save(interrupted: bool = False) -> None:
@@ -175,18 +205,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 jobs=args.jobs,
                 wall_s=time.monotonic() - started,
                 interrupted=interrupted,
-                extra={"captures": str(captures), "timeout_s": args.timeout},
+                extra={
+                    "captures": str(captures),
+                    "timeout_s": args.timeout,
+                    "qtrace_commit": commit,
+                },
             ),
         )
 
     def execute(cell: Cell) -> RunResult:
         try:
-            return outcome(cell, processes.run(cell), host_hardware)
+            return outcome(cell, processes.run(cell), _unstartable)
         except OSError as exc:  # the capture could not be started, or its files read
             return outcome(
                 cell,
                 CaptureOutput(None, "", f"error: {exc}", processes.out_dir(cell), 0.0),
-                host_hardware,
+                _unstartable,
             )
 
     err.print(
@@ -196,7 +230,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         + f", {args.jobs} at a time; results in {results_path}, captures in {captures}"
     )
     save()
-    previous = {sig: signal.signal(sig, _terminating_as_interrupt) for sig in (signal.SIGTERM,)}
+    previous = {
+        sig: signal.signal(sig, _terminating_as_interrupt)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -238,7 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     save(interrupted=run.interrupted or run.aborted is not None)
     n_ok = sum(1 for r in results.values() if r.ok)
     err.print(
-        f"[cyan]•[/] {n_ok} of {len(results)} captures ok in "
+        f"[cyan]•[/] {n_ok} of {len(results)} results ok ({len(cells)} cells planned), "
         f"{time.monotonic() - started:.0f} s; results in {results_path}"
     )
     if run.aborted is not None:
@@ -310,6 +347,11 @@ def run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resume", action="store_true", help="keep the results already in --results, run the rest"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with --resume: run again the cells whose result is not ok",
     )
     parser.add_argument(
         "--out",

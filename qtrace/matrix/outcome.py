@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,6 +63,18 @@ def error_lines(stderr: str) -> tuple[str | None, str | None]:
     return (" ".join(error) if error else None, " ".join(hint) if hint else None)
 
 
+_BOX = " \t│╭╮╰╯─"
+"""Whitespace and the frame rich draws around Click's usage errors."""
+
+
+def _last_words(output: CaptureOutput) -> str:
+    """Why a command that printed no ``error:`` line failed: its last line on stderr (a
+    traceback's exception, Click's usage message)."""
+    lines = [line.strip(_BOX) for line in output.stderr.splitlines() if line.strip(_BOX)]
+    said = f": {lines[-1]}" if lines else " and printed nothing"
+    return f"qtrace capture exited {output.exit_code} without a summary{said}"
+
+
 def _summary(output: CaptureOutput) -> dict[str, Any] | None:
     for text in (output.stdout, _read(output.out_dir / "summary.json")):
         if not text.strip():
@@ -102,8 +114,19 @@ def _from_trace(out_dir: Path) -> tuple[tuple[RegionSeen, ...], tuple[str, ...],
     return regions, handlers, stacks, None
 
 
-def outcome(cell: Cell, output: CaptureOutput, host_hardware: Collection[str] = ()) -> RunResult:
-    """The cell's :class:`RunResult` from one capture's output and run directory."""
+def outcome(
+    cell: Cell,
+    output: CaptureOutput,
+    unstartable: Callable[[Cell], str | None] | None = None,
+) -> RunResult:
+    """The cell's :class:`RunResult` from one capture's output and run directory.
+
+    Args:
+        cell: the cell that was captured.
+        output: what ``qtrace capture`` gave back.
+        unstartable: why the devices' registry says a cell's device cannot start in a
+            capture (``None`` when it does not say); asked only for a run that failed.
+    """
     summary = _summary(output)
     error, hint = error_lines(output.stderr)
     regions, handlers, trace_stacks, trace_problem = _from_trace(output.out_dir)
@@ -117,9 +140,7 @@ def outcome(cell: Cell, output: CaptureOutput, host_hardware: Collection[str] = 
         reason = summary.get("reason") or error
     else:
         status = "error"
-        reason = error or (
-            f"qtrace capture exited {output.exit_code} without a summary or an error line"
-        )
+        reason = error or _last_words(output)
     accesses = int(summary.get("accesses", 0)) if summary else 0
     stacks = int(summary.get("stacks", trace_stacks)) if summary else trace_stacks
     named = None
@@ -127,12 +148,11 @@ def outcome(cell: Cell, output: CaptureOutput, host_hardware: Collection[str] = 
         named = short_reason(
             status,
             reason,
-            device=cell.device,
             hint=hint,
             qemu_log=_read(output.out_dir / "qemu.log"),
             accesses=accesses,
             exit_code=output.exit_code,
-            host_hardware=host_hardware,
+            unstartable=unstartable(cell) if unstartable is not None else None,
         )
     detail = " ".join(
         part

@@ -6,14 +6,14 @@ category to group runs by. QEMU's own message comes first: when QEMU refused to 
 device (``qemu-system-x86_64: -device nvme,...: serial property not set``) that message *is*
 the reason, whatever symptom the capture saw after it (no serial output). Messages that mean
 the device needs something no container has, host hardware (``vfio-pci``) or a backend
-process (``vhost-user-*``), are named so, from the table below or from the devices'
-registry of such devices when it has one.
+process (``vhost-user-*``), are named so from the table below; and a device the devices'
+registry lists as unstartable in a capture (``qtrace.devices.start``'s ``[[unstartable]]``)
+is named by the registry's own words, which come first.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,6 +28,8 @@ class Category(StrEnum):
 
     HOST_HARDWARE = "needs host hardware"
     BACKEND = "needs an external backend"
+    WRONG_PLACE = "not on this machine or topology"
+    UNSTARTABLE = "cannot start in a capture"
     QEMU_REFUSES = "QEMU refuses the device"
     CRASH = "QEMU crashed"
     KVM_ERROR = "KVM internal error"
@@ -37,6 +39,7 @@ class Category(StrEnum):
     DISCOVERY = "discovery failed"
     USAGE = "qtrace refused the request"
     ENVIRONMENT = "environment"
+    QTRACE_BROKEN = "qtrace does not start"
     OTHER = "other"
 
 
@@ -55,6 +58,11 @@ _ASSERTION = re.compile(
     r"(?P<where>[\w./-]+:\d+): (?P<func>\w+): Assertion [`'](?P<expr>.+?)' failed"
 )
 _GLIB_ASSERTION = re.compile(r"ERROR:(?P<where>[\w./-]+:\d+):(?P<func>\w+): (?P<what>.+)")
+
+# qtrace's own process died on its imports: the tree is broken (mid-edit), not the device.
+_BROKEN = re.compile(
+    r"\b(?:ImportError|ModuleNotFoundError|SyntaxError|IndentationError): .*", re.DOTALL
+)
 
 # QEMU's refusal -> what the device lacks. Ordered; the first match names the category.
 _NEEDS: tuple[tuple[re.Pattern[str], Category, str], ...] = (
@@ -117,25 +125,37 @@ def _crash(*texts: str) -> NamedReason | None:
     return None
 
 
-def _refusal(device: str, message: str, host_hardware: Collection[str]) -> NamedReason:
+def _refusal(message: str) -> NamedReason:
     for pattern, category, what in _NEEDS:
         if pattern.search(message):
             return NamedReason(_cut(f"{category.value} ({what}): {message}"), category)
-    if device in host_hardware:
-        return NamedReason(_cut(f"needs host hardware: {message}"), Category.HOST_HARDWARE)
     return NamedReason(_cut(f"QEMU refuses it: {message}"), Category.QEMU_REFUSES)
+
+
+# The devices' registry's words for a device no capture can start -> its category.
+_UNSTARTABLE: tuple[tuple[re.Pattern[str], Category], ...] = (
+    (re.compile(r"\bhost\b|/dev/|\bXen\b", re.I), Category.HOST_HARDWARE),
+    (re.compile(r"process|server|socket", re.I), Category.BACKEND),
+    (re.compile(r"machine|topology|root bus|root complex", re.I), Category.WRONG_PLACE),
+)
+
+
+def _unstartable(why: str) -> NamedReason:
+    for pattern, category in _UNSTARTABLE:
+        if pattern.search(why):
+            return NamedReason(_cut(why), category)
+    return NamedReason(_cut(why), Category.UNSTARTABLE)
 
 
 def short_reason(
     status: str,
     reason: str | None,
     *,
-    device: str = "",
     hint: str | None = None,
     qemu_log: str = "",
     accesses: int = 0,
     exit_code: int | None = None,
-    host_hardware: Collection[str] = (),
+    unstartable: str | None = None,
 ) -> NamedReason:
     """The named reason of a run that did not end ok.
 
@@ -143,14 +163,16 @@ def short_reason(
         status: the run's status (``error``, ``timeout``, ``guest-hang``, ...).
         reason: the capture's reason (summary or end record), or the error line
             ``qtrace capture`` printed when it stopped before capturing.
-        device: the device (checked against ``host_hardware``).
         hint: the capture's hint, if any.
         qemu_log: the text of the capture's ``qemu.log`` ("" when there is none).
         accesses: accesses recorded before the end.
         exit_code: the exit code of ``qtrace capture``.
-        host_hardware: devices known to need host hardware (the devices' registry).
+        unstartable: why the devices' registry says this device cannot start in a capture
+            (on this machine and topology), if it says so; it then is the reason.
     """
     text = reason or ""
+    if unstartable:
+        return _unstartable(unstartable)
     crash = _crash(text, qemu_log)
     if crash is not None:
         return crash
@@ -160,9 +182,11 @@ def short_reason(
             f"KVM internal error ({match[1]})" if match else "KVM internal error",
             Category.KVM_ERROR,
         )
-    message = qemu_message(text) or (qemu_message(qemu_log) if accesses == 0 else None)
+    if match := _BROKEN.search(text):
+        return NamedReason(_cut(f"qtrace does not start: {match[0]}"), Category.QTRACE_BROKEN)
+    message = (qemu_message(qemu_log) if accesses == 0 else None) or qemu_message(text)
     if status == "error" and message is not None and accesses == 0:
-        return _refusal(device, message, host_hardware)
+        return _refusal(message)
     if status == "timeout":
         return NamedReason(
             _cut(f"{_first_sentence(text) or 'timed out'} ({accesses} accesses)"), Category.TIMEOUT

@@ -139,8 +139,13 @@ class MatrixRun:
     aborted: str | None = None
 
 
+_NOT_THE_DEVICE = {Category.ENVIRONMENT.value, Category.QTRACE_BROKEN.value}
+
+
 def _environment_failure(result: RunResult) -> bool:
-    return result.category == Category.ENVIRONMENT.value
+    """Docker gone, a full disk, or a qtrace that cannot even import (a tree mid-edit):
+    every later capture would fail the same way, whatever the device."""
+    return result.category in _NOT_THE_DEVICE
 
 
 def run_matrix(
@@ -157,9 +162,9 @@ def run_matrix(
 
     A result with status ``interrupted`` (the capture was stopped by the interrupt) is not
     kept, so a resumed run does it again. A result ``abort_on`` accepts (by default an
-    environment failure: Docker gone, disk full) stops the matrix: no new cell starts, the
-    result is not kept (it says nothing about the device) and :attr:`MatrixRun.aborted` says
-    why.
+    environment failure or a qtrace that does not start) stops the matrix: no new cell
+    starts, the result is not kept (it says nothing about the device) and
+    :attr:`MatrixRun.aborted` says why.
     """
     run = MatrixRun()
     stopping = threading.Event()

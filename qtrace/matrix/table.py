@@ -30,6 +30,7 @@ class Matrix:
     wall_s: float = 0.0
     jobs: tuple[int, ...] = ()
     interrupted: bool = False
+    commits: tuple[str, ...] = ()
 
     @property
     def missing(self) -> tuple[Cell, ...]:
@@ -45,13 +46,15 @@ def merge(files: Iterable[ResultsFile]) -> Matrix:
     """One :class:`Matrix` from any number of results files (shards, reruns)."""
     planned: set[Cell] = set()
     latest: dict[Cell, RunResult] = {}
-    count, wall_s, jobs, interrupted = 0, 0.0, set(), False
+    count, wall_s, jobs, interrupted, commits = 0, 0.0, set(), False, set()
     for results_file in files:
         count += 1
         wall_s += results_file.wall_s
         jobs.add(results_file.jobs)
         interrupted = interrupted or results_file.interrupted
         planned.update(results_file.planned)
+        if results_file.extra.get("qtrace_commit"):
+            commits.add(str(results_file.extra["qtrace_commit"]))
         for result in results_file.results:
             planned.add(result.cell)
             old = latest.get(result.cell)
@@ -64,6 +67,7 @@ def merge(files: Iterable[ResultsFile]) -> Matrix:
         wall_s=wall_s,
         jobs=tuple(sorted(jobs)),
         interrupted=interrupted,
+        commits=tuple(sorted(commits)),
     )
 
 
@@ -122,6 +126,7 @@ def render_markdown(matrix: Matrix, *, command: str = "scripts/device_matrix.py"
             if matrix.wall_s
             else ""
         )
+        + (f"; qtrace {', '.join(matrix.commits)}" if matrix.commits else "")
         + "). Regenerate: see README.md, *Device matrix*."
     )
     out.append("")

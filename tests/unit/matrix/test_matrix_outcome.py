@@ -99,3 +99,35 @@ def test_error_lines_join_wrapped_continuations() -> None:
     stderr = "error: the capture ended error: cannot read\nthe serial\nhint: use tcg\n"
     assert error_lines(stderr) == ("the capture ended error: cannot read the serial", "use tcg")
     assert error_lines("• just status\n") == (None, None)
+
+
+def test_a_crash_of_qtrace_itself_is_named_by_its_last_line(tmp_path: Path) -> None:
+    stderr = "Traceback (most recent call last):\n  ...\nKeyError: 'regions'\n"
+    result = outcome(CELL, CaptureOutput(1, "", stderr, tmp_path, 0.7))
+    assert result.reason == "qtrace capture exited 1 without a summary: KeyError: 'regions'"
+
+
+def test_a_usage_error_in_its_frame_is_read_without_the_frame(tmp_path: Path) -> None:
+    stderr = (
+        "Usage: python -m qtrace capture [OPTIONS] [device]\n"
+        "╭─ Error ───╮\n│ No such option: --topology   │\n╰───────────╯\n"
+    )
+    result = outcome(CELL, CaptureOutput(2, "", stderr, tmp_path, 0.7))
+    assert result.category == "qtrace refused the request"
+    assert result.reason == "qtrace capture exited 2 without a summary: No such option: --topology"
+
+
+def test_the_registry_is_asked_only_for_a_run_that_failed(tmp_path: Path) -> None:
+    asked: list[Cell] = []
+
+    def unstartable(cell: Cell) -> str | None:
+        asked.append(cell)
+        return "passes a host PCI device through (VFIO)"
+
+    failed = outcome(CELL, CaptureOutput(1, "", "error: x\n", tmp_path, 1.0), unstartable)
+    assert (failed.reason, failed.category) == (
+        "passes a host PCI device through (VFIO)",
+        "needs host hardware",
+    )
+    outcome(CELL, CaptureOutput(0, json.dumps(_summary()), "", tmp_path, 1.0), unstartable)
+    assert asked == [CELL]

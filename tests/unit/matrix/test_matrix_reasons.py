@@ -57,20 +57,25 @@ def test_qemu_message_skips_warnings_and_the_device_option() -> None:
 def test_a_device_qemu_refuses_is_named_by_qemus_message_not_the_symptom(
     device: str, message: str, category: Category, phrase: str
 ) -> None:
-    named = short_reason("error", NO_START, device=device, qemu_log=_log(device, message))
+    named = short_reason("error", NO_START, qemu_log=_log(device, message))
     assert (named.category, named.phrase) == (category, phrase)
 
 
-def test_the_devices_registry_can_say_a_device_needs_host_hardware() -> None:
-    named = short_reason(
-        "error",
-        NO_START,
-        device="odd-passthrough",
-        qemu_log=_log("odd-passthrough", "no such thing"),
-        host_hardware={"odd-passthrough"},
-    )
-    assert named.category is Category.HOST_HARDWARE
-    assert named.phrase == "needs host hardware: no such thing"
+@pytest.mark.parametrize(
+    ("why", "category"),
+    [
+        ("passes a host PCI device through (VFIO)", Category.HOST_HARDWARE),
+        ("works only in a Xen guest", Category.HOST_HARDWARE),
+        ("is emulated by another process, a vfio-user server", Category.BACKEND),
+        ("only sits on a PCIe root bus (use --machine q35)", Category.WRONG_PLACE),
+        ("is odd", Category.UNSTARTABLE),
+    ],
+)
+def test_the_devices_registry_names_a_device_no_capture_can_start(
+    why: str, category: Category
+) -> None:
+    named = short_reason("error", NO_START, qemu_log=_log("x", "no such thing"), unstartable=why)
+    assert (named.phrase, named.category) == (why, category)
 
 
 def test_a_reason_that_quotes_qemu_is_read_the_same_way() -> None:
@@ -137,3 +142,22 @@ def test_the_probes_own_verdict() -> None:
 def test_long_reasons_are_cut_with_an_ellipsis() -> None:
     named = short_reason("error", "x" * 500)
     assert len(named.phrase) == MAX_PHRASE and named.phrase.endswith("…")
+
+
+def test_qemus_log_is_preferred_to_a_reason_that_quotes_it_with_a_hint() -> None:
+    reason = (
+        "QEMU refused to start: -device nvme,id=qtrace0,addr=05.0: serial property not set. "
+        "QEMU needs a property or a backend qtrace did not give the device: set it in ..."
+    )
+    named = short_reason("error", reason, qemu_log=_log("nvme", "serial property not set"))
+    assert named.phrase == "QEMU refuses it: serial property not set"
+
+
+def test_a_qtrace_that_cannot_import_is_not_the_devices_fault() -> None:
+    named = short_reason(
+        "error",
+        "qtrace capture exited 1 without a summary: ImportError: cannot import name 'X'",
+        exit_code=1,
+    )
+    assert named.category is Category.QTRACE_BROKEN
+    assert named.phrase == "qtrace does not start: ImportError: cannot import name 'X'"

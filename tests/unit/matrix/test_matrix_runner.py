@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from qtrace.matrix import Cell, RunResult, capture_command, plan_cells, run_matrix
 from qtrace.matrix.cells import MachineSpec
 from qtrace.matrix.runner import CaptureProcesses
@@ -47,10 +49,11 @@ def test_at_most_jobs_run_at_once_and_every_result_is_handed_on() -> None:
     assert done == run.results and not run.interrupted and run.aborted is None
 
 
-def test_an_environment_failure_stops_the_matrix_and_is_not_kept() -> None:
+@pytest.mark.parametrize("category", ["environment", "qtrace does not start"])
+def test_an_environment_failure_stops_the_matrix_and_is_not_kept(category: str) -> None:
     def execute(cell: Cell) -> RunResult:
         if cell.device == "d1":
-            return _result(cell, "error", "environment")
+            return _result(cell, "error", category)
         return _result(cell)
 
     run = run_matrix(CELLS, 1, execute)
