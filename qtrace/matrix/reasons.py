@@ -171,6 +171,11 @@ def short_reason(
             (on this machine and topology), if it says so; it then is the reason.
     """
     text = reason or ""
+    # Not the device's doing first: they stop the matrix, whatever the device.
+    if match := _BROKEN.search(text):
+        return NamedReason(_cut(f"qtrace does not start: {match[0]}"), Category.QTRACE_BROKEN)
+    if exit_code == 3:
+        return NamedReason(_cut(_first_sentence(text) or "environment"), Category.ENVIRONMENT)
     if unstartable:
         return _unstartable(unstartable)
     crash = _crash(text, qemu_log)
@@ -182,8 +187,6 @@ def short_reason(
             f"KVM internal error ({match[1]})" if match else "KVM internal error",
             Category.KVM_ERROR,
         )
-    if match := _BROKEN.search(text):
-        return NamedReason(_cut(f"qtrace does not start: {match[0]}"), Category.QTRACE_BROKEN)
     message = (qemu_message(qemu_log) if accesses == 0 else None) or qemu_message(text)
     if status == "error" and message is not None and accesses == 0:
         return _refusal(message)
@@ -197,8 +200,6 @@ def short_reason(
         return NamedReason(_cut(f"guest hang: {phrase}"), Category.GUEST_HANG)
     if exit_code == 2:
         return NamedReason(_cut(_first_sentence(text) or "usage error"), Category.USAGE)
-    if exit_code == 3:
-        return NamedReason(_cut(_first_sentence(text) or "environment"), Category.ENVIRONMENT)
     if re.search(r"could not find|discover|MemoryRegionOps|no handlers", text, re.I):
         return NamedReason(_cut(f"discovery: {_first_sentence(text)}"), Category.DISCOVERY)
     if match := re.search(r"the guest reported: DONE fail ?(.*)", text):
