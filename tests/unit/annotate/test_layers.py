@@ -169,6 +169,12 @@ def test_a_device_without_a_pack_gets_the_generic_device_layer() -> None:
         ("event_notifier_set", "util/event_notifier-posix.c", "main-loop", "eventfd"),
         ("dma_blk_io", "system/dma-helpers.c", "dma", "scatter-gather"),
         ("blk_aio_preadv", "block/block-backend.c", "block", "block layer"),
+        ("apic_deliver_irq", "hw/intc/apic.c", "irq", "local APIC"),
+        ("rng_backend_request_entropy", "backends/rng.c", "device", "RNG"),
+        ("kvm_arch_put_registers", "target/i386/kvm/kvm.c", "accel-kvm", "target/i386/kvm/"),
+        ("unassigned_mem_read", "system/memory.c", "memory-api", "Memory API code"),
+        ("portio_read", "system/ioport.c", "memory-api", "port lists"),
+        ("subpage_init", "system/physmem.c", "address-space", "physmem.c"),
     ],
 )
 def test_shared_pci_virtio_and_device_code_gets_its_layer(
