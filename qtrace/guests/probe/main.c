@@ -4,19 +4,20 @@
  *
  * Command line (QEMU -append): space-separated key=value pairs
  *   target=BB:DD.F   the function under test (required)
- *   seq=e1000|generic
+ *   seq=e1000|generic|virtio|nvme|edu
  *   mmcfg=0xADDR     use PCIe ECAM at ADDR instead of ports 0xCF8/0xCFC
  *   count=N          e1000: repeat the read loop N extra times (default 0)
  *   quiet=1          do not print ACC lines for that repeat loop (count only)
  * QEMU puts the kernel's file name first; words without '=' are ignored.
  */
 #include "probe.h"
+#include "devio.h"
 
 #define MULTIBOOT_BOOTLOADER_MAGIC 0x2BADB002u
 #define MULTIBOOT_INFO_CMDLINE (1u << 2)
 #define PROTOCOL "qtrace-probe/1"
 
-enum seq { SEQ_NONE, SEQ_E1000, SEQ_GENERIC };
+enum seq { SEQ_NONE, SEQ_E1000, SEQ_GENERIC, SEQ_VIRTIO, SEQ_NVME, SEQ_EDU };
 
 struct options {
     int have_target;
@@ -98,6 +99,12 @@ static void parse_arg(const char *key, size_t klen, const char *val, size_t vlen
             o->seq = SEQ_E1000;
         else if (streq_n(val, vlen, "generic"))
             o->seq = SEQ_GENERIC;
+        else if (streq_n(val, vlen, "virtio"))
+            o->seq = SEQ_VIRTIO;
+        else if (streq_n(val, vlen, "nvme"))
+            o->seq = SEQ_NVME;
+        else if (streq_n(val, vlen, "edu"))
+            o->seq = SEQ_EDU;
         else
             fail("bad-seq");
     } else if (streq_n(key, klen, "mmcfg")) {
@@ -178,6 +185,12 @@ void probe_main(uint32_t magic, uint32_t info)
                 seq_e1000_repeat(opts.count);
                 acc_quiet = 0;
             }
+        } else if (opts.seq == SEQ_VIRTIO) {
+            seq_virtio();
+        } else if (opts.seq == SEQ_NVME) {
+            seq_nvme();
+        } else if (opts.seq == SEQ_EDU) {
+            seq_edu();
         } else {
             seq_generic();
         }
