@@ -58,6 +58,7 @@ __all__ = [
     "UnknownDevice",
     "BuildError",
     "LaunchFailure",
+    "QemuRefused",
     "CaptureFailed",
     "DiscoveryError",
     "GdbTimeout",
@@ -184,6 +185,11 @@ class LaunchFailure(QtraceError):
         self.log_tail = list(log_tail)
         code = f" (exit code {exitcode})" if exitcode is not None else ""
         super().__init__(f"{what}{code}")
+
+
+class QemuRefused(QtraceError):
+    """QEMU exited before creating its devices: its command line was refused (a device
+    without its backend, a bad property, hardware the host lacks). The message is QEMU's."""
 
 
 class CaptureFailed(QtraceError):

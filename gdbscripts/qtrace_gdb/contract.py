@@ -21,6 +21,7 @@ CONFIG_KEYS = {
     "record_pci_config": (bool,),
     "record_irq": (bool,),
     "record_dma": (bool,),
+    "record_async": (bool,),
     "dma_cap_bytes": (int,),
     "exits": (list,),
     "arm_on": (str, type(None)),

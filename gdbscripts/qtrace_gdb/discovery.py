@@ -41,13 +41,20 @@ class HandlerSite:
 
 
 class Discovered:
-    """What the walk found: the header's region map, the handler sites, the PCI devices."""
+    """What the walk found: the header's region map, the handler sites, the PCI devices, and
+    what identifies the device's objects later (the opaques its callbacks receive, its
+    MemoryRegions, its bus-master address space, its re-entrancy guard)."""
 
-    def __init__(self, device, regions, sites, bridges):
+    def __init__(self, device, walker, bridges):
         self.device = device  # gdb.Value, PCIDevice *
-        self.regions = regions  # [dict] in the trace header's ``regions`` shape
-        self.sites = sites  # [HandlerSite]
+        self.regions = walker.regions  # [dict] in the trace header's ``regions`` shape
+        self.sites = list(walker.sites.values())  # [HandlerSite]
         self.bridges = bridges  # [gdb.Value PCIDevice *]: the bridges above, nearest first
+        self.region_pointers = walker.pointers  # MemoryRegion * -> name
+        self.opaques = {o for site in self.sites for o in site.regions}
+        # Every DMA of a PCI device goes through its bus-master address space.
+        self.bus_master_as = int(device["bus_master_as"].address)
+        self.reentrancy_guard = _reentrancy_guard(device)
 
 
 def discover(qdev_path):
@@ -69,7 +76,7 @@ def discover(qdev_path):
         space = "pio" if int(entry["type"]) & PCI_BASE_ADDRESS_SPACE_IO else "mmio"
         walker.walk(memory, bar, 0, space, 0)
     walker.config_hooks(device)
-    return Discovered(device, walker.regions, list(walker.sites.values()), _bridges(device))
+    return Discovered(device, walker, _bridges(device))
 
 
 def function_symbol(pointer):
@@ -88,6 +95,7 @@ class _Walker:
         self.regions = []
         self.sites = {}  # (callback, function address) -> HandlerSite
         self.seen = set()
+        self.pointers = {}
         self._u64 = gdb.lookup_type("uint64_t").pointer()
 
     def walk(self, mr_pointer, bar, offset, space, depth):
@@ -97,6 +105,7 @@ class _Walker:
         self.seen.add(key)
         mr = mr_pointer.dereference()
         name = mr["name"].string() if int(mr["name"]) else "(unnamed)"
+        self.pointers[key] = name
         alias = mr["alias"]
         kind = _kind(mr)
         region = {
@@ -193,6 +202,14 @@ def _is_express(device):
     except gdb.error:
         return False
     return bool(int(device["cap_present"]) & express)
+
+
+def _reentrancy_guard(device):
+    """&DeviceState.mem_reentrancy_guard (QEMU 8.1+: the device's bottom halves carry it)."""
+    try:
+        return int(device["qdev"]["mem_reentrancy_guard"].address)
+    except gdb.error:
+        return None
 
 
 def _bridges(device):

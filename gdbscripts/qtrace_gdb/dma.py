@@ -1,58 +1,246 @@
-"""'qtrace' DMA collector: the device reading or writing guest memory.
+"""'qtrace' DMA collector: every guest-memory access the device makes, whichever API it uses.
 
-Devices reach guest memory through ``pci_dma_rw(PCIDevice *dev, dma_addr_t addr, void *buf,
-dma_addr_t len, DMADirection dir, ...)`` (include/hw/pci/pci_device.h in 10.x, pci.h in
-7.2), a static inline: at -O0 every C file that uses it has its own copy, so each copy gets
-breakpoints. They sit on the ``ret`` instructions: there ``buf`` holds the bytes moved in
-either direction. DMA_DIRECTION_TO_DEVICE (0) is a read of guest memory.
+A PCI device reaches guest memory only through its bus-master address space
+(``PCIDevice.bus_master_as``): ``pci_dma_rw``/``dma_memory_*`` and the virtqueue code's
+``address_space_read``/``write`` all end in ``address_space_read_full`` or
+``address_space_write``; scatter-gather I/O maps guest memory (``address_space_map``, the
+block layer then reads or writes it directly: recorded as ``mapped``, without bytes); and
+virtqueue rings are read through MemoryRegionCaches initialized on that address space
+(``address_space_cache_init``), by the ``*_cached`` accessors. So the filter is one
+address, known from discovery; the address-space breakpoints get it as a gdb condition
+(``as == ...``: evaluated by gdb, no Python on the many accesses that are not the device's,
+such as the KVM exit path's own ``address_space_rw``).
+
+Reads are recorded at the accessor's ``ret`` (the bytes are in ``buf``, or rax for the
+16-bit loads), writes at the entry. Signatures (system/physmem.c, include/exec/
+memory_ldst_cached.h.inc; QEMU 7.2 to 10.x; the cached accessors are static inline: at -O0
+each C file that uses one has its own copy, and each copy gets breakpoints):
+  MemTxResult address_space_read_full(AddressSpace *as, hwaddr addr, MemTxAttrs attrs,
+                                      void *buf, hwaddr len)
+  MemTxResult address_space_write(AddressSpace *as, hwaddr addr, MemTxAttrs attrs,
+                                  const void *buf, hwaddr len)
+  void *address_space_map(AddressSpace *as, hwaddr addr, hwaddr *plen, bool is_write,
+                          MemTxAttrs attrs)
+  int64_t address_space_cache_init(MemoryRegionCache *cache, AddressSpace *as, hwaddr addr,
+                                   hwaddr len, bool is_write)
+  uint16_t address_space_lduw_le_cached(MemoryRegionCache *cache, hwaddr addr, ...)
+  void address_space_stw_le_cached(MemoryRegionCache *cache, hwaddr addr, uint16_t val, ...)
+  MemTxResult address_space_read_cached(MemoryRegionCache *cache, hwaddr addr, void *buf,
+                                        hwaddr len)
+  MemTxResult address_space_write_cached(MemoryRegionCache *cache, hwaddr addr,
+                                         const void *buf, hwaddr len)
 """
+
+import struct
 
 import gdb
 
 from qtrace_gdb.base import (
     HitBreakpoint,
     all_functions,
+    entry_location,
     function_block,
     parameters,
     return_addresses,
 )
 
-DMA_TO_DEVICE = 0
 
+class DmaCollector:
+    """The DMA breakpoints of one capture, and the device's MemoryRegionCaches."""
 
-class DmaReturn(HitBreakpoint):
-    def __init__(self, session, device_filter, params, address):
-        self.params = params
-        self.filter = device_filter
-        super().__init__(session, "*%d" % address)
+    def __init__(self, session):
+        self.session = session
+        self.caches = {}  # MemoryRegionCache * -> guest-physical base
+        self.address_space_hooks = []
+        self.entry_locations = set()
+        self.bus_master_as = None
 
-    def on_hit(self):
-        frame = gdb.newest_frame()
-        if not self.filter.matches(frame.read_var(self.params[0])):
-            return False
-        addr = int(frame.read_var(self.params[1]))
-        buf = int(frame.read_var(self.params[2]))
-        size = int(frame.read_var(self.params[3]))
-        direction = int(frame.read_var(self.params[4]))
+    def install(self):
+        hooks = []
+        for name, make in (
+            ("address_space_read_full", _returns(AsRead)),
+            ("address_space_write", _entry(AsWrite)),
+            ("address_space_map", _entry(AsMap)),
+        ):
+            for symbol in all_functions(name):
+                created = make(self, symbol)
+                self.address_space_hooks.extend(created)
+                hooks.extend(created)
+        for symbol in all_functions("address_space_cache_init"):
+            hooks.extend(_entry(CacheInit)(self, symbol))
+        for name, make in CACHED_ACCESSORS:
+            for symbol in all_functions(name):
+                hooks.extend(make(self, symbol))
+        return hooks
+
+    def set_device(self, bus_master_as):
+        """Discovery found the device: record only what goes through its address space."""
+        self.bus_master_as = bus_master_as
+        for hook in self.address_space_hooks:
+            hook.condition = "%s == %d" % (hook.params[0].name, bus_master_as)
+
+    def record(self, frame, op, addr, data, size, api, at_return, mapped=False):
         cap = self.session.dma_cap_bytes
-        data = bytes(gdb.selected_inferior().read_memory(buf, min(size, cap))).hex() if size else ""
         record = {
             "type": "dma",
-            "op": "read" if direction == DMA_TO_DEVICE else "write",
+            "op": op,
             "addr": addr,
             "size": size,
-            "data": data,
-            "truncated": True if size > cap else None,
+            "data": None if mapped else data[:cap].hex(),
+            "truncated": True if not mapped and size > cap else None,
+            "api": api,
+            "mapped": True if mapped else None,
         }
-        return self.session.record_event(record, frame, at_return=True)
+        return self.session.record_event(record, frame, at_return=at_return)
 
 
-def install(session, device_filter):
-    collectors = []
-    for symbol in all_functions("pci_dma_rw"):
+class _DmaBreakpoint(HitBreakpoint):
+    def __init__(self, collector, symbol, location):
+        self.collector = collector
+        self.api = symbol.name
+        self.params = parameters(function_block(symbol))
+        super().__init__(collector.session, location)
+
+    def var(self, frame, index):
+        # By name: one breakpoint can have a location in several copies of an inline function.
+        return frame.read_var(self.params[index].name)
+
+    def bytes_at(self, pointer, size):
+        cap = min(size, self.collector.session.dma_cap_bytes)
+        if not cap:
+            return b""
+        return bytes(gdb.selected_inferior().read_memory(int(pointer), cap))
+
+    def mine(self, frame):
+        wanted = self.collector.bus_master_as
+        return wanted is not None and int(self.var(frame, 0)) == wanted
+
+
+class AsRead(_DmaBreakpoint):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        if not self.mine(frame):
+            return False
+        size = int(self.var(frame, 4))
+        data = self.bytes_at(self.var(frame, 3), size)
+        addr = int(self.var(frame, 1))
+        return self.collector.record(frame, "read", addr, data, size, self.api, True)
+
+
+class AsWrite(_DmaBreakpoint):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        if not self.mine(frame):
+            return False
+        size = int(self.var(frame, 4))
+        data = self.bytes_at(self.var(frame, 3), size)
+        addr = int(self.var(frame, 1))
+        return self.collector.record(frame, "write", addr, data, size, self.api, False)
+
+
+class AsMap(_DmaBreakpoint):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        if not self.mine(frame):
+            return False
+        size = int(self.var(frame, 2).dereference())
+        op = "write" if bool(self.var(frame, 3)) else "read"
+        addr = int(self.var(frame, 1))
+        return self.collector.record(frame, op, addr, b"", size, self.api, False, mapped=True)
+
+
+class CacheInit(_DmaBreakpoint):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        cache = int(self.var(frame, 0))
+        wanted = self.collector.bus_master_as
+        if wanted is not None and int(self.var(frame, 1)) == wanted:
+            self.collector.caches[cache] = int(self.var(frame, 2))
+        else:
+            self.collector.caches.pop(cache, None)
+        return False
+
+
+class _CachedAccess(_DmaBreakpoint):
+    def base(self, frame):
+        return self.collector.caches.get(int(self.var(frame, 0)))
+
+
+class CachedLoad16(_CachedAccess):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        base = self.base(frame)
+        if base is None:
+            return False
+        value = int(frame.read_register("rax")) & 0xFFFF
+        order = "<" if self.api.endswith("_le_cached") else ">"
+        data = struct.pack(order + "H", value)
+        addr = base + int(self.var(frame, 1))
+        return self.collector.record(frame, "read", addr, data, 2, self.api, True)
+
+
+class CachedStore16(_CachedAccess):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        base = self.base(frame)
+        if base is None:
+            return False
+        order = "<" if self.api.endswith("_le_cached") else ">"
+        data = struct.pack(order + "H", int(self.var(frame, 2)) & 0xFFFF)
+        addr = base + int(self.var(frame, 1))
+        return self.collector.record(frame, "write", addr, data, 2, self.api, False)
+
+
+class CachedRead(_CachedAccess):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        base = self.base(frame)
+        if base is None:
+            return False
+        size = int(self.var(frame, 3))
+        data = self.bytes_at(self.var(frame, 2), size)
+        addr = base + int(self.var(frame, 1))
+        return self.collector.record(frame, "read", addr, data, size, self.api, True)
+
+
+class CachedWrite(_CachedAccess):
+    def on_hit(self):
+        frame = gdb.newest_frame()
+        base = self.base(frame)
+        if base is None:
+            return False
+        size = int(self.var(frame, 3))
+        data = self.bytes_at(self.var(frame, 2), size)
+        addr = base + int(self.var(frame, 1))
+        return self.collector.record(frame, "write", addr, data, size, self.api, False)
+
+
+def _entry(cls):
+    def make(collector, symbol):
+        # Copies of a static inline function share a "-source header -function name"
+        # location: one breakpoint with a location in each copy.
+        location = entry_location(symbol)
+        if location in collector.entry_locations:
+            return []
+        collector.entry_locations.add(location)
+        return [cls(collector, symbol, location)]
+
+    return make
+
+
+def _returns(cls):
+    def make(collector, symbol):
         block = function_block(symbol)
-        params = parameters(block)
-        collectors.extend(
-            DmaReturn(session, device_filter, params, a) for a in return_addresses(block)
-        )
-    return collectors
+        return [cls(collector, symbol, "*%d" % a) for a in return_addresses(block)]
+
+    return make
+
+
+CACHED_ACCESSORS = (
+    ("address_space_lduw_le_cached", _returns(CachedLoad16)),
+    ("address_space_lduw_be_cached", _returns(CachedLoad16)),
+    ("address_space_stw_le_cached", _entry(CachedStore16)),
+    ("address_space_stw_be_cached", _entry(CachedStore16)),
+    ("address_space_read_cached", _returns(CachedRead)),
+    ("address_space_write_cached", _entry(CachedWrite)),
+)

@@ -8,6 +8,11 @@ the guest: the host ends the capture on that record (qtrace/launch/kvm_error.py 
 the words, e.g. the failing instruction's bytes of an emulation failure).
 Depends on kvm_cpu_exec having a local ``run`` and a parameter ``cpu`` (accel/kvm/kvm-all.c,
 true from QEMU 2.x to 10.x).
+
+The guest's end: once the collectors are armed, ``memory_map.py`` asks KVM to copy the
+guest's registers into ``kvm_run`` at every exit (``kvm_valid_regs``, KVM_CAP_SYNC_REGS);
+then each exit record carries ``guest_pc``, the guest's RIP as KVM left it (reading the
+registers through QEMU would need an ioctl per exit, and ``env`` is stale under KVM).
 """
 
 import gdb
@@ -47,6 +52,7 @@ EXIT_REASONS = {
 }
 KVM_EXIT_IO_OUT = 1
 KVM_EXIT_INTERNAL_ERROR = 17
+KVM_SYNC_X86_REGS = 1 << 0  # include/uapi/linux/kvm.h (x86), kvm_run.kvm_valid_regs
 # struct kvm_run's internal.data[] has 16 words (include/uapi/linux/kvm.h).
 INTERNAL_DATA_WORDS = 16
 
@@ -77,6 +83,8 @@ class ExitBreakpoint(HitBreakpoint):
             record["vcpu"] = int(frame.read_var("cpu")["cpu_index"])
         except (gdb.error, ValueError):
             pass
+        if int(run["kvm_valid_regs"]) & KVM_SYNC_X86_REGS:
+            record["guest_pc"] = int(run["s"]["regs"]["regs"]["rip"])
         if number == 2:  # KVM_EXIT_IO
             io = run["io"]
             size, count = int(io["size"]), int(io["count"])

@@ -11,8 +11,16 @@ import time
 
 import gdb
 
-from qtrace_gdb import discovery, dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
-from qtrace_gdb.base import DeviceFilter, HitBreakpoint, entry_location, find_function, pc_range
+from qtrace_gdb import async_work, discovery, dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
+from qtrace_gdb import memory_map
+from qtrace_gdb.base import (
+    DeviceFilter,
+    HitBreakpoint,
+    entry_location,
+    find_function,
+    function_block,
+    pc_range,
+)
 from qtrace_gdb.stacks import StackTable
 from qtrace_gdb.trace_out import SCHEMA_VERSION, TraceOut
 
@@ -93,6 +101,9 @@ class Session:
         self.header_written = False
         self.discovery_stop = None
         self.discovered = None
+        self.memory_map = None
+        self.scope = None  # async_work.DeviceScope, once discovery ran
+        self.dma_collector = None
 
     # ----- setup and control (called by the qtrace command) -----
 
@@ -107,13 +118,15 @@ class Session:
         if self.config["record_irq"]:
             self.collectors.extend(irq.install(self, self.device_filter))
         if self.config["record_dma"]:
-            self.collectors.extend(dma.install(self, self.device_filter))
+            self.dma_collector = dma.DmaCollector(self)
+            self.collectors.extend(self.dma_collector.install())
         for exit_spec in self.config.get("exits", []):
             self.collectors.append(
                 kvm_exit.ExitBreakpoint(self, exit_spec["location"], exit_spec["labels"])
             )
         if self.config.get("exits"):
             self.kvm_watch = kvm_host.install(self)
+        self.memory_map = memory_map.install(self)  # slots, FlatViews, ioeventfds
         if self.config.get("arm_on"):
             self.markers.append(marker.Marker(self, self.config["arm_on"]))
         else:
@@ -141,6 +154,15 @@ class Session:
         installed = []
         for site in found.sites:
             installed.extend(mmio.install(self, site, self.armed))
+        ranges = []
+        for site in found.sites:
+            block = function_block(site.function)
+            ranges.append((block.start, block.end))
+        self.scope = async_work.DeviceScope(found, ranges)
+        if self.dma_collector is not None:
+            self.dma_collector.set_device(found.bus_master_as)
+        if self.config["record_async"]:
+            installed.extend(async_work.install(self, self.scope, self.armed))
         self.collectors.extend(installed)
         self._write_header(found.regions)
         return {
@@ -159,6 +181,8 @@ class Session:
         header["regions"] = list(regions)
         self.out.write(_ordered(header, ("type", "schema")))
         self.header_written = True
+        if self.memory_map is not None:
+            self.memory_map.after_header()
 
     def _arming_description(self):
         when = (
@@ -188,6 +212,8 @@ class Session:
         self.armed = True
         if self.kvm_watch:
             self.kvm_caps = kvm_host.capabilities()
+        if self.memory_map is not None:
+            self.memory_map.on_arm()
 
     def request_stop(self, reason):
         self.pending = reason
@@ -200,6 +226,8 @@ class Session:
         reason, self.pending = self.pending, None
         if reason == "arm":
             self.arm()
+        elif reason == "install" and self.scope is not None:
+            self.collectors.extend(async_work.install_pending(self, self.scope, self.armed))
         return reason
 
     def finish(self, status, reason=None):
@@ -209,6 +237,7 @@ class Session:
         if self.kvm_watch and self.kvm_caps is None:
             self.kvm_caps = kvm_host.capabilities()  # armed from QEMU start, or never armed
         watched = self.collectors + self.markers + self.kvm_watch
+        watched += self.memory_map.breakpoints if self.memory_map is not None else []
         for breakpoint in watched + ([self.discovery_stop] if self.discovery_stop else []):
             try:
                 breakpoint.enabled = False

@@ -67,6 +67,11 @@ class StackTable:
         self._by_key[key] = info
         return info
 
+    def pcs(self, frame, at_return=False):
+        """This stop's return-address chain (cheap, nothing recorded): to test what is on
+        the stack without unwinding with gdb or writing a stack record."""
+        return self._fast_key(frame, at_return)[0]
+
     def _fast_key(self, frame, at_return):
         if self._inferior is None:
             self._inferior = gdb.selected_inferior()

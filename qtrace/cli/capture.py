@@ -147,7 +147,11 @@ def capture(
     hang_timeout: Annotated[
         float,
         typer.Option(
-            "--hang-timeout", help="Call the guest hung after this many seconds without progress."
+            "--hang-timeout",
+            help=(
+                "Call the guest hung after this many seconds without progress (before the "
+                "guest has started, while the firmware boots: at least 120 s)."
+            ),
         ),
     ] = 45.0,
     probe_rounds: Annotated[

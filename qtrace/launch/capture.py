@@ -50,6 +50,7 @@ from qtrace.errors import (
     EnvironmentProblem,
     KvmUnavailable,
     LaunchFailure,
+    QemuRefused,
     QtraceError,
     UsageError,
 )
@@ -64,9 +65,11 @@ from qtrace.launch.container import ContainerSource
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.interrupts import interrupt_reason
 from qtrace.launch.kvm import kvm_usable
+from qtrace.launch.kernel_events import KernelEvents
 from qtrace.launch.kvm_error import merge, parse_qemu_log
 from qtrace.launch.live import LiveStats, TextTail, TraceTail
 from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
+from qtrace.launch.qemu_refusal import find_refusal
 from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, device_bdf, qemu_argv
 from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
 from qtrace.paths import gdbscripts_dir, guests_dir
@@ -395,10 +398,14 @@ class _CaptureRun:
             container = resources.enter_context(LabelledContainer(self.client, spec))
             resources.callback(self._write_snippets, container)
             resources.callback(self._close_trace)
+            # After gdb (QEMU gone): the kvm: events, the instance removed, kernel.jsonl.
+            self.kernel = resources.enter_context(KernelEvents(self.out_dir, spec.run_id))
             try:
                 self._start_device(container)
                 self.observer.status(
-                    "checking the device and finding the KVM exit cases in the source"
+                    "checking the device name and finding kvm_cpu_exec's exit cases in the source"
+                    if self.accel is Accel.KVM
+                    else "checking the device name"
                 )
                 config = self._collector_config(container)
                 self.observer.status(f"building the {self.plan.name} guest in the container")
@@ -538,6 +545,8 @@ class _CaptureRun:
         if not replies:
             raise CollectorError("the collector did not answer 'qtrace setup'")
         self._discover(gdb)
+        if self.accel is Accel.KVM:  # QEMU's threads exist, no vCPU has run
+            self.observer.status(self.kernel.attach(container.id))
         gdb.command("-exec-continue")
         self.observer.status("capturing (waiting for the guest to start)")
         try:
@@ -561,8 +570,8 @@ class _CaptureRun:
                 "(no stop at vm_start)"
             )
         if stop.reason.startswith("exited"):
-            failure = LaunchFailure("QEMU refused to start", stop.exit_code, self._qemu_log_tail())
-            self.status, self.reason = CaptureStatus.ERROR, str(failure)
+            failure = self._refusal(stop.exit_code)
+            self.status, self.reason, self.hint = CaptureStatus.ERROR, str(failure), failure.hint
             self._finish(gdb)
             raise failure
         try:
@@ -575,6 +584,16 @@ class _CaptureRun:
             raise CollectorError("the collector did not answer 'qtrace discover'")
         self.discovery = replies[0]
         logger.debug("discovered: %s", self.discovery)
+
+    def _refusal(self, exit_code: int | None) -> QtraceError:
+        """QEMU exited before creating its devices: its own words from qemu.log, and a hint."""
+        request = self.request
+        refusal = find_refusal(
+            self.qemu_log.update(), request.device, request.machine, request.topology
+        )
+        if refusal is None:
+            return LaunchFailure("QEMU refused to start", exit_code, self._qemu_log_tail())
+        return QemuRefused(refusal.message, hint=refusal.hint)
 
     # ----- watching: I/O around the pure step of qtrace.launch.watch -----
 

@@ -12,6 +12,7 @@ from qtrace.trace.codec import (
     repair_partial_tail,
 )
 from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine
+from qtrace.trace.layout import FlatRange, FlatView, IoEventFd, KvmVcpu, LayoutRecord, Memslot
 from qtrace.trace.schema import (
     SCHEMA_VERSION,
     Access,
@@ -39,10 +40,16 @@ __all__ = [
     "Dma",
     "End",
     "Exit",
+    "FlatRange",
+    "FlatView",
     "Frame",
     "Header",
+    "IoEventFd",
     "Irq",
     "KvmHost",
+    "KvmVcpu",
+    "LayoutRecord",
+    "Memslot",
     "Record",
     "Stack",
     "Trace",

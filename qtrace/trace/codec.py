@@ -17,9 +17,11 @@ from typing import IO, Any
 
 from qtrace.errors import TraceFormatError
 from qtrace.trace.kinds import CaptureStatus
+from qtrace.trace.layout import FlatRange, FlatView, IoEventFd, KvmVcpu, LayoutRecord, Memslot
 from qtrace.trace.schema import (
     SCHEMA_VERSION,
     Access,
+    Async,
     CoalescingZone,
     Dma,
     End,
@@ -52,7 +54,12 @@ _RECORD_CLASSES: dict[str, type[Any]] = {
     "access": Access,
     "irq": Irq,
     "dma": Dma,
+    "async": Async,
     "end": End,
+    "memslot": Memslot,
+    "flatview": FlatView,
+    "ioeventfd": IoEventFd,
+    "kvm_vcpu": KvmVcpu,
 }
 
 # Fields a consumer cannot do without, per record type (the rest are optional).
@@ -63,7 +70,12 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "access": ("op", "space", "offset", "size", "value"),
     "irq": ("seq", "level"),
     "dma": ("seq", "op", "addr", "size"),
+    "async": ("seq", "kind", "op"),
     "end": ("status",),
+    "memslot": ("seq", "op", "slot", "start", "size"),
+    "flatview": ("seq", "space", "cause", "ranges"),
+    "ioeventfd": ("seq", "op", "space", "addr", "size"),
+    "kvm_vcpu": ("seq", "index"),
 }
 
 
@@ -76,8 +88,16 @@ def record_to_json(record: Record) -> str:
             continue
         if key == "frames":
             value = [{k: v for k, v in f.items() if v is not None} for f in value]
+        elif key == "ranges" and isinstance(record, FlatView):
+            value = [
+                {k: v for k, v in r.items() if (v or k in _RANGE_KEPT) and v is not None}
+                for r in value
+            ]
         out[key] = list(value) if isinstance(value, tuple) else value
     return json.dumps(out, separators=(",", ":"))
+
+
+_RANGE_KEPT = ("start", "size", "region", "kind")
 
 
 def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
@@ -112,6 +132,8 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
         kwargs["regions"] = _regions(obj.get("regions", []))
     elif kind == "stack":
         kwargs["frames"] = tuple(_frame(f) for f in kwargs["frames"])
+    elif kind == "flatview":
+        kwargs["ranges"] = _flat_ranges(kwargs["ranges"])
     elif kind == "access":
         kwargs.setdefault("seq", default_seq)
         if kwargs["op"] not in ("read", "write"):
@@ -156,6 +178,20 @@ def _regions(raw: Any) -> tuple[Region, ...]:
         fields["handlers"] = dict(fields.get("handlers") or {})
         regions.append(Region(**fields))
     return tuple(regions)
+
+
+def _flat_ranges(raw: Any) -> tuple[FlatRange, ...]:
+    if not isinstance(raw, list):
+        raise ValueError("flatview ranges must be a list of range objects")
+    known = {f.name for f in dataclasses.fields(FlatRange)}
+    ranges = []
+    for entry in raw:
+        if not isinstance(entry, dict) or not {"start", "size", "kind"} <= set(entry):
+            raise ValueError(f"flatview range {entry!r} lacks a field; expected start, size, kind")
+        fields = {k: v for k, v in entry.items() if k in known}
+        fields.setdefault("region", None)
+        ranges.append(FlatRange(**fields))
+    return tuple(ranges)
 
 
 def _kvm_host(raw: dict[str, Any]) -> KvmHost:
@@ -323,12 +359,18 @@ def iter_records(path: Path | str) -> Iterator[Record]:
 
 @dataclass
 class Trace:
-    """A whole trace in memory, with stacks indexed by id."""
+    """A whole trace in memory, with stacks indexed by id.
+
+    ``records`` holds the events (exits, accesses, interrupts, DMA); the memory-map records
+    (memory slots, FlatViews, ioeventfds, vCPUs at arming) are kept apart in ``layout``, in
+    file order, so readers of the events never meet them.
+    """
 
     header: Header
     records: list[Record] = field(default_factory=list)
     stacks: dict[str, Stack] = field(default_factory=dict)
     end: End | None = None
+    layout: list[LayoutRecord] = field(default_factory=list)
 
     @property
     def accesses(self) -> list[Access]:
@@ -345,6 +387,26 @@ class Trace:
     @property
     def dmas(self) -> list[Dma]:
         return [r for r in self.records if isinstance(r, Dma)]
+
+    @property
+    def memslots(self) -> list[Memslot]:
+        return [r for r in self.layout if isinstance(r, Memslot)]
+
+    @property
+    def flatviews(self) -> list[FlatView]:
+        return [r for r in self.layout if isinstance(r, FlatView)]
+
+    @property
+    def ioeventfds(self) -> list[IoEventFd]:
+        return [r for r in self.layout if isinstance(r, IoEventFd)]
+
+    @property
+    def vcpus(self) -> list[KvmVcpu]:
+        return [r for r in self.layout if isinstance(r, KvmVcpu)]
+
+    @property
+    def asyncs(self) -> list[Async]:
+        return [r for r in self.records if isinstance(r, Async)]
 
 
 def read_trace(path: Path | str) -> Trace:
@@ -373,6 +435,8 @@ def read_trace(path: Path | str) -> Trace:
             raise TraceFormatError(
                 path, number, "a second header record; expected exactly one, on line 1"
             )
+        elif isinstance(record, (Memslot, FlatView, IoEventFd, KvmVcpu)):
+            trace.layout.append(record)
         else:
             trace.records.append(record)
     return trace

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Union
 
 from qtrace.trace.kinds import CaptureStatus
+from qtrace.trace.layout import FlatRange, FlatView, IoEventFd, KvmVcpu, LayoutRecord, Memslot
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -25,11 +26,18 @@ __all__ = [
     "Access",
     "Irq",
     "Dma",
+    "Async",
     "End",
     "KvmHost",
     "CoalescingZone",
     "Region",
     "RegionKind",
+    "Memslot",
+    "FlatRange",
+    "FlatView",
+    "IoEventFd",
+    "KvmVcpu",
+    "LayoutRecord",
     "Record",
 ]
 
@@ -135,6 +143,10 @@ class Exit:
     stack: str | None = None
     t: float | None = None
     thread: str | None = None
+    # The guest's RIP when KVM returned (kvm_run's synced registers, KVM_SYNC_X86_REGS):
+    # for a read the instruction that made the access, for a write KVM completed (port out,
+    # MMIO write) the instruction after it. Absent without sync regs and in older traces.
+    guest_pc: int | None = None
     type: Literal["exit"] = "exit"
 
 
@@ -174,6 +186,12 @@ class Irq:
     seq: int
     level: int
     line: str = "INTx"
+    # MSI / MSI-X: the message as the device held it when it signalled (MSI-X: its table
+    # entry; a masked vector is not sent, its pending bit is set instead).
+    address: int | None = None
+    data: int | None = None
+    masked: bool | None = None
+    pending: bool | None = None
     stack: str | None = None
     t: float | None = None
     thread: str | None = None
@@ -190,6 +208,12 @@ class Dma:
     size: int
     data: str = ""
     truncated: bool = False
+    # The QEMU function the access went through (address_space_write, a *_cached ring
+    # accessor, address_space_map, ...); traces before it existed recorded pci_dma_rw only.
+    api: str | None = None
+    # address_space_map: guest memory handed to the block layer to read or write directly;
+    # the bytes are not seen (no data), only the range and the direction.
+    mapped: bool | None = None
     stack: str | None = None
     t: float | None = None
     thread: str | None = None
@@ -244,4 +268,40 @@ class End:
     type: Literal["end"] = "end"
 
 
-Record = Union[Header, Stack, Exit, Access, Irq, Dma, End]
+@dataclass(frozen=True)
+class Async:
+    """Device work off the register path, or the registration that sets it up.
+
+    ``kind``/``op``: ``ioeventfd`` ``add``/``del`` (KVM completes guest writes to
+    ``region``+``offset`` of ``size`` bytes, matching ``data`` when ``match_data``, by
+    signalling ``notifier``: QEMU's handler is not called on the vCPU thread);
+    ``fd-handler`` ``register``/``unregister``/``run`` (the function QEMU's event loop calls
+    when ``notifier`` is signalled); ``bh`` ``schedule``/``run``; ``timer`` ``arm``
+    (``expire_ns`` on the timer's clock) / ``run``; ``irqfd`` ``assign``/``deassign``/
+    ``signal`` (an interrupt QEMU raises by signalling an eventfd KVM injects as ``gsi``).
+    ``callback`` is the function that runs; ``object`` the QEMUBH/QEMUTimer pointer.
+    """
+
+    seq: int
+    kind: str
+    op: str
+    callback: str | None = None
+    name: str | None = None
+    object: str | None = None
+    notifier: str | None = None
+    region: str | None = None
+    offset: int | None = None
+    size: int | None = None
+    match_data: bool | None = None
+    data: int | None = None
+    expire_ns: int | None = None
+    gsi: int | None = None
+    stack: str | None = None
+    t: float | None = None
+    thread: str | None = None
+    type: Literal["async"] = "async"
+
+
+Record = Union[
+    Header, Stack, Exit, Access, Irq, Dma, Async, End, Memslot, FlatView, IoEventFd, KvmVcpu
+]

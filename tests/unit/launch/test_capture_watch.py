@@ -144,9 +144,15 @@ def test_progress_postpones_the_hang_and_silence_ends_it_with_the_kvm_hint() -> 
 
 def test_a_guest_that_never_starts_is_said_so_and_tcg_gets_no_kvm_advice() -> None:
     clock = FakeClock()
-    tcg = Limits(timeout_s=100.0, hang_timeout_s=30.0, kvm=False)
-    _, action = step(start(clock.now_s, armed=False), Report(), clock.advance(31), tcg)
+    tcg = Limits(timeout_s=300.0, hang_timeout_s=30.0, kvm=False)
+    state = start(clock.now_s, armed=False)
+    # Before the start marker the firmware boots without recording anything: the hang
+    # timeout is then at least start_timeout_s (120 s), not hang_timeout_s.
+    state, action = step(state, Report(), clock.advance(31), tcg)
+    assert not action.do.ends
+    _, action = step(state, Report(), clock.advance(90), tcg)
     assert action.status == "guest-hang" and "never started" in (action.reason or "")
+    assert "no progress for 120 s" in (action.reason or "")
     assert "--accel tcg" not in (action.reason or "")
 
 

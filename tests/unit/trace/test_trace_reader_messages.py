@@ -84,7 +84,7 @@ def test_the_first_record_not_a_header_says_what_it_found(tmp_path: Path) -> Non
             '{"type":"access","op":"read","space":"mmio","offset":0,"size":4}',
             "needs op, space, offset, size, value",
         ),
-        ('{"type":"nonsense"}', "one of header, stack, exit, access, irq, dma, end"),
+        ('{"type":"nonsense"}', "one of header, stack, exit, access, irq, dma, async, end"),
         ('"just a string"', "not a JSON string"),
         (
             '{"type":"access","op":"read","space":"mmio","offset":"0","size":4,"value":1}',
