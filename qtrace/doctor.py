@@ -34,6 +34,7 @@ from qtrace.docker_env import (
     qtrace_containers,
 )
 from qtrace.errors import DockerUnavailable
+from qtrace.launch.kernel_events import probe_tracefs
 
 __all__ = [
     "Check",
@@ -46,6 +47,9 @@ __all__ = [
 
 Status = Literal["ok", "warning", "error"]
 MIN_FREE_DISK_GB = 10.0
+KERNEL_EVENTS_CHECK = "kernel events"
+OPTIONAL_CHECKS = frozenset({KERNEL_EVENTS_CHECK})
+"""Checks whose warning leaves captures possible (they lose a part of the evidence)."""
 
 # KVM_GET_API_VERSION = _IO(0xAE, 0x00); KVM_CREATE_VM = _IO(0xAE, 0x01).
 KVM_PROBE_SCRIPT = (
@@ -183,6 +187,26 @@ def _check_orphans(ctx: _Context) -> Check:
     return Check("leftover containers", "ok", "none")
 
 
+def _check_tracefs(ctx: _Context) -> Check:
+    """Can a KVM capture record the host kernel's kvm: events (tracefs)? Optional: without
+    it a capture still runs, and its kernel.jsonl says why the kernel side is missing."""
+    status = probe_tracefs()
+    if not status.usable:
+        return Check(
+            KERNEL_EVENTS_CHECK,
+            "warning",
+            f"KVM captures will not record the kernel's side: {status.reason}",
+            status.fix or "",
+        )
+    if status.mountable:
+        return Check(
+            KERNEL_EVENTS_CHECK,
+            "ok",
+            "tracefs is not mounted; a capture mounts it privately and unmounts it after",
+        )
+    return Check(KERNEL_EVENTS_CHECK, "ok", f"tracefs at {status.root}")
+
+
 CHECKS: tuple[Callable[[_Context], Check], ...] = (
     _check_docker,
     _check_image,
@@ -190,6 +214,7 @@ CHECKS: tuple[Callable[[_Context], Check], ...] = (
     _check_kvm,
     _check_disk,
     _check_orphans,
+    _check_tracefs,
 )
 
 
@@ -200,8 +225,11 @@ def run_checks(qemu_version: str = DEFAULT_QEMU_VERSION) -> list[Check]:
 
 
 def doctor_ok(checks: list[Check]) -> bool:
-    """True only when ``qtrace capture`` with KVM can run: every check ok."""
-    return all(c.status == "ok" for c in checks)
+    """True only when ``qtrace capture`` with KVM can run: every check ok (a warning of an
+    optional check, :data:`OPTIONAL_CHECKS`, does not count)."""
+    return all(
+        c.status == "ok" or (c.name in OPTIONAL_CHECKS and c.status == "warning") for c in checks
+    )
 
 
 def checks_as_json(checks: list[Check]) -> list[dict[str, str]]:
