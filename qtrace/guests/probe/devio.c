@@ -231,8 +231,6 @@ struct idt_pointer {
     uint32_t base;
 } __attribute__((packed));
 
-struct interrupt_frame;
-
 static struct idt_gate idt[256] __attribute__((aligned(8)));
 volatile uint32_t irq_count;
 volatile uint32_t irq_other;
@@ -247,23 +245,51 @@ static uint32_t lapic_read(uint32_t reg)
     return mmio_read32(LAPIC_BASE + reg);
 }
 
-__attribute__((interrupt)) static void isr_probe(struct interrupt_frame *frame)
+__attribute__((used)) static void isr_probe_c(void)
 {
-    (void)frame;
     irq_count++;
     lapic_write(LAPIC_EOI, 0);
 }
 
 /* Any other vector.  With both PICs masked only a stray local APIC interrupt can come
  * here; an EOI with nothing in service does nothing. */
-__attribute__((interrupt)) static void isr_other(struct interrupt_frame *frame)
+__attribute__((used)) static void isr_other_c(void)
 {
-    (void)frame;
     irq_other++;
     lapic_write(LAPIC_EOI, 0);
 }
 
-static void set_gate(unsigned vector, void (*handler)(struct interrupt_frame *), uint16_t cs)
+/* The entry stubs.  They return without IRET: the project's software KVM (kvm-pvm) cannot
+ * emulate a protected-mode IRET and stops the guest with an emulation failure.  An
+ * interrupt at the same privilege level pushed EFLAGS, CS and EIP; the stub restores the
+ * registers, clears IF in the saved EFLAGS (the interrupted code is irq_wait()'s loop,
+ * which needs no second interrupt: it re-enables them per wait), reorders the frame to
+ * EFLAGS, EIP and returns with POPF and RET 4 (dropping the old EFLAGS slot). */
+void isr_probe_entry(void);
+void isr_other_entry(void);
+__asm__(".text\n"
+        "isr_probe_entry:\n"
+        "    pushal\n"
+        "    cld\n"
+        "    call isr_probe_c\n"
+        "    jmp isr_return\n"
+        "isr_other_entry:\n"
+        "    pushal\n"
+        "    cld\n"
+        "    call isr_other_c\n"
+        "isr_return:\n"
+        "    popal\n"
+        "    andl $0xFFFFFDFF, 8(%esp)\n" /* EIP, CS, EFLAGS: IF off */
+        "    pushl %eax\n"
+        "    movl 4(%esp), %eax\n"
+        "    movl %eax, 8(%esp)\n"  /* EIP over CS */
+        "    movl 12(%esp), %eax\n"
+        "    movl %eax, 4(%esp)\n"  /* EFLAGS over the first EIP */
+        "    popl %eax\n"
+        "    popfl\n"
+        "    ret $4\n");
+
+static void set_gate(unsigned vector, void (*handler)(void), uint16_t cs)
 {
     uint32_t a = (uint32_t)(uintptr_t)handler;
     idt[vector].offset_lo = (uint16_t)a;
@@ -278,8 +304,8 @@ void irq_init(void)
     uint16_t cs;
     __asm__ volatile("mov %%cs, %0" : "=r"(cs));
     for (unsigned v = 0; v < 256; v++)
-        set_gate(v, isr_other, cs);
-    set_gate(PROBE_IRQ_VECTOR, isr_probe, cs);
+        set_gate(v, isr_other_entry, cs);
+    set_gate(PROBE_IRQ_VECTOR, isr_probe_entry, cs);
     struct idt_pointer p = {sizeof idt - 1, (uint32_t)(uintptr_t)idt};
     __asm__ volatile("lidt %0" : : "m"(p));
 

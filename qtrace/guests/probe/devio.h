@@ -53,7 +53,8 @@ uint16_t caps_find(const struct cap_entry *caps, int n, uint8_t id);
  * The guest normally runs with interrupts off.  irq_init() installs an IDT whose every
  * vector counts and returns (PROBE_IRQ_VECTOR is counted apart), enables the local APIC
  * and masks both 8259 PICs, so only a message the device sends to the local APIC can
- * arrive.  irq_wait() opens the window (sti) only while it waits. */
+ * arrive.  irq_wait() opens the window (sti) only while it waits; an interrupt closes it
+ * again (the handler returns with IF clear), so each wait takes at most one. */
 #define PROBE_MSI_ADDRESS 0xFEE00000u /* local APIC, physical destination APIC ID 0 */
 #define PROBE_IRQ_VECTOR 0x41u         /* fixed delivery, edge */
 void irq_init(void);
