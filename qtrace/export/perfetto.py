@@ -8,8 +8,8 @@ One process (the captured QEMU), one track per host thread (:mod:`qtrace.export.
 * every device access is a complete slice with the register, value, region, handler and the
   stack's frames in ``args``;
 * interrupts (``irq``) and DMA are thread-scoped instants (``ph: i``);
-* a flow (``ph: s`` at the exit, ``ph: f`` at the access, both bound to their enclosing
-  slice) joins each exit to the access it caused (``exit_seq``).
+* a flow (``ph: s`` at the exit's start, ``ph: f`` at the access's start, both bound to
+  their enclosing slice, ``bp: e``) joins each exit to the access it caused (``exit_seq``).
 
 Times come from :mod:`qtrace.export.timing`; on each track they strictly increase in
 ``seq`` order (a tie is moved 1 ns later). The capture records moments, not durations: an
@@ -30,7 +30,7 @@ from qtrace.export.threads import HostThread, TimelineRecord, assign_threads
 from qtrace.export.timing import timing_of
 from qtrace.trace import Access, Dma, Exit, Irq, Trace
 
-__all__ = ["ACCESS_SPAN_US", "EXIT_SPAN_US", "PID", "chrome_trace", "render"]
+__all__ = ["ACCESS_SPAN_US", "CATEGORY", "EXIT_SPAN_US", "PID", "chrome_trace", "render"]
 
 ACCESS_SPAN_US = 50.0
 """How long an access slice is drawn (capped by the next event on its track)."""
@@ -40,6 +40,11 @@ EXIT_SPAN_US = 50.0
 
 PID = 1
 """The one process of the export: the captured QEMU."""
+
+CATEGORY = "qtrace"
+"""The category of every event (``args.kind`` says exit, access, irq or dma). One category,
+because Chromium's DevTools binds a flow event only to a slice of the flow's own category at
+the same timestamp, thread and process; Perfetto binds by time and does not mind."""
 
 _TIE_US = 0.001
 
@@ -115,7 +120,7 @@ def _exit_event(trace: Trace, item: _Item, record: Exit) -> JsonObject:
         name = record.reason
     return {
         "name": name,
-        "cat": "exit",
+        "cat": CATEGORY,
         "ph": "X",
         "ts": item.ts,
         "dur": item.dur,
@@ -123,6 +128,7 @@ def _exit_event(trace: Trace, item: _Item, record: Exit) -> JsonObject:
         "tid": item.thread.tid,
         "args": _args(
             {
+                "kind": "exit",
                 "seq": record.seq,
                 "reason": record.reason,
                 "vcpu": record.vcpu,
@@ -144,7 +150,7 @@ def _access_event(trace: Trace, item: _Item, record: Access) -> JsonObject:
     decoded = decode_access(trace.header.device, record, trace.header.regions)
     return {
         "name": f"{record.op} {decoded.name}",
-        "cat": f"access,{record.space}",
+        "cat": CATEGORY,
         "ph": "X",
         "ts": item.ts,
         "dur": item.dur,
@@ -152,6 +158,7 @@ def _access_event(trace: Trace, item: _Item, record: Access) -> JsonObject:
         "tid": item.thread.tid,
         "args": _args(
             {
+                "kind": "access",
                 "seq": record.seq,
                 "op": record.op,
                 "space": record.space,
@@ -188,7 +195,7 @@ def _instant_event(trace: Trace, item: _Item, record: Irq | Dma) -> JsonObject:
         }
     return {
         "name": name,
-        "cat": "irq" if isinstance(record, Irq) else "dma",
+        "cat": CATEGORY,
         "ph": "i",
         "s": "t",
         "ts": item.ts,
@@ -196,6 +203,7 @@ def _instant_event(trace: Trace, item: _Item, record: Irq | Dma) -> JsonObject:
         "tid": item.thread.tid,
         "args": _args(
             {
+                "kind": "irq" if isinstance(record, Irq) else "dma",
                 "seq": record.seq,
                 **extra,
                 "stack": list(reversed(stack_labels(trace, record.stack))),
@@ -214,7 +222,7 @@ def _flow_events(items: list[_Item]) -> list[JsonObject]:
         cause = exits.get(record.exit_seq)
         if cause is None:
             continue
-        common = {"name": "exit -> access", "cat": "flow", "id": record.seq, "pid": PID}
+        common = {"name": "exit -> access", "cat": CATEGORY, "id": record.seq, "pid": PID}
         events.append({**common, "ph": "s", "ts": cause.ts, "tid": cause.thread.tid, "bp": "e"})
         events.append({**common, "ph": "f", "ts": item.ts, "tid": item.thread.tid, "bp": "e"})
     return events

@@ -61,7 +61,7 @@ def test_perfetto_export_keeps_the_trace_event_format_rules(trace: Trace, timed:
     assert chrome_trace_problems(obj) == []
     events = obj["traceEvents"]
     slices = [e for e in events if e["ph"] == "X"]
-    assert Counter(e["cat"].split(",")[0] for e in slices) == {
+    assert Counter(e["args"]["kind"] for e in slices) == {
         **({"exit": len(source.exits)} if source.exits else {}),
         **({"access": len(source.accesses)} if source.accesses else {}),
     }
@@ -110,7 +110,7 @@ def test_an_access_slice_carries_value_register_handler_and_stack(trace: Trace) 
     event = next(
         e
         for e in obj["traceEvents"]  # type: ignore[attr-defined]
-        if e["ph"] == "X" and e["cat"].startswith("access") and e["args"]["seq"] == access.seq
+        if e["ph"] == "X" and e["args"]["kind"] == "access" and e["args"]["seq"] == access.seq
     )
     args = event["args"]
     assert args["value"] == hex(access.value) and args["handler"] == access.handler
