@@ -1,0 +1,180 @@
+"""The two ends of the path, on real KVM captures (issue 12): the host kernel's kvm: events
+joined to the exits, the memory map that decides what exits, and the guest code that made
+each access.
+
+The shared KVM probe capture of the e1000 is the evidence; two captures of their own check
+what must hold on any run: without tracefs the capture ends ok and says why, and with
+another KVM process running beside it none of that process's events appear, and the host's
+tracing state is as it was before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+from qtrace.docker_env import ContainerSpec, LabelledContainer
+from qtrace.guests.symbols import access_places, guest_symbols
+from qtrace.image.builder import BuildResult
+from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
+from qtrace.launch.kernel_events import TRACEFS_ENV, find_qemu_pid, thread_ids
+from qtrace.launch.qemu_argv import QEMU_BINARY
+from qtrace.trace import read_trace
+from qtrace.trace.kernel import read_kernel_log
+from qtrace.trace.kernel_join import join_kernel
+from qtrace.trace.layout import flatview_at, memslot_table
+from tests.integration.conftest import RecordingEvents, require_kvm
+
+Capture = Callable[..., CaptureResult]
+TRACING_FILES = ("tracing_on", "current_tracer", "set_event", "set_event_pid", "trace_clock")
+
+
+def test_kernel_events_are_joined_to_at_least_95_percent_of_the_exits(capture: Capture) -> None:
+    result = capture("e1000", "kvm")
+    trace, log = read_trace(result.out_dir), read_kernel_log(result.out_dir)
+    assert log is not None and log.recorded, log and log.header.reason
+    assert log.end is not None and log.end.lost == 0
+    join = join_kernel(trace, log)
+    assert join.method == "clock"
+    for reason in ("KVM_EXIT_MMIO", "KVM_EXIT_IO"):
+        joined, total = join.coverage(reason)
+        print(f"{reason}: {joined}/{total} exits joined to their kernel events")
+        assert total > 0 and joined >= 0.95 * total, [
+            (j.exit.seq, j.why_not) for j in join.exits if not j.joined
+        ][:5]
+    # a BAR read: KVM could not complete it, exited, and completed it with QEMU's value
+    bar_read = next(
+        j for j in join.exits if j.exit.reason == "KVM_EXIT_MMIO" and not j.exit.is_write
+    )
+    assert bar_read.kernel is not None and bar_read.kernel.access is not None
+    assert bar_read.kernel.access.op == "unsatisfied-read" and bar_read.value_checked
+
+
+def test_accesses_kvm_completed_alone_are_listed(capture: Capture) -> None:
+    result = capture("e1000", "kvm")
+    trace, log = read_trace(result.out_dir), read_kernel_log(result.out_dir)
+    assert log is not None
+    join = join_kernel(trace, log)
+    handled = join.handled_by()
+    print(f"kernel-only accesses: {handled}")
+    coalesced = [a for a in trace.accesses if a.coalesced]
+    assert coalesced, "the probe's EERD writes are coalesced on this host"
+    linked = {k.access_seq for k in join.kernel_only if k.handled_by == "coalesced-mmio"}
+    assert {a.seq for a in coalesced} <= linked  # each buffered write, as the kernel saw it
+    assert handled.get("lapic", 0) > 0  # the firmware's local APIC accesses, never in QEMU
+
+
+def test_bar0_lies_in_no_memory_slot(capture: Capture) -> None:
+    trace = read_trace(capture("e1000", "kvm").out_dir)
+    view = flatview_at(trace.layout, "memory")
+    assert view is not None
+    bar0 = next(r for r in view.ranges if r.region == "e1000-mmio")
+    assert bar0.kind == "io"
+    slots = memslot_table(trace.layout)
+    print("slots:", [(s.slot, hex(s.start), hex(s.size), s.flags) for s in slots])
+    assert any(s.contains(0x100000) for s in slots), "guest RAM is in a slot"
+    assert not any(s.contains(bar0.start) or s.contains(bar0.start + bar0.size - 1) for s in slots)
+    # the BAR programmed by the firmware shows as a FlatView change
+    assert any(
+        v.cause == "update" and any(r.region == "e1000-mmio" for r in v.ranges)
+        for v in trace.flatviews
+    )
+
+
+def test_every_access_names_its_guest_function(capture: Capture) -> None:
+    result = capture("e1000", "kvm")
+    trace = read_trace(result.out_dir)
+    assert trace.vcpus and all(v.sync_regs for v in trace.vcpus)
+    symbols = guest_symbols(result.out_dir)
+    assert symbols is not None
+    places = access_places(trace, symbols)
+    through_exits = [a for a in trace.accesses if a.exit_seq is not None]
+    named = {seq for seq, place in places.items() if place.function is not None}
+    print(f"{len(named)}/{len(through_exits)} accesses through an exit named")
+    assert through_exits and {a.seq for a in through_exits} == named
+    functions = {places[a.seq].function for a in through_exits}
+    assert {"bar_read32", "cfg_read_raw"} <= functions, functions
+    # the rest were buffered by KVM (no exit, so no guest registers): kernel-only, linked
+    log = read_kernel_log(result.out_dir)
+    assert log is not None
+    linked = {k.access_seq for k in join_kernel(trace, log).kernel_only}
+    assert {a.seq for a in trace.accesses if a.exit_seq is None} <= linked
+
+
+def test_without_tracefs_the_capture_ends_ok_and_says_why(
+    debug_image: BuildResult, captures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_kvm()
+    missing = captures_dir / "no-tracefs-here"
+    monkeypatch.setenv(TRACEFS_ENV, str(missing))
+    events = RecordingEvents()
+    request = CaptureRequest(device="e1000", accel="kvm", out_dir=captures_dir / "no-tracefs")
+    result = run_capture(request, events)
+    assert result.status == "ok", result.reason
+    log = read_kernel_log(result.out_dir)
+    assert log is not None and log.header.status == "unavailable" and log.events == []
+    assert log.header.reason == f"no tracefs at {missing} (${TRACEFS_ENV})"
+    assert f"kernel events not recorded: {log.header.reason}" in events.statuses
+    assert read_trace(result.out_dir).accesses
+
+
+def _tracing_state() -> dict[str, object]:
+    """What another tracer would notice: the tracefs mounts (but other captures' private
+    ones, which come and go), each one's instances, and the global switches."""
+    mounts = [
+        line.split()[1]
+        for line in Path("/proc/mounts").read_text().splitlines()
+        if line.split()[2] == "tracefs"
+    ]
+    state: dict[str, object] = {}
+    for mount in mounts:
+        if "/qtrace-tracefs-" in mount:
+            continue
+        root = Path(mount)
+        state[mount] = {
+            "instances": sorted(p.name for p in (root / "instances").iterdir()),
+            **{name: (root / name).read_text() for name in TRACING_FILES},
+        }
+    return state
+
+
+def test_other_processes_never_appear_and_the_host_is_left_as_found(
+    debug_image: BuildResult, docker_client: docker.DockerClient, captures_dir: Path
+) -> None:
+    require_kvm()
+    spec = ContainerSpec(
+        image=debug_image.image,
+        kvm=True,
+        command=(QEMU_BINARY, "-nodefaults", "-display", "none", "-monitor", "none",
+                 "-L", "/usr/share/seabios", "-L", "/usr/share/qemu", "-machine", "pc",
+                 "-accel", "kvm", "-m", "32"),
+    )  # fmt: skip
+    before = _tracing_state()
+    with LabelledContainer(docker_client, spec) as other:
+        deadline = time.monotonic() + 30
+        while (pid := find_qemu_pid(other.id)) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert pid is not None, "the other KVM process did not start"
+        foreign = set(thread_ids(pid))
+        request = CaptureRequest(device="e1000", accel="kvm", out_dir=captures_dir / "beside")
+        result = run_capture(request, RecordingEvents())
+        assert find_qemu_pid(other.id) == pid, "the other KVM process ran all along"
+    assert result.status == "ok", result.reason
+    log = read_kernel_log(result.out_dir)
+    assert log is not None and log.recorded and log.end is not None
+    tids = {e.tid for e in log.events}
+    assert tids and not tids & foreign
+    assert tids <= set(log.header.tids)  # QEMU's own threads, found at vm_start
+    assert "(other threads)" not in log.end.before_arming  # the kernel's filter kept them out
+    after = _tracing_state()
+    assert after == before
+    instance = log.header.instance
+    assert instance is not None
+    assert all(instance not in line for line in Path("/proc/mounts").read_text().splitlines())
+    assert not any((Path(mount) / "instances" / instance).exists() for mount in before), (
+        "the capture's tracefs instance is gone"
+    )
