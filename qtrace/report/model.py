@@ -26,6 +26,7 @@ from qtrace.devices import pack_for
 from qtrace.errors import ReportError
 from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
+from qtrace.trace.layout import Memslot
 from qtrace.trace.schema import Region
 
 __all__ = [
@@ -91,7 +92,9 @@ class RegionRow:
     ``handlers_hit`` counts the accesses each function handled (the trace's ``handler``);
     ``register_map`` names the pack whose register map names this region's registers;
     ``placed_at`` is, for a BAR's own region, the address the guest's configuration accesses
-    left in the BAR while they left its decoding (COMMAND I/O or memory) on, if they did.
+    left in the BAR while they left its decoding (COMMAND I/O or memory) on, if they did;
+    ``memslot`` the KVM memory slot in effect at the end of the trace that covers the BAR
+    there (``memslots_recorded``: the trace has the run's memory-slot records at all).
     """
 
     region: Region
@@ -100,6 +103,8 @@ class RegionRow:
     handlers_hit: tuple[tuple[str, int], ...] = ()
     register_map: str | None = None
     placed_at: int | None = None
+    memslot: Memslot | None = None
+    memslots_recorded: bool = False
 
     @property
     def accesses(self) -> int:
@@ -426,7 +431,7 @@ def report_from_trace(
             )
             for d in trace.dmas
         ),
-        regions=_regions_view(header, accesses),
+        regions=_regions_view(header, accesses, trace.memslots),
         path=_path_view(header, accesses, trace),
     )
 
@@ -521,10 +526,26 @@ def _register_rows(header: Header, accesses: list[Access]) -> tuple[RegisterRow,
     return tuple(rows)
 
 
-def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
+def _memslots_at_end(memslots: list[Memslot]) -> list[Memslot]:
+    """The KVM memory slots still registered after the last record (per address space and
+    slot number, the last add or set, unless a del followed it)."""
+    live: dict[tuple[int, int], Memslot] = {}
+    for record in memslots:
+        key = (record.as_id, record.slot)
+        if record.op == "del" or record.size == 0:
+            live.pop(key, None)
+        else:
+            live[key] = record
+    return [slot for slot in live.values() if slot.as_id == 0]
+
+
+def _regions_view(
+    header: Header, accesses: list[Access], memslots: list[Memslot] | None = None
+) -> RegionsView | None:
     """The regions section's numbers: per region, the accesses and the handlers they hit."""
     if not header.regions:
         return None
+    memslots = memslots or []
     pack = pack_for(header.device)
     mapped = map_regions(header.device, header.regions)
     reads: Counter[int] = Counter()
@@ -539,6 +560,7 @@ def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
         (reads if access.op == "read" else writes)[i] += 1
         hit.setdefault(i, Counter())[access.handler or "?"] += 1
     config = _config_image(accesses)
+    slots = _memslots_at_end(memslots)
     rows = []
     for i, region in enumerate(header.regions):
         register_map = None
@@ -553,7 +575,18 @@ def _regions_view(header: Header, accesses: list[Access]) -> RegionsView | None:
                 writes=writes[i],
                 handlers_hit=tuple(sorted(hit.get(i, Counter()).items())),
                 register_map=register_map,
-                placed_at=_placed_at(config, region),
+                placed_at=(placed := _placed_at(config, region)),
+                memslot=next(
+                    (
+                        slot
+                        for slot in slots
+                        if placed is not None
+                        and slot.start <= placed
+                        and placed + region.size <= slot.start + slot.size
+                    ),
+                    None,
+                ),
+                memslots_recorded=bool(memslots),
             )
         )
     return RegionsView(

@@ -19,6 +19,7 @@ from qtrace.report.model import CaptureReport, build_report
 from qtrace.report.render import region_sentences, render_html, render_markdown
 from qtrace.report.terminal import show_renderables
 from qtrace.trace import Access, Exit, Frame, Header, Record, Stack
+from qtrace.trace.layout import Memslot
 from qtrace.trace.schema import Region
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
@@ -518,3 +519,51 @@ def test_an_empty_container_bar_is_said_to_hold_nothing(make_capture: MakeCaptur
     # A container with subregions (virtio's BAR 4) is not empty.
     virtio = build_report(make_capture("virtio-full", _virtio_trace()))
     assert virtio.regions is not None and virtio.regions.empty_containers == ()
+
+
+def test_a_ram_bar_names_the_kvm_memory_slot_the_run_gave_it(make_capture: MakeCapture) -> None:
+    placed = [
+        _config(10, "write", 0x18, 4, 0xFE80000C),
+        _config(11, "write", 0x1C, 4, 0x0),
+        _config(12, "write", 0x4, 2, 0x0103),
+    ]
+    slots: list[Record] = [
+        Memslot(30, "add", 0, 0, 64 << 20),
+        Memslot(31, "add", 1, 0xFE800000, 4 << 20, host_addr="0x7f1116400000"),
+        Memslot(32, "del", 1, 0xFE800000, 0),
+        Memslot(33, "add", 1, 0xFE800000, 4 << 20, host_addr="0x7f1116400000"),
+    ]
+    report = build_report(make_capture("slot", [*_ivshmem_trace("kvm"), *placed, *slots]))
+    assert report.regions is not None
+    bar2 = next(r for r in report.regions.rows if r.region.bar == 2)
+    assert bar2.memslot is not None and bar2.memslot.seq == 33
+    ram = next(line for line in region_sentences(report.regions) if line.startswith("qtrace-shm"))
+    assert (
+        "In this run QEMU registered it with KVM as guest memory: memory slot 1, "
+        "0xfe800000-0xfebfffff (kvm_set_user_memory_region), still registered at the end of the "
+        "trace, so the guest's loads and stores go straight to the host memory behind it: no "
+        "exit to QEMU and no QEMU handler."
+    ) in ram
+    assert "While the guest has the BAR mapped" not in ram
+    # The slot removed at the end: the report says the records show none, and claims nothing.
+    gone = build_report(
+        make_capture(
+            "slot-gone",
+            [*_ivshmem_trace("kvm"), *placed, *slots, Memslot(34, "del", 1, 0xFE800000, 0)],
+        )
+    )
+    assert gone.regions is not None
+    ram = next(line for line in region_sentences(gone.regions) if line.startswith("qtrace-shm"))
+    assert "show no KVM slot covering it at the end of the run" in ram and "no exit" not in ram
+
+
+def test_a_rom_bar_in_a_read_only_slot(make_capture: MakeCapture) -> None:
+    placed = [_config(10, "write", 0x18, 4, 0xFE800000), _config(12, "write", 0x4, 2, 0x0103)]
+    slot = Memslot(31, "add", 3, 0xFE800000, 4 << 20, flags=2)
+    report = build_report(
+        make_capture("rom-slot", [*_ivshmem_trace("kvm", kind="rom"), *placed, slot])
+    )
+    assert report.regions is not None
+    rom = next(line for line in region_sentences(report.regions) if line.startswith("qtrace-shm"))
+    assert "memory slot 3, 0xfe800000-0xfebfffff, read-only (KVM_MEM_READONLY)" in rom
+    assert "so the guest's reads of it are served from the host memory behind it" in rom
