@@ -10,6 +10,9 @@ tracing state is as it was before.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -177,4 +180,38 @@ def test_other_processes_never_appear_and_the_host_is_left_as_found(
     assert all(instance not in line for line in Path("/proc/mounts").read_text().splitlines())
     assert not any((Path(mount) / "instances" / instance).exists() for mount in before), (
         "the capture's tracefs instance is gone"
+    )
+
+
+def test_ctrl_c_during_a_kvm_capture_removes_the_instance_and_keeps_the_events(
+    debug_image: BuildResult, captures_dir: Path
+) -> None:
+    require_kvm()
+    out = captures_dir / "kvm-interrupted"
+    before = _tracing_state()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("qtrace")), "capture", "e1000", "--accel", "kvm",
+         "--out", str(out), "--probe-rounds", "400000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        trace = out / "trace.jsonl"
+        while time.monotonic() < deadline:
+            if trace.exists() and trace.read_text().count('"type":"access"') >= 20:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    log = read_kernel_log(out)
+    assert log is not None and log.recorded and log.end is not None and log.events
+    assert not (out / "kernel.trace").exists()
+    assert _tracing_state() == before
+    assert log.header.instance is not None
+    assert all(
+        log.header.instance not in line for line in Path("/proc/mounts").read_text().splitlines()
     )
