@@ -29,12 +29,13 @@ from qtrace.docker_env import (
     START_DOCKERD_HINT,
     ContainerKind,
     ContainerSpec,
+    RUN_LABEL,
     LabelledContainer,
     connect,
     qtrace_containers,
 )
 from qtrace.errors import DockerUnavailable
-from qtrace.launch.kernel_events import probe_tracefs
+from qtrace.launch.kernel_events import leftover_tracing, probe_tracefs
 
 __all__ = [
     "Check",
@@ -191,6 +192,16 @@ def _check_tracefs(ctx: _Context) -> Check:
     """Can a KVM capture record the host kernel's kvm: events (tracefs)? Optional: without
     it a capture still runs, and its kernel.jsonl says why the kernel side is missing."""
     status = probe_tracefs()
+    if ctx.client is not None:
+        live = {c.labels.get(RUN_LABEL, "") for c in qtrace_containers(ctx.client)}
+        left = leftover_tracing(live)
+        if left:
+            return Check(
+                KERNEL_EVENTS_CHECK,
+                "warning",
+                f"{len(left)} tracefs instance(s)/mount(s) left by a capture that was killed",
+                "; ".join(left),
+            )
     if not status.usable:
         return Check(
             KERNEL_EVENTS_CHECK,

@@ -63,6 +63,7 @@ __all__ = [
     "TracefsStatus",
     "probe_tracefs",
     "find_qemu_pid",
+    "leftover_tracing",
     "thread_ids",
     "KernelEvents",
     "KernelState",
@@ -149,6 +150,40 @@ def probe_tracefs(
             fix="Use a kernel built with tracing (Debian's are) to record the kernel's side.",
         )
     return TracefsStatus(True, None, mountable=True)
+
+
+MOUNT_PREFIX = "qtrace-tracefs-"
+INSTANCE_PREFIX = "qtrace-"
+
+
+def leftover_tracing(live_run_ids: set[str], mounts: Path = Path("/proc/mounts")) -> list[str]:
+    """What a capture killed outright (SIGKILL) left on the host: its private tracefs mounts
+    and its instances, for run ids with no live container; each as the command removing it
+    (instances first: a mount with an instance in it is still usable by nobody else)."""
+    try:
+        lines = mounts.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    fixes: list[str] = []
+    umounts: list[str] = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 3 or parts[2] != "tracefs":
+            continue
+        root = Path(parts[1])
+        if root.name.startswith(MOUNT_PREFIX):
+            run_id = root.name[len(MOUNT_PREFIX) :].split("-")[0]
+            if run_id not in live_run_ids:
+                umounts.append(f"umount {root} && rmdir {root}")
+        try:
+            instances = list((root / "instances").iterdir())
+        except OSError:
+            continue
+        for instance in instances:
+            run_id = instance.name[len(INSTANCE_PREFIX) :]
+            if instance.name.startswith(INSTANCE_PREFIX) and run_id not in live_run_ids:
+                fixes.append(f"rmdir {instance}")
+    return fixes + umounts
 
 
 def find_qemu_pid(container_id: str, proc: Path = Path("/proc")) -> int | None:
@@ -254,7 +289,7 @@ class KernelEvents:
             )
         root = status.root if status.root is not None else self._mount()
         self._root = root
-        instance = root / "instances" / f"qtrace-{self.run_id}"
+        instance = root / "instances" / f"{INSTANCE_PREFIX}{self.run_id}"
         try:
             self._make_instance(instance)
         except OSError as exc:
@@ -320,7 +355,7 @@ class KernelEvents:
         path.rmdir()  # tracefs frees the instance (refused while a file in it is open)
 
     def _mount(self) -> Path:
-        target = Path(tempfile.mkdtemp(prefix=f"qtrace-tracefs-{self.run_id}-"))
+        target = Path(tempfile.mkdtemp(prefix=f"{MOUNT_PREFIX}{self.run_id}-"))
         done = subprocess.run(
             ["mount", "-t", "tracefs", "nodev", str(target)],
             capture_output=True,

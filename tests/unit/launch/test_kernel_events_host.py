@@ -168,3 +168,26 @@ def test_the_doctor_warns_about_kernel_events_without_failing() -> None:
     assert doctor_ok([*fine, Check(KERNEL_EVENTS_CHECK, "warning", "no tracefs", "mount it")])
     assert not doctor_ok([*fine, Check("kvm", "warning", "no /dev/kvm")])
     assert not doctor_ok([*fine, Check(KERNEL_EVENTS_CHECK, "error", "?")])
+
+
+def test_what_a_killed_capture_left_is_found_with_the_commands_removing_it(
+    tmp_path: Path,
+) -> None:
+    from qtrace.launch.kernel_events import leftover_tracing
+
+    dead, live = tmp_path / "qtrace-tracefs-dead01-x1", tmp_path / "qtrace-tracefs-live02-y2"
+    system = tmp_path / "sys-tracing"
+    for root in (dead, live, system):
+        (root / "instances").mkdir(parents=True)
+    (dead / "instances" / "qtrace-dead01").mkdir()
+    (system / "instances" / "qtrace-live02").mkdir()
+    (system / "instances" / "perf-session").mkdir()  # someone else's: never touched
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "".join(f"nodev {root} tracefs rw,relatime 0 0\n" for root in (dead, live, system))
+        + "proc /proc proc rw 0 0\n"
+    )
+    assert leftover_tracing({"live02"}, mounts) == [
+        f"rmdir {dead / 'instances' / 'qtrace-dead01'}",
+        f"umount {dead} && rmdir {dead}",
+    ]
