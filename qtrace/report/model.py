@@ -27,7 +27,7 @@ from qtrace.errors import ReportError
 from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
 from qtrace.trace.layout import Memslot
-from qtrace.trace.schema import Region
+from qtrace.trace.schema import Async, Region
 
 __all__ = [
     "CaptureReport",
@@ -609,13 +609,16 @@ def _stack_views(
     exit_kinds: dict[str, Counter[str]] = {sid: Counter() for sid in annotated}
     tcg = trace.header.accel == "tcg"
     for record in trace.records:
-        if not isinstance(record, (Access, Exit, Irq, Dma)):
+        if not isinstance(record, (Access, Exit, Irq, Dma, Async)):
             continue
         sid = record.stack
         if sid is None or sid not in annotated:
             continue
         uses[sid][record.type] += 1
-        if isinstance(record, Access):
+        if isinstance(record, Async):
+            # Work off the register path (ioeventfd, fd handler, bottom half, timer, irqfd).
+            kinds[sid].add(f"{record.kind} {record.op}")
+        elif isinstance(record, Access):
             kinds[sid].add(access_kind(record))
             if record.handler:
                 handlers[sid].add(record.handler)
@@ -624,7 +627,7 @@ def _stack_views(
                 exit_kinds[sid][linked.reason] += 1
             elif tcg:
                 exit_kinds[sid]["no exit (TCG softmmu)"] += 1
-    roles = {"access": "access", "irq": "irq", "dma": "dma", "exit": "exit"}
+    roles = {"access": "access", "irq": "irq", "dma": "dma", "exit": "exit", "async": "async"}
     # Stacks that differ only in frame addresses (under TCG: where in the translated code the
     # helper was called) are the same path: one view, the others listed in ``also``.
     groups: dict[tuple[tuple[str, str | None, int | None], ...], list[str]] = {}

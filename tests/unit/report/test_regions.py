@@ -20,7 +20,7 @@ from qtrace.report.render import region_sentences, render_html, render_markdown
 from qtrace.report.terminal import show_renderables
 from qtrace.trace import Access, Exit, Frame, Header, Record, Stack
 from qtrace.trace.layout import Memslot
-from qtrace.trace.schema import Region
+from qtrace.trace.schema import Async, Region
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "traces"
 
@@ -567,3 +567,25 @@ def test_a_rom_bar_in_a_read_only_slot(make_capture: MakeCapture) -> None:
     rom = next(line for line in region_sentences(report.regions) if line.startswith("qtrace-shm"))
     assert "memory slot 3, 0xfe800000-0xfebfffff, read-only (KVM_MEM_READONLY)" in rom
     assert "so the guest's reads of it are served from the host memory behind it" in rom
+
+
+def test_a_stack_used_by_work_off_the_vcpu_thread_is_titled_by_that_work(
+    make_capture: MakeCapture,
+) -> None:
+    main_loop = (
+        Frame("virtio_queue_host_notifier_read", "hw/virtio/virtio.c", 3800),
+        Frame("aio_dispatch_handler", "util/aio-posix.c", 400),
+        Frame("main_loop_wait", "util/main-loop.c", 600),
+    )
+    records = [
+        *_virtio_trace(),
+        Stack("s9", main_loop),
+        Async(40, "fd-handler", "run", callback="virtio_queue_host_notifier_read", stack="s9"),
+        Async(41, "fd-handler", "run", callback="virtio_queue_host_notifier_read", stack="s9"),
+    ]
+    report = build_report(make_capture("async", records))
+    view = report.stack_view("s9")
+    assert view is not None and view.title == (
+        "virtio_queue_host_notifier_read: fd-handler run (2x)"
+    )
+    assert view.roles == ("async",)
