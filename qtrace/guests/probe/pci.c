@@ -1,11 +1,16 @@
 /*
- * PCI configuration space, the bus-0 scan and the target's BARs.
+ * PCI configuration space, the bus scan (bridges included) and the target's BARs.
  *
  * Config space is reached either through mechanism #1 (address to port 0xCF8, data at
  * 0xCFC-0xCFF) or, when the command line gives mmcfg=, through PCIe ECAM (the q35
- * machine).  Only accesses to the target function are logged as ACC lines: the
- * address-port write to 0xCF8 belongs to the host bridge, not to the device, and the
- * other functions seen by the scan are not under test.
+ * machine).  Accesses to the target function are logged as ACC lines, accesses to
+ * PCI-to-PCI bridges as "# acc BB:DD.F ..." lines; the address-port write to 0xCF8
+ * belongs to the host bridge, and the other functions seen by the scan are not under
+ * test, so neither is logged.
+ *
+ * The probe numbers the buses itself (depth first, in slot order, as SeaBIOS and Linux
+ * do) and, for a target behind bridges, places the target's BARs in a window of its own
+ * and opens the windows of every bridge on the way to cover them.
  */
 #include "probe.h"
 
@@ -20,23 +25,67 @@
 #define PCI_INTERRUPT_LINE 0x3C
 #define PCI_INTERRUPT_PIN 0x3D
 
+/* Type-1 (bridge) header, PCI-to-PCI Bridge Architecture Specification 1.2, 3.2. */
+#define PCI_PRIMARY_BUS 0x18 /* dword: primary, secondary, subordinate, latency */
+#define PCI_IO_BASE 0x1C     /* byte; PCI_IO_LIMIT at 0x1D: address bits 15:12 */
+#define PCI_MEMORY_BASE 0x20 /* word; PCI_MEMORY_LIMIT at 0x22: address bits 31:20 */
+#define PCI_PREF_MEMORY_BASE 0x24
+#define PCI_PREF_BASE_UPPER32 0x28
+#define PCI_PREF_LIMIT_UPPER32 0x2C
+#define PCI_IO_BASE_UPPER16 0x30 /* dword: base upper 16, limit upper 16 */
+
 #define PCI_COMMAND_IO 0x1
 #define PCI_COMMAND_MEMORY 0x2
 #define PCI_COMMAND_MASTER 0x4
 
-/* Where a BAR the firmware left at 0 gets placed.  SeaBIOS assigns every BAR on the
- * machines qtrace uses, so these are a fallback for firmware-less boots only. */
-#define FREE_MMIO_WINDOW 0xFEB00000u
-#define FREE_IO_WINDOW 0xC000u
+#define HDR_TYPE_BRIDGE 1
+#define MAX_BRIDGES 8
+#define MAX_BRIDGE_DEPTH 8
+
+/* Where the probe places a BAR itself: one the firmware left at 0, a 64-bit BAR the
+ * firmware put above 4 GiB, and every BAR of a target behind a bridge.  SeaBIOS fills
+ * its PCI memory top-down from 0xFEC00000 and its I/O from 0xC000 up, ACPI and SMBus
+ * sit at 0xB000-0xB1FF, q35's ECAM at 0xB0000000-0xBFFFFFFF, so these ranges are free
+ * on both machines (all of 0x04000000-0xFEBFFFFF is PCI address space with -m 64). */
+#define PROBE_MMIO_BASE 0xC0000000u
+#define PROBE_MMIO_END 0xE0000000u
+#define PROBE_IO_BASE 0x8000u
+#define PROBE_IO_END 0xA000u
+
+#define BRIDGE_MEM_GRANULE 0x100000u /* memory windows: 1 MiB */
+#define BRIDGE_IO_GRANULE 0x1000u    /* I/O windows: 4 KiB */
 
 uint32_t pci_ecam_base;
 /* dev 0xFF matches nothing until the command line names a target. */
 struct pci_addr pci_target = {0, 0xFF, 0};
 struct bar target_bars[6];
+uint32_t target_header[16];
+
+struct bridge {
+    struct pci_addr addr;
+    uint8_t primary, secondary, subordinate;
+};
+
+static struct bridge bridges[MAX_BRIDGES];
+static int n_bridges;
+static uint8_t last_bus;
+
+static int same_addr(struct pci_addr a, struct pci_addr b)
+{
+    return a.bus == b.bus && a.dev == b.dev && a.fn == b.fn;
+}
 
 static int is_target(struct pci_addr a)
 {
-    return a.bus == pci_target.bus && a.dev == pci_target.dev && a.fn == pci_target.fn;
+    return same_addr(a, pci_target);
+}
+
+static int is_bridge(struct pci_addr a)
+{
+    for (int i = 0; i < n_bridges; i++)
+        if (same_addr(a, bridges[i].addr))
+            return 1;
+    return 0;
 }
 
 static uint32_t ecam_addr(struct pci_addr a, uint16_t off)
@@ -51,6 +100,8 @@ static uint32_t cf8_addr(struct pci_addr a, uint16_t off)
            ((uint32_t)a.fn << 8) | (off & 0xFCu);
 }
 
+/* Callers never pass an offset above 0xFF without ECAM (pci_cfg_extended()): through
+ * the ports such an access would not happen at all, and must not be logged as if. */
 static uint32_t cfg_read_raw(struct pci_addr a, uint16_t off, unsigned size)
 {
     if (pci_ecam_base) {
@@ -61,8 +112,6 @@ static uint32_t cfg_read_raw(struct pci_addr a, uint16_t off, unsigned size)
             return mmio_read16(addr);
         return mmio_read32(addr);
     }
-    if (off > 0xFF)
-        return 0xFFFFFFFFu;
     outl(PCI_CONFIG_ADDRESS, cf8_addr(a, off));
     if (size == 1)
         return inb((uint16_t)(PCI_CONFIG_DATA + (off & 3)));
@@ -83,8 +132,6 @@ static void cfg_write_raw(struct pci_addr a, uint16_t off, unsigned size, uint32
             mmio_write32(addr, v);
         return;
     }
-    if (off > 0xFF)
-        return;
     outl(PCI_CONFIG_ADDRESS, cf8_addr(a, off));
     if (size == 1)
         outb((uint16_t)(PCI_CONFIG_DATA + (off & 3)), (uint8_t)v);
@@ -94,19 +141,31 @@ static void cfg_write_raw(struct pci_addr a, uint16_t off, unsigned size, uint32
         outl(PCI_CONFIG_DATA, v);
 }
 
+int pci_cfg_extended(void)
+{
+    return pci_ecam_base != 0;
+}
+
+static void log_cfg(struct pci_addr a, char op, uint16_t off, unsigned size, uint32_t v)
+{
+    if (is_target(a))
+        acc_log(op, "cfg", -1, off, size, v);
+    else if (is_bridge(a))
+        kprintf("# acc %02x:%02x.%x %c cfg - 0x%x %u 0x%x\n", (uint32_t)a.bus, (uint32_t)a.dev,
+                (uint32_t)a.fn, op, (uint32_t)off, size, v);
+}
+
 uint32_t pci_cfg_read(struct pci_addr a, uint16_t off, unsigned size)
 {
     uint32_t v = cfg_read_raw(a, off, size);
-    if (is_target(a))
-        acc_log('R', "cfg", -1, off, size, v);
+    log_cfg(a, 'R', off, size, v);
     return v;
 }
 
 void pci_cfg_write(struct pci_addr a, uint16_t off, unsigned size, uint32_t value)
 {
     cfg_write_raw(a, off, size, value);
-    if (is_target(a))
-        acc_log('W', "cfg", -1, off, size, value);
+    log_cfg(a, 'W', off, size, value);
 }
 
 static int probe_function(struct pci_addr a, int *found_target)
@@ -122,6 +181,13 @@ static int probe_function(struct pci_addr a, int *found_target)
             t ? " target" : "");
     if (t)
         *found_target = 1;
+    if ((hdr & 0x7F) == HDR_TYPE_BRIDGE && !t && n_bridges < MAX_BRIDGES) {
+        /* From now on this bridge's accesses are logged; these three came first. */
+        bridges[n_bridges++].addr = a;
+        log_cfg(a, 'R', PCI_VENDOR_ID, 4, id);
+        log_cfg(a, 'R', PCI_CLASS_REVISION, 4, class_rev);
+        log_cfg(a, 'R', PCI_HEADER_TYPE, 1, hdr);
+    }
     return (int)hdr;
 }
 
@@ -144,6 +210,55 @@ static void report_q35_pciexbar(struct pci_addr host)
         kprintf("# warning mmcfg 0x%x differs from pciexbar\n", pci_ecam_base);
 }
 
+static void scan_bus(uint8_t bus, int depth, int *found);
+
+/* Number the buses below bridge b (it sits on `bus`): secondary = the next free number,
+ * subordinate 0xFF while its side is scanned, then the highest number found there. */
+static void enumerate_bridge(struct bridge *b, uint8_t bus, int depth, int *found)
+{
+    uint32_t old = pci_cfg_read(b->addr, PCI_PRIMARY_BUS, 4);
+    if (last_bus == 0xFF) {
+        kprintf("# warning bridge %02x:%02x.%x: no bus numbers left\n", (uint32_t)b->addr.bus,
+                (uint32_t)b->addr.dev, (uint32_t)b->addr.fn);
+        return;
+    }
+    b->primary = bus;
+    b->secondary = ++last_bus;
+    pci_cfg_write(b->addr, PCI_PRIMARY_BUS, 4,
+                  (old & 0xFF000000u) | 0x00FF0000u | ((uint32_t)b->secondary << 8) | bus);
+    if (depth < MAX_BRIDGE_DEPTH)
+        scan_bus(b->secondary, depth + 1, found);
+    b->subordinate = last_bus;
+    pci_cfg_write(b->addr, PCI_PRIMARY_BUS + 2, 1, b->subordinate);
+    kprintf("# bridge %02x:%02x.%x bus %02x secondary %02x subordinate %02x\n",
+            (uint32_t)b->addr.bus, (uint32_t)b->addr.dev, (uint32_t)b->addr.fn,
+            (uint32_t)b->primary, (uint32_t)b->secondary, (uint32_t)b->subordinate);
+}
+
+static void probe_slot_function(struct pci_addr a, int depth, int *found, int *hdr_out)
+{
+    int before = n_bridges;
+    int hdr = probe_function(a, found);
+    *hdr_out = hdr;
+    if (n_bridges > before)
+        enumerate_bridge(&bridges[before], a.bus, depth, found);
+}
+
+static void scan_bus(uint8_t bus, int depth, int *found)
+{
+    for (uint8_t dev = 0; dev < 32; dev++) {
+        struct pci_addr a = {bus, dev, 0};
+        int hdr;
+        probe_slot_function(a, depth, found, &hdr);
+        if (hdr < 0 || !(hdr & 0x80))
+            continue;
+        for (uint8_t fn = 1; fn < 8; fn++) {
+            a.fn = fn;
+            probe_slot_function(a, depth, found, &hdr);
+        }
+    }
+}
+
 int pci_scan(void)
 {
     int found = 0;
@@ -158,16 +273,8 @@ int pci_scan(void)
         if (id == Q35_MCH_ID)
             report_q35_pciexbar(host);
     }
-    for (uint8_t dev = 0; dev < 32; dev++) {
-        struct pci_addr a = {0, dev, 0};
-        int hdr = probe_function(a, &found);
-        if (hdr < 0 || !(hdr & 0x80))
-            continue;
-        for (uint8_t fn = 1; fn < 8; fn++) {
-            a.fn = fn;
-            probe_function(a, &found);
-        }
-    }
+    last_bus = 0;
+    scan_bus(0, 0, &found);
     return found;
 }
 
@@ -176,11 +283,24 @@ static uint32_t align_up(uint32_t v, uint32_t align)
     return (v + align - 1) & ~(align - 1);
 }
 
+/* Next free address in [*next, end) aligned to size (a power of two); 0 if none. */
+static uint32_t alloc_range(uint32_t *next, uint32_t end, uint32_t size)
+{
+    uint32_t base = align_up(*next, size);
+    if (base < *next || base >= end || size > end - base)
+        return 0;
+    *next = base + size;
+    return base;
+}
+
+static uint32_t next_mmio = PROBE_MMIO_BASE, next_io = PROBE_IO_BASE;
+
 static const char *const kind_names[] = {"none", "mem32", "mem64", "io"};
 
 /* Size BAR n (decoding is off while we do), keep or assign its address, describe it.
+ * `own` makes the probe assign it whatever the firmware chose (targets behind bridges).
  * Returns how many BAR slots it used (2 for a 64-bit BAR). */
-static int setup_bar(int n, uint32_t *next_mmio, uint32_t *next_io)
+static int setup_bar(int n, int own)
 {
     struct pci_addr t = pci_target;
     uint16_t off = (uint16_t)(PCI_BAR0 + 4 * n);
@@ -228,20 +348,81 @@ static int setup_bar(int n, uint32_t *next_mmio, uint32_t *next_io)
         kprintf("# bar %d none\n", n);
         return used;
     }
-    if (b->kind == BAR_IO && b->base == 0 && b->size) {
-        b->base = align_up(*next_io, b->size);
-        *next_io = b->base + b->size;
-        pci_cfg_write(t, off, 4, b->base | 1);
-        kprintf("# bar %d assigned 0x%x\n", n, b->base);
-    } else if (b->kind != BAR_IO && b->base == 0 && b->base_hi == 0 && b->size) {
-        b->base = align_up(*next_mmio, b->size);
-        *next_mmio = b->base + b->size;
-        pci_cfg_write(t, off, 4, b->base | (orig & 0xFu));
-        kprintf("# bar %d assigned 0x%x\n", n, b->base);
+    if (b->kind == BAR_IO && b->size && (own || b->base == 0)) {
+        uint32_t base = alloc_range(&next_io, PROBE_IO_END, b->size);
+        if (base) {
+            b->base = base;
+            pci_cfg_write(t, off, 4, b->base | 1);
+            kprintf("# bar %d assigned 0x%x\n", n, b->base);
+        } else {
+            kprintf("# warning bar %d: no room in the probe's I/O window\n", n);
+        }
+    } else if (b->kind != BAR_IO && b->size && (own || b->base_hi || b->base == 0)) {
+        uint32_t base = alloc_range(&next_mmio, PROBE_MMIO_END, b->size);
+        if (base) {
+            uint32_t was_hi = b->base_hi, was = b->base;
+            b->base = base;
+            b->base_hi = 0;
+            pci_cfg_write(t, off, 4, b->base | (orig & 0xFu));
+            if (b->kind == BAR_MEM64)
+                pci_cfg_write(t, (uint16_t)(off + 4), 4, 0);
+            if (was_hi)
+                kprintf("# bar %d moved below 4 GiB 0x%x (was 0x%x%08x)\n", n, b->base, was_hi,
+                        was);
+            else
+                kprintf("# bar %d assigned 0x%x\n", n, b->base);
+        } else {
+            kprintf("# warning bar %d: no room in the probe's memory window\n", n);
+        }
     }
     kprintf("# bar %d %s base 0x%x%s size 0x%x%s\n", n, kind_names[b->kind], b->base,
             b->base_hi ? " (above 4 GiB)" : "", b->size, b->prefetchable ? " prefetch" : "");
     return used;
+}
+
+/* Open the windows of every bridge between bus 0 and the target (top down) over what the
+ * probe placed in its own ranges, close the prefetchable window, enable forwarding. */
+static void open_bridge_windows(void)
+{
+    uint32_t mem_lo = PROBE_MMIO_BASE, mem_hi = align_up(next_mmio, BRIDGE_MEM_GRANULE);
+    uint32_t io_lo = PROBE_IO_BASE, io_hi = align_up(next_io, BRIDGE_IO_GRANULE);
+    int have_mem = next_mmio > PROBE_MMIO_BASE, have_io = next_io > PROBE_IO_BASE;
+
+    for (int i = 0; i < n_bridges; i++) {
+        const struct bridge *b = &bridges[i];
+        if (pci_target.bus < b->secondary || pci_target.bus > b->subordinate)
+            continue;
+        struct pci_addr a = b->addr;
+        uint32_t cmd = pci_cfg_read(a, PCI_COMMAND, 2);
+        pci_cfg_write(a, PCI_MEMORY_BASE, 2, have_mem ? (mem_lo >> 16) & 0xFFF0u : 0xFFF0u);
+        pci_cfg_write(a, PCI_MEMORY_BASE + 2, 2, have_mem ? ((mem_hi - 1) >> 16) & 0xFFF0u : 0);
+        pci_cfg_write(a, PCI_PREF_MEMORY_BASE, 2, 0xFFF0u);
+        pci_cfg_write(a, PCI_PREF_MEMORY_BASE + 2, 2, 0);
+        pci_cfg_write(a, PCI_PREF_BASE_UPPER32, 4, 0);
+        pci_cfg_write(a, PCI_PREF_LIMIT_UPPER32, 4, 0);
+        pci_cfg_write(a, PCI_IO_BASE, 1, have_io ? (io_lo >> 8) & 0xF0u : 0xF0u);
+        pci_cfg_write(a, PCI_IO_BASE + 1, 1, have_io ? ((io_hi - 1) >> 8) & 0xF0u : 0);
+        pci_cfg_write(a, PCI_IO_BASE_UPPER16, 4, 0);
+        pci_cfg_write(a, PCI_COMMAND, 2,
+                      cmd | PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+        /* Read back what the bridge holds: a window it does not implement reads as 0. */
+        uint32_t io = pci_cfg_read(a, PCI_IO_BASE, 2);
+        uint32_t mem = pci_cfg_read(a, PCI_MEMORY_BASE, 4);
+        cmd = pci_cfg_read(a, PCI_COMMAND, 2);
+        uint32_t mem_base = (mem & 0xFFF0u) << 16, mem_limit = (mem & 0xFFF00000u) | 0xFFFFFu;
+        uint32_t io_base = (io & 0xF0u) << 8, io_limit = ((io >> 8) & 0xF0u) << 8 | 0xFFFu;
+        kprintf("# bridge %02x:%02x.%x window", (uint32_t)a.bus, (uint32_t)a.dev,
+                (uint32_t)a.fn);
+        if (mem_base <= mem_limit && have_mem)
+            kprintf(" mem 0x%x-0x%x", mem_base, mem_limit);
+        else
+            kprintf(" mem off");
+        if (io_base <= io_limit && have_io)
+            kprintf(" io 0x%x-0x%x", io_base, io_limit);
+        else
+            kprintf(" io off");
+        kprintf(" prefetch off command 0x%04x\n", cmd);
+    }
 }
 
 int pci_setup_target(void)
@@ -249,7 +430,7 @@ int pci_setup_target(void)
     struct pci_addr t = pci_target;
 
     /* The whole type-0 header, one dword at a time. */
-    uint32_t hdr[16];
+    uint32_t *hdr = target_header;
     for (uint16_t i = 0; i < 16; i++)
         hdr[i] = pci_cfg_read(t, (uint16_t)(4 * i), 4);
     if ((hdr[0] & 0xFFFF) == 0xFFFF || (hdr[0] & 0xFFFF) == 0) {
@@ -268,9 +449,11 @@ int pci_setup_target(void)
     uint32_t cmd = pci_cfg_read(t, PCI_COMMAND, 2);
     pci_cfg_write(t, PCI_COMMAND, 2, cmd & ~(uint32_t)(PCI_COMMAND_IO | PCI_COMMAND_MEMORY));
 
-    uint32_t next_mmio = FREE_MMIO_WINDOW, next_io = FREE_IO_WINDOW;
+    int behind_bridge = t.bus != 0;
     for (int n = 0; n < 6;)
-        n += setup_bar(n, &next_mmio, &next_io);
+        n += setup_bar(n, behind_bridge);
+    if (behind_bridge)
+        open_bridge_windows();
 
     pci_cfg_write(t, PCI_COMMAND, 2,
                   cmd | PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
@@ -278,6 +461,7 @@ int pci_setup_target(void)
     uint32_t line = pci_cfg_read(t, PCI_INTERRUPT_LINE, 1);
     uint32_t pin = pci_cfg_read(t, PCI_INTERRUPT_PIN, 1);
     kprintf("# command 0x%04x irq line %u pin %u\n", cmd, line, pin);
+    pci_walk_caps();
     return 1;
 }
 

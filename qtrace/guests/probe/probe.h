@@ -69,14 +69,36 @@ struct pci_addr {
 extern uint32_t pci_ecam_base;
 extern struct pci_addr pci_target;
 extern struct bar target_bars[6];
+/* The target's type-0 header as pci_setup_target() read it (16 dwords). */
+extern uint32_t target_header[16];
+
+/* A structure a capability places in a BAR (virtio regions, MSI-X table and PBA), with
+ * how many bytes of it the generic sequence reads. */
+#define MAX_STRUCTS 16
+struct bar_struct {
+    int bar;
+    uint32_t offset;
+    uint32_t length;
+    const char *what;
+};
+extern struct bar_struct target_structs[MAX_STRUCTS];
+extern int n_target_structs;
 
 /* Config access to any function; logged as "ACC ... cfg" iff it is the target. */
 uint32_t pci_cfg_read(struct pci_addr a, uint16_t off, unsigned size);
 void pci_cfg_write(struct pci_addr a, uint16_t off, unsigned size, uint32_t value);
-/* Lists bus 0 as "# pci" lines; returns 1 if the target answered. */
+/* 1 if offsets 0x100-0xFFF can be reached (ECAM). */
+int pci_cfg_extended(void);
+/* Lists every bus as "# pci" lines, numbering the buses behind bridges; returns 1 if the
+ * target answered. */
 int pci_scan(void);
-/* Header dump, BAR sizing/programming, command register, interrupt line/pin. */
+/* Header dump, BAR sizing/programming, bridge windows, command register, interrupt
+ * line/pin, then the capability lists. */
 int pci_setup_target(void);
+
+/* ---- caps.c ---- */
+/* Walks and prints the target's capability lists; fills target_structs. */
+void pci_walk_caps(void);
 
 /* Logged register access through BAR n of the target (mmio or pio as the BAR says). */
 uint32_t bar_read32(int n, uint32_t off);

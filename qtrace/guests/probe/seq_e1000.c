@@ -68,9 +68,13 @@ struct tx_desc {
 _Static_assert(sizeof(struct tx_desc) == 16, "legacy TX descriptor is 16 bytes");
 
 /* The ring base must be 16-byte aligned; 128 keeps the whole ring in one cache line
- * group as the manual recommends.  No paging, so these addresses are physical. */
-static volatile struct tx_desc tx_ring[TX_RING_LEN] __attribute__((aligned(128)));
-static uint8_t tx_frame[FRAME_BYTES] __attribute__((aligned(16)));
+ * group as the manual recommends.  No paging, so these addresses are physical.  Both sit
+ * at fixed addresses below the image (linker.ld), so what the guest writes to TDBAL and
+ * into the descriptor does not move when the code grows. */
+extern volatile struct tx_desc e1000_tx_ring[TX_RING_LEN];
+extern uint8_t e1000_tx_frame[FRAME_BYTES];
+#define tx_ring e1000_tx_ring
+#define tx_frame e1000_tx_frame
 
 static uint16_t eeprom_read(uint32_t word, const char *what)
 {
