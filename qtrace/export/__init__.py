@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from qtrace.export import folded, perfetto, speedscope
 from qtrace.export.timing import timing_of
-from qtrace.trace import Access, Dma, Exit, Irq, Trace
+from qtrace.trace import Access, Async, Dma, Exit, Irq, Trace
 
 __all__ = ["ExportFormat", "export_trace", "default_file_name", "timestamps_note"]
 
@@ -63,4 +63,5 @@ def default_file_name(fmt: ExportFormat) -> str:
 def timestamps_note(trace: Trace) -> str:
     """Whether a timeline of ``trace`` has measured or synthetic times, and why (the
     ``otherData.timestamps`` of its perfetto export)."""
-    return timing_of([r for r in trace.records if isinstance(r, (Exit, Access, Irq, Dma))]).note
+    records = [r for r in trace.records if isinstance(r, (Exit, Access, Irq, Dma, Async))]
+    return timing_of(records).note

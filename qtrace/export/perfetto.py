@@ -8,8 +8,14 @@ One process (the captured QEMU), one track per host thread (:mod:`qtrace.export.
 * every device access is a complete slice with the register, value, region, handler and the
   stack's frames in ``args``;
 * interrupts (``irq``) and DMA are thread-scoped instants (``ph: i``);
-* a flow (``ph: s`` at the exit's start, ``ph: f`` at the access's start, both bound to
-  their enclosing slice, ``bp: e``) joins each exit to the access it caused (``exit_seq``).
+* the device's work off the register path (``async``: a timer armed, a bottom half
+  scheduled, an fd handler run, ...) is a slice on the thread that did it; a ``run`` spans
+  the records after it on its thread whose stack holds its callback (an interrupt raised
+  from the timer, say);
+* a flow (``ph: s`` at the cause's start, ``ph: f`` at the effect's start, both bound to
+  their enclosing slice, ``bp: e``) joins each exit to the access it caused (``exit_seq``),
+  and each timer arm or bottom-half schedule to the run of the same callback that follows
+  it, often on another thread (the vCPU's write arms, the main loop runs).
 
 Times come from :mod:`qtrace.export.timing`; on each track they strictly increase in
 ``seq`` order (a tie is moved 1 ns later). The capture records moments, not durations: an
@@ -28,7 +34,7 @@ from qtrace.annotate import decode_access
 from qtrace.export.stacks import stack_labels
 from qtrace.export.threads import HostThread, TimelineRecord, assign_threads
 from qtrace.export.timing import timing_of
-from qtrace.trace import Access, Dma, Exit, Irq, Trace
+from qtrace.trace import Access, Async, Dma, Exit, Irq, Trace
 
 __all__ = ["ACCESS_SPAN_US", "CATEGORY", "EXIT_SPAN_US", "PID", "chrome_trace", "render"]
 
@@ -42,7 +48,7 @@ PID = 1
 """The one process of the export: the captured QEMU."""
 
 CATEGORY = "qtrace"
-"""The category of every event (``args.kind`` says exit, access, irq or dma). One category,
+"""The category of every event (``args.kind`` says exit, access, irq, dma or async). One category,
 because Chromium's DevTools binds a flow event only to a slice of the flow's own category at
 the same timestamp, thread and process; Perfetto binds by time and does not mind."""
 
@@ -63,43 +69,76 @@ def _tracks(trace: Trace) -> tuple[list[_Item], str]:
     pairs = assign_threads(trace)
     timing = timing_of([record for record, _ in pairs])
     by_track: dict[int, list[_Item]] = {}
-    for record, thread in pairs:
+    for (record, thread), ts in zip(pairs, timing.times_us):
         track = by_track.setdefault(thread.tid, [])
-        ts = timing.ts_us(record)
         if track and ts <= track[-1].ts:
             ts = round(track[-1].ts + _TIE_US, 3)
         track.append(_Item(record, thread, ts))
     items: list[_Item] = []
     for track in by_track.values():
-        _set_durations(track)
+        _set_durations(track, trace)
         items.extend(track)
     return items, timing.note
 
 
-def _set_durations(track: list[_Item]) -> None:
-    """Accesses get their nominal span; an exit spans up to the end of the last access it
-    caused (``exit_seq``), with whatever its vCPU thread did meanwhile (a replayed coalesced
-    write, an interrupt) inside it. Every slice ends by the start of the next event that is not
-    inside it, so the slices of a track nest and never overlap."""
+def _nominal(track: list[_Item], i: int, span_us: float) -> float:
+    gap = track[i + 1].ts - track[i].ts if i + 1 < len(track) else span_us
+    return round(min(span_us, gap), 3)
+
+
+def _runs_inside(record: Async, later: _Item, trace: Trace) -> bool:
+    stack = trace.stacks.get(later.record.stack) if later.record.stack is not None else None
+    return stack is not None and any(frame.func == record.callback for frame in stack.frames)
+
+
+def _set_durations(track: list[_Item], trace: Trace) -> None:
+    """Accesses and async records get their nominal span; an exit spans up to the end of the
+    last access it caused (``exit_seq``), with whatever its vCPU thread did meanwhile (a
+    replayed coalesced write, an interrupt) inside it; an async ``run`` spans up to the last
+    record before the next run (or exit) on its track whose stack holds its callback. Every
+    slice ends by the start of the next event that is not inside it, and
+    :func:`_nest` cuts any that would still end after its parent, so the slices of a track
+    nest and never overlap."""
     for i, item in enumerate(track):
-        if isinstance(item.record, Access):
-            gap = track[i + 1].ts - item.ts if i + 1 < len(track) else ACCESS_SPAN_US
-            item.dur = round(min(ACCESS_SPAN_US, gap), 3)
+        if isinstance(item.record, (Access, Async)):
+            item.dur = _nominal(track, i, ACCESS_SPAN_US)
     for i, item in enumerate(track):
-        if not isinstance(item.record, Exit):
-            continue
-        last_caused: _Item | None = None
-        for later in track[i + 1 :]:
-            if isinstance(later.record, Exit):
-                break
-            if isinstance(later.record, Access) and later.record.exit_seq == item.record.seq:
-                last_caused = later
-        if last_caused is not None:
-            end = last_caused.ts + (last_caused.dur or 0.0)
-            item.dur = round(end - item.ts, 3)
+        record = item.record
+        if isinstance(record, Exit):
+            last: _Item | None = None
+            for later in track[i + 1 :]:
+                if isinstance(later.record, Exit):
+                    break
+                if isinstance(later.record, Access) and later.record.exit_seq == record.seq:
+                    last = later
+            item.dur = _nominal(track, i, EXIT_SPAN_US) if last is None else None
+        elif isinstance(record, Async) and record.op == "run" and record.callback:
+            last = None
+            for later in track[i + 1 :]:
+                if isinstance(later.record, Exit) or (
+                    isinstance(later.record, Async) and later.record.op == "run"
+                ):
+                    break
+                if _runs_inside(record, later, trace):
+                    last = later
         else:
-            gap = track[i + 1].ts - item.ts if i + 1 < len(track) else EXIT_SPAN_US
-            item.dur = round(min(EXIT_SPAN_US, gap), 3)
+            continue
+        if last is not None:
+            item.dur = round(max(last.ts + (last.dur or 0.0) - item.ts, item.dur or 0.0), 3)
+    _nest(track)
+
+
+def _nest(track: list[_Item]) -> None:
+    """Cut a slice that would end after the slice it starts in (never needed by the rules
+    above on a well-formed trace; a guard for odd ones)."""
+    open_ends: list[float] = []
+    for item in sorted((i for i in track if i.dur is not None), key=lambda i: i.ts):
+        assert item.dur is not None
+        while open_ends and item.ts >= open_ends[-1]:
+            open_ends.pop()
+        if open_ends and item.ts + item.dur > open_ends[-1]:
+            item.dur = round(open_ends[-1] - item.ts, 3)
+        open_ends.append(item.ts + item.dur)
 
 
 def _hex(value: int | None) -> str | None:
@@ -212,6 +251,69 @@ def _instant_event(trace: Trace, item: _Item, record: Irq | Dma) -> JsonObject:
     }
 
 
+def _async_event(trace: Trace, item: _Item, record: Async) -> JsonObject:
+    what = record.callback or record.name or record.notifier or ""
+    return {
+        "name": f"{record.kind} {record.op} {what}".strip(),
+        "cat": CATEGORY,
+        "ph": "X",
+        "ts": item.ts,
+        "dur": item.dur,
+        "pid": PID,
+        "tid": item.thread.tid,
+        "args": _args(
+            {
+                "kind": "async",
+                "seq": record.seq,
+                "async": record.kind,
+                "op": record.op,
+                "callback": record.callback,
+                "name": record.name,
+                "object": record.object,
+                "notifier": record.notifier,
+                "region": record.region,
+                "offset": _hex(record.offset),
+                "size": record.size,
+                "match_data": record.match_data,
+                "data": _hex(record.data),
+                "expire_ns": record.expire_ns,
+                "gsi": record.gsi,
+                "thread": record.thread,
+                "stack": list(reversed(stack_labels(trace, record.stack))),
+            }
+        ),
+    }
+
+
+# Async work that is set up on one thread and run, usually on another: kind -> setup op.
+_SETUP_OPS = {"timer": "arm", "bh": "schedule"}
+
+
+def _flow(name: str, flow_id: int, cause: _Item, effect: _Item) -> list[JsonObject]:
+    common = {"name": name, "cat": CATEGORY, "id": flow_id, "pid": PID}
+    return [
+        {**common, "ph": "s", "ts": cause.ts, "tid": cause.thread.tid, "bp": "e"},
+        {**common, "ph": "f", "ts": effect.ts, "tid": effect.thread.tid, "bp": "e"},
+    ]
+
+
+def _async_flows(items: list[_Item]) -> list[JsonObject]:
+    """Each run of a timer or bottom half, from the latest arm/schedule of its callback."""
+    latest: dict[tuple[str, str], _Item] = {}
+    events: list[JsonObject] = []
+    for item in sorted(items, key=lambda i: i.record.seq):
+        record = item.record
+        if not isinstance(record, Async) or record.kind not in _SETUP_OPS or not record.callback:
+            continue
+        key = (record.kind, record.callback)
+        if record.op == _SETUP_OPS[record.kind]:
+            latest[key] = item
+        elif record.op == "run" and key in latest:
+            name = f"{record.kind} {_SETUP_OPS[record.kind]} -> run"
+            events += _flow(name, record.seq, latest[key], item)
+    return events
+
+
 def _flow_events(items: list[_Item]) -> list[JsonObject]:
     exits = {item.record.seq: item for item in items if isinstance(item.record, Exit)}
     events: list[JsonObject] = []
@@ -222,10 +324,8 @@ def _flow_events(items: list[_Item]) -> list[JsonObject]:
         cause = exits.get(record.exit_seq)
         if cause is None:
             continue
-        common = {"name": "exit -> access", "cat": CATEGORY, "id": record.seq, "pid": PID}
-        events.append({**common, "ph": "s", "ts": cause.ts, "tid": cause.thread.tid, "bp": "e"})
-        events.append({**common, "ph": "f", "ts": item.ts, "tid": item.thread.tid, "bp": "e"})
-    return events
+        events += _flow("exit -> access", record.seq, cause, item)
+    return events + _async_flows(items)
 
 
 def _metadata_events(trace: Trace, threads: list[HostThread]) -> list[JsonObject]:
@@ -288,6 +388,8 @@ def chrome_trace(trace: Trace) -> JsonObject:
             events.append(_exit_event(trace, item, record))
         elif isinstance(record, Access):
             events.append(_access_event(trace, item, record))
+        elif isinstance(record, Async):
+            events.append(_async_event(trace, item, record))
         else:
             events.append(_instant_event(trace, item, record))
     events.extend(_flow_events(items))

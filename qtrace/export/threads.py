@@ -3,8 +3,8 @@
 A record is placed by the first rule that knows (:data:`_RULES`, in order):
 
 1. its ``thread`` field, QEMU's own name for the thread (``CPU 0/KVM``, ``IO iothread0``,
-   ``worker``, ``main`` for the first thread, which runs the main loop), in traces that
-   carry it;
+   ``worker``, ``main`` for the first thread, which runs the main loop; captures run QEMU
+   with ``-name debug-threads=on``), in traces that carry it;
 2. its ``vcpu`` field: the vCPU's thread, named as QEMU names it, ``CPU <n>/KVM`` or
    ``CPU <n>/TCG`` after the header's accelerator;
 3. its stack: the thread's entry function, innermost match first (``kvm_vcpu_thread_fn`` and
@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from qtrace.trace import Access, Dma, Exit, Irq, Trace
+from qtrace.trace import Access, Async, Dma, Exit, Irq, Trace
 
 __all__ = ["ThreadRole", "HostThread", "TimelineRecord", "assign_threads"]
 
-TimelineRecord = Exit | Access | Irq | Dma
+TimelineRecord = Exit | Access | Irq | Dma | Async
 """The records that happen at a moment on some thread (the others describe the capture)."""
 
 
@@ -103,8 +103,8 @@ class _Context:
 
 
 def _by_thread_field(record: TimelineRecord, ctx: _Context) -> HostThread | None:
-    name = getattr(record, "thread", None)
-    if not isinstance(name, str) or not name:
+    name = record.thread
+    if not name:
         return None
     vcpu = _VCPU_NAME.match(name)
     if vcpu:
@@ -143,7 +143,7 @@ _RULES: tuple[Callable[[TimelineRecord, _Context], HostThread | None], ...] = (
 
 def assign_threads(trace: Trace) -> list[tuple[TimelineRecord, HostThread]]:
     """Every timeline record of ``trace`` in trace order, with the host thread it ran on."""
-    records = [r for r in trace.records if isinstance(r, (Exit, Access, Irq, Dma))]
+    records = [r for r in trace.records if isinstance(r, (Exit, Access, Irq, Dma, Async))]
     first_vcpu = next(
         (r.vcpu for r in records if isinstance(r, (Exit, Access)) and r.vcpu is not None), 0
     )

@@ -194,12 +194,19 @@ def test_perfetto_export_opens_in_chromiums_trace_viewer_with_its_thread_tracks(
     model = _open_in_devtools(page, exported)
     groups = " | ".join(model["groups"])
     assert "qemu-system-x86_64 (e1000, QEMU 10.2.2)" in groups and "CPU 0/KVM" in groups, groups
-    assert len(model["titles"]) == len(trace.exits) + len(trace.accesses)
+    assert len(model["titles"]) == len(trace.exits) + len(trace.accesses) + len(trace.asyncs)
     assert any(t.startswith("KVM_EXIT_MMIO read 0x") for t in model["titles"])
     assert "read STATUS" in model["titles"] and "write EERD" in model["titles"]
     caused = [a for a in trace.accesses if a.exit_seq is not None]
-    assert len(model["flows"]) == len(caused) > 0
-    assert all(len(flow) == 2 for flow in model["flows"])  # each binds the exit and its access
+    events = json.loads(exported.read_text())["traceEvents"]
+    starts = [e for e in events if e["ph"] == "s"]
+    assert sum(e["name"] == "exit -> access" for e in starts) == len(caused) > 0
+    assert len(model["flows"]) == len(starts)  # DevTools bound every flow
+    assert all(len(flow) == 2 for flow in model["flows"])  # to its cause and its effect
+    threads = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    with_slices = {threads[e["tid"]] for e in events if e["ph"] == "X"}
+    for name in with_slices:  # the main loop too, when a timer of the device ran there
+        assert name in groups, (name, groups)
 
     assert page.evaluate(f"{SELECT}('read STATUS')") is not None
     details = page.wait_for(
