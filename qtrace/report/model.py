@@ -483,7 +483,12 @@ def _counts(trace: Trace) -> tuple[tuple[str, int], ...]:
     rows += [
         ("distinct stacks", len(trace.stacks)),
         ("KVM exits recorded", len(trace.exits)),
-        ("interrupt line changes", len(trace.irqs)),
+        (
+            "interrupt line changes"
+            if all(i.line == "INTx" for i in trace.irqs)
+            else "interrupts (INTx line changes, MSI/MSI-X messages)",
+            len(trace.irqs),
+        ),
         ("DMA transfers", len(trace.dmas)),
     ]
     return tuple(rows)

@@ -18,7 +18,7 @@ from qtrace.report.diff import diff_captures
 from qtrace.report.model import CaptureReport, build_report
 from qtrace.report.render import region_sentences, render_html, render_markdown
 from qtrace.report.terminal import show_renderables
-from qtrace.trace import Access, Exit, Frame, Header, Record, Stack
+from qtrace.trace import Access, Exit, Frame, Header, Irq, Record, Stack
 from qtrace.trace.layout import Memslot
 from qtrace.trace.schema import Async, Region
 
@@ -589,3 +589,12 @@ def test_a_stack_used_by_work_off_the_vcpu_thread_is_titled_by_that_work(
         "virtio_queue_host_notifier_read: fd-handler run (2x)"
     )
     assert view.roles == ("async",)
+
+
+def test_message_signalled_interrupts_are_not_counted_as_line_changes(
+    make_capture: MakeCapture,
+) -> None:
+    msix = Irq(50, 1, "MSI-X:0", address=0xFEE00000, data=0x4021, stack="s1")
+    report = build_report(make_capture("msix", [*_virtio_trace(), msix]))
+    assert ("interrupts (INTx line changes, MSI/MSI-X messages)", 1) in report.counts
+    assert dict(build_report(FIXTURES / "e1000-kvm-10.2.2").counts)["interrupt line changes"] == 2
