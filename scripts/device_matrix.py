@@ -65,7 +65,7 @@ from qtrace.matrix import (  # noqa: E402
 from qtrace.matrix.outcome import CaptureOutput  # noqa: E402
 from qtrace.matrix.runner import CaptureProcesses  # noqa: E402
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per result in CI logs too
 
 HARD_LIMIT_EXTRA_S = 120.0
 """The hard limit on one capture is its --timeout plus this (container, guest build, cleanup)."""

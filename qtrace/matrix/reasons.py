@@ -59,6 +59,15 @@ _ASSERTION = re.compile(
 )
 _GLIB_ASSERTION = re.compile(r"ERROR:(?P<where>[\w./-]+:\d+):(?P<func>\w+): (?P<what>.+)")
 
+# The probe's generic DONE fail codes (qtrace/guests/probe/*.c) in words; the device
+# sequences' own codes (nvme-identify-status, ...) are specific enough as they are.
+_PROBE_CODES = {
+    "target-not-type0": "a bridge's (type 1) header; the probe drives type 0 functions",
+    "target-absent": "nothing answered at the device's address",
+    "target-not-found": "the device was not found on the bus",
+    "ecam-no-response": "ECAM configuration space did not answer",
+}
+
 # qtrace's own process died on its imports: the tree is broken (mid-edit), not the device.
 _BROKEN = re.compile(
     r"\b(?:ImportError|ModuleNotFoundError|SyntaxError|IndentationError): .*", re.DOTALL
@@ -203,7 +212,12 @@ def short_reason(
     if re.search(r"could not find|discover|MemoryRegionOps|no handlers", text, re.I):
         return NamedReason(_cut(f"discovery: {_first_sentence(text)}"), Category.DISCOVERY)
     if match := re.search(r"the guest reported: DONE fail ?(.*)", text):
-        return NamedReason(_cut(f"probe failed: {match[1] or 'no reason given'}"), Category.GUEST)
+        code = match[1].strip() or "no reason given"
+        said = _PROBE_CODES.get(code)
+        return NamedReason(
+            _cut(f"probe failed: {said} ({code})" if said else f"probe failed: {code}"),
+            Category.GUEST,
+        )
     if "serial output" in text or "DONE line" in text:
         return NamedReason(_cut(f"probe: {_first_sentence(text)}"), Category.GUEST)
     return NamedReason(_cut(_first_sentence(text) or hint or f"ended {status}"), Category.OTHER)

@@ -162,3 +162,11 @@ def test_a_qtrace_that_cannot_import_is_not_the_devices_fault() -> None:
     )
     assert named.category is Category.QTRACE_BROKEN
     assert named.phrase == "qtrace does not start: ImportError: cannot import name 'X'"
+
+
+def test_the_probes_generic_codes_are_said_in_words() -> None:
+    named = short_reason("error", "the guest reported: DONE fail target-not-type0")
+    assert named.phrase == (
+        "probe failed: a bridge's (type 1) header; the probe drives type 0 functions "
+        "(target-not-type0)"
+    )
