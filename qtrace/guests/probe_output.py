@@ -10,6 +10,7 @@ comparison is a list comparison. The protocol itself is documented in
     # qtrace-probe/1 start                     first line of the guest's own output
     # <free text>                              information (some forms parsed, below)
     ACC <R|W> <mmio|pio|cfg> <bar|-> 0x<offset> <size> 0x<value>
+    # acc BB:DD.F R|W cfg - 0x<offset> <size> 0x<value>   a bridge's config access
     DONE ok | DONE fail <reason>               last line
 
 Everything before the start line is firmware output on the same UART (SeaBIOS) and is
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -33,12 +34,15 @@ __all__ = [
     "START_LINE",
     "ProbeAccess",
     "ProbeBar",
+    "ProbeBridge",
+    "ProbeCapability",
     "ProbeDone",
     "ProbeOp",
     "ProbeOutput",
     "ProbeOutputError",
     "ProbePciFunction",
     "ProbeSpace",
+    "ProbeWindow",
     "parse_serial",
     "read_serial_log",
 ]
@@ -75,7 +79,9 @@ class ProbeAccess:
     ``bar`` is the BAR index for ``mmio``/``pio`` and ``None`` for ``pci-config``;
     ``offset`` is relative to that BAR (or the config-space offset); ``value`` is what
     was read or written, ``size`` is in bytes. ``lineno`` (1-based, in the serial text)
-    is for messages only and does not take part in comparisons.
+    is for messages only and does not take part in comparisons. ``bdf`` is ``None`` for
+    the target's accesses (``ACC`` lines) and the bridge's ``BB:DD.F`` for a bridge's
+    config access (``# acc`` lines, :attr:`ProbeOutput.bridge_accesses`).
     """
 
     op: ProbeOp
@@ -85,6 +91,7 @@ class ProbeAccess:
     size: int
     value: int
     lineno: int = field(default=0, compare=False)
+    bdf: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,8 @@ class ProbeBar:
     """A BAR of the target after sizing and programming (``# bar N <kind>`` line).
 
     ``kind`` is ``mem32``, ``mem64`` or ``io``; ``above_4g`` marks a 64-bit BAR the
-    guest cannot reach without paging (it skips it).
+    guest cannot reach without paging and could not move below 4 GiB (4 GiB or larger,
+    or no room left in its window); it skips it.
     """
 
     index: int
@@ -120,6 +128,59 @@ class ProbeBar:
     size: int
     prefetchable: bool = False
     above_4g: bool = False
+
+
+@dataclass(frozen=True)
+class ProbeCapability:
+    """One entry of the target's capability list (``# cap`` / ``# ecap`` line).
+
+    ``offset`` is where it sits in config space, ``cap_id`` its ID (8 bits in the
+    standard list, 16 in the extended one, which only ECAM reaches), ``name`` the
+    guest's short name for the ID (``msix``, ``pcie``, ``vendor``, ``aer``, ...) and
+    ``detail`` the rest of the line (for virtio's vendor capabilities e.g.
+    ``virtio notify bar 4 offset 0x3000 length 0x1000 multiplier 4``).
+    """
+
+    offset: int
+    cap_id: int
+    name: str
+    extended: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeWindow:
+    """A range of a BAR the generic sequence reads (``# generic bar`` line).
+
+    ``what`` is ``None`` for the first bytes of the BAR and otherwise names the structure
+    a capability placed there (``virtio-common``, ``virtio-notify``, ``virtio-isr``,
+    ``virtio-device``, ``msix-table``, ``msix-pba``). ``space`` is ``mmio`` or ``pio``.
+    """
+
+    bar: int
+    space: Literal["mmio", "pio"]
+    offset: int
+    length: int
+    what: str | None = None
+
+
+@dataclass(frozen=True)
+class ProbeBridge:
+    """A PCI-to-PCI bridge the guest enumerated (``# bridge`` lines).
+
+    The bus numbers are the ones the guest wrote. ``mem_window``/``io_window`` are the
+    inclusive ``(base, limit)`` the bridge holds after the guest opened it for a target
+    behind it, ``None`` when closed or (bridges not on the target's path) not set up by
+    the guest; ``command`` is its command register read back then.
+    """
+
+    bdf: str
+    primary: int
+    secondary: int
+    subordinate: int
+    mem_window: tuple[int, int] | None = None
+    io_window: tuple[int, int] | None = None
+    command: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +198,9 @@ class ProbeOutput:
     ``done`` is ``None`` when the guest never finished (hung, killed, crashed), and
     ``truncated`` is set when the log ends in the middle of a line, which then is not
     parsed. ``suppressed_accesses`` counts ACC lines the guest did not print (``quiet=1``
-    load loops): those accesses happened but are not in ``accesses``.
+    load loops): those accesses happened but are not in ``accesses``. ``accesses`` are
+    the target's only; the config accesses the guest made to bridges while it numbered
+    buses and opened windows are ``bridge_accesses``, in program order.
     """
 
     accesses: tuple[ProbeAccess, ...] = ()
@@ -145,6 +208,10 @@ class ProbeOutput:
     done: ProbeDone | None = None
     devices: tuple[ProbePciFunction, ...] = ()
     bars: tuple[ProbeBar, ...] = ()
+    capabilities: tuple[ProbeCapability, ...] = ()
+    windows: tuple[ProbeWindow, ...] = ()
+    bridges: tuple[ProbeBridge, ...] = ()
+    bridge_accesses: tuple[ProbeAccess, ...] = ()
     timeouts: tuple[str, ...] = ()
     suppressed_accesses: int = 0
     truncated: bool = False
@@ -162,6 +229,12 @@ class ProbeOutput:
     def bar(self, index: int) -> ProbeBar | None:
         """The BAR with this index, or ``None`` if it is unimplemented."""
         return next((b for b in self.bars if b.index == index), None)
+
+    def capability(self, name: str, *, extended: bool = False) -> ProbeCapability | None:
+        """The first capability the guest named ``name`` in the standard (or extended) list."""
+        return next(
+            (c for c in self.capabilities if c.name == name and c.extended == extended), None
+        )
 
 
 def read_serial_log(path: Path | str) -> ProbeOutput:
@@ -229,6 +302,10 @@ class _State:
     info: list[str] = field(default_factory=list)
     devices: list[ProbePciFunction] = field(default_factory=list)
     bars: list[ProbeBar] = field(default_factory=list)
+    capabilities: list[ProbeCapability] = field(default_factory=list)
+    windows: list[ProbeWindow] = field(default_factory=list)
+    bridges: list[ProbeBridge] = field(default_factory=list)
+    bridge_accesses: list[ProbeAccess] = field(default_factory=list)
     timeouts: list[str] = field(default_factory=list)
     suppressed: int = 0
     done: ProbeDone | None = None
@@ -240,6 +317,10 @@ class _State:
             done=self.done,
             devices=tuple(self.devices),
             bars=tuple(self.bars),
+            capabilities=tuple(self.capabilities),
+            windows=tuple(self.windows),
+            bridges=tuple(self.bridges),
+            bridge_accesses=tuple(self.bridge_accesses),
             timeouts=tuple(self.timeouts),
             suppressed_accesses=self.suppressed,
             truncated=self.truncated,
@@ -259,9 +340,11 @@ _ACC_RE = re.compile(
     rf"(?P<offset>{_HEX}) (?P<size>[1248]) (?P<value>{_HEX})"
 )
 _DONE_RE = re.compile(r"DONE (?:(?P<ok>ok)|fail (?P<reason>\S.*))")
+_BDF = r"[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]"
+_BRIDGE_ACC_RE = re.compile(rf"acc (?P<bdf>{_BDF}) (?P<acc>.+)")
 
 
-def _parse_acc(line: str, lineno: int) -> ProbeAccess:
+def _parse_acc(line: str, lineno: int, bdf: str | None = None) -> ProbeAccess:
     m = _ACC_RE.fullmatch(line)
     if m is None:
         raise ProbeOutputError(lineno, "malformed ACC line", line)
@@ -281,6 +364,7 @@ def _parse_acc(line: str, lineno: int) -> ProbeAccess:
         size=size,
         value=value,
         lineno=lineno,
+        bdf=bdf,
     )
 
 
@@ -321,6 +405,56 @@ def _on_bar(m: re.Match[str], state: _State) -> None:
     )
 
 
+def _on_capability(m: re.Match[str], state: _State) -> None:
+    state.capabilities.append(
+        ProbeCapability(
+            offset=int(m["offset"], 16),
+            cap_id=int(m["id"], 16),
+            name=m["name"],
+            extended=m["kind"] == "ecap",
+            detail=m["detail"] or "",
+        )
+    )
+
+
+def _on_window(m: re.Match[str], state: _State) -> None:
+    state.windows.append(
+        ProbeWindow(
+            bar=int(m["bar"]),
+            space="pio" if m["space"] == "pio" else "mmio",
+            offset=int(m["offset"], 16) if m["offset"] else 0,
+            length=int(m["length"], 16),
+            what=m["what"],
+        )
+    )
+
+
+def _on_bridge_buses(m: re.Match[str], state: _State) -> None:
+    state.bridges.append(
+        ProbeBridge(
+            bdf=m["bdf"],
+            primary=int(m["primary"], 16),
+            secondary=int(m["secondary"], 16),
+            subordinate=int(m["subordinate"], 16),
+        )
+    )
+
+
+def _window(base: str | None, limit: str | None) -> tuple[int, int] | None:
+    return None if base is None or limit is None else (int(base, 16), int(limit, 16))
+
+
+def _on_bridge_window(m: re.Match[str], state: _State) -> None:
+    for i, bridge in enumerate(state.bridges):
+        if bridge.bdf == m["bdf"]:
+            state.bridges[i] = replace(
+                bridge,
+                mem_window=_window(m["mem_base"], m["mem_limit"]),
+                io_window=_window(m["io_base"], m["io_limit"]),
+                command=int(m["command"], 16),
+            )
+
+
 def _on_timeout(m: re.Match[str], state: _State) -> None:
     state.timeouts.append(m["what"])
 
@@ -347,13 +481,50 @@ _INFO_PATTERNS_AND_HANDLERS: tuple[tuple[re.Pattern[str], _InfoHandler], ...] = 
         ),
         _on_bar,
     ),
+    (
+        re.compile(
+            rf"(?P<kind>cap|ecap) (?P<offset>{_HEX}) (?P<id>{_HEX}) (?P<name>[a-z0-9-]+)"
+            r"(?: (?P<detail>.+))?"
+        ),
+        _on_capability,
+    ),
+    (
+        re.compile(
+            rf"generic bar (?P<bar>[0-5]) (?P<space>mmio|pio) (?P<length>{_HEX}) bytes"
+            rf"(?: at (?P<offset>{_HEX}) (?P<what>\S+))?"
+        ),
+        _on_window,
+    ),
+    (
+        re.compile(
+            rf"bridge (?P<bdf>{_BDF}) bus (?P<primary>[0-9a-f]{{2}}) "
+            r"secondary (?P<secondary>[0-9a-f]{2}) subordinate (?P<subordinate>[0-9a-f]{2})"
+        ),
+        _on_bridge_buses,
+    ),
+    (
+        re.compile(
+            rf"bridge (?P<bdf>{_BDF}) window "
+            rf"mem (?:off|(?P<mem_base>{_HEX})-(?P<mem_limit>{_HEX})) "
+            rf"io (?:off|(?P<io_base>{_HEX})-(?P<io_limit>{_HEX})) "
+            rf"prefetch off command (?P<command>{_HEX})"
+        ),
+        _on_bridge_window,
+    ),
     (re.compile(r"timeout (?P<what>\S+)"), _on_timeout),
     (re.compile(r"suppressed (?P<count>[0-9]+)"), _on_suppressed),
 )
 
 
 def _parse_info(body: str, lineno: int, state: _State) -> None:
-    del lineno  # info lines are free text: nothing to reject
+    bridge_acc = _BRIDGE_ACC_RE.fullmatch(body)
+    if bridge_acc is not None:
+        # The same fields as an ACC line, about a bridge: malformed ones are rejected too.
+        access = _parse_acc(f"ACC {bridge_acc['acc']}", lineno, bdf=bridge_acc["bdf"])
+        if access.space != "pci-config":
+            raise ProbeOutputError(lineno, "a bridge access must be a cfg access", f"# {body}")
+        state.bridge_accesses.append(access)
+        return
     state.info.append(body)
     for pattern, handler in _INFO_PATTERNS_AND_HANDLERS:
         m = pattern.fullmatch(body)

@@ -14,8 +14,11 @@ import pytest
 from qtrace.guests import Q35_ECAM_BASE, probe_append
 from qtrace.guests.probe_output import (
     ProbeAccess,
+    ProbeBridge,
+    ProbeCapability,
     ProbeDone,
     ProbeOutputError,
+    ProbeWindow,
     parse_serial,
     read_serial_log,
 )
@@ -195,3 +198,129 @@ def test_probe_append_rejects(kwargs: dict[str, typing.Any]) -> None:
     args: dict[str, typing.Any] = {"target": "00:05.0", "seq": "e1000"} | kwargs
     with pytest.raises(ValueError):
         probe_append(**args)
+
+
+# Real output of the guest (QEMU 10.2.2, q35 under KVM, mmcfg=0xB0000000): an e1000e at
+# 01:00.0 behind a pcie-root-port at 00:04.0, cut down to the lines each shape needs.
+BRIDGE_SAMPLE = (
+    "# qtrace-probe/1 start\r\n"
+    "# config ecam\r\n"
+    "# pci 00:04.0 1b36:000c class 060400 hdr 01\r\n"
+    "# acc 00:04.0 R cfg - 0x0 4 0xc1b36\r\n"
+    "# acc 00:04.0 R cfg - 0x18 4 0x10100\r\n"
+    "# acc 00:04.0 W cfg - 0x18 4 0xff0100\r\n"
+    "ACC R cfg - 0x0 4 0x10d38086\r\n"
+    "# pci 01:00.0 8086:10d3 class 020000 hdr 00 target\r\n"
+    "# acc 00:04.0 W cfg - 0x1a 1 0x1\r\n"
+    "# bridge 00:04.0 bus 00 secondary 01 subordinate 01\r\n"
+    "ACC W cfg - 0x1c 4 0xc0040000\r\n"
+    "# bar 3 assigned 0xc0040000\r\n"
+    "# bar 3 mem32 base 0xc0040000 size 0x4000\r\n"
+    "# acc 00:04.0 W cfg - 0x1c 1 0x80\r\n"
+    "# acc 00:04.0 R cfg - 0x20 4 0xc000c000\r\n"
+    "# bridge 00:04.0 window mem 0xc0000000-0xc00fffff io 0x8000-0x8fff prefetch off"
+    " command 0x0107\r\n"
+    "ACC R cfg - 0xc8 4 0x22d001\r\n"
+    "ACC R cfg - 0xcc 4 0x0\r\n"
+    "# cap 0xc8 0x01 pm version 2 pmcsr 0x0 state d0\r\n"
+    "ACC R cfg - 0xa0 4 0x40011\r\n"
+    "# cap 0xa0 0x11 msix vectors 5 table bar 3 offset 0x0 pba bar 3 offset 0x2000\r\n"
+    "ACC R cfg - 0x100 4 0x14020001\r\n"
+    "# ecap 0x100 0x0001 aer version 2\r\n"
+    "# ecap 0x140 0x0003 dsn version 1 serial 0x525400ffff123456\r\n"
+    "# generic bar 3 mmio 0x100 bytes\r\n"
+    "ACC R mmio 3 0x0 4 0x0\r\n"
+    "# generic bar 3 mmio 0x8 bytes at 0x2000 msix-pba\r\n"
+    "ACC R mmio 3 0x2000 4 0x0\r\n"
+    "DONE ok\r\n"
+)
+
+
+def test_bridge_accesses_are_kept_apart_from_the_targets() -> None:
+    out = parse_serial(BRIDGE_SAMPLE)
+    assert out.ok
+    assert [a.bdf for a in out.accesses] == [None] * len(out.accesses)
+    assert out.accesses[0] == ProbeAccess("read", "pci-config", None, 0x0, 4, 0x10D38086)
+    assert len(out.accesses) == 8
+    assert [(a.bdf, a.op, a.offset, a.size, a.value) for a in out.bridge_accesses] == [
+        ("00:04.0", "read", 0x0, 4, 0xC1B36),
+        ("00:04.0", "read", 0x18, 4, 0x10100),
+        ("00:04.0", "write", 0x18, 4, 0xFF0100),
+        ("00:04.0", "write", 0x1A, 1, 0x1),
+        ("00:04.0", "write", 0x1C, 1, 0x80),
+        ("00:04.0", "read", 0x20, 4, 0xC000C000),
+    ]
+    assert all(a.space == "pci-config" and a.bar is None for a in out.bridge_accesses)
+    assert not any(line.startswith("acc ") for line in out.info)
+
+
+def test_bridge_facts_parsed() -> None:
+    out = parse_serial(BRIDGE_SAMPLE)
+    assert out.bridges == (
+        ProbeBridge(
+            bdf="00:04.0",
+            primary=0,
+            secondary=1,
+            subordinate=1,
+            mem_window=(0xC0000000, 0xC00FFFFF),
+            io_window=(0x8000, 0x8FFF),
+            command=0x107,
+        ),
+    )
+    target = out.target
+    assert target is not None and target.bdf == "01:00.0"
+
+
+def test_closed_bridge_windows_are_none() -> None:
+    out = parse_serial(
+        "# qtrace-probe/1 start\n"
+        "# bridge 00:1c.0 bus 00 secondary 02 subordinate 03\n"
+        "# bridge 00:1c.0 window mem off io off prefetch off command 0x0104\n"
+    )
+    assert out.bridges == (ProbeBridge("00:1c.0", 0, 2, 3, None, None, 0x104),)
+
+
+def test_capabilities_and_windows_parsed() -> None:
+    out = parse_serial(BRIDGE_SAMPLE)
+    assert out.capabilities == (
+        ProbeCapability(0xC8, 0x01, "pm", False, "version 2 pmcsr 0x0 state d0"),
+        ProbeCapability(
+            0xA0, 0x11, "msix", False, "vectors 5 table bar 3 offset 0x0 pba bar 3 offset 0x2000"
+        ),
+        ProbeCapability(0x100, 0x1, "aer", True, "version 2"),
+        ProbeCapability(0x140, 0x3, "dsn", True, "version 1 serial 0x525400ffff123456"),
+    )
+    assert out.capability("aer", extended=True) == out.capabilities[2]
+    assert out.capability("aer") is None
+    assert out.windows == (
+        ProbeWindow(3, "mmio", 0x0, 0x100),
+        ProbeWindow(3, "mmio", 0x2000, 0x8, "msix-pba"),
+    )
+
+
+def test_virtio_capability_detail_and_no_caps() -> None:
+    out = parse_serial(
+        "# qtrace-probe/1 start\n"
+        "# cap 0x70 0x09 vendor virtio notify bar 4 offset 0x3000 length 0x1000 multiplier 4\n"
+        "# caps none\n"
+        "# ecaps skipped: config through 0xCF8 reaches only 256 bytes\n"
+        "# generic bar 0 pio 0x20 bytes\n"
+    )
+    (cap,) = out.capabilities
+    assert (cap.offset, cap.cap_id, cap.name) == (0x70, 0x09, "vendor")
+    assert cap.detail == "virtio notify bar 4 offset 0x3000 length 0x1000 multiplier 4"
+    assert out.windows == (ProbeWindow(0, "pio", 0, 0x20),)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "# acc 00:04.0 R cfg - 0x0 1 0x100",  # value wider than size
+        "# acc 00:04.0 R mmio 0 0x0 4 0x0",  # bridges are only config-accessed
+        "# acc 00:04.0 X cfg - 0x0 4 0x0",
+    ],
+)
+def test_malformed_bridge_access_rejected(line: str) -> None:
+    with pytest.raises(ProbeOutputError) as info:
+        parse_serial(f"# qtrace-probe/1 start\n{line}\n")
+    assert info.value.line == 2
