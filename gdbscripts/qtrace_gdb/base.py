@@ -30,6 +30,8 @@ class HitBreakpoint(gdb.Breakpoint):
         finally:
             self.session.python_s += _clock() - started
             self.session.hits += 1
+            kind = type(self).__name__
+            self.session.hits_by[kind] = self.session.hits_by.get(kind, 0) + 1
 
     def on_hit(self):
         raise NotImplementedError

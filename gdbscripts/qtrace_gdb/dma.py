@@ -1,24 +1,26 @@
 """'qtrace' DMA collector: every guest-memory access the device makes, whichever API it uses.
 
-A PCI device reaches guest memory only through its bus-master address space
-(``PCIDevice.bus_master_as``): ``pci_dma_rw``/``dma_memory_*`` and the virtqueue code's
-``address_space_read``/``write`` all end in ``address_space_read_full`` or
-``address_space_write``; scatter-gather I/O maps guest memory (``address_space_map``, the
-block layer then reads or writes it directly: recorded as ``mapped``, without bytes); and
-virtqueue rings are read through MemoryRegionCaches initialized on that address space
-(``address_space_cache_init``), by the ``*_cached`` accessors. So the filter is one
-address, known from discovery; the address-space breakpoints get it as a gdb condition
-(``as == ...``: evaluated by gdb, no Python on the many accesses that are not the device's,
-such as the KVM exit path's own ``address_space_rw``).
+A PCI device reaches guest memory through its bus-master address space
+(``PCIDevice.bus_master_as``) or, for device models that bypass the bus-master window and
+any IOMMU, through ``address_space_memory`` itself, by three routes: copies through
+``dma_memory_rw_relaxed`` (what ``pci_dma_rw``, ``dma_memory_read``/``write`` and the
+scatter-gather helpers end in), mappings (``address_space_map``: the block layer then
+reads or writes guest memory directly, recorded as ``mapped``, without bytes), and the
+MemoryRegionCaches the virtqueue code reads its rings through (``address_space_cache_init``,
+then the ``*_cached`` accessors). An access to the bus-master address space is the
+device's; one to ``address_space_memory``, or a cache initialized on it, is the device's
+when the device's code is on the stack (its handlers and the callbacks found to be its own,
+``async_work.DeviceScope``). ``address_space_read_full``/``address_space_write`` are not
+hooked: every KVM exit's own dispatch goes through them (a Python stop per port I/O exit),
+and device DMA reaches them only through the routes above.
 
-Reads are recorded at the accessor's ``ret`` (the bytes are in ``buf``, or rax for the
-16-bit loads), writes at the entry. Signatures (system/physmem.c, include/exec/
-memory_ldst_cached.h.inc; QEMU 7.2 to 10.x; the cached accessors are static inline: at -O0
-each C file that uses one has its own copy, and each copy gets breakpoints):
-  MemTxResult address_space_read_full(AddressSpace *as, hwaddr addr, MemTxAttrs attrs,
-                                      void *buf, hwaddr len)
-  MemTxResult address_space_write(AddressSpace *as, hwaddr addr, MemTxAttrs attrs,
-                                  const void *buf, hwaddr len)
+Copies are recorded at the ``ret`` (the bytes are in ``buf`` in either direction), cached
+16-bit loads at their ``ret`` (rax), stores at the entry. Signatures (include/system/dma.h,
+system/physmem.c, include/exec/memory_ldst_cached.h.inc; QEMU 7.2 to 10.x; the static
+inline ones have, at -O0, a copy in each C file that uses them, and each copy gets
+breakpoints):
+  MemTxResult dma_memory_rw_relaxed(AddressSpace *as, dma_addr_t addr, void *buf,
+                                    dma_addr_t len, DMADirection dir, MemTxAttrs attrs)
   void *address_space_map(AddressSpace *as, hwaddr addr, hwaddr *plen, bool is_write,
                           MemTxAttrs attrs)
   int64_t address_space_cache_init(MemoryRegionCache *cache, AddressSpace *as, hwaddr addr,
@@ -29,6 +31,7 @@ each C file that uses one has its own copy, and each copy gets breakpoints):
                                         hwaddr len)
   MemTxResult address_space_write_cached(MemoryRegionCache *cache, hwaddr addr,
                                          const void *buf, hwaddr len)
+DMA_DIRECTION_TO_DEVICE (0) is a read of guest memory.
 """
 
 import struct
@@ -45,27 +48,28 @@ from qtrace_gdb.base import (
 )
 
 
+DMA_DIRECTION_TO_DEVICE = 0
+
+
 class DmaCollector:
     """The DMA breakpoints of one capture, and the device's MemoryRegionCaches."""
 
     def __init__(self, session):
         self.session = session
         self.caches = {}  # MemoryRegionCache * -> guest-physical base
-        self.address_space_hooks = []
         self.entry_locations = set()
         self.bus_master_as = None
+        self.system_memory = None
+        self.scope = None
 
     def install(self):
         hooks = []
         for name, make in (
-            ("address_space_read_full", _returns(AsRead)),
-            ("address_space_write", _entry(AsWrite)),
+            ("dma_memory_rw_relaxed", _returns(DmaCopy)),
             ("address_space_map", _entry(AsMap)),
         ):
             for symbol in all_functions(name):
-                created = make(self, symbol)
-                self.address_space_hooks.extend(created)
-                hooks.extend(created)
+                hooks.extend(make(self, symbol))
         for symbol in all_functions("address_space_cache_init"):
             hooks.extend(_entry(CacheInit)(self, symbol))
         for name, make in CACHED_ACCESSORS:
@@ -73,11 +77,21 @@ class DmaCollector:
                 hooks.extend(make(self, symbol))
         return hooks
 
-    def set_device(self, bus_master_as):
-        """Discovery found the device: record only what goes through its address space."""
+    def set_device(self, bus_master_as, scope):
+        """Discovery found the device: record only what goes through its address spaces."""
         self.bus_master_as = bus_master_as
-        for hook in self.address_space_hooks:
-            hook.condition = "%s == %d" % (hook.params[0].name, bus_master_as)
+        self.scope = scope
+        self.system_memory = int(gdb.parse_and_eval("&address_space_memory"))
+
+    def owns(self, address_space, frame):
+        """Is an access to this address space, made at this stop, the device's?"""
+        if self.bus_master_as is None:
+            return False
+        if address_space == self.bus_master_as:
+            return True
+        return address_space == self.system_memory and self.scope.code_on_stack(
+            self.session.stacks.pcs(frame)
+        )
 
     def record(self, frame, op, addr, data, size, api, at_return, mapped=False):
         cap = self.session.dma_cap_bytes
@@ -112,30 +126,19 @@ class _DmaBreakpoint(HitBreakpoint):
         return bytes(gdb.selected_inferior().read_memory(int(pointer), cap))
 
     def mine(self, frame):
-        wanted = self.collector.bus_master_as
-        return wanted is not None and int(self.var(frame, 0)) == wanted
+        return self.collector.owns(int(self.var(frame, 0)), frame)
 
 
-class AsRead(_DmaBreakpoint):
+class DmaCopy(_DmaBreakpoint):
     def on_hit(self):
         frame = gdb.newest_frame()
         if not self.mine(frame):
             return False
-        size = int(self.var(frame, 4))
-        data = self.bytes_at(self.var(frame, 3), size)
+        size = int(self.var(frame, 3))
+        data = self.bytes_at(self.var(frame, 2), size)
+        op = "read" if int(self.var(frame, 4)) == DMA_DIRECTION_TO_DEVICE else "write"
         addr = int(self.var(frame, 1))
-        return self.collector.record(frame, "read", addr, data, size, self.api, True)
-
-
-class AsWrite(_DmaBreakpoint):
-    def on_hit(self):
-        frame = gdb.newest_frame()
-        if not self.mine(frame):
-            return False
-        size = int(self.var(frame, 4))
-        data = self.bytes_at(self.var(frame, 3), size)
-        addr = int(self.var(frame, 1))
-        return self.collector.record(frame, "write", addr, data, size, self.api, False)
+        return self.collector.record(frame, op, addr, data, size, self.api, True)
 
 
 class AsMap(_DmaBreakpoint):
@@ -153,8 +156,7 @@ class CacheInit(_DmaBreakpoint):
     def on_hit(self):
         frame = gdb.newest_frame()
         cache = int(self.var(frame, 0))
-        wanted = self.collector.bus_master_as
-        if wanted is not None and int(self.var(frame, 1)) == wanted:
+        if self.collector.owns(int(self.var(frame, 1)), frame):
             self.collector.caches[cache] = int(self.var(frame, 2))
         else:
             self.collector.caches.pop(cache, None)

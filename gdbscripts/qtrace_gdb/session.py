@@ -75,6 +75,7 @@ class Session:
         self.started = time.monotonic()
         self.python_s = 0.0  # time spent in the collectors' stop() (the rest is gdb's)
         self.hits = 0
+        self.hits_by = {}  # breakpoint class -> hits: where a capture's stops went
         self.collectors = []
         self.markers = []
         self.armed = False
@@ -160,7 +161,7 @@ class Session:
             ranges.append((block.start, block.end))
         self.scope = async_work.DeviceScope(found, ranges)
         if self.dma_collector is not None:
-            self.dma_collector.set_device(found.bus_master_as)
+            self.dma_collector.set_device(found.bus_master_as, self.scope)
         if self.config["record_async"]:
             installed.extend(async_work.install(self, self.scope, self.armed))
         self.collectors.extend(installed)
@@ -249,6 +250,7 @@ class Session:
             "accesses": self.out.counts["access"],
             "stacks": len(self.stacks),
             "breakpoint_hits": self.hits,
+            "breakpoint_hits_by": dict(sorted(self.hits_by.items())),
             "collector_python_s": round(self.python_s, 3),
             "fast_stacks": self.stacks.fast,
             "fast_stack_misses": self.stacks.fast_misses,
