@@ -17,9 +17,9 @@ QEMU's own memory API serves, as trace records (TRACE_FORMAT.md, "The memory map
 ``flatview``
     the FlatView of ``address_space_memory`` and ``address_space_io`` (each range: start,
     size, the MemoryRegion serving it and its kind) when the header is written, when the
-    collectors are armed, and after every change QEMU makes to either (the entry of
-    ``address_space_update_topology_pass`` with ``adding`` true: ``new_view`` is the view
-    being installed), so a BAR being programmed shows as the change it causes.
+    collectors are armed, and after every change QEMU makes to either (checked at each
+    return of ``memory_region_transaction_commit``, where a change takes effect), so a BAR
+    being programmed shows as the change it causes.
 ``kvm_vcpu``
     at arming, under KVM, one per vCPU: its index, its thread id, and whether the
     collector asked KVM to copy the guest's registers into ``kvm_run`` at every exit
@@ -36,7 +36,13 @@ import time
 
 import gdb
 
-from qtrace_gdb.base import HitBreakpoint, entry_location, find_function
+from qtrace_gdb.base import (
+    HitBreakpoint,
+    entry_location,
+    find_function,
+    function_block,
+    return_addresses,
+)
 
 SLOT_FUNCTION = "kvm_set_user_memory_region"
 IOEVENTFD_FUNCTIONS = {
@@ -45,7 +51,7 @@ IOEVENTFD_FUNCTIONS = {
     "kvm_io_ioeventfd_add": ("pio", "add"),
     "kvm_io_ioeventfd_del": ("pio", "del"),
 }
-TOPOLOGY_FUNCTION = "address_space_update_topology_pass"
+COMMIT_FUNCTION = "memory_region_transaction_commit"
 ADDRESS_SPACES = (("memory", "address_space_memory"), ("io", "address_space_io"))
 # include/uapi/linux/kvm.h (x86): kvm_run.kvm_valid_regs bit for struct kvm_regs.
 KVM_SYNC_X86_REGS = 1 << 0
@@ -92,6 +98,10 @@ class _Layout:
             name: _offset(mr, (name,)) for name in ("ram", "readonly", "rom_device", "ram_device")
         }
         self.mr_name = _offset(mr, ("name",))
+        fv = gdb.lookup_type("FlatView")
+        self.fv_ranges = _offset(fv, ("ranges",))
+        if _offset(fv, ("nr",)) != self.fv_ranges + 8:
+            raise gdb.GdbError("FlatView.nr does not follow FlatView.ranges")
         self.mr_span = max(list(self.mr.values()) + [self.mr_name]) + 8
 
 
@@ -139,6 +149,16 @@ def _region(inferior, pointer):
     return _names[pointer], flags
 
 
+def _raw_ranges(inferior, view):
+    """A FlatView's range table as bytes (``nr`` and ``ranges`` read raw too)."""
+    layout = _get_layout()
+    head = bytes(inferior.read_memory(view + layout.fv_ranges, 8 + 4))
+    ranges, count = _u64(head, 0), min(int.from_bytes(head[8:12], "little"), MAX_RANGES)
+    if not ranges or not count:
+        return b""
+    return bytes(inferior.read_memory(ranges, layout.fr_size * count))
+
+
 def flat_ranges(view):
     """The ranges of a ``FlatView *`` as the ``flatview`` record's ``ranges``."""
     _get_layout()
@@ -178,7 +198,8 @@ class MemoryMap:
         self.session = session
         self.breakpoints = []
         self.pending = []  # records made before the header was written
-        self.spaces = {}  # AddressSpace * (int) -> "memory" / "io"
+        self.spaces = {}  # "memory" / "io" -> the address of its AddressSpace.current_map
+        self.raw = {}  # space -> the raw range table last seen
         self.last_view = {}  # space -> the ranges last written
         self.sync_regs = False
         self.vcpus_written = False
@@ -210,23 +231,31 @@ class MemoryMap:
     # ----- moments (called by the session) -----
 
     def after_header(self):
-        """The header was just written: the changes kept so far, then the views."""
+        """The header was just written: the changes kept so far, then the views. Never
+        raises for QEMU's state (it may be called for a QEMU that died: the end record
+        must still be written); a failure is a collector error."""
         self._flush()
-        self.snapshot("discovery")
+        self._guarded(self.snapshot, "discovery")
         if self.session.armed:
             self.on_arm()
 
     def on_arm(self):
         if not self.session.header_written:
             return  # armed from QEMU's start: after_header does it
-        self.snapshot("armed", force=True)
-        self.enable_sync_regs()
+        self._guarded(self.snapshot, "armed", True)
+        self._guarded(self.enable_sync_regs)
+
+    def _guarded(self, step, *args):
+        try:
+            step(*args)
+        except (gdb.error, gdb.MemoryError, LookupError) as exc:
+            self.session.note_error("memory map (%s): %s" % (step.__name__, exc))
 
     def snapshot(self, cause, force=False):
         for space, symbol in ADDRESS_SPACES:
             try:
                 address_space = gdb.parse_and_eval(symbol)
-                self.spaces[int(address_space.address)] = space
+                self.spaces[space] = int(address_space["current_map"].address)
                 view = address_space["current_map"]
                 if int(view) == 0:
                     continue
@@ -234,7 +263,22 @@ class MemoryMap:
             except (gdb.error, gdb.MemoryError) as exc:
                 self.session.note_error("flatview of %s: %s" % (symbol, exc))
 
+    def check_views(self):
+        """After a commit: write each view whose range table changed."""
+        inferior = gdb.selected_inferior()
+        for space, where in self.spaces.items():
+            view = _u64(bytes(inferior.read_memory(where, 8)), 0)
+            if not view:
+                continue
+            raw = _raw_ranges(inferior, view)
+            if raw == self.raw.get(space):
+                continue
+            self.raw[space] = raw
+            pointer = gdb.Value(view).cast(gdb.lookup_type("FlatView").pointer())
+            self.view_changed(space, pointer, "update")
+
     def view_changed(self, space, view, cause, force=False):
+        self.raw[space] = _raw_ranges(gdb.selected_inferior(), int(view))
         ranges = flat_ranges(view)
         if not force and self.last_view.get(space) == ranges:
             return
@@ -361,26 +405,20 @@ class IoEventFdBreakpoint(HitBreakpoint):
         return False
 
 
-class TopologyBreakpoint(HitBreakpoint):
-    """``address_space_update_topology_pass(as, old_view, new_view, adding)``: the new view
-    of system memory or I/O space, written when it differs from the last one written."""
+class CommitBreakpoint(HitBreakpoint):
+    """A ``ret`` of ``memory_region_transaction_commit``: QEMU's memory topology may just have
+    changed. Each view's range table is compared as raw bytes with the last one seen (a few
+    reads; an unchanged view rebuilt is equal) and decoded and written only when it
+    differs. (The KVM listeners' hooks would miss TCG, where system memory and I/O space
+    have no listener.)"""
 
-    def __init__(self, memory_map):
-        super().__init__(
-            memory_map.session, entry_location(find_function(TOPOLOGY_FUNCTION)), enabled=True
-        )
+    def __init__(self, memory_map, address):
+        super().__init__(memory_map.session, "*%d" % address, enabled=True)
         self.memory_map = memory_map
 
     def on_hit(self):
-        if not self.memory_map.session.header_written:
-            return False  # machine creation: the view at discovery is written whole
-        frame = gdb.selected_frame()
-        if not bool(frame.read_var("adding")):
-            return False
-        space = self.memory_map.spaces.get(int(frame.read_var("as")))
-        if space is None:
-            return False
-        self.memory_map.view_changed(space, frame.read_var("new_view"), "update")
+        if self.memory_map.session.header_written:
+            self.memory_map.check_views()
         return False
 
 
@@ -388,7 +426,13 @@ def install(session):
     """The memory-map recorder with the breakpoints this QEMU has (none missing is an error:
     a QEMU without KVM support has no slot or ioeventfd listener functions)."""
     memory_map = MemoryMap(session)
-    makers = [lambda: SlotBreakpoint(memory_map), lambda: TopologyBreakpoint(memory_map)]
+    makers = [lambda: SlotBreakpoint(memory_map)]
+    try:
+        commit = function_block(find_function(COMMIT_FUNCTION))
+        for address in return_addresses(commit):
+            makers.append(lambda a=address: CommitBreakpoint(memory_map, a))
+    except gdb.error:
+        pass
     for function_name, (space, op) in IOEVENTFD_FUNCTIONS.items():
         makers.append(
             lambda f=function_name, s=space, o=op: IoEventFdBreakpoint(memory_map, f, s, o)
