@@ -71,3 +71,13 @@ def export(
     if fmt is ExportFormat.PERFETTO:
         err_console.print(f"timestamps: {timestamps_note(trace)}", markup=False, highlight=False)
     err_console.print(f"[green]wrote {fmt} export ({len(text):,} bytes)[/]")
+    hint = _OPEN_WITH[fmt].format(file=target)
+    err_console.print(f"open it: {hint}", markup=False, highlight=False, soft_wrap=True)
+
+
+_OPEN_WITH = {
+    ExportFormat.PERFETTO: "ui.perfetto.dev (Open trace file), or Chromium's DevTools: "
+    "Performance, Load profile",
+    ExportFormat.FOLDED: "flamegraph.pl {file} > flame.svg, or speedscope {file}",
+    ExportFormat.SPEEDSCOPE: "speedscope {file} (npm install -g speedscope), or speedscope.app",
+}

@@ -39,6 +39,7 @@ def test_out_names_the_file_and_dash_is_stdout(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", str(trace), "-f", "perfetto", "--out", str(target)])
     assert result.exit_code == 0, result.output
     assert "synthetic" in result.stderr  # the committed traces predate the t field
+    assert "open it: ui.perfetto.dev" in result.stderr
     assert json.loads(target.read_text())["otherData"]["device"] == "e1000"
     result = runner.invoke(app, ["export", str(trace), "-f", "folded", "-o", "-"])
     assert result.exit_code == 0 and folded_problems(result.stdout) == []
