@@ -9,13 +9,16 @@ firmware guests. A frame the rules do not cover shows up here before it shows up
 
 from __future__ import annotations
 
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from qtrace.annotate import UNKNOWN_LAYER, annotate_stack
 from qtrace.report.model import build_report
 from qtrace.report.render import render_html, render_markdown
+from qtrace.report.terminal import show_renderables
 from qtrace.trace import read_trace
 
 DEVICES = Path(__file__).resolve().parents[2] / "fixtures" / "devices"
@@ -68,3 +71,7 @@ def test_the_report_renders_with_its_regions(name: str) -> None:
     assert "## Regions" in markdown and "{{" not in markdown
     assert '<h2 id="regions">' in render_html(report)
     assert (report.path is not None) == (report.header.topology == "root-port")
+    console = Console(file=StringIO(), width=160)
+    for renderable in show_renderables(report):
+        console.print(renderable)
+    assert "Regions (found in the running QEMU)" in console.file.getvalue()  # type: ignore[attr-defined]
