@@ -29,7 +29,7 @@ from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect
-from qtrace.errors import CaptureFailed, SignalInterrupt
+from qtrace.errors import CaptureFailed, SignalInterrupt, UsageError
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.launch.live import LiveStats
 from qtrace.launch.out_dir import OUT_DIR_RULE
@@ -102,6 +102,17 @@ def capture(
         Machine,
         typer.Option("--machine", help="pc (config via 0xCF8/0xCFC) or q35 (PCIe, MMCONFIG)."),
     ] = Machine.PC,
+    device_prop: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--device-prop",
+            metavar="KEY=VALUE",
+            help=(
+                "Set a property of the captured device's -device option, e.g. ioeventfd=off "
+                "(repeatable; wins over what its pack and the start rules set)."
+            ),
+        ),
+    ] = None,
     topology: Annotated[
         Topology,
         typer.Option(
@@ -184,6 +195,7 @@ def capture(
         machine=machine,
         guest=guest,
         topology=topology,
+        device_props=_device_props(device_prop or []),
         qemu_version=qemu_version,
         out_dir=out,
         max_hits=max_hits,
@@ -257,3 +269,18 @@ class _QuietBuild:
 
     def line(self, text: str) -> None:
         return None
+
+
+def _device_props(values: list[str]) -> tuple[tuple[str, str], ...]:
+    """``--device-prop KEY=VALUE`` options as pairs (a bare KEY is refused: QEMU would read
+    it as ``KEY=on``, which is too easy to type by accident)."""
+    pairs = []
+    for value in values:
+        key, sep, setting = value.partition("=")
+        if not sep or not key or "," in value:
+            raise UsageError(
+                f"--device-prop {value!r} is not KEY=VALUE.",
+                hint="Give one property per option, e.g. --device-prop ioeventfd=off.",
+            )
+        pairs.append((key, setting))
+    return tuple(pairs)

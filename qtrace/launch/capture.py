@@ -24,6 +24,7 @@ once, incrementally, by one :class:`~qtrace.launch.live.TraceTail`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import time
@@ -143,6 +144,9 @@ class CaptureRequest:
     timeout_s: float = 180.0
     hang_timeout_s: float = 45.0
     load_rounds: int = 0
+    # ``-device`` properties the user sets (``--device-prop ioeventfd=off``); they win over
+    # the pack's and the start rules'.
+    device_props: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accel", _member(AccelChoice, self.accel, "accelerator"))
@@ -482,7 +486,19 @@ class _CaptureRun:
         their files in the run directory and rebuild the argv (the manifest is rewritten)."""
         help_text = container.exec([QEMU_BINARY, "-device", f"{self.request.device},help"])
         properties = parse_device_properties(help_text.output)
-        self.start = device_start(pack_or_default(self.request.device), properties, MOUNT_OUT)
+        start = device_start(pack_or_default(self.request.device), properties, MOUNT_OUT)
+        known = {prop.name for prop in properties}
+        unknown = [key for key, _ in self.request.device_props if known and key not in known]
+        if unknown:
+            raise UsageError(
+                f"--device-prop: {self.request.device} has no property "
+                f"{', '.join(map(repr, unknown))}.",
+                hint=f"See its properties: qemu-system-x86_64 -device {self.request.device},help "
+                "(in the debug image).",
+            )
+        self.start = dataclasses.replace(
+            start, properties=(*start.properties, *self.request.device_props)
+        )
         for run_file in self.start.files:
             with (self.out_dir / run_file.name).open("xb") as handle:
                 handle.truncate(run_file.size_bytes)
