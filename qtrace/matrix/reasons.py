@@ -19,7 +19,7 @@ from enum import StrEnum
 
 __all__ = ["Category", "NamedReason", "qemu_message", "short_reason"]
 
-MAX_PHRASE = 100
+MAX_PHRASE = 160
 """Longer phrases are cut (with an ellipsis); the full text stays in the result's detail."""
 
 

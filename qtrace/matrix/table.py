@@ -93,6 +93,15 @@ def _groups(matrix: Matrix) -> list[tuple[MachineSpec, str]]:
     return sorted(groups, key=lambda g: (str(g[0]), g[1]))
 
 
+def _same_reason(runs: Sequence[RunResult]) -> list[tuple[tuple[str, str, str, str], list[str]]]:
+    """One row per device, version, status and reason, naming every machine it holds on."""
+    rows: dict[tuple[str, str, str, str], list[str]] = {}
+    for r in runs:
+        key = (r.device, r.qemu_version, r.status, r.reason or r.detail or "—")
+        rows.setdefault(key, []).append(str(r.cell.machine_spec))
+    return list(rows.items())
+
+
 def summary_lines(matrix: Matrix) -> list[str]:
     """ "N of M PCI devices end ok on pc (P%)" per machine (and version when several)."""
     versions = {c.qemu_version for c in matrix.planned}
@@ -173,11 +182,11 @@ def render_markdown(matrix: Matrix, *, command: str = "scripts/device_matrix.py"
     for category, runs in sorted(by_category.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         devices = len({r.device for r in runs})
         out += [f"### {category} ({devices} device{'s' if devices != 1 else ''})", ""]
-        out += ["| device | machine | QEMU | status | reason |", "| --- | --- | --- | --- | --- |"]
-        for r in runs:
+        out += ["| device | machines | QEMU | status | reason |", "| --- | --- | --- | --- | --- |"]
+        for (device, version, status, reason), machines in _same_reason(runs):
             out.append(
-                f"| `{r.device}` | {r.cell.machine_spec} | {r.qemu_version} | {r.status} | "
-                f"{_cell_text(r.reason or r.detail or '—')} |"
+                f"| `{device}` | {', '.join(machines)} | {version} | {status} | "
+                f"{_cell_text(reason)} |"
             )
         out.append("")
     if matrix.missing:

@@ -118,8 +118,8 @@ def test_the_markdown_has_summary_then_table_then_reasons_by_category() -> None:
     assert "| `edu` | pc | 10.2.2 | ok | edu-mmio (io) | `edu_read` | 10 | 2 | 9.5 |" in text
     assert "### needs host (1 device)" in text
     assert (
-        "| `vfio-pci` | q35 | 10.2.2 | error | needs host hardware: No provided host device |"
-        in (text)
+        "| `vfio-pci` | pc, q35 | 10.2.2 | error | needs host hardware: No provided host device |"
+        in text
     )
     assert text.index("### needs host") < text.index("### QEMU refuses")  # more runs first
     assert "2.0 min of wall time with --jobs 2" in text
