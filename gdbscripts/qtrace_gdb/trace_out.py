@@ -8,7 +8,7 @@ import json
 import time
 
 # Records that happen at a moment get ``t``: seconds since the trace was opened.
-TIMED = ("access", "exit", "irq", "dma")
+TIMED = ("access", "exit", "irq", "dma", "async")
 
 SCHEMA_VERSION = "qtrace-trace/1"
 
