@@ -12,7 +12,7 @@ import time
 import gdb
 
 from qtrace_gdb import async_work, discovery, dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
-from qtrace_gdb import memory_map
+from qtrace_gdb import memory_map, tcg_pc
 from qtrace_gdb.base import (
     DeviceFilter,
     HitBreakpoint,
@@ -103,6 +103,7 @@ class Session:
         self.discovery_stop = None
         self.discovered = None
         self.memory_map = None
+        self.tcg_pc = None
         self.scope = None  # async_work.DeviceScope, once discovery ran
         self.dma_collector = None
 
@@ -128,6 +129,7 @@ class Session:
         if self.config.get("exits"):
             self.kvm_watch = kvm_host.install(self)
         self.memory_map = memory_map.install(self)  # slots, FlatViews, ioeventfds
+        self.tcg_pc = None if self.config.get("exits") else tcg_pc.TcgPc()  # the guest end
         if self.config.get("arm_on"):
             self.markers.append(marker.Marker(self, self.config["arm_on"]))
         else:
@@ -387,6 +389,8 @@ class Session:
         }
         if exit_record is not None and space != "pci-config":
             record["addr"] = exit_record.get("phys_addr", exit_record.get("port"))
+        if self.tcg_pc is not None and not facts["under_kvm"]:
+            record["guest_pc"] = self.tcg_pc.guest_pc(info.pcs, frame)
         self.out.write(record)
         if self.max_hits and self.out.counts["access"] >= self.max_hits:
             return self.request_stop("max-hits")

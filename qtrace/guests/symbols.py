@@ -4,9 +4,11 @@ Under KVM each exit record carries ``guest_pc``, the guest's RIP when KVM return
 (``gdbscripts/qtrace_gdb/kvm_exit.py``). KVM leaves it at the instruction for an access it
 could not complete (a port ``in``, an MMIO read: the instruction runs again, with QEMU's
 value, when the vCPU re-enters) and after the instruction for a write it completed before
-exiting (a port ``out``, an MMIO write). This module maps such a PC to ``function+0xoffset``
-with the guest's symbol table: the probe's ELF (``guest/probe.elf`` in the run directory,
-read here without binutils) or a Linux ``System.map``.
+exiting (a port ``out``, an MMIO write). Under TCG each access carries the ``guest_pc`` of
+its own instruction (``gdbscripts/qtrace_gdb/tcg_pc.py``). This module maps such a PC to
+``function+0xoffset`` with the guest's symbol table: the probe's ELF (``guest/probe.elf`` in
+the run directory, read here without binutils), the linux guest's driver module
+(:mod:`qtrace.guests.linux_symbols`) or a Linux ``System.map``.
 
 Pure: it reads the symbol file and nothing else.
 """
@@ -46,6 +48,7 @@ class GuestSymbol:
     name: str
     start: int
     size: int = 0
+    module: str | None = None  # a Linux module's file name (``e1000.ko``)
 
 
 @dataclass(frozen=True)
@@ -116,12 +119,30 @@ class GuestSymbols:
         symbol = self.lookup(pc - 1 if after_instruction else pc)
         if symbol is None:
             return GuestPlace(pc, None, None, after_instruction)
-        return GuestPlace(
-            pc, f"{symbol.name}+0x{pc - symbol.start:x}", symbol.name, after_instruction
-        )
+        where = f"{symbol.name}+0x{pc - symbol.start:x}"
+        if symbol.module:
+            where += f" ({symbol.module})"
+        return GuestPlace(pc, where, symbol.name, after_instruction)
 
 
-def _elf_symbols(data: bytes) -> list[GuestSymbol]:
+@dataclass(frozen=True)
+class ElfSection:
+    name: str
+    kind: int
+    flags: int
+    offset: int
+    size: int
+
+
+def elf_sections_and_symbols(
+    data: bytes,
+) -> tuple[list[ElfSection], list[tuple[GuestSymbol, int]]]:
+    """An ELF file's sections and its code symbols with their section index (a relocatable
+    object such as a kernel module has section-relative values).
+
+    Raises:
+        ValueError: not a little-endian ELF file.
+    """
     if data[:4] != b"\x7fELF":
         raise ValueError("not an ELF file")
     is64, little = data[4] == 2, data[5] == 1
@@ -129,28 +150,25 @@ def _elf_symbols(data: bytes) -> list[GuestSymbol]:
         raise ValueError("a big-endian ELF file")
     if is64:
         (shoff,) = struct.unpack_from("<Q", data, 0x28)
-        shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     else:
         (shoff,) = struct.unpack_from("<I", data, 0x20)
-        shentsize, shnum = struct.unpack_from("<HH", data, 0x2E)
-    sections = []
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+    raw = []
     for index in range(shnum):
         at = shoff + index * shentsize
-        if is64:
-            _, kind, _, _, offset, size, link, _, _, entsize = struct.unpack_from(
-                "<IIQQQQIIQQ", data, at
-            )
-        else:
-            _, kind, _, _, offset, size, link, _, _, entsize = struct.unpack_from(
-                "<IIIIIIIIII", data, at
-            )
-        sections.append((kind, offset, size, link, entsize))
-    symbols: list[GuestSymbol] = []
-    for kind, offset, size, link, entsize in sections:
+        fmt = "<IIQQQQIIQQ" if is64 else "<IIIIIIIIII"
+        name_at, kind, flags, _, offset, size, link, _, _, entsize = struct.unpack_from(
+            fmt, data, at
+        )
+        raw.append((name_at, kind, flags, offset, size, link, entsize))
+    names = data[raw[shstrndx][3] : raw[shstrndx][3] + raw[shstrndx][4]] if raw else b""
+    sections = [ElfSection(_cstring(names, r[0]), r[1], r[2], r[3], r[4]) for r in raw]
+    symbols: list[tuple[GuestSymbol, int]] = []
+    for _, kind, _, offset, size, link, entsize in raw:
         if kind != _SHT_SYMTAB or entsize == 0:
             continue
-        _, str_offset, str_size, _, _ = sections[link]
-        strings = data[str_offset : str_offset + str_size]
+        strings = data[raw[link][3] : raw[link][3] + raw[link][4]]
         for at in range(offset, offset + size, entsize):
             if is64:
                 name_at, info, _, shndx, value, sym_size = struct.unpack_from("<IBBHQQ", data, at)
@@ -158,26 +176,42 @@ def _elf_symbols(data: bytes) -> list[GuestSymbol]:
                 name_at, value, sym_size, info, _, shndx = struct.unpack_from("<IIIBBH", data, at)
             if info & 0xF not in (_STT_FUNC, _STT_NOTYPE) or shndx == _SHN_UNDEF:
                 continue
-            end = strings.find(b"\0", name_at)
-            name = strings[name_at:end].decode("utf-8", errors="replace")
+            name = _cstring(strings, name_at)
             if not name or name.startswith(".") or (info & 0xF == _STT_NOTYPE and not value):
                 continue
-            symbols.append(GuestSymbol(name, value, sym_size))
-    if not symbols:
+            symbols.append((GuestSymbol(name, value, sym_size), shndx))
+    return sections, symbols
+
+
+def _cstring(table: bytes, at: int) -> str:
+    end = table.find(b"\0", at)
+    return table[at : end if end >= 0 else len(table)].decode("utf-8", errors="replace")
+
+
+def _elf_symbols(data: bytes) -> list[GuestSymbol]:
+    _, found = elf_sections_and_symbols(data)
+    if not found:
         raise ValueError("the ELF file has no symbol table (stripped?)")
-    return symbols
+    return [symbol for symbol, _ in found]
 
 
-def guest_symbols(run_dir: Path) -> GuestSymbols | None:
-    """The symbols of the guest a capture ran: the probe's ELF in its run directory, or
-    ``None`` when it has none (a Linux or firmware guest, or the file was removed)."""
+def guest_symbols(run_dir: Path, trace: Trace | None = None) -> GuestSymbols | None:
+    """The symbols of the guest a capture ran: the probe's ELF in its run directory; for the
+    linux guest (given its ``trace``) the driver module's functions where its accesses show
+    it was loaded (:mod:`qtrace.guests.linux_symbols`); ``None`` when neither is there."""
     path = run_dir / PROBE_ELF
-    if not path.exists():
+    if path.exists():
+        try:
+            return GuestSymbols.from_elf(path)
+        except (OSError, ValueError, struct.error):
+            return None
+    if trace is None:
         return None
-    try:
-        return GuestSymbols.from_elf(path)
-    except (OSError, ValueError, struct.error):
-        return None
+    from qtrace.guests.linux_symbols import linux_driver_symbols  # it builds on this module
+
+    pcs = {a.guest_pc for a in trace.accesses if a.guest_pc is not None}
+    pcs |= {e.guest_pc for e in trace.exits if e.guest_pc is not None}
+    return linux_driver_symbols(run_dir, pcs)
 
 
 def _after(record: Exit) -> bool:
@@ -195,12 +229,19 @@ def exit_place(record: Exit, symbols: GuestSymbols | None) -> GuestPlace | None:
 
 
 def access_places(trace: Trace, symbols: GuestSymbols | None) -> dict[int, GuestPlace]:
-    """The guest place of each access that came through an exit with ``guest_pc``, by the
-    access's ``seq``. A coalesced write has none: KVM buffered it without exiting, so no
-    guest registers were ever handed to QEMU for it."""
+    """The guest place of each access, by the access's ``seq``: under TCG its own
+    ``guest_pc`` (the instruction), under KVM its exit's. A coalesced write has none: KVM
+    buffered it without exiting, so no guest registers were ever handed to QEMU for it."""
     exits = {r.seq: r for r in trace.exits}
     places: dict[int, GuestPlace] = {}
     for access in trace.accesses:
+        if access.guest_pc is not None:  # TCG: the instruction itself
+            places[access.seq] = (
+                symbols.describe(access.guest_pc)
+                if symbols is not None
+                else GuestPlace(access.guest_pc, None, None, False)
+            )
+            continue
         record = exits.get(access.exit_seq) if access.exit_seq is not None else None
         if record is None:
             continue

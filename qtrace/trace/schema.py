@@ -176,6 +176,10 @@ class Access:
     # when the hit was recorded, for timelines. Absent in traces written before it existed.
     t: float | None = None
     thread: str | None = None
+    # TCG: the guest PC (linear) of the instruction that made the access, recovered from the
+    # translated code's return address (gdbscripts/qtrace_gdb/tcg_pc.py). Under KVM the
+    # guest's PC is on the access's exit. Absent in older traces.
+    guest_pc: int | None = None
     type: Literal["access"] = "access"
 
 

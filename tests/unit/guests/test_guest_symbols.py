@@ -81,3 +81,10 @@ def test_system_map_text_symbols() -> None:
     )
     assert str(symbols.describe(0xC123453A)) == "e1000_read_phy_reg+0x3a"
     assert guest_symbols(Path("/nonexistent")) is None
+
+
+def test_under_tcg_the_access_carries_the_instruction_itself(probe: Path) -> None:
+    trace = Trace(header=Header(device="e1000", qemu_version="10.2.2", accel="tcg"))
+    trace.records = [Access(1, "read", "mmio", 8, 4, 0x80080783, guest_pc=0x10900A)]
+    place = access_places(trace, guest_symbols(probe))[1]
+    assert str(place) == "bar_read32+0xa" and not place.after_instruction
