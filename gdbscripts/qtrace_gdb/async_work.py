@@ -170,13 +170,16 @@ class BhSchedule(_AsyncBreakpoint):
         if not self._owned(bh, opaque, frame):
             return False
         symbol = function_symbol(bh["cb"])
-        self.scope.watch("bh", bh["cb"], opaque)
+        # qemu_bh_delete enqueues too, with BH_DELETED: the bottom half is freed, not run.
+        deleted = bool(int(self.arg(frame, 1)) & _bh_deleted_flag())
+        if not deleted:
+            self.scope.watch("bh", bh["cb"], opaque)
         name = bh["name"].string() if int(bh["name"]) else None
         return self.record(
             frame,
             {
                 "kind": "bh",
-                "op": "schedule",
+                "op": "delete" if deleted else "schedule",
                 "callback": symbol.name if symbol else None,
                 "name": name,
                 "object": "0x%x" % int(self.arg(frame, 0)),
@@ -195,6 +198,14 @@ class BhSchedule(_AsyncBreakpoint):
             # timer is armed) have no object: not the device's work even if it caused them.
             return False
         return opaque in self.scope.opaques or self.in_device_code(frame)
+
+
+def _bh_deleted_flag():
+    """util/async.c's BH_DELETED (an enum constant; 1 << 2 in QEMU 7.2 to 10.x)."""
+    try:
+        return int(gdb.parse_and_eval("BH_DELETED"))
+    except gdb.error:
+        return 1 << 2
 
 
 class TimerArm(_AsyncBreakpoint):

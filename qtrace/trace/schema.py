@@ -280,7 +280,7 @@ class Async:
     ``region``+``offset`` of ``size`` bytes, matching ``data`` when ``match_data``, by
     signalling ``notifier``: QEMU's handler is not called on the vCPU thread);
     ``fd-handler`` ``register``/``unregister``/``run`` (the function QEMU's event loop calls
-    when ``notifier`` is signalled); ``bh`` ``schedule``/``run``; ``timer`` ``arm``
+    when ``notifier`` is signalled); ``bh`` ``schedule``/``delete``/``run``; ``timer`` ``arm``
     (``expire_ns`` on the timer's clock) / ``run``; ``irqfd`` ``assign``/``deassign``/
     ``signal`` (an interrupt QEMU raises by signalling an eventfd KVM injects as ``gsi``).
     ``callback`` is the function that runs; ``object`` the QEMUBH/QEMUTimer pointer.
