@@ -79,3 +79,25 @@ def test_e1000_mitigation_timer_is_armed_on_the_vcpu_and_fires_on_the_main_loop(
     fired = [r for r in trace.asyncs if r.kind == "timer" and r.op == "run"]
     assert any(r.callback == "e1000_mit_timer" and r.thread == "CPU 0/KVM" for r in armed)
     assert any(r.callback == "e1000_mit_timer" and r.thread == "main" for r in fired)
+
+
+def test_nvme_identify_runs_in_a_bottom_half_on_the_main_loop(capture: Capture) -> None:
+    trace = _ok(capture("nvme", "kvm"))
+    doorbells = [a for a in trace.accesses if a.op == "write" and a.region == "nvme"]
+    assert doorbells and all(a.thread == "CPU 0/KVM" for a in doorbells)
+    runs = [r for r in trace.asyncs if r.kind == "bh" and r.op == "run"]
+    assert any(r.callback == "nvme_process_sq" and r.thread == "main" for r in runs), runs
+    # The command read and the 4 KiB Identify data written back, from the main loop.
+    on_main = [d for d in trace.dmas if d.thread == "main"]
+    assert any(d.op == "read" and d.size == 64 for d in on_main)
+    assert any(d.op == "write" and d.size == 4096 and d.truncated for d in on_main)
+    assert any(i.line.startswith("MSI-X") and i.thread == "main" for i in trace.irqs)
+
+
+def test_edu_factorial_runs_on_edus_own_thread(capture: Capture) -> None:
+    trace = _ok(capture("edu", "kvm"))
+    assert any(i.thread == "edu" and i.line.startswith("MSI") for i in trace.irqs)
+    # The DMA command arms edu's timer on the vCPU; the transfer runs when it fires.
+    armed = [r for r in trace.asyncs if r.kind == "timer" and r.op == "arm"]
+    assert any(r.thread == "CPU 0/KVM" for r in armed)
+    assert any(d.thread == "main" and d.size == 64 for d in trace.dmas)
