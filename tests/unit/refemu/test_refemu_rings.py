@@ -185,3 +185,16 @@ def test_no_descriptors_drops_the_frame(nic: Nic) -> None:
     assert nic.dev.reg("RNBC") == 1  # counted, but gated in QEMU: a guest reads 0
     assert nic.rd(RNBC) == 0
     assert nic.rd(ICR) & RXO
+
+
+def test_ring_base_low_bits_read_back_but_dma_ignores_them(nic: Nic) -> None:
+    """Observed in QEMU 10.2.2 (issue 13): TDBAL/RDBAL keep bits 3:0 as written (the SDM
+    has them read 0); the descriptor fetch still starts at the 16-byte aligned base."""
+    setup_tx(nic)
+    nic.wr(TDBAL, TX_RING | 0xF)
+    nic.wr(RDBAL, RX_RING | 0x9)
+    assert (nic.rd(TDBAL), nic.rd(RDBAL)) == (TX_RING | 0xF, RX_RING | 0x9)
+    put_tx(nic, 0, b"\x02" * 60, EOP | RS)
+    nic.wr(TDT, 1)
+    assert tx_status(nic, 0) & 1 == 1  # DD written at TX_RING + 12, not TX_RING + 0xF + 12
+    assert nic.rd(TPT) == 1

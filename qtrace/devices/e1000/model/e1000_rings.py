@@ -80,8 +80,15 @@ class RxOutcome:
     reason: str = ""
 
 
+_BASE_ALIGN = 0xF  # descriptor rings are 16-byte aligned: the base's bits 3:0 are ignored
+
+
 def _ring(host: RingHost, prefix: str) -> tuple[int, int]:
-    base = host.reg(f"{prefix}DBAH") << 32 | host.reg(f"{prefix}DBAL")
+    # SDM 13.4.38/13.4.43: xDBAL bits 3:0 are ignored (the SDM has them read 0). Observed in
+    # QEMU 10.2.2: they are stored and read back as written, but the transmit ring's
+    # descriptor fetches still ignore them (qtest: TDBAL = base | 8 fetches the descriptor at
+    # base). The receive ring does the same here; no frame reaches QEMU to check it.
+    base = host.reg(f"{prefix}DBAH") << 32 | (host.reg(f"{prefix}DBAL") & ~_BASE_ALIGN)
     return base, host.reg(f"{prefix}DLEN") // DESC_BYTES
 
 
