@@ -8,11 +8,19 @@ closed with an ``end`` record saying ``interrupted`` and naming the signal, the 
 removed; then the exit code is 128 + the signal (143 for SIGTERM, 129 for SIGHUP), through
 :class:`~qtrace.errors.Interrupted` like Ctrl-C's 130. A capture that ends with a status other
 than ok is a :class:`~qtrace.errors.CaptureFailed` (exit 1) after its summary is printed.
+
+After the capture, the command writes ``report.md`` and ``report.html`` into the run directory
+(the report ``qtrace report`` writes) whenever the trace has device accesses, also when the
+capture did not end ok, and prints under the summary the answer: the path of the report's
+representative access, the findings in short and where the HTML report is. A report that
+cannot be made is a warning, never the capture's failure: the evidence is on disk and
+``qtrace report`` can be run on it again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,13 +37,19 @@ from qtrace.image.versions import DEFAULT_QEMU_VERSION
 from qtrace.cli.app import qtrace_command
 from qtrace.cli.console import console, err_console
 from qtrace.docker_env import connect
-from qtrace.errors import CaptureFailed, SignalInterrupt, UsageError
+from qtrace.errors import CaptureFailed, QtraceError, SignalInterrupt, UsageError
+from qtrace.launch import evidence
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.launch.live import LiveStats
 from qtrace.launch.out_dir import OUT_DIR_RULE
+from qtrace.report.model import CaptureReport, build_report
+from qtrace.report.render import write_report
+from qtrace.report.terminal import answer_renderables
 from qtrace.trace.kinds import AccelChoice, CaptureStatus, Guest, Machine, Topology
 
 __all__ = ["capture"]
+
+logger = logging.getLogger(__name__)
 
 
 class _LiveView:
@@ -187,7 +201,10 @@ def capture(
     (deduplicated) backtrace. A device that needs a backend to start (a drive, an audio
     backend, a memory backend, ...) gets one, chosen from the property list this QEMU
     gives for it and from its device pack. Output: trace.jsonl (qtrace-trace/1), qemu.log, gdb.log,
-    serial.log, summary.json. Exit code 0 only when the capture finished normally.
+    serial.log, summary.json, and report.md and report.html (what `qtrace report` writes), whose
+    answer the command prints under its summary: the path of one access from the vCPU thread to
+    the device's handler, and what the trace shows about where the work ran. Exit code 0 only
+    when the capture finished normally.
     """
     request = CaptureRequest(
         device=device,
@@ -205,12 +222,52 @@ def capture(
     )
     with _signals_as_interrupts():  # an interrupt leaves as Interrupted (qtrace_command)
         result = _run(request, build, as_json)
+        report, written = _write_reports(result)
     if as_json:
         console.print_json(json.dumps(result.summary))
     else:
         console.print(_summary_table(result))
+        if report is not None:
+            html = next((str(p) for p in written if p.suffix == ".html"), None)
+            console.print()
+            for renderable in answer_renderables(report, html):
+                console.print(renderable)
+    if written and result.status is not CaptureStatus.OK:
+        err_console.print(
+            f"[yellow]note:[/] the capture ended {result.status}: the report covers the "
+            f"{result.accesses} accesses recorded until then."
+        )
     if result.status is not CaptureStatus.OK:
         raise CaptureFailed(result.status, result.reason, result.out_dir, hint=result.hint)
+
+
+def _write_reports(result: CaptureResult) -> tuple[CaptureReport | None, list[Path]]:
+    """``report.md`` and ``report.html`` in the run directory, when the trace has accesses;
+    the summary (and ``summary.json``) then lists them. Never raises: a report that cannot be
+    made is a warning (the capture's evidence is on disk either way)."""
+    if result.accesses == 0 or not (result.out_dir / "trace.jsonl").is_file():
+        return None, []
+    retry = f"`qtrace report {result.out_dir}` tries again."
+    try:
+        report = build_report(result.out_dir)
+        written = write_report(report, result.out_dir)
+    except QtraceError as exc:
+        err_console.print(f"[yellow]warning:[/] no report: {exc.message} {retry}")
+        return None, []
+    except Exception as exc:  # a bug in the report must not fail a finished capture
+        logger.debug("report of %s failed", result.out_dir, exc_info=True)
+        err_console.print(
+            f"[yellow]warning:[/] no report: {type(exc).__name__}: {exc} (a bug in qtrace's "
+            f"report; -vv shows the traceback). {retry}"
+        )
+        return None, []
+    files = {*result.summary.get("files", ()), *(path.name for path in written)}
+    result.summary["files"] = sorted(files)
+    try:
+        evidence.write_json(result.out_dir, "summary.json", result.summary)
+    except OSError as exc:
+        err_console.print(f"[yellow]warning:[/] summary.json not updated: {exc.strerror}")
+    return report, written
 
 
 def _run(request: CaptureRequest, build: bool, as_json: bool) -> CaptureResult:

@@ -32,7 +32,7 @@ from pathlib import PurePosixPath
 from qtrace import __version__
 from qtrace.annotate import decode_access
 from qtrace.export.stacks import stack_labels
-from qtrace.export.threads import HostThread, TimelineRecord, assign_threads
+from qtrace.export.threads import SETUP_OPS, HostThread, TimelineRecord, assign_threads
 from qtrace.export.timing import timing_of
 from qtrace.trace import Access, Async, Dma, Exit, Irq, Trace
 
@@ -285,10 +285,6 @@ def _async_event(trace: Trace, item: _Item, record: Async) -> JsonObject:
     }
 
 
-# Async work that is set up on one thread and run, usually on another: kind -> setup op.
-_SETUP_OPS = {"timer": "arm", "bh": "schedule"}
-
-
 def _flow(name: str, flow_id: int, cause: _Item, effect: _Item) -> list[JsonObject]:
     common = {"name": name, "cat": CATEGORY, "id": flow_id, "pid": PID}
     return [
@@ -303,13 +299,13 @@ def _async_flows(items: list[_Item]) -> list[JsonObject]:
     events: list[JsonObject] = []
     for item in sorted(items, key=lambda i: i.record.seq):
         record = item.record
-        if not isinstance(record, Async) or record.kind not in _SETUP_OPS or not record.callback:
+        if not isinstance(record, Async) or record.kind not in SETUP_OPS or not record.callback:
             continue
         key = (record.kind, record.callback)
-        if record.op == _SETUP_OPS[record.kind]:
+        if record.op == SETUP_OPS[record.kind]:
             latest[key] = item
         elif record.op == "run" and key in latest:
-            name = f"{record.kind} {_SETUP_OPS[record.kind]} -> run"
+            name = f"{record.kind} {SETUP_OPS[record.kind]} -> run"
             events += _flow(name, record.seq, latest[key], item)
     return events
 

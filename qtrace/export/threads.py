@@ -25,10 +25,14 @@ from enum import StrEnum
 
 from qtrace.trace import Access, Async, Dma, Exit, Irq, Trace
 
-__all__ = ["ThreadRole", "HostThread", "TimelineRecord", "assign_threads"]
+__all__ = ["SETUP_OPS", "ThreadRole", "HostThread", "TimelineRecord", "assign_threads"]
 
 TimelineRecord = Exit | Access | Irq | Dma | Async
 """The records that happen at a moment on some thread (the others describe the capture)."""
+
+SETUP_OPS: dict[str, str] = {"timer": "arm", "bh": "schedule"}
+"""Async work that is set up on one thread and run, usually on another: kind -> the setup op
+(a ``run`` of that kind follows the latest setup of the same callback)."""
 
 
 class ThreadRole(StrEnum):

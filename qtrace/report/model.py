@@ -24,6 +24,7 @@ from qtrace.annotate import (
 from qtrace.annotate.registers import map_regions, region_of
 from qtrace.devices import pack_for
 from qtrace.errors import ReportError
+from qtrace.export.threads import SETUP_OPS, ThreadRole, assign_threads
 from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
 from qtrace.trace.layout import Memslot
@@ -42,6 +43,7 @@ __all__ = [
     "RegionsView",
     "RegisterRow",
     "StackView",
+    "ThreadWork",
     "access_kind",
     "build_report",
     "report_from_trace",
@@ -211,6 +213,28 @@ class ExitRow:
 
 
 @dataclass(frozen=True)
+class ThreadWork:
+    """Records of one kind that ran on a thread other than the vCPU threads, as the trace's
+    ``thread`` fields place them (a ``work-on-other-threads`` finding).
+
+    ``record`` is the record type (``access``, ``exit``, ``irq``, ``dma``, ``async``); ``what``
+    its kind: an async record's ``<kind> <op>`` (``timer run``, ``bh schedule``,
+    ``fd-handler run``), an access's ``<space> <op>``, a DMA transfer's op, an interrupt's
+    line; ``callback`` the function an async record names. ``set_up_op``/``set_up_on``: for the
+    run of a timer or bottom half, the latest arm or schedule of its callback before it, when
+    that was on another thread (e.g. ``arm`` on ``CPU 0/KVM``).
+    """
+
+    thread: str
+    record: str
+    what: str
+    callback: str | None
+    count: int
+    set_up_op: str | None = None
+    set_up_on: str | None = None
+
+
+@dataclass(frozen=True)
 class Finding:
     """A statement the trace supports (``holds``), or one it contradicts, as the numbers the
     trace gave; the sentence that says it lives in ``templates/findings.j2`` (keyed by ``key``),
@@ -220,7 +244,9 @@ class Finding:
     KVM buffered without an exit; ``coalesced_before_access`` how many of them QEMU
     replayed inside ``kvm_cpu_exec`` while handling the exit of the next
     access, just before that access (the rest were replayed elsewhere). ``stack_ids`` names the
-    stacks a contradicted statement is about; ``names`` the functions it looked for.
+    stacks a contradicted statement is about; ``names`` the functions it looked for. The thread
+    findings (traces whose records carry ``thread``): ``records`` counts the records placed on a
+    thread, ``threads`` names the vCPU threads, ``elsewhere`` the work on the other threads.
     """
 
     key: str
@@ -233,6 +259,8 @@ class Finding:
     coalesced_before_access: int = 0
     stack_ids: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
+    records: int = 0
+    elsewhere: tuple[ThreadWork, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,6 +354,7 @@ class CaptureReport:
     dmas: tuple[DmaRow, ...] = ()
     regions: RegionsView | None = None
     path: PathView | None = None
+    representative_exit: Exit | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -390,12 +419,12 @@ def report_from_trace(
         decode_access(header.device, representative, header.regions) if representative else None
     )
     sequence = None
+    exit_record = (
+        exits_by_seq.get(representative.exit_seq)
+        if representative is not None and representative.exit_seq is not None
+        else None
+    )
     if representative is not None and representative.stack in annotated:
-        exit_record = (
-            exits_by_seq.get(representative.exit_seq)
-            if representative.exit_seq is not None
-            else None
-        )
         sequence = build_sequence(
             annotated[representative.stack], representative, decoded, exit_record, header.accel
         )
@@ -433,6 +462,7 @@ def report_from_trace(
         ),
         regions=_regions_view(header, accesses, trace.memslots),
         path=_path_view(header, accesses, trace),
+        representative_exit=exit_record,
     )
 
 
@@ -881,7 +911,58 @@ def _findings(
             names=WAIT_IO_PREFIXES,
         )
     )
+    findings += _thread_findings(trace)
     return tuple(findings)
+
+
+def _thread_findings(trace: Trace) -> list[Finding]:
+    """Which threads the device's work ran on, for traces whose records name their thread
+    (older traces: no finding). Threads are placed and named as the exports place them
+    (:func:`~qtrace.export.threads.assign_threads`); a timer or bottom-half run is linked to
+    the latest arm/schedule of its callback, as the Perfetto export's flows are."""
+    placed = assign_threads(trace)
+    if not any(record.thread for record, _ in placed):
+        return []
+    vcpus = tuple(dict.fromkeys(t.name for _, t in placed if t.role is ThreadRole.VCPU))
+    latest_setup: dict[tuple[str, str], str] = {}
+    work: dict[tuple[str, str, str, str | None, str | None, str | None], int] = {}
+    for record, thread in placed:
+        set_up_op = set_up_on = None
+        if isinstance(record, Async):
+            what = f"{record.kind} {record.op}"
+            key = (record.kind, record.callback or "")
+            if record.kind in SETUP_OPS and record.op == SETUP_OPS[record.kind]:
+                latest_setup[key] = thread.name
+            elif record.op == "run" and latest_setup.get(key, thread.name) != thread.name:
+                set_up_op, set_up_on = SETUP_OPS[record.kind], latest_setup[key]
+        elif isinstance(record, Access):
+            what = access_kind(record)
+        elif isinstance(record, Dma):
+            what = record.op
+        elif isinstance(record, Irq):
+            what = record.line
+        else:
+            what = record.reason
+        if thread.role is ThreadRole.VCPU:
+            continue
+        callback = record.callback if isinstance(record, Async) else None
+        group = (thread.name, record.type, what, callback, set_up_op, set_up_on)
+        work[group] = work.get(group, 0) + 1
+    if not work:
+        return [Finding("all-on-vcpu-threads", True, records=len(placed), threads=vcpus)]
+    elsewhere = tuple(
+        ThreadWork(name, kind, what, callback, n, op, on)
+        for (name, kind, what, callback, op, on), n in work.items()
+    )
+    return [
+        Finding(
+            "work-on-other-threads",
+            True,
+            records=len(placed),
+            threads=vcpus,
+            elsewhere=elsewhere,
+        )
+    ]
 
 
 def _device_frame(annotated: dict[str, AnnotatedStack], stack_id: str | None) -> str:

@@ -21,6 +21,7 @@ from qtrace.report.versions import Comparison
 
 __all__ = [
     "FORMATS",
+    "finding_rows",
     "finding_text",
     "output_names",
     "path_sentences",
@@ -128,6 +129,23 @@ def finding_text(finding: Finding) -> str:
         return str(module.finding_text(finding))  # type: ignore[attr-defined]
     except jinja2.TemplateError as exc:
         raise ReportError(f"report template findings.j2 failed: {exc}") from exc
+
+
+def finding_rows(finding: Finding) -> list[tuple[str, str]]:
+    """The short form of one finding, as ``qtrace capture`` prints it under its summary:
+    (label, text) rows, e.g. ``("coalesced", "9 writes made no exit: ...")``; a row that
+    continues the one before has the label "" (``templates/findings.j2``, ``finding_rows``)."""
+    try:
+        module: Any = _environment(False).get_template("findings.j2").module
+        text = str(module.finding_rows(finding))
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template findings.j2 failed: {exc}") from exc
+    rows = []
+    for line in text.splitlines():
+        if line.strip():
+            label, _, rest = line.partition("\t")
+            rows.append((label.strip(), rest.strip()))
+    return rows
 
 
 def region_sentences(view: RegionsView) -> list[str]:

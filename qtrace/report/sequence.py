@@ -13,10 +13,19 @@ from html import escape
 from qtrace.annotate import AnnotatedFrame, AnnotatedStack, Decoded
 from qtrace.trace import Access, Exit
 
-__all__ = ["Message", "Participant", "Sequence", "build_sequence", "to_mermaid", "to_svg"]
+__all__ = [
+    "HIDDEN_LAYERS",
+    "Message",
+    "Participant",
+    "Sequence",
+    "build_sequence",
+    "to_mermaid",
+    "to_svg",
+]
 
-# Layers below the vCPU loop say nothing about the access: left out of the diagram.
-_HIDDEN_LAYERS = ("thread-start", "qemu-thread")
+HIDDEN_LAYERS = ("thread-start", "qemu-thread")
+"""Layers below the vCPU loop say nothing about the access: left out of the diagram (and of
+the path ``qtrace capture`` prints)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ def build_sequence(
 ) -> Sequence:
     """The call sequence of ``access`` along ``stack`` (innermost frame first)."""
     runs = [
-        (layer, frames) for layer, frames in stack.layer_runs() if layer.id not in _HIDDEN_LAYERS
+        (layer, frames) for layer, frames in stack.layer_runs() if layer.id not in HIDDEN_LAYERS
     ]
     participants: list[Participant] = []
     messages: list[Message] = []

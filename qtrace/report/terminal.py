@@ -1,6 +1,7 @@
 """Terminal views of a report model and of a stack diff, as rich renderables.
 
-Only builds renderables; printing them is the CLI's job (``qtrace.cli.show``/``diff``).
+Only builds renderables; printing them is the CLI's job (``qtrace.cli.show``/``diff``, and
+``qtrace.cli.capture``, which ends with :func:`answer_renderables`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,27 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from qtrace.annotate import AnnotatedFrame, Layer
 from qtrace.report.diff import DiffSide, StackDiff
 from qtrace.report.model import CaptureReport, RegionsView, StackView
-from qtrace.report.render import finding_text, path_sentences, region_sentences, size_text
+from qtrace.report.render import (
+    finding_rows,
+    finding_text,
+    path_sentences,
+    region_sentences,
+    size_text,
+)
+from qtrace.report.sequence import HIDDEN_LAYERS
 
-__all__ = ["diff_renderables", "region_table", "register_table", "show_renderables", "stack_tree"]
+__all__ = [
+    "access_path_tree",
+    "answer_renderables",
+    "diff_renderables",
+    "region_table",
+    "register_table",
+    "show_renderables",
+    "stack_tree",
+]
 
 _STATUS_STYLE = {
     "same": "dim",
@@ -127,15 +144,81 @@ def stack_tree(view: StackView) -> Tree:
             (f"stack {view.id}", "bold"), f"  {view.title}  ", (f"reached via {via}", "cyan")
         )
     )
-    for layer, frames in view.stack.layer_runs():
+    _add_layers(tree, view.stack.layer_runs(), detail=True)
+    return tree
+
+
+def _add_layers(
+    tree: Tree, runs: list[tuple[Layer, list[AnnotatedFrame]]], *, detail: bool
+) -> None:
+    """Under ``tree``, one branch per layer and its frames (``detail``: with each frame's
+    explanation and source line)."""
+    for layer, frames in runs:
         branch = tree.add(Text(layer.label, style=f"bold {layer.color}"))
         for frame in frames:
             label = Text.assemble((frame.func, "bold"), f"  {frame.location}", style="")
             node = branch.add(label)
-            node.add(Text(frame.explain, style="dim"))
-            if frame.source:
-                node.add(Text(frame.source, style="italic"))
+            if detail:
+                node.add(Text(frame.explain, style="dim"))
+                if frame.source:
+                    node.add(Text(frame.source, style="italic"))
+
+
+def access_path_tree(report: CaptureReport) -> Tree | None:
+    """The report's representative access (its "one access, end to end" section), compact:
+    a heading saying which access, then its stack's layers from the vCPU loop inwards, one
+    line per frame (function, file:line). ``None`` when the report has no such access."""
+    access = report.representative
+    view = report.stack_view(access.stack) if access is not None else None
+    if access is None or view is None:
+        return None
+    decoded = report.representative_decoded
+    register = f" ({decoded.name})" if decoded is not None else ""
+    meaning = decoded.summary() if decoded is not None else ""
+    value = f"0x{access.value:0{max(access.size, 1) * 2}x}" + (f" = {meaning}" if meaning else "")
+    record = report.representative_exit
+    if record is not None:
+        via = f"after {record.reason}"
+    elif report.header.accel == "tcg":
+        via = "no exit (TCG softmmu)"
+    else:
+        via = "no linked exit"
+    where = f", on {access.thread}" if access.thread else ""
+    tree = Tree(
+        Text.assemble(
+            ("One access, end to end", "bold"),
+            f": access {access.seq}, a {access.size}-byte {access.space} {access.op} at "
+            f"offset {access.offset:#x}{register}, value {value}; ",
+            (f"{via}{where}", "cyan"),
+            (f"  (stack {view.id}, {view.uses}x)", "dim"),
+        )
+    )
+    runs = [(layer, frames) for layer, frames in view.stack.layer_runs()]
+    _add_layers(tree, [run for run in runs if run[0].id not in HIDDEN_LAYERS], detail=False)
     return tree
+
+
+def answer_renderables(
+    report: CaptureReport, report_file: str | None = None
+) -> list[RenderableType]:
+    """What ``qtrace capture`` prints under its summary: the representative access's path
+    (:func:`access_path_tree`), the findings in their short form, and where the report is."""
+    out: list[RenderableType] = []
+    tree = access_path_tree(report)
+    if tree is not None:
+        out.append(tree)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for finding in report.findings:
+        style = "green" if finding.holds else "red"
+        for label, text in finding_rows(finding):
+            grid.add_row(Text(label, style=style), Text(text))
+    if report_file is not None:
+        grid.add_row(Text("report"), Text(report_file))
+    if grid.row_count:
+        out.append(grid)
+    return out
 
 
 def show_renderables(report: CaptureReport, *, stacks: bool = True) -> list[RenderableType]:
