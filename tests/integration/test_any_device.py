@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from qtrace.devices import PACKS_ENV, clear_registry_cache
+from qtrace.devices import PACKS_ENV, clear_registry_cache, pack_for
 from qtrace.errors import QtraceError
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
 from qtrace.trace.codec import Trace, read_trace
@@ -115,11 +115,12 @@ def test_q35_captures_the_device_and_in_root_port_topology_the_port(
         assert not port
 
 
+REFUSED_DEVICE = "virtio-balloon-pci"  # a device no pack in the tree claims (checked below)
 REFUSED_PACK = """
 format = "qtrace-device/1"
-name = "virtio-rng-pci"
-summary = "virtio-rng-pci with a property QEMU does not have (this test's pack)"
-qom_types = ["virtio-rng-pci"]
+name = "virtio-balloon-pci"
+summary = "virtio-balloon-pci with a property QEMU does not have (this test's pack)"
+qom_types = ["virtio-balloon-pci"]
 
 [start]
 properties = { qtrace-no-such-property = "1" }
@@ -130,7 +131,8 @@ def test_a_device_qemu_refuses_fails_with_qemus_own_message(
     debug_image: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """QEMU exits before vm_start: the capture says what QEMU said, not a symptom."""
-    folder = tmp_path / "packs" / "virtio-rng-pci"
+    assert pack_for(REFUSED_DEVICE) is None
+    folder = tmp_path / "packs" / REFUSED_DEVICE
     folder.mkdir(parents=True)
     (folder / "pack.toml").write_text(REFUSED_PACK, encoding="utf-8")
     monkeypatch.setenv(PACKS_ENV, str(tmp_path / "packs"))
@@ -138,7 +140,7 @@ def test_a_device_qemu_refuses_fails_with_qemus_own_message(
     try:
         with pytest.raises(QtraceError) as failure:
             run_capture(
-                CaptureRequest(device="virtio-rng-pci", accel="tcg", out_dir=tmp_path / "run"),
+                CaptureRequest(device=REFUSED_DEVICE, accel="tcg", out_dir=tmp_path / "run"),
                 RecordingEvents(),
             )
     finally:
