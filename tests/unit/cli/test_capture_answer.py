@@ -38,9 +38,8 @@ def _captured(tmp_path: Path, status: CaptureStatus = CaptureStatus.OK) -> Captu
         "files": files,
     }
     (out / "summary.json").write_text(json.dumps(summary))
-    return CaptureResult(
-        out, status, summary["reason"], Accel.KVM, 84, 16, 217, 9.5, summary  # type: ignore[arg-type]
-    )
+    reason = None if status is CaptureStatus.OK else "--timeout 3 s reached"
+    return CaptureResult(out, status, reason, Accel.KVM, 84, 16, 217, 9.5, summary)
 
 
 @pytest.fixture()

@@ -109,8 +109,9 @@ def test_a_bottom_half_run_names_the_thread_that_scheduled_it_only_when_another(
     assert work[("write", None)].record == "dma" and work[("write", None)].count == 2
     assert any(w.record == "irq" and w.what == "MSI-X:0" for w in work.values())
     rows = dict(_rows(build_report(DEVICES / "nvme-kvm-q35-root-port.jsonl")))
-    assert "bh run nvme_process_sq (scheduled on CPU 0/KVM), DMA read, DMA write x2" in (
-        rows["other threads"]
+    assert (
+        "bh run nvme_process_sq (scheduled on CPU 0/KVM), DMA read, DMA write x2"
+        in (rows["other threads"])
     )
 
 
