@@ -26,7 +26,7 @@ from qtrace.guests.symbols import GuestSymbol, GuestSymbols, elf_sections_and_sy
 
 __all__ = [
     "INITRAMFS",
-    "MODULE_AREA",
+    "MODULE_AREAS",
     "MIN_EXPLAINED",
     "ModuleBase",
     "initramfs_files",
@@ -35,8 +35,10 @@ __all__ = [
 ]
 
 INITRAMFS = Path("linux") / "initramfs.cpio.gz"
-MODULE_AREA = 0xFFFFFFFFA0000000
-"""x86-64 Linux maps modules from here up (the kernel's own text lies below)."""
+MODULE_AREAS = (0xFFFFFFFFC0000000, 0xFFFFFFFFA0000000)
+"""Where x86-64 Linux maps modules: from MODULES_VADDR, which is 0xffffffffc0000000 with
+KASLR (the kernel's own text then lies anywhere in the GiB below, 0xffffffffa5... too) and
+0xffffffffa0000000 without it."""
 MIN_EXPLAINED = 0.9
 CANDIDATE_ALIGN = 16
 _SHF_EXECINSTR = 0x4
@@ -129,7 +131,8 @@ def linux_driver_symbols(run_dir: Path, guest_pcs: set[int]) -> GuestSymbols | N
         return None
     section = sections[text_index]
     text = module[section.offset : section.offset + section.size]
-    base = module_base(text, {pc for pc in guest_pcs if pc >= MODULE_AREA})
+    area = next((a for a in MODULE_AREAS if any(pc >= a for pc in guest_pcs)), MODULE_AREAS[0])
+    base = module_base(text, {pc for pc in guest_pcs if pc >= area})
     if base is None:
         return None
     placed = [
