@@ -2,8 +2,9 @@
 """The device matrix: capture every PCI device QEMU lists, on each machine, into one table.
 
     .venv/bin/python scripts/device_matrix.py [--machines pc,q35] [--qemu-version 10.2.2]
-        [--devices a,b] [--jobs 2] [--timeout 120] [--shard K/N] [--results FILE]
-        [--resume] [--out reports/devices.md] [--captures DIR] [--list]
+        [--devices a,b] [--jobs 3] [--timeout 120] [--shard K/N] [--results FILE]
+        [--resume [--retry-failed]] [--accel auto] [--out reports/devices.md]
+        [--captures DIR] [--list]
     .venv/bin/python scripts/device_matrix.py merge RESULTS.json... [--out reports/devices.md]
 
 Run: lists the PCI devices of each QEMU version's debug image (what `qtrace devices`
@@ -13,20 +14,24 @@ capture) and a hard limit of --timeout + 120 s. Each result (status, the trace h
 regions with their kind, the distinct handlers hit, accesses, distinct stacks, seconds and,
 for a run that does not end ok, a short named reason) is written to --results as soon as
 the capture ends, so Ctrl-C keeps every finished result (and --resume runs only what is
-missing). Without --shard the table is written too (--out).
+missing, --resume --retry-failed also what did not end ok). Without --shard the table is
+written too (--out). The captures run the qtrace this script is in: run it from a clean
+clone to capture a commit while the working tree is being edited.
 
 Shards: --shard K/N runs the K-th of N stable parts of the (device, machine, version)
 list, for a CI matrix or any job runner to fan out; `merge` turns the shards' results
 files into the table. Captures go to --captures (default captures/matrix-<utc>/).
 
-Exit codes: 0 the matrix ran (devices that fail are results, not errors), 1 a run failed
-for another reason, 2 usage, 3 environment (no Docker, no image, disk full: the matrix
-stops at the first such capture), 130 interrupted (finished results kept).
+Exit codes: 0 the matrix ran (devices that fail are results, not errors), 1 it could not
+run (an unreadable results file, QEMU's device list failed), 2 usage, 3 environment (no Docker, no image, a full disk, a qtrace that
+does not import: the matrix stops at the first such capture and keeps no result for it),
+130 interrupted (finished results kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import subprocess
@@ -160,6 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout {args.timeout}: need a positive number of seconds")
     results_path = _results_path(args)
     kept: dict[Cell, RunResult] = {}
+    earlier_wall_s = 0.0  # a resumed run's table counts the wall time of every run
     if results_path.exists():
         if not args.resume:
             raise UsageError(
@@ -167,9 +173,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 hint="Pass --resume to keep its results and run only the missing cells, "
                 "or --results another file.",
             )
-        kept = {
-            r.cell: r for r in read_results(results_path).results if r.ok or not args.retry_failed
-        }
+        earlier = read_results(results_path)
+        earlier_wall_s = earlier.wall_s
+        kept = {r.cell: r for r in earlier.results if r.ok or not args.retry_failed}
     cells = _plan(args)
     if args.list:
         for cell in cells:
@@ -203,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 shard=args.shard,
                 started=started_at,
                 jobs=args.jobs,
-                wall_s=time.monotonic() - started,
+                wall_s=earlier_wall_s + time.monotonic() - started,
                 interrupted=interrupted,
                 extra={
                     "captures": str(captures),
@@ -215,13 +221,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def execute(cell: Cell) -> RunResult:
         try:
-            return outcome(cell, processes.run(cell), _unstartable)
+            result = outcome(cell, processes.run(cell), _unstartable)
         except OSError as exc:  # the capture could not be started, or its files read
-            return outcome(
+            result = outcome(
                 cell,
                 CaptureOutput(None, "", f"error: {exc}", processes.out_dir(cell), 0.0),
                 _unstartable,
             )
+        return dataclasses.replace(result, qtrace_commit=commit)
 
     err.print(
         f"[cyan]•[/] {len(todo)} captures to run"
@@ -327,7 +334,10 @@ def run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--devices", help="comma-separated devices (default: every PCI device)")
     parser.add_argument(
-        "--jobs", type=int, default=2, help="captures at once (default: 2, see README)"
+        "--jobs",
+        type=int,
+        default=3,
+        help="captures at once (default: 3, measured best on 2 cores; see README)",
     )
     parser.add_argument(
         "--timeout",

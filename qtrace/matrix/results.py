@@ -50,6 +50,8 @@ class RunResult:
     ``timeout`` when it did not end within the matrix's hard limit. For every run that is
     not ``ok``, ``reason`` is a short named reason, ``category`` groups it (see
     :mod:`qtrace.matrix.reasons`) and ``detail`` keeps the capture's own words.
+    ``qtrace_commit`` is the commit of the qtrace that captured it (``+dirty`` when its tree
+    had uncommitted changes), so a table merged from runs of several commits says which.
     """
 
     device: str
@@ -68,6 +70,7 @@ class RunResult:
     regions: tuple[RegionSeen, ...] = ()
     out_dir: str | None = None
     finished: str = ""
+    qtrace_commit: str | None = None
 
     @property
     def cell(self) -> Cell:

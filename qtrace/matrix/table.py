@@ -46,15 +46,13 @@ def merge(files: Iterable[ResultsFile]) -> Matrix:
     """One :class:`Matrix` from any number of results files (shards, reruns)."""
     planned: set[Cell] = set()
     latest: dict[Cell, RunResult] = {}
-    count, wall_s, jobs, interrupted, commits = 0, 0.0, set(), False, set()
+    count, wall_s, jobs, interrupted = 0, 0.0, set(), False
     for results_file in files:
         count += 1
         wall_s += results_file.wall_s
         jobs.add(results_file.jobs)
         interrupted = interrupted or results_file.interrupted
         planned.update(results_file.planned)
-        if results_file.extra.get("qtrace_commit"):
-            commits.add(str(results_file.extra["qtrace_commit"]))
         for result in results_file.results:
             planned.add(result.cell)
             old = latest.get(result.cell)
@@ -67,7 +65,7 @@ def merge(files: Iterable[ResultsFile]) -> Matrix:
         wall_s=wall_s,
         jobs=tuple(sorted(jobs)),
         interrupted=interrupted,
-        commits=tuple(sorted(commits)),
+        commits=tuple(sorted({r.qtrace_commit for r in latest.values() if r.qtrace_commit})),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,11 @@ def test_results_files_round_trip_and_bad_ones_are_report_errors(tmp_path: Path)
         read_results(tmp_path / "other.json")
     with pytest.raises(ReportError):
         read_results(tmp_path / "missing.json")
+
+
+def test_the_table_names_every_commit_that_captured_a_result() -> None:
+    old = replace(_ok("edu"), qtrace_commit="acfc843")
+    new = replace(_ok("nvme"), qtrace_commit="95c726d")
+    matrix = merge([ResultsFile(planned=(), results=(old, new))])
+    assert matrix.commits == ("95c726d", "acfc843")
+    assert "; qtrace 95c726d, acfc843)" in render_markdown(matrix)
