@@ -89,6 +89,7 @@ class Session:
         self.last_exit = {}
         self.vcpu_of = {}
         self.thread_names = {}
+        self.reads_in_flight = {}  # gdb thread -> {CFA: a read handler's entry arguments}
         self.regions = {}
         self.kvm_exec = None
         self.coalesced_flush = None
