@@ -61,6 +61,8 @@ class DeviceScope:
         self.irqfds = {}  # EventNotifier * -> GSI
         self.watched = {}  # callback address -> {opaque: kind}
         self.pending = []  # (kind, symbol) waiting for a breakpoint at the host's stop
+        self.enable_later = []  # hooks to turn on at the host's stop
+        self.notifier_hook = None
 
     def code_on_stack(self, pcs):
         return any(a <= pc < b for pc in pcs for a, b in self.ranges)
@@ -102,7 +104,7 @@ class _AsyncBreakpoint(HitBreakpoint):
         record = {"type": "async"}
         record.update(fields)
         stop = self.session.record_event(record, frame)
-        if self.scope.pending:
+        if self.scope.pending or self.scope.enable_later:
             return self.session.request_stop("install") or stop
         return stop
 
@@ -243,6 +245,10 @@ class IrqfdAssign(_AsyncBreakpoint):
         assign = bool(self.arg(frame, 4))
         if assign:
             self.scope.irqfds[notifier] = gsi
+            # event_notifier_set runs for every event-loop wake-up in QEMU: its hook is off
+            # until the device has an irqfd (turned on at the host stop this asks for).
+            if self.scope.notifier_hook is not None and not self.scope.notifier_hook.enabled:
+                self.scope.enable_later.append(self.scope.notifier_hook)
         else:
             self.scope.irqfds.pop(notifier, None)
         return self.record(
@@ -294,23 +300,33 @@ class CallbackRun(HitBreakpoint):
         return self.session.record_event(record, frame)
 
 
-HOOKS = (EventfdAdd, EventfdDel, HandlerRegister, BhSchedule, TimerArm, IrqfdAssign, NotifierSet)
+HOOKS = (EventfdAdd, EventfdDel, HandlerRegister, BhSchedule, TimerArm, IrqfdAssign)
 
 
 def install(session, scope, enabled):
-    """The hooks that find the device's asynchronous work (absent functions are skipped)."""
+    """The hooks that find the device's asynchronous work (absent functions are skipped).
+    The irqfd signal hook is created off and left out of the armed set: it is turned on
+    when the device gets its first irqfd."""
     hooks = []
     for hook in HOOKS:
         try:
             hooks.append(hook(session, scope, enabled))
         except gdb.GdbError:
             pass  # this QEMU has no such function (a build without KVM, say)
+    try:
+        scope.notifier_hook = NotifierSet(session, scope, False)
+    except gdb.GdbError:
+        pass
     return hooks
 
 
 def install_pending(session, scope, enabled):
     """Breakpoints for the callbacks found since the last stop (run at a host stop)."""
     created = []
+    while scope.enable_later:
+        hook = scope.enable_later.pop()
+        hook.enabled = enabled
+        created.append(hook)  # now one of the collectors: armed, and turned off at the end
     while scope.pending:
         kind, symbol = scope.pending.pop(0)
         created.append(CallbackRun(session, scope, kind, symbol, enabled))

@@ -63,7 +63,7 @@ class HandlerReadEntry(_SiteBreakpoint):
     """Entry of a ``read``/``read_with_attrs`` callback: its arguments, kept for the return.
 
     A handler may change its parameters before returning (``addr -= base``, measured on a
-    legacy virtio I/O BAR), so the offset and size are read here, where they are what QEMU
+    legacy I/O BAR), so the offset and size are read here, where they are what QEMU
     passed. Kept per thread under the frame's CFA (entry: rbp + 16 after the prologue;
     ``ret``: rsp + 8), which pairs an entry with its own return, nested calls included.
     """
