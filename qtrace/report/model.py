@@ -26,6 +26,7 @@ from qtrace.devices import pack_for
 from qtrace.errors import ReportError
 from qtrace.export.threads import SETUP_OPS, ThreadRole, assign_threads
 from qtrace.report.sequence import Sequence, build_sequence
+from qtrace.report.threads import WhereWorkRan, where_work_ran
 from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
 from qtrace.trace.layout import Memslot
 from qtrace.trace.schema import Async, Region
@@ -355,6 +356,8 @@ class CaptureReport:
     regions: RegionsView | None = None
     path: PathView | None = None
     representative_exit: Exit | None = None
+    # Where the work ran (traces whose records name their thread; None for older ones).
+    threads: WhereWorkRan | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -463,6 +466,7 @@ def report_from_trace(
         regions=_regions_view(header, accesses, trace.memslots),
         path=_path_view(header, accesses, trace),
         representative_exit=exit_record,
+        threads=where_work_ran(trace),
     )
 
 
