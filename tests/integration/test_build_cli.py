@@ -56,6 +56,7 @@ def test_doctor_json_has_one_entry_per_check(debug_image: BuildResult) -> None:
         "kvm",
         "free disk",
         "leftover containers",
+        "kernel events",
     ]
     by_name = {c["name"]: c for c in report["checks"]}
     assert by_name["docker daemon"]["status"] == "ok"
