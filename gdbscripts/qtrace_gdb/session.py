@@ -195,10 +195,16 @@ class Session:
             else "from QEMU start"
         )
         description = {"device_handlers": when, "pci_config": when}
-        if self.config.get("irq_device"):
+        if self.config["record_irq"]:
             description["irq"] = when
-        if self.config.get("dma_device"):
+        if self.config["record_dma"]:
             description["dma"] = when + "; data capped at %d bytes per record" % self.dma_cap_bytes
+        description["async"] = (
+            when
+            if self.config["record_async"]
+            else "not recorded for this guest (its hooks stop QEMU on every timer and bottom "
+            "half of the whole machine)"
+        )
         if self.config.get("exits"):
             description["kvm_exits"] = when
         if self.quiet_ports:

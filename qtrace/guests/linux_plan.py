@@ -93,4 +93,5 @@ def linux_plan(device: str, guests_mount: str, out_mount: str) -> GuestPlan:
         exit_port=DEBUG_EXIT_IOBASE,
         ok_exit_statuses=(DEBUG_EXIT_OK_STATUS,),
         serial_verdict=False,
+        record_async=False,  # see GuestPlan.record_async
     )

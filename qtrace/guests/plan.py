@@ -29,6 +29,10 @@ class GuestPlan:
         quiet_ports: ``(base, count)`` port ranges whose exits are counted, not recorded.
         rom: keep the device's option ROM (the firmware guest needs iPXE).
         extra_qemu_args: anything else the guest needs on QEMU's command line.
+        record_async: record the device's work off the register path (``async`` records).
+            Its hooks stop QEMU on every timer armed and bottom half scheduled in the whole
+            machine: a Linux guest under TCG arms tens of thousands (38,000 measured in one
+            capture), which slows it past its own deadlines, so the linux plan leaves it off.
     """
 
     name: str
@@ -45,3 +49,4 @@ class GuestPlan:
     quiet_ports: tuple[tuple[int, int], ...] = ((0x3F8, 8),)
     rom: bool = False
     extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
+    record_async: bool = True

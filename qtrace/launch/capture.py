@@ -543,6 +543,7 @@ class _CaptureRun:
             arm_on=self.plan.arm_on,
             quiet_ports=self.plan.quiet_ports,
             max_hits=self.request.max_hits,
+            record_async=self.plan.record_async,
         )
 
     def _run_gdb(self, gdb: GdbSession, container: LabelledContainer) -> None:
