@@ -62,7 +62,7 @@ _GLIB_ASSERTION = re.compile(r"ERROR:(?P<where>[\w./-]+:\d+):(?P<func>\w+): (?P<
 # The probe's generic DONE fail codes (qtrace/guests/probe/*.c) in words; the device
 # sequences' own codes (nvme-identify-status, ...) are specific enough as they are.
 _PROBE_CODES = {
-    "target-not-type0": "a bridge's (type 1) header; the probe drives type 0 functions",
+    "target-not-type0-or-1": "a CardBus (type 2) header; the probe drives type 0 and 1 functions",
     "target-absent": "nothing answered at the device's address",
     "target-not-found": "the device was not found on the bus",
     "ecam-no-response": "ECAM configuration space did not answer",

@@ -440,17 +440,23 @@ int pci_setup_target(void)
     kprintf("# target %02x:%02x.%x %04x:%04x class %06x subsys %04x:%04x\n",
             (uint32_t)t.bus, (uint32_t)t.dev, (uint32_t)t.fn, hdr[0] & 0xFFFF, hdr[0] >> 16,
             hdr[2] >> 8, hdr[11] & 0xFFFF, hdr[11] >> 16);
-    if ((hdr[3] >> 16) & 0x7F) {
-        fail("target-not-type0");
+    /* A PCI-to-PCI bridge (header type 1) has two BARs, at 0x10 and 0x14; from 0x18 on
+     * its header holds bus numbers and windows, which the enumeration above programmed. */
+    uint32_t header_type = (hdr[3] >> 16) & 0x7F;
+    if (header_type > 1) {
+        fail("target-not-type0-or-1");
         return 0;
     }
+    int bar_slots = header_type == 1 ? 2 : 6;
+    if (header_type == 1)
+        kprintf("# target is a bridge (header type 1): BARs 0-1 only\n");
 
     /* Decoding off while the BARs hold all-ones, then back on with bus mastering. */
     uint32_t cmd = pci_cfg_read(t, PCI_COMMAND, 2);
     pci_cfg_write(t, PCI_COMMAND, 2, cmd & ~(uint32_t)(PCI_COMMAND_IO | PCI_COMMAND_MEMORY));
 
     int behind_bridge = t.bus != 0;
-    for (int n = 0; n < 6;)
+    for (int n = 0; n < bar_slots;)
         n += setup_bar(n, behind_bridge);
     if (behind_bridge)
         open_bridge_windows();

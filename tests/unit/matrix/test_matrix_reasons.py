@@ -165,8 +165,8 @@ def test_a_qtrace_that_cannot_import_is_not_the_devices_fault() -> None:
 
 
 def test_the_probes_generic_codes_are_said_in_words() -> None:
-    named = short_reason("error", "the guest reported: DONE fail target-not-type0")
+    named = short_reason("error", "the guest reported: DONE fail target-not-type0-or-1")
     assert named.phrase == (
-        "probe failed: a bridge's (type 1) header; the probe drives type 0 functions "
-        "(target-not-type0)"
+        "probe failed: a CardBus (type 2) header; the probe drives type 0 and 1 functions "
+        "(target-not-type0-or-1)"
     )
