@@ -27,10 +27,11 @@ from qtrace.verify import (
     verify_device,
     verify_file,
 )
+from qtrace.verify.coverage import CoverageReport, group_arrays
 from qtrace.verify.live import LiveResult, run_live
 from qtrace.verify.qemu_qtest import QemuQtest
 
-__all__ = ["render_live_result", "render_result", "verify"]
+__all__ = ["render_coverage", "render_live_result", "render_result", "verify"]
 
 _MAX_ROWS = 50
 
@@ -209,12 +210,76 @@ def render_live_result(result: LiveResult, device: str) -> None:
         )
     console.print(table)
     if result.counterexample:
-        console.print("[bold red]shrunk counterexample[/] (after machine reset and PCI setup):")
+        where = (
+            f" from sequence {result.failing_sequence} of seed {result.seed}, "
+            f"{result.shrink_runs} shrinking runs"
+            if result.failing_sequence is not None
+            else ""
+        )
+        console.print(
+            f"[bold red]shrunk counterexample[/] (after machine reset and PCI setup{where}):"
+        )
         for line in result.counterexample:
             console.print(f"  {line}", markup=False, highlight=False)
+    if result.coverage is not None:
+        render_coverage(result.coverage)
     console.print(
         f"reads compared: {result.reads_compared}; elapsed {result.elapsed_s:.1f} s; "
         + ("[green]OK[/]: no divergence" if result.ok else "[red]FAIL[/]")
+    )
+
+
+def _mask(value: int, width_bits: int) -> str:
+    return f"{value:#0{width_bits // 4 + 2}x}"
+
+
+def render_coverage(report: CoverageReport) -> None:
+    """Per register (arrays on one row): bits written 0 and 1 and read back, held, missing."""
+    table = Table(title="bit coverage of the random sequences (written 0 / 1, then read back)")
+    for col in ("register", "offset", "bits covered", "0 read back", "1 read back", "held"):
+        table.add_column(col, overflow="fold")
+    table.add_column("missing", overflow="fold")
+    for name, rows in group_arrays(report.registers):
+        width = rows[0].width_bits
+        covered = sum(r.covered.bit_count() for r in rows)
+        total = sum(r.width_bits for r in rows)
+        # For an array, the bits so in every element (missing: in any element).
+        zero = one = held = rows[0].all_bits
+        missing = 0
+        for r in rows:
+            zero, one = zero & r.zero_read, one & r.one_read
+            held &= r.held & ~r.covered
+            missing |= r.missing
+        label = name if len(rows) == 1 else f"{name[:-2]}[0-{len(rows) - 1}]"
+        table.add_row(
+            label,
+            f"{rows[0].space} {rows[0].offset:#x}",
+            f"{covered}/{total}",
+            _mask(zero, width),
+            _mask(one, width),
+            _mask(held, width) if held else "-",
+            _mask(missing, width) if missing else "-",
+            style="red" if missing else None,
+        )
+    console.print(table)
+    if report.held:
+        rules = Table(title="bits the generator holds (deliberately not written freely)")
+        for col in ("register", "bits", "held at", "in sequences", "for", "why"):
+            rules.add_column(col, overflow="fold")
+        for rule in report.held:
+            rules.add_row(
+                rule.register,
+                f"{rule.bits:#010x}",
+                f"{rule.value & rule.bits:#010x}",
+                rule.sequences,
+                rule.applies_to,
+                rule.why,
+            )
+        console.print(rules)
+    console.print(
+        f"bit coverage: {report.bits_covered} of {report.bits_total} bits "
+        f"({report.percent:.2f}% of those not held); {report.bits_held} held in every "
+        f"sequence, {report.bits_missing} missing"
     )
 
 

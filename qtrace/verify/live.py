@@ -10,25 +10,29 @@ Two parts:
 
 * the fixed scenarios of the device's support (in its pack),
   one machine reset before each;
-* random sequences drawn by hypothesis from the support's strategy, one machine reset
-  (QMP ``system_reset``) and a fresh model before each. On a divergence hypothesis
-  shrinks the sequence and the
-  smallest one that still diverges is reported. Runs are reproducible: ``seed`` picks
-  hypothesis's seed; without one, hypothesis runs derandomized.
+* random sequences from the support's generator, one machine reset (QMP ``system_reset``)
+  and a fresh model before each. Sequence ``i`` of seed ``s`` is made from
+  ``random.Random(f"{s}:{i}")`` (seed 0 by default), so a run is the same on every machine
+  and in every process. The first divergence is shrunk (:class:`_Shrinker`: runs of steps
+  deleted, bits of written values cleared) and that counterexample is reported, with the
+  bit coverage of the sequences run (:mod:`qtrace.verify.coverage`).
 
-hypothesis is imported only when random sequences run (it ships with the ``test`` extra).
+A pack may still give a hypothesis strategy instead (``DeviceSupport.sequences``); hypothesis
+is then imported when random sequences run (it ships with the ``test`` extra).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from qtrace.errors import EnvironmentProblem, Unimplemented
 from qtrace.refemu import PciDevice
+from qtrace.verify.coverage import BitCoverage, CoverageReport
 from qtrace.verify.steps import ModelSide, RegisterNames, Scenario, Side, Step, apply, setup_steps
 from qtrace.verify.support import VerifyDevice
 
@@ -113,7 +117,11 @@ class ScenarioResult:
 
 @dataclass
 class LiveResult:
-    """The outcome of a live differential run."""
+    """The outcome of a live differential run.
+
+    ``failing_sequence`` is the index of the random sequence that diverged (rerun it with
+    the same seed), ``shrink_runs`` how many runs shrinking it took.
+    """
 
     scenarios: list[ScenarioResult] = field(default_factory=list)
     sequences_run: int = 0
@@ -122,6 +130,9 @@ class LiveResult:
     counterexample_divergence: Divergence | None = None
     seed: int | None = None
     elapsed_s: float = 0.0
+    coverage: CoverageReport | None = None
+    failing_sequence: int | None = None
+    shrink_runs: int = 0
 
     @property
     def divergences(self) -> list[Divergence]:
@@ -141,9 +152,10 @@ class LiveResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, coverage=None))
         out["ok"] = self.ok
         out["reads_compared"] = self.reads_compared
+        out["coverage"] = None if self.coverage is None else self.coverage.to_dict()
         return out
 
 
@@ -153,10 +165,12 @@ def run_steps(
     steps: Sequence[Step],
     watch: Sequence[tuple[int, int]] = (),
     names: RegisterNames | None = None,
+    coverage: BitCoverage | None = None,
 ) -> tuple[Counts, Divergence | None]:
     """Run ``steps`` on both sides, comparing reads, the line and watched RAM after each.
 
-    ``names`` (the model) names BAR registers in divergences."""
+    ``names`` (the model) names BAR registers in divergences; ``coverage`` is told of every
+    register write both sides took and every read that agreed."""
     counts = Counts()
     for index, step in enumerate(steps):
         text = step.describe(names)
@@ -173,6 +187,10 @@ def run_steps(
                 return counts, Divergence(
                     index, text, "read", step.register(names), got or 0, expected or 0
                 )
+            if coverage is not None:
+                coverage.read(step.space, step.offset, step.size)
+        elif coverage is not None and step.space != "ram":
+            coverage.write(step.space, step.offset, step.size, step.value)
         counts.irq_checks += 1
         if model.irq_level and not qemu.irq_level:
             # QEMU moderates interrupts (a raise soon after the previous one waits for a
@@ -229,11 +247,16 @@ class _Runner:
         )
         return ScenarioResult(scenario.name, counts, divergence)
 
-    def sequence(self, steps: Sequence[Step]) -> tuple[Counts, Divergence | None]:
+    def sequence(
+        self, steps: Sequence[Step], coverage: BitCoverage | None = None
+    ) -> tuple[Counts, Divergence | None]:
         model = self.fresh()
-        return run_steps(
-            self.qemu.side, model, steps, self.device.support.sequence_watch, model.nic
+        found = run_steps(
+            self.qemu.side, model, steps, self.device.support.sequence_watch, model.nic, coverage
         )
+        if coverage is not None:
+            coverage.end_sequence()
+        return found
 
 
 def run_live(
@@ -250,8 +273,8 @@ def run_live(
     Args:
         qemu: The QEMU side (a :class:`~qtrace.verify.qemu_qtest.QemuQtest` adapter).
         device: The device's verify view (:func:`~qtrace.verify.support.verify_device`).
-        sequences: How many random sequences hypothesis generates (0: none).
-        seed: hypothesis seed; ``None`` runs derandomized (the same sequences every time).
+        sequences: How many random sequences to run (0: none).
+        seed: Which sequences (``None``: seed 0; the same sequences every time).
         make_nic: Builds the model (default: the pack's model; tests pass a deliberately
             broken subclass).
         scenarios: The fixed scenarios to run (default: the device's).
@@ -280,20 +303,132 @@ def run_live(
 
 
 def _random_sequences(runner: _Runner, result: LiveResult, count: int, seed: int | None) -> None:
+    support = runner.device.support
+    if support.generate is None:
+        if support.sequences is None:
+            raise EnvironmentProblem(
+                f"the {runner.device.name} pack defines no random sequences",
+                hint="Run with --sequences 0.",
+            )
+        _hypothesis_sequences(runner, result, count, seed)
+        return
+    coverage = BitCoverage(support.coverage) if support.coverage is not None else None
+    result.seed = 0 if seed is None else seed
+    for index in range(count):
+        steps = support.generate(random.Random(f"{result.seed}:{index}"))
+        counts, divergence = runner.sequence(steps, coverage)
+        result.sequences_run += 1
+        result.sequence_counts.add(counts)
+        if divergence is not None:
+            result.failing_sequence = index
+            shrinker = _Shrinker(runner, support.sequence_valid)
+            steps, divergence = shrinker.shrink(steps, divergence)
+            result.shrink_runs = shrinker.runs
+            names = runner.make_nic()
+            result.counterexample = [s.describe(names) for s in steps]
+            result.counterexample_divergence = divergence
+            break
+    if coverage is not None:
+        result.coverage = coverage.report()
+
+
+class _Shrinker:
+    """Makes a diverging sequence short and its values simple, keeping it diverging.
+
+    Three passes, repeated while one of them helps: cut the steps after the divergence;
+    delete runs of steps, halving the run length down to single steps (as delta debugging
+    does); clear the bits of written values, all at once and then one by one. ``ram``
+    steps (the memory a sequence plants) are never deleted, and when the device says which
+    sequences are valid (``sequence_valid``) only valid ones are tried, so a shorter
+    sequence never does what the generator deliberately avoids. At most ``max_runs`` runs.
+    """
+
+    def __init__(
+        self,
+        runner: _Runner,
+        valid: Callable[[Sequence[Step]], bool] | None,
+        max_runs: int = 4000,
+    ) -> None:
+        self.runner = runner
+        self.valid = valid
+        self.max_runs = max_runs
+        self.runs = 0
+
+    def _diverges(self, steps: list[Step]) -> Divergence | None:
+        if self.runs >= self.max_runs or (self.valid is not None and not self.valid(steps)):
+            return None
+        self.runs += 1
+        return self.runner.sequence(steps)[1]
+
+    def shrink(self, steps: list[Step], divergence: Divergence) -> tuple[list[Step], Divergence]:
+        steps = steps[: divergence.index + 1]
+        while True:
+            before = (len(steps), sum(s.value.bit_count() for s in steps))
+            steps, divergence = self._delete_runs(steps, divergence)
+            steps, divergence = self._clear_bits(steps, divergence)
+            if (len(steps), sum(s.value.bit_count() for s in steps)) == before:
+                return steps, divergence
+
+    def _delete_runs(
+        self, steps: list[Step], divergence: Divergence
+    ) -> tuple[list[Step], Divergence]:
+        size = max(1, len(steps) // 2)
+        while size >= 1:
+            start = len(steps) - size
+            while start >= 0:
+                run = steps[start : start + size]
+                if any(s.space == "ram" for s in run):
+                    start -= size
+                    continue
+                trial = steps[:start] + steps[start + size :]
+                found = self._diverges(trial)
+                if found is not None:
+                    steps, divergence = trial[: found.index + 1], found
+                    start = min(start, len(steps)) - size
+                else:
+                    start -= size
+            size //= 2
+        return steps, divergence
+
+    def _clear_bits(
+        self, steps: list[Step], divergence: Divergence
+    ) -> tuple[list[Step], Divergence]:
+        for index in range(len(steps)):
+            step = steps[index]
+            if step.op != "write" or step.space == "ram" or not step.value:
+                continue
+            candidates = [0] + [step.value & ~(1 << bit) for bit in range(31, -1, -1)]
+            for value in candidates:
+                if value == step.value or value & ~step.value:
+                    continue  # only clear bits that are still set
+                trial = [*steps[:index], replace(step, value=value), *steps[index + 1 :]]
+                found = self._diverges(trial)
+                if found is not None:
+                    steps, divergence = trial[: found.index + 1], found
+                    if index >= len(steps):
+                        return steps, divergence
+                    step = steps[index]
+                    if not step.value:
+                        break
+        return steps, divergence
+
+
+def _hypothesis_sequences(
+    runner: _Runner, result: LiveResult, count: int, seed: int | None
+) -> None:
+    """Random sequences from a pack's hypothesis strategy (``DeviceSupport.sequences``)."""
     try:
         from hypothesis import HealthCheck, Phase, given, settings
         from hypothesis import seed as hypothesis_seed
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise EnvironmentProblem(
-            "random live sequences need the hypothesis package",
+            "this pack's random live sequences need the hypothesis package",
             hint="pip install 'qtrace[test]' (or run with --sequences 0).",
         ) from exc
-    if runner.device.support.sequences is None:
-        raise EnvironmentProblem(
-            f"the {runner.device.name} pack defines no random sequences",
-            hint="Run with --sequences 0.",
-        )
-    sequence = runner.device.support.sequences
+    strategy = runner.device.support.sequences
+    assert strategy is not None
+    spec = runner.device.support.coverage
+    coverage = BitCoverage(spec) if spec is not None else None
 
     class _Diverged(Exception):
         def __init__(self, steps: list[Step], divergence: Divergence) -> None:
@@ -311,9 +446,9 @@ def _random_sequences(runner: _Runner, result: LiveResult, count: int, seed: int
         report_multiple_bugs=False,
         print_blob=False,
     )
-    @given(sequence())
+    @given(strategy())
     def check(steps: list[Step]) -> None:
-        counts, divergence = runner.sequence(steps)
+        counts, divergence = runner.sequence(steps, coverage)
         result.sequences_run += 1
         result.sequence_counts.add(counts)
         if divergence is not None:
@@ -323,29 +458,12 @@ def _random_sequences(runner: _Runner, result: LiveResult, count: int, seed: int
     try:
         test()
     except _Diverged as exc:
-        steps, divergence = _drop_needless_steps(
-            runner, exc.steps[: exc.divergence.index + 1], exc.divergence
-        )
+        shrinker = _Shrinker(runner, runner.device.support.sequence_valid)
+        steps, divergence = shrinker.shrink(exc.steps, exc.divergence)
+        result.shrink_runs = shrinker.runs
         names = runner.make_nic()
         result.counterexample = [s.describe(names) for s in steps]
         result.counterexample_divergence = divergence
-
-
-def _drop_needless_steps(
-    runner: _Runner, steps: list[Step], divergence: Divergence
-) -> tuple[list[Step], Divergence]:
-    """Finish hypothesis's shrinking: drop each step whose removal keeps a divergence.
-
-    hypothesis shrinks element values well but often keeps no-op steps; one greedy pass
-    of deletions (a few dozen runs) leaves only the steps the divergence needs.
-    """
-    index = len(steps) - 1
-    while index >= 1:  # step 0 plants the ring
-        trial = steps[:index] + steps[index + 1 :]
-        _, found = runner.sequence(trial)
-        if found is not None:
-            steps, divergence = trial[: found.index + 1], found
-            index = min(index, len(steps)) - 1
-        else:
-            index -= 1
-    return steps, divergence
+    finally:
+        if coverage is not None:
+            result.coverage = coverage.report()

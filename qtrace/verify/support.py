@@ -10,7 +10,8 @@ device without a model with an error naming those that have one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -18,6 +19,7 @@ from qtrace.devices import QtestSetup, load_object, model_class, model_packs, pa
 from qtrace.errors import UsageError
 from qtrace.refemu import PciDevice, PciDeviceModel
 from qtrace.trace import Access, Trace
+from qtrace.verify.coverage import CoverageSpec
 from qtrace.verify.steps import Scenario, Step
 from qtrace.verify.volatile import VolatileRule
 
@@ -53,21 +55,30 @@ class DeviceSupport:
         scenarios: The fixed scenarios of ``verify --live``.
         setup_steps: Steps after the generic PCI setup that bring the device to a known
             state both sides agree on (state a machine reset does not reset).
-        sequences: Builds the hypothesis strategy of random step sequences (called only
-            when random sequences run, so hypothesis stays an optional dependency).
+        generate: Makes one random step sequence, every choice from the ``random.Random``
+            it is given (sequence ``i`` of seed ``s`` gets ``Random(f"{s}:{i}")``).
+        sequence_valid: Whether a step sequence is one ``generate`` could have made (holds
+            what it holds); the shrinker tries only such sequences. ``None``: any.
+        sequences: Builds a hypothesis strategy of random step sequences instead (older
+            packs; used when there is no ``generate``; hypothesis is then imported).
         sequence_watch: RAM ranges (address, length) compared after each random step.
         interrupt_delay_ns: The longest delay QEMU may put on raising the line
             (interrupt moderation); 0 for a device that raises it at once.
         replay_quirks: Builds the replay's :class:`ReplayQuirks`, if the device has any.
+        coverage: The registers the random sequences write, their read-back partners and
+            held bits (:mod:`qtrace.verify.coverage`); ``None``: coverage not measured.
     """
 
     volatile: tuple[VolatileRule, ...] = ()
     scenarios: tuple[Scenario, ...] = ()
     setup_steps: Callable[[], list[Step]] = list
+    generate: Callable[[random.Random], list[Step]] | None = None
+    sequence_valid: Callable[[Sequence[Step]], bool] | None = None
     sequences: Callable[[], Any] | None = None
     sequence_watch: tuple[tuple[int, int], ...] = ()
     interrupt_delay_ns: int = 0
     replay_quirks: ReplayQuirksFactory | None = field(default=None)
+    coverage: CoverageSpec | None = None
 
 
 @dataclass(frozen=True)

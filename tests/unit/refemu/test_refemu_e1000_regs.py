@@ -183,6 +183,43 @@ def test_mdic_interrupt_enable_raises_mdac(nic: Nic) -> None:
     assert nic.rd(0x00C0) & (1 << 9)
 
 
+@pytest.mark.parametrize(
+    ("written", "reads"),
+    [
+        (0x0023_0000, 0x1023_0000),  # opcode 00b: stored, READY added, no ERROR
+        (0x8023_0000, 0x9023_0000),  # bit 31 kept
+        (0x4023_0000, 0x5023_0000),  # a written ERROR kept
+        (0xC822_0000, 0xD822_0141),  # a read keeps bits 31:30 and replaces the data
+        (0x8C22_ABCD, 0x9C22_0141),  # opcode 11b reads like 10b
+        (0x8827_0000, 0xD827_0000),  # no such PHY register: ERROR, data as written
+        (0x8420_1140, 0x9420_1140),  # a write: as written, READY added
+        (0x0421_1234, 0x5421_1234),  # a write to a read-only PHY register: ERROR
+        (0x0427_1234, 0x5427_1234),  # ... and to an absent one
+    ],
+)
+def test_mdic_keeps_every_bit_written_as_qemu_does(nic: Nic, written: int, reads: int) -> None:
+    """Observed in QEMU 10.2.2 under qtest (issue 13's arbitrary-value sequences)."""
+    nic.wr(MDIC, written)
+    assert nic.rd(MDIC) == reads
+
+
+def test_a_write_to_a_read_only_phy_register_changes_nothing(nic: Nic) -> None:
+    mdic(nic, 1, 0x01, 0x0A5A)
+    assert mdic(nic, 2, 0x01) & 0xFFFF == 0x794D
+
+
+def test_phy_control_bits_5_0_read_0(nic: Nic) -> None:
+    """802.3 22.2.4.1 reserves them; observed in QEMU 10.2.2: 0x7DFF reads back 0x7DC0."""
+    mdic(nic, 1, 0x00, 0x7DFF)
+    assert mdic(nic, 2, 0x00) & 0xFFFF == 0x7DC0
+
+
+def test_mdic_to_another_phy_raises_no_mdac(nic: Nic) -> None:
+    """Observed in QEMU 10.2.2: IE with PHY address 2 or 7, any opcode, sets no MDAC."""
+    nic.wr(MDIC, 1 << 29 | 2 << 26 | 7 << 21 | 2 << 16)
+    assert not nic.rd(0x00C0) & (1 << 9)
+
+
 @pytest.mark.parametrize("offset", [0x0178, 0x0180, 0x001C])  # TXCW, RXCW, FLA
 def test_unimplemented_registers_are_reported(nic: Nic, offset: int) -> None:
     with pytest.raises(Unimplemented) as caught:

@@ -198,3 +198,19 @@ def test_ring_base_low_bits_read_back_but_dma_ignores_them(nic: Nic) -> None:
     nic.wr(TDT, 1)
     assert tx_status(nic, 0) & 1 == 1  # DD written at TX_RING + 12, not TX_RING + 0xF + 12
     assert nic.rd(TPT) == 1
+
+
+def test_a_pass_from_beyond_the_ring_runs_one_descriptor(nic: Nic) -> None:
+    """Observed in QEMU 10.2.2 (issue 13): TDH beyond TDLEN processes the descriptor at TDH,
+    wraps the head to 0 and stops there, whatever TDT is (the model used to loop)."""
+    setup_tx(nic)
+    for index in range(DESCS):
+        put_tx(nic, index, b"\x02" * 60, EOP | RS)
+    nic.wr(TDH, 100)
+    nic.wr(TDT, 50)
+    assert nic.rd(TDH) == 0
+    assert [tx_status(nic, i) & 1 for i in range(DESCS)] == [0] * DESCS
+    nic.wr(TDLEN, 0)
+    nic.wr(TDH, 5)
+    nic.wr(TDT, 3)
+    assert nic.rd(TDH) == 0 and tx_status(nic, 5) & 1 == 1 and tx_status(nic, 0) & 1 == 0

@@ -396,23 +396,23 @@ class E1000:
         phy_address, number = (value >> 21) & 0x1F, (value >> 16) & 0x1F
         if phy_address != PHY_ADDRESS:
             # Observed in QEMU 10.2.2: a transaction to another PHY address leaves the
-            # previous MDIC contents and only adds ERROR (and READY).
+            # previous MDIC contents and only adds ERROR (and READY); IE raises no MDAC
+            # (qtest, issue 13: every opcode at PHY addresses 2 and 7).
             self.set_reg("MDIC", self.reg("MDIC") | _MDIC_ERROR | _MDIC_READY)
-            if value & _MDIC_IE:
-                self._raise_causes(1 << ICR_BITS["MDAC"])
             return
-        if op & _MDIC_OP_READ:  # observed: opcode 11b reads, like 10b
+        # Observed in QEMU 10.2.2 (qtest, issue 13): MDIC keeps all 32 bits written, bit 31
+        # and a written ERROR included, and adds READY. A read (opcode 1xb: 11b reads like
+        # 10b) replaces the data with the PHY register's, or adds ERROR when the PHY has no
+        # such register (the data stays as written). A write adds ERROR when the register
+        # does not exist or is read-only. Opcode 00b does nothing (no ERROR).
+        stored = value | _MDIC_READY
+        if op & _MDIC_OP_READ:
             result = self.phy.read(phy_address, number)
+            stored = stored | _MDIC_ERROR if result.error else (stored & ~0xFFFF) | result.data
         elif op == _MDIC_OP_WRITE:
-            result = self.phy.write(phy_address, number, value & 0xFFFF)
-        else:
-            result = None
-        stored = value & 0x3FFF_0000 & ~_MDIC_READY
-        if result is None or result.error:
-            stored |= _MDIC_ERROR | (value & 0xFFFF)
-        else:
-            stored |= result.data
-        self.set_reg("MDIC", stored | _MDIC_READY)
+            if self.phy.write(phy_address, number, value & 0xFFFF).error:
+                stored |= _MDIC_ERROR
+        self.set_reg("MDIC", stored)
         if value & _MDIC_IE:
             self._raise_causes(1 << ICR_BITS["MDAC"])
 

@@ -38,9 +38,10 @@ class PhyReg:
 PHY_REGISTERS: dict[int, PhyReg] = {
     r.number: r
     for r in (
-        PhyReg(0x00, "PCTRL", 0x1140, 0xFFFF,
+        PhyReg(0x00, "PCTRL", 0x1140, 0xFFC0,
                "autonegotiation enabled, full duplex, 1000 Mb/s; RESET and RESTART_AN self-clear "
-               "(RESET resets no register, observed in QEMU 10.2.2)"),
+               "(RESET resets no register, observed in QEMU 10.2.2); bits 5:0 reserved, read 0 "
+               "(802.3 22.2.4.1; observed: writing 0x003F reads back 0)"),
         PhyReg(0x01, "PSTATUS", 0x794D, 0,
                "10/100 abilities, extended status, preamble suppression, AN able, link up, "
                "extended caps; "
@@ -92,9 +93,12 @@ class Phy:
         return MdicResult(self.regs[number], error=False)
 
     def write(self, phy_address: int, number: int, data: int) -> MdicResult:
-        """An MDIC write; read-only bits keep their value, self-clearing bits clear."""
+        """An MDIC write; read-only bits keep their value, self-clearing bits clear; a
+        read-only or absent register answers ERROR."""
         reg = PHY_REGISTERS.get(number)
-        if phy_address != PHY_ADDRESS or reg is None:
+        if phy_address != PHY_ADDRESS or reg is None or not reg.wmask:
+            # Observed in QEMU 10.2.2: a write to a read-only register (status, ids, link
+            # partner, ...) fails like one to an absent register (MDIC.ERROR), value kept.
             return MdicResult(data, error=True)
         # Observed in QEMU 10.2.2: PCTRL.RESET only self-clears; the other registers
         # (advertisement, 1000BASE-T control, the vendor controls) keep what was written.
