@@ -43,9 +43,9 @@ from qtrace_gdb.base import (
     entry_location,
     find_function,
     function_block,
+    function_symbol,
     parameters,
 )
-from qtrace_gdb.discovery import function_symbol
 
 
 class DeviceScope:

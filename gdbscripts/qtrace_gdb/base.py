@@ -132,11 +132,20 @@ class DeviceFilter:
         return self._known.get(int(pci_dev))
 
 
-def symbol_name(pointer):
+def function_symbol(pointer):
+    """The gdb.Symbol of the function a pointer points to, or None (NULL, no symbol)."""
     address = int(pointer)
     if address == 0:
         return None
     block = gdb.block_for_pc(address)
     while block is not None and block.function is None:
         block = block.superblock
-    return block.function.name if block is not None else "0x%x" % address
+    return block.function if block is not None else None
+
+
+def symbol_name(pointer):
+    """The name of the function a pointer points to (its address when it has no symbol)."""
+    if int(pointer) == 0:
+        return None
+    symbol = function_symbol(pointer)
+    return symbol.name if symbol is not None else "0x%x" % int(pointer)

@@ -19,6 +19,8 @@ PCIBus.parent_dev for the bridges above the device.
 
 import gdb
 
+from qtrace_gdb.base import function_symbol
+
 PCI_NUM_REGIONS = 7  # six BARs and the expansion ROM
 PCI_BASE_ADDRESS_SPACE_IO = 0x1
 OPS_CALLBACKS = ("read", "write", "read_with_attrs", "write_with_attrs")
@@ -77,17 +79,6 @@ def discover(qdev_path):
         walker.walk(memory, bar, 0, space, 0)
     walker.config_hooks(device)
     return Discovered(device, walker, _bridges(device))
-
-
-def function_symbol(pointer):
-    """The gdb.Symbol of the function a pointer points to, or None (NULL, no symbol)."""
-    address = int(pointer)
-    if address == 0:
-        return None
-    block = gdb.block_for_pc(address)
-    while block is not None and block.function is None:
-        block = block.superblock
-    return block.function if block is not None else None
 
 
 class _Walker:

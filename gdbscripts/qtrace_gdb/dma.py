@@ -163,58 +163,39 @@ class CacheInit(_DmaBreakpoint):
         return False
 
 
-class _CachedAccess(_DmaBreakpoint):
-    def base(self, frame):
-        return self.collector.caches.get(int(self.var(frame, 0)))
+class CachedAccess(_DmaBreakpoint):
+    """One MemoryRegionCache accessor: ``op`` is its direction, ``at_return`` where it is
+    hit (loads at their ``ret``, stores at the entry), ``width`` 2 for the 16-bit
+    ``lduw``/``stw`` ones (value in rax or the ``val`` parameter), 0 for the buffer ones
+    (``buf``, ``len``)."""
 
+    op = "read"
+    at_return = True
+    width = 0
 
-class CachedLoad16(_CachedAccess):
     def on_hit(self):
         frame = gdb.newest_frame()
-        base = self.base(frame)
+        base = self.collector.caches.get(int(self.var(frame, 0)))
         if base is None:
             return False
-        value = int(frame.read_register("rax")) & 0xFFFF
-        order = "<" if self.api.endswith("_le_cached") else ">"
-        data = struct.pack(order + "H", value)
+        if self.width:
+            if self.at_return:
+                value = int(frame.read_register("rax"))
+            else:
+                value = int(self.var(frame, 2))
+            order = "<" if self.api.endswith("_le_cached") else ">"
+            size, data = 2, struct.pack(order + "H", value & 0xFFFF)
+        else:
+            size = int(self.var(frame, 3))
+            data = self.bytes_at(self.var(frame, 2), size)
         addr = base + int(self.var(frame, 1))
-        return self.collector.record(frame, "read", addr, data, 2, self.api, True)
+        return self.collector.record(frame, self.op, addr, data, size, self.api, self.at_return)
 
 
-class CachedStore16(_CachedAccess):
-    def on_hit(self):
-        frame = gdb.newest_frame()
-        base = self.base(frame)
-        if base is None:
-            return False
-        order = "<" if self.api.endswith("_le_cached") else ">"
-        data = struct.pack(order + "H", int(self.var(frame, 2)) & 0xFFFF)
-        addr = base + int(self.var(frame, 1))
-        return self.collector.record(frame, "write", addr, data, 2, self.api, False)
-
-
-class CachedRead(_CachedAccess):
-    def on_hit(self):
-        frame = gdb.newest_frame()
-        base = self.base(frame)
-        if base is None:
-            return False
-        size = int(self.var(frame, 3))
-        data = self.bytes_at(self.var(frame, 2), size)
-        addr = base + int(self.var(frame, 1))
-        return self.collector.record(frame, "read", addr, data, size, self.api, True)
-
-
-class CachedWrite(_CachedAccess):
-    def on_hit(self):
-        frame = gdb.newest_frame()
-        base = self.base(frame)
-        if base is None:
-            return False
-        size = int(self.var(frame, 3))
-        data = self.bytes_at(self.var(frame, 2), size)
-        addr = base + int(self.var(frame, 1))
-        return self.collector.record(frame, "write", addr, data, size, self.api, False)
+def _cached(op, width):
+    """The CachedAccess class of one accessor kind."""
+    fields = {"op": op, "at_return": op == "read", "width": width}
+    return type("Cached%s%s" % (op.title(), width * 8 or ""), (CachedAccess,), fields)
 
 
 def _entry(cls):
@@ -238,11 +219,12 @@ def _returns(cls):
     return make
 
 
+_LOAD16, _STORE16 = _cached("read", 2), _cached("write", 2)
 CACHED_ACCESSORS = (
-    ("address_space_lduw_le_cached", _returns(CachedLoad16)),
-    ("address_space_lduw_be_cached", _returns(CachedLoad16)),
-    ("address_space_stw_le_cached", _entry(CachedStore16)),
-    ("address_space_stw_be_cached", _entry(CachedStore16)),
-    ("address_space_read_cached", _returns(CachedRead)),
-    ("address_space_write_cached", _entry(CachedWrite)),
+    ("address_space_lduw_le_cached", _returns(_LOAD16)),
+    ("address_space_lduw_be_cached", _returns(_LOAD16)),
+    ("address_space_stw_le_cached", _entry(_STORE16)),
+    ("address_space_stw_be_cached", _entry(_STORE16)),
+    ("address_space_read_cached", _returns(_cached("read", 0))),
+    ("address_space_write_cached", _entry(_cached("write", 0))),
 )

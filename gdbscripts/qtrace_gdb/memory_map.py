@@ -390,6 +390,7 @@ class IoEventFdBreakpoint(HitBreakpoint):
     def on_hit(self):
         frame = gdb.selected_frame()
         section = frame.read_var("section")
+        mr = int(section["mr"])
         record = {
             "type": "ioeventfd",
             "t": self.memory_map.now_t(),
@@ -399,7 +400,9 @@ class IoEventFdBreakpoint(HitBreakpoint):
             "size": _u128(section["size"]),
             "match_data": bool(frame.read_var("match_data")),
             "data": int(frame.read_var("data")),
-            "region": _region(gdb.selected_inferior(), int(section["mr"]))[0],
+            # QEMU builds this section from the ioeventfd's range alone: its mr is NULL
+            # (address_space_add_del_ioeventfds), so the region is named when there is one.
+            "region": _region(gdb.selected_inferior(), mr)[0] if mr else None,
         }
         self.memory_map.emit(record)
         return False
