@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-import pytest
 
 from qtrace.export.threads import ThreadRole, assign_threads
 from qtrace.trace import Access, Frame, Header, Irq, Stack, Trace, record_from_json
@@ -52,10 +49,6 @@ def test_tracks_have_distinct_ids_and_vcpus_sort_first() -> None:
     assert order == ["CPU 0/KVM", "CPU 1/KVM", "main loop"]
 
 
-@pytest.mark.skipif(
-    "thread" not in {f.name for f in dataclasses.fields(Access)},
-    reason="the trace schema's thread field has not landed",
-)
 def test_the_thread_field_names_the_track_and_wins() -> None:
     def access(seq: int, thread: str, **kw: object) -> Access:
         obj = {
