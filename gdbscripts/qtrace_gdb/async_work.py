@@ -165,6 +165,10 @@ class HandlerRegister(_AsyncBreakpoint):
 class BhSchedule(_AsyncBreakpoint):
     function_name = "aio_bh_enqueue"
 
+    def __init__(self, session, scope, enabled):
+        super().__init__(session, scope, enabled)
+        self.deleted_flag = _bh_deleted_flag()  # looked up once, not on every enqueue
+
     def on_hit(self):
         frame = gdb.newest_frame()
         bh = self.arg(frame, 0).dereference()
@@ -173,7 +177,7 @@ class BhSchedule(_AsyncBreakpoint):
             return False
         symbol = function_symbol(bh["cb"])
         # qemu_bh_delete enqueues too, with BH_DELETED: the bottom half is freed, not run.
-        deleted = bool(int(self.arg(frame, 1)) & _bh_deleted_flag())
+        deleted = bool(int(self.arg(frame, 1)) & self.deleted_flag)
         if not deleted:
             self.scope.watch("bh", bh["cb"], opaque)
         name = bh["name"].string() if int(bh["name"]) else None
