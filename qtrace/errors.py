@@ -187,6 +187,11 @@ class LaunchFailure(QtraceError):
         super().__init__(f"{what}{code}")
 
 
+class GdbExited(LaunchFailure):
+    """gdb's pipes closed mid-capture (gdb crashed or was killed). The host, not the
+    collector, then closes the trace: nothing more can be asked of gdb."""
+
+
 class QemuRefused(QtraceError):
     """QEMU exited before creating its devices: its command line was refused (a device
     without its backend, a bad property, hardware the host lacks). The message is QEMU's."""

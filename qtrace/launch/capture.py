@@ -49,6 +49,7 @@ from qtrace.errors import (
     CollectorError,
     DiscoveryError,
     EnvironmentProblem,
+    GdbExited,
     KvmUnavailable,
     LaunchFailure,
     QemuRefused,
@@ -637,26 +638,43 @@ class _CaptureRun:
             if action.do is Do.POLL:
                 continue
             if action.do is Do.ASK_COLLECTOR:
-                replies = gdb.console("qtrace on-stop")
-                why = replies[0].get("reason") if replies else None
-                pending = Report(
-                    records=self.tail.stats.records,
-                    collector=CollectorAnswer(str(why) if why else None),
-                )
+                pending = self._ask_collector(gdb)
             elif action.do is Do.RESUME:
-                gdb.command("-exec-continue")
+                pending = self._resume(gdb)
             elif action.do is Do.CHECK_ALIVE:
                 pending = Report(records=self.tail.stats.records, qemu_alive=_qemu_alive(container))
             else:
                 self._end(gdb, container, action)
                 return
 
+    def _ask_collector(self, gdb: GdbSession) -> Report:
+        """Why the collector stopped QEMU; gdb dying mid-question is reported, not raised."""
+        try:
+            replies = gdb.console("qtrace on-stop")
+        except GdbExited as exc:
+            return self._gdb_lost(exc)
+        why = replies[0].get("reason") if replies else None
+        return Report(
+            records=self.tail.stats.records, collector=CollectorAnswer(str(why) if why else None)
+        )
+
+    def _resume(self, gdb: GdbSession) -> Report | None:
+        try:
+            gdb.command("-exec-continue")
+        except GdbExited as exc:
+            return self._gdb_lost(exc)
+        return None
+
+    def _gdb_lost(self, exc: GdbExited) -> Report:
+        """gdb itself died: the host closes the trace (see _close_trace)."""
+        return Report(records=self.tail.stats.records, gdb_lost=str(exc))
+
     def _observe(self, gdb: GdbSession) -> Report:
         """What gdb, the trace and QEMU's log say now (waits up to POLL_S for gdb)."""
         try:
             stop = gdb.wait_for_stop(POLL_S)
-        except LaunchFailure as exc:  # gdb itself died: the host closes the trace
-            return Report(records=self.tail.stats.records, gdb_lost=str(exc))
+        except GdbExited as exc:
+            return self._gdb_lost(exc)
         stats = self.tail.update()
         kvm_error = merge(stats.kvm_error, parse_qemu_log(self.qemu_log.update()))
         return Report(records=stats.records, stop=stop, kvm_error=kvm_error)

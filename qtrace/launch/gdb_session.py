@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from pygdbmi.IoManager import IoManager
 
-from qtrace.errors import CollectorError, GdbTimeout, LaunchFailure, StateError
+from qtrace.errors import CollectorError, GdbExited, GdbTimeout, LaunchFailure, StateError
 from qtrace.docker_env import LabelledContainer
 from qtrace.launch.exec_pipes import ExecPipes
 from qtrace.launch.mi import Stop, as_stop, is_result_for, replies_in, result_error
@@ -124,7 +124,7 @@ class GdbSession:
                         raise CollectorError(f"gdb: {mi_command}: {error}")
                     return records
             if self._pipes is not None and self._pipes.closed.is_set() and not batch:
-                raise LaunchFailure(f"gdb exited while running {mi_command!r}")
+                raise GdbExited(f"gdb exited while running {mi_command!r}")
         raise GdbTimeout(f"gdb did not answer {mi_command!r} within {timeout_s:.0f} s")
 
     def console(
@@ -144,7 +144,7 @@ class GdbSession:
             if self._stops:
                 return self._stops.popleft()
             if self._pipes is not None and self._pipes.closed.is_set():
-                raise LaunchFailure("gdb exited unexpectedly")
+                raise GdbExited("gdb exited unexpectedly")
             if time.monotonic() >= deadline:
                 return None
 

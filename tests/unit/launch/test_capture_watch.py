@@ -6,9 +6,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from qtrace.errors import GdbExited
+from qtrace.launch.capture import _CaptureRun
 from qtrace.launch.kvm_error import KVM_ERROR_HINT, KvmInternalError, parse_qemu_log
 from qtrace.launch.mi import Stop
 from qtrace.launch.watch import (
@@ -231,3 +234,25 @@ def test_a_stop_without_reason_is_judged_as_an_exit_whose_status_gdb_lost() -> N
     assert state.phase is Phase.ENDED
     other = as_stop({"type": "notify", "message": "stopped", "payload": {"frame": {}}})
     assert other is not None and other.reason == "unknown"
+
+
+class _GdbThatDiesOnEveryCommand:
+    """A gdb whose pipes close while a command is in flight (killed mid-question)."""
+
+    def console(self, command: str) -> list[dict[str, object]]:
+        raise GdbExited(f"gdb exited while running {command!r}")
+
+    def command(self, command: str) -> list[dict[str, object]]:
+        raise GdbExited(f"gdb exited while running {command!r}")
+
+
+@pytest.mark.parametrize("ask", [_CaptureRun._ask_collector, _CaptureRun._resume])
+def test_gdb_dying_during_a_command_is_reported_as_lost_not_raised(ask: object) -> None:
+    """CI once killed gdb while 'qtrace on-stop' ran: the exception escaped the watch loop
+    and the capture never returned. Now it becomes a gdb_lost report, which abandons."""
+    run = SimpleNamespace(tail=SimpleNamespace(stats=SimpleNamespace(records=7)))
+    run._gdb_lost = lambda exc: _CaptureRun._gdb_lost(run, exc)
+    report = ask(run, _GdbThatDiesOnEveryCommand())
+    assert report.records == 7 and "gdb exited while running" in (report.gdb_lost or "")
+    _, action = step(start(0.0, True), report, 1.0, LIMITS)
+    assert action.do is Do.ABANDON
