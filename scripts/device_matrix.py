@@ -115,6 +115,7 @@ def _plan(args: argparse.Namespace) -> list[Cell]:
     from qtrace.launch.devices import list_pci_devices
 
     machines = parse_machines(args.machines)
+    shard = Shard.parse(args.shard) if args.shard else None  # a usage error before any Docker
     wanted = _split(args.devices) if args.devices else None
     cells: list[Cell] = []
     for version in _split(args.qemu_version):
@@ -129,8 +130,8 @@ def _plan(args: argparse.Namespace) -> list[Cell]:
             listed = [d for d in listed if d in wanted]
         cells += plan_cells(listed, machines, [version])
     cells = sorted(set(cells), key=lambda c: c.key)
-    if args.shard:
-        cells = Shard.parse(args.shard).select(cells)
+    if shard is not None:
+        cells = shard.select(cells)
     return cells
 
 
