@@ -149,6 +149,37 @@ def _args(pairs: dict[str, object]) -> JsonObject:
     return {k: v for k, v in pairs.items() if v is not None}
 
 
+def _event(
+    trace: Trace,
+    item: _Item,
+    name: str,
+    record: Exit | Access | Irq | Dma | Async,
+    args: dict[str, object],
+    instant: bool = False,
+) -> JsonObject:
+    """One Trace Event on the record's thread: a complete slice ("X") or, for records
+    without a duration, a thread-scoped instant ("i"); args end with the record's stack."""
+    shape: JsonObject = (
+        {"ph": "i", "s": "t", "ts": item.ts}
+        if instant
+        else {"ph": "X", "ts": item.ts, "dur": item.dur}
+    )
+    return {
+        "name": name,
+        "cat": CATEGORY,
+        **shape,
+        "pid": PID,
+        "tid": item.thread.tid,
+        "args": _args(
+            {
+                "seq": record.seq,
+                **args,
+                "stack": list(reversed(stack_labels(trace, record.stack))),
+            }
+        ),
+    }
+
+
 def _exit_event(trace: Trace, item: _Item, record: Exit) -> JsonObject:
     if record.port is not None:
         name = f"{record.reason} {record.direction or ''} {record.port:#x}".replace("  ", " ")
@@ -157,132 +188,96 @@ def _exit_event(trace: Trace, item: _Item, record: Exit) -> JsonObject:
         name = f"{record.reason} {op} {record.phys_addr:#x}"
     else:
         name = record.reason
-    return {
-        "name": name,
-        "cat": CATEGORY,
-        "ph": "X",
-        "ts": item.ts,
-        "dur": item.dur,
-        "pid": PID,
-        "tid": item.thread.tid,
-        "args": _args(
-            {
-                "kind": "exit",
-                "seq": record.seq,
-                "reason": record.reason,
-                "vcpu": record.vcpu,
-                "phys_addr": _hex(record.phys_addr),
-                "len": record.len,
-                "is_write": record.is_write,
-                "port": _hex(record.port),
-                "size": record.size,
-                "direction": record.direction,
-                "count": record.count,
-                "data": record.data,
-                "stack": list(reversed(stack_labels(trace, record.stack))),
-            }
-        ),
-    }
+    return _event(
+        trace,
+        item,
+        name,
+        record,
+        {
+            "kind": "exit",
+            "reason": record.reason,
+            "vcpu": record.vcpu,
+            "phys_addr": _hex(record.phys_addr),
+            "len": record.len,
+            "is_write": record.is_write,
+            "port": _hex(record.port),
+            "size": record.size,
+            "direction": record.direction,
+            "count": record.count,
+            "data": record.data,
+        },
+    )
 
 
 def _access_event(trace: Trace, item: _Item, record: Access) -> JsonObject:
     decoded = decode_access(trace.header.device, record, trace.header.regions)
-    return {
-        "name": f"{record.op} {decoded.name}",
-        "cat": CATEGORY,
-        "ph": "X",
-        "ts": item.ts,
-        "dur": item.dur,
-        "pid": PID,
-        "tid": item.thread.tid,
-        "args": _args(
-            {
-                "kind": "access",
-                "seq": record.seq,
-                "op": record.op,
-                "space": record.space,
-                "register": decoded.name,
-                "fields": decoded.summary() or None,
-                "value": _hex(record.value),
-                "size": record.size,
-                "region": record.region,
-                "offset": _hex(record.offset),
-                "addr": _hex(record.addr),
-                "handler": record.handler,
-                "exit_seq": record.exit_seq,
-                "coalesced": record.coalesced,
-                "device": record.device,
-                "vcpu": record.vcpu,
-                "stack": list(reversed(stack_labels(trace, record.stack))),
-            }
-        ),
-    }
+    return _event(
+        trace,
+        item,
+        f"{record.op} {decoded.name}",
+        record,
+        {
+            "kind": "access",
+            "op": record.op,
+            "space": record.space,
+            "register": decoded.name,
+            "fields": decoded.summary() or None,
+            "value": _hex(record.value),
+            "size": record.size,
+            "region": record.region,
+            "offset": _hex(record.offset),
+            "addr": _hex(record.addr),
+            "handler": record.handler,
+            "exit_seq": record.exit_seq,
+            "coalesced": record.coalesced,
+            "device": record.device,
+            "vcpu": record.vcpu,
+        },
+    )
 
 
 def _instant_event(trace: Trace, item: _Item, record: Irq | Dma) -> JsonObject:
     if isinstance(record, Irq):
         name = f"IRQ {record.line} {'raise' if record.level else 'lower'}"
-        extra: dict[str, object] = {"line": record.line, "level": record.level}
+        args: dict[str, object] = {"kind": "irq", "line": record.line, "level": record.level}
     else:
         name = f"DMA {record.op} {record.size} B at {record.addr:#x}"
-        extra = {
+        args = {
+            "kind": "dma",
             "op": record.op,
             "addr": _hex(record.addr),
             "size": record.size,
             "data": record.data or None,
             "truncated": record.truncated or None,
         }
-    return {
-        "name": name,
-        "cat": CATEGORY,
-        "ph": "i",
-        "s": "t",
-        "ts": item.ts,
-        "pid": PID,
-        "tid": item.thread.tid,
-        "args": _args(
-            {
-                "kind": "irq" if isinstance(record, Irq) else "dma",
-                "seq": record.seq,
-                **extra,
-                "stack": list(reversed(stack_labels(trace, record.stack))),
-            }
-        ),
-    }
+    return _event(trace, item, name, record, args, instant=True)
 
 
 def _async_event(trace: Trace, item: _Item, record: Async) -> JsonObject:
     what = record.callback or record.name or record.notifier or ""
-    return {
-        "name": f"{record.kind} {record.op} {what}".strip(),
-        "cat": CATEGORY,
-        "ph": "X",
-        "ts": item.ts,
-        "dur": item.dur,
-        "pid": PID,
-        "tid": item.thread.tid,
-        "args": _args(
-            {
-                "kind": "async",
-                "seq": record.seq,
-                "async": record.kind,
-                "op": record.op,
-                "callback": record.callback,
-                "name": record.name,
-                "object": record.object,
-                "notifier": record.notifier,
-                "region": record.region,
-                "offset": _hex(record.offset),
-                "size": record.size,
-                "match_data": record.match_data,
-                "data": _hex(record.data),
-                "expire_ns": record.expire_ns,
-                "gsi": record.gsi,
-                "thread": record.thread,
-                "stack": list(reversed(stack_labels(trace, record.stack))),
-            }
-        ),
-    }
+    return _event(
+        trace,
+        item,
+        f"{record.kind} {record.op} {what}".strip(),
+        record,
+        {
+            "kind": "async",
+            "async": record.kind,
+            "op": record.op,
+            "callback": record.callback,
+            "name": record.name,
+            "object": record.object,
+            "notifier": record.notifier,
+            "region": record.region,
+            "offset": _hex(record.offset),
+            "size": record.size,
+            "match_data": record.match_data,
+            "data": _hex(record.data),
+            "expire_ns": record.expire_ns,
+            "gsi": record.gsi,
+            "thread": record.thread,
+        },
+    )
 
 
 def _flow(name: str, flow_id: int, cause: _Item, effect: _Item) -> list[JsonObject]:
