@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from qtrace.annotate import UNKNOWN_LAYER, SourceSnippets, annotate_stack
+from qtrace.annotate import SourceSnippets
 from qtrace.annotate.source import SNIPPETS_FILE, TreeSourceProvider, is_tree_path
 from qtrace.image.builder import BuildResult
 from qtrace.launch.capture import CaptureResult
@@ -28,6 +28,7 @@ from qtrace.report.guide import CONFIG_ADDRESS_ZONES
 from qtrace.report.model import build_report
 from qtrace.report.render import write_report
 from qtrace.trace import read_trace
+from tests.frame_layers import annotated_frames, unexplained
 
 Capture = Callable[..., CaptureResult]
 CHROMIUM_FLAGS = (
@@ -139,15 +140,9 @@ def test_every_frame_on_the_e1000_path_has_a_layer_and_an_explanation(
 ) -> None:
     extra = {"guest": guest} if guest != "probe" else {}
     trace = read_trace(capture("e1000", accel, **extra).out_dir)
-    frames = [
-        frame
-        for stack in trace.stacks.values()
-        for frame in annotate_stack(
-            stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel
-        ).frames
-    ]
+    frames = annotated_frames(trace)
     assert len(frames) > 50
-    bad = [(f.func, f.location) for f in frames if f.layer.id == UNKNOWN_LAYER or not f.explain]
+    bad = unexplained(frames)
     assert not bad, bad
     mmio = [s for s in trace.stacks.values() if s.frames and s.frames[0].func == "e1000_mmio_read"]
     assert mmio, "no e1000_mmio_read stack"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from qtrace.annotate import UNKNOWN_LAYER, annotate_stack
 from qtrace.trace import read_trace
+from tests.frame_layers import annotated_frames, unexplained
 
 CAPTURES = Path(__file__).resolve().parents[3] / "reports" / "captures"
 NAMES = sorted(p.name for p in CAPTURES.iterdir() if (p / "trace.jsonl").is_file())
@@ -29,17 +29,9 @@ def test_the_expected_captures_are_committed() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_frame_has_a_layer_and_an_explanation(name: str) -> None:
     trace = read_trace(CAPTURES / name / "trace.jsonl")
-    frames = [
-        frame
-        for stack in trace.stacks.values()
-        for frame in annotate_stack(
-            stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel
-        ).frames
-    ]
+    frames = annotated_frames(trace)
     assert frames
-    bad = sorted(
-        {(f.func, f.location) for f in frames if f.layer.id == UNKNOWN_LAYER or not f.explain}
-    )
+    bad = unexplained(frames)
     assert not bad, bad
 
 

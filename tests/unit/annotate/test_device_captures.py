@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from qtrace.annotate import UNKNOWN_LAYER, annotate_stack
+from qtrace.annotate import annotate_stack
 from qtrace.report.model import build_report
 from qtrace.report.render import render_html, render_markdown
 from qtrace.report.terminal import show_renderables
 from qtrace.trace import read_trace
+from tests.frame_layers import annotated_frames, unexplained
 
 DEVICES = Path(__file__).resolve().parents[2] / "fixtures" / "devices"
 NAMES = sorted(p.stem for p in DEVICES.glob("*.jsonl"))
@@ -33,17 +34,9 @@ def test_the_device_captures_are_there() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_frame_has_a_layer_and_an_explanation(name: str) -> None:
     trace = read_trace(DEVICES / f"{name}.jsonl")
-    frames = [
-        frame
-        for stack in trace.stacks.values()
-        for frame in annotate_stack(
-            stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel
-        ).frames
-    ]
+    frames = annotated_frames(trace)
     assert frames
-    bad = sorted(
-        {(f.func, f.location) for f in frames if f.layer.id == UNKNOWN_LAYER or not f.explain}
-    )
+    bad = unexplained(frames)
     assert not bad, bad
 
 
