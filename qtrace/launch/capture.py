@@ -65,6 +65,7 @@ from qtrace.launch import evidence
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import ContainerSource
 from qtrace.launch.gdb_session import GdbSession, shell_join
+from qtrace.launch.gdb_xstate import SHIM_IN_CONTAINER, needs_xstate_shim, shim_build_command
 from qtrace.launch.interrupts import interrupt_reason
 from qtrace.launch.kvm import kvm_usable
 from qtrace.launch.kernel_events import KernelEvents
@@ -372,6 +373,7 @@ class _CaptureRun:
         self.qemu_exit: int | None = None
         self.write_failure: str | None = None  # why the run directory could not be written
         self.discovery: dict[str, Any] = {}  # the collector's answer to 'qtrace discover'
+        self.preloaded = False  # gdb runs with the xstate shim (qtrace.launch.gdb_xstate)
         self.plan = guest_plan(
             request.guest, request.device, request.machine, request.load_rounds, request.topology
         )
@@ -416,7 +418,12 @@ class _CaptureRun:
                 self.observer.status(f"building the {self.plan.name} guest in the container")
                 self._build_guest(container)
                 config.write(self.out_dir / "collector.json")
-                gdb = GdbSession(container, QEMU_BINARY, self.out_dir / "gdb.log").__enter__()
+                gdb = GdbSession(
+                    container,
+                    QEMU_BINARY,
+                    self.out_dir / "gdb.log",
+                    self._gdb_environment(container),
+                ).__enter__()
                 resources.callback(self._close_gdb, gdb)
                 self._run_gdb(gdb, container)
             except KeyboardInterrupt as exc:
@@ -518,6 +525,22 @@ class _CaptureRun:
                     result.output.splitlines()[-20:],
                 )
 
+    def _gdb_environment(self, container: LabelledContainer) -> dict[str, str]:
+        """gdb's environment: on a CPU whose XSAVE state gdb 13 cannot write back (AMX), the
+        shim of :mod:`qtrace.launch.gdb_xstate`, built in the container; without it every
+        inferior call the collector makes would fail."""
+        if not needs_xstate_shim():
+            return {}
+        result = container.exec(shim_build_command(self.out_dir, MOUNT_OUT))
+        if result.exit_code != 0:
+            logger.warning("building the gdb xstate shim failed: %s", result.output[-400:])
+            return {}
+        self.preloaded = True
+        self.observer.status(
+            "gdb: preloading the xstate shim (this CPU's AMX state is past gdb 13's)"
+        )
+        return {"LD_PRELOAD": SHIM_IN_CONTAINER}
+
     def _collector_config(self, container: LabelledContainer) -> CollectorConfig:
         devices = parse_device_help(container.exec([QEMU_BINARY, "-device", "help"]).output)
         check_device_name(self.request.device, devices)
@@ -549,6 +572,8 @@ class _CaptureRun:
 
     def _run_gdb(self, gdb: GdbSession, container: LabelledContainer) -> None:
         self.observer.status("starting QEMU under gdb")
+        if self.preloaded:  # the shim is gdb's, not QEMU's
+            gdb.console("unset environment LD_PRELOAD")
         gdb.command(f"-exec-arguments {shell_join(self.argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
         gdb.console(f"source {MOUNT_GDBSCRIPTS}/qtrace_gdb.py")
         gdb.command("-exec-run --start", timeout_s=120)

@@ -49,9 +49,17 @@ def gdb_argv(binary: str) -> list[str]:
 class GdbSession:
     """One gdb process in the container; use as a context manager."""
 
-    def __init__(self, container: LabelledContainer, binary: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        container: LabelledContainer,
+        binary: str,
+        log_path: Path,
+        environment: dict[str, str] | None = None,
+    ) -> None:
         self._container = container
         self._binary = binary
+        # gdb's own environment (the AMX xstate shim's LD_PRELOAD, qtrace.launch.gdb_xstate)
+        self._environment = dict(environment or {})
         self._log: IO[str] = log_path.open("a", encoding="utf-8")
         self._tokens = itertools.count(1)
         self._pipes: ExecPipes | None = None
@@ -70,6 +78,7 @@ class GdbSession:
             self._exec_id = api.exec_create(
                 self._container.id,
                 gdb_argv(self._binary),
+                environment=self._environment or None,
                 stdin=True,
                 stdout=True,
                 stderr=True,
