@@ -65,6 +65,8 @@ __all__ = [
     "find_qemu_pid",
     "leftover_tracing",
     "thread_ids",
+    "kvm_modules",
+    "KVM_MODULES",
     "KernelEvents",
     "KernelState",
 ]
@@ -203,6 +205,16 @@ def find_qemu_pid(container_id: str, proc: Path = Path("/proc")) -> int | None:
     return min(found) if found else None
 
 
+KVM_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm")
+"""KVM's vendor modules: which one runs the guests decides which events fire (``kvm_exit``
+carries the VMX/SVM exit reason; under kvm_pvm it does not fire)."""
+
+
+def kvm_modules(modules: Path = Path("/sys/module")) -> list[str]:
+    """The KVM vendor modules loaded on this host (``/sys/module/<name>``)."""
+    return [name for name in KVM_MODULES if (modules / name).is_dir()]
+
+
 def thread_ids(pid: int, proc: Path = Path("/proc")) -> list[int]:
     """Every thread of ``pid`` (its ``task`` directory)."""
     try:
@@ -338,6 +350,7 @@ class KernelEvents:
             missing_events=tuple(missing),
             clock="mono",
             started_monotonic_s=round(time.monotonic(), 6),
+            kvm_modules=tuple(kvm_modules()),
         )
 
     # ----- the host seams (a test double overrides these) -----

@@ -192,6 +192,9 @@ class KernelHeader:
     missing_events: tuple[str, ...] = ()
     clock: str = "mono"
     started_monotonic_s: float | None = None
+    # The host's KVM modules (/sys/module): kvm_intel (VMX), kvm_amd (SVM), kvm_pvm (PVM)...
+    # The vendor module decides which events fire (kvm_exit does not under kvm_pvm).
+    kvm_modules: tuple[str, ...] = ()
     schema: str = KERNEL_SCHEMA
     type: Literal["kernel"] = "kernel"
 
@@ -209,6 +212,7 @@ class KernelHeader:
             "missing_events",
             "clock",
             "started_monotonic_s",
+            "kvm_modules",
         ):
             value = getattr(self, key)
             if value is None or value == ():
@@ -273,6 +277,7 @@ def _header(obj: dict[str, Any]) -> KernelHeader:
         missing_events=tuple(obj.get("missing_events", ())),
         clock=obj.get("clock", "mono"),
         started_monotonic_s=obj.get("started_monotonic_s"),
+        kvm_modules=tuple(obj.get("kvm_modules", ())),
     )
 
 

@@ -18,6 +18,7 @@ from qtrace.launch.kernel_events import (
     KernelEvents,
     KernelState,
     find_qemu_pid,
+    kvm_modules,
     probe_tracefs,
 )
 from qtrace.trace.kernel import read_kernel_log
@@ -191,3 +192,10 @@ def test_what_a_killed_capture_left_is_found_with_the_commands_removing_it(
         f"rmdir {dead / 'instances' / 'qtrace-dead01'}",
         f"umount {dead} && rmdir {dead}",
     ]
+
+
+def test_the_kvm_vendor_modules_are_read_from_sys_module(tmp_path: Path) -> None:
+    for name in ("kvm", "kvm_pvm", "e1000"):
+        (tmp_path / name).mkdir()
+    assert kvm_modules(tmp_path) == ["kvm_pvm"]
+    assert kvm_modules(tmp_path / "absent") == []

@@ -25,9 +25,9 @@ from qtrace.trace.kernel import (
     read_kernel_log,
 )
 from qtrace.trace.kernel_join import join_kernel, kernel_exits
+from qtrace.trace.kinds import CaptureStatus
 from qtrace.trace.layout import FlatRange, FlatView, KvmVcpu, Memslot, memslot_table
 from qtrace.trace.schema import CoalescingZone
-from qtrace.trace.kinds import CaptureStatus
 
 BAR0 = 0xFEBE0000
 # A slice of a real capture: a port write, a port read, an e1000 MMIO read and a coalesced
@@ -180,7 +180,10 @@ def test_a_read_whose_completed_value_differs_from_qemus_is_not_joined() -> None
 def test_kernel_jsonl_round_trips_and_a_torn_last_line_is_dropped(tmp_path: Path) -> None:
     log = _events()
     writer = KernelLogWriter.create(tmp_path / "kernel.jsonl")
-    writer.header(KernelHeader("recorded", instance="qtrace-x", pid=1824, tids=(1824, 1859)))
+    header = KernelHeader(
+        "recorded", instance="qtrace-x", pid=1824, tids=(1824, 1859), kvm_modules=("kvm_pvm",)
+    )
+    writer.header(header)
     writer.events(log.events)
     writer.end(KernelEnd(len(log.events), lost=3, before_arming={"kvm_pio": 10}))
     writer.close()
@@ -188,6 +191,7 @@ def test_kernel_jsonl_round_trips_and_a_torn_last_line_is_dropped(tmp_path: Path
         handle.write('{"type":"kev')
     again = read_kernel_log(tmp_path)
     assert again is not None and again.recorded
+    assert again.header == header
     assert again.events == log.events
     assert again.end == KernelEnd(len(log.events), lost=3, before_arming={"kvm_pio": 10})
 
