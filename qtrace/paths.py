@@ -1,9 +1,11 @@
 """Where qtrace's own files live: the folders it mounts into containers, and the user's cache.
 
-Three folders go into containers: ``docker/`` (the image recipe, mounted into the build's
-stages), ``gdbscripts/`` (the collector gdb runs) and ``qtrace/guests/`` (the guest sources,
-built in the capture's container). In a source checkout ``docker/`` and ``gdbscripts/`` sit
-beside the package and are used as they are, so an edit shows at once. An installed qtrace
+Four folders go into containers: ``docker/`` (the image recipe, mounted into the build's
+stages), ``gdbscripts/`` (the collector gdb runs), ``qtrace/guests/`` (the guest sources,
+built in the capture's container) and ``qtrace/backends/`` (the stub backend processes some
+devices need beside QEMU, run in the capture's container). In a source checkout ``docker/``
+and ``gdbscripts/`` sit beside the package and are used as they are, so an edit shows at
+once. An installed qtrace
 (a wheel: ``pip install .``, ``pipx install .``) carries copies of them as package data,
 ``qtrace/_data/docker`` and ``qtrace/_data/gdbscripts``, put there at build time by the build
 hook in ``setup.py``; they are read through :mod:`importlib.resources` and, since a container
@@ -32,6 +34,7 @@ __all__ = [
     "docker_dir",
     "gdbscripts_dir",
     "guests_dir",
+    "backends_dir",
     "cache_dir",
     "bundled_tree_digest",
 ]
@@ -144,3 +147,10 @@ def guests_dir() -> Path:
     if checkout_root() is not None:
         return Path(__file__).resolve().parent / "guests"
     return _mountable(resources.files("qtrace.guests"), "guests")
+
+
+def backends_dir() -> Path:
+    """The stub backend processes (:mod:`qtrace.backends`), run inside the capture container."""
+    if checkout_root() is not None:
+        return Path(__file__).resolve().parent / "backends"
+    return _mountable(resources.files("qtrace.backends"), "backends")

@@ -59,6 +59,9 @@ class DevicePack:
             backend).
         start_slot: the PCI device number on bus 0 it must have, if QEMU insists on one
             (captures otherwise place devices at 00:05.0).
+        start_backend: the ``start.toml`` ``[[backend]]`` process it needs beside QEMU, for a
+            device no generic rule gives one (``{socket}`` in ``start_args`` is its socket).
+        start_backend_args: arguments added to that process's command line.
         probe_sequence: which of the probe guest's register sequences drives it.
         linux_driver: the Debian kernel module the linux guest loads for it, if any.
         model: ``module:Class`` of the pack's reference model, if it has one.
@@ -77,6 +80,8 @@ class DevicePack:
     start_args: tuple[str, ...] = ()
     start_skip_rules: tuple[str, ...] = ()
     start_slot: int | None = None
+    start_backend: str | None = None
+    start_backend_args: tuple[str, ...] = ()
     probe_sequence: str = GENERIC_PROBE_SEQUENCE
     linux_driver: str | None = None
     model: str | None = None
@@ -90,6 +95,12 @@ def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ReportError(f"{where} must be a list of strings")
     return tuple(value)
+
+
+def _optional_name(value: Any, where: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ReportError(f"{where} must be a name")
+    return value
 
 
 def load_pack(folder: Traversable) -> DevicePack:
@@ -142,6 +153,10 @@ def load_pack(folder: Traversable) -> DevicePack:
         start_args=_str_tuple(start.get("args", []), f"{where}: [start] args"),
         start_skip_rules=_str_tuple(start.get("skip_rules", []), f"{where}: [start] skip_rules"),
         start_slot=slot,
+        start_backend=_optional_name(start.get("backend"), f"{where}: [start] backend"),
+        start_backend_args=_str_tuple(
+            start.get("backend_args", []), f"{where}: [start] backend_args"
+        ),
         probe_sequence=str(guests.get("probe_sequence", GENERIC_PROBE_SEQUENCE)),
         linux_driver=guests.get("linux_driver"),
         model=model.get("class"),

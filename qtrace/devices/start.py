@@ -9,6 +9,13 @@ data (``start.toml`` beside this module); what a property list cannot say (nvme'
 number) is in the device's pack (``[start]``). The same file lists the devices no rule can
 start here (host hardware, a peer process), with the reason.
 
+Some backends are not QEMU objects but processes: a vhost-user device's virtqueues are served
+by a process on a unix socket, an ivshmem-doorbell device needs an ivshmem server. Those are
+``[[backend]]`` entries of the same file (what to run, its socket, how long to wait for it);
+a rule or a pack names the backend it needs and adds arguments for it (the virtio features
+and configuration space of one kind of vhost-user device), and the capture runs it beside
+QEMU (:mod:`qtrace.launch.backends`). The processes qtrace ships are :mod:`qtrace.backends`.
+
 Everything here is pure: the capture runs the query in its container and passes the text.
 """
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from functools import cache
 from importlib import resources
 from importlib.abc import Traversable
@@ -27,6 +35,8 @@ from qtrace.errors import ReportError
 
 __all__ = [
     "START_FORMAT",
+    "BackendRun",
+    "BackendSpec",
     "DeviceProperty",
     "DeviceStart",
     "RunFile",
@@ -44,6 +54,9 @@ __all__ = [
 START_FORMAT = "qtrace-start/1"
 OUT_PLACEHOLDER = "{out}"
 """Stands for the run directory as QEMU sees it (the container's mount) in rule and pack args."""
+SOCKET_PLACEHOLDER = "{socket}"
+"""Stands for the socket of the backend process a rule or a pack names, in its args."""
+DEFAULT_READY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,9 @@ class StartRule:
         also: other ``-device`` properties set with it, where the device has them.
         args: QEMU arguments added once (``{out}``: the run directory in the container).
         files: files created in the run directory for the backend.
+        backend: the ``[[backend]]`` process the device needs, if any (``{socket}`` in
+            ``args`` is its socket).
+        backend_args: arguments added to that process's command line.
         why: what QEMU does without it.
     """
 
@@ -129,13 +145,63 @@ class StartRule:
     also: tuple[tuple[str, str], ...] = ()
     args: tuple[str, ...] = ()
     files: tuple[RunFile, ...] = ()
+    backend: str | None = None
+    backend_args: tuple[str, ...] = ()
     why: str = ""
 
     def matches(self, prop: DeviceProperty) -> bool:
-        """Does ``prop`` have the name and the type this rule asks for?"""
+        """Does ``prop`` have the name and the type this rule asks for? The type may be a
+        shell-style pattern (``child<vhost-user*>``)."""
         return (self.property is None or prop.name == self.property) and (
-            self.type is None or prop.type == self.type
+            self.type is None or fnmatchcase(prop.type, self.type)
         )
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A ``[[backend]]`` of ``start.toml``: a process some devices need beside QEMU.
+
+    Attributes:
+        name: what rules and packs call it.
+        command: what to run in the capture container (``{out}``: the run directory,
+            ``{socket}``: :attr:`socket`); the arguments of the rules that need it follow.
+            qtrace's own processes (:mod:`qtrace.backends`) are ``python3 -m
+            qtrace_backends.<module>``, run where that package is mounted.
+        socket: the unix socket it listens on; it is ready when the path exists, and QEMU
+            starts only then.
+        ready_timeout_s: how long the capture waits for the socket.
+        serves: what the process does in QEMU's place, said in the capture's evidence and the
+            device matrix (completes "the device's ...").
+        why: why the devices need it.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    socket: str
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    serves: str = ""
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class BackendRun:
+    """A backend process as one capture runs it: everything placed, nothing left to choose.
+
+    Attributes:
+        name: the ``[[backend]]`` it comes from.
+        argv: its command line in the container.
+        socket: the socket whose appearance says it is ready.
+        log: the file in the run directory its output goes to.
+        ready_timeout_s: how long to wait for the socket.
+        serves: what it does in QEMU's place.
+    """
+
+    name: str
+    argv: tuple[str, ...]
+    socket: str
+    log: str
+    ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S
+    serves: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,10 +231,19 @@ class Unstartable:
 
 @dataclass(frozen=True)
 class StartRules:
-    """The contents of ``start.toml``: the generic rules in order, the unstartable devices."""
+    """The contents of ``start.toml``: the generic rules in order, the unstartable devices,
+    the backend processes."""
 
     rules: tuple[StartRule, ...] = ()
     unstartable: tuple[Unstartable, ...] = ()
+    backends: tuple[BackendSpec, ...] = ()
+
+    def backend(self, name: str) -> BackendSpec:
+        """The ``[[backend]]`` called ``name``; ``KeyError`` when there is none."""
+        for spec in self.backends:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -204,7 +279,7 @@ def _rule(entry: Mapping[str, Any], where: str) -> StartRule:
         raise ReportError(f"{where}: files must be [{{name, size_bytes}}, ...] ({exc})") from exc
     if any("/" in f.name or f.name in ("", ".", "..") or f.size_bytes < 0 for f in files):
         raise ReportError(f"{where}: a file must be a plain name in the run directory")
-    return StartRule(
+    rule = StartRule(
         name=name,
         property=prop,
         type=kind,
@@ -212,6 +287,41 @@ def _rule(entry: Mapping[str, Any], where: str) -> StartRule:
         also=_string_map(entry.get("also", {}), f"{where}: also"),
         args=_strings(entry.get("args", []), f"{where}: args"),
         files=files,
+        backend=_optional_str(entry, "backend", where),
+        backend_args=_strings(entry.get("backend_args", []), f"{where}: backend_args"),
+        why=str(entry.get("why", "")),
+    )
+    _check_socket_use(rule.args, rule.backend, rule.backend_args, where)
+    return rule
+
+
+def _check_socket_use(
+    args: Sequence[str], backend: str | None, backend_args: Sequence[str], where: str
+) -> None:
+    """``{socket}`` and backend arguments mean something only with a backend named."""
+    if backend is None and (backend_args or any(SOCKET_PLACEHOLDER in arg for arg in args)):
+        raise ReportError(f"{where}: {SOCKET_PLACEHOLDER} and backend_args need a backend")
+
+
+def _backend(entry: Mapping[str, Any], where: str) -> BackendSpec:
+    name = entry.get("name")
+    if not isinstance(name, str) or not name:
+        raise ReportError(f"{where}: every [[backend]] needs a name")
+    where = f"{where}: backend {name!r}"
+    command = _strings(entry.get("command"), f"{where}: command")
+    socket = _optional_str(entry, "socket", where)
+    if not command or not socket:
+        raise ReportError(f"{where} needs a command and a socket")
+    try:
+        ready_timeout_s = float(entry.get("ready_timeout_s", DEFAULT_READY_TIMEOUT_S))
+    except (TypeError, ValueError) as exc:
+        raise ReportError(f"{where}: ready_timeout_s must be a number") from exc
+    return BackendSpec(
+        name=name,
+        command=command,
+        socket=socket,
+        ready_timeout_s=ready_timeout_s,
+        serves=" ".join(str(entry.get("serves", "")).split()),
         why=str(entry.get("why", "")),
     )
 
@@ -228,6 +338,13 @@ def parse_start_rules(data: Mapping[str, Any], where: str = "start.toml") -> Sta
     names = [rule.name for rule in rules]
     if len(set(names)) != len(names):
         raise ReportError(f"{where}: two rules share a name ({', '.join(sorted(names))})")
+    backends = tuple(_backend(entry, where) for entry in data.get("backend", []))
+    known = {spec.name for spec in backends}
+    if len(known) != len(backends):
+        raise ReportError(f"{where}: two backends share a name")
+    for rule in rules:
+        if rule.backend is not None and rule.backend not in known:
+            raise ReportError(f"{where}: rule {rule.name!r} names no [[backend]] {rule.backend!r}")
     unstartable = []
     for entry in data.get("unstartable", []):
         reason = entry.get("reason")
@@ -243,7 +360,7 @@ def parse_start_rules(data: Mapping[str, Any], where: str = "start.toml") -> Sta
                 ),
             )
         )
-    return StartRules(rules, tuple(unstartable))
+    return StartRules(rules, tuple(unstartable), backends)
 
 
 def load_start_rules(path: Traversable) -> StartRules:
@@ -268,16 +385,57 @@ class DeviceStart:
             device's ``-device`` (a link property needs its object to exist already).
         files: files to create in the run directory before QEMU starts.
         rules: the names of the rules applied (why the arguments are there).
+        backends: the processes to start before QEMU (and stop after it), in the order
+            first needed.
     """
 
     properties: tuple[tuple[str, str], ...] = ()
     args: tuple[str, ...] = ()
     files: tuple[RunFile, ...] = ()
     rules: tuple[str, ...] = ()
+    backends: tuple[BackendRun, ...] = ()
 
 
-def _with_out(args: Iterable[str], out_dir: str) -> tuple[str, ...]:
-    return tuple(arg.replace(OUT_PLACEHOLDER, out_dir) for arg in args)
+def _with_out(args: Iterable[str], out_dir: str, socket: str | None = None) -> tuple[str, ...]:
+    placed = (arg.replace(OUT_PLACEHOLDER, out_dir) for arg in args)
+    if socket is None:
+        return tuple(placed)
+    return tuple(arg.replace(SOCKET_PLACEHOLDER, socket) for arg in placed)
+
+
+class _Backends:
+    """The backend processes one device needs, gathered while its rules are applied."""
+
+    def __init__(self, rules: StartRules, out_dir: str) -> None:
+        self._rules = rules
+        self._out_dir = out_dir
+        self._args: dict[str, list[str]] = {}
+
+    def socket(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        return _with_out((self._rules.backend(name).socket,), self._out_dir)[0]
+
+    def need(self, name: str | None, args: Sequence[str]) -> None:
+        if name is not None:
+            self._args.setdefault(name, []).extend(_with_out(args, self._out_dir))
+
+    def runs(self) -> tuple[BackendRun, ...]:
+        runs = []
+        for name, extra in self._args.items():
+            spec = self._rules.backend(name)
+            socket = self.socket(name) or ""
+            runs.append(
+                BackendRun(
+                    name=name,
+                    argv=(*_with_out(spec.command, self._out_dir, socket), *extra),
+                    socket=socket,
+                    log=f"backend-{name}.log",
+                    ready_timeout_s=spec.ready_timeout_s,
+                    serves=spec.serves,
+                )
+            )
+        return tuple(runs)
 
 
 def device_start(
@@ -301,7 +459,16 @@ def device_start(
     names = {prop.name for prop in properties}
     set_by_pack = {key for key, _ in pack.qemu_properties}
     chosen: dict[str, str] = {}
-    args: list[str] = list(_with_out(pack.start_args, out_dir))
+    backends = _Backends(rules, out_dir)
+    try:
+        backends.need(pack.start_backend, pack.start_backend_args)
+        args: list[str] = list(
+            _with_out(pack.start_args, out_dir, backends.socket(pack.start_backend))
+        )
+    except KeyError as exc:
+        raise ReportError(
+            f"device pack {pack.name!r}: [start] backend names no [[backend]] {exc}"
+        ) from exc
     files: list[RunFile] = []
     applied: list[str] = []
     for rule in rules.rules:
@@ -317,10 +484,13 @@ def device_start(
         if rule.value is not None:
             chosen.update(dict.fromkeys(matched, rule.value))
         chosen.update(also)
-        args += _with_out(rule.args, out_dir)
+        args += _with_out(rule.args, out_dir, backends.socket(rule.backend))
+        backends.need(rule.backend, rule.backend_args)
         files += rule.files
         applied.append(rule.name)
-    return DeviceStart(tuple(chosen.items()), tuple(args), tuple(files), tuple(applied))
+    return DeviceStart(
+        tuple(chosen.items()), tuple(args), tuple(files), tuple(applied), backends.runs()
+    )
 
 
 def unstartable_reason(

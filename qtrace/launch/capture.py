@@ -5,7 +5,8 @@ or ``--out``, which must be new or empty: :mod:`qtrace.launch.out_dir`):
 
 1. check the request (output directory, image present, KVM usable) and write
    ``manifest.json``;
-2. start the capture container (no network, only /dev/kvm) and build the guest in it;
+2. start the capture container (no network, only /dev/kvm), start the backend processes the
+   device needs beside QEMU (:mod:`qtrace.launch.backends`) and build the guest in it;
 3. discover the device's handlers and kvm_cpu_exec's exit cases in this QEMU's source and
    write ``collector.json`` for the collector inside gdb;
 4. run gdb (MI) -> QEMU; the collector writes ``trace.jsonl`` itself; the host polls gdb,
@@ -62,6 +63,7 @@ from qtrace.guests.plan import GuestPlan
 from qtrace.guests.probe_plan import probe_plan
 from qtrace.guests.probe_output import read_serial_log
 from qtrace.launch import evidence
+from qtrace.launch.backends import BACKENDS_PACKAGE_MOUNT, BackendProcesses
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import ContainerSource
 from qtrace.launch.gdb_session import GdbSession, shell_join
@@ -75,7 +77,7 @@ from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
 from qtrace.launch.qemu_refusal import find_refusal
 from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, device_bdf, qemu_argv
 from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
-from qtrace.paths import gdbscripts_dir, guests_dir
+from qtrace.paths import backends_dir, gdbscripts_dir, guests_dir
 from qtrace.trace.codec import device_properties
 from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine, Topology
 
@@ -253,8 +255,8 @@ def capture_argv(
 
 
 def capture_container_spec(out_dir: Path, qemu_version: str, *, kvm: bool) -> ContainerSpec:
-    """The capture container: the run directory read-write, the collector and the guest
-    sources read-only, ``/dev/kvm`` only for KVM."""
+    """The capture container: the run directory read-write, the collector, the guest
+    sources and the stub backends read-only, ``/dev/kvm`` only for KVM."""
     return ContainerSpec(
         image=qemu_image_tag(qemu_version),
         run_id=new_run_id(),
@@ -262,6 +264,7 @@ def capture_container_spec(out_dir: Path, qemu_version: str, *, kvm: bool) -> Co
             str(out_dir): (MOUNT_OUT, "rw"),
             str(gdbscripts_dir()): (MOUNT_GDBSCRIPTS, "ro"),
             str(guests_dir()): (MOUNT_GUESTS, "ro"),
+            str(backends_dir()): (BACKENDS_PACKAGE_MOUNT, "ro"),
         },
         kvm=kvm,
         kind=ContainerKind.CAPTURE,
@@ -378,6 +381,7 @@ class _CaptureRun:
             request.guest, request.device, request.machine, request.load_rounds, request.topology
         )
         self.start: DeviceStart | None = None  # the device's needs, once QEMU listed its properties
+        self.backends: BackendProcesses | None = None  # the processes started beside QEMU
         self.argv = self._qemu_argv()
         self.tail = TraceTail(out_dir / "trace.jsonl")
         self.qemu_log = TextTail(out_dir / "qemu.log")
@@ -409,6 +413,7 @@ class _CaptureRun:
             self.kernel = resources.enter_context(KernelEvents(self.out_dir, spec.run_id))
             try:
                 self._start_device(container)
+                self.backends = resources.enter_context(self._backend_processes(container))
                 self.observer.status(
                     "checking the device name and finding kvm_cpu_exec's exit cases in the source"
                     if self.accel is Accel.KVM
@@ -514,6 +519,14 @@ class _CaptureRun:
             logger.debug("start rules for %s: %s", self.request.device, self.start.rules)
         self.argv = self._qemu_argv()
         self.write_manifest()
+
+    def _backend_processes(self, container: LabelledContainer) -> BackendProcesses:
+        """The device's backend processes (none for most devices), started on entering; on
+        the stack after the container and before gdb, so they stop once QEMU is gone."""
+        runs = self.start.backends if self.start is not None else ()
+        for run in runs:
+            self.observer.status(f"starting the {run.name} backend process ({run.log})")
+        return BackendProcesses(container, runs, self.out_dir, MOUNT_OUT)
 
     def _build_guest(self, container: LabelledContainer) -> None:
         for command in self.plan.build_commands:
@@ -844,6 +857,8 @@ class _CaptureRun:
         summary = evidence.summary(
             self.tail, identity, self.status, self.reason, self.qemu_exit, elapsed, self.out_dir
         )
+        if self.backends is not None and self.backends.records:
+            summary["backends"] = [record.as_json() for record in self.backends.records]
         stats = self.tail.stats
         reason = summary["reason"]
         status = CaptureStatus(summary["status"])

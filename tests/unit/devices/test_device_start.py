@@ -169,3 +169,116 @@ def test_rules_apply_in_file_order_and_a_property_takes_the_first() -> None:
     assert isinstance(rules, StartRules)
     start = device_start(DevicePack("d", ("d",)), _props(("p", "str")), "/o", rules)
     assert start.properties == (("p", "1"),) and start.args == ("-a",)
+
+
+# ----- backend processes: vhost-user and ivshmem -----
+
+
+def test_a_vhost_user_device_gets_a_socket_chardev_and_the_stub_behind_it() -> None:
+    start = device_start(
+        pack_or_default("vhost-user-blk-pci"), _help("vhost-user-blk-pci-10.2.2"), "/out"
+    )
+    assert dict(start.properties) == {"chardev": "qtrace-vhost-user0"}
+    assert start.args == (
+        "-chardev",
+        "socket,id=qtrace-vhost-user0,path=/out/qtrace-vhost-user.sock",
+    )
+    (backend,) = start.backends
+    assert backend.name == "vhost-user" and backend.socket == "/out/qtrace-vhost-user.sock"
+    assert backend.argv[:5] == (
+        "python3",
+        "-m",
+        "qtrace_backends.vhost_user",
+        "--socket",
+        "/out/qtrace-vhost-user.sock",
+    )
+    # the block device's own kind of back-end: its features and configuration space
+    assert "--config-field" in backend.argv and "0:8=2048" in backend.argv
+    assert start.rules == ("vhost-user", "vhost-user-blk")
+    assert "not by QEMU" in backend.serves and backend.log == "backend-vhost-user.log"
+
+
+def test_a_gpu_front_end_gets_edid_and_a_configuration_space() -> None:
+    start = device_start(
+        pack_or_default("vhost-user-gpu-pci"), _help("vhost-user-gpu-pci-10.2.2"), "/o"
+    )
+    assert dict(start.properties) == {"chardev": "qtrace-vhost-user0"}  # its type is <string>
+    (backend,) = start.backends
+    assert backend.argv[-3:] == ("--features", "1", "--config")
+
+
+def test_the_generic_vhost_user_device_is_told_which_device_it_is() -> None:
+    start = device_start(
+        pack_or_default("vhost-user-test-device-pci"),
+        _help("vhost-user-test-device-pci-10.2.2"),
+        "/o",
+    )
+    assert dict(start.properties) == {"chardev": "qtrace-vhost-user0", "virtio-id": "4"}
+    assert [b.name for b in start.backends] == ["vhost-user"]
+
+
+def test_a_chardev_of_a_device_that_is_no_vhost_user_one_is_left_alone() -> None:
+    start = device_start(pack_or_default("pci-serial"), _help("pci-serial-10.2.2"), "/out")
+    assert start.properties == () and start.backends == ()
+
+
+def test_ivshmem_doorbell_gets_its_server_from_its_pack() -> None:
+    pack = pack_or_default("ivshmem-doorbell")
+    assert dict(pack.qemu_properties) == {"chardev": "qtrace-ivshmem0"}
+    start = device_start(pack, _help("ivshmem-doorbell-10.2.2"), "/out")
+    assert start.args == ("-chardev", "socket,id=qtrace-ivshmem0,path=/out/qtrace-ivshmem.sock")
+    (backend,) = start.backends
+    assert backend.name == "ivshmem-server"
+    assert backend.argv[-2:] == ("--vectors", "1") and "1048576" in backend.argv
+    assert unstartable_reason("ivshmem-doorbell", "pc") is None
+
+
+def test_every_backend_a_pack_names_exists() -> None:
+    names = {spec.name for spec in start_rules().backends}
+    assert {"vhost-user", "ivshmem-server"} <= names
+    for pack in all_packs():
+        assert pack.start_backend is None or pack.start_backend in names, pack.name
+    assert all(spec.serves and spec.why for spec in start_rules().backends)
+
+
+def test_a_type_may_be_a_pattern() -> None:
+    rules = parse_start_rules(_rules(name="r", type="child<vhost-user*>", value="x"))
+    start = device_start(
+        DevicePack("d", ("d",)), _props(("b", "child<vhost-user-rng>")), "/o", rules
+    )
+    assert start.properties == (("b", "x"),)
+    start = device_start(DevicePack("d", ("d",)), _props(("b", "child<vhost-scsi>")), "/o", rules)
+    assert start.properties == ()
+
+
+def _with_backend(**rule: Any) -> dict[str, Any]:
+    return {
+        **_rules(**rule),
+        "backend": [{"name": "b", "command": ["prog", "{socket}"], "socket": "{out}/b.sock"}],
+    }
+
+
+def test_rules_of_one_backend_share_its_process_and_add_to_its_command() -> None:
+    data = _with_backend(name="r1", type="str", backend="b", args=["-x", "{socket}"])
+    data["rule"].append({"name": "r2", "type": "uint8", "backend": "b", "backend_args": ["--n"]})
+    start = device_start(
+        DevicePack("d", ("d",)), _props(("p", "str"), ("q", "uint8")), "/o", parse_start_rules(data)
+    )
+    assert start.args == ("-x", "/o/b.sock")
+    (backend,) = start.backends
+    assert backend.argv == ("prog", "/o/b.sock", "--n")
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_rules(name="r", type="str", backend="nope"), "names no"),
+        (_rules(name="r", type="str", args=["{socket}"]), "need a backend"),
+        (_rules(name="r", type="str", backend_args=["-x"]), "need a backend"),
+        ({"format": "qtrace-start/1", "backend": [{"name": "b", "socket": "s"}]}, "command"),
+        ({"format": "qtrace-start/1", "backend": [{"name": "b", "command": ["x"]}]}, "socket"),
+    ],
+)
+def test_a_bad_backend_is_refused_naming_the_mistake(data: dict[str, Any], match: str) -> None:
+    with pytest.raises(ReportError, match=match):
+        parse_start_rules(data)
