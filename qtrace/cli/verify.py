@@ -28,6 +28,7 @@ from qtrace.verify import (
     verify_file,
 )
 from qtrace.verify.coverage import CoverageReport, group_arrays
+from qtrace.verify.explain import Explainer
 from qtrace.verify.live import LiveResult, run_live
 from qtrace.verify.qemu_qtest import QemuQtest
 
@@ -78,13 +79,24 @@ def verify(
             ),
         ),
     ] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help=(
+                "With --trace: the model's account of every access (why a read returned "
+                "its value, what a write did), from the model's own state changes."
+            ),
+        ),
+    ] = False,
 ) -> None:
     """Compare the reference model with QEMU: replay a trace, or test live through qtest.
 
     With --trace, every read in the trace is compared; registers the model does not
     implement are listed, time- and host-dependent bits are compared under the documented
-    mask rules (docs/refemu.md). With --live, fixed scenarios and --sequences random
-    register sequences run on the model and on QEMU side by side; every read, the
+    mask rules (docs/refemu.md); --explain prints the model's account of each access.
+    With --live, fixed scenarios and --sequences random register sequences run on the
+    model and on QEMU side by side; every read, the
     interrupt line and DMA-written memory are compared after each step, and the bit
     coverage of the random sequences is reported (each register bit written 0 and 1 and
     read back).
@@ -107,14 +119,27 @@ def verify(
                 f"`qtrace verify {device} --live`."
             ),
         )
+    if live and explain:
+        raise UsageError("--explain explains a replayed trace", hint="Use it with --trace FILE.")
     if live:
         _verify_live(device, sequences, seed, qemu_version, json_output)
         return
     assert trace is not None
-    result = verify_file(trace, device, from_reset=from_reset)
+    explainer = Explainer(verify_device(device)) if explain else None
+    result = verify_file(trace, device, from_reset=from_reset, observer=explainer)
+    if explainer is not None:
+        explainer.mark(result)
     if json_output:
-        console.print_json(json.dumps(result.to_dict()))
+        out = result.to_dict()
+        if explainer is None:
+            console.print_json(json.dumps(out))
+        else:  # thousands of entries: rich's pretty-printer would take seconds
+            out["explanations"] = [e.to_dict() for e in explainer.explanations]
+            console.file.write(json.dumps(out) + "\n")
     else:
+        if explainer is not None:
+            lines = (line for e in explainer.explanations for line in e.lines())
+            console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
         render_result(result)
     if result.mismatches:
         first = result.mismatches[0]

@@ -35,6 +35,7 @@ import bisect
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from qtrace.errors import UsageError
 from qtrace.refemu import CONFIG_HEADER, PciDevice, RefMachine, Unimplemented
@@ -52,12 +53,37 @@ from qtrace.verify.result import (
 from qtrace.verify.support import VerifyDevice, verify_device
 from qtrace.verify.volatile import explain, rules_for
 
-__all__ = ["FIRMWARE_CONFIG_BYTES", "replay", "verify_file"]
+__all__ = ["FIRMWARE_CONFIG_BYTES", "ReplayObserver", "replay", "verify_file"]
 
 FIRMWARE_CONFIG_BYTES = frozenset({0x04, 0x05, 0x0C, 0x0D, 0x3C, *range(0x10, 0x28)})
 HISTORY_DEPTH = 4
 _INTX = "INTx"
 _REPLAY_SLOT = 2  # where the model sits; accesses go to the device directly, so any slot
+
+
+class ReplayObserver(Protocol):
+    """Watches a replay access by access (``--explain``: :mod:`qtrace.verify.explain`)."""
+
+    def attach(self, model: PciDevice) -> None:
+        """The replay's model, built and configured, before the first access."""
+        ...
+
+    def begin(self, access: Access) -> None:
+        """``access`` is about to be replayed."""
+        ...
+
+    def end(self, access: Access, model_value: int | None) -> None:
+        """``access`` and the comparisons after it are done; ``model_value``: the model's
+        answer to a read (``None`` for a write or a read the model could not take)."""
+        ...
+
+    def unimplemented(self, access: Access, reason: str) -> None:
+        """The model does not implement what ``access`` touched."""
+        ...
+
+    def asynchronous(self, events: list[Irq | Dma]) -> None:
+        """Events no access caused (QEMU's timers, the host backend)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +96,13 @@ class _Target:
     fields: tuple[Field, ...]
 
 
-def verify_file(path: Path | str, device: str, *, from_reset: bool = False) -> VerifyResult:
+def verify_file(
+    path: Path | str,
+    device: str,
+    *,
+    from_reset: bool = False,
+    observer: ReplayObserver | None = None,
+) -> VerifyResult:
     """Read the trace at ``path`` and replay it against ``device``'s model; see :func:`replay`.
 
     Raises:
@@ -85,21 +117,28 @@ def verify_file(path: Path | str, device: str, *, from_reset: bool = False) -> V
             f"model covers ({', '.join(target.qom_types)})",
             hint=f"Capture with `-device {target.name}`, or verify a trace of that device.",
         )
-    return replay(trace, target, from_reset=from_reset)
+    return replay(trace, target, from_reset=from_reset, observer=observer)
 
 
-def replay(trace: Trace, device: VerifyDevice, *, from_reset: bool = False) -> VerifyResult:
+def replay(
+    trace: Trace,
+    device: VerifyDevice,
+    *,
+    from_reset: bool = False,
+    observer: ReplayObserver | None = None,
+) -> VerifyResult:
     """Replay ``trace``'s accesses against a new model of ``device`` and compare every read.
 
     Args:
         trace: A trace of a device ``device``'s pack covers.
         device: The device's verify view (:func:`~qtrace.verify.support.verify_device`).
         from_reset: The capture started at power-on: no firmware preamble, no adoption.
+        observer: Told of every access (begin, end) and of asynchronous events.
 
     Returns:
         Counts, mismatches and unimplemented registers.
     """
-    return _Replayer(trace, device, from_reset).run()
+    return _Replayer(trace, device, from_reset, observer).run()
 
 
 def _render_dma(op: str, addr: int, size: int, data_hex: str) -> str:
@@ -118,7 +157,13 @@ def _has_network_backend(properties: dict[str, str] | None) -> bool:
 
 
 class _Replayer:
-    def __init__(self, trace: Trace, device: VerifyDevice, from_reset: bool) -> None:
+    def __init__(
+        self,
+        trace: Trace,
+        device: VerifyDevice,
+        from_reset: bool,
+        observer: ReplayObserver | None = None,
+    ) -> None:
         self.trace = trace
         self.from_reset = from_reset
         self.volatile = device.support.volatile
@@ -153,6 +198,11 @@ class _Replayer:
         self.nic.pci.dma_listeners.append(
             lambda op, addr, data: self.model_dma.append((op, addr, data))
         )
+        self.observer = observer
+        self.read_value: int | None = None  # the model's answer to the latest read
+        self._targets: dict[tuple[str, int, int, str | None], _Target] = {}
+        if observer is not None:
+            observer.attach(self.nic)
 
     def run(self) -> VerifyResult:
         steps = list(attribute(self.trace))
@@ -170,14 +220,20 @@ class _Replayer:
             self._preload(step.events)
             if step.access is None:
                 self._asynchronous(step.events)
+                if self.observer is not None:
+                    self.observer.asynchronous(step.events)
                 continue
             self.model_dma.clear()
+            if self.observer is not None:
+                self.observer.begin(step.access)
             self._replay(step.access)
             target = self._target(step.access)
             if self.result.dma_recorded:
                 self._compare_dma(step.access, target, step.events)
             if self.result.irq_recorded:
                 self._compare_irq(step.access, target, step.events)
+            if self.observer is not None:
+                self.observer.end(step.access, self.read_value)
         self.result.unimplemented = sorted(
             self.unimplemented.values(), key=lambda u: (u.space, u.offset)
         )
@@ -288,6 +344,7 @@ class _Replayer:
 
     def _replay(self, access: Access) -> None:
         self.result.accesses_replayed += 1
+        self.read_value = None
         target = self._target(access)
         try:
             if access.op == "write":
@@ -304,6 +361,14 @@ class _Replayer:
             prior.append(PriorAccess(access.seq, access.op, access.size, access.value))
 
     def _target(self, access: Access) -> _Target:
+        """Where ``access`` goes and how it is named (memoised: names never change)."""
+        key = (access.space, access.offset, access.size, access.region)
+        found = self._targets.get(key)
+        if found is None:
+            found = self._targets[key] = self._new_target(access)
+        return found
+
+    def _new_target(self, access: Access) -> _Target:
         dword = access.offset & ~3
         if access.space == "pci-config":
             reg = CONFIG_HEADER.at(dword)
@@ -332,10 +397,13 @@ class _Replayer:
 
     def _read(self, access: Access) -> int:
         if access.space == "pci-config":
-            return self.nic.pci.config_read(access.offset, access.size)
-        if self._is_io_bar(access):
-            return self.nic.io_read(access.offset, access.size)
-        return self.nic.mmio_read(access.offset, access.size)
+            value = self.nic.pci.config_read(access.offset, access.size)
+        elif self._is_io_bar(access):
+            value = self.nic.io_read(access.offset, access.size)
+        else:
+            value = self.nic.mmio_read(access.offset, access.size)
+        self.read_value = value
+        return value
 
     def _compare(self, access: Access, target: _Target) -> None:
         adopted = access.space == "pci-config" and not self.from_reset and self._adopt(access)
@@ -389,6 +457,8 @@ class _Replayer:
         return adopted
 
     def _note_unimplemented(self, access: Access, target: _Target, reason: str) -> None:
+        if self.observer is not None:
+            self.observer.unimplemented(access, reason)
         use = self.unimplemented.get(target.key)
         if use is None:
             use = UnimplementedUse(target.key[0], target.key[1], target.name, reason)

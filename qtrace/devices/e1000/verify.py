@@ -33,6 +33,7 @@ from qtrace.devices.e1000.scenarios import (
     tx_descriptor,
 )
 from qtrace.refemu import Kind, PciDevice, RegisterMap
+from qtrace.refemu.provenance import Origin
 from qtrace.trace import Access, Trace
 from qtrace.verify.coverage import CoverageSpec, CoverSpace, HeldBits, TrackedRegister
 from qtrace.verify.steps import Step
@@ -132,7 +133,17 @@ class TimerCauses:
         missing = next_icr & self.timer_bits & ~self.nic.reg("ICR")
         if not missing or not missing & self.nic.reg("IMS"):
             return False
-        self.nic.mmio_write(_ICS_OFFSET, 4, missing)
+        if self.nic.provenance is None:
+            self.nic.mmio_write(_ICS_OFFSET, 4, missing)
+            return True
+        timer = Origin(
+            None,
+            "QEMU's autonegotiation timer",
+            f"set {missing:#x} before this access, unrecorded: the ICR read at seq "
+            f"{self._icr_read_seqs[index]} shows it",
+        )
+        with self.nic.provenance.acting(timer):
+            self.nic.mmio_write(_ICS_OFFSET, 4, missing)
         return True
 
 

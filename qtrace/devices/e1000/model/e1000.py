@@ -30,14 +30,16 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 from qtrace.devices.e1000.model.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
-from qtrace.devices.e1000.model.e1000_phy import PHY_ADDRESS, Phy
+from qtrace.devices.e1000.model.e1000_phy import PHY_ADDRESS, PHY_REGISTERS, Phy
 from qtrace.devices.e1000.model.e1000_regs import (
     CONFIG_ROM_BAR,
     CTRL_RST,
     EERD_DONE,
     EERD_START,
+    CAUSE_FIELDS,
     ICR_BITS,
     IO_REGISTERS,
     MAC_REGISTERS,
@@ -50,9 +52,16 @@ from qtrace.devices.e1000.model.e1000_regs import (
     UNIMPLEMENTED,
     bit,
 )
-from qtrace.devices.e1000.model.e1000_rings import accepts, run_rx, run_tx
+from qtrace.devices.e1000.model.e1000_rings import (
+    accepts,
+    describe_tx,
+    run_rx,
+    run_tx,
+    tx_causes,
+)
 from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.pci import COMMAND_INTX_DISABLE, BarDef, PciFunction, PciIdentity
+from qtrace.refemu.provenance import Origin, Provenance
 from qtrace.refemu.regmap import Kind, Reg, RegisterMap, Unimplemented
 
 __all__ = ["BAR0", "BAR1", "DEFAULT_MAC", "E1000", "E1000_IDENTITY", "parse_mac"]
@@ -97,8 +106,20 @@ _PHY_STATUS_LINK = 1 << 2
 _PHY_STATUS_AN_DONE = 1 << 5
 
 
+_ICR_OFFSET = MAC_REGISTERS.named("ICR").offset
+
+
 def _size_mask(size: int) -> int:
     return (1 << (8 * size)) - 1
+
+
+def _phy_name(number: int) -> str:
+    reg = PHY_REGISTERS.get(number)
+    return f"PHY register {number:#04x}" + (f" ({reg.name})" if reg is not None else "")
+
+
+def _causes(bits: int) -> str:
+    return ", ".join(f.name for f in CAUSE_FIELDS if bits & f.mask) or f"{bits:#x}"
 
 
 def parse_mac(text: str) -> bytes:
@@ -185,6 +206,9 @@ class E1000:
             name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl
         )
         self.pci.config_listeners.append(self._config_written)
+        self.provenance: Provenance | None = None  # set by enable_provenance (--explain)
+        self._eeprom_out: dict[int, int] = {}  # the EEPROM's DO, tracked while explaining
+        self._eeprom_said = ""
         self.reset()
 
     # -- reset ---------------------------------------------------------------------------
@@ -203,6 +227,8 @@ class E1000:
         self.set_reg("RAL[0]", words[0] | words[1] << 16)
         self.set_reg("RAH[0]", words[2] | RAH_AV)
         self.eeprom.reset()
+        if self.provenance is not None:
+            self._track(self.provenance)
         self._tx_pending.clear()
         self._update_irq()
 
@@ -266,17 +292,59 @@ class E1000:
         """
         if not self.reg("RCTL") & RCTL_EN or not accepts(self, frame):
             return False
-        outcome = run_rx(self, frame)
-        self._raise_causes(outcome.causes)
+        with self._doing(lambda: f"a frame of {len(frame)} bytes from the wire"):
+            outcome = run_rx(self, frame)
+            self._raise_causes(outcome.causes)
         return outcome.stored
 
     def set_link(self, up: bool) -> None:
         """Plug or unplug the cable: STATUS.LU, the PHY's link bits, and an LSC cause."""
-        status = self.reg("STATUS")
-        self.set_reg("STATUS", status | _STATUS_LU if up else status & ~_STATUS_LU)
-        bits = _PHY_STATUS_LINK | _PHY_STATUS_AN_DONE
-        self.phy.regs[1] = self.phy.regs[1] | bits if up else self.phy.regs[1] & ~bits
-        self._raise_causes(1 << ICR_BITS["LSC"])
+        with self._doing(lambda: f"the link went {'up' if up else 'down'} (host side)"):
+            status = self.reg("STATUS")
+            self.set_reg("STATUS", status | _STATUS_LU if up else status & ~_STATUS_LU)
+            bits = _PHY_STATUS_LINK | _PHY_STATUS_AN_DONE
+            self.phy.regs[1] = self.phy.regs[1] | bits if up else self.phy.regs[1] & ~bits
+            self._raise_causes(1 << ICR_BITS["LSC"])
+
+    # -- explaining (qtrace verify --explain) -------------------------------------------------
+
+    def enable_provenance(self, provenance: Provenance) -> None:
+        """Track registers, PHY registers and the EEPROM's output in ``provenance``.
+
+        From then on the hooks narrate what they do (descriptors, frames, PHY and EEPROM
+        transactions), reads say which bits they compute, and :meth:`line_reason` says
+        why the line moved (:mod:`qtrace.refemu.provenance`).
+        """
+        self.provenance = provenance
+        self._track(provenance)
+
+    def _track(self, provenance: Provenance) -> None:
+        self.regs = provenance.track("mmio", self.regs, MAC_REGISTERS.name_at)
+        self.phy.regs = provenance.track("phy", self.phy.regs, _phy_name)
+        self._eeprom_out = provenance.track(
+            "eeprom", {0: int(self.eeprom.do)}, lambda _offset: "the EEPROM's output (DO)"
+        )
+        self._eeprom_said = self.eeprom.describe()
+        mac = Origin(None, "reset", f"loaded from EEPROM words 0-2 (MAC {self.mac.hex(':')})")
+        provenance.set_origin("mmio", MAC_REGISTERS.named("RAL[0]").offset, _MASK32, mac)
+        provenance.set_origin("mmio", MAC_REGISTERS.named("RAH[0]").offset, 0xFFFF, mac)
+        valid = Origin(None, "reset", "AV set: the address loaded from the EEPROM is valid")
+        provenance.set_origin("mmio", MAC_REGISTERS.named("RAH[0]").offset, RAH_AV, valid)
+
+    def line_reason(self) -> str:
+        """Why INTx has its level: ``ICR & IMS``, or COMMAND's INTx disable."""
+        icr, ims = self.reg("ICR"), self.reg("IMS")
+        pending = icr & ims
+        text = f"ICR {icr:#x} & IMS {ims:#x} = {pending:#x}"
+        if pending:
+            text += f" ({_causes(pending)})"
+        if self.pci.config_read_raw(0x04, 2) & COMMAND_INTX_DISABLE:
+            text += "; COMMAND.INTX_DISABLE is set, so the line stays low"
+        return text
+
+    def _doing(self, text: Callable[[], str]) -> AbstractContextManager[None]:
+        """While explaining, changes in the block carry ``text()``; otherwise nothing."""
+        return nullcontext() if self.provenance is None else self.provenance.detail(text())
 
     # -- DMA and bookkeeping used by the ring code -------------------------------------------
 
@@ -323,6 +391,15 @@ class E1000:
     def _store(self, reg: Reg, value: int) -> None:
         old = self.regs[reg.offset]
         self.regs[reg.offset] = (old & ~reg.wmask) | (value & reg.wmask)
+        if self.provenance is not None:
+            self._wrote(reg.name, reg.wmask)
+
+    def _wrote(self, name: str, mask: int) -> None:
+        """While explaining: this write determined ``mask``'s bits of ``name``, changed or
+        not (a store of the value written, not a merge like ICR's or IMS's)."""
+        if self.provenance is not None:
+            offset = MAC_REGISTERS.named(name).offset
+            self.provenance.set_origin("mmio", offset, mask, self.provenance.origin)
 
     def _read_by_kind(self, reg: Reg) -> int:
         value = self.regs[reg.offset]
@@ -350,13 +427,21 @@ class E1000:
 
     def _transmit(self) -> None:
         if not self.reg("TCTL") & TCTL_EN:
+            if self.provenance is not None:
+                self.provenance.note("TCTL.EN is clear: no transmit pass")
             return
-        run = run_tx(self, self._tx_pending)
+        start = self.reg("TDH")
+        with self._doing(lambda: f"transmit pass from TDH {start} to TDT {self.reg('TDT')}"):
+            run = run_tx(self, self._tx_pending)
+            if self.provenance is not None:
+                for line in describe_tx(run):
+                    self.provenance.note(line)
         for frame in run.frames:
             self.transmitted.append(frame)
             if self.tx_sink is not None:
                 self.tx_sink(frame)
-        self._raise_causes(run.causes)
+        with self._doing(lambda: f"transmit pass from TDH {start}: {tx_causes(run)}"):
+            self._raise_causes(run.causes)
 
     # -- hooks: registers with side effects ---------------------------------------------------
 
@@ -365,15 +450,41 @@ class E1000:
         # reset value and RAL0/RAH0 are not reloaded (the SDM's full reset is not done).
         # Observed too: PHY_RST is stored and resets no PHY register.
         self.set_reg("CTRL", value & ~CTRL_RST)
+        self._wrote("CTRL", _MASK32)
+        if value & CTRL_RST and self.provenance is not None:
+            self.provenance.note("RST self-clears and resets nothing (observed in QEMU 10.2.2)")
 
     def _read_eecd(self) -> int:
         # Observed in QEMU 10.2.2: EE_GNT reads 1 whether or not EE_REQ is set.
         stored = self.reg("EECD")
+        if self.provenance is not None:
+            self.provenance.computes(
+                _EECD_GNT | _EECD_PRES,
+                "always 1: an EEPROM is present, and access is granted whatever EE_REQ is "
+                "(observed in QEMU 10.2.2)",
+            )
+            self.provenance.computes(
+                _EECD_DO, f"the EEPROM's output: {self.eeprom.describe()}", ("eeprom", 0, 3)
+            )
         return stored | _EECD_GNT | _EECD_PRES | (_EECD_DO if self.eeprom.do else 0)
 
     def _write_eecd(self, value: int) -> None:
         self.set_reg("EECD", value & _EECD_WRITABLE)
         self.eeprom.pins(sk=bool(value & 1), cs=bool(value & 2), di=bool(value & 4))
+        if self.provenance is not None:
+            self._wrote("EECD", _EECD_WRITABLE)
+            self._narrate_eeprom(self.provenance)
+
+    def _narrate_eeprom(self, provenance: Provenance) -> None:
+        """Say what the pins did to the EEPROM; its output now has this write's origin."""
+        said = self.eeprom.describe()
+        if said == self._eeprom_said:
+            return
+        self._eeprom_said = said
+        provenance.note(f"EEPROM: {said}")
+        with provenance.detail(f"EEPROM: {said}"):
+            self._eeprom_out[0] = int(self.eeprom.do)
+            provenance.set_origin("eeprom", 0, 1, provenance.origin)
 
     def _read_eerd(self) -> int:
         # QEMU 10.2.2 stores all 32 bits written. Without START a read returns them as
@@ -386,10 +497,21 @@ class E1000:
         rest = stored & ~EERD_START
         address = rest >> 8
         data = self.eeprom_words[address] if address < EEPROM_WORDS else 0
+        if self.provenance is not None:
+            word = (
+                f"EEPROM word {address:#x} = {data:#06x}"
+                if address < EEPROM_WORDS
+                else f"address {address:#x} is past the {EEPROM_WORDS}-word EEPROM: no data"
+            )
+            self.provenance.computes(
+                EERD_START | EERD_DONE | 0xFFFF << 16,
+                f"START was written: the read completes at once (START clear, DONE set); {word}",
+            )
         return rest | EERD_DONE | data << 16
 
     def _write_eerd(self, value: int) -> None:
         self.set_reg("EERD", value)
+        self._wrote("EERD", _MASK32)
 
     def _write_mdic(self, value: int) -> None:
         op = (value >> 26) & 0x3
@@ -398,7 +520,8 @@ class E1000:
             # Observed in QEMU 10.2.2: a transaction to another PHY address leaves the
             # previous MDIC contents and only adds ERROR (and READY); IE raises no MDAC
             # (qtest, issue 13: every opcode at PHY addresses 2 and 7).
-            self.set_reg("MDIC", self.reg("MDIC") | _MDIC_ERROR | _MDIC_READY)
+            with self._doing(lambda: f"no PHY at address {phy_address}: ERROR and READY added"):
+                self.set_reg("MDIC", self.reg("MDIC") | _MDIC_ERROR | _MDIC_READY)
             return
         # Observed in QEMU 10.2.2 (qtest, issue 13): MDIC keeps all 32 bits written, bit 31
         # and a written ERROR included, and adds READY. A read (opcode 1xb: 11b reads like
@@ -406,15 +529,37 @@ class E1000:
         # such register (the data stays as written). A write adds ERROR when the register
         # does not exist or is read-only. Opcode 00b does nothing (no ERROR).
         stored = value | _MDIC_READY
+        name = _phy_name(number)
+        what = "opcode 00b: no transaction (no ERROR)"
         if op & _MDIC_OP_READ:
             result = self.phy.read(phy_address, number)
             stored = stored | _MDIC_ERROR if result.error else (stored & ~0xFFFF) | result.data
+            what = (
+                f"PHY read of register {number:#04x}: the PHY has none, ERROR set"
+                if result.error
+                else f"PHY read: DATA = {name} = {result.data:#06x} ({self._phy_origin(number)})"
+            )
         elif op == _MDIC_OP_WRITE:
-            if self.phy.write(phy_address, number, value & 0xFFFF).error:
+            with self._doing(lambda: f"PHY write of {value & 0xFFFF:#06x} to {name}"):
+                error = self.phy.write(phy_address, number, value & 0xFFFF).error
+            if error:
                 stored |= _MDIC_ERROR
-        self.set_reg("MDIC", stored)
+            what = f"PHY write to {name}" + (
+                ": absent or read-only, ERROR set" if error else " done"
+            )
+        with self._doing(lambda: f"{what}; READY set"):
+            self.set_reg("MDIC", stored)
+            self._wrote("MDIC", _MASK32)
         if value & _MDIC_IE:
-            self._raise_causes(1 << ICR_BITS["MDAC"])
+            with self._doing(lambda: "IE was set: the completed MDI/O access raises MDAC"):
+                self._raise_causes(1 << ICR_BITS["MDAC"])
+
+    def _phy_origin(self, number: int) -> str:
+        """Where a PHY register's value came from (explaining only)."""
+        if self.provenance is None:
+            return ""
+        latest = self.provenance.latest("phy", number, 0xFFFF)
+        return "its reset value" if latest.seq is None else f"last written by {latest}"
 
     def _read_icr(self) -> int:
         value = self.reg("ICR")
@@ -428,6 +573,15 @@ class E1000:
 
     def _write_ics(self, value: int) -> None:
         self._raise_causes(value)
+
+    def _read_ics(self) -> int:
+        if self.provenance is not None:
+            self.provenance.computes(
+                _MASK32,
+                "ICS reads return ICR's pending causes, not cleared",
+                ("mmio", _ICR_OFFSET, 0),
+            )
+        return self.reg("ICR")
 
     def _write_ims(self, value: int) -> None:
         self.set_reg("IMS", self.reg("IMS") | value)  # all 32 bits kept (observed)
@@ -443,6 +597,7 @@ class E1000:
 
     def _write_tdt(self, value: int) -> None:
         self.set_reg("TDT", value & 0xFFFF)
+        self._wrote("TDT", _MASK32)
         self._transmit()
 
 
@@ -450,7 +605,7 @@ _READ_HOOKS: dict[str, Callable[[E1000], int]] = {
     "EECD": E1000._read_eecd,
     "EERD": E1000._read_eerd,
     "ICR": E1000._read_icr,
-    "ICS": lambda dev: dev.reg("ICR"),
+    "ICS": E1000._read_ics,
 }
 _WRITE_HOOKS: dict[str, Callable[[E1000, int], None]] = {
     "CTRL": E1000._write_ctrl,

@@ -139,6 +139,22 @@ class MicrowireEeprom:
                 self._drive(16 * (self._shift_in & (EEPROM_WORDS - 1)) - 1)
             # write/erase opcodes are accepted and ignored: QEMU's EEPROM is read-only
 
+    def describe(self) -> str:
+        """The interface's state in words (for ``--explain``)."""
+        level = int(self.do)
+        if not self._cs:
+            return f"deselected, DO holds {level}"
+        if not self._reading:
+            if not self._bits_in:
+                return f"selected, waiting for a start bit (DO {level})"
+            bits = f"{self._bits_in} of {3 + _ADDR_BITS}"
+            return f"selected, {bits} command bits clocked in (DO {level})"
+        word = self._position // 16
+        return (
+            f"reading: DO = {level} is D{15 - self._position % 16} of word {word:#04x} "
+            f"({self.words[word]:#06x})"
+        )
+
     def _drive(self, position: int) -> None:
         self._position = position % (16 * EEPROM_WORDS)
         word = self.words[self._position // 16]

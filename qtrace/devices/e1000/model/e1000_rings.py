@@ -26,7 +26,18 @@ from typing import Protocol
 from qtrace.devices.e1000.model.e1000_regs import ICR_BITS, RAH_AV
 from qtrace.devices.e1000.model.e1000_stats import CounterHost, count_missed, count_rx, count_tx
 
-__all__ = ["RingHost", "RxOutcome", "TxRun", "accepts", "run_rx", "run_tx", "rx_buffer_size"]
+__all__ = [
+    "RingHost",
+    "RxOutcome",
+    "TxDescriptor",
+    "TxRun",
+    "accepts",
+    "describe_tx",
+    "run_rx",
+    "run_tx",
+    "rx_buffer_size",
+    "tx_causes",
+]
 
 DESC_BYTES = 16
 MIN_FRAME_BYTES = 60  # without CRC; shorter frames are padded, as on the wire
@@ -62,6 +73,18 @@ class RingHost(CounterHost, Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TxDescriptor:
+    """One descriptor a transmit pass processed (what ``--explain`` tells of it)."""
+
+    index: int
+    addr: int
+    cmd: int
+    length: int
+    written_back: bool
+    context: bool = False
+
+
 @dataclass
 class TxRun:
     """The outcome of one pass over the transmit ring."""
@@ -69,6 +92,7 @@ class TxRun:
     frames: list[bytes] = field(default_factory=list)
     causes: int = 0
     descriptors: int = 0
+    processed: list[TxDescriptor] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -127,7 +151,8 @@ def run_tx(host: RingHost, pending: bytearray) -> TxRun:
             pending.clear()
             count_tx(host, frame)
             run.frames.append(frame)
-        if cmd & (TX_CMD_RS | TX_CMD_RPS):
+        written_back = bool(cmd & (TX_CMD_RS | TX_CMD_RPS))
+        if written_back:
             # QEMU 10.2.2 (observed, and in its txdesc_writeback): RS or RPS asks for a
             # write-back, one 4-byte DMA write of the descriptor's last dword: STA with DD
             # set and EC, LC, TU cleared (nothing went wrong on the wire), CSS and the
@@ -135,6 +160,7 @@ def run_tx(host: RingHost, pending: bytearray) -> TxRun:
             status = (sta | STA_DD) & ~(STA_EC | STA_LC | STA_TU)
             host.dma_write(addr + 12, bytes([status]) + descriptor[13:16])
             run.causes |= 1 << ICR_BITS["TXDW"]
+        run.processed.append(TxDescriptor(head, addr, cmd, length, written_back, context))
         head += 1
         if head * DESC_BYTES >= ring_bytes:
             head = 0
@@ -143,6 +169,36 @@ def run_tx(host: RingHost, pending: bytearray) -> TxRun:
         if head == start or outside:
             break
     return run
+
+
+_TX_CMD_NAMES = (
+    (TX_CMD_EOP, "EOP"), (0x02, "IFCS"), (0x04, "IC"), (TX_CMD_RS, "RS"),
+    (TX_CMD_RPS, "RPS"), (TX_CMD_DEXT, "DEXT"), (0x40, "VLE"), (0x80, "IDE"),
+)  # fmt: skip
+
+
+def describe_tx(run: TxRun) -> list[str]:
+    """What a transmit pass did, one line per descriptor and frame (for ``--explain``)."""
+    lines = []
+    for d in run.processed:
+        cmd = "|".join(name for bit, name in _TX_CMD_NAMES if d.cmd & bit) or "none"
+        kind = "context descriptor" if d.context else f"{d.length} bytes of data"
+        line = f"descriptor {d.index} fetched at {d.addr:#x}: CMD {cmd}, {kind}"
+        if d.cmd & TX_CMD_EOP and not d.context:
+            line += ", end of frame"
+        if d.written_back:
+            line += f"; status written back at {d.addr + 12:#x} (DD set, EC/LC/TU clear)"
+        lines.append(line)
+    lines += [f"frame of {len(frame)} bytes sent (no CRC)" for frame in run.frames]
+    return lines
+
+
+def tx_causes(run: TxRun) -> str:
+    """Why a transmit pass raises its causes, in the SDM's terms (for ``--explain``)."""
+    why = "TXQE: the pass ended with the transmit queue empty"
+    if run.causes & 1 << ICR_BITS["TXDW"]:
+        why = "TXDW: a descriptor with RS/RPS was written back; " + why
+    return why
 
 
 def _extended(host: RingHost, descriptor: bytes) -> tuple[int, bool]:
