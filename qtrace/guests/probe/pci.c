@@ -168,12 +168,28 @@ void pci_cfg_write(struct pci_addr a, uint16_t off, unsigned size, uint32_t valu
     log_cfg(a, 'W', off, size, value);
 }
 
+/* Is there a function at this address, by its first dword (IDs) and its class dword?
+ * Vendor ID 0xFFFF is what nothing answering reads as (PCI Local Bus 3.0, 6.2.1). A zero
+ * vendor ID is no vendor's either, and an all-zero header is how a window that decodes
+ * nothing reads, but a function may have no IDs of its own yet and still be there: QEMU's
+ * stand-in LPC bridge for Intel graphics passthrough (vfio-pci-igd-lpc-bridge) takes the
+ * host's IDs only once a graphics device is assigned and reads 0000:0000 until then, with
+ * its class (ISA bridge) in place. So a zero ID with a class is a function. */
+static int function_present(uint32_t id, uint32_t class_rev)
+{
+    if ((id & 0xFFFF) == 0xFFFF)
+        return 0;
+    return (id & 0xFFFF) != 0 || class_rev != 0;
+}
+
 static int probe_function(struct pci_addr a, int *found_target)
 {
     uint32_t id = pci_cfg_read(a, PCI_VENDOR_ID, 4);
-    if ((id & 0xFFFF) == 0xFFFF || (id & 0xFFFF) == 0)
+    if ((id & 0xFFFF) == 0xFFFF)
         return -1;
     uint32_t class_rev = pci_cfg_read(a, PCI_CLASS_REVISION, 4);
+    if (!function_present(id, class_rev))
+        return -1;
     uint32_t hdr = pci_cfg_read(a, PCI_HEADER_TYPE, 1);
     int t = is_target(a);
     kprintf("# pci %02x:%02x.%x %04x:%04x class %06x hdr %02x%s\n", (uint32_t)a.bus,
@@ -433,7 +449,7 @@ int pci_setup_target(void)
     uint32_t *hdr = target_header;
     for (uint16_t i = 0; i < 16; i++)
         hdr[i] = pci_cfg_read(t, (uint16_t)(4 * i), 4);
-    if ((hdr[0] & 0xFFFF) == 0xFFFF || (hdr[0] & 0xFFFF) == 0) {
+    if (!function_present(hdr[0], hdr[2])) {
         fail("target-absent");
         return 0;
     }
