@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qtrace.annotate import AnnotatedStack, SourceProvider, capture_source, decode_access
+from qtrace.report.kernel_side import registers_between
 from qtrace.report.model import CaptureReport, access_kind
 from qtrace.report.versions import Comparison
 from qtrace.trace import Access, Dma, Exit, Irq, KvmHost, Trace, read_trace
@@ -532,14 +533,8 @@ def _bar_zones(
         (z for z in kvm.zones_in_effect("mmio") if z.region == first.region and z.start >= base),
         key=lambda z: z.start,
     )
-    gaps: list[str] = []
-    for before, after in zip(on_bar, on_bar[1:]):
-        offset = before.start + before.size - base
-        while offset < after.start - base:
-            probe = Access(seq=0, op="write", space="mmio", offset=offset, size=4, value=0)
-            gaps.append(decode_access(device, probe).name)
-            offset += 4
-    return (base if on_bar else None), len(on_bar), tuple(gaps)
+    gaps = registers_between(device, on_bar, base)
+    return (base if on_bar else None), len(on_bar), gaps
 
 
 def build_guide(

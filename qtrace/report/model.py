@@ -25,9 +25,14 @@ from qtrace.annotate.registers import map_regions, region_of
 from qtrace.devices import pack_for
 from qtrace.errors import ReportError
 from qtrace.export.threads import SETUP_OPS, ThreadRole, assign_threads
+from qtrace.guests.symbols import GuestSymbols, access_places, guest_symbols
+from qtrace.report.kernel_side import KernelSide, kernel_side
 from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.report.threads import WhereWorkRan, where_work_ran
+from qtrace.report.timeline import Timeline, build_timeline
 from qtrace.trace import Access, Dma, End, Exit, Header, Irq, Trace, read_trace
+from qtrace.trace.kernel import KernelLog, read_kernel_log
+from qtrace.trace.kernel_join import join_kernel
 from qtrace.trace.layout import Memslot
 from qtrace.trace.schema import Async, Region
 
@@ -358,6 +363,10 @@ class CaptureReport:
     representative_exit: Exit | None = None
     # Where the work ran (traces whose records name their thread; None for older ones).
     threads: WhereWorkRan | None = None
+    # The representative access from the guest instruction to the re-entry (timeline.py),
+    # and how KVM decided to exit (kernel_side.py; None under TCG).
+    timeline: Timeline | None = None
+    kernel_side: KernelSide | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -399,15 +408,30 @@ def build_report(
         )
     trace = read_trace(trace_path)
     source = capture_source(capture)
+    run_dir = trace_path.parent
     return report_from_trace(
-        trace, name=name or trace_path.parent.name, source=source, command=command
+        trace,
+        name=name or run_dir.name,
+        source=source,
+        command=command,
+        kernel=read_kernel_log(run_dir),
+        symbols=guest_symbols(run_dir, trace),
+        run_dir=run_dir,
     )
 
 
 def report_from_trace(
-    trace: Trace, *, name: str, source: SourceProvider | None = None, command: str | None = None
+    trace: Trace,
+    *,
+    name: str,
+    source: SourceProvider | None = None,
+    command: str | None = None,
+    kernel: KernelLog | None = None,
+    symbols: GuestSymbols | None = None,
+    run_dir: Path | None = None,
 ) -> CaptureReport:
-    """Build the report model of an in-memory trace."""
+    """Build the report model of an in-memory trace; ``kernel`` (its ``kernel.jsonl``) and
+    ``symbols`` (the guest's) give the two ends of the end-to-end timeline."""
     header = trace.header
     annotated = {
         sid: annotate_stack(
@@ -427,9 +451,28 @@ def report_from_trace(
         if representative is not None and representative.exit_seq is not None
         else None
     )
+    join = join_kernel(trace, kernel) if kernel is not None and kernel.recorded else None
+    places = access_places(trace, symbols)
+    timeline = None
+    if representative is not None:
+        timeline = build_timeline(
+            trace,
+            representative,
+            exit_record,
+            places,
+            kernel,
+            join,
+            _symbols_source(symbols, run_dir),
+        )
     if representative is not None and representative.stack in annotated:
+        place = places.get(representative.seq)
         sequence = build_sequence(
-            annotated[representative.stack], representative, decoded, exit_record, header.accel
+            annotated[representative.stack],
+            representative,
+            decoded,
+            exit_record,
+            header.accel,
+            str(place) if place is not None else None,
         )
     source_kind = type(source).__name__ if source is not None else "none"
     return CaptureReport(
@@ -467,7 +510,18 @@ def report_from_trace(
         path=_path_view(header, accesses, trace),
         representative_exit=exit_record,
         threads=where_work_ran(trace),
+        timeline=timeline,
+        kernel_side=kernel_side(trace, kernel, join),
     )
+
+
+def _symbols_source(symbols: GuestSymbols | None, run_dir: Path | None) -> str | None:
+    """The guest symbol file as the report names it: relative to the run directory."""
+    if symbols is None:
+        return None
+    if run_dir is not None:
+        return symbols.source.replace(f"{run_dir}/", "")
+    return symbols.source
 
 
 def _natural(text: str) -> tuple[str, int, str]:

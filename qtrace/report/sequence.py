@@ -69,8 +69,10 @@ def build_sequence(
     decoded: Decoded | None,
     exit_record: Exit | None,
     accel: str,
+    guest_place: str | None = None,
 ) -> Sequence:
-    """The call sequence of ``access`` along ``stack`` (innermost frame first)."""
+    """The call sequence of ``access`` along ``stack`` (innermost frame first); the guest's
+    message names ``guest_place``, the guest function that made the access, when known."""
     runs = [
         (layer, frames) for layer, frames in stack.layer_runs() if layer.id not in HIDDEN_LAYERS
     ]
@@ -95,7 +97,11 @@ def build_sequence(
             messages += [
                 Message(src, "K", "ioctl(KVM_RUN)"),
                 Message("K", guest, "enter guest mode"),
-                Message(guest, "K", f"guest {what}: {_exit_text(exit_record, access)}"),
+                Message(
+                    guest,
+                    "K",
+                    f"{guest_place or 'guest'} {what}: {_exit_text(exit_record, access)}",
+                ),
                 Message(
                     "K",
                     src,

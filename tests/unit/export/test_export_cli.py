@@ -13,6 +13,7 @@ from qtrace.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[3]
 CAPTURE = ROOT / "reports" / "captures" / "e1000-kvm-probe"
+UNTIMED = ROOT / "reports" / "captures" / "e1000-q35-probe"  # made before records had t
 runner = CliRunner()
 
 
@@ -35,10 +36,10 @@ def test_each_format_is_written_into_the_capture_directory(tmp_path: Path) -> No
 
 def test_out_names_the_file_and_dash_is_stdout(tmp_path: Path) -> None:
     target = tmp_path / "x.json"
-    trace = CAPTURE / "trace.jsonl"
+    trace = UNTIMED / "trace.jsonl"
     result = runner.invoke(app, ["export", str(trace), "-f", "perfetto", "--out", str(target)])
     assert result.exit_code == 0, result.output
-    assert "synthetic" in result.stderr  # the committed traces predate the t field
+    assert "synthetic" in result.stderr  # this committed trace predates the t field
     assert "open it: ui.perfetto.dev" in result.stderr
     assert json.loads(target.read_text())["otherData"]["device"] == "e1000"
     result = runner.invoke(app, ["export", str(trace), "-f", "folded", "-o", "-"])
