@@ -15,6 +15,7 @@ from qtrace.matrix.outcome import CaptureOutput, outcome
 from qtrace.matrix.reasons import short_reason
 from qtrace.matrix.results import (
     RESULTS_FORMAT,
+    BackendSeen,
     RegionSeen,
     ResultsFile,
     RunResult,
@@ -30,6 +31,7 @@ __all__ = [
     "Cell",
     "MachineSpec",
     "Matrix",
+    "BackendSeen",
     "RegionSeen",
     "ResultsFile",
     "RunResult",

@@ -21,7 +21,7 @@ from typing import Any
 from qtrace.errors import TraceFormatError
 from qtrace.matrix.cells import Cell
 from qtrace.matrix.reasons import short_reason
-from qtrace.matrix.results import RegionSeen, RunResult
+from qtrace.matrix.results import BackendSeen, RegionSeen, RunResult
 from qtrace.trace.codec import read_trace
 
 __all__ = ["CaptureOutput", "outcome", "error_lines"]
@@ -163,6 +163,11 @@ def outcome(
         )
         if part
     )
+    backends = tuple(
+        BackendSeen(str(b.get("name", "")), str(b.get("serves", "")))
+        for b in (summary or {}).get("backends", ())
+        if isinstance(b, dict)
+    )
     return RunResult(
         device=cell.device,
         machine=cell.machine,
@@ -180,4 +185,5 @@ def outcome(
         regions=regions,
         out_dir=str(output.out_dir),
         finished=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        backends=backends,
     )

@@ -209,6 +209,8 @@ def short_reason(
         return NamedReason(_cut(f"guest hang: {phrase}"), Category.GUEST_HANG)
     if exit_code == 2:
         return NamedReason(_cut(_first_sentence(text) or "usage error"), Category.USAGE)
+    if re.search(r"\bbackend process\b", text):  # qtrace's own (qtrace.launch.backends)
+        return NamedReason(_cut(_first_sentence(text)), Category.BACKEND)
     if re.search(r"could not find|discover|MemoryRegionOps|no handlers", text, re.I):
         return NamedReason(_cut(f"discovery: {_first_sentence(text)}"), Category.DISCOVERY)
     if match := re.search(r"the guest reported: DONE fail ?(.*)", text):

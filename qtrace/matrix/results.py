@@ -20,6 +20,7 @@ from qtrace.matrix.cells import Cell
 
 __all__ = [
     "RESULTS_FORMAT",
+    "BackendSeen",
     "RegionSeen",
     "RunResult",
     "ResultsFile",
@@ -42,6 +43,15 @@ class RegionSeen:
 
 
 @dataclass(frozen=True)
+class BackendSeen:
+    """A backend process the capture ran beside QEMU (its ``summary.json`` ``backends``):
+    which, and what it served in QEMU's place, so the matrix says whose work a trace lacks."""
+
+    name: str
+    serves: str = ""
+
+
+@dataclass(frozen=True)
 class RunResult:
     """The outcome of one cell's capture.
 
@@ -52,6 +62,7 @@ class RunResult:
     :mod:`qtrace.matrix.reasons`) and ``detail`` keeps the capture's own words.
     ``qtrace_commit`` is the commit of the qtrace that captured it (``+dirty`` when its tree
     had uncommitted changes), so a table merged from runs of several commits says which.
+    ``backends`` are the processes that served part of the device beside QEMU.
     """
 
     device: str
@@ -71,6 +82,7 @@ class RunResult:
     out_dir: str | None = None
     finished: str = ""
     qtrace_commit: str | None = None
+    backends: tuple[BackendSeen, ...] = ()
 
     @property
     def cell(self) -> Cell:
@@ -89,6 +101,7 @@ class RunResult:
         fields = dict(raw)
         fields["handlers_hit"] = tuple(str(h) for h in fields.get("handlers_hit", ()))
         fields["regions"] = tuple(RegionSeen(**r) for r in fields.get("regions", ()))
+        fields["backends"] = tuple(BackendSeen(**b) for b in fields.get("backends", ()))
         return cls(**fields)
 
 

@@ -5,7 +5,9 @@ a result for the same cell (a shard run twice, a resumed run) the one that finis
 wins. A planned cell with no result is listed as not run, so a missing shard shows. The
 Markdown opens with one line per machine (and QEMU version), "N of M PCI devices end ok on
 pc (P%)", where M counts the devices planned on that machine; then the table, one row per
-cell; then, grouped by category, the named reason of every cell that did not end ok.
+cell; then the devices a backend process served in part (what the trace of such a device
+does not show: a vhost-user device's virtqueues are the back-end's, not QEMU's); then, grouped
+by category, the named reason of every cell that did not end ok.
 """
 
 from __future__ import annotations
@@ -100,6 +102,33 @@ def _same_reason(runs: Sequence[RunResult]) -> list[tuple[tuple[str, str, str, s
     return list(rows.items())
 
 
+def _backend_section(results: Sequence[RunResult]) -> list[str]:
+    """Which devices a backend process served in part, per backend and what it served."""
+    served: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for r in results:
+        for backend in r.backends:
+            devices = served.setdefault((backend.name, backend.serves), {})
+            devices.setdefault(r.device, []).append(str(r.cell.machine_spec))
+    if not served:
+        return []
+    out = [
+        "",
+        "## Devices served in part by a backend process",
+        "",
+        "These devices started with a process beside QEMU (`qtrace/devices/start.toml`, "
+        "`[[backend]]`): what their traces show is QEMU's side of the device only.",
+        "",
+        "| backend | in QEMU's place | devices |",
+        "| --- | --- | --- |",
+    ]
+    for (name, serves), devices in sorted(served.items()):
+        listed = ", ".join(
+            f"`{device}` ({', '.join(machines)})" for device, machines in sorted(devices.items())
+        )
+        out.append(f"| `{name}` | {_cell_text(serves) or '—'} | {listed} |")
+    return out
+
+
 def summary_lines(matrix: Matrix) -> list[str]:
     """ "N of M PCI devices end ok on pc (P%)" per machine (and version when several)."""
     versions = {c.qemu_version for c in matrix.planned}
@@ -170,6 +199,7 @@ def render_markdown(matrix: Matrix, *, command: str = "scripts/device_matrix.py"
             )
             + " |"
         )
+    out += _backend_section(matrix.results)
     failed = [r for r in matrix.results if not r.ok]
     out += ["", "## Why the others did not end ok", ""]
     if not failed:

@@ -131,3 +131,13 @@ def test_the_registry_is_asked_only_for_a_run_that_failed(tmp_path: Path) -> Non
     )
     outcome(CELL, CaptureOutput(0, json.dumps(_summary()), "", tmp_path, 1.0), unstartable)
     assert asked == [CELL]
+
+
+def test_the_backends_a_capture_ran_are_kept(tmp_path: Path) -> None:
+    backends = [{"name": "vhost-user", "serves": "the queues", "pid": 7, "ended": "terminated"}]
+    result = outcome(
+        CELL, CaptureOutput(0, json.dumps(_summary(backends=backends)), "", tmp_path, 1.0)
+    )
+    assert [(b.name, b.serves) for b in result.backends] == [("vhost-user", "the queues")]
+    plain = outcome(CELL, CaptureOutput(0, json.dumps(_summary()), "", tmp_path, 1.0))
+    assert plain.backends == ()

@@ -170,3 +170,11 @@ def test_the_probes_generic_codes_are_said_in_words() -> None:
         "probe failed: a CardBus (type 2) header; the probe drives type 0 and 1 functions "
         "(target-not-type0-or-1)"
     )
+
+
+def test_a_backend_process_that_failed_is_a_backend_reason() -> None:
+    named = short_reason(
+        "error", "the vhost-user backend process ended before it listened (exit code 3)"
+    )
+    assert named.category is Category.BACKEND
+    assert named.phrase == "the vhost-user backend process ended before it listened (exit code 3)"

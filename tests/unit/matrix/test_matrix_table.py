@@ -9,6 +9,7 @@ import pytest
 
 from qtrace.errors import ReportError
 from qtrace.matrix import (
+    BackendSeen,
     Cell,
     RegionSeen,
     ResultsFile,
@@ -156,3 +157,18 @@ def test_the_table_names_every_commit_that_captured_a_result() -> None:
     matrix = merge([ResultsFile(planned=(), results=(old, new))])
     assert matrix.commits == ("95c726d", "acfc843")
     assert "; qtrace 95c726d, acfc843)" in render_markdown(matrix)
+
+
+def test_devices_a_backend_served_are_listed_with_what_it_served(tmp_path: Path) -> None:
+    stub = BackendSeen("vhost-user", "virtqueues are served by qtrace's stub, not by QEMU")
+    runs = [
+        replace(_ok(d, m), backends=(stub,)) for d in ("vhost-user-blk-pci",) for m in ("pc", "q35")
+    ]
+    results = ResultsFile(planned=(), results=(*runs, _ok("edu")))
+    write_results(tmp_path / "r.json", results)
+    assert read_results(tmp_path / "r.json").results[1].backends == (stub,)  # round trip
+    text = render_markdown(merge([results]))
+    section = text[text.index("## Devices served in part by a backend process") :]
+    assert "| `vhost-user` | virtqueues are served by qtrace's stub, not by QEMU |" in section
+    assert "`vhost-user-blk-pci` (pc, q35)" in section and "`edu`" not in section
+    assert "## Devices served" not in render_markdown(merge([ResultsFile((), (_ok("edu"),))]))
