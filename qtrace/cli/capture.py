@@ -96,6 +96,9 @@ def _summary_table(result: CaptureResult) -> Table:
         "KVM exits recorded",
         ", ".join(f"{k} {v}" for k, v in result.summary["exit_reasons"].items()) or "none (TCG)",
     )
+    for backend in result.summary.get("backends", ()):
+        # Whose work the trace lacks: what a process beside QEMU served in its place.
+        table.add_row(f"backend {backend['name']}", f"{backend['serves']} ({backend['log']})")
     table.add_row("elapsed", f"{result.elapsed_s:.1f} s")
     table.add_row("output", str(result.out_dir))
     return table
