@@ -47,7 +47,6 @@ def firmware_plan(out_mount: str) -> GuestPlan:
         marker_port=None,
         exit_port=None,
         ok_exit_statuses=(0,),
-        serial_verdict=False,
         quiet_ports=(SERIAL_PORTS, (FIRMWARE_DEBUGCON_IOBASE, 1)),
         rom=True,
         extra_qemu_args=(

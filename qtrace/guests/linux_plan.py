@@ -1,14 +1,19 @@
-"""The linux guest's plan: Debian's kernel and NIC driver, a busybox initramfs built at
+"""The linux guest's plan: Debian's kernel, its own drivers, a busybox initramfs built at
 capture time.
 
-The capture image carries Debian's kernel and its NIC modules in :data:`LINUX_KERNEL_DIR`
-(see ``docker/install-deps.sh``) and busybox-static; ``linux/mkinitramfs.py`` packs them
-with ``linux/init`` into a reproducible initramfs in the run directory. The guest loads
-the driver, brings eth0 up, sends a few ARP requests to an unused link-local address and
-ends the run by writing 0 to isa-debug-exit (QEMU exits with status 1). Any other end is
-a failure: the init script powers off on an error (status 0), and a kernel panic reboots
-(``panic=-1``), which ``-no-reboot`` turns into status 0 too. The serial log keeps the
-guest's ``qtrace-linux: ...`` lines either way.
+The capture image carries Debian's kernel and the part of its module tree that holds the
+drivers of the classes the guest has a workload for, with modules.alias and modules.dep,
+in :data:`LINUX_KERNEL_DIR` (``docker/install-linux-modules.sh``), and busybox-static;
+``linux/mkinitramfs.py`` packs them with ``linux/init`` and ``linux/workloads`` into a
+reproducible initramfs in the run directory. No driver is named here: the guest reads the
+device's modalias from sysfs and loads the module modules.alias names for it, with its
+dependencies (what udev does), then runs the workload of the class the driver gave the
+device (network, block, hwrng) and prints its evidence. It ends the run by writing 0 to
+isa-debug-exit (QEMU exits with status 1); the verdict is then its serial ``done`` line
+(:mod:`qtrace.guests.linux_output`). Any other end is a failure: the init script powers off
+on an error (status 0), and a kernel panic reboots (``panic=-1``), which ``-no-reboot``
+turns into status 0 too. The serial log keeps the guest's ``qtrace-linux: ...`` lines
+either way.
 
 The collectors are armed from QEMU's start (there is no start marker): under TCG there are
 no exit records, and the driver's accesses all come after the kernel has booted anyway.
@@ -18,9 +23,8 @@ decompression, so the capture ends by its hang detection (status ``guest-hang``)
 
 from __future__ import annotations
 
-from qtrace.devices import all_packs, pack_or_default
-from qtrace.errors import UsageError
 from qtrace.guests import DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS
+from qtrace.guests.linux_output import LINUX_DONE_LINE, linux_verdict
 from qtrace.guests.plan import GuestPlan
 
 __all__ = [
@@ -33,42 +37,30 @@ __all__ = [
 ]
 
 LINUX_KERNEL_DIR = "/opt/qtrace-linux"
-"""Where the image keeps ``vmlinuz``, the NIC modules and ``kernel-package.txt``."""
+"""Where the image keeps ``vmlinuz``, ``kernel-package.txt`` and the module tree
+(``modules/lib/modules/<version>/``)."""
 
 LINUX_MEMORY_MB = 256
-
-LINUX_DONE_LINE = "qtrace-linux: done"
-"""How the serial log's success line starts (failures print ``qtrace-linux: FAIL <why>``)."""
+"""The initramfs (about 12 MB packed, 40 MB unpacked) lives in this RAM too."""
 
 INITRAMFS_SUBDIR = "linux"
 INITRAMFS_NAME = "initramfs.cpio.gz"
 
 
-def linux_append(exit_port: int = DEBUG_EXIT_IOBASE) -> str:
+def linux_append(slot: int, exit_port: int = DEBUG_EXIT_IOBASE) -> str:
     """The kernel command line.
 
     ``panic=-1`` reboots at once on a panic (``-no-reboot`` makes that QEMU's exit);
     ``quiet`` keeps the serial log to the guest's own lines; the kernel hands the unknown
-    ``qtrace_exit_port=<decimal>`` to init as an environment variable.
+    ``qtrace_exit_port=<decimal>`` and ``qtrace_pci=00:<slot>.0`` (the device, or the bridge
+    it sits behind, on bus 0) to init as environment variables.
     """
-    return f"console=ttyS0 quiet panic=-1 qtrace_exit_port={exit_port}"
+    return f"console=ttyS0 quiet panic=-1 qtrace_exit_port={exit_port} qtrace_pci=00:{slot:02x}.0"
 
 
-def linux_plan(device: str, guests_mount: str, out_mount: str) -> GuestPlan:
-    """Plan for Debian's kernel driving ``device`` with its own driver.
-
-    The driver is the one the device's pack names (``[guests] linux_driver``).
-
-    Raises:
-        UsageError: no pack names a Linux driver for ``device``.
-    """
-    module = pack_or_default(device).linux_driver
-    if module is None:
-        supported = sorted(t for pack in all_packs() if pack.linux_driver for t in pack.qom_types)
-        raise UsageError(
-            f"--guest linux has no driver for {device!r}.",
-            hint=f"It supports {', '.join(supported)}; use --guest probe or firmware for others.",
-        )
+def linux_plan(slot: int, guests_mount: str, out_mount: str) -> GuestPlan:
+    """Plan for Debian's kernel driving the device at bus 0 ``slot`` (or behind the bridge
+    there) with the driver its modules.alias names."""
     out = f"{out_mount}/{INITRAMFS_SUBDIR}"
     return GuestPlan(
         name="linux",
@@ -76,8 +68,6 @@ def linux_plan(device: str, guests_mount: str, out_mount: str) -> GuestPlan:
             (
                 "python3",
                 f"{guests_mount}/linux/mkinitramfs.py",
-                "--module",
-                module,
                 "--kernel-dir",
                 LINUX_KERNEL_DIR,
                 "--out",
@@ -86,12 +76,12 @@ def linux_plan(device: str, guests_mount: str, out_mount: str) -> GuestPlan:
         ),
         kernel=f"{LINUX_KERNEL_DIR}/vmlinuz",
         initrd=f"{out}/{INITRAMFS_NAME}",
-        append=linux_append(DEBUG_EXIT_IOBASE),
+        append=linux_append(slot, DEBUG_EXIT_IOBASE),
         memory_mb=LINUX_MEMORY_MB,
         arm_on=None,
         marker_port=None,
         exit_port=DEBUG_EXIT_IOBASE,
         ok_exit_statuses=(DEBUG_EXIT_OK_STATUS,),
-        serial_verdict=False,
+        serial_verdict=linux_verdict,
         record_async=False,  # see GuestPlan.record_async
     )

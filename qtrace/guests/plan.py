@@ -6,7 +6,9 @@ service only follows the plan, so a new guest is a new plan, not a change to cap
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["GuestPlan"]
 
@@ -25,7 +27,10 @@ class GuestPlan:
         marker_port: isa-debugcon port the guest writes its start marker to, or ``None``.
         exit_port: isa-debug-exit port, or ``None`` (the guest powers off instead).
         ok_exit_statuses: QEMU exit statuses that mean the guest ran to its end.
-        serial_verdict: the serial log carries a probe-style ``DONE ok`` line to check.
+        serial_verdict: reads the guest's own verdict from its serial log (the path):
+            ``None`` when it reports success, else why not (the probe's ``DONE`` line, the
+            linux guest's ``done`` line and its evidence); ``None`` for a guest that has none.
+            It may raise ``QtraceError`` or ``OSError`` for a log it cannot read.
         quiet_ports: ``(base, count)`` port ranges whose exits are counted, not recorded.
         rom: keep the device's option ROM (the firmware guest needs iPXE).
         extra_qemu_args: anything else the guest needs on QEMU's command line.
@@ -45,7 +50,7 @@ class GuestPlan:
     marker_port: int | None = None
     exit_port: int | None = 0xF4
     ok_exit_statuses: tuple[int, ...] = (1,)
-    serial_verdict: bool = False
+    serial_verdict: Callable[[Path], str | None] | None = None
     quiet_ports: tuple[tuple[int, int], ...] = ((0x3F8, 8),)
     rom: bool = False
     extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)

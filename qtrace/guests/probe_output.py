@@ -44,6 +44,7 @@ __all__ = [
     "ProbeSpace",
     "ProbeWindow",
     "parse_serial",
+    "probe_verdict",
     "read_serial_log",
 ]
 
@@ -244,6 +245,21 @@ def read_serial_log(path: Path | str) -> ProbeOutput:
     write terminal control bytes that are not UTF-8.
     """
     return parse_serial(Path(path).read_text(encoding="utf-8", errors="replace"))
+
+
+def probe_verdict(path: Path) -> str | None:
+    """The probe's own verdict (``GuestPlan.serial_verdict``): ``None`` after ``DONE ok``,
+    else what it reported.
+
+    Raises:
+        ProbeOutputError: the log is not ``qtrace-probe/1`` output.
+    """
+    output = read_serial_log(path)
+    if output.ok:
+        return None
+    if output.done is None:
+        return "the guest exited without its DONE line"
+    return f"the guest reported: DONE fail {output.done.reason or ''}".strip()
 
 
 def parse_serial(text: str) -> ProbeOutput:

@@ -14,6 +14,7 @@ from qtrace.guests import (
 from qtrace.devices import pack_or_default
 from qtrace.errors import UsageError
 from qtrace.guests.plan import GuestPlan
+from qtrace.guests.probe_output import probe_verdict
 
 __all__ = ["probe_plan"]
 
@@ -59,6 +60,6 @@ def probe_plan(
         marker_port=DEBUGCON_IOBASE,
         exit_port=DEBUG_EXIT_IOBASE,
         ok_exit_statuses=(DEBUG_EXIT_OK_STATUS,),
-        serial_verdict=True,
+        serial_verdict=probe_verdict,
         quiet_ports=((0x3F8, 8), (DEBUGCON_IOBASE, 1)),
     )

@@ -1,11 +1,18 @@
 """``qtrace build``: a debug ``qemu-system-x86_64`` in a Docker image, cached by content.
 
-Two images, each made by one stage script from ``docker/`` in a throwaway container:
+Three images, each made by one stage script from ``docker/`` in a throwaway container from
+the one before:
 
-1. ``qtrace/toolchain:<key>``: Debian bookworm + build tools, gdb, firmware, meson. Shared by
-   every QEMU version; its labels record which QEMU versions Debian's source index lists.
-2. ``qtrace/qemu:<version>-debug``: the QEMU source tree at ``/src/qemu`` (so gdb shows
-   source), built with ``--enable-debug``; labels record version, configure flags and key.
+1. ``qtrace/toolchain:<key>``: Debian bookworm + build tools, gdb, firmware, meson, Debian's
+   kernel. Shared by every QEMU version; its labels record which QEMU versions Debian's
+   source index lists.
+2. ``qtrace/qemu-compiled:<version>``: the QEMU source tree at ``/src/qemu`` (so gdb shows
+   source), built with ``--enable-debug``; labels record version, configure flags and the
+   compile key.
+3. ``qtrace/qemu:<version>-debug``, what captures run: the compiled image plus the kernel
+   modules the linux guest loads its drivers from (``install-linux-modules.sh``). It is the
+   last stage so that changing it never recompiles QEMU; its key is the compile key and that
+   script's digest.
 
 Only a stage that finished is committed and tagged, so an interrupted or failed build never
 leaves an image that looks valid.
@@ -55,16 +62,19 @@ __all__ = [
     "LABEL_CACHE_KEY",
     "LABEL_CONFIGURE",
     "QEMU_REPOSITORY",
+    "COMPILED_REPOSITORY",
     "TOOLCHAIN_REPOSITORY",
 ]
 
 logger = logging.getLogger(__name__)
 
 QEMU_REPOSITORY = "qtrace/qemu"
+COMPILED_REPOSITORY = "qtrace/qemu-compiled"
 TOOLCHAIN_REPOSITORY = "qtrace/toolchain"
 LABEL_QEMU_VERSION = "qtrace.qemu-version"
 LABEL_DEBIAN_VERSION = "qtrace.debian-version"
 LABEL_CACHE_KEY = "qtrace.cache-key"
+LABEL_COMPILE_KEY = "qtrace.compile-key"
 LABEL_CONFIGURE = "qtrace.configure-flags"
 LABEL_SOURCE = "qtrace.source"
 LABEL_SOURCE_VERSIONS = "qtrace.qemu-source-versions"
@@ -80,6 +90,8 @@ CONFIGURE_FLAGS = (
     "--disable-install-blobs"
 )
 _WHEELS = ("meson==1.9.0", "pycotap==1.3.1")
+COMPILE_SCRIPT = "build-qemu.sh"
+MODULES_SCRIPT = "install-linux-modules.sh"
 _VERSION_LINE = "qemu-source-version: "
 
 
@@ -179,7 +191,10 @@ def build_image(
     recipe = docker_dir()
     version_label, source_identity = _source_identity(request)
     toolchain_key = _toolchain_key(recipe)
-    key = cache_key(toolchain_key, recipe_digest(recipe, ("build-qemu.sh",)), source_identity)
+    compile_key = cache_key(
+        toolchain_key, recipe_digest(recipe, (COMPILE_SCRIPT,)), source_identity
+    )
+    key = final_key(compile_key, recipe)
     tag = qemu_image_tag(version_label)
 
     existing = find_qemu_image(client, version_label)
@@ -201,6 +216,7 @@ def build_image(
                 recipe,
                 version_label,
                 toolchain_key,
+                compile_key,
                 key,
                 tag,
                 log_path,
@@ -235,6 +251,12 @@ class _LogSink:
         self._events.line(line)
 
 
+def final_key(compile_key: str, recipe: Path) -> str:
+    """The key of the image captures run: the compiled QEMU's key and the modules stage's
+    script, so changing that script rebuilds only the last stage."""
+    return cache_key(compile_key, recipe_digest(recipe, (MODULES_SCRIPT,)))
+
+
 def _build(
     client: docker.DockerClient,
     request: BuildRequest,
@@ -243,6 +265,7 @@ def _build(
     recipe: Path,
     version_label: str,
     toolchain_key: str,
+    compile_key: str,
     key: str,
     tag: str,
     log_path: Path,
@@ -252,51 +275,118 @@ def _build(
     events.stage("base image")
     how = ensure_base_image(client, sink)
     toolchain = _ensure_toolchain(client, events, sink, recipe, toolchain_key, run_id)
-    source_versions = toolchain.labels.get(LABEL_SOURCE_VERSIONS, "").split()
-
-    volumes = {str(recipe): {"bind": DOCKER_MOUNT, "mode": "ro"}}
-    if request.source_dir is not None:
-        volumes[str(request.source_dir.resolve())] = {"bind": SOURCE_MOUNT, "mode": "ro"}
-        candidates = [""]
-    else:
-        candidates = resolve_version(request.qemu_version, source_versions)
-    labels = {
-        LABEL_QEMU_VERSION: version_label,
-        LABEL_CACHE_KEY: key,
-        LABEL_CONFIGURE: CONFIGURE_FLAGS,
-        LABEL_SOURCE: str(request.source_dir.resolve()) if request.source_dir else "debian",
-    }
+    compiled = _Compiled(
+        client, request, sink, recipe, toolchain, version_label, compile_key, run_id
+    ).ensure()
     repository, image_tag = tag.split(":", 1)
-    for index, debian_version in enumerate(candidates):
-        sink(
-            f"qtrace: building QEMU {version_label} ({debian_version or 'local tree'}) "
-            f"with {request.jobs} jobs"
-        )
-        spec = StageSpec(
-            name="qemu",
-            from_image=str(toolchain.tags[0] if toolchain.tags else toolchain.id),
-            command=["bash", f"{DOCKER_MOUNT}/build-qemu.sh", str(request.jobs), debian_version],
-            to_repository=repository,
-            to_tag=image_tag,
-            labels={**labels, LABEL_DEBIAN_VERSION: debian_version or "local"},
-            volumes=volumes,
-        )
-        try:
-            run_stage(client, spec, run_id, sink)
-            break
-        except BuildError as exc:
-            more = index + 1 < len(candidates)
-            if exc.script_exit_code == SOURCE_UNAVAILABLE_EXIT and more:
-                sink(
-                    f"qtrace: the archive does not serve qemu={debian_version}; trying the next one"
-                )
-                continue
-            if exc.script_exit_code == SOURCE_UNAVAILABLE_EXIT:
-                raise UnknownQemuVersion(
-                    request.qemu_version, available_versions(source_versions)
-                ) from exc
-            raise
+    spec = StageSpec(
+        name="linux-modules",
+        from_image=compiled,
+        command=["bash", f"{DOCKER_MOUNT}/{MODULES_SCRIPT}"],
+        to_repository=repository,
+        to_tag=image_tag,
+        labels={LABEL_CACHE_KEY: key, LABEL_COMPILE_KEY: compile_key},
+        volumes={str(recipe): {"bind": DOCKER_MOUNT, "mode": "ro"}},
+    )
+    run_stage(client, spec, run_id, sink)
     return BuildResult(tag, version_label, False, key, log_path, how, time.monotonic() - started)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The compiled QEMU image of one build: found, kept from before, or compiled."""
+
+    client: docker.DockerClient
+    request: BuildRequest
+    sink: Callable[[str], None]
+    recipe: Path
+    toolchain: Image
+    version_label: str
+    compile_key: str
+    run_id: str
+
+    @property
+    def tag(self) -> str:
+        return f"{COMPILED_REPOSITORY}:{self.version_label}"
+
+    def ensure(self) -> str:
+        """The image's tag, compiling only when none is kept. An image built before the
+        modules stage existed is such a compiled image (its cache key is the compile key):
+        it is tagged as one, not compiled again."""
+        if not self.request.force:
+            if self._labelled(self.tag, LABEL_COMPILE_KEY) is not None:
+                self.sink(f"compiled image {self.tag}: found")
+                return self.tag
+            earlier = qemu_image_tag(self.version_label)
+            legacy = self._labelled(earlier, LABEL_CACHE_KEY)
+            if legacy is not None:
+                legacy.tag(COMPILED_REPOSITORY, self.version_label)
+                self.sink(f"compiled image {self.tag}: {earlier}, built before the modules stage")
+                return self.tag
+        self._compile()
+        return self.tag
+
+    def _labelled(self, tag: str, label: str) -> Image | None:
+        """The image ``tag`` if it exists and its ``label`` is the compile key."""
+        try:
+            image = self.client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            return None
+        return image if image.labels.get(label) == self.compile_key else None
+
+    def _compile(self) -> None:
+        """Run the compile stage into :attr:`tag`, trying each Debian version the source
+        index gives for the request until the archive serves one."""
+        request = self.request
+        source_versions = self.toolchain.labels.get(LABEL_SOURCE_VERSIONS, "").split()
+        volumes = {str(self.recipe): {"bind": DOCKER_MOUNT, "mode": "ro"}}
+        if request.source_dir is not None:
+            volumes[str(request.source_dir.resolve())] = {"bind": SOURCE_MOUNT, "mode": "ro"}
+            candidates = [""]
+        else:
+            candidates = resolve_version(request.qemu_version, source_versions)
+        labels = {
+            LABEL_QEMU_VERSION: self.version_label,
+            LABEL_COMPILE_KEY: self.compile_key,
+            LABEL_CONFIGURE: CONFIGURE_FLAGS,
+            LABEL_SOURCE: str(request.source_dir.resolve()) if request.source_dir else "debian",
+        }
+        toolchain = self.toolchain
+        for index, debian_version in enumerate(candidates):
+            self.sink(
+                f"qtrace: building QEMU {self.version_label} ({debian_version or 'local tree'}) "
+                f"with {request.jobs} jobs"
+            )
+            spec = StageSpec(
+                name="qemu",
+                from_image=str(toolchain.tags[0] if toolchain.tags else toolchain.id),
+                command=[
+                    "bash",
+                    f"{DOCKER_MOUNT}/{COMPILE_SCRIPT}",
+                    str(request.jobs),
+                    debian_version,
+                ],
+                to_repository=COMPILED_REPOSITORY,
+                to_tag=self.version_label,
+                labels={**labels, LABEL_DEBIAN_VERSION: debian_version or "local"},
+                volumes=volumes,
+            )
+            try:
+                run_stage(self.client, spec, self.run_id, self.sink)
+                return
+            except BuildError as exc:
+                more = index + 1 < len(candidates)
+                if exc.script_exit_code == SOURCE_UNAVAILABLE_EXIT and more:
+                    self.sink(
+                        f"qtrace: the archive does not serve qemu={debian_version}; "
+                        "trying the next one"
+                    )
+                    continue
+                if exc.script_exit_code == SOURCE_UNAVAILABLE_EXIT:
+                    raise UnknownQemuVersion(
+                        request.qemu_version, available_versions(source_versions)
+                    ) from exc
+                raise
 
 
 def _ensure_toolchain(

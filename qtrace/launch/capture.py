@@ -61,7 +61,6 @@ from qtrace.guests.firmware_plan import firmware_plan
 from qtrace.guests.linux_plan import linux_plan
 from qtrace.guests.plan import GuestPlan
 from qtrace.guests.probe_plan import probe_plan
-from qtrace.guests.probe_output import read_serial_log
 from qtrace.launch import evidence
 from qtrace.launch.backends import BACKENDS_PACKAGE_MOUNT, BackendProcesses
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
@@ -75,7 +74,13 @@ from qtrace.launch.kvm_error import merge, parse_qemu_log
 from qtrace.launch.live import LiveStats, TextTail, TraceTail
 from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
 from qtrace.launch.qemu_refusal import find_refusal
-from qtrace.launch.qemu_argv import QEMU_BINARY, QemuConfig, device_bdf, qemu_argv
+from qtrace.launch.qemu_argv import (
+    QEMU_BINARY,
+    ROOT_PORT_SLOT,
+    QemuConfig,
+    device_bdf,
+    qemu_argv,
+)
 from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
 from qtrace.paths import backends_dir, gdbscripts_dir, guests_dir
 from qtrace.trace.codec import device_properties
@@ -216,7 +221,9 @@ def guest_plan(
             bus=bus,
         )
     if kind is Guest.LINUX:
-        return linux_plan(device, MOUNT_GUESTS, MOUNT_OUT)
+        behind_port = _member(Topology, topology, "topology") is Topology.ROOT_PORT
+        slot = ROOT_PORT_SLOT if behind_port else device_slot(device)
+        return linux_plan(slot, MOUNT_GUESTS, MOUNT_OUT)
     return firmware_plan(MOUNT_OUT)
 
 
@@ -781,7 +788,7 @@ class _CaptureRun:
                     f"{lost}; this guest has no serial verdict to judge it by",
                 )
             status, why = self._serial_verdict()
-            return status, f"{lost}; {why or 'the guest reported DONE ok on its serial port'}"
+            return status, f"{lost}; {why or 'the guest reported success on its serial port'}"
         if code not in self.plan.ok_exit_statuses:
             return (
                 CaptureStatus.ERROR,
@@ -792,20 +799,13 @@ class _CaptureRun:
         return self._serial_verdict()
 
     def _serial_verdict(self) -> tuple[CaptureStatus, str | None]:
-        """The probe guest's own verdict: its serial ``DONE`` line."""
-        serial = self.out_dir / "serial.log"
+        """The guest's own verdict from its serial log (the plan's ``serial_verdict``)."""
+        assert self.plan.serial_verdict is not None
         try:
-            output = read_serial_log(serial)
+            why = self.plan.serial_verdict(self.out_dir / "serial.log")
         except (QtraceError, OSError) as exc:
             return CaptureStatus.ERROR, f"cannot read the guest's serial output: {exc}"
-        if output.ok:
-            return CaptureStatus.OK, None
-        if output.done is None:
-            return CaptureStatus.ERROR, "the guest exited without its DONE line"
-        return (
-            CaptureStatus.ERROR,
-            f"the guest reported: DONE fail {output.done.reason or ''}".strip(),
-        )
+        return (CaptureStatus.OK, None) if why is None else (CaptureStatus.ERROR, why)
 
     def _qemu_log_tail(self) -> list[str]:
         return self.qemu_log.update().splitlines()[-20:]

@@ -1,11 +1,12 @@
 """Real captures with the linux and firmware guests (QEMU 10.2.2 under gdb in the container).
 
-linux under TCG must run to its end: Debian's e1000 driver loads, eth0 comes up, frames go
-out, the guest ends through isa-debug-exit. Under the nested KVM of our machines the
-64-bit kernel never exits to QEMU after decompression: the capture must say
-``guest-hang`` with the advice to use TCG, within its timeout, and leave nothing running
-(the autouse ``no_leftover_containers`` fixture checks the containers). The firmware guest
-(SeaBIOS + iPXE) is bounded by --max-hits.
+linux under TCG must run to its end: the guest loads the driver Debian's modules.alias names
+for the device (e1000, e1000e, virtio-net-pci, virtio-blk-pci, nvme), runs its class's
+workload (frames out, a disk read), proves it and ends through isa-debug-exit. Under the
+nested KVM of our machines the 64-bit kernel never exits to QEMU after decompression: the
+capture must say ``guest-hang`` with the advice to use TCG, within its timeout, and leave
+nothing running (the autouse ``no_leftover_containers`` fixture checks the containers). The
+firmware guest (SeaBIOS + iPXE) is bounded by --max-hits.
 
 Short timeouts keep CI time down: linux/TCG takes about 45 s here, linux/KVM about 40 s.
 """
@@ -14,7 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
+from qtrace.guests.linux_output import parse_linux_serial
 from qtrace.guests.linux_plan import LINUX_DONE_LINE
+from qtrace.guests.linux_symbols import INITRAMFS, initramfs_files, initramfs_module_tree
 from qtrace.launch.capture import CaptureResult
 from qtrace.trace import read_trace
 
@@ -42,6 +47,40 @@ def test_linux_tcg_runs_the_driver_to_the_end(capture: Capture) -> None:
         "a transmit raises IRQs and moves data by DMA"
     )
     assert (result.out_dir / "linux" / "initramfs.cpio.gz").is_file()
+
+
+# Device -> (the class the driver gave it, the module that ends bound to it). The driver is
+# not named anywhere on the host: the guest takes it from modules.alias.
+LINUX_DEVICES = {
+    "e1000e": ("network", "e1000e"),
+    "virtio-net-pci": ("network", "virtio_net"),
+    "virtio-blk-pci": ("block", "virtio_blk"),
+    "nvme": ("block", "nvme"),
+}
+
+
+@pytest.mark.parametrize("device", sorted(LINUX_DEVICES))
+def test_linux_tcg_drives_the_device_with_the_driver_modules_alias_names(
+    capture: Capture, device: str
+) -> None:
+    result = capture(device, "tcg", **LINUX_TCG)
+    print(f"\n[linux] {device}: {result.summary['elapsed_s']} s, {result.accesses} accesses")
+    assert result.status == "ok", result.reason
+    out = parse_linux_serial((result.out_dir / "serial.log").read_text(errors="replace"))
+    assert out.done is not None
+    assert (out.done.device_class, out.done.driver) == LINUX_DEVICES[device]
+    found = initramfs_module_tree(initramfs_files(result.out_dir / INITRAMFS))
+    assert found is not None, "the initramfs carries the image's module tree"
+    tree = found[1]
+    assert out.loads, "the guest loaded what modules.alias named"
+    for load in out.loads:
+        # What the guest's modprobe loaded is what this kernel's files say, in this order.
+        assert tree.load_order(tree.modules_for(load.modalias)) == load.modules, load
+    assert out.bindings[-1].module in tree.modules_for(out.loads[-1].modalias)
+    assert result.summary["irqs"] > 0 and result.summary["dmas"] > 0, result.summary
+    trace = read_trace(result.out_dir / "trace.jsonl")
+    assert trace.irqs and trace.dmas
+    assert {a.space for a in trace.accesses} >= {"mmio", "pci-config"}
 
 
 def test_linux_tcg_tx_descriptor_fetch_is_a_dma_read_from_the_transmit_code(

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from qtrace.errors import UsageError
 from qtrace.guests import DEBUG_EXIT_IOBASE, DEBUG_EXIT_OK_STATUS
 from qtrace.guests.firmware_plan import FIRMWARE_DEBUGCON_IOBASE, firmware_plan
+from qtrace.guests.linux_output import linux_verdict
 from qtrace.guests.linux_plan import LINUX_KERNEL_DIR, linux_append, linux_plan
 from qtrace.guests.plan import GuestPlan
 from qtrace.launch.capture import GUESTS, MOUNT_GUESTS, MOUNT_OUT, capture_argv, guest_plan
+from qtrace.launch.qemu_argv import ROOT_PORT_SLOT
 
 
 def _argv(plan: GuestPlan, accel: str = "tcg", device: str = "e1000") -> list[str]:
@@ -35,10 +36,10 @@ def test_guests_are_offered() -> None:
 
 
 def test_linux_builds_its_initramfs_from_the_read_only_sources() -> None:
-    plan = linux_plan("e1000", MOUNT_GUESTS, MOUNT_OUT)
+    plan = linux_plan(5, MOUNT_GUESTS, MOUNT_OUT)
     (command,) = plan.build_commands
     assert command[:2] == ("python3", f"{MOUNT_GUESTS}/linux/mkinitramfs.py")
-    assert command[command.index("--module") + 1] == "e1000"
+    assert "--module" not in command, "the guest chooses its driver from modules.alias"
     assert command[command.index("--kernel-dir") + 1] == LINUX_KERNEL_DIR
     out = command[command.index("--out") + 1]
     assert out.startswith(MOUNT_OUT + "/")
@@ -46,14 +47,18 @@ def test_linux_builds_its_initramfs_from_the_read_only_sources() -> None:
 
 
 def test_linux_command_line() -> None:
-    argv = _argv(linux_plan("e1000", MOUNT_GUESTS, MOUNT_OUT))
+    argv = _argv(linux_plan(5, MOUNT_GUESTS, MOUNT_OUT))
     assert _value(argv, "-kernel") == f"{LINUX_KERNEL_DIR}/vmlinuz"
     assert _value(argv, "-initrd") == f"{MOUNT_OUT}/linux/initramfs.cpio.gz"
     assert int(_value(argv, "-m")) >= 256
     append = _value(argv, "-append").split()
-    assert {"console=ttyS0", "quiet", "panic=-1", f"qtrace_exit_port={DEBUG_EXIT_IOBASE}"} <= set(
-        append
-    )
+    assert {
+        "console=ttyS0",
+        "quiet",
+        "panic=-1",
+        f"qtrace_exit_port={DEBUG_EXIT_IOBASE}",
+        "qtrace_pci=00:05.0",
+    } <= set(append)
     assert f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04" in _values(argv, "-device")
     assert "-no-reboot" in argv, "a panic (panic=-1) must end QEMU, not loop"
     assert "e1000,id=qtrace0,addr=05.0,romfile=" in _values(argv, "-device"), (
@@ -62,27 +67,34 @@ def test_linux_command_line() -> None:
     assert "isa-debugcon" not in " ".join(argv)
 
 
-def test_linux_success_is_only_the_exit_port() -> None:
-    """poweroff (init's failure path) and a panic reset both exit 0; only the exit port is ok."""
-    plan = linux_plan("e1000", MOUNT_GUESTS, MOUNT_OUT)
+def test_linux_success_is_the_exit_port_and_the_done_line() -> None:
+    """poweroff (init's failure path) and a panic reset both exit 0; only the exit port is
+    ok, and then only with the workload's evidence on the serial line."""
+    plan = linux_plan(5, MOUNT_GUESTS, MOUNT_OUT)
     assert plan.ok_exit_statuses == (DEBUG_EXIT_OK_STATUS,)
     assert 0 not in plan.ok_exit_statuses
     assert plan.arm_on is None and plan.marker_port is None
-    assert not plan.serial_verdict
+    assert plan.serial_verdict is linux_verdict
 
 
-def test_linux_append_exit_port_is_decimal() -> None:
-    assert "qtrace_exit_port=244" in linux_append(0xF4)
+def test_linux_append_exit_port_is_decimal_and_the_slot_hex() -> None:
+    assert "qtrace_exit_port=244" in linux_append(0x1F, 0xF4)
+    assert "qtrace_pci=00:1f.0" in linux_append(0x1F, 0xF4)
 
 
-def test_linux_e1000e_uses_its_own_module() -> None:
-    (command,) = linux_plan("e1000e", MOUNT_GUESTS, MOUNT_OUT).build_commands
-    assert command[command.index("--module") + 1] == "e1000e"
+@pytest.mark.parametrize("device", ["e1000", "e1000e", "virtio-net-pci", "nvme", "rtl8139"])
+def test_linux_plans_any_device_the_same_way(device: str) -> None:
+    """No driver is named on the host: the initramfs and the command line differ only by
+    the device's slot."""
+    assert (
+        guest_plan("linux", device, "pc").build_commands
+        == linux_plan(5, MOUNT_GUESTS, MOUNT_OUT).build_commands
+    )
 
 
-def test_linux_without_a_driver_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="no driver for 'rtl8139'"):
-        guest_plan("linux", "rtl8139", "pc")
+def test_linux_behind_a_root_port_is_told_the_port_slot() -> None:
+    plan = guest_plan("linux", "e1000e", "q35", topology="root-port")
+    assert plan.append is not None and f"qtrace_pci=00:{ROOT_PORT_SLOT:02x}.0" in plan.append
 
 
 def test_firmware_command_line() -> None:

@@ -86,3 +86,35 @@ def test_the_driver_functions_are_named_with_their_module(tmp_path: Path) -> Non
     assert str(symbols.describe(BASE + 0x11)) == "write_reg+0x1 (e1000.ko)"
     assert symbols.describe(0xFFFFFFFF81234567).function is None  # the kernel's own code
     assert linux_driver_symbols(tmp_path / "elsewhere", {BASE + 2}) is None
+
+
+def _tree_run_dir(tmp_path: Path, bound: str) -> Path:
+    """A run directory as the guest that chooses its own driver leaves it: the module tree
+    in the initramfs, the modules that bound named by the serial log."""
+    (tmp_path / "linux").mkdir()
+    tree = "lib/modules/6.1.0-50-amd64"
+    driver = "kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko"
+    files = {
+        f"{tree}/modules.dep": f"{driver}: kernel/lib/helper.ko\nkernel/lib/helper.ko:\n".encode(),
+        f"{tree}/modules.alias": b"alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n",
+        f"{tree}/{driver}": _module(tmp_path),
+        f"{tree}/kernel/lib/helper.ko": b"\x7fELF not a module the accesses fit",
+    }
+    (tmp_path / "linux" / "initramfs.cpio.gz").write_bytes(gzip.compress(_cpio(files)))
+    (tmp_path / "serial.log").write_text(
+        "qtrace-linux: start kernel=6.1.0-50-amd64 device=pci0000:00/0000:00:05.0\r\n"
+        f"qtrace-linux: bound pci0000:00/0000:00:05.0 driver={bound} module={bound}\r\n"
+    )
+    return tmp_path
+
+
+def test_the_driver_is_the_module_the_guest_saw_bind(tmp_path: Path) -> None:
+    run = _tree_run_dir(tmp_path, "e1000e")
+    symbols = linux_driver_symbols(run, {BASE + 2, BASE + 0x11})
+    assert symbols is not None
+    assert str(symbols.describe(BASE + 2)) == "read_reg+0x2 (e1000e.ko)"
+    assert "e1000e.ko at 0xffffffffc03df000" in symbols.source
+
+
+def test_no_bound_module_in_the_tree_names_nothing(tmp_path: Path) -> None:
+    assert linux_driver_symbols(_tree_run_dir(tmp_path, "other"), {BASE + 2, BASE + 0x11}) is None
