@@ -34,12 +34,15 @@ class QtestSetup:
             follows from the slot's INTx swizzle and the machine's PIRQ routing.
         properties: ``-device`` properties besides ``addr`` (e.g. an empty ``romfile``).
         irq_intercept: The QOM path whose GPIO inputs qtest intercepts (``ioapic``).
+        bars: Where the live test places each BAR (index, address); empty: the memory
+            BAR 0 and the I/O BAR 1 where the e1000's firmware puts them.
     """
 
     slot: int
     gsi: int
     properties: tuple[tuple[str, str], ...] = ()
     irq_intercept: str = "ioapic"
+    bars: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,10 +140,13 @@ def load_pack(folder: Traversable) -> DevicePack:
                 gsi=int(qtest["gsi"]),
                 properties=tuple((str(k), str(v)) for k, v in qtest.get("properties", {}).items()),
                 irq_intercept=str(qtest.get("irq_intercept", "ioapic")),
+                bars=tuple((int(k), int(v)) for k, v in qtest.get("bars", {}).items()),
             )
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ReportError(f"{where}: [model.qtest] needs integer slot and gsi ({exc})") from exc
+        raise ReportError(
+            f"{where}: [model.qtest] needs integer slot and gsi, and integer bars ({exc})"
+        ) from exc
     slot = start.get("slot")
     if slot is not None and (not isinstance(slot, int) or not 0 <= slot <= 31):
         raise ReportError(f"{where}: [start] slot must be a PCI device number 0-31, got {slot!r}")

@@ -17,7 +17,7 @@ No Docker, no gdb, no QEMU. See docs/refemu.md for the rules it follows.
 """
 
 from qtrace.refemu.bus import AddressSpace
-from qtrace.refemu.device import PciDevice, PciDeviceModel
+from qtrace.refemu.device import AsyncDevice, PciDevice, PciDeviceModel
 from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.machine import RefMachine
 from qtrace.refemu.memory import SparseMemory
@@ -27,6 +27,7 @@ from qtrace.refemu.regmap import Field, Kind, Reg, RegisterMap, Unimplemented, d
 __all__ = [
     "CONFIG_HEADER",
     "AddressSpace",
+    "AsyncDevice",
     "Field",
     "IrqLine",
     "Kind",

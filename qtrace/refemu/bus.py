@@ -10,10 +10,11 @@ routes an access to the owner with the offset inside the window, which is exactl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["AddressSpace", "Region", "Window"]
+__all__ = ["AddressSpace", "CallRegion", "Region", "Window"]
 
 
 class Region(Protocol):
@@ -26,6 +27,16 @@ class Region(Protocol):
     def write(self, offset: int, size: int, value: int) -> None:
         """Handle a ``size``-byte write of ``value`` at ``offset``."""
         ...
+
+
+class CallRegion:
+    """A :class:`Region` made of two callables (a device's read and write methods)."""
+
+    def __init__(
+        self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]
+    ) -> None:
+        self.read = read
+        self.write = write
 
 
 @dataclass(frozen=True)

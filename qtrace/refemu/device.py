@@ -17,7 +17,7 @@ from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.pci import PciFunction
 from qtrace.refemu.regmap import RegisterMap
 
-__all__ = ["PciDevice", "PciDeviceModel"]
+__all__ = ["AsyncDevice", "PciDevice", "PciDeviceModel"]
 
 
 @runtime_checkable
@@ -61,6 +61,26 @@ class PciDevice(Protocol):
     @property
     def irq_level(self) -> bool:
         """True while the INTx line is asserted."""
+        ...
+
+
+@runtime_checkable
+class AsyncDevice(Protocol):
+    """A model of a device that does part of its work off the vCPU thread.
+
+    QEMU runs such work on a thread of the device's, in a bottom half or from a timer, so
+    it happens after the register access that started it. The model keeps it pending until
+    its host says it may happen: the live test, at a sync step (after QEMU was seen to be
+    done) and at clock steps; the trace replay, where QEMU's trace shows the work done.
+    """
+
+    def settle(self, *, timers: bool = False) -> bool:
+        """Finish pending thread and bottom-half work now; with ``timers``, also fire every
+        armed timer (a host without a virtual clock). True if anything ran."""
+        ...
+
+    def advance(self, ns: int) -> None:
+        """The virtual clock moved ``ns`` forward: fire the timers that came due."""
         ...
 
 

@@ -15,9 +15,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from qtrace.refemu.bus import AddressSpace, Region
-from qtrace.refemu.memory import SparseMemory
 from qtrace.devices import pci_config_map
+from qtrace.refemu.bus import AddressSpace, Region
+from qtrace.refemu.capability import Capability, install_capabilities
+from qtrace.refemu.memory import SparseMemory
 from qtrace.refemu.regmap import Field, Reg, RegisterMap, Unimplemented
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "CONFIG_ADDRESS_PORT",
     "CONFIG_DATA_PORT",
     "CONFIG_HEADER",
+    "DMA_RANDOM_WRITE",
     "BarDef",
     "PciFunction",
     "PciHost",
@@ -51,10 +53,17 @@ COMMAND_INTX_DISABLE = 1 << 10
 
 # Status bits 15:11 report errors and are cleared by writing 1 (PCI 3.0, 6.2.3).
 STATUS_W1C = 0xF800
+STATUS_INTERRUPT = 1 << 3  # the function's INTx is asserted (whatever COMMAND says)
+STATUS_CAP_LIST = 1 << 4  # the capabilities pointer at 0x34 is valid
+
+DMA_RANDOM_WRITE = "random-write"
+"""The DMA listeners' op for a write of random bytes (an entropy device's): the transfer's
+address and length mean something, its content does not (no two sides agree on it)."""
 
 _BAR_FIRST, _BAR_LAST = 0x10, 0x24
 _IO_SPACE_END = 0x1_0000  # x86 port space
 _MEM32_END = 0xFFFF_FFFF  # a 32-bit window whose last byte reaches here never decodes
+_MEM64_END = 0xFFFF_FFFF_FFFF_FFFF
 
 
 def config_register_name(offset: int, size: int) -> str:
@@ -90,11 +99,17 @@ CONFIG_HEADER = RegisterMap(_dword_row(dword) for dword in range(0, 0x40, 4))
 
 @dataclass(frozen=True)
 class BarDef:
-    """One base address register: its index, window size (a power of two) and space."""
+    """One base address register: its index, window size (a power of two) and space.
+
+    ``mem64``: a 64-bit memory BAR, which takes the next BAR's dword for the address's
+    upper half (PCI 3.0, 6.2.5.1); ``prefetchable``: the memory is prefetchable.
+    """
 
     index: int
     size_bytes: int
     io: bool = False
+    mem64: bool = False
+    prefetchable: bool = False
 
     @property
     def offset(self) -> int:
@@ -102,8 +117,11 @@ class BarDef:
 
     @property
     def type_bits(self) -> int:
-        """The read-only low bits: 1 for I/O, 0 for 32-bit non-prefetchable memory."""
-        return 1 if self.io else 0
+        """The read-only low bits: 1 for I/O; for memory, type (bits 2:1, 10b for 64-bit)
+        and prefetchable (bit 3)."""
+        if self.io:
+            return 1
+        return (0b100 if self.mem64 else 0) | (0b1000 if self.prefetchable else 0)
 
     @property
     def address_mask(self) -> int:
@@ -137,6 +155,18 @@ class PciFunction:
         bars: BAR definitions with the region each one serves.
         unimplemented: Config dwords the model does not implement (offset -> (name, reason));
             accessing them raises :class:`~qtrace.refemu.regmap.Unimplemented`.
+        capabilities: The capability list, in list order (the first is where 0x34
+            points); each structure's bytes and writable bits (PCI 3.0, 6.7).
+        device_specific_writable: Bytes 0x40-0xFF that no capability holds read and
+            write like memory (PCI 3.0 leaves that region to the device; QEMU 10.2.2 makes
+            it writable, observed on edu and virtio-rng-pci); otherwise they read 0.
+
+    Attributes:
+        blocked_read_fill: What a DMA read returns while bus mastering is off: 0xFF (a
+            master abort, the PCI default) or what a device's emulator is seen to give.
+        config_read_listeners: Told ``(offset, size)`` before a configuration read, so a
+            device can put a computed value in place (a window onto a BAR).
+        msi_listeners: Told ``(address, data)`` of every MSI/MSI-X message sent.
     """
 
     def __init__(
@@ -145,11 +175,18 @@ class PciFunction:
         identity: PciIdentity,
         bars: Sequence[tuple[BarDef, Region]] = (),
         unimplemented: Mapping[int, tuple[str, str]] | None = None,
+        capabilities: Sequence[Capability] = (),
+        device_specific_writable: bool = False,
     ) -> None:
         self.name = name
         self.identity = identity
         self.bars = list(bars)
         self.unimplemented = dict(unimplemented or {})
+        self.capabilities = tuple(capabilities)
+        self.device_specific_writable = device_specific_writable
+        self.blocked_read_fill = 0xFF
+        self.config_read_listeners: list[Callable[[int, int], None]] = []
+        self.msi_listeners: list[Callable[[int, int], None]] = []
         self.config = bytearray(CONFIG_SIZE_BYTES)
         self._wmask = bytearray(CONFIG_SIZE_BYTES)
         self._w1cmask = bytearray(CONFIG_SIZE_BYTES)
@@ -197,6 +234,13 @@ class PciFunction:
         for bar, _region in self.bars:
             self._put(bar.offset, 4, bar.type_bits)
             self._put(bar.offset, 4, bar.address_mask & ~(0x3 if bar.io else 0xF), wm)
+            if bar.mem64:
+                self._put(bar.offset + 4, 4, ~((bar.size_bytes - 1) >> 32), wm)  # upper half
+        if self.device_specific_writable:
+            wm[0x40:] = b"\xff" * (CONFIG_SIZE_BYTES - 0x40)
+        if self.capabilities:
+            install_capabilities(cfg, wm, self.capabilities)
+            self._put(0x06, 2, STATUS_CAP_LIST)
         self._remap()
 
     # -- configuration space -----------------------------------------------------------
@@ -204,6 +248,8 @@ class PciFunction:
     def config_read(self, offset: int, size: int) -> int:
         """A ``size``-byte read at ``offset`` of configuration space."""
         self._check(offset, size)
+        for listener in self.config_read_listeners:
+            listener(offset, size)
         return int.from_bytes(self.config[offset : offset + size], "little")
 
     def config_write(self, offset: int, size: int, value: int) -> None:
@@ -227,6 +273,15 @@ class PciFunction:
         """Read configuration bytes without the unimplemented check (for the model's use)."""
         return int.from_bytes(self.config[offset : offset + size], "little")
 
+    def config_put(self, offset: int, size: int, value: int) -> None:
+        """Store configuration bytes as the device (read-only ones included), no listeners."""
+        self._put(offset, size, value)
+
+    def set_status(self, bits: int, on: bool) -> None:
+        """Set or clear STATUS bits the device owns (e.g. :data:`STATUS_INTERRUPT`)."""
+        status = self.config_read_raw(0x06, 2)
+        self._put(0x06, 2, status | bits if on else status & ~bits)
+
     def bar_address(self, index: int) -> int | None:
         """Where BAR ``index`` decodes now, or ``None`` when it does not decode.
 
@@ -241,7 +296,9 @@ class PciFunction:
         if not self.command & enable:
             return None
         base = self.config_read_raw(bar.offset, 4) & bar.address_mask
-        limit = _IO_SPACE_END if bar.io else _MEM32_END
+        if bar.mem64:
+            base |= self.config_read_raw(bar.offset + 4, 4) << 32
+        limit = _IO_SPACE_END if bar.io else _MEM64_END if bar.mem64 else _MEM32_END
         if base == 0 or base + bar.size_bytes > limit:
             return None
         return base
@@ -249,25 +306,37 @@ class PciFunction:
     # -- DMA -----------------------------------------------------------------------------
 
     def dma_read(self, addr: int, size_bytes: int) -> bytes:
-        """Read guest memory as bus master; all-ones (a master abort) when not allowed."""
+        """Read guest memory as bus master; :attr:`blocked_read_fill` bytes when not allowed."""
         if self._memory is None or not self.command & COMMAND_MASTER:
             self.dma_blocked += 1
             logger.debug("%s: DMA read at %#x blocked (bus master disabled)", self.name, addr)
-            return b"\xff" * size_bytes
+            return bytes((self.blocked_read_fill,)) * size_bytes
         data = self._memory.read(addr, size_bytes)
         for listener in self.dma_listeners:
             listener("read", addr, data)
         return data
 
-    def dma_write(self, addr: int, data: bytes) -> None:
-        """Write guest memory as bus master; dropped when not allowed."""
+    def dma_write(self, addr: int, data: bytes, *, random: bool = False) -> None:
+        """Write guest memory as bus master; dropped when not allowed. ``random``: the
+        bytes are random (listeners hear :data:`DMA_RANDOM_WRITE`)."""
         if self._memory is None or not self.command & COMMAND_MASTER:
             self.dma_blocked += 1
             logger.debug("%s: DMA write at %#x dropped (bus master disabled)", self.name, addr)
             return
         self._memory.write(addr, data)
+        op = DMA_RANDOM_WRITE if random else "write"
         for listener in self.dma_listeners:
-            listener("write", addr, data)
+            listener(op, addr, data)
+
+    def msi_write(self, address: int, data: int) -> None:
+        """Send an MSI/MSI-X message: the device writes ``data`` (a dword) at ``address``
+        as bus master (PCI 3.0, 6.8), so it is dropped while bus mastering is off."""
+        for listener in self.msi_listeners:
+            listener(address, data)
+        if self._memory is None or not self.command & COMMAND_MASTER:
+            logger.debug("%s: MSI to %#x dropped (bus master disabled)", self.name, address)
+            return
+        self._memory.write_int(address, 4, data)
 
     # -- internals -------------------------------------------------------------------------
 

@@ -13,9 +13,20 @@ import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from qtrace.devices import Register as PackRegister
 from qtrace.errors import Unimplemented
 
-__all__ = ["Field", "Kind", "Reg", "RegisterMap", "Unimplemented", "array", "decode_bits"]
+__all__ = [
+    "Field",
+    "Kind",
+    "Reg",
+    "RegisterMap",
+    "Unimplemented",
+    "array",
+    "decode_bits",
+    "field_mask",
+    "rows_from_pack",
+]
 
 MASK32 = 0xFFFF_FFFF
 
@@ -124,6 +135,40 @@ def array(
     return [
         Reg(base + 4 * i, f"{name}[{i}]", reset, kind, wmask, fields, note) for i in range(count)
     ]
+
+
+def rows_from_pack(registers: Iterable[PackRegister], device: str) -> RegisterMap:
+    """A model's rows from its pack's register map (``registers.toml``): one definition
+    of names, fields, access kinds, reset values and notes for reports and the model.
+
+    Raises:
+        ValueError: A register has no ``access`` kind (the model must say how it treats
+            every register the map lists).
+    """
+    rows = []
+    for register in registers:
+        if register.access is None:
+            raise ValueError(f"{device} register {register.name} has no access kind")
+        rows.append(
+            Reg(
+                offset=register.offset,
+                name=register.name,
+                reset=register.reset,
+                kind=Kind(register.access),
+                wmask=MASK32 if register.wmask is None else register.wmask,
+                fields=tuple(Field(f.name, f.lo, f.hi) for f in register.fields),
+                note=register.note,
+            )
+        )
+    return RegisterMap(rows)
+
+
+def field_mask(reg: Reg, name: str) -> int:
+    """The mask of ``reg``'s field ``name``; ``KeyError`` if it has none."""
+    for f in reg.fields:
+        if f.name == name:
+            return f.mask
+    raise KeyError(f"{reg.name} has no field {name}")
 
 
 def decode_bits(fields: Iterable[Field], expected: int, actual: int) -> list[str]:

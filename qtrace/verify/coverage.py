@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 __all__ = [
     "BitCoverage",
-    "CoverageReport",
     "CoverSpace",
+    "CoverageReport",
     "CoverageSpec",
     "HeldBits",
     "RegisterCoverage",
@@ -89,12 +89,14 @@ class HeldBits:
 
 @dataclass(frozen=True)
 class TrackedRegister:
-    """A register whose bits are tracked: where it is and how wide."""
+    """A register whose bits are tracked: where it is (``bar``: which BAR, for a device
+    with several of a space; ``None``: the space's default) and how wide."""
 
     name: str
     space: CoverSpace
     offset: int
     width_bits: int = 32
+    bar: int | None = None
 
 
 @dataclass(frozen=True)
@@ -234,10 +236,10 @@ class BitCoverage:
 
     def __init__(self, spec: CoverageSpec) -> None:
         self.spec = spec
-        self._at: dict[tuple[str, int], TrackedRegister] = {}
+        self._at: dict[tuple[str, int | None, int], TrackedRegister] = {}
         for reg in spec.registers:
             for byte in range(reg.width_bits // 8):
-                self._at[(reg.space, reg.offset + byte)] = reg
+                self._at[(reg.space, reg.bar, reg.offset + byte)] = reg
         readers: dict[str, list[str]] = {reg.name: [reg.name] for reg in spec.registers}
         for writer, reader in spec.read_back.items():
             readers.setdefault(reader, [reader]).append(writer)
@@ -248,9 +250,11 @@ class BitCoverage:
         self._writes: dict[str, int] = dict.fromkeys(readers, 0)
         self._reads: dict[str, int] = dict.fromkeys(readers, 0)
 
-    def _place(self, space: str, offset: int, size: int, value: int) -> tuple[str, int, int] | None:
+    def _place(
+        self, space: str, offset: int, size: int, value: int, bar: int | None
+    ) -> tuple[str, int, int] | None:
         """(register, bits touched, value in register position) of an access."""
-        reg = self._at.get((space, offset))
+        reg = self._at.get((space, bar, offset))
         if reg is None:
             return None
         all_bits = (1 << reg.width_bits) - 1
@@ -263,9 +267,9 @@ class BitCoverage:
         bits = (((1 << (8 * size)) - 1) << shift) & all_bits
         return reg.name, bits, (value << shift) & bits
 
-    def write(self, space: str, offset: int, size: int, value: int) -> None:
+    def write(self, space: str, offset: int, size: int, value: int, bar: int | None = None) -> None:
         """A write of ``value`` (``size`` bytes at ``offset``) reached both sides."""
-        placed = self._place(space, offset, size, value)
+        placed = self._place(space, offset, size, value, bar)
         if placed is None:
             return
         name, bits, value = placed
@@ -273,13 +277,13 @@ class BitCoverage:
         old_bits, old_value = self._pending.get(name, (0, 0))
         self._pending[name] = (old_bits | bits, (old_value & ~bits) | value)
 
-    def read(self, space: str, offset: int, size: int) -> None:
+    def read(self, space: str, offset: int, size: int, bar: int | None = None) -> None:
         """A read (``size`` bytes at ``offset``) was compared with QEMU's and agreed."""
-        placed = self._place(space, offset, size, 0)
+        placed = self._place(space, offset, size, 0, bar)
         if placed is None:
             return
         name = placed[0]
-        reg = self._at[(space, offset)]
+        reg = self._at[(space, bar, offset)]
         if self.spec.narrow == "widen":
             seen = (1 << (8 * size)) - 1
         else:

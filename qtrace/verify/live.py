@@ -33,7 +33,18 @@ from typing import Any, Protocol
 from qtrace.errors import EnvironmentProblem, Unimplemented
 from qtrace.refemu import PciDevice
 from qtrace.verify.coverage import BitCoverage, CoverageReport
-from qtrace.verify.steps import ModelSide, RegisterNames, Scenario, Side, Step, apply, setup_steps
+from qtrace.verify.steps import (
+    DEFAULT_BARS,
+    ModelSide,
+    RegisterNames,
+    Scenario,
+    Side,
+    Step,
+    apply,
+    bar_placement,
+    setup_steps,
+    sync_read,
+)
 from qtrace.verify.support import VerifyDevice
 
 __all__ = [
@@ -170,27 +181,30 @@ def run_steps(
     """Run ``steps`` on both sides, comparing reads, the line and watched RAM after each.
 
     ``names`` (the model) names BAR registers in divergences; ``coverage`` is told of every
-    register write both sides took and every read that agreed."""
+    register write both sides took and every read that agreed. A step followed by a sync
+    step starts work QEMU finishes asynchronously: the line and watched RAM are compared
+    after the last sync step, once QEMU has caught up."""
     counts = Counts()
     for index, step in enumerate(steps):
         text = step.describe(names)
         counts.steps += 1
-        got = apply(qemu, step)
         try:
-            expected = apply(model, step)
+            got, expected = _run_step(qemu, model, step)
         except (Unimplemented, ValueError):
             counts.unimplemented += 1
             continue
-        if step.op == "read" and step.space != "ram":
+        if step.op != "write":
             counts.reads_compared += 1
             if got != expected:
                 return counts, Divergence(
                     index, text, "read", step.register(names), got or 0, expected or 0
                 )
             if coverage is not None:
-                coverage.read(step.space, step.offset, step.size)
-        elif coverage is not None and step.space != "ram":
-            coverage.write(step.space, step.offset, step.size, step.value)
+                coverage.read(step.space, step.offset, step.size, step.bar)
+        elif coverage is not None and step.space not in ("ram", "clock"):
+            coverage.write(step.space, step.offset, step.size, step.value, step.bar)
+        if index + 1 < len(steps) and steps[index + 1].op == "sync":
+            continue  # QEMU is still at work: compared after the sync steps
         counts.irq_checks += 1
         if model.irq_level and not qemu.irq_level:
             # QEMU moderates interrupts (a raise soon after the previous one waits for a
@@ -201,7 +215,7 @@ def run_steps(
             return counts, Divergence(
                 index, text, "irq", "INTx", int(qemu.irq_level), int(model.irq_level)
             )
-        if step.op == "write" and step.space != "ram":
+        if (step.op == "write" and step.space != "ram") or step.op == "sync":
             for addr, length in watch:
                 ours, theirs = model.ram_read(addr, length), qemu.ram_read(addr, length)
                 counts.dma_bytes_compared += length
@@ -213,26 +227,51 @@ def run_steps(
     return counts, None
 
 
+def _run_step(qemu: Side, model: Side, step: Step) -> tuple[int | None, int | None]:
+    """(QEMU's value, the model's) of one step; a sync step reads the model first."""
+    if step.op == "sync":
+        read = sync_read(step)
+        expected = model.sync(read, None)
+        return qemu.sync(read, expected), expected
+    got = apply(qemu, step)
+    return got, apply(model, step)
+
+
 class _Runner:
     def __init__(self, qemu: QemuMachine, device: VerifyDevice, make_nic: NicFactory) -> None:
         self.qemu = qemu
         self.device = device
-        self.make_nic = make_nic
         if device.qtest is None:
             raise EnvironmentProblem(f"the {device.name} pack has no [model.qtest] setup")
         self.slot, self.gsi = device.qtest.slot, device.qtest.gsi
+        self.bars = dict(device.qtest.bars) or DEFAULT_BARS
+        self.make_nic = self._learn_layout(make_nic)
+
+    def _learn_layout(self, make_nic: NicFactory) -> NicFactory:
+        """A model that takes its structures' layout from the device (``from_config_space``:
+        a virtio-pci model reads its capabilities, as a driver does) is built from QEMU's
+        configuration space, read once; other models as they are."""
+        learn: Callable[[bytes], PciDevice] | None = getattr(make_nic, "from_config_space", None)
+        if learn is None:
+            return make_nic
+        side = self.qemu.side
+        config = b"".join(
+            (apply(side, Step("read", "config", offset, 4)) or 0).to_bytes(4, "little")
+            for offset in range(0, 256, 4)
+        )
+        return lambda: learn(config)
 
     def fresh(self) -> ModelSide:
         """Reset QEMU, build a new model, program both like firmware would."""
         self.qemu.system_reset()
-        model = ModelSide(self.make_nic(), self.slot)
+        model = ModelSide(self.make_nic(), self.slot, self.bars)
         qemu = self.qemu.side
+        placement = bar_placement([bar for bar, _ in model.nic.pci.bars], self.bars)
         # Not compared step by step: after a reset QEMU's ISA IRQ can keep the level it
         # had before (PIIX's PIRQ routing is reset to "disabled" first), until the routing
         # register is written again, which the setup does.
-        for step in setup_steps(self.gsi) + self.device.support.setup_steps():
-            apply(qemu, step)
-            apply(model, step)
+        for step in setup_steps(self.gsi, placement) + self.device.support.setup_steps():
+            _run_step(qemu, model, step)
         if qemu.irq_level != model.irq_level:
             raise EnvironmentProblem(
                 f"after PCI setup the {self.device.name} line is {qemu.irq_level} in QEMU, "
@@ -332,6 +371,16 @@ def _random_sequences(runner: _Runner, result: LiveResult, count: int, seed: int
         result.coverage = coverage.report()
 
 
+def _cut_after(steps: list[Step], index: int) -> list[Step]:
+    """``steps`` up to the one at ``index``, and the sync steps right after it: they wait
+    for the asynchronous work a step started, so a sequence never ends in the middle of it
+    (QEMU would finish that work during the next run's setup)."""
+    end = index + 1
+    while end < len(steps) and steps[end].op == "sync":
+        end += 1
+    return steps[:end]
+
+
 class _Shrinker:
     """Makes a diverging sequence short and its values simple, keeping it diverging.
 
@@ -361,7 +410,7 @@ class _Shrinker:
         return self.runner.sequence(steps)[1]
 
     def shrink(self, steps: list[Step], divergence: Divergence) -> tuple[list[Step], Divergence]:
-        steps = steps[: divergence.index + 1]
+        steps = _cut_after(steps, divergence.index)
         while True:
             before = (len(steps), sum(s.value.bit_count() for s in steps))
             steps, divergence = self._delete_runs(steps, divergence)
@@ -383,7 +432,7 @@ class _Shrinker:
                 trial = steps[:start] + steps[start + size :]
                 found = self._diverges(trial)
                 if found is not None:
-                    steps, divergence = trial[: found.index + 1], found
+                    steps, divergence = _cut_after(trial, found.index), found
                     start = min(start, len(steps)) - size
                 else:
                     start -= size
@@ -404,7 +453,7 @@ class _Shrinker:
                 trial = [*steps[:index], replace(step, value=value), *steps[index + 1 :]]
                 found = self._diverges(trial)
                 if found is not None:
-                    steps, divergence = trial[: found.index + 1], found
+                    steps, divergence = _cut_after(trial, found.index), found
                     if index >= len(steps):
                         return steps, divergence
                     step = steps[index]

@@ -24,12 +24,11 @@ from types import TracebackType
 from typing import Any, Self
 
 import docker
-
 from qtrace.devices import qemu_device_option
 from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, new_run_id
 from qtrace.errors import LaunchFailure
 from qtrace.verify.qtest import ByteStream, QtestClient
-from qtrace.verify.steps import QemuSide
+from qtrace.verify.steps import DEFAULT_BARS, QemuSide
 from qtrace.verify.support import VerifyDevice
 
 __all__ = ["QEMU_BINARY", "QemuQtest", "qtest_argv"]
@@ -138,7 +137,13 @@ class QemuQtest:
         setup = self.device.qtest
         if setup is None:
             raise LaunchFailure(f"the {self.device.name} pack has no [model.qtest] setup")
-        return QemuSide(self.qtest, setup.slot, setup.gsi, self.device.support.interrupt_delay_ns)
+        return QemuSide(
+            self.qtest,
+            setup.slot,
+            setup.gsi,
+            self.device.support.interrupt_delay_ns,
+            dict(setup.bars) or DEFAULT_BARS,
+        )
 
     def start(self) -> QtestClient:
         """Listen, start the container, accept QEMU's two connections."""

@@ -6,22 +6,36 @@ through 0xCF8/0xCFC, or planting bytes in RAM), and :class:`Side` is the small s
 CPU operations both the reference machine and a qtest session provide. Everything the
 test does, including PCI setup (BARs, COMMAND, the chipset's PIRQ routing), goes
 through steps, so the model is programmed exactly as QEMU is. Nothing here names a
-device: the slot and interrupt input come from the device's pack (``[model.qtest]``),
-register names from its model's maps.
+device: the slot, interrupt input and BAR placement come from the device's pack
+(``[model.qtest]``), register names from its model's maps.
+
+Two kinds of step exist for devices that work asynchronously. A *clock* step moves QEMU's
+virtual clock (qtest ``clock_step``) and the model's alike, so timers fire on both sides at
+the same virtual time. A *sync* step is a read that waits for QEMU: the model reads first
+(after finishing its pending off-vCPU work, :meth:`~qtrace.refemu.AsyncDevice.settle`),
+and QEMU is read until it gives the same value or :data:`SYNC_TIMEOUT_S` passes; the last
+values are compared like any read. It stands for a driver polling a status register
+until the device's thread or bottom half is done. A sync step reads only registers or RAM
+whose reads have no side effects.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from qtrace.refemu import PciDevice, RefMachine, RegisterMap
-from qtrace.refemu.pci import config_register_name
+from qtrace.refemu import AsyncDevice, PciDevice, RefMachine, RegisterMap
+from qtrace.refemu.pci import BarDef, config_register_name
 from qtrace.verify.qtest import QtestClient
 
 __all__ = [
     "BAR0_BASE",
+    "CLOCK_ALIGN",
+    "DEFAULT_BARS",
     "IO_BASE",
+    "SYNC_TIMEOUT_S",
     "ModelSide",
     "QemuSide",
     "RegisterNames",
@@ -30,8 +44,10 @@ __all__ = [
     "Space",
     "Step",
     "apply",
+    "bar_placement",
     "config_address",
     "setup_steps",
+    "sync_read",
 ]
 
 BAR0_BASE = 0xFEBC_0000  # the memory BAR (BAR0): where SeaBIOS puts it on the pc machine
@@ -42,8 +58,20 @@ PIRQ_ROUTE = 0x0B0B_0A0A  # PIRQA..D -> ISA IRQ 10, 10, 11, 11 (SeaBIOS's choice
 # IRQ; QEMU's pc machine wires ISA IRQ n to I/O APIC input n. The pack's [model.qtest]
 # gsi is that input for its slot (slot 5: PIRQB, ISA IRQ 10, I/O APIC input 10).
 COMMAND_ENABLE = 0x0007  # IO | MEMORY | MASTER
+DEFAULT_BARS: Mapping[int, int] = {0: BAR0_BASE, 1: IO_BASE}
+"""Where BARs go when a pack's ``[model.qtest]`` says nothing: the memory BAR 0 and the
+I/O BAR 1 (the e1000's pair)."""
+CLOCK_ALIGN = 0
+"""A clock step of this many ns aligns both clocks to the next whole millisecond (QEMU's
+device timers are often set in ms, so both sides must agree on where a ms begins)."""
+_MS = 1_000_000
+SYNC_TIMEOUT_S = 1.0
+"""How long a sync step waits for QEMU to reach the model's value."""
+SYNC_GRACE_S = 0.001
+"""After QEMU reached it: time for work that finishes right after the observed state
+(a thread that clears its busy bit, then takes the big lock to raise its interrupt)."""
 
-Space = Literal["mmio", "io", "port", "config", "ram"]
+Space = Literal["mmio", "io", "port", "config", "ram", "clock"]
 
 
 @dataclass(frozen=True)
@@ -51,25 +79,33 @@ class Step:
     """One guest action.
 
     Attributes:
-        op: ``read`` or ``write`` (``ram`` steps are always writes).
-        space: ``mmio`` (BAR0 offset), ``io`` (I/O BAR offset), ``port`` (absolute port),
-            ``config`` (the device's configuration offset, via 0xCF8/0xCFC) or ``ram``
-            (plant ``data`` at physical address ``offset``).
+        op: ``read``, ``write`` or ``sync`` (a read that waits for QEMU, see the module
+            docstring; ``ram`` sync steps read RAM).
+        space: ``mmio`` (offset in memory BAR ``bar``, default 0), ``io`` (offset in I/O
+            BAR ``bar``, default 1), ``port`` (absolute port), ``config`` (the device's
+            configuration offset, via 0xCF8/0xCFC), ``ram`` (plant ``data`` at physical
+            address ``offset``; sync: read ``size`` bytes there) or ``clock`` (a write:
+            advance virtual time by ``value`` ns; :data:`CLOCK_ALIGN`: to the next ms).
         offset: Offset or address in that space.
-        size: Access size in bytes (1, 2, 4).
+        size: Access size in bytes (1, 2, 4, 8).
         value: Value written (ignored for reads).
         data: Bytes for ``ram`` steps.
+        bar: The BAR an ``mmio`` or ``io`` step addresses (``None``: 0 and 1).
     """
 
-    op: Literal["read", "write"]
+    op: Literal["read", "write", "sync"]
     space: Space
     offset: int
     size: int = 4
     value: int = 0
     data: bytes = b""
+    bar: int | None = None
 
     def register(self, names: RegisterNames | None = None) -> str:
         """A printable name for the target register (BAR registers named by ``names``)."""
+        if self.bar is not None and self.space in ("mmio", "io"):
+            namer = getattr(names, "bar_register_name", None)
+            return namer(self.bar, self.offset) if namer else f"bar{self.bar}+{self.offset:#x}"
         if self.space == "mmio" and names is not None:
             return names.mmio_registers.name_at(self.offset)
         if self.space == "io" and names is not None:
@@ -82,11 +118,16 @@ class Step:
 
     def describe(self, names: RegisterNames | None = None) -> str:
         """The step as text, registers named by ``names`` (a device model)."""
+        if self.space == "clock":
+            return "clock: align to the next ms" if not self.value else f"clock +{self.value} ns"
+        if self.space == "ram" and self.op == "sync":
+            return f"sync{self.size} ram[{self.offset:#x}]"
         if self.space == "ram":
             return f"ram[{self.offset:#x}] <- {len(self.data)} bytes"
-        where = f"{self.space} {self.offset:#06x} ({self.register(names)})"
-        if self.op == "read":
-            return f"read{self.size} {where}"
+        space = self.space if self.bar is None else f"{self.space}{self.bar}"
+        where = f"{space} {self.offset:#06x} ({self.register(names)})"
+        if self.op in ("read", "sync"):
+            return f"{self.op}{self.size} {where}"
         return f"write{self.size} {where} = {self.value:#x}"
 
     def __str__(self) -> str:
@@ -118,10 +159,13 @@ def config_address(slot: int, offset: int, function: int = 0) -> int:
 
 
 class Side(Protocol):
-    """The CPU operations a differential step needs, and the device's slot."""
+    """The CPU operations a differential step needs, the device's slot and BAR bases."""
 
     @property
     def slot(self) -> int: ...
+
+    @property
+    def bars(self) -> Mapping[int, int]: ...
 
     def pio_read(self, port: int, size: int) -> int: ...
 
@@ -142,14 +186,25 @@ class Side(Protocol):
         """Let the device's interrupt-moderation delay expire (a no-op for an untimed side)."""
         ...
 
+    def clock_step(self, ns: int) -> None:
+        """Advance virtual time by ``ns`` (:data:`CLOCK_ALIGN`: to the next whole ms)."""
+        ...
+
+    def sync(self, read: Step, model_value: int | None) -> int:
+        """A sync step's read: the model side settles and reads once; QEMU reads until it
+        gives ``model_value`` or the time is up. Returns the value read last."""
+        ...
+
 
 class ModelSide:
-    """The reference machine with the device model at ``slot``."""
+    """The reference machine with the device model at ``slot``, its BARs at ``bars``."""
 
-    def __init__(self, nic: PciDevice, slot: int) -> None:
+    def __init__(self, nic: PciDevice, slot: int, bars: Mapping[int, int] = DEFAULT_BARS) -> None:
         self.machine = RefMachine()
         self.slot = slot
+        self.bars = bars
         self.nic = self.machine.plug(slot, nic)
+        self.now_ns = 0
 
     def pio_read(self, port: int, size: int) -> int:
         return self.machine.pio_read(port, size)
@@ -176,6 +231,18 @@ class ModelSide:
     def let_interrupt_delay_pass(self) -> None:
         return None  # the model has no interrupt moderation: nothing is ever deferred
 
+    def clock_step(self, ns: int) -> None:
+        if ns == CLOCK_ALIGN:
+            ns = -self.now_ns % _MS
+        self.now_ns += ns
+        if isinstance(self.nic, AsyncDevice) and ns:
+            self.nic.advance(ns)
+
+    def sync(self, read: Step, model_value: int | None) -> int:
+        if isinstance(self.nic, AsyncDevice):
+            self.nic.settle()
+        return apply(self, read) or 0
+
 
 class QemuSide:
     """QEMU through qtest: the device at ``slot``, its line the intercepted input ``gsi``.
@@ -185,12 +252,18 @@ class QemuSide:
     """
 
     def __init__(
-        self, client: QtestClient, slot: int, gsi: int, interrupt_delay_ns: int = 0
+        self,
+        client: QtestClient,
+        slot: int,
+        gsi: int,
+        interrupt_delay_ns: int = 0,
+        bars: Mapping[int, int] = DEFAULT_BARS,
     ) -> None:
         self.client = client
         self.slot = slot
         self.gsi = gsi
         self.interrupt_delay_ns = interrupt_delay_ns
+        self.bars = bars
 
     def pio_read(self, port: int, size: int) -> int:
         return self.client.in_(port, size)
@@ -215,45 +288,97 @@ class QemuSide:
         return self.client.irq_level(self.gsi)
 
     def let_interrupt_delay_pass(self) -> None:
-        self.client.clock_step(self.interrupt_delay_ns)
+        if self.interrupt_delay_ns:
+            self.client.clock_step(self.interrupt_delay_ns)
+
+    def clock_step(self, ns: int) -> None:
+        if ns == CLOCK_ALIGN:
+            now = self.client.clock_step(1)
+            ns = -now % _MS
+            if not ns:
+                return
+        self.client.clock_step(ns)
+
+    def sync(self, read: Step, model_value: int | None) -> int:
+        deadline = time.monotonic() + SYNC_TIMEOUT_S
+        while True:
+            value = apply(self, read) or 0
+            if value == model_value:
+                time.sleep(SYNC_GRACE_S)
+                return value
+            if time.monotonic() > deadline:
+                return value
+            time.sleep(SYNC_GRACE_S / 4)
+
+
+def sync_read(step: Step) -> Step:
+    """The plain read a sync step makes."""
+    return Step("read", step.space, step.offset, step.size, bar=step.bar)
 
 
 def apply(side: Side, step: Step) -> int | None:
-    """Run ``step`` on ``side``; the value read, or ``None`` for a write."""
+    """Run ``step`` on ``side``; the value read, or ``None`` for a write. (A sync step is
+    run by :meth:`Side.sync`; here it reads once.)"""
     mask = (1 << (8 * step.size)) - 1
     value = step.value & mask
+    if step.space == "clock":
+        side.clock_step(step.value)
+        return None
     if step.space == "ram":
+        if step.op != "write":
+            return int.from_bytes(side.ram_read(step.offset, step.size), "little")
         side.ram_write(step.offset, step.data)
         return None
     if step.space == "config":
         side.pio_write(0xCF8, 4, config_address(side.slot, step.offset))
         port = 0xCFC + (step.offset & 3)
     elif step.space == "io":
-        port = IO_BASE + step.offset
+        port = side.bars[1 if step.bar is None else step.bar] + step.offset
     elif step.space == "port":
         port = step.offset
     else:
-        addr = BAR0_BASE + step.offset
-        if step.op == "read":
+        addr = side.bars[0 if step.bar is None else step.bar] + step.offset
+        if step.op != "write":
             return side.mem_read(addr, step.size)
         side.mem_write(addr, step.size, value)
         return None
-    if step.op == "read":
+    if step.op != "write":
         return side.pio_read(port, step.size)
     side.pio_write(port, step.size, value)
     return None
 
 
-def setup_steps(gsi: int) -> list[Step]:
-    """What firmware would do: PIIX3 PIRQ routing, BAR0 (memory) and BAR1 (I/O), the
+def bar_placement(
+    bars: Sequence[BarDef], bases: Mapping[int, int] = DEFAULT_BARS
+) -> list[tuple[BarDef, int]]:
+    """Each of the model's BARs with the address ``bases`` gives it.
+
+    Raises:
+        ValueError: A BAR has no address (the pack's ``[model.qtest] bars`` must place it).
+    """
+    missing = [bar.index for bar in bars if bar.index not in bases]
+    if missing:
+        raise ValueError(f"no address for BAR(s) {missing}: set [model.qtest] bars in the pack")
+    return [(bar, bases[bar.index]) for bar in bars]
+
+
+def setup_steps(gsi: int, placement: Sequence[tuple[BarDef, int]] | None = None) -> list[Step]:
+    """What firmware would do: PIIX3 PIRQ routing, the BARs (``placement``; default the
+    memory BAR 0 at :data:`BAR0_BASE` and the I/O BAR 1 at :data:`IO_BASE`), the
     interrupt line register (``gsi``) and COMMAND. A device's own steps follow
     (its support's ``setup_steps``)."""
     piix = config_address(PIIX_SLOT, 0x60)
+    if placement is None:
+        placement = [(BarDef(0, 0), BAR0_BASE), (BarDef(1, 0, io=True), IO_BASE)]
+    bars: list[Step] = []
+    for bar, base in placement:
+        bars.append(Step("write", "config", bar.offset, 4, (base | bar.type_bits) & 0xFFFF_FFFF))
+        if bar.mem64:
+            bars.append(Step("write", "config", bar.offset + 4, 4, base >> 32))
     return [
         Step("write", "port", 0xCF8, 4, piix),
         Step("write", "port", 0xCFC, 4, PIRQ_ROUTE),
-        Step("write", "config", 0x10, 4, BAR0_BASE),
-        Step("write", "config", 0x14, 4, IO_BASE | 1),
+        *bars,
         Step("write", "config", 0x3C, 1, gsi),
         Step("write", "config", 0x04, 2, COMMAND_ENABLE),
     ]
