@@ -24,8 +24,10 @@ from qtrace.docker_env import ContainerSpec, LabelledContainer
 from qtrace.guests.symbols import access_places, guest_symbols
 from qtrace.image.builder import BuildResult
 from qtrace.launch.capture import CaptureRequest, CaptureResult, run_capture
-from qtrace.launch.kernel_events import TRACEFS_ENV, find_qemu_pid, thread_ids
+from qtrace.launch.kernel_events import INSTANCE_PREFIX, TRACEFS_ENV, find_qemu_pid, thread_ids
 from qtrace.launch.qemu_argv import QEMU_BINARY
+from qtrace.report import build_report
+from qtrace.report.render import render_markdown
 from qtrace.trace import read_trace
 from qtrace.trace.kernel import read_kernel_log
 from qtrace.trace.kernel_join import join_kernel
@@ -109,6 +111,34 @@ def test_every_access_names_its_guest_function(capture: Capture) -> None:
     assert {a.seq for a in trace.accesses if a.exit_seq is None} <= linked
 
 
+def test_the_report_tells_each_access_from_the_guest_to_the_re_entry(capture: Capture) -> None:
+    """Item 4: the report's timeline and 'How KVM decided to exit', from this capture."""
+    result = capture("e1000", "kvm")
+    report = build_report(result.out_dir)
+    timeline, side = report.timeline, report.kernel_side
+    assert timeline is not None and timeline.kernel == "joined", timeline and timeline.why
+    kinds = [s.kind for s in timeline.steps]
+    assert kinds[0] == "guest" and kinds[-1] in ("completion", "entry", "resumed")
+    assert {"kernel-access", "userspace-exit", "qemu-exit", "handler"} <= set(kinds)
+    timed = [s.at_us for s in timeline.steps if s.at_us is not None]
+    assert timed == sorted(timed)
+    if report.representative is not None and report.representative.op == "read":
+        done = next(s for s in timeline.steps if s.kind == "completion")
+        assert done.agrees, done
+    if timeline.hw_exits == "not-fired":  # kvm_pvm: said in the report, not an empty step
+        assert "kvm_exit was enabled but never fired" in render_markdown(report)
+    assert side is not None and side.status == "recorded"
+    assert side.memory.bar is not None and side.memory.bar_slots == ()
+    assert all(c.joined >= 0.95 * c.total for c in side.coverage)
+    assert side.read is not None and "unsatisfied-read" in side.read.before
+    print(
+        "timeline:",
+        [(s.kind, s.at_us) for s in timeline.steps],
+        "kernel-only:",
+        side.alone_counts,
+    )
+
+
 def test_without_tracefs_the_capture_ends_ok_and_says_why(
     debug_image: BuildResult, captures_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,18 +147,25 @@ def test_without_tracefs_the_capture_ends_ok_and_says_why(
     monkeypatch.setenv(TRACEFS_ENV, str(missing))
     events = RecordingEvents()
     request = CaptureRequest(device="e1000", accel="kvm", out_dir=captures_dir / "no-tracefs")
+    before = _tracing_state()
     result = run_capture(request, events)
+    assert _tracing_state() == before  # the host's tracing untouched
     assert result.status == "ok", result.reason
     log = read_kernel_log(result.out_dir)
     assert log is not None and log.header.status == "unavailable" and log.events == []
     assert log.header.reason == f"no tracefs at {missing} (${TRACEFS_ENV})"
     assert f"kernel events not recorded: {log.header.reason}" in events.statuses
     assert read_trace(result.out_dir).accesses
+    report = build_report(result.out_dir)  # the report says why the kernel's part is missing
+    assert report.timeline is not None and report.timeline.kernel == "unavailable"
+    assert f"were not recorded for this capture ({log.header.reason})" in render_markdown(report)
 
 
 def _tracing_state() -> dict[str, object]:
     """What another tracer would notice: the tracefs mounts (but other captures' private
-    ones, which come and go), each one's instances, and the global switches."""
+    ones, which come and go), each one's instances (but the ``qtrace-`` ones of captures
+    running beside this test, which come and go too: a test checks its own is removed), and
+    the global switches."""
     mounts = [
         line.split()[1]
         for line in Path("/proc/mounts").read_text().splitlines()
@@ -140,7 +177,11 @@ def _tracing_state() -> dict[str, object]:
             continue
         root = Path(mount)
         state[mount] = {
-            "instances": sorted(p.name for p in (root / "instances").iterdir()),
+            "instances": sorted(
+                p.name
+                for p in (root / "instances").iterdir()
+                if not p.name.startswith(INSTANCE_PREFIX)
+            ),
             **{name: (root / name).read_text() for name in TRACING_FILES},
         }
     return state
