@@ -23,6 +23,7 @@ from qtrace.verify import (
     EventMismatch,
     Mismatch,
     VerifyResult,
+    describe_comparisons,
     devices_with_model,
     verify_device,
     verify_file,
@@ -168,16 +169,20 @@ def verify(
 
 def _list_models(json_output: bool) -> None:
     names = devices_with_model()
+    models = [describe_comparisons(verify_device(name)) for name in names]
     if json_output:
-        console.print_json(json.dumps({"devices_with_model": names}))
+        console.print_json(json.dumps({"devices_with_model": names, "models": models}))
         return
-    table = Table(title="devices with a reference model")
-    for col in ("device", "covers", "replay (--trace)", "live (--live)"):
-        table.add_column(col)
-    for name in names:
-        target = verify_device(name)
+    table = Table(title="devices with a reference model, and what verify compares")
+    for col in ("device", "model of", "replay (--trace)", "live (--live)"):
+        table.add_column(col, overflow="fold")
+    for model in models:
+        covers = ", ".join(model["covers"])
         table.add_row(
-            name, ", ".join(target.qom_types), "yes", "yes" if target.qtest is not None else "no"
+            model["device"],
+            f"{covers}\n{model['summary']}" if model["summary"] else covers,
+            "\n".join(f"• {line}" for line in model["replay"]),
+            "\n".join(f"• {line}" for line in model["live"]) or "no ([model.qtest] missing)",
         )
     console.print(table)
 

@@ -36,6 +36,8 @@ class QtestSetup:
         irq_intercept: The QOM path whose GPIO inputs qtest intercepts (``ioapic``).
         bars: Where the live test places each BAR (index, address); empty: the memory
             BAR 0 and the I/O BAR 1 where the e1000's firmware puts them.
+        netdev: The device is a NIC the test hands frames to: QEMU gets a stream netdev
+            whose other end is the test (``qtrace.verify.netdev``).
     """
 
     slot: int
@@ -43,6 +45,7 @@ class QtestSetup:
     properties: tuple[tuple[str, str], ...] = ()
     irq_intercept: str = "ioapic"
     bars: tuple[tuple[int, int], ...] = ()
+    netdev: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,10 +69,14 @@ class DevicePack:
             device no generic rule gives one (``{socket}`` in ``start_args`` is its socket).
         start_backend_args: arguments added to that process's command line.
         probe_sequence: which of the probe guest's register sequences drives it.
+        probe_args: extra ``key=value`` words for the probe's command line (what the
+            sequence needs to know of the capture, e.g. ``rx=20`` frames its backend sends).
         linux_driver: the Debian kernel module the linux guest loads for it, if any.
         model: ``module:Class`` of the pack's reference model, if it has one.
         model_verify: ``module:object`` of what ``verify`` needs beyond the model (fixed
             scenarios, random sequences, volatile rules, replay quirks), if any.
+        model_compares: One line saying what the model checks of the device (``verify
+            --list`` shows it beside what verify derives from the support).
         qtest: How ``verify --live`` starts the device, if the pack says.
         frame_rules: layer rules for the device's own stack frames, in order.
         registers_file: the pack's ``registers.toml``, if it has one.
@@ -86,9 +93,11 @@ class DevicePack:
     start_backend: str | None = None
     start_backend_args: tuple[str, ...] = ()
     probe_sequence: str = GENERIC_PROBE_SEQUENCE
+    probe_args: tuple[str, ...] = ()
     linux_driver: str | None = None
     model: str | None = None
     model_verify: str | None = None
+    model_compares: str = ""
     qtest: QtestSetup | None = None
     frame_rules: tuple[FrameRule, ...] = ()
     registers_file: Traversable | None = field(default=None, compare=False, repr=False)
@@ -141,6 +150,7 @@ def load_pack(folder: Traversable) -> DevicePack:
                 properties=tuple((str(k), str(v)) for k, v in qtest.get("properties", {}).items()),
                 irq_intercept=str(qtest.get("irq_intercept", "ioapic")),
                 bars=tuple((int(k), int(v)) for k, v in qtest.get("bars", {}).items()),
+                netdev=bool(qtest.get("netdev", False)),
             )
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -164,9 +174,11 @@ def load_pack(folder: Traversable) -> DevicePack:
             start.get("backend_args", []), f"{where}: [start] backend_args"
         ),
         probe_sequence=str(guests.get("probe_sequence", GENERIC_PROBE_SEQUENCE)),
+        probe_args=_str_tuple(guests.get("probe_args", []), f"{where}: [guests] probe_args"),
         linux_driver=guests.get("linux_driver"),
         model=model.get("class"),
         model_verify=model.get("verify"),
+        model_compares=str(model.get("compares", "")),
         qtest=setup,
         frame_rules=tuple(parse_frame_rules(data.get("rule", []), where)),
         registers_file=registers if registers.is_file() else None,

@@ -18,7 +18,13 @@ from qtrace.verify.result import (
     UnimplementedUse,
     VerifyResult,
 )
-from qtrace.verify.support import DeviceSupport, VerifyDevice, devices_with_model, verify_device
+from qtrace.verify.support import (
+    DeviceSupport,
+    VerifyDevice,
+    describe_comparisons,
+    devices_with_model,
+    verify_device,
+)
 from qtrace.verify.volatile import VolatileRule
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "VerifyDevice",
     "VerifyResult",
     "VolatileRule",
+    "describe_comparisons",
     "devices_with_model",
     "replay",
     "run_live",

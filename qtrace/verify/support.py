@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 
 from qtrace.devices import QtestSetup, load_object, model_class, model_packs, pack_for
 from qtrace.errors import UsageError
-from qtrace.refemu import PciDevice, PciDeviceModel
+from qtrace.refemu import AsyncDevice, PciDevice, PciDeviceModel
 from qtrace.trace import Access, Trace
 from qtrace.verify.coverage import CoverageSpec
 from qtrace.verify.steps import Scenario, Step
@@ -27,6 +27,7 @@ __all__ = [
     "DeviceSupport",
     "ReplayQuirks",
     "VerifyDevice",
+    "describe_comparisons",
     "devices_with_model",
     "verify_device",
 ]
@@ -83,13 +84,15 @@ class DeviceSupport:
 
 @dataclass(frozen=True)
 class VerifyDevice:
-    """One device as verify sees it: its pack's name, model, support and qtest setup."""
+    """One device as verify sees it: its pack's name, model, support and qtest setup, and
+    the pack's one line on what the model checks."""
 
     name: str
     qom_types: tuple[str, ...]
     model: PciDeviceModel
     support: DeviceSupport
     qtest: QtestSetup | None
+    compares: str = ""
 
 
 def devices_with_model() -> list[str]:
@@ -121,4 +124,53 @@ def verify_device(device: str) -> VerifyDevice:
             f"{pack.name}/pack.toml [model] verify names {type(support).__name__}, "
             "not a qtrace.verify.support.DeviceSupport"
         )
-    return VerifyDevice(pack.name, pack.qom_types, cast(PciDeviceModel, model), support, pack.qtest)
+    return VerifyDevice(
+        pack.name,
+        pack.qom_types,
+        cast(PciDeviceModel, model),
+        support,
+        pack.qtest,
+        pack.model_compares,
+    )
+
+
+def describe_comparisons(device: VerifyDevice) -> dict[str, Any]:
+    """What ``verify`` compares for ``device``, replayed and live (``verify --list``).
+
+    Derived from the model and its support, so it cannot drift from what runs; the pack's
+    own line (``[model] compares``) comes first."""
+    model = device.model()
+    support = device.support
+    timed = isinstance(model, AsyncDevice)
+    replay = ["every read of the trace (configuration space and the BARs the model maps)"]
+    replay.append("DMA and the interrupt line (INTx, MSI) where the capture recorded them")
+    if support.volatile:
+        replay.append(f"{len(support.volatile)} volatile rules for time- or host-set bits")
+    if timed:
+        replay.append("work QEMU does off the vCPU (threads, timers, bottom halves) when the "
+                      "trace shows it done")  # fmt: skip
+    live: list[str] = []
+    if device.qtest is not None:
+        if support.scenarios:
+            live.append(f"{len(support.scenarios)} fixed scenarios")
+        if support.coverage is not None:
+            bits = sum(r.width_bits for r in support.coverage.registers)
+            live.append(
+                f"random sequences over {len(support.coverage.registers)} registers "
+                f"({bits} bits), with bit coverage"
+            )
+        elif support.generate is not None or support.sequences is not None:
+            live.append("random sequences")
+        live.append(f"every read, and the interrupt line (GSI {device.qtest.gsi}) after each step")
+        if support.sequence_watch:
+            total = sum(length for _, length in support.sequence_watch)
+            live.append(f"{total} bytes of guest RAM the device writes (DMA, MSI messages)")
+        if timed:
+            live.append("virtual-clock steps and sync steps for its asynchronous work")
+    return {
+        "device": device.name,
+        "covers": list(device.qom_types),
+        "summary": device.compares,
+        "replay": replay,
+        "live": live,
+    }
