@@ -129,6 +129,12 @@ def test_the_report_tells_each_access_from_the_guest_to_the_re_entry(capture: Ca
         assert "kvm_exit was enabled but never fired" in render_markdown(report)
     assert side is not None and side.status == "recorded"
     assert side.memory.bar is not None and side.memory.bar_slots == ()
+    # the coalesced zones over the BAR, the registers between them, and which writes KVM
+    # buffered there (each seen by the kernel as a write no exit followed)
+    assert side.memory.zones and "MDIC" in side.memory.zone_gaps
+    assert side.memory.coalesced
+    assert all(row.seen_by_kernel == row.writes for row in side.memory.coalesced)
+    assert not {row.register for row in side.memory.coalesced} & set(side.memory.zone_gaps)
     assert all(c.joined >= 0.95 * c.total for c in side.coverage)
     assert side.read is not None and "unsatisfied-read" in side.read.before
     print(
