@@ -9,11 +9,12 @@ reproducible initramfs in the run directory. No driver is named here: the guest 
 device's modalias from sysfs and loads the module modules.alias names for it, with its
 dependencies (what udev does), then runs the workload of the class the driver gave the
 device (network, block, hwrng) and prints its evidence. It ends the run by writing 0 to
-isa-debug-exit (QEMU exits with status 1); the verdict is then its serial ``done`` line
-(:mod:`qtrace.guests.linux_output`). Any other end is a failure: the init script powers off
-on an error (status 0), and a kernel panic reboots (``panic=-1``), which ``-no-reboot``
-turns into status 0 too. The serial log keeps the guest's ``qtrace-linux: ...`` lines
-either way.
+isa-debug-exit (QEMU exits with status 1). The init script powers off on an error
+(status 0), and a kernel panic reboots (``panic=-1``), which ``-no-reboot`` turns into
+status 0 too. Either status is judged by the serial log (:mod:`qtrace.guests.linux_output`):
+``ok`` only with the ``done`` line and its evidence, else the guest's ``FAIL`` reason (or
+that there was no ``done`` line). The serial log keeps the guest's ``qtrace-linux: ...``
+lines either way.
 
 The collectors are armed from QEMU's start (there is no start marker): under TCG there are
 no exit records, and the driver's accesses all come after the kernel has booted anyway.
@@ -42,6 +43,11 @@ LINUX_KERNEL_DIR = "/opt/qtrace-linux"
 
 LINUX_MEMORY_MB = 256
 """The initramfs (about 12 MB packed, 40 MB unpacked) lives in this RAM too."""
+
+POWEROFF_STATUS = 0
+"""QEMU's status after init powers off on a failure, or after a panic (``panic=-1`` and
+``-no-reboot``): the run ended, and the serial verdict says how (the guest's ``FAIL``
+reason, or no ``done`` line), rather than only "QEMU exited with status 0"."""
 
 INITRAMFS_SUBDIR = "linux"
 INITRAMFS_NAME = "initramfs.cpio.gz"
@@ -81,7 +87,7 @@ def linux_plan(slot: int, guests_mount: str, out_mount: str) -> GuestPlan:
         arm_on=None,
         marker_port=None,
         exit_port=DEBUG_EXIT_IOBASE,
-        ok_exit_statuses=(DEBUG_EXIT_OK_STATUS,),
+        ok_exit_statuses=(DEBUG_EXIT_OK_STATUS, POWEROFF_STATUS),
         serial_verdict=linux_verdict,
         record_async=False,  # see GuestPlan.record_async
     )

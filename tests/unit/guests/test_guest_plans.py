@@ -67,12 +67,11 @@ def test_linux_command_line() -> None:
     assert "isa-debugcon" not in " ".join(argv)
 
 
-def test_linux_success_is_the_exit_port_and_the_done_line() -> None:
-    """poweroff (init's failure path) and a panic reset both exit 0; only the exit port is
-    ok, and then only with the workload's evidence on the serial line."""
+def test_linux_success_is_the_done_line_whatever_the_end() -> None:
+    """The exit port (status 1), init's poweroff on a failure and a panic reset (status 0)
+    all end the run; the serial line judges it, so a failure carries the guest's reason."""
     plan = linux_plan(5, MOUNT_GUESTS, MOUNT_OUT)
-    assert plan.ok_exit_statuses == (DEBUG_EXIT_OK_STATUS,)
-    assert 0 not in plan.ok_exit_statuses
+    assert set(plan.ok_exit_statuses) == {DEBUG_EXIT_OK_STATUS, 0}
     assert plan.arm_on is None and plan.marker_port is None
     assert plan.serial_verdict is linux_verdict
 
