@@ -71,7 +71,6 @@ class DevicePack:
         probe_sequence: which of the probe guest's register sequences drives it.
         probe_args: extra ``key=value`` words for the probe's command line (what the
             sequence needs to know of the capture, e.g. ``rx=20`` frames its backend sends).
-        linux_driver: the Debian kernel module the linux guest loads for it, if any.
         model: ``module:Class`` of the pack's reference model, if it has one.
         model_verify: ``module:object`` of what ``verify`` needs beyond the model (fixed
             scenarios, random sequences, volatile rules, replay quirks), if any.
@@ -94,7 +93,6 @@ class DevicePack:
     start_backend_args: tuple[str, ...] = ()
     probe_sequence: str = GENERIC_PROBE_SEQUENCE
     probe_args: tuple[str, ...] = ()
-    linux_driver: str | None = None
     model: str | None = None
     model_verify: str | None = None
     model_compares: str = ""
@@ -175,7 +173,6 @@ def load_pack(folder: Traversable) -> DevicePack:
         ),
         probe_sequence=str(guests.get("probe_sequence", GENERIC_PROBE_SEQUENCE)),
         probe_args=_str_tuple(guests.get("probe_args", []), f"{where}: [guests] probe_args"),
-        linux_driver=guests.get("linux_driver"),
         model=model.get("class"),
         model_verify=model.get("verify"),
         model_compares=str(model.get("compares", "")),
