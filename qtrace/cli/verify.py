@@ -227,7 +227,7 @@ def _verify_live(
 def render_live_result(result: LiveResult, device: str) -> None:
     """Per-scenario table, random-sequence counts, and any shrunk counterexample."""
     table = Table(title=f"verify {device} --live (model vs QEMU under qtest)")
-    for col in ("scenario", "steps", "reads", "irq checks", "DMA bytes", "result"):
+    for col in ("scenario", "steps", "reads", "irq checks", "DMA bytes", "frames", "result"):
         table.add_column(col, overflow="fold")
     rows = [(s.name, s.counts, s.divergence) for s in result.scenarios]
     if result.sequences_run:
@@ -240,6 +240,7 @@ def render_live_result(result: LiveResult, device: str) -> None:
             str(counts.reads_compared),
             str(counts.irq_checks),
             str(counts.dma_bytes_compared),
+            str(counts.frames),
             "[green]agree[/]" if divergence is None else f"[red]{divergence}[/]",
         )
     console.print(table)
@@ -346,6 +347,8 @@ def render_result(result: VerifyResult) -> None:
             ("line changes no access caused (timers)", result.irq_async),
             ("  accesses after which the lines stayed apart", result.irq_unsynced),
         )
+    if result.host_inputs_replayed:
+        rows += (("frames from the host replayed into the model", result.host_inputs_replayed),)
     rows += (("DMA / interrupt mismatches", len(result.event_mismatches)),)
     for label, count in rows:
         style = "bold red" if "mismatches" in label and count else None

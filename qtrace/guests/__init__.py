@@ -11,6 +11,7 @@ its expectations land in one place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = [
@@ -61,6 +62,7 @@ def probe_append(
     mmcfg: int | None = None,
     count: int = 0,
     quiet: bool = False,
+    extra: Sequence[str] = (),
 ) -> str:
     """Build the ``-append`` string the probe guest parses.
 
@@ -71,6 +73,7 @@ def probe_append(
             ports 0xCF8/0xCFC.
         count: extra rounds of a sequence's quiet read loop (only sequences that have one use it).
         quiet: do not print ACC lines for those extra rounds (they are counted instead).
+        extra: more ``key=value`` words, from the device's pack (``[guests] probe_args``).
 
     Returns:
         Space-separated ``key=value`` words.
@@ -100,4 +103,8 @@ def probe_append(
         words.append(f"count={count}")
     if quiet:
         words.append("quiet=1")
+    for word in extra:
+        if "=" not in word or " " in word:
+            raise ValueError(f"a probe argument is one key=value word, got {word!r}")
+        words.append(word)
     return " ".join(words)

@@ -38,7 +38,8 @@ def probe_plan(
     (the ``e1000`` sequence only): a longer run for benchmarks and fault tests. The
     register sequence is the one the device's pack names (``[guests] probe_sequence``).
     """
-    seq = pack_or_default(device).probe_sequence
+    pack = pack_or_default(device)
+    seq = pack.probe_sequence
     if seq not in PROBE_SEQUENCES:
         raise UsageError(
             f"the device pack of {device!r} names the probe sequence {seq!r}, "
@@ -54,7 +55,12 @@ def probe_plan(
         build_commands=(("make", "-s", "-C", f"{guests_mount}/probe", f"OUT={out_mount}/guest"),),
         kernel=f"{out_mount}/guest/{PROBE_ELF_NAME}",
         append=probe_append(
-            f"{bus:02x}:{slot:02x}.0", seq, mmcfg=mmcfg, count=load_rounds, quiet=load_rounds > 0
+            f"{bus:02x}:{slot:02x}.0",
+            seq,
+            mmcfg=mmcfg,
+            count=load_rounds,
+            quiet=load_rounds > 0,
+            extra=pack.probe_args,
         ),
         arm_on="debugcon_ioport_write",
         marker_port=DEBUGCON_IOBASE,

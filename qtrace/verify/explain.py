@@ -205,19 +205,21 @@ class Explainer:
     def unimplemented(self, access: Access, reason: str) -> None:
         self._unimplemented = reason
 
-    def asynchronous(self, events: list[Irq | Dma]) -> None:
-        lines = []
-        for event in events:
-            if isinstance(event, Irq):
-                lines.append(
-                    f"QEMU's {event.line} {'rose' if event.level else 'fell'} outside any "
-                    "access (a device timer: interrupt moderation or autonegotiation); the "
-                    "model has no timers"
-                )
-            else:
-                lines.append(f"QEMU did DMA {event.op} of {event.size} bytes at {event.addr:#x} "
-                             "outside any access")  # fmt: skip
+    def begin_events(self, events: list[Irq | Dma]) -> None:
+        self._unimplemented = None
+        self.provenance.begin(Origin(None, f"the host (seq {events[0].seq})"))
+
+    def end_events(self, events: list[Irq | Dma], replayed: bool) -> None:
         first = events[0]
+        if replayed:  # what the host delivered went into the model: its own account
+            lines = ["the host delivered it (a frame from the network backend)"]
+            effects = effect_lines(
+                self.provenance.effects, self.provenance.origin, self.provenance.name,
+                self._lookup,
+            )  # fmt: skip
+        else:
+            lines = [_unexplained(event) for event in events]
+            effects = []
         self.explanations.append(
             AccessExplanation(
                 seq=first.seq,
@@ -226,11 +228,12 @@ class Explainer:
                 space="",
                 offset=0,
                 size=0,
-                register="events no access caused",
+                register="frame from the host" if replayed else "events no access caused",
                 desc="",
                 qemu_value=0,
                 model_value=None,
                 value=tuple(lines),
+                effects=tuple(effects),
             )
         )
 
@@ -382,6 +385,15 @@ class Explainer:
         assert model is not None
         for dword in range(offset & ~3, offset + size, 4):
             self._config[dword] = model.pci.config_read_raw(dword, 4)
+
+
+def _unexplained(event: Irq | Dma) -> str:
+    if isinstance(event, Irq):
+        return (
+            f"QEMU's {event.line} {'rose' if event.level else 'fell'} outside any access "
+            "(a device timer: interrupt moderation or autonegotiation); the model has no timers"
+        )
+    return f"QEMU did DMA {event.op} of {event.size} bytes at {event.addr:#x} outside any access"
 
 
 def _act(access: Access, name: str) -> str:

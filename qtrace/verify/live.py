@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from qtrace.errors import EnvironmentProblem, Unimplemented
 from qtrace.refemu import PciDevice
 from qtrace.verify.coverage import BitCoverage, CoverageReport
+from qtrace.verify.netdev import check_wire, drain_frames
 from qtrace.verify.steps import (
     DEFAULT_BARS,
     ModelSide,
@@ -107,6 +108,7 @@ class Counts:
     irq_deferred: int = 0
     dma_bytes_compared: int = 0
     unimplemented: int = 0
+    frames: int = 0  # frames the network backend sent (``net`` steps)
 
     def add(self, other: Counts) -> None:
         self.steps += other.steps
@@ -115,6 +117,7 @@ class Counts:
         self.irq_deferred += other.irq_deferred
         self.dma_bytes_compared += other.dma_bytes_compared
         self.unimplemented += other.unimplemented
+        self.frames += other.frames
 
 
 @dataclass
@@ -183,16 +186,24 @@ def run_steps(
     ``names`` (the model) names BAR registers in divergences; ``coverage`` is told of every
     register write both sides took and every read that agreed. A step followed by a sync
     step starts work QEMU finishes asynchronously: the line and watched RAM are compared
-    after the last sync step, once QEMU has caught up."""
+    after the last sync step, once QEMU has caught up. Watched RAM is ``watch`` and what
+    the model wrote by DMA in the step; all the RAM the steps planted is compared once
+    more after the last. With a network backend (a NIC) the frames are compared too: QEMU
+    must have read what the model says it read (:func:`qtrace.verify.netdev.check_wire`)
+    and transmitted what the model transmitted."""
     counts = Counts()
     for index, step in enumerate(steps):
         text = step.describe(names)
         counts.steps += 1
+        counts.frames += step.space == "net"
         try:
             got, expected = _run_step(qemu, model, step)
         except (Unimplemented, ValueError):
             counts.unimplemented += 1
             continue
+        wire = check_wire(qemu, model)
+        if wire is not None:
+            return counts, Divergence(index, text, *wire)
         if step.op != "write":
             counts.reads_compared += 1
             if got != expected:
@@ -208,23 +219,43 @@ def run_steps(
         counts.irq_checks += 1
         if model.irq_level and not qemu.irq_level:
             # QEMU moderates interrupts (a raise soon after the previous one waits for a
-            # timer); the model is untimed, so compare after that delay has passed.
+            # timer); the model is untimed, so compare after that delay has passed (the
+            # model's clock passes it too, for the timers it has).
             qemu.let_interrupt_delay_pass()
+            delay_ns = getattr(qemu, "interrupt_delay_ns", 0)
+            if delay_ns:
+                model.clock_step(delay_ns)
             counts.irq_deferred += 1
+            wire = check_wire(qemu, model)
+            if wire is not None:
+                return counts, Divergence(index, text, *wire)
         if qemu.irq_level != model.irq_level:
             return counts, Divergence(
                 index, text, "irq", "INTx", int(qemu.irq_level), int(model.irq_level)
             )
         if (step.op == "write" and step.space != "ram") or step.op == "sync":
-            for addr, length in watch:
-                ours, theirs = model.ram_read(addr, length), qemu.ram_read(addr, length)
-                counts.dma_bytes_compared += length
-                if ours != theirs:
-                    at = next(i for i in range(length) if ours[i] != theirs[i])
-                    return counts, Divergence(
-                        index, text, "dma", f"ram[{addr + at:#x}]", theirs[at], ours[at]
-                    )
+            written: list[tuple[int, int]] = getattr(model, "take_dma_written", list)()
+            found = _ram_divergence(qemu, model, [*watch, *written], counts)
+            if found is not None:
+                return counts, Divergence(index, text, "dma", *found)
+    planted = [(s.offset, len(s.data)) for s in steps if s.space == "ram" and s.op == "write"]
+    found = _ram_divergence(qemu, model, planted, counts)
+    if found is not None and steps:
+        return counts, Divergence(len(steps) - 1, "(after the last step)", "dma", *found)
     return counts, None
+
+
+def _ram_divergence(
+    qemu: Side, model: Side, ranges: Sequence[tuple[int, int]], counts: Counts
+) -> tuple[str, int, int] | None:
+    """The first byte of ``ranges`` where the two RAMs differ: (where, QEMU's, the model's)."""
+    for addr, length in ranges:
+        ours, theirs = model.ram_read(addr, length), qemu.ram_read(addr, length)
+        counts.dma_bytes_compared += length
+        if ours != theirs:
+            at = next(i for i in range(length) if ours[i] != theirs[i])
+            return f"ram[{addr + at:#x}]", theirs[at], ours[at]
+    return None
 
 
 def _run_step(qemu: Side, model: Side, step: Step) -> tuple[int | None, int | None]:
@@ -272,6 +303,8 @@ class _Runner:
         # register is written again, which the setup does.
         for step in setup_steps(self.gsi, placement) + self.device.support.setup_steps():
             _run_step(qemu, model, step)
+        drain_frames(qemu)  # frames an earlier run left waiting in QEMU's network layer
+        model.take_dma_written()
         if qemu.irq_level != model.irq_level:
             raise EnvironmentProblem(
                 f"after PCI setup the {self.device.name} line is {qemu.irq_level} in QEMU, "
@@ -442,7 +475,9 @@ class _Shrinker:
     def _clear_bits(
         self, steps: list[Step], divergence: Divergence
     ) -> tuple[list[Step], Divergence]:
-        for index in range(len(steps)):
+        index = -1
+        while index + 1 < len(steps):  # steps may get shorter: a trial can diverge earlier
+            index += 1
             step = steps[index]
             if step.op != "write" or step.space == "ram" or not step.value:
                 continue

@@ -27,6 +27,7 @@ import docker
 from qtrace.devices import qemu_device_option
 from qtrace.docker_env import ContainerKind, ContainerSpec, LabelledContainer, new_run_id
 from qtrace.errors import LaunchFailure
+from qtrace.verify.netdev import NETDEV_ID, FrameLink, netdev_args
 from qtrace.verify.qtest import ByteStream, QtestClient
 from qtrace.verify.steps import DEFAULT_BARS, QemuSide
 from qtrace.verify.support import VerifyDevice
@@ -40,15 +41,20 @@ FIRMWARE_DIRS = ("/usr/share/seabios", "/usr/lib/ipxe/qemu", "/usr/share/qemu")
 _MOUNT = "/qt"
 _QTEST_SOCK = "qtest.sock"
 _QMP_SOCK = "qmp.sock"
+_NET_SOCK = "net.sock"
 _CONNECT_TIMEOUT_S = 30.0
 _REPLY_TIMEOUT_S = 30.0
 
 
 def qtest_argv(device: VerifyDevice, mount: str = _MOUNT) -> list[str]:
     """QEMU's command line: a pc machine, no firmware run, the one device where and how
-    its pack's ``[model.qtest]`` says (slot, properties)."""
+    its pack's ``[model.qtest]`` says (slot, properties; a NIC's network backend is a
+    stream whose other end is the test, :mod:`qtrace.verify.netdev`)."""
     if device.qtest is None:
         raise LaunchFailure(f"the {device.name} pack has no [model.qtest] setup")
+    properties = device.qtest.properties
+    if device.qtest.netdev:
+        properties = (*properties, ("netdev", NETDEV_ID))
     argv = [
         QEMU_BINARY,
         "-machine", "pc",
@@ -58,8 +64,10 @@ def qtest_argv(device: VerifyDevice, mount: str = _MOUNT) -> list[str]:
         "-qmp", f"unix:{mount}/{_QMP_SOCK}",
         "-nodefaults",
         "-display", "none",
-        "-device", qemu_device_option(device.name, device.qtest.slot, device.qtest.properties),
+        "-device", qemu_device_option(device.name, device.qtest.slot, properties),
     ]  # fmt: skip
+    if device.qtest.netdev:
+        argv += netdev_args(f"{mount}/{_NET_SOCK}")
     for directory in FIRMWARE_DIRS:
         argv += ["-L", directory]
     return argv
@@ -121,6 +129,7 @@ class QemuQtest:
         self._sockets: list[socket.socket] = []
         self._qmp: _Qmp | None = None
         self._qtest: QtestClient | None = None
+        self.link: FrameLink | None = None
 
     def __repr__(self) -> str:
         return f"QemuQtest(image={self.image!r}, run={self.run_id!r})"
@@ -143,11 +152,15 @@ class QemuQtest:
             setup.gsi,
             self.device.support.interrupt_delay_ns,
             dict(setup.bars) or DEFAULT_BARS,
+            self.link,
         )
 
     def start(self) -> QtestClient:
-        """Listen, start the container, accept QEMU's two connections."""
-        listeners = [self._listen(name) for name in (_QTEST_SOCK, _QMP_SOCK)]
+        """Listen, start the container, accept QEMU's connections (qtest, QMP and, for a
+        NIC, its network backend)."""
+        netdev = self.device.qtest is not None and self.device.qtest.netdev
+        names = (_QTEST_SOCK, _QMP_SOCK, *((_NET_SOCK,) if netdev else ()))
+        listeners = [self._listen(name) for name in names]
         try:
             spec = ContainerSpec(
                 image=self.image,
@@ -160,6 +173,8 @@ class QemuQtest:
             self._container = LabelledContainer(self._client, spec).start()
             qtest_sock = self._accept(listeners[0])
             qmp_sock = self._accept(listeners[1])
+            if netdev:
+                self.link = FrameLink(self._accept(listeners[2]))
         finally:
             for listener in listeners:
                 listener.close()
@@ -203,6 +218,7 @@ class QemuQtest:
             sock.close()
         self._sockets.clear()
         self._qtest = self._qmp = None
+        self.link = None
         container, self._container = self._container, None
         shutil.rmtree(self._dir, ignore_errors=True)
         if container is not None:

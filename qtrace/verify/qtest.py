@@ -34,17 +34,20 @@ class ByteStream(Protocol):
 
 
 class _SocketLines:
-    """A socket as a :class:`ByteStream`: buffered line reads, unbuffered writes."""
+    """A socket as a :class:`ByteStream`: buffered line reads, whole unbuffered writes."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._reader = sock.makefile("rb")
-        self._writer = sock.makefile("wb", buffering=0)
+        self._sock = sock
 
     def readline(self) -> bytes:
         return self._reader.readline()
 
     def write(self, data: bytes, /) -> int | None:
-        return self._writer.write(data)
+        # All of it: a raw socket file's write is one send(), which takes only what the
+        # socket buffer has room for (a 128 KiB RAM write is a 256 KiB command line).
+        self._sock.sendall(data)
+        return len(data)
 
 
 class QtestError(QtraceError):

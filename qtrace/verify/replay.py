@@ -17,6 +17,11 @@ Rules of the replay:
 * DMA: the ``dma`` reads recorded after an access are what the device fetched while
   handling it (descriptors, frame data). They are loaded into the model's RAM before
   that access is replayed, so the model fetches the same bytes QEMU did.
+* Host input: events no access caused may be the host handing the device something (a
+  network backend's frame). When the device's replay quirks recognise it
+  (``host_input``), they give it to the model (``deliver``) at that point, and its DMA and
+  line are compared as an access's are; the receive-related volatile rules then do not
+  apply (``replays_host_frames``).
 * Mid-life start (the default): captures are armed after firmware has already
   configured the device. The model starts with COMMAND = IO | MEMORY | MASTER, as
   firmware leaves it, and the configuration bytes firmware owns (COMMAND, cache line
@@ -81,8 +86,13 @@ class ReplayObserver(Protocol):
         """The model does not implement what ``access`` touched."""
         ...
 
-    def asynchronous(self, events: list[Irq | Dma]) -> None:
-        """Events no access caused (QEMU's timers, the host backend)."""
+    def begin_events(self, events: list[Irq | Dma]) -> None:
+        """Events no access caused (QEMU's timers, the host backend) are next."""
+        ...
+
+    def end_events(self, events: list[Irq | Dma], replayed: bool) -> None:
+        """Those events are done; ``replayed``: the device's quirks gave the model what the
+        host delivered in them (a received frame) and the model did its part."""
         ...
 
 
@@ -180,6 +190,8 @@ class _Replayer:
         self.quirks = (
             None if make_quirks is None else make_quirks(trace, self.nic, self.host_frames)
         )
+        if getattr(self.quirks, "replays_host_frames", False):
+            self.host_frames = False  # every frame the host delivered is replayed
         self._intx_seqs: list[int] = []
         self._intx_events: list[tuple[int, int, bool]] = []
         self.config_written: set[int] = set()
@@ -206,10 +218,19 @@ class _Replayer:
 
     def run(self) -> VerifyResult:
         steps = list(attribute(self.trace))
-        # Every INTx change QEMU made, in order, and whether an access caused it (False:
-        # a timer), to recognise interrupts QEMU delayed (interrupt mitigation).
+        find_input = getattr(self.quirks, "host_input", None)
+        inputs = {
+            id(step): found
+            for step in steps
+            if step.access is None
+            and find_input is not None
+            and (found := find_input(step.events)) is not None
+        }
+        # Every INTx change QEMU made, in order, and whether an access (or a replayed host
+        # input) caused it (False: a timer), to recognise interrupts QEMU delayed
+        # (interrupt mitigation).
         intx = sorted(
-            (event.seq, event.level, step.access is None)
+            (event.seq, event.level, step.access is None and id(step) not in inputs)
             for step in steps
             for event in step.events
             if isinstance(event, Irq) and event.line == _INTX
@@ -219,9 +240,15 @@ class _Replayer:
         for step in steps:
             self._preload(step.events)
             if step.access is None:
-                self._asynchronous(step.events)
                 if self.observer is not None:
-                    self.observer.asynchronous(step.events)
+                    self.observer.begin_events(step.events)
+                host_input = inputs.get(id(step))
+                if host_input is None:
+                    self._asynchronous(step.events)
+                else:
+                    self._host_input(step.events, host_input)
+                if self.observer is not None:
+                    self.observer.end_events(step.events, host_input is not None)
                 continue
             self.model_dma.clear()
             if self.observer is not None:
@@ -229,9 +256,9 @@ class _Replayer:
             self._replay(step.access)
             target = self._target(step.access)
             if self.result.dma_recorded:
-                self._compare_dma(step.access, target, step.events)
+                self._compare_dma(step.access.seq, target.name, step.events)
             if self.result.irq_recorded:
-                self._compare_irq(step.access, target, step.events)
+                self._compare_irq(step.access.seq, target.name, step.events, step.access)
             if self.observer is not None:
                 self.observer.end(step.access, self.read_value)
         self.result.unimplemented = sorted(
@@ -264,7 +291,18 @@ class _Replayer:
         if self.qemu_level != int(self.nic.irq_level):
             self.irq_apart = True
 
-    def _compare_dma(self, access: Access, target: _Target, events: list[Irq | Dma]) -> None:
+    def _host_input(self, events: list[Irq | Dma], host_input: object) -> None:
+        """What the host delivered (a frame) goes to the model, compared like an access."""
+        self.model_dma.clear()
+        self.result.host_inputs_replayed += 1
+        getattr(self.quirks, "deliver")(host_input)
+        seq, name = events[0].seq, str(host_input)
+        if self.result.dma_recorded:
+            self._compare_dma(seq, name, events)
+        if self.result.irq_recorded:
+            self._compare_irq(seq, name, events, None)
+
+    def _compare_dma(self, seq: int, name: str, events: list[Irq | Dma]) -> None:
         qemu = [e for e in events if isinstance(e, Dma)]
         model = self.model_dma
         same = len(qemu) == len(model)
@@ -285,22 +323,29 @@ class _Replayer:
             return
         self.result.event_mismatches.append(
             EventMismatch(
-                access.seq,
+                seq,
                 "dma",
-                target.name,
+                name,
                 "; ".join(_render_dma(e.op, e.addr, e.size, e.data) for e in qemu) or "none",
                 "; ".join(_render_dma(op, a, len(d), d.hex()) for op, a, d in model) or "none",
             )
         )
 
-    def _compare_irq(self, access: Access, target: _Target, events: list[Irq | Dma]) -> None:
+    def _compare_irq(
+        self, seq: int, name: str, events: list[Irq | Dma], access: Access | None
+    ) -> None:
         for event in events:
             if isinstance(event, Irq) and event.line == _INTX:
                 self.qemu_level = event.level
         model = int(self.nic.irq_level)
-        if self.qemu_level == 1 and model == 0 and self._timer_cause_explains(access):
+        if (
+            self.qemu_level == 1
+            and model == 0
+            and access is not None
+            and self._timer_cause_explains(access)
+        ):
             model = int(self.nic.irq_level)
-        if self.qemu_level == 0 and model == 1 and self._qemu_delays_the_raise(access):
+        if self.qemu_level == 0 and model == 1 and self._qemu_delays_the_raise(seq):
             self.irq_apart = True  # compared again once the delayed raise has happened
             self.result.irq_unsynced += 1
             return
@@ -312,11 +357,11 @@ class _Replayer:
         self.result.irq_compared += 1
         if self.qemu_level != model:
             self.result.event_mismatches.append(
-                EventMismatch(access.seq, "irq", target.name, str(self.qemu_level), str(model))
+                EventMismatch(seq, "irq", name, str(self.qemu_level), str(model))
             )
             self.irq_apart = True  # reported once, compared again when the lines agree
 
-    def _qemu_delays_the_raise(self, access: Access) -> bool:
+    def _qemu_delays_the_raise(self, seq: int) -> bool:
         """The model raised the line in this access, QEMU did not: did QEMU delay it?
 
         A device may moderate interrupts: a cause that comes soon after the previous
@@ -324,7 +369,7 @@ class _Replayer:
         as the next INTx change being an asynchronous rise. The model has no timers, so such
         a raise is counted as not compared (``irq_unsynced``), never hidden.
         """
-        index = bisect.bisect_right(self._intx_seqs, access.seq)
+        index = bisect.bisect_right(self._intx_seqs, seq)
         if index >= len(self._intx_events):
             return False
         _seq, level, asynchronous = self._intx_events[index]

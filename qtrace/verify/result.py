@@ -97,6 +97,9 @@ class VerifyResult:
     line was not compared because such a change had set the two apart; ``dma_*``
     transfers compared (reads by address and size, writes also by content) and DMA reads
     recorded only in part (``dma_truncated``).
+
+    ``host_inputs_replayed``: what the host delivered (frames a network backend sent) and
+    the replay gave the model, its DMA and line compared like an access's.
     """
 
     device: str
@@ -122,6 +125,7 @@ class VerifyResult:
     irq_unsynced: int = 0
     event_mismatches: list[EventMismatch] = field(default_factory=list)
     unmodelled_features: Counter[str] = field(default_factory=Counter)
+    host_inputs_replayed: int = 0
 
     @property
     def ok(self) -> bool:

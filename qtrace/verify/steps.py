@@ -24,11 +24,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from qtrace.refemu import AsyncDevice, PciDevice, RefMachine, RegisterMap
 from qtrace.refemu.pci import BarDef, config_register_name
 from qtrace.verify.qtest import QtestClient
+
+if TYPE_CHECKING:
+    from qtrace.verify.netdev import FrameLink
 
 __all__ = [
     "BAR0_BASE",
@@ -71,7 +74,7 @@ SYNC_GRACE_S = 0.001
 """After QEMU reached it: time for work that finishes right after the observed state
 (a thread that clears its busy bit, then takes the big lock to raise its interrupt)."""
 
-Space = Literal["mmio", "io", "port", "config", "ram", "clock"]
+Space = Literal["mmio", "io", "port", "config", "ram", "clock", "net"]
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,9 @@ class Step:
         space: ``mmio`` (offset in memory BAR ``bar``, default 0), ``io`` (offset in I/O
             BAR ``bar``, default 1), ``port`` (absolute port), ``config`` (the device's
             configuration offset, via 0xCF8/0xCFC), ``ram`` (plant ``data`` at physical
-            address ``offset``; sync: read ``size`` bytes there) or ``clock`` (a write:
-            advance virtual time by ``value`` ns; :data:`CLOCK_ALIGN`: to the next ms).
+            address ``offset``; sync: read ``size`` bytes there), ``clock`` (a write:
+            advance virtual time by ``value`` ns; :data:`CLOCK_ALIGN`: to the next ms) or
+            ``net`` (a write: the network backend sends the frame ``data`` to the NIC).
         offset: Offset or address in that space.
         size: Access size in bytes (1, 2, 4, 8).
         value: Value written (ignored for reads).
@@ -124,6 +128,8 @@ class Step:
             return f"sync{self.size} ram[{self.offset:#x}]"
         if self.space == "ram":
             return f"ram[{self.offset:#x}] <- {len(self.data)} bytes"
+        if self.space == "net":
+            return f"frame of {len(self.data)} bytes to {self.data[:6].hex(':')} from the wire"
         space = self.space if self.bar is None else f"{self.space}{self.bar}"
         where = f"{space} {self.offset:#06x} ({self.register(names)})"
         if self.op in ("read", "sync"):
@@ -195,6 +201,10 @@ class Side(Protocol):
         gives ``model_value`` or the time is up. Returns the value read last."""
         ...
 
+    def deliver(self, frame: bytes) -> None:
+        """The network backend sends ``frame`` to the NIC (a ``net`` step)."""
+        ...
+
 
 class ModelSide:
     """The reference machine with the device model at ``slot``, its BARs at ``bars``."""
@@ -205,6 +215,30 @@ class ModelSide:
         self.bars = bars
         self.nic = self.machine.plug(slot, nic)
         self.now_ns = 0
+        self.dma_written: list[tuple[int, int]] = []  # (address, length) since last taken
+        self._transmitted_seen = 0
+        self.nic.pci.dma_listeners.append(self._dma)
+
+    def _dma(self, op: str, addr: int, data: bytes) -> None:
+        if op == "write":
+            self.dma_written.append((addr, len(data)))
+
+    def take_dma_written(self) -> list[tuple[int, int]]:
+        """The RAM ranges the model wrote by DMA since the last call."""
+        taken, self.dma_written = self.dma_written, []
+        return taken
+
+    def take_transmitted(self) -> list[bytes]:
+        """The frames the model transmitted since the last call (a NIC's ``transmitted``)."""
+        sent: list[bytes] = getattr(self.nic, "transmitted", [])
+        new, self._transmitted_seen = sent[self._transmitted_seen :], len(sent)
+        return new
+
+    def deliver(self, frame: bytes) -> None:
+        offer = getattr(self.nic, "offer", None)
+        if offer is None:
+            raise ValueError(f"the {type(self.nic).__name__} model takes no frames")
+        offer(frame)
 
     def pio_read(self, port: int, size: int) -> int:
         return self.machine.pio_read(port, size)
@@ -249,6 +283,7 @@ class QemuSide:
 
     ``interrupt_delay_ns``: how long QEMU may delay raising the line (the device's
     interrupt moderation); :meth:`let_interrupt_delay_pass` steps the clock that far.
+    ``link``: the host end of the NIC's network backend, for ``net`` steps.
     """
 
     def __init__(
@@ -258,12 +293,14 @@ class QemuSide:
         gsi: int,
         interrupt_delay_ns: int = 0,
         bars: Mapping[int, int] = DEFAULT_BARS,
+        link: FrameLink | None = None,
     ) -> None:
         self.client = client
         self.slot = slot
         self.gsi = gsi
         self.interrupt_delay_ns = interrupt_delay_ns
         self.bars = bars
+        self.link = link
 
     def pio_read(self, port: int, size: int) -> int:
         return self.client.in_(port, size)
@@ -299,6 +336,11 @@ class QemuSide:
                 return
         self.client.clock_step(ns)
 
+    def deliver(self, frame: bytes) -> None:
+        if self.link is None:
+            raise ValueError("QEMU was started without a network backend for the NIC")
+        self.link.send(frame)
+
     def sync(self, read: Step, model_value: int | None) -> int:
         deadline = time.monotonic() + SYNC_TIMEOUT_S
         while True:
@@ -323,6 +365,9 @@ def apply(side: Side, step: Step) -> int | None:
     value = step.value & mask
     if step.space == "clock":
         side.clock_step(step.value)
+        return None
+    if step.space == "net":
+        side.deliver(step.data)
         return None
     if step.space == "ram":
         if step.op != "write":

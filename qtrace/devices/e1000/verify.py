@@ -9,7 +9,8 @@ qtest for any device; the e1000's own knowledge is in its pack. ``pack.toml``'s
   says how rules are applied). EERD's DONE and MDIC's READY are not among them: QEMU and
   the model both complete those at once, so their timing cannot differ (a trace from real
   hardware would need rules for them);
-* the replay quirk for causes QEMU's timer sets (:class:`TimerCauses`);
+* the replay quirks (:mod:`qtrace.devices.e1000.replay_quirks`): causes QEMU's timer sets,
+  frames a network backend delivered;
 * the EEPROM interface reset before each live run (:func:`setup_steps`);
 * the random sequences of ``verify --live`` (:func:`generate`, :data:`HELD`, coverage in
   :data:`COVERAGE`) and the fixed scenarios
@@ -19,12 +20,14 @@ qtest for any device; the e1000's own knowledge is in its pack. ``pack.toml``'s
 
 from __future__ import annotations
 
-import bisect
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 
-from qtrace.devices.e1000.model import E1000, IO_REGISTERS, MAC_REGISTERS
+from qtrace.devices.e1000.model import IO_REGISTERS, MAC_REGISTERS
 from qtrace.devices.e1000.model.e1000_regs import TCTL_EN
+from qtrace.devices.e1000.replay_quirks import E1000ReplayQuirks
+from qtrace.devices.e1000.rx_sequences import RECEIVE, generate_receive, keeps_receive_holds
 from qtrace.devices.e1000.scenarios import (
     BUF_BASE,
     DESC_BYTES,
@@ -32,13 +35,11 @@ from qtrace.devices.e1000.scenarios import (
     SCENARIOS,
     tx_descriptor,
 )
-from qtrace.refemu import Kind, PciDevice, RegisterMap
-from qtrace.refemu.provenance import Origin
-from qtrace.trace import Access, Trace
+from qtrace.refemu import Kind, RegisterMap
 from qtrace.verify.coverage import CoverageSpec, CoverSpace, HeldBits, TrackedRegister
 from qtrace.verify.steps import Step
 from qtrace.verify.support import DeviceSupport
-from qtrace.verify.volatile import VolatileRule, rules_for
+from qtrace.verify.volatile import VolatileRule
 
 __all__ = [
     "COVERAGE",
@@ -49,7 +50,6 @@ __all__ = [
     "SEQ_RING_BASE",
     "SUPPORT",
     "VOLATILE",
-    "TimerCauses",
     "generate",
     "hold",
     "keeps_held_bits",
@@ -87,8 +87,6 @@ VOLATILE: tuple[VolatileRule, ...] = (
 )  # fmt: skip
 
 
-_ICR_OFFSET = 0xC0  # interrupt cause read (8254x SDM 13.4.17)
-_ICS_OFFSET = 0xC8  # interrupt cause set (13.4.18)
 _EECD = 0x10
 _EECD_SK, _EECD_CS, _EECD_DI = 0x1 | 0x40, 0x2 | 0x40, 0x4 | 0x40  # with EE_REQ
 _EEPROM_READ_WORD0 = 0b110 << 6  # start bit, read opcode, address 0
@@ -97,54 +95,6 @@ _EEPROM_READ_WORD0 = 0b110 << 6  # start bit, read opcode, address 0
 # QEMU 10.2.2 holds a raise back by them too (qtest, issue 13: RDTR 1, RADV 0x4000, a cause
 # after an ICR read raised the line only 16.78 ms later, past the ITR maximum).
 INTERRUPT_DELAY_MAX_NS = 0xFFFF * 1024 + 1
-
-
-class TimerCauses:
-    """The replay quirk: interrupt causes QEMU's autonegotiation timer set unrecorded.
-
-    Causes such as LSC are set by QEMU's autonegotiation timer at a moment the trace
-    does not record; they show only when the guest next reads ICR, and they raise the
-    line as soon as IMS enables them (e.g. an IMS write). If QEMU's next ICR read holds
-    timer-set causes the model lacks and the model's mask enables them, the timer fired
-    before this access: they are set in the model (as QEMU's timer did, through ICS).
-    """
-
-    def __init__(self, trace: Trace, model: PciDevice, host_frames: bool) -> None:
-        if not isinstance(model, E1000):
-            raise TypeError(f"the e1000's replay quirks need its model, not {type(model).__name__}")
-        self.nic = model
-        self.timer_bits = 0
-        for rule in rules_for(VOLATILE, "ICR", 0, host_frames=host_frames):
-            if rule.kind == "mask":
-                self.timer_bits |= rule.ignore
-        icr_reads = [
-            a for a in trace.accesses
-            if a.space == "mmio" and a.op == "read" and a.offset == _ICR_OFFSET and a.size == 4
-        ]  # fmt: skip
-        self._icr_read_seqs = [a.seq for a in icr_reads]
-        self._icr_read_values = [a.value for a in icr_reads]
-
-    def explains_raised_line(self, access: Access) -> bool:
-        """See :class:`TimerCauses`; True when the missing causes were set in the model."""
-        index = bisect.bisect_right(self._icr_read_seqs, access.seq)
-        if not self.timer_bits or index >= len(self._icr_read_seqs):
-            return False
-        next_icr = self._icr_read_values[index]
-        missing = next_icr & self.timer_bits & ~self.nic.reg("ICR")
-        if not missing or not missing & self.nic.reg("IMS"):
-            return False
-        if self.nic.provenance is None:
-            self.nic.mmio_write(_ICS_OFFSET, 4, missing)
-            return True
-        timer = Origin(
-            None,
-            "QEMU's autonegotiation timer",
-            f"set {missing:#x} before this access, unrecorded: the ICR read at seq "
-            f"{self._icr_read_seqs[index]} shows it",
-        )
-        with self.nic.provenance.acting(timer):
-            self.nic.mmio_write(_ICS_OFFSET, 4, missing)
-        return True
 
 
 def setup_steps() -> list[Step]:
@@ -178,6 +128,9 @@ SEQ_RING_BASE = 0x0040_0000
 most 0xFFFF descriptors (1 MiB) past the base, and nothing else writes that MiB in QEMU's
 RAM (the scenarios' rings and buffers are below it), so both sides fetch the same bytes."""
 SEQ_RING_BYTES = RING_DESCRIPTORS * DESC_BYTES
+RECEIVE_SHARE = 4
+"""One random sequence in this many is a receive sequence (frames arrive:
+:mod:`qtrace.devices.e1000.rx_sequences`); the others are register sequences."""
 
 LIVE_RING = "with the transmit ring live"
 PARKED_RING = "with the transmit ring parked"
@@ -191,6 +144,12 @@ _MDIC_TARGET = 0x0FFF_0000  # opcode, PHY address and register number
 _PHY_RESTART_AN = 1 << 9
 
 HELD: tuple[HeldBits, ...] = (
+    HeldBits(
+        "RCTL", 0x3 << 6, 0,
+        "loopback mode would make the guest's own transmissions its received frames; these "
+        "sequences test frames from the wire",
+        sequences=RECEIVE,
+    ),
     HeldBits(
         "TCTL", TCTL_EN, 0,
         "the ring's base, length and head are arbitrary in these sequences: a transmit would "
@@ -296,11 +255,15 @@ def hold(name: str, value: int, kind: str) -> int:
 def keeps_held_bits(steps: Sequence[Step]) -> bool:
     """Whether ``steps`` is a sequence the generator could have made: the ring planted
     first, and every write keeping :data:`HELD` for one kind of sequence (and, with the
-    ring live, the ring base written before TCTL.EN is set). The shrinker tries only such
-    sequences, so a counterexample never sends a transmit where the generator would not.
+    ring live, the ring base written before TCTL.EN is set; with frames arriving, what
+    :func:`~qtrace.devices.e1000.rx_sequences.keeps_receive_holds` checks). The shrinker
+    tries only such sequences, so a counterexample never sends a transmit, or puts a frame,
+    where the generator would not.
     """
     if not steps or steps[0].space != "ram":
         return False
+    if any(step.space == "net" for step in steps):
+        return keeps_receive_holds(steps) and _keeps(steps, PARKED_RING)
     return any(_keeps(steps, kind) for kind in (LIVE_RING, PARKED_RING))
 
 
@@ -341,10 +304,12 @@ def generate(rnd: random.Random) -> list[Step]:
     the command line (at 1,000 sequences: 100% bit coverage in one process, 70% in the
     other). A seeded ``random.Random`` is uniform and the same everywhere.
     """
+    if not rnd.randrange(RECEIVE_SHARE):  # frames arrive: the receive side, transmit parked
+        return [*_planted_tx_ring(bytes(SEQ_RING_BYTES)), *generate_receive(rnd)]
     kind = rnd.choice((LIVE_RING, PARKED_RING))
     cmds = [rnd.choice(_RING_CMDS) for _ in range(RING_DESCRIPTORS)]
     ring = b"".join(tx_descriptor(BUF_BASE + 0x40 * i, 60, c) for i, c in enumerate(cmds))
-    steps = [Step("write", "ram", SEQ_RING_BASE, data=ring)]
+    steps = _planted_tx_ring(ring)
     if kind == LIVE_RING:  # the ring where the held bits keep it
         steps += [
             Step("write", "mmio", MAC_REGISTERS.named(name).offset, 4, value)
@@ -353,6 +318,15 @@ def generate(rnd: random.Random) -> list[Step]:
     for _ in range(rnd.randint(_MIN_ACTIONS, _MAX_ACTIONS)):
         steps += _action(rnd, kind)
     return steps
+
+
+def _planted_tx_ring(ring: bytes) -> list[Step]:
+    """The transmit ring, and its frames' buffers: QEMU's RAM keeps what earlier runs left
+    there, and the frames QEMU transmits are compared with the model's."""
+    return [
+        Step("write", "ram", SEQ_RING_BASE, data=ring),
+        Step("write", "ram", BUF_BASE, data=bytes(0x40 * RING_DESCRIPTORS)),
+    ]
 
 
 _GROUPS = _groups()
@@ -417,6 +391,6 @@ SUPPORT = DeviceSupport(
     sequence_valid=keeps_held_bits,
     sequence_watch=((SEQ_RING_BASE, SEQ_RING_BYTES),),
     interrupt_delay_ns=INTERRUPT_DELAY_MAX_NS,
-    replay_quirks=TimerCauses,
+    replay_quirks=partial(E1000ReplayQuirks, volatile=VOLATILE),
     coverage=COVERAGE,
 )

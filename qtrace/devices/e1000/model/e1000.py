@@ -28,12 +28,13 @@ model refuses them too (``ValueError``).
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 
 from qtrace.devices.e1000.model.e1000_eeprom import EEPROM_WORDS, MicrowireEeprom, build_image
 from qtrace.devices.e1000.model.e1000_phy import PHY_ADDRESS, PHY_REGISTERS, Phy
+from qtrace.devices.e1000.model.e1000_stats import bump
 from qtrace.devices.e1000.model.e1000_regs import (
     CONFIG_ROM_BAR,
     CTRL_RST,
@@ -54,13 +55,22 @@ from qtrace.devices.e1000.model.e1000_regs import (
 )
 from qtrace.devices.e1000.model.e1000_rings import (
     accepts,
+    describe_rx,
+    oversized,
     describe_tx,
     run_rx,
     run_tx,
+    rx_free,
     tx_causes,
 )
 from qtrace.refemu.irq import IrqLine
-from qtrace.refemu.pci import COMMAND_INTX_DISABLE, BarDef, PciFunction, PciIdentity
+from qtrace.refemu.pci import (
+    COMMAND_INTX_DISABLE,
+    COMMAND_MASTER,
+    BarDef,
+    PciFunction,
+    PciIdentity,
+)
 from qtrace.refemu.provenance import Origin, Provenance
 from qtrace.refemu.regmap import Kind, Reg, RegisterMap, Unimplemented
 
@@ -104,6 +114,11 @@ _MDIC_OP_WRITE, _MDIC_OP_READ = 1, 2
 _STATUS_LU = bit("STATUS", "LU")
 _PHY_STATUS_LINK = 1 << 2
 _PHY_STATUS_AN_DONE = 1 << 5
+_MS_NS = 1_000_000
+RX_HOLD_MS = 1000
+"""Observed in QEMU 10.2.2 (qtest, issue 13): after any RCTL write the device takes no
+frame for 1000 ms of virtual time (a timer deadline in whole ms); frames that arrive
+meanwhile wait, and are delivered when the timer fires. The SDM has no such delay."""
 
 
 _ICR_OFFSET = MAC_REGISTERS.named("ICR").offset
@@ -206,6 +221,10 @@ class E1000:
             name, E1000_IDENTITY, [(BAR0, self.mmio), (BAR1, self.io)], config_unimpl
         )
         self.pci.config_listeners.append(self._config_written)
+        self._rx_queue: deque[bytes] = deque()
+        self._rx_unread: deque[bytes] = deque()
+        self._now_ns = 0
+        self._rx_hold_until_ns: int | None = None
         self.provenance: Provenance | None = None  # set by enable_provenance (--explain)
         self._eeprom_out: dict[int, int] = {}  # the EEPROM's DO, tracked while explaining
         self._eeprom_said = ""
@@ -285,17 +304,112 @@ class E1000:
     # -- host side: the wire and the link -----------------------------------------------------
 
     def receive(self, frame: bytes) -> bool:
-        """Deliver ``frame`` (no CRC) from the network; True if it reached the ring.
+        """The device takes ``frame`` (no CRC) from the wire now; True if it reached the ring.
 
-        Frames are refused while RCTL.EN is clear or when the address filters reject
-        them, and dropped (RXO, RNBC, MPC) when the ring lacks free descriptors.
+        Frames are refused while RCTL.EN is clear or when the address filters reject them,
+        and dropped (RXO, MPC) when the ring lacks free descriptors for all of the frame.
+        This is the device alone; :meth:`offer` is a frame from QEMU's network backend,
+        which waits while the device cannot take frames.
         """
         if not self.reg("RCTL") & RCTL_EN or not accepts(self, frame):
+            if self.provenance is not None:
+                self.provenance.note(f"frame of {len(frame)} bytes refused by the receive filter")
+            return False
+        if oversized(self.reg("RCTL"), len(frame)):
+            bump(self, "ROC")
+            if self.provenance is not None:
+                self.provenance.note(f"frame of {len(frame)} bytes too long without RCTL.LPE")
             return False
         with self._doing(lambda: f"a frame of {len(frame)} bytes from the wire"):
             outcome = run_rx(self, frame)
+            if self.provenance is not None:
+                for line in describe_rx(frame, outcome):
+                    self.provenance.note(line)
             self._raise_causes(outcome.causes)
         return outcome.stored
+
+    def offer(self, frame: bytes) -> None:
+        """A frame from QEMU's network backend (``-netdev``), which the device takes now or
+        which waits (observed in QEMU 10.2.2, qtest, issue 13; the SDM has a disabled
+        receiver or a full ring drop frames instead).
+
+        QEMU's network layer hands a frame over when the device says it can take one
+        (:meth:`can_receive`); otherwise the frame is *queued* and the backend reads no
+        more (later frames stay *unread* in its socket). The queue is handed over again at
+        the device's flush points (an RDT write that leaves a free descriptor, a COMMAND
+        write with bus mastering on, the end of the RCTL hold): each queued frame goes to
+        the device's receive as it stands, so a frame queued while the receiver was off is
+        then dropped, and one that finds too few descriptors is dropped with RXO and MPC;
+        one that meets the RCTL hold waits on. Once the queue is empty the backend reads
+        what waits in its socket, all of it, each frame taken or queued as above.
+        """
+        if self._rx_queue:
+            self._rx_unread.append(bytes(frame))
+        else:
+            self._rx_arrive(bytes(frame))
+
+    @property
+    def frames_waiting(self) -> tuple[int, int]:
+        """Frames queued for the device, and frames unread behind them (see :meth:`offer`)."""
+        return len(self._rx_queue), len(self._rx_unread)
+
+    def can_receive(self) -> bool:
+        """Whether the device takes a new frame now (observed in QEMU 10.2.2): the receiver
+        enabled, the link up, bus mastering on, a free descriptor, no RCTL hold."""
+        return bool(
+            self.reg("RCTL") & RCTL_EN
+            and self.reg("STATUS") & _STATUS_LU
+            and self.pci.config_read_raw(0x04, 2) & COMMAND_MASTER
+            and rx_free(self)
+            and self._rx_hold_until_ns is None
+        )
+
+    def _rx_arrive(self, frame: bytes) -> None:
+        """The backend read ``frame``: taken if the device can, else queued."""
+        if not self._rx_queue and self.can_receive():
+            self._rx_take(frame)
+        else:
+            self._rx_queue.append(frame)
+
+    def _rx_take(self, frame: bytes) -> bool:
+        """The device's receive as QEMU's network layer calls it; False: the frame waits."""
+        if not self.reg("RCTL") & RCTL_EN:
+            if self.provenance is not None:
+                self.provenance.note(f"queued frame of {len(frame)} bytes dropped: receiver off")
+            return True
+        if self._rx_hold_until_ns is not None:
+            return False
+        self.receive(frame)
+        return True
+
+    def _rx_flush(self) -> None:
+        """A flush point: the queue to the device, then what waits unread (see :meth:`offer`)."""
+        while self._rx_queue:
+            if not self._rx_take(self._rx_queue[0]):
+                return
+            self._rx_queue.popleft()
+        while self._rx_unread:
+            self._rx_arrive(self._rx_unread.popleft())
+
+    # -- virtual time (the RCTL hold is QEMU's only timer the model has) ----------------------
+
+    def advance(self, ns: int) -> None:
+        """Virtual time moved ``ns`` forward: an RCTL hold that came due ends."""
+        self._now_ns += ns
+        if self._rx_hold_until_ns is not None and self._now_ns >= self._rx_hold_until_ns:
+            self._end_rx_hold()
+
+    def settle(self, *, timers: bool = False) -> bool:
+        """With ``timers`` (a host without a clock): end an RCTL hold now."""
+        if timers and self._rx_hold_until_ns is not None:
+            self._end_rx_hold()
+            return True
+        return False
+
+    def _end_rx_hold(self) -> None:
+        self._rx_hold_until_ns = None
+        with self._doing(lambda: f"the RCTL hold ({RX_HOLD_MS} ms) is over"):
+            self._rx_flush()
 
     def set_link(self, up: bool) -> None:
         """Plug or unplug the cable: STATUS.LU, the PHY's link bits, and an LSC cause."""
@@ -420,6 +534,8 @@ class E1000:
     def _config_written(self, offset: int, size: int) -> None:
         if offset <= 0x05 and offset + size > 0x04:  # COMMAND: INTx disable gates the line
             self._update_irq()
+            if self.pci.config_read_raw(0x04, 2) & COMMAND_MASTER:
+                self._rx_flush()
 
     def _update_irq(self) -> None:
         intx_disabled = bool(self.pci.config_read_raw(0x04, 2) & COMMAND_INTX_DISABLE)
@@ -595,6 +711,21 @@ class E1000:
         self._store(MAC_REGISTERS.named("TCTL"), value)
         self._transmit()
 
+    def _write_rctl(self, value: int) -> None:
+        self.set_reg("RCTL", value)
+        self._wrote("RCTL", _MASK32)
+        # Observed in QEMU 10.2.2: every RCTL write holds receive for RX_HOLD_MS (a timer
+        # deadline in whole ms of virtual time).
+        self._rx_hold_until_ns = (self._now_ns // _MS_NS + RX_HOLD_MS) * _MS_NS
+        if self.provenance is not None:
+            self.provenance.note(f"receive held for {RX_HOLD_MS} ms (observed in QEMU 10.2.2)")
+
+    def _write_rdt(self, value: int) -> None:
+        self.set_reg("RDT", value & 0xFFFF)
+        self._wrote("RDT", _MASK32)
+        if rx_free(self):  # observed: an RDT write that leaves no free descriptor flushes not
+            self._rx_flush()
+
     def _write_tdt(self, value: int) -> None:
         self.set_reg("TDT", value & 0xFFFF)
         self._wrote("TDT", _MASK32)
@@ -618,4 +749,6 @@ _WRITE_HOOKS: dict[str, Callable[[E1000, int], None]] = {
     "IMC": E1000._write_imc,
     "TCTL": E1000._write_tctl,
     "TDT": E1000._write_tdt,
+    "RCTL": E1000._write_rctl,
+    "RDT": E1000._write_rdt,
 }

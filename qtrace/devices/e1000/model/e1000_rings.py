@@ -11,10 +11,15 @@ that ends with the ring empty sets TXQE. Extended (DEXT) descriptors are walked 
 data gathered, but the offloads they request (checksum insertion, TCP segmentation) are
 not modelled and are reported as such.
 
-Receive: a frame lands in the buffers of the descriptors at RDH (split over several when
-larger than the RCTL buffer size), each gets its length and DD (EOP on the last) written
-back, RDH advances, RXT0 is set, and RXDMT0 when the free descriptors fall to the
-RCTL.RDMTS threshold. With too few descriptors the frame is dropped (RXO, RNBC, MPC).
+Receive (SDM 3.2): a frame lands in the buffers of the descriptors at RDH, split over
+several when it is larger than the RCTL buffer size; each descriptor gets its length and
+status written back (DD; EOP on the last), RDH advances, RXT0 is set, and RXDMT0 when the
+free descriptors fall to the RCTL.RDMTS threshold. The lengths count the frame's 4-byte
+CRC unless RCTL.SECRC strips it; a frame without enough free descriptors for all of it is
+dropped (RXO, MPC). What QEMU 10.2.2 does differently from the SDM, and the model with it,
+is said where it happens (observed under qtest, issue 13): the CRC is counted in the
+lengths but its bytes are never written, short frames are not padded, and the last
+descriptor's status also has IXSM (checksum indication: ignore).
 """
 
 from __future__ import annotations
@@ -28,19 +33,23 @@ from qtrace.devices.e1000.model.e1000_stats import CounterHost, count_missed, co
 
 __all__ = [
     "RingHost",
+    "RxDescriptor",
     "RxOutcome",
     "TxDescriptor",
     "TxRun",
     "accepts",
+    "describe_rx",
     "describe_tx",
+    "oversized",
     "run_rx",
     "run_tx",
     "rx_buffer_size",
+    "rx_descriptors_needed",
+    "rx_free",
     "tx_causes",
 ]
 
 DESC_BYTES = 16
-MIN_FRAME_BYTES = 60  # without CRC; shorter frames are padded, as on the wire
 
 TX_CMD_EOP = 0x01
 TX_CMD_RS = 0x08
@@ -52,9 +61,16 @@ STA_DD = 0x01
 # Excess collisions, late collision, transmit underrun: error bits a write-back clears.
 STA_EC, STA_LC, STA_TU = 0x02, 0x04, 0x08
 RX_STA_EOP = 0x02
+RX_STA_IXSM = 0x04  # ignore checksum indication
+RCTL_SECRC = 1 << 26  # strip the Ethernet CRC
+CRC_BYTES = 4
 
 _TX_LEGACY = struct.Struct("<QHBBBBH")  # buffer, length, CSO, CMD, STA, CSS, special
-_RXDMT_SHIFT = {0: 1, 1: 2, 2: 3}  # RDMTS: 1/2, 1/4, 1/8 of the ring
+_RX_LEGACY = struct.Struct("<QHHBBH")  # buffer, length, checksum, status, errors, special
+_RX_STATUS = 12  # the status byte's offset in a receive descriptor
+# RDMTS: 1/2, 1/4, 1/8 of the ring (SDM 13.4.22); the reserved 11b is 1/16 in QEMU 10.2.2
+# (observed under qtest, issue 13).
+_RXDMT_SHIFT = {0: 1, 1: 2, 2: 3, 3: 4}
 
 
 class RingHost(CounterHost, Protocol):
@@ -96,12 +112,24 @@ class TxRun:
 
 
 @dataclass(frozen=True)
+class RxDescriptor:
+    """One receive descriptor a frame went into (what ``--explain`` tells of it)."""
+
+    index: int
+    addr: int
+    buffer: int
+    length: int
+    status: int
+
+
+@dataclass(frozen=True)
 class RxOutcome:
-    """Whether a received frame was stored, and the causes it raised."""
+    """Whether a received frame was stored, the causes it raised and where it went."""
 
     stored: bool
     causes: int
     reason: str = ""
+    descriptors: tuple[RxDescriptor, ...] = ()
 
 
 _BASE_ALIGN = 0xF  # descriptor rings are 16-byte aligned: the base's bits 3:0 are ignored
@@ -229,19 +257,23 @@ def _mta_hash(dst: bytes, mo: int) -> int:
 
 
 def accepts(host: CounterHost, frame: bytes) -> bool:
-    """Whether the receive filters (RCTL, RAL/RAH, MTA) accept ``frame``."""
+    """Whether the receive filters (RCTL, RAL/RAH, MTA) accept ``frame`` (SDM 3.2.1).
+
+    Broadcast is taken by RCTL.BAM, other multicast by MPE, unicast by UPE; then an exact
+    match with one of the 16 valid receive addresses takes it, and the MTA hash (RCTL.MO).
+    Observed in QEMU 10.2.2 (qtest, issue 13), where the SDM has the MTA for multicast
+    only: the hash takes any frame, unicast and broadcast too (MPE does not take
+    broadcast); a frame shorter than its destination address is filtered as if zeros
+    followed (then stored as it is).
+    """
     rctl = host.reg("RCTL")
-    dst = frame[:6]
-    if len(dst) < 6:
-        return False
-    if dst == b"\xff" * 6 and rctl & (1 << 15):  # BAM
-        return True
-    if dst[0] & 1:
-        if rctl & (1 << 4):  # MPE
-            return True
-        index = _mta_hash(dst, (rctl >> 12) & 0x3)
-        return bool(host.reg(f"MTA[{index >> 5}]") >> (index & 31) & 1)
-    if rctl & (1 << 3):  # UPE
+    dst = frame[:6].ljust(6, b"\0")
+    multicast = bool(dst[0] & 1)
+    if dst == b"\xff" * 6:
+        promiscuous = rctl & (1 << 15)  # BAM
+    else:
+        promiscuous = rctl & (1 << 4 if multicast else 1 << 3)  # MPE, UPE
+    if promiscuous:
         return True
     for i in range(16):
         rah = host.reg(f"RAH[{i}]")
@@ -249,31 +281,94 @@ def accepts(host: CounterHost, frame: bytes) -> bool:
             6, "little"
         ):
             return True
-    return False
+    index = _mta_hash(dst, (rctl >> 12) & 0x3)
+    return bool(host.reg(f"MTA[{index >> 5}]") >> (index & 31) & 1)
+
+
+RCTL_LPE = 1 << 5  # long packet enable
+RCTL_SBP = 1 << 2  # store bad packets
+MAX_FRAME_BYTES = 1522  # with the CRC, without LPE: an 802.1Q-tagged Ethernet frame
+MAX_LONG_FRAME_BYTES = 16384  # with LPE
+
+
+def oversized(rctl: int, frame_bytes: int) -> bool:
+    """Whether a frame of ``frame_bytes`` (no CRC) is too long to receive: longer, with its
+    CRC, than 1522 bytes, or 16384 with RCTL.LPE (SDM 13.4.22). Observed in QEMU 10.2.2:
+    RCTL.SBP stores such a frame anyway."""
+    limit = MAX_LONG_FRAME_BYTES if rctl & RCTL_LPE else MAX_FRAME_BYTES
+    return not rctl & RCTL_SBP and frame_bytes + CRC_BYTES > limit
+
+
+def rx_free(host: RingHost) -> int:
+    """Receive descriptors the hardware owns: from RDH up to, not including, RDT (SDM
+    3.2.6); none when RDH is beyond the ring or the ring has no descriptors."""
+    _base, count = _ring(host, "R")
+    head, tail = host.reg("RDH"), host.reg("RDT")
+    return (tail - head) % count if count and head < count else 0
+
+
+def rx_descriptors_needed(rctl: int, frame_bytes: int) -> int:
+    """How many buffers a frame of ``frame_bytes`` (no CRC) fills under ``rctl``: its CRC
+    counts unless SECRC strips it."""
+    total = frame_bytes + (0 if rctl & RCTL_SECRC else CRC_BYTES)
+    return -(-total // rx_buffer_size(rctl))
 
 
 def run_rx(host: RingHost, frame: bytes) -> RxOutcome:
-    """Store ``frame`` (no CRC) in the receive ring, or drop it for want of descriptors."""
-    frame = frame.ljust(MIN_FRAME_BYTES, b"\0")
-    base, count = _ring(host, "R")
-    head, tail = host.reg("RDH"), host.reg("RDT")
-    size = rx_buffer_size(host.reg("RCTL"))
-    chunks = [frame[i : i + size] for i in range(0, len(frame), size)]
-    free = (tail - head) % count if count and head < count else 0
-    if free < len(chunks):
+    """Store ``frame`` (no CRC) in the receive ring, or drop it for want of descriptors.
+
+    Per descriptor: the 16-byte descriptor is read, the buffer written, the descriptor
+    written back. Observed in QEMU 10.2.2 (qtest, issue 13), where the SDM has hardware
+    write the status afresh: the write-back keeps what the descriptor held (buffer address,
+    checksum, errors, and the status bits other than DD and EOP, so a reused descriptor
+    keeps an earlier IXSM), sets the length and clears the VLAN field, with DD clear; then
+    the status byte alone is written again with DD set.
+    """
+    rctl = host.reg("RCTL")
+    size = rx_buffer_size(rctl)
+    total = len(frame) + (0 if rctl & RCTL_SECRC else CRC_BYTES)
+    needed = -(-total // size)
+    if rx_free(host) < needed:
+        why = f"{needed} receive descriptors needed, {rx_free(host)} free"
         count_missed(host)
-        return RxOutcome(False, 1 << ICR_BITS["RXO"], "no free receive descriptors")
-    for i, chunk in enumerate(chunks):
+        return RxOutcome(False, 1 << ICR_BITS["RXO"], why)
+    base, count = _ring(host, "R")
+    head = host.reg("RDH")
+    done = 0
+    stored: list[RxDescriptor] = []
+    for _ in range(needed):
         addr = base + head * DESC_BYTES
-        buffer = int.from_bytes(host.dma_read(addr, 8), "little")
-        host.dma_write(buffer, chunk)
-        status = STA_DD | (RX_STA_EOP if i == len(chunks) - 1 else 0)
-        host.dma_write(addr + 8, struct.pack("<HHBBH", len(chunk), 0, status, 0, 0))
+        descriptor = host.dma_read(addr, DESC_BYTES)
+        buffer = int.from_bytes(descriptor[:8], "little")
+        length = min(size, total - done)
+        data = frame[done : done + length]  # observed: the CRC is counted, never written
+        if data:
+            host.dma_write(buffer, data)
+        done += length
+        _buffer, _length, csum, old, errors, _special = _RX_LEGACY.unpack(descriptor)
+        status = old & ~(STA_DD | RX_STA_EOP) | (RX_STA_EOP | RX_STA_IXSM if done >= total else 0)
+        host.dma_write(addr, _RX_LEGACY.pack(buffer, length, csum, status, errors, 0))
+        host.dma_write(addr + _RX_STATUS, bytes([status | STA_DD]))
+        stored.append(RxDescriptor(head, addr, buffer, length, status | STA_DD))
         head = (head + 1) % count
     host.set_reg("RDH", head)
     count_rx(host, frame)
     causes = 1 << ICR_BITS["RXT0"]
-    threshold = count >> _RXDMT_SHIFT.get((host.reg("RCTL") >> 8) & 0x3, 3)
-    if (tail - head) % count <= threshold:
+    threshold = count >> _RXDMT_SHIFT[(rctl >> 8) & 0x3]
+    if rx_free(host) <= threshold:
         causes |= 1 << ICR_BITS["RXDMT0"]
-    return RxOutcome(True, causes)
+    return RxOutcome(True, causes, descriptors=tuple(stored))
+
+
+def describe_rx(frame: bytes, outcome: RxOutcome) -> list[str]:
+    """What receiving a frame did, one line per descriptor (for ``--explain``)."""
+    if not outcome.stored:
+        return [f"frame of {len(frame)} bytes dropped: {outcome.reason} (RXO, MPC)"]
+    lines = []
+    for d in outcome.descriptors:
+        eop = ", end of packet" if d.status & RX_STA_EOP else ""
+        lines.append(
+            f"descriptor {d.index} at {d.addr:#x}: buffer {d.buffer:#x}, length {d.length}, "
+            f"status {d.status:#04x} (DD{eop})"
+        )
+    return lines
