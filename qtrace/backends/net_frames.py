@@ -3,11 +3,13 @@
 A NIC under capture gets ``-netdev stream,server=off,addr.type=unix`` whose peer is this
 process, so no frame goes anywhere near an IP network (captures run with ``--network
 none``; nothing here opens anything but the one unix socket). QEMU's stream netdev frames
-every packet with its length, 4 bytes big-endian, in both directions. On connect the stub
-sends ``--frames N`` numbered test frames to the NIC (for the probe guest's receive
-sequence), then answers what the guest sends: an ARP request gets a reply from a made-up
-host (so a Linux driver receives frames too); everything else is only logged. Each frame
-in either direction is one line of ``--log`` (JSON: direction, length, hex).
+every packet with its length, 4 bytes big-endian, in both directions. When the guest's
+first frame arrives the stub sends ``--frames N`` numbered test frames to the NIC (for the
+probe guest's receive part; not earlier, since QEMU 10.2.2 drops frames that wait while
+the receiver is off, and a guest that transmits has it on), and it answers what the guest
+sends: an ARP request gets a reply from a made-up host (so a Linux driver receives frames
+too); everything else is only logged. Each frame in either direction is one line of
+``--log`` (JSON: direction, length, hex).
 
 The test frames: frame ``i`` goes to the NIC's address (``--mac``) when ``i`` is even and to
 broadcast when odd, from the made-up host, ethertype 0x88B5 (IEEE local experimental), its
@@ -71,13 +73,14 @@ def arp_reply(frame: bytes) -> bytes | None:
 
 
 class NetFrames:
-    """The stub's service: test frames on connect, ARP replies, a log of every frame."""
+    """The service: test frames after the guest's first, ARP replies, a log of every frame."""
 
     def __init__(self, frames: int, nic_mac: bytes, log: TextIO | None) -> None:
         self.frames = frames
         self.nic_mac = nic_mac
         self.log = log
         self._pending: dict[int, bytearray] = {}
+        self._sent: set[int] = set()
 
     def _record(self, direction: str, frame: bytes) -> None:
         if self.log is not None:
@@ -91,9 +94,14 @@ class NetFrames:
 
     def connected(self, conn: socket.socket) -> None:
         self._pending[conn.fileno()] = bytearray()
+
+    def _send_numbered(self, conn: socket.socket) -> None:
+        if conn.fileno() in self._sent:
+            return
+        self._sent.add(conn.fileno())
         for index in range(self.frames):
             self._send(conn, numbered_frame(index, self.nic_mac))
-        logger.info("sent %d test frames", self.frames)
+        logger.info("the guest transmitted: sent %d test frames", self.frames)
 
     def readable(self, conn: socket.socket) -> None:
         try:
@@ -111,6 +119,7 @@ class NetFrames:
             frame = bytes(buffer[LENGTH.size : LENGTH.size + length])
             del buffer[: LENGTH.size + length]
             self._record("from-guest", frame)
+            self._send_numbered(conn)
             reply = arp_reply(frame)
             if reply is not None:
                 self._send(conn, reply)
@@ -118,6 +127,7 @@ class NetFrames:
 
     def disconnected(self, conn: socket.socket) -> None:
         self._pending.pop(conn.fileno(), None)
+        self._sent.discard(conn.fileno())
 
 
 def _mac(text: str) -> bytes:
@@ -130,7 +140,9 @@ def _mac(text: str) -> bytes:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="qtrace_backends.net_frames", description=__doc__)
     parser.add_argument("--socket", required=True, help="the unix socket to listen on")
-    parser.add_argument("--frames", type=int, default=0, help="test frames sent on connect")
+    parser.add_argument(
+        "--frames", type=int, default=0, help="test frames sent after the guest's first frame"
+    )
     parser.add_argument("--mac", type=_mac, default=_mac(DEFAULT_NIC_MAC), help="the NIC's MAC")
     parser.add_argument("--log", help="append every frame, as JSON lines, to this file")
     args = parser.parse_args(argv)

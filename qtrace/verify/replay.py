@@ -294,7 +294,7 @@ class _Replayer:
     def _host_input(self, events: list[Irq | Dma], host_input: object) -> None:
         """What the host delivered (a frame) goes to the model, compared like an access."""
         self.model_dma.clear()
-        self.result.host_inputs_replayed += 1
+        self.result.host_inputs_replayed += getattr(host_input, "count", 1)
         getattr(self.quirks, "deliver")(host_input)
         seq, name = events[0].seq, str(host_input)
         if self.result.dma_recorded:

@@ -28,9 +28,11 @@ from qtrace.refemu.provenance import Origin
 from qtrace.trace import Access, Dma, Irq, Trace
 from qtrace.verify.volatile import VolatileRule, rules_for
 
-__all__ = ["E1000ReplayQuirks", "ReceivedFrame", "TimerCauses", "received_frame"]
+__all__ = ["E1000ReplayQuirks", "ReceivedFrames", "TimerCauses", "received_frames"]
 
 _DESCRIPTOR_BYTES = 16
+_STATUS_OFFSET = 12  # of a receive descriptor's status byte
+_STA_EOP = 0x02
 _ICR_OFFSET = 0xC0  # interrupt cause read (8254x SDM 13.4.17)
 _ICS_OFFSET = 0xC8  # interrupt cause set (13.4.18)
 
@@ -90,44 +92,62 @@ class TimerCauses:
 
 
 @dataclass(frozen=True)
-class ReceivedFrame:
-    """A frame the host delivered, as QEMU wrote it into the receive buffers.
+class ReceivedFrames:
+    """The frames the host delivered in one go, as QEMU wrote them into the buffers.
 
-    ``data`` is complete only where the DMA records are: a record capped by the collector
-    (``truncated``) leaves the rest of its buffer as zeros, and the replay compares only
-    the recorded part.
+    ``frames`` are complete only where the DMA records are: a record capped by the
+    collector (``truncated``) leaves the rest of its buffer as zeros, and the replay
+    compares only the recorded part.
     """
 
     seq: int
-    data: bytes
+    frames: tuple[bytes, ...]
     truncated: bool = False
+
+    @property
+    def count(self) -> int:
+        """How many frames (the replay counts them)."""
+        return len(self.frames)
 
     def __str__(self) -> str:
         cut = ", recorded in part" if self.truncated else ""
-        return f"frame of {len(self.data)} bytes from the host{cut}"
+        if len(self.frames) == 1:
+            return f"frame of {len(self.frames[0])} bytes from the host{cut}"
+        total = sum(len(f) for f in self.frames)
+        return f"{len(self.frames)} frames ({total} bytes) from the host{cut}"
 
 
-def received_frame(events: list[Irq | Dma]) -> ReceivedFrame | None:
-    """The frame these asynchronous events are QEMU receiving, or ``None``.
+def received_frames(events: list[Irq | Dma]) -> ReceivedFrames | None:
+    """The frames these asynchronous events are QEMU receiving, or ``None``.
 
-    A receive reads each descriptor (16 bytes), writes the frame's part into its buffer
-    and writes the descriptor back (whole, then its status byte); the writes outside the
-    descriptors read are the buffers. Events without any buffer write are not a stored
-    frame.
+    Per descriptor QEMU reads it (16 bytes), writes the frame's part into its buffer,
+    writes the descriptor back and then its status byte (DD, and EOP on a frame's last
+    descriptor): the writes outside the descriptors read are the buffers, and an EOP
+    status ends a frame. Several frames come in one go when a flush delivers what QEMU
+    held back. Events without a buffer write are not a stored frame.
     """
     dma = [e for e in events if isinstance(e, Dma)]
     descriptors = {e.addr for e in dma if e.op == "read" and e.size == _DESCRIPTOR_BYTES}
-    if not descriptors:
+    frames: list[bytes] = []
+    current = bytearray()
+    truncated = False
+    first_seq: int | None = None
+    for e in dma:
+        if e.op != "write":
+            continue
+        inside = next((d for d in descriptors if d <= e.addr < d + _DESCRIPTOR_BYTES), None)
+        if inside is None:
+            current += bytes.fromhex(e.data).ljust(e.size, b"\0")
+            truncated = truncated or e.truncated
+            first_seq = e.seq if first_seq is None else first_seq
+        elif e.addr == inside + _STATUS_OFFSET and e.size == 1 and int(e.data, 16) & _STA_EOP:
+            frames.append(bytes(current))
+            current = bytearray()
+    if current:
+        frames.append(bytes(current))
+    if not frames or first_seq is None:
         return None
-    buffers = [
-        e for e in dma
-        if e.op == "write"
-        and not any(d <= e.addr < d + _DESCRIPTOR_BYTES for d in descriptors)
-    ]  # fmt: skip
-    if not buffers:
-        return None
-    data = b"".join(bytes.fromhex(e.data).ljust(e.size, b"\0") for e in buffers)
-    return ReceivedFrame(buffers[0].seq, data, any(e.truncated for e in buffers))
+    return ReceivedFrames(first_seq, tuple(frames), truncated)
 
 
 class E1000ReplayQuirks(TimerCauses):
@@ -148,10 +168,11 @@ class E1000ReplayQuirks(TimerCauses):
         self.replays_host_frames = host_frames and dma
         super().__init__(trace, model, host_frames and not self.replays_host_frames, volatile)
 
-    def host_input(self, events: list[Irq | Dma]) -> ReceivedFrame | None:
-        """See :func:`received_frame`; ``None`` when frames are not replayed."""
-        return received_frame(events) if self.replays_host_frames else None
+    def host_input(self, events: list[Irq | Dma]) -> ReceivedFrames | None:
+        """See :func:`received_frames`; ``None`` when frames are not replayed."""
+        return received_frames(events) if self.replays_host_frames else None
 
-    def deliver(self, frame: ReceivedFrame) -> None:
-        """The model takes the frame, as QEMU's device did then."""
-        self.nic.receive(frame.data)
+    def deliver(self, frames: ReceivedFrames) -> None:
+        """The model takes the frames, in order, as QEMU's device did then."""
+        for frame in frames.frames:
+            self.nic.receive(frame)

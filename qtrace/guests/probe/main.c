@@ -8,6 +8,7 @@
  *   mmcfg=0xADDR     use PCIe ECAM at ADDR instead of ports 0xCF8/0xCFC
  *   count=N          e1000: repeat the read loop N extra times (default 0)
  *   quiet=1          do not print ACC lines for that repeat loop (count only)
+ *   rx=N             e1000: receive N frames the network backend sends (default 0)
  * QEMU puts the kernel's file name first; words without '=' are ignored.
  */
 #include "probe.h"
@@ -24,6 +25,7 @@ struct options {
     enum seq seq;
     uint32_t count;
     int quiet;
+    uint32_t rx;
 };
 
 /* Does the n-char string a equal the C string b? */
@@ -119,6 +121,11 @@ static void parse_arg(const char *key, size_t klen, const char *val, size_t vlen
             fail("bad-count");
     } else if (streq_n(key, klen, "quiet")) {
         o->quiet = streq_n(val, vlen, "1");
+    } else if (streq_n(key, klen, "rx")) {
+        if (parse_num(val, vlen, 0, &num))
+            o->rx = num;
+        else
+            fail("bad-rx");
     } else {
         known = 0;
     }
@@ -153,7 +160,7 @@ void probe_main(uint32_t magic, uint32_t info);
 
 void probe_main(uint32_t magic, uint32_t info)
 {
-    struct options opts = {0, SEQ_NONE, 0, 0};
+    struct options opts = {0, SEQ_NONE, 0, 0, 0};
 
     serial_init();
     kprintf("\n# " PROTOCOL " start\n");
@@ -180,7 +187,7 @@ void probe_main(uint32_t magic, uint32_t info)
     if (opts.have_target && opts.seq != SEQ_NONE && (found || pci_target.bus != 0) &&
         pci_setup_target()) {
         if (opts.seq == SEQ_E1000) {
-            if (seq_e1000_main() && opts.count) {
+            if (seq_e1000_main(opts.rx) && opts.count) {
                 acc_quiet = opts.quiet;
                 seq_e1000_repeat(opts.count);
                 acc_quiet = 0;

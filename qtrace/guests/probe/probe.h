@@ -105,8 +105,9 @@ uint32_t bar_read32(int n, uint32_t off);
 void bar_write32(int n, uint32_t off, uint32_t value);
 
 /* ---- sequences ---- */
-/* Returns 0 when the device cannot run the sequence (reason already reported). */
-int seq_e1000_main(void);
+/* Returns 0 when the device cannot run the sequence (reason already reported).
+ * rx_frames: how many frames to receive from the network backend (0: none). */
+int seq_e1000_main(uint32_t rx_frames);
 /* count x (CTRL, STATUS, RAL0, RAH0) reads, for load tests. */
 void seq_e1000_repeat(uint32_t count);
 void seq_generic(void);

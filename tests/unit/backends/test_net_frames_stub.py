@@ -1,6 +1,6 @@
 """The network backend stub against a fake QEMU over a socketpair: the numbered test frames
-on connect, framed as QEMU's stream netdev frames them (4-byte big-endian length), an ARP
-request answered as RFC 826 has it, other frames only logged."""
+once the guest has transmitted, framed as QEMU's stream netdev frames them (4-byte
+big-endian length), an ARP request answered as RFC 826 has it, other frames only logged."""
 
 from __future__ import annotations
 
@@ -34,10 +34,17 @@ def _drain(conn: socket.socket) -> bytes:
     return data
 
 
-def test_connect_sends_the_numbered_frames_with_their_lengths() -> None:
+def test_the_guests_first_frame_brings_the_numbered_frames() -> None:
     log = io.StringIO()
     qemu, stub = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    NetFrames(18, NIC, log).connected(stub)
+    service = NetFrames(18, NIC, log)
+    service.connected(stub)
+    assert _drain(qemu) == b""  # nothing before the guest transmits (its receiver is on)
+    guest = numbered_frame(1, b"\xff" * 6)
+    qemu.sendall(struct.pack(">I", len(guest)) + guest)
+    service.readable(stub)
+    qemu.sendall(struct.pack(">I", len(guest)) + guest)
+    service.readable(stub)  # once only
     frames = _frames(_drain(qemu))
     assert [len(f) for f in frames] == [FRAME_BYTES[i % len(FRAME_BYTES)] for i in range(18)]
     assert frames[0][:6] == NIC and frames[1][:6] == b"\xff" * 6  # unicast, broadcast
@@ -45,7 +52,8 @@ def test_connect_sends_the_numbered_frames_with_their_lengths() -> None:
     assert frames[3][14:25] == b"qtrace rx 3"
     assert frames == [numbered_frame(i, NIC) for i in range(18)]
     lines = [json.loads(line) for line in log.getvalue().splitlines()]
-    assert lines[0] == {"dir": "to-guest", "bytes": 60, "data": frames[0].hex()}
+    assert lines[0]["dir"] == "from-guest"
+    assert lines[1] == {"dir": "to-guest", "bytes": 60, "data": frames[0].hex()}
 
 
 def _arp_request(sender_ip: bytes, target_ip: bytes) -> bytes:
@@ -67,7 +75,7 @@ def test_an_arp_request_is_answered_from_the_made_up_host() -> None:
 def test_frames_from_the_guest_are_logged_and_arp_answered_in_order() -> None:
     log = io.StringIO()
     qemu, stub = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    service = NetFrames(0, NIC, log)
+    service = NetFrames(0, NIC, log)  # no numbered frames
     service.connected(stub)
     request = _arp_request(bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1]))
     other = numbered_frame(5, NIC)

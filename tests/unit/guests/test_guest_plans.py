@@ -61,8 +61,8 @@ def test_linux_command_line() -> None:
     } <= set(append)
     assert f"isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize=0x04" in _values(argv, "-device")
     assert "-no-reboot" in argv, "a panic (panic=-1) must end QEMU, not loop"
-    assert "e1000,id=qtrace0,addr=05.0,romfile=" in _values(argv, "-device"), (
-        "no iPXE ROM: the kernel boots directly"
+    assert "e1000,id=qtrace0,addr=05.0,netdev=qtrace-net0,romfile=" in _values(argv, "-device"), (
+        "no iPXE ROM: the kernel boots directly (the netdev: the pack's unix-socket backend)"
     )
     assert "isa-debugcon" not in " ".join(argv)
 
@@ -100,7 +100,7 @@ def test_firmware_command_line() -> None:
     plan = firmware_plan(MOUNT_OUT)
     argv = _argv(plan, accel="kvm")
     assert "-kernel" not in argv and "-initrd" not in argv and "-append" not in argv
-    assert "e1000,id=qtrace0,addr=05.0" in _values(argv, "-device"), (
+    assert "e1000,id=qtrace0,addr=05.0,netdev=qtrace-net0" in _values(argv, "-device"), (
         "the device keeps its option ROM"
     )
     assert "isa-debug-exit" not in " ".join(argv)

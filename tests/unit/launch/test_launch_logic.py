@@ -19,21 +19,32 @@ from qtrace.docker_env import (
 )
 from qtrace.launch.exec_pipes import split_frames
 from qtrace.launch.mi import as_stop, is_result_for, replies_in, result_error
+from qtrace.devices import pack_or_default
+from qtrace.devices.start import device_start
 from qtrace.launch.qemu_argv import QemuConfig, qemu_argv
 
 
 def test_qemu_argv_has_the_safe_defaults() -> None:
     argv = qemu_argv(
         QemuConfig(
-            device="e1000", accel="kvm", kernel="/out/g.elf", append="target=00:05.0 seq=e1000"
+            device="e1000",
+            accel="kvm",
+            kernel="/out/g.elf",
+            append="target=00:05.0 seq=e1000",
+            start=device_start(pack_or_default("e1000"), (), "/out"),
         )
     )
     joined = " ".join(argv)
     assert "-nodefaults" in argv and "-no-reboot" in argv
     assert argv[argv.index("-display") + 1] == "none"
-    assert "e1000,id=qtrace0,addr=05.0,romfile=" in argv
+    assert "e1000,id=qtrace0,addr=05.0,netdev=qtrace-net0,romfile=" in argv
     assert "-cpu" not in argv, "never -cpu host/max: they abort under our nested KVM"
-    assert "-netdev" not in joined and "-nic" not in joined, "no network backend"
+    # No network backend that reaches an address: the e1000's is a unix-socket stream
+    # to qtrace's stub in the run directory.
+    assert "-nic" not in joined and joined.count("-netdev") == 1
+    assert argv[argv.index("-netdev") + 1] == (
+        "stream,id=qtrace-net0,server=off,addr.type=unix,addr.path=/out/qtrace-net.sock"
+    )  # fmt: skip
     assert argv[argv.index("-append") + 1] == "target=00:05.0 seq=e1000"
     assert "isa-debug-exit,iobase=0xf4,iosize=0x04" in argv
 
@@ -44,7 +55,7 @@ def test_qemu_argv_keeps_the_option_rom_when_asked() -> None:
             device="e1000", accel="tcg", machine="q35", rom=True, marker_port=None, exit_port=None
         )
     )
-    assert "e1000,id=qtrace0,addr=05.0" in argv and "-kernel" not in argv
+    assert "e1000,id=qtrace0,addr=05.0,netdev=qtrace-net0" in argv and "-kernel" not in argv
     assert not any("isa-debug" in a for a in argv)
     assert argv[argv.index("-machine") + 1] == "q35"
 
