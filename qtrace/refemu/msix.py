@@ -13,9 +13,10 @@ PCI devices; the table and PBA live in a BAR of the device's choice. The rules f
 * while MSI-X is enabled the function must not use INTx (6.8.2), so enabling it
   deasserts the pin.
 
-Accesses: the table and the PBA take dword accesses at dword offsets (the spec lets
-software use only those for the table; QEMU 10.2.2 behaviour for others is not modelled:
-they raise ``ValueError``).
+Accesses (6.8.2: software uses dword or, for the table, qword accesses), as QEMU 10.2.2
+takes them (observed): a dword at a dword offset; a qword as two dwords, low first; a 1- or
+2-byte access is refused (reads 0, writes dropped). Vector Control keeps all 32 bits
+written, though only bit 0 means anything (the others are reserved).
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ _ENABLE = 1 << 15
 _VECTOR_MASKED = 1 << 0
 
 
-def _dword_only(what: str, offset: int, size: int, limit: int) -> None:
-    if size != 4 or offset % 4 or offset < 0 or offset + 4 > limit:
+def _dwords(what: str, offset: int, size: int, limit: int) -> tuple[int, ...]:
+    """The dword offsets an access touches: none for a refused narrow one."""
+    if size not in (1, 2, 4, 8) or offset % size or offset < 0 or offset + size > limit:
         raise ValueError(f"MSI-X {what}: {size}-byte access at {offset:#x} is not modelled")
+    if size < 4:
+        return ()
+    return (offset, offset + 4) if size == 8 else (offset,)
 
 
 class _Table:
@@ -44,12 +49,14 @@ class _Table:
         self.msix = msix
 
     def read(self, offset: int, size: int) -> int:
-        _dword_only("table", offset, size, len(self.msix.table))
-        return int.from_bytes(self.msix.table[offset : offset + 4], "little")
+        value = 0
+        for index, at in enumerate(_dwords("table", offset, size, len(self.msix.table))):
+            value |= int.from_bytes(self.msix.table[at : at + 4], "little") << (32 * index)
+        return value
 
     def write(self, offset: int, size: int, value: int) -> None:
-        _dword_only("table", offset, size, len(self.msix.table))
-        self.msix.write_entry_dword(offset, value)
+        for index, at in enumerate(_dwords("table", offset, size, len(self.msix.table))):
+            self.msix.write_entry_dword(at, value >> (32 * index) & 0xFFFF_FFFF)
 
 
 class _Pba:
@@ -59,11 +66,13 @@ class _Pba:
         self.msix = msix
 
     def read(self, offset: int, size: int) -> int:
-        _dword_only("PBA", offset, size, self.msix.pba_bytes)
-        return (self.msix.pending >> (8 * offset)) & 0xFFFF_FFFF
+        value = 0
+        for index, at in enumerate(_dwords("PBA", offset, size, self.msix.pba_bytes)):
+            value |= (self.msix.pending >> (8 * at) & 0xFFFF_FFFF) << (32 * index)
+        return value
 
     def write(self, offset: int, size: int, value: int) -> None:
-        _dword_only("PBA", offset, size, self.msix.pba_bytes)  # read-only: ignored
+        _dwords("PBA", offset, size, self.msix.pba_bytes)  # read-only: ignored
 
 
 class Msix(EnabledByControl):
@@ -159,8 +168,6 @@ class Msix(EnabledByControl):
     def write_entry_dword(self, offset: int, value: int) -> None:
         """A guest write to the table; unmasking a vector sends what is pending."""
         vector, field = divmod(offset, ENTRY_BYTES)
-        if field == 12:
-            value &= _VECTOR_MASKED  # the other Vector Control bits are reserved
         self._put_entry(vector, field, value)
         if field == 12:
             self._deliver_pending()

@@ -164,6 +164,9 @@ class PciFunction:
     Attributes:
         blocked_read_fill: What a DMA read returns while bus mastering is off: 0xFF (a
             master abort, the PCI default) or what a device's emulator is seen to give.
+        dma_ignores_master: The device's DMA does not go through the function's bus-master
+            path, so COMMAND.MASTER does not gate it (QEMU's virtio devices without
+            VIRTIO_F_IOMMU_PLATFORM, observed); MSI messages still do.
         config_read_listeners: Told ``(offset, size)`` before a configuration read, so a
             device can put a computed value in place (a window onto a BAR).
         msi_listeners: Told ``(address, data)`` of every MSI/MSI-X message sent.
@@ -185,6 +188,7 @@ class PciFunction:
         self.capabilities = tuple(capabilities)
         self.device_specific_writable = device_specific_writable
         self.blocked_read_fill = 0xFF
+        self.dma_ignores_master = False
         self.config_read_listeners: list[Callable[[int, int], None]] = []
         self.msi_listeners: list[Callable[[int, int], None]] = []
         self.config = bytearray(CONFIG_SIZE_BYTES)
@@ -307,7 +311,7 @@ class PciFunction:
 
     def dma_read(self, addr: int, size_bytes: int) -> bytes:
         """Read guest memory as bus master; :attr:`blocked_read_fill` bytes when not allowed."""
-        if self._memory is None or not self.command & COMMAND_MASTER:
+        if self._memory is None or not (self.dma_ignores_master or self.command & COMMAND_MASTER):
             self.dma_blocked += 1
             logger.debug("%s: DMA read at %#x blocked (bus master disabled)", self.name, addr)
             return bytes((self.blocked_read_fill,)) * size_bytes
@@ -319,7 +323,7 @@ class PciFunction:
     def dma_write(self, addr: int, data: bytes, *, random: bool = False) -> None:
         """Write guest memory as bus master; dropped when not allowed. ``random``: the
         bytes are random (listeners hear :data:`DMA_RANDOM_WRITE`)."""
-        if self._memory is None or not self.command & COMMAND_MASTER:
+        if self._memory is None or not (self.dma_ignores_master or self.command & COMMAND_MASTER):
             self.dma_blocked += 1
             logger.debug("%s: DMA write at %#x dropped (bus master disabled)", self.name, addr)
             return

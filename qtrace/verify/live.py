@@ -264,6 +264,10 @@ def _run_step(qemu: Side, model: Side, step: Step) -> tuple[int | None, int | No
         read = sync_read(step)
         expected = model.sync(read, None)
         return qemu.sync(read, expected), expected
+    if step.op == "adopt":
+        adopted = apply(qemu, sync_read(step)) or 0
+        model.adopt(step, adopted)
+        return adopted, adopted
     got = apply(qemu, step)
     return got, apply(model, step)
 

@@ -16,7 +16,9 @@ the same virtual time. A *sync* step is a read that waits for QEMU: the model re
 and QEMU is read until it gives the same value or :data:`SYNC_TIMEOUT_S` passes; the last
 values are compared like any read. It stands for a driver polling a status register
 until the device's thread or bottom half is done. A sync step reads only registers or RAM
-whose reads have no side effects.
+whose reads have no side effects. An *adopt* step (setup only) reads QEMU and gives the
+value to the model (``adopt``): for state QEMU keeps over a machine reset that no guest
+access can set (a counter), so each run starts from where QEMU is.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ class Step:
     """One guest action.
 
     Attributes:
-        op: ``read``, ``write`` or ``sync`` (a read that waits for QEMU, see the module
-            docstring; ``ram`` sync steps read RAM).
+        op: ``read``, ``write``, ``sync`` (a read that waits for QEMU, see the module
+            docstring; ``ram`` sync steps read RAM) or ``adopt`` (setup: QEMU's value
+            read and handed to the model).
         space: ``mmio`` (offset in memory BAR ``bar``, default 0), ``io`` (offset in I/O
             BAR ``bar``, default 1), ``port`` (absolute port), ``config`` (the device's
             configuration offset, via 0xCF8/0xCFC), ``ram`` (plant ``data`` at physical
@@ -97,7 +100,7 @@ class Step:
         bar: The BAR an ``mmio`` or ``io`` step addresses (``None``: 0 and 1).
     """
 
-    op: Literal["read", "write", "sync"]
+    op: Literal["read", "write", "sync", "adopt"]
     space: Space
     offset: int
     size: int = 4
@@ -132,7 +135,7 @@ class Step:
             return f"frame of {len(self.data)} bytes to {self.data[:6].hex(':')} from the wire"
         space = self.space if self.bar is None else f"{self.space}{self.bar}"
         where = f"{space} {self.offset:#06x} ({self.register(names)})"
-        if self.op in ("read", "sync"):
+        if self.op in ("read", "sync", "adopt"):
             return f"{self.op}{self.size} {where}"
         return f"write{self.size} {where} = {self.value:#x}"
 
@@ -199,6 +202,10 @@ class Side(Protocol):
     def sync(self, read: Step, model_value: int | None) -> int:
         """A sync step's read: the model side settles and reads once; QEMU reads until it
         gives ``model_value`` or the time is up. Returns the value read last."""
+        ...
+
+    def adopt(self, step: Step, value: int) -> None:
+        """An adopt step: the model takes ``value`` (QEMU's) for what ``step`` reads."""
         ...
 
     def deliver(self, frame: bytes) -> None:
@@ -277,6 +284,12 @@ class ModelSide:
             self.nic.settle()
         return apply(self, read) or 0
 
+    def adopt(self, step: Step, value: int) -> None:
+        adopt = getattr(self.nic, "adopt", None)
+        if adopt is None:
+            raise ValueError(f"{type(self.nic).__name__} adopts nothing ({step})")
+        adopt(step.bar, step.offset, step.size, value)
+
 
 class QemuSide:
     """QEMU through qtest: the device at ``slot``, its line the intercepted input ``gsi``.
@@ -351,6 +364,9 @@ class QemuSide:
             if time.monotonic() > deadline:
                 return value
             time.sleep(SYNC_GRACE_S / 4)
+
+    def adopt(self, step: Step, value: int) -> None:
+        return None  # QEMU is what the model adopts
 
 
 def sync_read(step: Step) -> Step:

@@ -137,8 +137,8 @@ def test_a_masked_msix_vector_is_pending_until_unmasked() -> None:
     assert msix.notify(1) and msix.pba_region.read(0, 4) == 0b10
     assert machine.memory.read_int(0x0030_0000, 4) == 0
     msix.pba_region.write(0, 4, 0)  # read-only
-    table.write(28, 4, 0xFFFF_FFFE)  # unmask; the reserved bits read 0
-    assert table.read(28, 4) == 0 and msix.pba_region.read(0, 4) == 0
+    table.write(28, 4, 0xFFFF_FFFE)  # unmask; the reserved bits are kept (observed)
+    assert table.read(28, 4) == 0xFFFF_FFFE and msix.pba_region.read(0, 4) == 0
     assert machine.memory.read_int(0x0030_0000, 4) == 0x55
 
 
@@ -153,7 +153,12 @@ def test_the_function_mask_holds_every_vector_back() -> None:
     assert msix.pending == 0 and machine.memory.read_int(0x0030_0000, 4) == 0x66
 
 
-def test_msix_table_takes_dword_accesses_only() -> None:
+def test_msix_table_accesses_dwords_qwords_as_two_and_refuses_narrow_ones() -> None:
     _, _, msix = _msix()
+    table = msix.table_region
+    table.write(8, 8, 0x0000_0001_0000_5678)  # data, then Vector Control
+    assert (table.read(8, 4), table.read(12, 4), table.read(8, 8)) == (0x5678, 1, 0x1_0000_5678)
+    table.write(8, 2, 0xFFFF)
+    assert table.read(8, 4) == 0x5678 and table.read(12, 1) == 0
     with pytest.raises(ValueError, match="not modelled"):
-        msix.table_region.read(2, 2)
+        table.read(2, 4)
