@@ -146,6 +146,9 @@ def describe_comparisons(device: VerifyDevice) -> dict[str, Any]:
     replay.append("DMA and the interrupt line (INTx, MSI) where the capture recorded them")
     if support.volatile:
         replay.append(f"{len(support.volatile)} volatile rules for time- or host-set bits")
+    if support.replay_quirks is not None:
+        replay.append("what the trace does not record, as the device's replay quirks say "
+                      "(for a NIC: the frames the host delivered, from their DMA)")  # fmt: skip
     if timed:
         replay.append("work QEMU does off the vCPU (threads, timers, bottom halves) when the "
                       "trace shows it done")  # fmt: skip
@@ -165,6 +168,12 @@ def describe_comparisons(device: VerifyDevice) -> dict[str, Any]:
         if support.sequence_watch:
             total = sum(length for _, length in support.sequence_watch)
             live.append(f"{total} bytes of guest RAM the device writes (DMA, MSI messages)")
+        live.append("after each step the RAM the model wrote by DMA; all planted RAM at the end")
+        if device.qtest.netdev:
+            live.append(
+                "frames from a network backend that is the test (a unix-socket stream): "
+                "what QEMU takes or holds back, and the frames it sends"
+            )
         if timed:
             live.append("virtual-clock steps and sync steps for its asynchronous work")
     return {
