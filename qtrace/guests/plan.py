@@ -31,7 +31,11 @@ class GuestPlan:
             ``None`` when it reports success, else why not (the probe's ``DONE`` line, the
             linux guest's ``done`` line and its evidence); ``None`` for a guest that has none.
             It may raise ``QtraceError`` or ``OSError`` for a log it cannot read.
-        quiet_ports: ``(base, count)`` port ranges whose exits are counted, not recorded.
+        quiet_ports: ``(base, count)`` port ranges whose exits are counted, not recorded
+            (in ``kernel.jsonl`` too: their ``kvm_pio`` events and the exits they caused).
+        quiet_gsis: interrupt lines whose ``kvm_set_irq`` events ``kernel.jsonl`` counts
+            instead of keeping: COM1's ISA IRQ 4, which QEMU's serial model lowers on nearly
+            every register access (23,000 events in one KVM probe capture).
         rom: keep the device's option ROM (the firmware guest needs iPXE).
         extra_qemu_args: anything else the guest needs on QEMU's command line.
         record_async: record the device's work off the register path (``async`` records).
@@ -52,6 +56,7 @@ class GuestPlan:
     ok_exit_statuses: tuple[int, ...] = (1,)
     serial_verdict: Callable[[Path], str | None] | None = None
     quiet_ports: tuple[tuple[int, int], ...] = ((0x3F8, 8),)
+    quiet_gsis: tuple[int, ...] = (4,)
     rom: bool = False
     extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
     record_async: bool = True

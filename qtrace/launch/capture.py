@@ -417,7 +417,14 @@ class _CaptureRun:
             resources.callback(self._write_snippets, container)
             resources.callback(self._close_trace)
             # After gdb (QEMU gone): the kvm: events, the instance removed, kernel.jsonl.
-            self.kernel = resources.enter_context(KernelEvents(self.out_dir, spec.run_id))
+            self.kernel = resources.enter_context(
+                KernelEvents(
+                    self.out_dir,
+                    spec.run_id,
+                    quiet_ports=self.plan.quiet_ports,
+                    quiet_gsis=self.plan.quiet_gsis,
+                )
+            )
             try:
                 self._start_device(container)
                 self.backends = resources.enter_context(self._backend_processes(container))

@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from qtrace.launch.kernel_quiet import quiet_events
 from qtrace.trace.kernel import (
     KERNEL_FILE,
     KernelEnd,
@@ -245,9 +246,19 @@ class KernelEvents:
     ``kernel.jsonl``. Nothing is done for a capture that never attached (TCG).
     """
 
-    def __init__(self, out_dir: Path, run_id: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        run_id: str,
+        env: dict[str, str] | None = None,
+        quiet_ports: tuple[tuple[int, int], ...] = (),
+        quiet_gsis: tuple[int, ...] = (),
+    ) -> None:
         self.out_dir = out_dir
         self.run_id = run_id
+        # The serial console's ports and interrupt lines: their events are counted, not kept.
+        self.quiet_ports = quiet_ports
+        self.quiet_gsis = quiet_gsis
         self.env = dict(os.environ) if env is None else env
         self.state = KernelState.IDLE
         self.header: KernelHeader | None = None
@@ -500,6 +511,7 @@ class KernelEvents:
         if foreign:
             logger.warning("%d kernel events of other threads dropped", foreign)
             before["(other threads)"] = foreign
+        kept, quiet = quiet_events(kept, self.quiet_ports, self.quiet_gsis)
         writer = KernelLogWriter.create(self.out_dir / KERNEL_FILE)
         try:
             writer.header(self.header)
@@ -511,6 +523,9 @@ class KernelEvents:
                     before_arming=dict(before),
                     unparsed_lines=unparsed,
                     stopped_monotonic_s=stopped,
+                    quiet=quiet,
+                    quiet_ports=self.quiet_ports,
+                    quiet_gsis=self.quiet_gsis,
                 )
             )
         finally:

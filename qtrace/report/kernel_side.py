@@ -126,6 +126,9 @@ class KernelSide:
     kvm_modules: tuple[str, ...] = ()
     events: int = 0
     lost: int = 0
+    quiet: int = 0
+    quiet_ports: tuple[tuple[int, int], ...] = ()
+    quiet_gsis: tuple[int, ...] = ()
     coverage: tuple[ExitCoverage, ...] = ()
     read: KernelRead | None = None
     port_read: KernelRead | None = None
@@ -304,6 +307,9 @@ def kernel_side(trace: Trace, log: KernelLog | None, join: KernelJoin | None) ->
         kvm_modules=log.header.kvm_modules,
         events=len(log.events),
         lost=log.end.lost if log.end is not None else 0,
+        quiet=log.end.quiet_total if log.end is not None else 0,
+        quiet_ports=log.end.quiet_ports if log.end is not None else (),
+        quiet_gsis=log.end.quiet_gsis if log.end is not None else (),
         coverage=tuple(ExitCoverage(r, *join.coverage(r)) for r in reasons),
         read=_read(trace, join, texts, "KVM_EXIT_MMIO"),
         port_read=_read(trace, join, texts, "KVM_EXIT_IO"),

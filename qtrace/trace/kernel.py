@@ -12,7 +12,8 @@ JSON object per line (TRACE_FORMAT.md, "Kernel events"):
   ``comm`` (the thread's name: ``CPU 0/KVM`` for vCPU 0), ``event`` and the ``fields``
   decoded from the kernel's own text, which is kept in ``text``;
 - the last line, ``{"type": "kernel_end", ...}``: counts, events the kernel lost, and the
-  events left out because they came before the collectors were armed (by name).
+  events left out because they came before the collectors were armed or belong to the
+  quiet serial console (by name).
 
 This module parses tracefs' text lines and reads and writes the file; pure, no I/O but the
 file. The join with the trace is :mod:`qtrace.trace.kernel_join`.
@@ -224,14 +225,24 @@ class KernelHeader:
 @dataclass(frozen=True)
 class KernelEnd:
     """The last line: ``events`` written, ``lost`` (the kernel's ring overflowed), the events
-    before arming left out (``before_arming``, by event name) and lines not understood."""
+    before arming left out (``before_arming``, by event name), lines not understood, and the
+    events of the quiet devices left out (``quiet``, by event name: those of the ports
+    ``quiet_ports`` and the interrupt lines ``quiet_gsis``, the serial console's;
+    :mod:`qtrace.launch.kernel_quiet`)."""
 
     events: int = 0
     lost: int = 0
     before_arming: dict[str, int] = field(default_factory=dict)
     unparsed_lines: int = 0
     stopped_monotonic_s: float | None = None
+    quiet: dict[str, int] = field(default_factory=dict)
+    quiet_ports: tuple[tuple[int, int], ...] = ()
+    quiet_gsis: tuple[int, ...] = ()
     type: Literal["kernel_end"] = "kernel_end"
+
+    @property
+    def quiet_total(self) -> int:
+        return sum(self.quiet.values())
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -243,6 +254,10 @@ class KernelEnd:
         }
         if self.stopped_monotonic_s is not None:
             out["stopped_monotonic_s"] = self.stopped_monotonic_s
+        if self.quiet or self.quiet_ports or self.quiet_gsis:
+            out["quiet"] = self.quiet
+            out["quiet_ports"] = [list(p) for p in self.quiet_ports]
+            out["quiet_gsis"] = list(self.quiet_gsis)
         return out
 
 
@@ -300,6 +315,9 @@ def _end(obj: dict[str, Any]) -> KernelEnd:
         before_arming={str(k): int(v) for k, v in (obj.get("before_arming") or {}).items()},
         unparsed_lines=int(obj.get("unparsed_lines", 0)),
         stopped_monotonic_s=obj.get("stopped_monotonic_s"),
+        quiet={str(k): int(v) for k, v in (obj.get("quiet") or {}).items()},
+        quiet_ports=tuple((int(p[0]), int(p[1])) for p in obj.get("quiet_ports") or ()),
+        quiet_gsis=tuple(int(g) for g in obj.get("quiet_gsis") or ()),
     )
 
 

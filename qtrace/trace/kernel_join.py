@@ -450,9 +450,16 @@ def _coalesced(trace: Trace, space: str, addr: int, size: int) -> bool:
     return False
 
 
-def _ioeventfd(fds: list[IoEventFd], space: str, addr: int, size: int) -> bool:
+def _ioeventfd(
+    fds: list[IoEventFd], space: str, addr: int, size: int, at_t: float | None = None
+) -> bool:
+    """Does an ioeventfd in effect at trace time ``at_t`` (``None``: at the trace's end) take
+    that write? QEMU removes its ioeventfds when the VM stops, so the end alone says nothing
+    about a write made while they were in effect."""
     live: list[IoEventFd] = []
     for fd in fds:
+        if at_t is not None and fd.t is not None and fd.t > at_t:
+            break
         if fd.op == "add":
             live.append(fd)
         else:
@@ -482,7 +489,13 @@ def _kernel_only(
         if (
             name is None
             and access.is_write
-            and _ioeventfd(fds, access.space, access.addr, access.size)
+            and _ioeventfd(
+                fds,
+                access.space,
+                access.addr,
+                access.size,
+                access.ts - origin if origin is not None else None,
+            )
         ):
             name = "ioeventfd"
         seq = None

@@ -199,3 +199,40 @@ def test_the_kvm_vendor_modules_are_read_from_sys_module(tmp_path: Path) -> None
         (tmp_path / name).mkdir()
     assert kvm_modules(tmp_path) == ["kvm_pvm"]
     assert kvm_modules(tmp_path / "absent") == []
+
+
+QUIET_PIPE = """\
+CPU 0/KVM-12 [000] ..... 101.000000: kvm_pio: pio_write at 0x3f8 size 1 count 1 val 0x41 
+CPU 0/KVM-12 [000] ..... 101.000001: kvm_userspace_exit: reason KVM_EXIT_IO (2)
+CPU 0/KVM-12 [000] ..... 101.000002: kvm_set_irq: gsi 4 level 0 source 0
+CPU 0/KVM-12 [000] ..... 101.000003: kvm_userspace_exit: reason KVM_EXIT_IO (2)
+CPU 0/KVM-12 [000] ..... 101.000004: kvm_pio: pio_read at 0x3fd size 1 count 1 val 0x60 
+CPU 0/KVM-12 [000] ..... 101.000005: kvm_pio: pio_write at 0xcf8 size 4 count 1 val 0x80000000 
+CPU 0/KVM-12 [000] ..... 101.000006: kvm_userspace_exit: reason KVM_EXIT_IO (2)
+CPU 0/KVM-12 [000] ..... 101.000007: kvm_set_irq: gsi 11 level 1 source 0
+"""
+
+
+class QuietPipeEvents(FakeTracefsEvents):
+    def _make_instance(self, path: Path) -> None:
+        super()._make_instance(path)
+        (path / "trace_pipe").write_text(QUIET_PIPE)
+
+
+def test_the_serial_consoles_events_are_counted_not_kept(tracefs: Path, tmp_path: Path) -> None:
+    """A write and a read on COM1 (each with its exit) and COM1's interrupt line are left out
+    and counted; the config-port write, its exit and another line's interrupt stay."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _trace_with_arming(run, 100.0)
+    env = {"QTRACE_TRACEFS": str(tracefs)}
+    with QuietPipeEvents(run, "q", env=env, quiet_ports=((0x3F8, 8),), quiet_gsis=(4,)) as ev:
+        ev.attach("c0ffee")
+    log = read_kernel_log(run)
+    assert log is not None and log.end is not None
+    assert [(e.ts, e.event) for e in log.events] == [
+        (101.000005, "kvm_pio"), (101.000006, "kvm_userspace_exit"), (101.000007, "kvm_set_irq")
+    ]  # fmt: skip
+    assert log.end.quiet == {"kvm_pio": 2, "kvm_set_irq": 1, "kvm_userspace_exit": 2}
+    assert log.end.quiet_ports == ((0x3F8, 8),) and log.end.quiet_gsis == (4,)
+    assert log.end.events == 3

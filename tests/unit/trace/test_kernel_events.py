@@ -26,7 +26,7 @@ from qtrace.trace.kernel import (
 )
 from qtrace.trace.kernel_join import join_kernel, kernel_exits
 from qtrace.trace.kinds import CaptureStatus
-from qtrace.trace.layout import FlatRange, FlatView, KvmVcpu, Memslot, memslot_table
+from qtrace.trace.layout import FlatRange, FlatView, IoEventFd, KvmVcpu, Memslot, memslot_table
 from qtrace.trace.schema import CoalescingZone
 
 BAR0 = 0xFEBE0000
@@ -154,6 +154,27 @@ def test_kernel_only_accesses_say_what_answered_and_link_the_replayed_write() ->
         (0x40, "pit", None), (BAR0 + 0x14, "coalesced-mmio", 8), (0xFEE000F0, "lapic", None)
     ]  # fmt: skip
     assert join.handled_by() == {"pit": 1, "coalesced-mmio": 1, "lapic": 1}
+
+
+def test_a_write_into_an_ioeventfd_is_one_while_it_was_in_effect() -> None:
+    """QEMU removes its ioeventfds when the VM stops: a write made while one was in effect is
+    KVM's (the eventfd), although none is left at the trace's end."""
+    notify = 0xFEBFB000
+    kick = (
+        "CPU 0/KVM-1859 [000] ..... 7776.100000: kvm_mmio: mmio write len 2 gpa 0xfebfb000 val 0x0"
+    )
+    log = _events()
+    event = parse_line(kick)
+    assert event is not None
+    log.events.append(event)
+    log.events.sort(key=lambda e: e.ts)
+    trace = _trace()
+    trace.layout += [
+        IoEventFd(20, "add", "mmio", notify, 0, t=7776.0 - ORIGIN),
+        IoEventFd(21, "del", "mmio", notify, 0, t=7776.3 - ORIGIN),
+    ]
+    handled = {k.access.addr: k.handled_by for k in join_kernel(trace, log).kernel_only}
+    assert handled[notify] == "ioeventfd"
 
 
 def test_a_write_outside_every_zone_is_not_called_coalesced() -> None:
