@@ -156,7 +156,7 @@ def verify(
         )
     if result.event_mismatches:
         event = result.event_mismatches[0]
-        what = "interrupt line" if event.kind == "irq" else "DMA"
+        what = {"irq": "interrupt line", "msi": "MSI messages"}.get(event.kind, "DMA")
         raise VerifyMismatch(
             f"{len(result.event_mismatches)} access(es) where QEMU's DMA or interrupt line "
             f"differs from the model's; first: {what} after the {event.register} access "
@@ -349,6 +349,10 @@ def render_result(result: VerifyResult) -> None:
         )
     if result.host_inputs_replayed:
         rows += (("frames from the host replayed into the model", result.host_inputs_replayed),)
+    if result.async_work_replayed:
+        rows += (("work off the vCPU replayed (thread, timer, bh)", result.async_work_replayed),)
+    if result.msi_compared:
+        rows += (("MSI / MSI-X messages compared", result.msi_compared),)
     rows += (("DMA / interrupt mismatches", len(result.event_mismatches)),)
     for label, count in rows:
         style = "bold red" if "mismatches" in label and count else None
@@ -394,7 +398,7 @@ def _event_mismatch_table(mismatches: list[EventMismatch]) -> Table:
     for col in ("seq", "access to", "what", "QEMU", "model"):
         table.add_column(col, overflow="fold")
     for m in mismatches[:_MAX_ROWS]:
-        what = "interrupt line" if m.kind == "irq" else "DMA transfers"
+        what = {"irq": "interrupt line", "msi": "MSI messages"}.get(m.kind, "DMA transfers")
         table.add_row(str(m.seq), m.register, what, m.expected, m.actual)
     if len(mismatches) > _MAX_ROWS:
         table.caption = f"first {_MAX_ROWS} of {len(mismatches)}; --json lists all"

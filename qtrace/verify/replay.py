@@ -32,6 +32,22 @@ Rules of the replay:
   the trace writes a byte (e.g. BAR sizing), reads of it are compared strictly. With
   ``from_reset=True`` nothing is adopted and the model starts at power-on state.
 * Registers the model does not implement are counted and listed, never compared.
+* Several BARs: a model with structures in several BARs (``bar_read``/``bar_write``, e.g.
+  virtio-pci) gets each access at its BAR and offset, from the header's regions
+  (:class:`~qtrace.verify.device_work.BarRoutes`); such a model may also be built from the
+  header (``from_trace_header``: the layout its regions show).
+* Work off the vCPU (:class:`~qtrace.refemu.AsyncDevice`): events no access caused may be
+  the device's own thread, timer or bottom half finishing what an access started. The
+  model does its pending work there (``settle``, timers included), after the guest's
+  ioeventfd writes that QEMU's event loop handled meanwhile
+  (:class:`~qtrace.verify.device_work.Notifiers`), and its DMA, messages and line are
+  compared with those events. A read that differs while the model still has work pending
+  is compared again once it is done (QEMU had finished it before the read).
+* Messages: MSI and MSI-X messages the device sent (``irq`` records on an ``MSI`` line)
+  are compared by address and data with the model's, in order.
+* A model may say its DMA reads are not compared (``compare_dma_reads = False``: how often
+  a device reads a ring is not specified), and writes of random bytes (an entropy device's)
+  are compared by address and length only.
 """
 
 from __future__ import annotations
@@ -43,10 +59,17 @@ from pathlib import Path
 from typing import Protocol
 
 from qtrace.errors import UsageError
-from qtrace.refemu import CONFIG_HEADER, PciDevice, RefMachine, Unimplemented
-from qtrace.refemu.pci import COMMAND_IO, COMMAND_MASTER, COMMAND_MEMORY, config_register_name
+from qtrace.refemu import CONFIG_HEADER, AsyncDevice, PciDevice, RefMachine, Unimplemented
+from qtrace.refemu.pci import (
+    COMMAND_IO,
+    COMMAND_MASTER,
+    COMMAND_MEMORY,
+    DMA_RANDOM_WRITE,
+    config_register_name,
+)
 from qtrace.refemu.regmap import Field, decode_bits
 from qtrace.trace import Access, Dma, Irq, Trace, read_trace
+from qtrace.verify.device_work import BarModel, BarRoutes, Notifiers
 from qtrace.verify.events import attribute
 from qtrace.verify.result import (
     EventMismatch,
@@ -179,10 +202,25 @@ class _Replayer:
         self.volatile = device.support.volatile
         self.machine = RefMachine()
         properties = trace.header.device_properties
+        name = f"00:{_REPLAY_SLOT:02x}.0"
+        from_header = getattr(device.model, "from_trace_header", None)
         self.nic: PciDevice = self.machine.plug(
             _REPLAY_SLOT,
-            device.model.from_properties(properties, f"00:{_REPLAY_SLOT:02x}.0"),
+            from_header(trace.header, name)
+            if from_header is not None
+            else device.model.from_properties(properties, name),
         )
+        self.routes = BarRoutes(trace.header)
+        self._located: dict[tuple[str, int, str | None], tuple[int, int] | None] = {}
+        self.by_bar = self.nic if isinstance(self.nic, BarModel) else None
+        self.timed = self.nic if isinstance(self.nic, AsyncDevice) else None
+        self.notifiers = Notifiers(trace)
+        self.compare_dma_reads = bool(getattr(self.nic, "compare_dma_reads", True))
+        self.model_msi: list[tuple[int, int]] = []
+        self.nic.pci.msi_listeners.append(
+            lambda address, data: self.model_msi.append((address, data))
+        )
+        self._after_seq = 0  # the last access replayed (where asynchronous work is placed)
         if not from_reset:
             self.nic.pci.config_write(0x04, 2, COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER)
         self.host_frames = _has_network_backend(properties)
@@ -239,6 +277,8 @@ class _Replayer:
         self._intx_events = intx
         for step in steps:
             self._preload(step.events)
+            if step.access is not None:
+                self._after_seq = step.access.seq
             if step.access is None:
                 if self.observer is not None:
                     self.observer.begin_events(step.events)
@@ -251,12 +291,14 @@ class _Replayer:
                     self.observer.end_events(step.events, host_input is not None)
                 continue
             self.model_dma.clear()
+            self.model_msi.clear()
             if self.observer is not None:
                 self.observer.begin(step.access)
             self._replay(step.access)
             target = self._target(step.access)
             if self.result.dma_recorded:
                 self._compare_dma(step.access.seq, target.name, step.events)
+            self._compare_msi(step.access.seq, target.name, step.events)
             if self.result.irq_recorded:
                 self._compare_irq(step.access.seq, target.name, step.events, step.access)
             if self.observer is not None:
@@ -281,6 +323,8 @@ class _Replayer:
 
     def _asynchronous(self, events: list[Irq | Dma]) -> None:
         """Events no access caused: QEMU's timers, the host backend."""
+        if self._device_work(events):
+            return
         for event in events:
             if isinstance(event, Irq):
                 if event.line == _INTX:
@@ -290,6 +334,53 @@ class _Replayer:
                 self.result.dma_async += 1
         if self.qemu_level != int(self.nic.irq_level):
             self.irq_apart = True
+
+    def _device_work(self, events: list[Irq | Dma]) -> bool:
+        """The model's own asynchronous work, where QEMU's shows in the trace (see the
+        module docstring); False when the model had none to do here."""
+        if self.timed is None or not events:
+            return False
+        self.model_dma.clear()
+        self.model_msi.clear()
+        notified = self.notifiers.between(self._after_seq, events[-1].seq)
+        for write in notified:
+            self._write(write)
+        if not self.timed.settle(timers=True) and not notified:
+            return False
+        self.result.async_work_replayed += 1
+        seq, name = events[0].seq, "work off the vCPU"
+        if self.result.dma_recorded:
+            self._compare_dma(seq, name, events)
+        self._compare_msi(seq, name, events)
+        if self.result.irq_recorded:
+            self._compare_irq(seq, name, events, None)
+        return True
+
+    def _compare_msi(self, seq: int, name: str, events: list[Irq | Dma]) -> None:
+        """The MSI/MSI-X messages sent, in order (a masked MSI-X vector sends none)."""
+        if not events and not self.model_msi:
+            return
+        qemu = [
+            (e.address, e.data)
+            for e in events
+            if isinstance(e, Irq) and e.line.startswith("MSI") and not e.masked
+        ]
+        if not qemu and not self.model_msi:
+            return
+        self.result.msi_compared += len(qemu)
+        if qemu != self.model_msi:
+
+            def show(messages: list[tuple[int | None, int | None]]) -> str:
+                return (
+                    "; ".join(
+                        f"{a:#x} <- {d:#x}" for a, d in messages if a is not None and d is not None
+                    )
+                    or "none"
+                )
+
+            self.result.event_mismatches.append(
+                EventMismatch(seq, "msi", name, show(list(qemu)), show(list(self.model_msi)))
+            )
 
     def _host_input(self, events: list[Irq | Dma], host_input: object) -> None:
         """What the host delivered (a frame) goes to the model, compared like an access."""
@@ -303,11 +394,18 @@ class _Replayer:
             self._compare_irq(seq, name, events, None)
 
     def _compare_dma(self, seq: int, name: str, events: list[Irq | Dma]) -> None:
+        if not events and not self.model_dma:  # most accesses: nothing to compare
+            return
         qemu = [e for e in events if isinstance(e, Dma)]
         model = self.model_dma
+        if not self.compare_dma_reads:
+            qemu = [e for e in qemu if e.op != "read"]
+            model = [m for m in model if m[0] != "read"]
         same = len(qemu) == len(model)
         for q, (op, addr, data) in zip(qemu, model, strict=False):
-            if q.op != op or q.addr != addr or q.size != len(data):
+            if op == DMA_RANDOM_WRITE:  # random bytes: where and how many, not what
+                same = same and q.op == "write" and q.addr == addr and q.size == len(data)
+            elif q.op != op or q.addr != addr or q.size != len(data):
                 same = False
             elif op == "write":
                 known = bytes.fromhex(q.data)
@@ -415,6 +513,11 @@ class _Replayer:
 
     def _new_target(self, access: Access) -> _Target:
         dword = access.offset & ~3
+        located = self._bar_of(access)
+        if located is not None:
+            bar, offset = located
+            name = self.by_bar.bar_register_name(bar, offset) if self.by_bar else f"bar{bar}"
+            return _Target((f"bar{bar}", offset & ~3), name, name, ())
         if access.space == "pci-config":
             reg = CONFIG_HEADER.at(dword)
             name = config_register_name(access.offset, access.size)
@@ -427,12 +530,24 @@ class _Replayer:
         name = self.nic.mmio_registers.name_at(dword)
         return _Target(("mmio", dword), name, name, reg.fields if reg else ())
 
+    def _bar_of(self, access: Access) -> tuple[int, int] | None:
+        """(BAR, offset) for a model that takes accesses by BAR (:class:`BarModel`)."""
+        if self.by_bar is None:
+            return None
+        key = (access.space, access.offset, access.region)
+        if key not in self._located:
+            self._located[key] = self.routes.locate(access)
+        return self._located[key]
+
     @staticmethod
     def _is_io_bar(access: Access) -> bool:  # the I/O BAR's region is named "<device>-io"
         return access.space == "pio" or (access.region or "").endswith("-io")
 
     def _write(self, access: Access) -> None:
-        if access.space == "pci-config":
+        located = self._bar_of(access)
+        if located is not None and self.by_bar is not None:
+            self.by_bar.bar_write(*located, access.size, access.value)
+        elif access.space == "pci-config":
             self.config_written.update(range(access.offset, access.offset + access.size))
             self.nic.pci.config_write(access.offset, access.size, access.value)
         elif self._is_io_bar(access):
@@ -441,7 +556,10 @@ class _Replayer:
             self.nic.mmio_write(access.offset, access.size, access.value)
 
     def _read(self, access: Access) -> int:
-        if access.space == "pci-config":
+        located = self._bar_of(access)
+        if located is not None and self.by_bar is not None:
+            value = self.by_bar.bar_read(*located, access.size)
+        elif access.space == "pci-config":
             value = self.nic.pci.config_read(access.offset, access.size)
         elif self._is_io_bar(access):
             value = self.nic.io_read(access.offset, access.size)
@@ -465,6 +583,10 @@ class _Replayer:
             else ()
         )
         self.result.reads_compared += 1
+        if model != access.value and self.timed is not None and self.timed.settle():
+            # The model still had work pending that QEMU had finished before this read.
+            self.result.async_work_replayed += 1
+            model = self._read(access)
         if model == access.value:
             self.result.matches += 1
             return

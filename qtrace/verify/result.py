@@ -58,7 +58,8 @@ class EventMismatch:
 
     Attributes:
         seq: The access's ``seq`` in the trace.
-        kind: ``dma`` (transfers the handler made) or ``irq`` (line level after it).
+        kind: ``dma`` (transfers the handler made), ``irq`` (line level after it) or
+            ``msi`` (the MSI/MSI-X messages sent).
         register: The accessed register.
         expected: What QEMU did, rendered (``"1"``; ``"write 0x2b5000c 01000000"``).
         actual: What the model did, rendered the same way.
@@ -96,7 +97,9 @@ class VerifyResult:
     line changes no access caused (timers); ``irq_unsynced`` accesses after which the
     line was not compared because such a change had set the two apart; ``dma_*``
     transfers compared (reads by address and size, writes also by content) and DMA reads
-    recorded only in part (``dma_truncated``).
+    recorded only in part (``dma_truncated``); ``async_work_replayed`` times the model did
+    work off the vCPU where QEMU's trace showed it (thread, timer, bottom half);
+    ``msi_compared`` MSI/MSI-X messages compared.
 
     ``host_inputs_replayed``: what the host delivered (frames a network backend sent) and
     the replay gave the model, its DMA and line compared like an access's.
@@ -123,6 +126,8 @@ class VerifyResult:
     irq_compared: int = 0
     irq_async: int = 0
     irq_unsynced: int = 0
+    async_work_replayed: int = 0
+    msi_compared: int = 0
     event_mismatches: list[EventMismatch] = field(default_factory=list)
     unmodelled_features: Counter[str] = field(default_factory=Counter)
     host_inputs_replayed: int = 0

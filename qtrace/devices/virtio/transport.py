@@ -193,6 +193,7 @@ class VirtioPci:
         self.irq = IrqLine(f"{name}/INTx")
         self.unimplemented_features: Counter[str] = Counter()
         self.isr = 0
+        self._routes: dict[tuple[int, int], tuple[int, int, Region | None]] = {}
         self.features = 0  # negotiated: taken at FEATURES_OK
         self.broken = False
         legacy = any(bar.io for bar in layout.bars) if transitional is None else transitional
@@ -360,23 +361,18 @@ class VirtioPci:
         """A read of ``size`` bytes at ``offset`` of ``bar``."""
         if size == 8:
             return self.bar_read(bar, offset, 4) | self.bar_read(bar, offset + 4, 4) << 32
-        msix_region = self._msix_region(bar, offset)
-        if msix_region is not None:
-            region, base = msix_region
-            return region.read(offset - base, size)
-        structure = self.layout.structure_at(bar, offset)
-        if structure is None:
-            return 0
-        inside = offset - structure.offset
-        if structure.cfg_type == CFG_COMMON:
+        kind, inside, region = self._route(bar, offset)
+        if region is not None:
+            return region.read(inside, size)
+        if kind == CFG_COMMON:
             return self.common.read(inside, size)
-        if structure.cfg_type == CFG_ISR:
+        if kind == CFG_ISR:
             return self._read_isr()
-        if structure.cfg_type == CFG_DEVICE:
+        if kind == CFG_DEVICE:
             if inside + size > self.device.config_bytes:
                 return (1 << (8 * size)) - 1  # beyond the configuration: all ones (observed)
             return self.device.config_read(inside, size)
-        return 0  # notification: write-only
+        return 0  # notification (write-only), or nothing there
 
     def bar_write(self, bar: int, offset: int, size: int, value: int) -> None:
         """A write of ``size`` bytes at ``offset`` of ``bar``."""
@@ -384,32 +380,36 @@ class VirtioPci:
             self.bar_write(bar, offset, 4, value & _MASK32)
             self.bar_write(bar, offset + 4, 4, value >> 32 & _MASK32)
             return
-        msix_region = self._msix_region(bar, offset)
-        if msix_region is not None:
-            region, base = msix_region
-            region.write(offset - base, size, value)
-            return
-        structure = self.layout.structure_at(bar, offset)
-        if structure is None:
-            return
-        inside = offset - structure.offset
-        if structure.cfg_type == CFG_COMMON:
+        kind, inside, region = self._route(bar, offset)
+        if region is not None:
+            region.write(inside, size, value)
+        elif kind == CFG_COMMON:
             self.common.write(inside, size, value)
-        elif structure.cfg_type == CFG_DEVICE:
+        elif kind == CFG_DEVICE:
             if inside + size <= self.device.config_bytes:
                 self.device.config_write(inside, size, value)
-        elif structure.cfg_type == CFG_NOTIFY:
+        elif kind == CFG_NOTIFY:
             self._notified(inside)
 
-    def _msix_region(self, bar: int, offset: int) -> tuple[Region, int] | None:
+    def _route(self, bar: int, offset: int) -> tuple[int, int, Region | None]:
+        """(structure type, offset in it, the MSI-X region if it is one) of a BAR offset;
+        type 0 where nothing is. Remembered: the layout does not change."""
+        found = self._routes.get((bar, offset))
+        if found is None:
+            found = self._routes[(bar, offset)] = self._find_route(bar, offset)
+        return found
+
+    def _find_route(self, bar: int, offset: int) -> tuple[int, int, Region | None]:
         msix = self.msix
-        if msix is None:
-            return None
-        if bar == msix.table_bar and 0 <= offset - msix.table_offset < msix.table_bytes:
-            return msix.table_region, msix.table_offset
-        if bar == msix.pba_bar and 0 <= offset - msix.pba_offset < msix.pba_bytes:
-            return msix.pba_region, msix.pba_offset
-        return None
+        if msix is not None:
+            if bar == msix.table_bar and 0 <= offset - msix.table_offset < msix.table_bytes:
+                return 0, offset - msix.table_offset, msix.table_region
+            if bar == msix.pba_bar and 0 <= offset - msix.pba_offset < msix.pba_bytes:
+                return 0, offset - msix.pba_offset, msix.pba_region
+        structure = self.layout.structure_at(bar, offset)
+        if structure is None:
+            return 0, 0, None
+        return structure.cfg_type, offset - structure.offset, None
 
     # -- ISR, notifications, interrupts ------------------------------------------------------------
 

@@ -53,9 +53,13 @@ def _initialise(machine: RefMachine, features_hi: int = 1, size: int = 8) -> Non
     _common(machine, 0x14, 1, 0x0F)
 
 
-def _offer(machine: RefMachine, *descriptors: tuple[int, int, int, int], heads: tuple[int, ...] = (0,)) -> None:
+def _offer(
+    machine: RefMachine, *descriptors: tuple[int, int, int, int], heads: tuple[int, ...] = (0,)
+) -> None:
     for index, (addr, length, flags, following) in enumerate(descriptors):
-        machine.memory.write(DESC + 16 * index, struct.pack("<QIHH", addr, length, flags, following))
+        machine.memory.write(
+            DESC + 16 * index, struct.pack("<QIHH", addr, length, flags, following)
+        )
     ring = struct.pack(f"<HH{len(heads)}H", 0, len(heads), *heads)
     machine.memory.write(AVAIL, ring)
 
@@ -64,7 +68,9 @@ def test_configuration_space_is_what_qemu_presents() -> None:
     machine, _ = _machine()
     config = bytes(machine.config_read(5, offset, 1) for offset in range(256))
     assert config[:4] == bytes.fromhex("f41a0510")  # transitional 1af4:1005, entropy
-    assert config[0x08:0x0C] == bytes.fromhex("0000ff00") and config[0x2C:0x30] == bytes.fromhex("f41a0400")
+    assert config[0x08:0x0C] == bytes.fromhex("0000ff00") and config[0x2C:0x30] == bytes.fromhex(
+        "f41a0400"
+    )
     assert config[0x34] == 0x98 and config[0x98:0xA4] == bytes.fromhex("118401000100000001080000")
     assert config[0x40:0x50] == bytes.fromhex("09001001040000000000000000100000")
     assert config[0x70:0x84] == bytes.fromhex("0960140204000000003000000010000004000000")
