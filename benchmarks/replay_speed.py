@@ -20,11 +20,10 @@ still agree with), and ``--models`` does so for each model's committed probe cap
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from pathlib import Path
-
-import dataclasses
 
 from qtrace.trace import Access, Trace, read_trace
 from qtrace.verify import replay, verify_device

@@ -150,7 +150,7 @@ def test_a_chain_with_nothing_writable_is_returned_only_before_one_with_room() -
 
 
 def test_a_broken_ring_sets_needs_reset_and_a_config_interrupt() -> None:
-    machine, rng = _machine()
+    machine, _ = _machine()
     _initialise(machine)
     machine.memory.write(AVAIL, struct.pack("<HH", 0, 20))  # moved by more than the size
     machine.write(MEM + 0x3000, 2, 0)
