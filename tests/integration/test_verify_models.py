@@ -3,7 +3,7 @@ the live differential test agrees and covers every bit it may write, a deliberat
 model is caught and shrunk, and fresh probe captures replay clean.
 
 Sequence counts stay modest so the suite stays fast (the 2,000-sequence runs are measured
-in docs/refemu.md); each test starts and removes its own QEMU container."""
+in docs/models.md); each test starts and removes its own QEMU container."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from collections.abc import Callable
 from typer.testing import CliRunner
 
 from qtrace.cli.app import app
-from qtrace.devices.edu.model import Edu, offset_of
-from qtrace.devices.virtio.rng import VirtioRngPci
-from qtrace.devices.virtio.virtqueue import Chain, Memory, VirtQueue
 from qtrace.docker_env import connect
 from qtrace.image.builder import BuildResult
 from qtrace.launch.capture import CaptureResult
@@ -24,6 +21,12 @@ from qtrace.refemu import PciDevice
 from qtrace.verify import verify_device, verify_file
 from qtrace.verify.live import LiveResult, run_live
 from qtrace.verify.qemu_qtest import QemuQtest
+from tests.broken_models import (
+    DmaOneMillisecondLate,
+    IsrNotClearedByRead,
+    LivenessNotInverted,
+    UsedLengthOffByOne,
+)
 
 Capture = Callable[..., CaptureResult]
 runner = CliRunner()
@@ -70,47 +73,17 @@ def _caught(device: str, broken: Callable[[], PciDevice], sequences: int) -> Liv
     return result
 
 
-class _LivenessNotInverted(Edu):
-    def mmio_read(self, offset: int, size: int) -> int:
-        if offset == offset_of("LIVENESS") and size == 4:
-            return ~self.liveness & 0xFFFF_FFFF
-        return super().mmio_read(offset, size)
-
-
-class _DmaOneMillisecondLate(Edu):
-    def advance(self, ns: int) -> None:
-        self.now_ns += ns
-        if self.dma.deadline_ns is not None and self.now_ns >= self.dma.deadline_ns + 1_000_000:
-            self.dma.run()
-
-
 def test_broken_edu_models_are_caught_and_shrunk(debug_image: BuildResult) -> None:
-    liveness = _caught("edu", _LivenessNotInverted, 50).counterexample
+    liveness = _caught("edu", LivenessNotInverted, 50).counterexample
     assert "(LIVENESS)" in liveness[-1] and len(liveness) <= 6
-    late = _caught("edu", _DmaOneMillisecondLate, 100).counterexample
+    late = _caught("edu", DmaOneMillisecondLate, 100).counterexample
     assert any(step.startswith("clock") for step in late) and len(late) <= 10
 
 
-class _IsrNotClearedByRead(VirtioRngPci):
-    def _read_isr(self) -> int:
-        return self.isr
-
-
-class _UsedLengthOffByOne(VirtioRngPci):
-    def __init__(self, name: str = "virtio-rng-pci", layout: object = None) -> None:
-        super().__init__(name)
-        original = VirtQueue.push
-
-        def push(queue: VirtQueue, memory: Memory, chain: Chain, length: int) -> None:
-            original(queue, memory, chain, length + 1)
-
-        self.queues[0].push = push.__get__(self.queues[0])  # type: ignore[method-assign]
-
-
 def test_broken_virtio_rng_models_are_caught(debug_image: BuildResult) -> None:
-    isr = _caught("virtio-rng-pci", _IsrNotClearedByRead, 60).counterexample
+    isr = _caught("virtio-rng-pci", IsrNotClearedByRead, 60).counterexample
     assert "(isr" in isr[-1]
-    used = _caught("virtio-rng-pci", _UsedLengthOffByOne, 60)
+    used = _caught("virtio-rng-pci", UsedLengthOffByOne, 60)
     assert used.counterexample_divergence is not None
     assert used.counterexample_divergence.what in ("dma", "read")
 

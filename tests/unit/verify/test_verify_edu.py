@@ -8,11 +8,12 @@ import random
 
 from model_as_qemu import ModelAsQemu
 
-from qtrace.devices.edu.model import Edu, factorial32, offset_of
+from qtrace.devices.edu.model import Edu, offset_of
 from qtrace.devices.edu.verify import generate, keeps_generator_rules, setup_steps
 from qtrace.verify import verify_device
 from qtrace.verify.live import run_live
 from qtrace.verify.steps import Step
+from tests.broken_models import DmaOneMillisecondLate, LivenessNotInverted, NoFactorialInterrupt
 
 
 def test_sequences_are_reproducible_and_keep_the_generators_rules() -> None:
@@ -53,27 +54,6 @@ def test_the_model_agrees_with_itself_and_covers_every_bit_not_held() -> None:
     assert result.sequence_counts.dma_bytes_compared > 0
 
 
-class _LivenessNotInverted(Edu):
-    def mmio_read(self, offset: int, size: int) -> int:
-        if offset == offset_of("LIVENESS") and size == 4:
-            return ~self.liveness & 0xFFFF_FFFF
-        return super().mmio_read(offset, size)
-
-
-class _DmaOneMillisecondLate(Edu):
-    def advance(self, ns: int) -> None:
-        self.now_ns += ns
-        if self.dma.deadline_ns is not None and self.now_ns >= self.dma.deadline_ns + 1_000_000:
-            self.dma.run()
-
-
-class _NoFactorialInterrupt(Edu):
-    def _finish_factorial(self) -> None:  # computes, but forgets IRQFACT's interrupt
-        self.factorial_pending = False
-        self.factorial = factorial32(self.factorial)
-        self.status &= ~0x1
-
-
 def _counterexample(broken: type[Edu]) -> list[str]:
     result = run_live(ModelAsQemu("edu"), verify_device("edu"), sequences=300, make_nic=broken)
     assert not result.ok and result.counterexample_divergence is not None
@@ -81,15 +61,15 @@ def _counterexample(broken: type[Edu]) -> list[str]:
 
 
 def test_a_liveness_check_that_does_not_invert_is_caught_and_shrunk() -> None:
-    steps = _counterexample(_LivenessNotInverted)
+    steps = _counterexample(LivenessNotInverted)
     assert len(steps) <= 5 and "(LIVENESS)" in steps[-1]
 
 
 def test_a_dma_timer_a_millisecond_late_is_caught() -> None:
-    steps = _counterexample(_DmaOneMillisecondLate)
+    steps = _counterexample(DmaOneMillisecondLate)
     assert any(step.startswith("clock") for step in steps) and "DMA_CMD" in " ".join(steps)
 
 
 def test_a_factorial_that_forgets_its_interrupt_is_caught_at_the_sync() -> None:
-    steps = _counterexample(_NoFactorialInterrupt)
+    steps = _counterexample(NoFactorialInterrupt)
     assert len(steps) <= 10 and steps[-1].startswith("sync4 mmio 0x0024")

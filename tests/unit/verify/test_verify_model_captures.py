@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from qtrace.devices.edu.model import Edu, offset_of
-from qtrace.devices.virtio.rng import VirtioRngPci
-from qtrace.devices.virtio.virtqueue import Chain, Memory, VirtQueue
 from qtrace.trace import Access, read_trace
 from qtrace.verify import replay, verify_device, verify_file
 from qtrace.verify.device_work import BarRoutes, Notifiers
+from tests.broken_models import DmaWithoutInterrupt, LivenessNotInverted, UsedLengthOffByOne
 
 CAPTURES = Path(__file__).parents[3] / "reports" / "captures"
 EDU = CAPTURES / "edu-tcg-probe" / "trace.jsonl"
@@ -49,31 +47,6 @@ def test_the_virtio_accesses_are_routed_to_their_bars() -> None:
     )
 
 
-class _LivenessNotInverted(Edu):
-    def mmio_read(self, offset: int, size: int) -> int:
-        if offset == offset_of("LIVENESS"):
-            return ~self.liveness & 0xFFFF_FFFF
-        return super().mmio_read(offset, size)
-
-
-class _DmaWithoutInterrupt(Edu):
-    def _dma_done(self, cmd: int) -> None:
-        return None
-
-
-class _UsedLengthOffByOne(VirtioRngPci):
-    @classmethod
-    def from_trace_header(cls, header: object, name: str = "virtio-rng-pci") -> VirtioRngPci:
-        model = super().from_trace_header(header, name)
-        original = VirtQueue.push
-
-        def push(queue: VirtQueue, memory: Memory, chain: Chain, length: int) -> None:
-            original(queue, memory, chain, length + 1)
-
-        model.queues[0].push = push.__get__(model.queues[0])  # type: ignore[method-assign]
-        return model
-
-
 def _replay_with(path: Path, device: str, model: object) -> list[str]:
     target = dataclasses.replace(verify_device(device), model=model)  # type: ignore[arg-type]
     result = replay(read_trace(path), target)
@@ -82,13 +55,13 @@ def _replay_with(path: Path, device: str, model: object) -> list[str]:
 
 
 def test_broken_edu_models_disagree_with_the_capture() -> None:
-    assert "LIVENESS" in _replay_with(EDU, "edu", _LivenessNotInverted)
-    found = _replay_with(EDU, "edu", _DmaWithoutInterrupt)
+    assert "LIVENESS" in _replay_with(EDU, "edu", LivenessNotInverted)
+    found = _replay_with(EDU, "edu", DmaWithoutInterrupt)
     assert "msi" in found and "INTR_STATUS" in found
 
 
 def test_a_broken_used_ring_disagrees_with_the_capture() -> None:
-    assert "dma" in _replay_with(RNG, "virtio-rng-pci", _UsedLengthOffByOne)
+    assert "dma" in _replay_with(RNG, "virtio-rng-pci", UsedLengthOffByOne)
 
 
 def test_an_altered_read_in_the_capture_is_named(tmp_path: Path) -> None:

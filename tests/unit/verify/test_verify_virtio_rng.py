@@ -10,10 +10,10 @@ from model_as_qemu import ModelAsQemu
 
 from qtrace.devices.virtio.rng import VirtioRngPci
 from qtrace.devices.virtio.rng_verify import generate, keeps_generator_rules
-from qtrace.devices.virtio.virtqueue import Chain, Memory, VirtQueue
 from qtrace.verify import verify_device
 from qtrace.verify.live import run_live
 from qtrace.verify.steps import Step
+from tests.broken_models import IsrNotClearedByRead, UsedLengthOffByOne
 
 
 def test_sequences_are_reproducible_and_keep_the_generators_rules() -> None:
@@ -48,22 +48,6 @@ def test_the_model_agrees_with_itself_and_covers_every_bit_not_held() -> None:
     assert result.sequence_counts.dma_bytes_compared > 0
 
 
-class _IsrNotClearedByRead(VirtioRngPci):
-    def _read_isr(self) -> int:
-        return self.isr
-
-
-class _UsedLengthOffByOne(VirtioRngPci):
-    def __init__(self, name: str = "virtio-rng-pci", layout: object = None) -> None:
-        super().__init__(name)
-        original = VirtQueue.push
-
-        def push(queue: VirtQueue, memory: Memory, chain: Chain, length: int) -> None:
-            original(queue, memory, chain, length + 1)
-
-        self.queues[0].push = push.__get__(self.queues[0])  # type: ignore[method-assign]
-
-
 def _counterexample(broken: type[VirtioRngPci]) -> list[str]:
     device = verify_device("virtio-rng-pci")
     result = run_live(ModelAsQemu("virtio-rng-pci"), device, sequences=200, make_nic=broken)
@@ -72,10 +56,10 @@ def _counterexample(broken: type[VirtioRngPci]) -> list[str]:
 
 
 def test_an_isr_that_is_not_read_to_clear_is_caught() -> None:
-    steps = _counterexample(_IsrNotClearedByRead)
+    steps = _counterexample(IsrNotClearedByRead)
     assert "(isr" in steps[-1] and len(steps) < 40
 
 
 def test_a_wrong_used_length_is_caught_in_the_used_ring() -> None:
-    steps = _counterexample(_UsedLengthOffByOne)
+    steps = _counterexample(UsedLengthOffByOne)
     assert any("notify" in step for step in steps) and steps[-1].startswith("sync")
