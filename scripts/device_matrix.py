@@ -23,9 +23,9 @@ list, for a CI matrix or any job runner to fan out; `merge` turns the shards' re
 files into the table. Captures go to --captures (default captures/matrix-<utc>/).
 
 Exit codes: 0 the matrix ran (devices that fail are results, not errors), 1 it could not
-run (an unreadable results file, QEMU's device list failed), 2 usage, 3 environment (no Docker, no image, a full disk, a qtrace that
-does not import: the matrix stops at the first such capture and keeps no result for it),
-130 interrupted (finished results kept).
+run (an unreadable results file, QEMU's device list failed), 2 usage, 3 environment (no
+Docker, no image, a full disk, a qtrace that does not import: the matrix stops at the first
+such capture and keeps no result for it), 130 interrupted (finished results kept).
 """
 
 from __future__ import annotations

@@ -251,9 +251,10 @@ def _elsewhere(d: Driver) -> None:
 
 
 _ACTIONS = {
-    "request": (_request, 22), "common write": (_common_write, 22), "common read": (_common_read, 8),
-    "init": (_initialise, 6), "status": (_status, 5), "msix": (_msix, 10), "isr": (_isr, 5),
-    "command": (_command, 3), "window": (_window, 5), "odd": (_odd, 4), "elsewhere": (_elsewhere, 3),
+    "request": (_request, 22), "common write": (_common_write, 22),
+    "common read": (_common_read, 8), "init": (_initialise, 6), "status": (_status, 5),
+    "msix": (_msix, 10), "isr": (_isr, 5), "command": (_command, 3), "window": (_window, 5),
+    "odd": (_odd, 4), "elsewhere": (_elsewhere, 3),
 }  # fmt: skip
 _NAMES = tuple(_ACTIONS)
 _WEIGHTS = tuple(weight for _, weight in _ACTIONS.values())

@@ -18,18 +18,18 @@ the device's DMA does not depend on bus mastering (QEMU's virtio DMA goes to sys
 unless VIRTIO_F_IOMMU_PLATFORM is negotiated): a driver that sets DRIVER_OK again with
 bus mastering off gets its buffers used; only MSI-X messages are dropped then.
 
-Other rules, from the specification: the PCI configuration access capability's bar,
-offset and length fields are writable and its pci_cfg_data is a window of length bytes at
-offset of that BAR (4.1.4.9), every configuration access to pci_cfg_data making the BAR
-access (QEMU 10.2.2 differs, observed: it ignores cap.bar and always addresses the BAR of
-the other structures, and takes an offset that is not a multiple of the length (which a
-driver must not write) rounded down to one; the model does the same); a driver error the device detects on a ring (a head beyond
-the table, the index moved by more than the size, a loop; QEMU 10.2.2 also takes a 0
-written to queue_enable as one) makes the device use no buffer until reset and, with
-VERSION_1 negotiated, sets DEVICE_NEEDS_RESET and sends a configuration-change
-notification (2.1.2; QEMU 10.2.2 sends it only once DRIVER_OK is set and shows nothing
-without VERSION_1, observed). The legacy interface (the transitional I/O BAR) is not modelled: accesses there
-raise ``Unimplemented``.
+Other rules, from the specification: the PCI configuration access capability's bar, offset
+and length fields are writable and its pci_cfg_data is a window of length bytes at offset of
+that BAR (4.1.4.9), every configuration access to pci_cfg_data making the BAR access (QEMU
+10.2.2 differs, observed: it ignores cap.bar and always addresses the BAR of the other
+structures, and takes an offset that is not a multiple of the length (which a driver must
+not write) rounded down to one; the model does the same); a driver error the device detects
+on a ring (a head beyond the table, the index moved by more than the size, a loop; QEMU
+10.2.2 also takes a 0 written to queue_enable as one) makes the device use no buffer until
+reset and, with VERSION_1 negotiated, sets DEVICE_NEEDS_RESET and sends a configuration-
+change notification (2.1.2; QEMU 10.2.2 sends it only once DRIVER_OK is set and shows
+nothing without VERSION_1, observed). The legacy interface (the transitional I/O BAR) is not
+modelled: accesses there raise ``Unimplemented``.
 
 Accesses of 8 bytes to the common, ISR, notification and device structures are two 4-byte
 accesses, low half first (QEMU's memory core splits them, observed).
@@ -355,7 +355,7 @@ class VirtioPci:
             return f"common.{found.name}" if found is not None else f"common+{inside:#x}"
         return f"{name}+{inside:#x}" if inside else name
 
-    # -- the BARs ------------------------------------------------------------------------------------
+    # -- the BARs ----------------------------------------------------------------------------------
 
     def bar_read(self, bar: int, offset: int, size: int) -> int:
         """A read of ``size`` bytes at ``offset`` of ``bar``."""
@@ -457,7 +457,7 @@ class VirtioPci:
         else:
             self.intx.set(bool(self.isr))
 
-    # -- status and queues ----------------------------------------------------------------------------
+    # -- status and queues -------------------------------------------------------------------------
 
     def _set_status(self, value: int) -> None:
         if value == 0:
@@ -499,7 +499,7 @@ class VirtioPci:
                 self.notify_config()
         self.broken = True
 
-    # -- the PCI configuration access capability (4.1.4.9) ------------------------------------------
+    # -- the PCI configuration access capability (4.1.4.9) -----------------------------------------
 
     def _window(self) -> tuple[int, int, int, int] | None:
         """(data offset, bar, offset, length) when the window addresses a BAR."""
@@ -535,7 +535,7 @@ class VirtioPci:
         data_at, bar, bar_offset, length = window
         self.bar_write(bar, bar_offset, length, self.pci.config_read_raw(data_at, length))
 
-    # -- for device types -------------------------------------------------------------------------------
+    # -- for device types --------------------------------------------------------------------------
 
     @property
     def queues(self) -> Sequence[VirtQueue]:
