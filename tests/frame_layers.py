@@ -11,14 +11,29 @@ from qtrace.annotate.layers import AnnotatedFrame
 from qtrace.trace import Trace
 
 
+COROUTINE_BOTTOM = "coroutine_trampoline"
+
+
+def _above_coroutine_bottom(frames: tuple[AnnotatedFrame, ...]) -> tuple[AnnotatedFrame, ...]:
+    """A coroutine's stack ends in glibc's makecontext entry and what lies beyond it on the
+    coroutine's own stack: frames gdb cannot name, below coroutine_trampoline (left out)."""
+    funcs = [f.func for f in frames]
+    if COROUTINE_BOTTOM not in funcs:
+        return frames
+    return frames[: funcs.index(COROUTINE_BOTTOM) + 1]
+
+
 def annotated_frames(trace: Trace) -> list[AnnotatedFrame]:
-    """The frames of every distinct stack, annotated for the trace's QEMU version and accel."""
+    """The frames of every distinct stack, annotated for the trace's QEMU version and accel
+    (a coroutine's stack down to coroutine_trampoline)."""
     return [
         frame
         for stack in trace.stacks.values()
-        for frame in annotate_stack(
-            stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel
-        ).frames
+        for frame in _above_coroutine_bottom(
+            annotate_stack(
+                stack, qemu_version=trace.header.qemu_version, accel=trace.header.accel
+            ).frames
+        )
     ]
 
 

@@ -9,6 +9,7 @@ entries whose captures are the evidence::
     tcg = "e1000-tcg-probe"   # the same guest under TCG
     q35 = "e1000-q35-probe"   # q35: config space through MMCONFIG (ECAM)
     # tcg_linux = "..."       # a Linux guest under TCG (interrupts and DMA under a real driver)
+    # virtio_blk, virtio_blk_ioeventfd_off, nvme, edu = "..."   # section 12: work off the vCPU
 
 :func:`build_guide` pulls every number, address and stack the guide shows out of those
 captures (:class:`CaptureEvidence`); ``templates/guide.md.j2`` holds the prose around them.
@@ -25,6 +26,7 @@ from pathlib import Path
 from qtrace.annotate import AnnotatedStack, SourceProvider, capture_source, decode_access
 from qtrace.report.kernel_side import registers_between
 from qtrace.report.model import CaptureReport, access_kind
+from qtrace.report.off_vcpu import OffVcpuEvidence, off_vcpu_evidence
 from qtrace.report.versions import Comparison
 from qtrace.trace import Access, Dma, Exit, Irq, KvmHost, Trace, read_trace
 
@@ -39,7 +41,19 @@ __all__ = [
     "capture_evidence",
 ]
 
-GUIDE_ROLES = ("kvm", "tcg", "q35", "tcg_linux")
+GUIDE_ROLES = (
+    "kvm",
+    "tcg",
+    "q35",
+    "tcg_linux",
+    "virtio_blk",
+    "virtio_blk_ioeventfd_off",
+    "nvme",
+    "edu",
+)
+OFF_VCPU_ROLES = ("virtio_blk", "virtio_blk_ioeventfd_off", "nvme", "edu")
+"""The roles of section 12 (device work off the vCPU thread): their captures' evidence also
+has :class:`~qtrace.report.off_vcpu.OffVcpuEvidence` (``work``)."""
 CONFIG_ADDRESS_PORT = 0xCF8
 CONFIG_DATA_PORTS = range(0xCFC, 0xD00)
 BAR0_OFFSET = 0x10
@@ -142,6 +156,7 @@ class CaptureEvidence:
     bar_zone_base: int | None = None
     bar_zones: int = 0
     bar_zone_gaps: tuple[str, ...] = ()
+    work: OffVcpuEvidence | None = None
 
 
 @dataclass(frozen=True)
@@ -505,6 +520,9 @@ def capture_evidence(
         bar_zone_base=bar_base,
         bar_zones=bar_zones,
         bar_zone_gaps=bar_gaps,
+        work=off_vcpu_evidence(name, link, report, trace, capture)
+        if role in OFF_VCPU_ROLES
+        else None,
     )
 
 

@@ -509,7 +509,7 @@ def report_from_trace(
         regions=_regions_view(header, accesses, trace.memslots),
         path=_path_view(header, accesses, trace),
         representative_exit=exit_record,
-        threads=where_work_ran(trace),
+        threads=where_work_ran(trace, kernel, join),
         timeline=timeline,
         kernel_side=kernel_side(trace, kernel, join),
     )

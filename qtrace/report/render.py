@@ -96,6 +96,8 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 def _render(template: str, report: CaptureReport, autoescape: bool) -> str:
     sequence = report.sequence
+    flow = report.threads.request if report.threads is not None else None
+    request = flow.sequence() if flow is not None else None
     try:
         return (
             _environment(autoescape)
@@ -104,6 +106,8 @@ def _render(template: str, report: CaptureReport, autoescape: bool) -> str:
                 r=report,
                 mermaid=to_mermaid(sequence) if sequence else "",
                 svg=to_svg(sequence) if sequence else "",
+                request_mermaid=to_mermaid(request) if request else "",
+                request_svg=to_svg(request) if request else "",
                 region_lines=region_sentences(report.regions) if report.regions else [],
                 path_lines=path_sentences(report.path) if report.path else [],
             )

@@ -161,16 +161,27 @@ def to_mermaid(sequence: Sequence) -> str:
 _COL_PX = 190
 _ROW_PX = 30
 _TOP_PX = 54
+_CHAR_PX = 6  # about the width of one character at font-size 11
 
 
 def to_svg(sequence: Sequence) -> str:
     """The sequence as a self-contained SVG element (no scripts, no external references)."""
     index = {p.id: i for i, p in enumerate(sequence.participants)}
-    width = max(len(sequence.participants), 1) * _COL_PX + 40
-    height = _TOP_PX + (len(sequence.messages) + 1) * _ROW_PX
 
     def x(pid: str) -> int:
         return 20 + index[pid] * _COL_PX + _COL_PX // 2
+
+    # Wide enough for the longest label (self-messages start right of their lane).
+    text_end = max(
+        (
+            (x(m.src) + 36 if m.src == m.dst else min(x(m.src), x(m.dst)) + 6)
+            + len(m.text) * _CHAR_PX
+            for m in sequence.messages
+        ),
+        default=0,
+    )
+    width = max(max(len(sequence.participants), 1) * _COL_PX + 40, text_end + 20)
+    height = _TOP_PX + (len(sequence.messages) + 1) * _ROW_PX
 
     out = [
         (

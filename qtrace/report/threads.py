@@ -26,7 +26,10 @@ from qtrace.export.threads import (
     TimelineRecord,
     assign_threads,
 )
+from qtrace.report.request_flow import RequestFlow, request_flow
 from qtrace.trace import Access, Dma, Irq, Trace
+from qtrace.trace.kernel import KernelLog
+from qtrace.trace.kernel_join import KernelJoin
 from qtrace.trace.schema import Async
 
 __all__ = [
@@ -109,15 +112,20 @@ class NotifierPath:
 
 @dataclass(frozen=True)
 class WhereWorkRan:
-    """The section: one row per thread (vCPUs first, then the main loop, ...), then the links."""
+    """The section: one row per thread (vCPUs first, then the main loop, ...), then the links,
+    then one request from the guest's kick to its interrupt (:mod:`.request_flow`)."""
 
     threads: tuple[ThreadActivity, ...]
     armed: tuple[ArmedElsewhere, ...] = ()
     notifiers: tuple[NotifierPath, ...] = ()
+    request: RequestFlow | None = None
 
 
-def where_work_ran(trace: Trace) -> WhereWorkRan | None:
-    """The section for ``trace``; ``None`` when no record names its thread (older traces)."""
+def where_work_ran(
+    trace: Trace, kernel: KernelLog | None = None, join: KernelJoin | None = None
+) -> WhereWorkRan | None:
+    """The section for ``trace``; ``None`` when no record names its thread (older traces).
+    ``kernel`` and its ``join`` give the request diagram its kernel's lane."""
     placed = assign_threads(trace)
     if not any(record.thread for record, _ in placed):
         return None
@@ -125,6 +133,7 @@ def where_work_ran(trace: Trace) -> WhereWorkRan | None:
         threads=_activities(placed),
         armed=_armed_elsewhere(trace, placed),
         notifiers=_notifier_paths(trace, placed),
+        request=request_flow(trace, kernel, join),
     )
 
 
