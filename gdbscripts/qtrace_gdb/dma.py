@@ -43,8 +43,10 @@ from qtrace_gdb.base import (
     all_functions,
     entry_location,
     function_block,
+    in_copies_only,
     parameters,
     return_addresses,
+    source_location,
 )
 
 
@@ -200,13 +202,17 @@ def _cached(op, width):
 
 def _entry(cls):
     def make(collector, symbol):
-        # Copies of a static inline function share a "-source header -function name"
-        # location: one breakpoint with a location in each copy.
+        # Copies of a static inline function share one location (entry_location): one
+        # breakpoint with a location in each copy.
         location = entry_location(symbol)
         if location in collector.entry_locations:
             return []
         collector.entry_locations.add(location)
-        return [cls(collector, symbol, location)]
+        hook = cls(collector, symbol, location)
+        if symbol.symtab is not None and not in_copies_only(hook, symbol):
+            hook.delete()  # the name is also another file's function: name the header too
+            hook = cls(collector, symbol, source_location(symbol))
+        return [hook]
 
     return make
 

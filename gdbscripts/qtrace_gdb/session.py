@@ -12,7 +12,7 @@ import time
 import gdb
 
 from qtrace_gdb import async_work, discovery, dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
-from qtrace_gdb import memory_map, tcg_pc
+from qtrace_gdb import memory_map, regs, tcg_flush, tcg_pc
 from qtrace_gdb.base import (
     DeviceFilter,
     HitBreakpoint,
@@ -89,13 +89,14 @@ class Session:
         self.last_exit = {}
         self.vcpu_of = {}
         self.thread_names = {}
-        self.reads_in_flight = {}  # gdb thread -> {CFA: a read handler's entry arguments}
+        self.reads = mmio.ReadNesting(self.stacks)  # read handlers in flight, per thread
         self.regions = {}
         self.kvm_exec = None
         self.coalesced_flush = None
         self.accessors = []
         self.port_io = []
         self.kvm_watch = []  # coalescing-zone breakpoints (KVM captures), on from QEMU's start
+        self.quiet_hooks = []  # on from QEMU's start, recording nothing (the TB-flush hook)
         self.kvm_zones = []
         self.kvm_caps = None
         self.device_filter = DeviceFilter()  # the captured device: irq, dma
@@ -130,7 +131,10 @@ class Session:
         if self.config.get("exits"):
             self.kvm_watch = kvm_host.install(self)
         self.memory_map = memory_map.install(self)  # slots, FlatViews, ioeventfds
-        self.tcg_pc = None if self.config.get("exits") else tcg_pc.TcgPc()  # the guest end
+        # the guest end (TCG)
+        self.tcg_pc = None if self.config.get("exits") else tcg_pc.TcgPc(regs.memory)
+        if self.tcg_pc is not None:
+            self.quiet_hooks.extend(filter(None, [tcg_flush.install(self, self.tcg_pc)]))
         if self.config.get("arm_on"):
             self.markers.append(marker.Marker(self, self.config["arm_on"]))
         else:
@@ -149,6 +153,11 @@ class Session:
                 % (DISCOVERY_FUNCTION, self.pending)
             )
         self.pending = None
+        regs.setup(self.note_error)
+        try:
+            self.stacks.own_code = regs.own_code() or self.stacks.own_code
+        except OSError as exc:
+            self.note_error("QEMU's code range (stack keys run on to their end): %s" % exc)
         found = discovery.discover(self.config["device_path"])
         self.discovered = found
         self.device_filter.add(found.device)
@@ -246,7 +255,7 @@ class Session:
         self.finished = True
         if self.kvm_watch and self.kvm_caps is None:
             self.kvm_caps = kvm_host.capabilities()  # armed from QEMU start, or never armed
-        watched = self.collectors + self.markers + self.kvm_watch
+        watched = self.collectors + self.markers + self.kvm_watch + self.quiet_hooks
         watched += self.memory_map.breakpoints if self.memory_map is not None else []
         for breakpoint in watched + ([self.discovery_stop] if self.discovery_stop else []):
             try:
@@ -331,10 +340,18 @@ class Session:
             return self._write_failed(exc)
         return False
 
-    def record_access(self, spec, op, offset, size, value, frame, at_return=False):
-        """Records one access; True when QEMU must stop for the host (max hits, write failure)."""
+    def record_access(
+        self, spec, op, offset, size, value, frame=None, at_return=False, key=None, thread=None
+    ):
+        """Records one access; True when QEMU must stop for the host (max hits, write failure).
+
+        The stack is this stop's: the one of ``key`` (``StackTable.key_at``) when the
+        breakpoint has it, else found from the registers (``frame``: the newest gdb frame,
+        when the caller has one; gdb's unwinder uses it for a new stack). ``thread``: the
+        stopped gdb.InferiorThread, when the caller has it.
+        """
         try:
-            return self._record_access(spec, op, offset, size, value, frame, at_return)
+            return self._record_access(spec, op, offset, size, value, frame, at_return, key, thread)
         except OSError as exc:
             return self._write_failed(exc)
 
@@ -361,10 +378,14 @@ class Session:
         record["thread"] = self.thread_name()
         self.out.write(_ordered(record, ("type", "seq")))
 
-    def _record_access(self, spec, op, offset, size, value, frame, at_return):
-        info = self.stacks.current(frame, at_return)
+    def _record_access(self, spec, op, offset, size, value, frame, at_return, key, gdb_thread):
+        if key is None:
+            info = self.stacks.current(frame, at_return)
+        else:
+            info = self.stacks.lookup(key, frame)
         facts = self._facts(info)
-        thread = gdb.selected_thread().num
+        gdb_thread = gdb_thread or gdb.selected_thread()
+        thread = gdb_thread.num
         # A write KVM coalesced (no exit of its own) is replayed by QEMU at the start of a
         # later exit's handling; it must not be credited to that unrelated exit.
         coalesced = facts["coalesced"]
@@ -377,28 +398,53 @@ class Session:
                 space = "pio" if exit_record["reason"] == "KVM_EXIT_IO" else "mmio"
             else:
                 space = "pio" if facts["port_io"] else "mmio"
-        record = {
-            "type": "access",
-            "seq": self.out.next_seq(),
-            "op": op,
-            "space": space,
-            "region": spec.get("region") or facts["region"],
-            "offset": offset,
-            "size": size,
-            "value": value,
-            "handler": spec.get("func"),
-            "exit_seq": exit_record["seq"] if exit_record else None,
-            "stack": info.id,
-            "vcpu": self._vcpu(thread),
-            "thread": self.thread_name(),
-            "coalesced": True if coalesced else None,
-            "device": spec.get("device"),
-        }
+        seq = self.out.next_seq()
+        exit_seq = exit_record["seq"] if exit_record else None
+        addr = None
         if exit_record is not None and space != "pci-config":
-            record["addr"] = exit_record.get("phys_addr", exit_record.get("port"))
+            addr = exit_record.get("phys_addr", exit_record.get("port"))
+        guest_pc = None
         if self.tcg_pc is not None and not facts["under_kvm"]:
-            record["guest_pc"] = self.tcg_pc.guest_pc(info.pcs, frame)
-        self.out.write(record)
+            guest_pc = self.tcg_pc.guest_pc(info.pcs, frame, thread)
+        region = spec.get("region") or facts["region"]
+        vcpu = self._vcpu(thread)
+        name = self.thread_name(gdb_thread)
+        coalesced = True if coalesced else None
+
+        def build(v):
+            return {
+                "type": "access",
+                "seq": v[0],
+                "op": op,
+                "space": space,
+                "region": region,
+                "offset": v[1],
+                "size": v[2],
+                "value": v[3],
+                "handler": spec.get("func"),
+                "exit_seq": v[4],
+                "stack": info.id,
+                "vcpu": vcpu,
+                "thread": name,
+                "coalesced": coalesced,
+                "device": spec.get("device"),
+                "addr": v[5],
+                "guest_pc": v[6],
+            }
+
+        shape = (
+            op,
+            space,
+            region,
+            spec.get("func"),
+            info.id,
+            vcpu,
+            name,
+            coalesced,
+            spec.get("device"),
+        )
+        varying = (seq, offset, size, value, exit_seq, addr, guest_pc)
+        self.out.write_shaped("access", shape, build, varying)
         if self.max_hits and self.out.counts["access"] >= self.max_hits:
             return self.request_stop("max-hits")
         return False
@@ -432,12 +478,12 @@ class Session:
                 return self.regions[key]
         return None
 
-    def thread_name(self):
+    def thread_name(self, thread=None):
         """The host thread this hit runs on, by the name QEMU gave it (``-name
         debug-threads=on``: ``CPU 0/KVM``, ``IO iothread0``, ``worker``, ...); QEMU's first
         thread, which runs the main loop and keeps the program's name, is ``main``. Cached
         per gdb thread: QEMU names a thread when it starts, before it does any work."""
-        thread = gdb.selected_thread()
+        thread = thread or gdb.selected_thread()
         name = self.thread_names.get(thread.num)
         if name is None:
             pid, lwp, _ = thread.ptid

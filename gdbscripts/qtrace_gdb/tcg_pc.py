@@ -24,8 +24,11 @@ the fast path's address as ``retaddr`` instead, and so does this module (read fr
 helper's frame, the first time that slow path is seen).
 
 The result is a linear address, the one the guest's symbols use. Results are cached per
-return address and checked against the TB still being there. The number of start words per
-instruction differs between versions (2 in QEMU 7.2, 3 from 9.x); it is found by decoding.
+return address. Code-buffer memory is reused only after a TB flush (``do_tb_flush`` resets
+the regions): with the session's breakpoint there (:meth:`TcgPc.flushed`) the cache is
+emptied at each flush; without it, each use of a cached result checks the TB is still there
+(one memory read per access). The number of start words per instruction differs between
+versions (2 in QEMU 7.2, 3 from 9.x); it is found by decoding.
 """
 
 import gdb
@@ -58,11 +61,18 @@ def _u(data, offset, size):
 class TcgPc:
     """Maps a hit's stack to the guest PC of the instruction that made the access."""
 
-    def __init__(self):
+    def __init__(self, read=None):
+        # read(address, length) -> bytes, raising gdb.MemoryError (default: gdb's own)
+        self.read = read or (lambda a, n: bytes(gdb.selected_inferior().read_memory(a, n)))
         self.ok = None  # None: not looked up yet (TCG is set up after QEMU's main starts)
         self.cache = {}  # return address -> (tb address, tb pc, guest value, pcrel)
         self.eip_at = {}  # gdb thread -> address of its CPU's env.eip (and cs base)
         self.words = None
+        self.flush_hooked = False  # True: flushed() empties the cache at every TB flush
+
+    def flushed(self):
+        """QEMU is flushing its translated code: the cached TBs will be gone."""
+        self.cache.clear()
 
     def _setup(self):
         try:
@@ -93,61 +103,61 @@ class TcgPc:
             gdb.write("qtrace tcg_pc: guest PCs not recovered: %s\n" % exc, gdb.STDERR)
             self.ok = False
 
-    def guest_pc(self, pcs, frame=None):
+    def guest_pc(self, pcs, frame=None, thread=None):
         """The guest PC (linear) of the access whose stack PCs are ``pcs`` (``frame``: the
-        hit's newest gdb frame, walked only the first time a return address is seen), or
+        hit's newest gdb frame if the caller has it, walked only the first time a return
+        address is seen; ``thread``: the gdb thread number, if the caller has it), or
         None."""
         if self.ok is None:
             self._setup()
         if not self.ok:
             return None
         try:
-            return self._guest_pc(pcs, frame)
+            return self._guest_pc(pcs, frame, thread)
         except (gdb.error, gdb.MemoryError, IndexError):
             return None
 
-    def _guest_pc(self, pcs, frame):
+    def _guest_pc(self, pcs, frame, thread):
         low, high = self.buffer
         host = next((pc for pc in pcs if low <= pc < high), None)
         if host is None:
             return None
-        inferior = gdb.selected_inferior()
         found = self.cache.get(host)
-        if found is not None and not self._still(inferior, found):
+        if found is not None and not self.flush_hooked and not self._still(found):
             found = None
         if found is None:
-            found = self._decode(inferior, host)
-            if found is None and frame is not None:
+            found = self._decode(host)
+            if found is None:
                 # a softmmu slow path (after the TB's instructions): the helper was given the
                 # fast path's address as its ``retaddr``, which maps to the instruction
-                retaddr = _helper_retaddr(frame, low, high)
+                retaddr = _helper_retaddr(frame or gdb.newest_frame(), low, high)
                 if retaddr is not None:
-                    found = self._decode(inferior, retaddr)
+                    found = self._decode(retaddr)
             if found is None:
                 return None
             self.cache[host] = found
         _, _, value, pcrel = found
         if not pcrel:
             return value
-        eip = self._eip(inferior)
+        eip = self._eip(thread)
         if eip is None:
             return None
         page = eip & ~(PAGE_SIZE - 1)
         candidates = [page - PAGE_SIZE + value, page + value, page + PAGE_SIZE + value]
         return min(candidates, key=lambda pc: abs(pc - eip))
 
-    def _still(self, inferior, found):
+    def _still(self, found):
         tb, pc, _, _ = found
         offset, size = self.field["pc"]
-        return _u(bytes(inferior.read_memory(tb + offset, size)), 0, size) == pc
+        return _u(self.read(tb + offset, size), 0, size) == pc
 
-    def _decode(self, inferior, host):
+    def _decode(self, host):
         """Find the TB (in the writable mapping, where tcg_tb_alloc put it) whose code (at
         ``tc.ptr``, in the executable mapping) holds ``host``."""
         rw_host = host - self.rx_diff
         start = max(self.rw_buffer[0], rw_host - SCAN_BYTES)
         start -= start % self.align
-        data = bytes(inferior.read_memory(start, rw_host - start + 8))
+        data = self.read(start, rw_host - start + 8)
         ptr_off, _ = self.field["tc.ptr"]
         size_off, _ = self.field["tc.size"]
         after = -(-self.tb_size // self.align) * self.align
@@ -159,18 +169,18 @@ class TcgPc:
                 if at + size_off + 8 <= len(data):
                     code_size = _u(data, at + size_off, 8)
                     if code <= host < code + code_size:
-                        return self._from_tb(inferior, slot, code, code_size, host)
+                        return self._from_tb(slot, code, code_size, host)
             slot -= self.align
         return None
 
-    def _from_tb(self, inferior, tb, code, code_size, host):
-        head = bytes(inferior.read_memory(tb, self.tb_size))
+    def _from_tb(self, tb, code, code_size, host):
+        head = self.read(tb, self.tb_size)
         pc = _u(head, *self.field["pc"])
         cflags = _u(head, *self.field["cflags"])
         icount = _u(head, *self.field["icount"])
         pcrel = bool(cflags & CF_PCREL)
         # the search data: at most ~(words + 1) * 10 bytes per instruction
-        data = bytes(inferior.read_memory(code + code_size, icount * 40 + 16))
+        data = self.read(code + code_size, icount * 40 + 16)
         target = host - GETPC_ADJ
         for words in (self.words,) if self.words else START_WORDS:
             value = _walk(data, icount, words, 0 if pcrel else pc, code, target, code + code_size)
@@ -179,21 +189,25 @@ class TcgPc:
                 return tb, pc, value, pcrel
         return None
 
-    def _eip(self, inferior):
-        thread = gdb.selected_thread().num
+    def _eip(self, thread=None):
+        if thread is None:
+            thread = gdb.selected_thread().num
         where = self.eip_at.get(thread)
         if where is None:
             try:
                 cpu = gdb.parse_and_eval("current_cpu")
                 x86 = cpu.cast(gdb.lookup_type("X86CPU").pointer())
                 env = x86["env"]
-                where = (int(env["eip"].address), int(env["segs"][1]["base"].address))
+                eip, cs_base = int(env["eip"].address), int(env["segs"][1]["base"].address)
             except (gdb.error, LookupError):
                 return None
+            # both in CPUX86State, a few hundred bytes apart: one read (target/i386/cpu.h)
+            start = min(eip, cs_base)
+            where = (start, max(eip, cs_base) + 8 - start, eip - start, cs_base - start)
             self.eip_at[thread] = where
-        eip = _u(bytes(inferior.read_memory(where[0], 8)), 0, 8)
-        cs_base = _u(bytes(inferior.read_memory(where[1], 8)), 0, 8)
-        return eip + cs_base
+        start, length, eip_at, cs_base_at = where
+        data = self.read(start, length)
+        return _u(data, eip_at, 8) + _u(data, cs_base_at, 8)
 
 
 def _walk(data, icount, words, first, code, target, code_end):
