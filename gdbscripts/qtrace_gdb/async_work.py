@@ -304,23 +304,44 @@ class CallbackRun(HitBreakpoint):
         return self.session.record_event(record, frame)
 
 
-HOOKS = (EventfdAdd, EventfdDel, HandlerRegister, BhSchedule, TimerArm, IrqfdAssign)
+HOOKS = (
+    (EventfdAdd, "ioeventfd"),
+    (EventfdDel, "ioeventfd"),
+    (HandlerRegister, "fd-handler"),
+    (BhSchedule, "bh"),
+    (TimerArm, "timer"),
+    (IrqfdAssign, "irqfd"),
+)
+"""Each hook and the ``kind`` of the records it finds (a callback's runs are recorded when
+the hook of its kind found it)."""
+
+
+def recorded_kinds(config):
+    """The kinds ``record_async`` asks for: ``true`` all of them, a list only those (a guest
+    plan may keep the hooks that stop QEMU on every bottom half of the machine off)."""
+    wanted = config["record_async"]
+    kinds = {kind for _, kind in HOOKS}
+    return kinds if wanted is True else kinds & set(wanted or ())
 
 
 def install(session, scope, enabled):
-    """The hooks that find the device's asynchronous work (absent functions are skipped).
-    The irqfd signal hook is created off and left out of the armed set: it is turned on
-    when the device gets its first irqfd."""
+    """The hooks that find the device's asynchronous work of the kinds the configuration
+    asks for (absent functions are skipped). The irqfd signal hook is created off and left
+    out of the armed set: it is turned on when the device gets its first irqfd."""
+    kinds = recorded_kinds(session.config)
     hooks = []
-    for hook in HOOKS:
+    for hook, kind in HOOKS:
+        if kind not in kinds:
+            continue
         try:
             hooks.append(hook(session, scope, enabled))
         except gdb.GdbError:
             pass  # this QEMU has no such function (a build without KVM, say)
-    try:
-        scope.notifier_hook = NotifierSet(session, scope, False)
-    except gdb.GdbError:
-        pass
+    if "irqfd" in kinds:
+        try:
+            scope.notifier_hook = NotifierSet(session, scope, False)
+        except gdb.GdbError:
+            pass
     return hooks
 
 

@@ -21,7 +21,7 @@ CONFIG_KEYS = {
     "record_pci_config": (bool,),
     "record_irq": (bool,),
     "record_dma": (bool,),
-    "record_async": (bool,),
+    "record_async": (bool, list),  # true/false, or the list of async kinds to record
     "dma_cap_bytes": (int,),
     "exits": (list,),
     "arm_on": (str, type(None)),
@@ -29,6 +29,10 @@ CONFIG_KEYS = {
     "max_hits": (int, type(None)),
     "fast_stacks": (bool,),
 }
+
+# The kinds of ``async`` records, as a ``record_async`` list names them:
+# qtrace.trace.kinds.ASYNC_KINDS on the host (a unit test checks the two are equal).
+ASYNC_KINDS = ("ioeventfd", "fd-handler", "bh", "timer", "irqfd")
 
 # The statuses an ``end`` record may carry: qtrace.trace.kinds.CaptureStatus on the host
 # (gdb's Python cannot import qtrace); a unit test checks the two lists are equal.
@@ -58,6 +62,13 @@ def check_config(data):
             raise ConfigError(
                 "collector.json: %s is %r, expected %s"
                 % (key, value, "/".join(t.__name__ for t in types))
+            )
+    if isinstance(data["record_async"], list):
+        unknown = sorted(set(data["record_async"]) - set(ASYNC_KINDS))
+        if unknown:
+            raise ConfigError(
+                "collector.json: record_async names %s; the kinds are %s"
+                % (unknown, ", ".join(ASYNC_KINDS))
             )
     return data
 

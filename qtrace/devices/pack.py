@@ -16,6 +16,7 @@ from typing import Any
 from qtrace.devices.registers import read_toml
 from qtrace.devices.rules import FrameRule, parse_frame_rules
 from qtrace.errors import ReportError
+from qtrace.trace.kinds import ASYNC_KINDS
 
 __all__ = ["DEVICE_FORMAT", "GENERIC_PROBE_SEQUENCE", "DevicePack", "QtestSetup", "load_pack"]
 
@@ -71,6 +72,10 @@ class DevicePack:
         probe_sequence: which of the probe guest's register sequences drives it.
         probe_args: extra ``key=value`` words for the probe's command line (what the
             sequence needs to know of the capture, e.g. ``rx=20`` frames its backend sends).
+        linux_async: the kinds of asynchronous work (``qtrace.trace.kinds.ASYNC_KINDS``) a
+            capture with the linux guest records for it; none by default, since their hooks
+            stop QEMU on every timer or bottom half of the whole machine (the e1000 asks for
+            ``timer``: its interrupt mitigation and autonegotiation are timers).
         model: ``module:Class`` of the pack's reference model, if it has one.
         model_verify: ``module:object`` of what ``verify`` needs beyond the model (fixed
             scenarios, random sequences, volatile rules, replay quirks), if any.
@@ -93,6 +98,7 @@ class DevicePack:
     start_backend_args: tuple[str, ...] = ()
     probe_sequence: str = GENERIC_PROBE_SEQUENCE
     probe_args: tuple[str, ...] = ()
+    linux_async: tuple[str, ...] = ()
     model: str | None = None
     model_verify: str | None = None
     model_compares: str = ""
@@ -105,6 +111,14 @@ def _str_tuple(value: Any, where: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ReportError(f"{where} must be a list of strings")
     return tuple(value)
+
+
+def _async_kinds(value: Any, where: str) -> tuple[str, ...]:
+    kinds = _str_tuple(value, where)
+    unknown = sorted(set(kinds) - set(ASYNC_KINDS))
+    if unknown:
+        raise ReportError(f"{where} names {unknown}; the kinds are {', '.join(ASYNC_KINDS)}")
+    return kinds
 
 
 def _optional_name(value: Any, where: str) -> str | None:
@@ -173,6 +187,7 @@ def load_pack(folder: Traversable) -> DevicePack:
         ),
         probe_sequence=str(guests.get("probe_sequence", GENERIC_PROBE_SEQUENCE)),
         probe_args=_str_tuple(guests.get("probe_args", []), f"{where}: [guests] probe_args"),
+        linux_async=_async_kinds(guests.get("linux_async", []), f"{where}: [guests] linux_async"),
         model=model.get("class"),
         model_verify=model.get("verify"),
         model_compares=str(model.get("compares", "")),

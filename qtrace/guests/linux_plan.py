@@ -64,9 +64,16 @@ def linux_append(slot: int, exit_port: int = DEBUG_EXIT_IOBASE) -> str:
     return f"console=ttyS0 quiet panic=-1 qtrace_exit_port={exit_port} qtrace_pci=00:{slot:02x}.0"
 
 
-def linux_plan(slot: int, guests_mount: str, out_mount: str) -> GuestPlan:
+def linux_plan(
+    slot: int,
+    guests_mount: str,
+    out_mount: str,
+    record_async: tuple[str, ...] = (),
+) -> GuestPlan:
     """Plan for Debian's kernel driving the device at bus 0 ``slot`` (or behind the bridge
-    there) with the driver its modules.alias names."""
+    there) with the driver its modules.alias names; ``record_async``: the kinds of the
+    device's asynchronous work to record (its pack's ``[guests] linux_async``; none by
+    default, see :attr:`GuestPlan.record_async`)."""
     out = f"{out_mount}/{INITRAMFS_SUBDIR}"
     return GuestPlan(
         name="linux",
@@ -89,5 +96,5 @@ def linux_plan(slot: int, guests_mount: str, out_mount: str) -> GuestPlan:
         exit_port=DEBUG_EXIT_IOBASE,
         ok_exit_statuses=(DEBUG_EXIT_OK_STATUS, POWEROFF_STATUS),
         serial_verdict=linux_verdict,
-        record_async=False,  # see GuestPlan.record_async
+        record_async=record_async or False,
     )

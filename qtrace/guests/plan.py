@@ -38,10 +38,12 @@ class GuestPlan:
             every register access (23,000 events in one KVM probe capture).
         rom: keep the device's option ROM (the firmware guest needs iPXE).
         extra_qemu_args: anything else the guest needs on QEMU's command line.
-        record_async: record the device's work off the register path (``async`` records).
+        record_async: record the device's work off the register path (``async`` records):
+            ``True`` all of it, a tuple of kinds (``ASYNC_KINDS``) only those, ``False`` none.
             Its hooks stop QEMU on every timer armed and bottom half scheduled in the whole
             machine: a Linux guest under TCG arms tens of thousands (38,000 measured in one
-            capture), which slows it past its own deadlines, so the linux plan leaves it off.
+            capture), which slows it past its own deadlines, so the linux plan records only
+            what the device's pack asks for (``[guests] linux_async``).
     """
 
     name: str
@@ -59,4 +61,4 @@ class GuestPlan:
     quiet_gsis: tuple[int, ...] = (4,)
     rom: bool = False
     extra_qemu_args: tuple[str, ...] = field(default_factory=tuple)
-    record_async: bool = True
+    record_async: bool | tuple[str, ...] = True

@@ -223,7 +223,9 @@ def guest_plan(
     if kind is Guest.LINUX:
         behind_port = _member(Topology, topology, "topology") is Topology.ROOT_PORT
         slot = ROOT_PORT_SLOT if behind_port else device_slot(device)
-        return linux_plan(slot, MOUNT_GUESTS, MOUNT_OUT)
+        return linux_plan(
+            slot, MOUNT_GUESTS, MOUNT_OUT, record_async=pack_or_default(device).linux_async
+        )
     return firmware_plan(MOUNT_OUT)
 
 
@@ -295,6 +297,14 @@ def _exit_cases(source: ContainerSource, qemu_version: str) -> list[ExitCaseSpec
             ),
         ) from exc
     return [ExitCaseSpec(f"{KVM_ALL_PATH}:{case.body_line}", tuple(case.labels)) for case in cases]
+
+
+def _async_recorded(plan: GuestPlan) -> dict[str, list[str]]:
+    """The header's note of a plan that records only some kinds of asynchronous work
+    (``extra.record_async``: the report says the others were not looked for)."""
+    if isinstance(plan.record_async, tuple):
+        return {"record_async": list(plan.record_async)}
+    return {}
 
 
 def default_out_dir(device: str, accel: Accel, base: Path | None = None) -> Path:
@@ -584,7 +594,7 @@ class _CaptureRun:
             "device_properties": device_properties(self.argv, self.request.device),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "qdev_id": CAPTURED_QDEV_ID,
-            "extra": {"qtrace_version": __version__},
+            "extra": {"qtrace_version": __version__, **_async_recorded(self.plan)},
         }
         return CollectorConfig(
             trace_path=f"{MOUNT_OUT}/trace.jsonl",

@@ -52,7 +52,8 @@ class CollectorConfig:
         record_pci_config, record_irq, record_dma: whether the device's config accesses
             (and those to the bridges above it), interrupts and DMA are recorded.
         record_async: whether the device's work off the register path is recorded
-            (ioeventfds, fd handlers, bottom halves, timers, irqfds: ``async`` records).
+            (ioeventfds, fd handlers, bottom halves, timers, irqfds: ``async`` records);
+            a tuple of those kinds (``"timer"``, ...) records only them.
         exits: the exit cases of ``kvm_cpu_exec`` (KVM captures only).
         arm_on: the function whose first hit arms the collectors (``None``: from QEMU start).
         quiet_ports: ``(base, count)`` port ranges whose exits are counted, not recorded.
@@ -69,7 +70,7 @@ class CollectorConfig:
     record_pci_config: bool = True
     record_irq: bool = True
     record_dma: bool = True
-    record_async: bool = True
+    record_async: bool | tuple[str, ...] = True
     exits: tuple[ExitCaseSpec, ...] = ()
     arm_on: str | None = None
     quiet_ports: tuple[tuple[int, int], ...] = ()

@@ -119,6 +119,9 @@ class WhereWorkRan:
     armed: tuple[ArmedElsewhere, ...] = ()
     notifiers: tuple[NotifierPath, ...] = ()
     request: RequestFlow | None = None
+    # The only kinds of async work the capture recorded (header extra.record_async), if
+    # its guest plan chose some: the others were not looked for.
+    recorded_kinds: tuple[str, ...] | None = None
 
 
 def where_work_ran(
@@ -134,7 +137,13 @@ def where_work_ran(
         armed=_armed_elsewhere(trace, placed),
         notifiers=_notifier_paths(trace, placed),
         request=request_flow(trace, kernel, join),
+        recorded_kinds=_recorded_kinds(trace),
     )
+
+
+def _recorded_kinds(trace: Trace) -> tuple[str, ...] | None:
+    kinds = trace.header.extra.get("record_async")
+    return tuple(str(k) for k in kinds) if isinstance(kinds, list) else None
 
 
 def _most_first(counter: Counter[str]) -> tuple[tuple[str, int], ...]:

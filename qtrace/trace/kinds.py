@@ -15,7 +15,20 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Accel", "AccelChoice", "Machine", "Topology", "Guest", "CaptureStatus"]
+__all__ = [
+    "ASYNC_KINDS",
+    "Accel",
+    "AccelChoice",
+    "Machine",
+    "Topology",
+    "Guest",
+    "CaptureStatus",
+]
+
+ASYNC_KINDS = ("ioeventfd", "fd-handler", "bh", "timer", "irqfd")
+"""The ``kind`` of ``async`` records (TRACE_FORMAT.md), which a guest plan's
+``record_async`` may name to record only those; gdbscripts' contract.py holds the same list
+(a unit test checks they agree)."""
 
 
 class Accel(StrEnum):

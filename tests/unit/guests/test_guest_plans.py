@@ -91,6 +91,14 @@ def test_linux_plans_any_device_the_same_way(device: str) -> None:
     )
 
 
+def test_linux_records_the_async_kinds_the_pack_asks_for_and_the_probe_all() -> None:
+    """The e1000's pack asks for its timers (mitigation, autonegotiation); other devices'
+    linux captures look for no async work (the hooks stop QEMU machine-wide)."""
+    assert guest_plan("linux", "e1000", "pc").record_async == ("timer",)
+    assert guest_plan("linux", "nvme", "pc").record_async is False
+    assert guest_plan("probe", "e1000", "pc").record_async is True
+
+
 def test_linux_behind_a_root_port_is_told_the_port_slot() -> None:
     plan = guest_plan("linux", "e1000e", "q35", topology="root-port")
     assert plan.append is not None and f"qtrace_pci=00:{ROOT_PORT_SLOT:02x}.0" in plan.append

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qtrace.launch.collector_config import COLLECTOR_PROTOCOL, CollectorConfig, ExitCaseSpec
+from qtrace.trace.kinds import ASYNC_KINDS
 from tests.gdb_side import gdb_module
 
 
@@ -66,4 +67,17 @@ def test_the_gdb_side_refuses_what_it_would_misread(change, message) -> None:  #
     data = json.loads(json.dumps(_config().as_json()))
     change(data)
     with pytest.raises(GDB.ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        GDB.check_config(data)
+
+
+def test_both_sides_know_the_same_async_kinds() -> None:
+    assert GDB.ASYNC_KINDS == ASYNC_KINDS
+
+
+def test_record_async_may_name_kinds_and_only_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "collector.json"
+    _config(record_async=("timer",)).write(path)
+    assert GDB.load_config(str(path))["record_async"] == ["timer"]
+    data = json.loads(json.dumps(_config(record_async=("timers",)).as_json()))
+    with pytest.raises(GDB.ConfigError, match=r"record_async names \['timers'\]"):
         GDB.check_config(data)
