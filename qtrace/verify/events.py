@@ -17,6 +17,10 @@ received frames) and is *asynchronous*.
 Events without a stack: DMA is given to the preceding access (the write convention;
 the e1000 starts DMA only from register writes); an interrupt change is taken as
 asynchronous, since it cannot be placed.
+
+Events of QEMU's own exit (``qemu_cleanup`` on the stack) are left out: the guest's run is
+over, and QEMU tears its backends down (deleting the e1000's netdev takes its link down and
+raises LSC, seen in a Linux capture), which no access and no work of the model's caused.
 """
 
 from __future__ import annotations
@@ -27,9 +31,13 @@ from typing import Literal
 
 from qtrace.trace import Access, Dma, Irq, Trace
 
-__all__ = ["Step", "attribute", "handler_ops"]
+__all__ = ["SHUTDOWN_FRAMES", "Step", "attribute", "handler_ops"]
 
 Event = Irq | Dma
+
+SHUTDOWN_FRAMES = frozenset({"qemu_cleanup"})
+"""QEMU's exit path (system/runstate.c, called from qemu_default_main once the main loop
+has ended): an event under it happened after the guest's run."""
 
 
 @dataclass
@@ -80,7 +88,8 @@ def attribute(trace: Trace) -> Iterator[Step]:
     pending: list[Event] = []
     for record in [*trace.records, None]:  # None: the end, where the last events settle
         if isinstance(record, (Irq, Dma)):
-            pending.append(record)
+            if not _at_shutdown(trace, record):
+                pending.append(record)
             continue
         if record is not None and not isinstance(record, Access):
             continue
@@ -100,6 +109,11 @@ def attribute(trace: Trace) -> Iterator[Step]:
         if asynchronous:
             yield Step(None, asynchronous)
         previous = Step(record, own) if record is not None else None
+
+
+def _at_shutdown(trace: Trace, event: Event) -> bool:
+    stack = trace.stacks.get(event.stack) if event.stack else None
+    return stack is not None and any(f.func in SHUTDOWN_FRAMES for f in stack.frames)
 
 
 def _inside(
