@@ -105,20 +105,23 @@ class StackTable:
         """The key of a stop whose own PCs are ``pcs`` (its pc and, at a ``ret``, the
         return address at ``[rsp]``), following the frame-pointer chain from ``rbp``;
         ``block`` is stack memory read at ``base`` that the caller already has."""
-        # Frames of -O0 code are small: one read usually covers several of them.
+        # Frames of -O0 code are small: one read usually covers several of them. (Run at
+        # every hit: names are bound locally.)
         code_start, code_end = self.own_code
+        unpack, append = _PAIR.unpack_from, pcs.append
+        last = len(block) - 16
         for _ in range(MAX_FRAMES):
             offset = rbp - base
-            if not 0 <= offset <= len(block) - 16:
+            if offset < 0 or offset > last:
                 try:
                     base, block = rbp, stack_block(rbp, _BLOCK_BYTES, 16)
                 except gdb.MemoryError:
                     break
-                offset = 0
-            saved_rbp, ret = _PAIR.unpack_from(block, offset)
+                offset, last = 0, len(block) - 16
+            saved_rbp, ret = unpack(block, offset)
             if ret == 0:
                 break
-            pcs.append(ret)
+            append(ret)
             if not code_start <= ret < code_end:
                 break  # returns into libc, glib or TCG generated code: no chain beyond
             if not rbp < saved_rbp < rbp + _MAX_FRAME_BYTES:

@@ -66,6 +66,7 @@ class TcgPc:
         self.read = read or (lambda a, n: bytes(gdb.selected_inferior().read_memory(a, n)))
         self.ok = None  # None: not looked up yet (TCG is set up after QEMU's main starts)
         self.cache = {}  # return address -> (tb address, tb pc, guest value, pcrel)
+        self.hosts = {}  # a stack's PCs -> its return address into the code buffer, or 0
         self.eip_at = {}  # gdb thread -> address of its CPU's env.eip (and cs base)
         self.words = None
         self.flush_hooked = False  # True: flushed() empties the cache at every TB flush
@@ -118,9 +119,11 @@ class TcgPc:
             return None
 
     def _guest_pc(self, pcs, frame, thread):
-        low, high = self.buffer
-        host = next((pc for pc in pcs if low <= pc < high), None)
+        host = self.hosts.get(pcs)
         if host is None:
+            low, high = self.buffer
+            host = self.hosts[pcs] = next((pc for pc in pcs if low <= pc < high), 0)
+        if not host:
             return None
         found = self.cache.get(host)
         if found is not None and not self.flush_hooked and not self._still(found):
@@ -130,7 +133,7 @@ class TcgPc:
             if found is None:
                 # a softmmu slow path (after the TB's instructions): the helper was given the
                 # fast path's address as its ``retaddr``, which maps to the instruction
-                retaddr = _helper_retaddr(frame or gdb.newest_frame(), low, high)
+                retaddr = _helper_retaddr(frame or gdb.newest_frame(), *self.buffer)
                 if retaddr is not None:
                     found = self._decode(retaddr)
             if found is None:
@@ -142,9 +145,12 @@ class TcgPc:
         eip = self._eip(thread)
         if eip is None:
             return None
-        page = eip & ~(PAGE_SIZE - 1)
-        candidates = [page - PAGE_SIZE + value, page + value, page + PAGE_SIZE + value]
-        return min(candidates, key=lambda pc: abs(pc - eip))
+        # of the three pages around eip's, the candidate nearest to eip (the first on a tie)
+        best = (eip & ~(PAGE_SIZE - 1)) - PAGE_SIZE + value
+        for candidate in (best + PAGE_SIZE, best + 2 * PAGE_SIZE):
+            if abs(candidate - eip) < abs(best - eip):
+                best = candidate
+        return best
 
     def _still(self, found):
         tb, pc, _, _ = found

@@ -49,13 +49,13 @@ class TraceOut:
         are the same for every call with this ``shape`` (any hashable key). ``values`` are
         ints or None (None: the field is left out); ``t`` is added as :meth:`write` adds it.
         """
-        present = tuple(v is not None for v in values)
-        template = self._templates.get((shape, present), False)
+        numbers = [v for v in values if v is not None]
+        key = (shape, tuple([v is None for v in values]))
+        template = self._templates.get(key, False)
         if template is False:
-            template = self._templates[(shape, present)] = _template(kind, build, values)
+            template = self._templates[key] = _template(kind, build, values)
         if template is None:  # a field its holes cannot stand in for: encode the record
             return self.write(build(values))
-        numbers = [v for v in values if v is not None]
         numbers.append(round(time.monotonic() - self._opened, 6))
         self._put(kind, template % tuple(numbers))
         return None
