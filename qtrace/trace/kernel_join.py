@@ -63,6 +63,8 @@ IN_KERNEL_DEVICES: tuple[tuple[Space, int, int, str], ...] = (
 """Where KVM's own device models answer (space, base, size, name), when QEMU runs with the
 in-kernel irqchip (its default under KVM): accesses there never reach QEMU."""
 
+_EXIT_SPACE: dict[str, Space] = {"KVM_EXIT_MMIO": "mmio", "KVM_EXIT_IO": "pio"}
+"""The access space each exit reason belongs to."""
 # How far (seconds) a record's time may lie before its kernel exit: both clocks are
 # rounded to the microsecond.
 CLOCK_SLACK_S = 5e-6
@@ -178,6 +180,15 @@ def kernel_exits(log: KernelLog) -> tuple[list[KernelExit], list[KernelAccess]]:
             if event.event == "kvm_userspace_exit":
                 if pending is not None and pending.op == "read":
                     alone.append(pending)  # a read the kernel completed before exiting
+                    pending = None
+                if pending is not None and _EXIT_SPACE.get(_exit_reason(event)) not in (
+                    None,
+                    pending.space,
+                ):
+                    # An MMIO access never causes an I/O exit (nor the reverse): a port read
+                    # that exits logs nothing before it, and the access before it was one
+                    # KVM completed itself.
+                    alone.append(pending)
                     pending = None
                 exits.append(
                     KernelExit(

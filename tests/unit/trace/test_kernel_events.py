@@ -156,6 +156,21 @@ def test_kernel_only_accesses_say_what_answered_and_link_the_replayed_write() ->
     assert join.handled_by() == {"pit": 1, "coalesced-mmio": 1, "lapic": 1}
 
 
+def test_an_mmio_access_kvm_completed_is_not_taken_for_a_port_reads_exit() -> None:
+    """A port read that exits logs nothing before its exit: the LAPIC write before it (with
+    the serial port's events left out between them) is KVM's alone, not that exit's."""
+    lines = [
+        "CPU 0/KVM-1859 [000] ..... 10.000000: kvm_mmio: mmio write len 4 gpa 0xfee000b0 val 0x0",
+        "CPU 0/KVM-1859 [000] ..... 10.000010: kvm_userspace_exit: reason KVM_EXIT_IO (2)",
+        "CPU 0/KVM-1859 [000] ..... 10.000020: kvm_pio: pio_read at 0xcfc size 4 count 1 val 0x1",
+    ]
+    events = [e for e in map(parse_line, lines) if e is not None]
+    exits, alone = kernel_exits(KernelLog(KernelHeader("recorded"), events))
+    (port_read,) = exits
+    assert port_read.access is None and port_read.completion is not None
+    assert [(a.space, a.addr) for a in alone] == [("mmio", 0xFEE000B0)]
+
+
 def test_a_write_into_an_ioeventfd_is_one_while_it_was_in_effect() -> None:
     """QEMU removes its ioeventfds when the VM stops: a write made while one was in effect is
     KVM's (the eventfd), although none is left at the trace's end."""
