@@ -226,9 +226,8 @@ def test_perfetto_export_opens_in_chromiums_trace_viewer_with_its_thread_tracks(
 def test_a_committed_linux_capture_opens_with_its_vcpu_and_main_loop_threads(
     chromium: Chromium, tmp_path: Path
 ) -> None:
-    """A trace made before t (synthetic spacing), 13,000 accesses under TCG, interrupts
-    raised from the main loop's timer (instants only: DevTools reads that thread, and draws
-    tracks only for threads with slices)."""
+    """13,000 accesses under TCG and the e1000's timers: armed on the vCPU thread, run on the
+    main loop (slices there, beside the interrupts its timer raises as instants)."""
     trace = read_trace(ROOT / "reports" / "captures" / "e1000-tcg-linux")
     exported = _export(trace, ExportFormat.PERFETTO, tmp_path / "linux.perfetto.json")
     page = chromium.new_page()
@@ -236,7 +235,8 @@ def test_a_committed_linux_capture_opens_with_its_vcpu_and_main_loop_threads(
     groups = " | ".join(model["groups"])
     assert "CPU 0/TCG" in groups, groups
     assert {"CPU 0/TCG", "main loop"} <= set(model["threads"]), model["threads"]
-    assert len(model["titles"]) == len(trace.accesses)
+    assert len(model["titles"]) == len(trace.exits) + len(trace.accesses) + len(trace.asyncs)
+    assert trace.asyncs and any(t.startswith("timer run e1000_") for t in model["titles"])
     page.evaluate(f"{SELECT}('write TDT')")
     page.evaluate(HIDE_OVERLAYS)
     page.wait_for("new Promise(r => setTimeout(() => r(true), 1500))")
