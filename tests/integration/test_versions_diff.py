@@ -53,13 +53,21 @@ def test_diff_names_the_frames_that_changed(
     assert memory_funcs <= set(moved)
     for row in moved.values():
         assert row.a is not None and row.b is not None
-        assert row.a.startswith("softmmu/") and row.b.startswith("system/"), row
+        if row.a.startswith("softmmu/"):
+            assert row.b.startswith("system/"), row
+    # (other moves are real too: the receive path's cpu_physical_memory_write was a header
+    # inline in 7.2, include/exec/cpu-common.h, and is a function of system/physmem.c in 10.2.2)
+    for func in memory_funcs:
+        assert moved[func].a.startswith("softmmu/"), moved[func]
 
     # the device and the KVM exit handling are on both paths; kvm_cpu_exec's call moved
     assert by_func["kvm_cpu_exec"].status == "line changed"
     assert by_func["kvm_cpu_exec"].layer == "accel-kvm"
     assert by_func[f"e1000_mmio_{kind.split()[1]}"].status in ("same", "line changed")
-    assert not [row for row in diff.rows if row.status == "only in A"]
+    # nothing of 7.2's path is gone but the DMA helpers 10.2.2's cpu_physical_memory_write
+    # no longer calls (a write's handler can now DMA: the receive path's frame write)
+    gone = {row.func for row in diff.rows if row.status == "only in A"}
+    assert gone <= {"address_space_rw", "cpu_physical_memory_rw"}, gone
     assert not [row for row in diff.rows if row.layer == "unknown"]
 
 
