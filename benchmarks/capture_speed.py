@@ -1,14 +1,21 @@
 """How much does tracing slow the guest down? Four ways, side by side, in one run.
 
     .venv/bin/python benchmarks/capture_speed.py [--guest linux] [--accel tcg]
-        [--write reports/benchmarks.md]
+        [--dense-rounds 5000] [--repeat 3] [--write reports/benchmarks.md]
 
 (a) QEMU alone, (b) QEMU with ``-trace 'memory_region_ops_*'`` (no stacks), (c) the manual
 way automated: gdb/MI stopping at every handler hit and asking ``-stack-list-frames``
 over MI (reading only to each result record), measured over its first N hits and
 extrapolated, (d) ``qtrace capture`` (every access with its value and its own stack id).
 Each runs in the same debug image and container setup; the table gives wall time and
-the ratio to (a). This is a benchmark, not a test: nothing here asserts a time.
+the ratio to (a).
+
+Then the cost of one hit, on a hit-dense workload (the probe guest reading registers in a
+loop): (a) QEMU's own time per access, (e) gdb's floor (a Python breakpoint on the read
+handler whose ``stop()`` only counts: what any collector that stops QEMU pays), (d) the
+breakpoint collector and (c) the MI loop, each way ``--repeat`` times in turn, with the
+median and the load average at each run (the machines have 2 cores and are shared). This
+is a benchmark, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -16,13 +23,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
+import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from qtrace.devices import device_start, pack_or_default
 from qtrace.docker_env import LabelledContainer, connect
+from qtrace.image.layout import QEMU_BINARY
+from qtrace.launch.backends import BackendProcesses
 from qtrace.launch.capture import (
     MOUNT_OUT,
     CaptureRequest,
@@ -31,7 +43,6 @@ from qtrace.launch.capture import (
     guest_plan,
     run_capture,
 )
-from qtrace.image.layout import QEMU_BINARY
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.live import LiveStats
 from qtrace.trace import read_trace
@@ -68,20 +79,33 @@ def _build_guest(container: LabelledContainer, guest: str, device: str) -> None:
             raise SystemExit(f"guest build failed: {result.output[-2000:]}")
 
 
+def _backends(container: LabelledContainer, out: Path, device: str) -> BackendProcesses:
+    """The processes the device's QEMU command line needs beside it (the e1000's frame
+    source for the probe's receive test), as a capture starts them: one set per QEMU run."""
+    start = device_start(pack_or_default(device), (), MOUNT_OUT)
+    for run_file in start.files:
+        if not (out / run_file.name).exists():
+            with (out / run_file.name).open("xb") as handle:
+                handle.truncate(run_file.size_bytes)
+    return BackendProcesses(container, start.backends, out, MOUNT_OUT)
+
+
 def plain_runs(args: argparse.Namespace, work: Path, load_rounds: int = 0) -> tuple[Row, Row]:
     out = work / f"plain{load_rounds}"
     out.mkdir()
     argv = _argv(args.guest, args.device, args.accel, load_rounds)
     with _container(out, args.qemu_version, args.accel) as container:
         _build_guest(container, args.guest, args.device)
-        started = time.monotonic()
-        container.exec(argv)
-        plain = Row("(a) QEMU, no gdb", time.monotonic() - started)
-        started = time.monotonic()
-        container.exec(
-            [*argv, "-trace", "memory_region_ops_*", "-D", f"{MOUNT_OUT}/trace-events.log"]
-        )
-        traced_s = time.monotonic() - started
+        with _backends(container, out, args.device):
+            started = time.monotonic()
+            container.exec(argv)
+            plain = Row("(a) QEMU, no gdb", time.monotonic() - started)
+        with _backends(container, out, args.device):
+            started = time.monotonic()
+            container.exec(
+                [*argv, "-trace", "memory_region_ops_*", "-D", f"{MOUNT_OUT}/trace-events.log"]
+            )
+            traced_s = time.monotonic() - started
     events = (out / "trace-events.log").read_text(errors="replace")
     device_ops = sum(
         1
@@ -93,14 +117,18 @@ def plain_runs(args: argparse.Namespace, work: Path, load_rounds: int = 0) -> tu
     )
 
 
-def mi_loop(args: argparse.Namespace, work: Path, total_hits: int, load_rounds: int = 0) -> Row:
-    """The manual way, automated: stop at every hit, ask for the stack over MI."""
+def mi_loop(
+    args: argparse.Namespace, work: Path, total_hits: int, load_rounds: int = 0, skip: int = 0
+) -> Row:
+    """The manual way, automated: stop at every hit, ask for the stack over MI (timed
+    from hit ``skip`` on: the hit-dense guest's register loop comes after its waits)."""
     out = work / f"mi{load_rounds}"
     out.mkdir()
     argv = _argv(args.guest, args.device, args.accel, load_rounds)
     with _container(out, args.qemu_version, args.accel) as container:
         _build_guest(container, args.guest, args.device)
-        with GdbSession(container, QEMU_BINARY, out / "gdb.log") as gdb:
+        backends = _backends(container, out, args.device)
+        with backends, GdbSession(container, QEMU_BINARY, out / "gdb.log") as gdb:
             gdb.command(f"-exec-arguments {shell_join(argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
             for signal in ("SIGUSR1", "SIGUSR2", "SIGPIPE"):
                 gdb.console(f"handle {signal} nostop noprint pass")
@@ -109,16 +137,17 @@ def mi_loop(args: argparse.Namespace, work: Path, total_hits: int, load_rounds: 
             gdb.command("-exec-run")
             hits = 0
             started = time.monotonic()
-            while hits < args.mi_hits:
+            while hits < args.mi_hits + skip:
                 stop = gdb.wait_for_stop(120)
                 if stop is None or stop.reason != "breakpoint-hit":
                     break
-                if hits == 0:
+                if hits == skip:
                     started = time.monotonic()  # measure the per-hit loop, not the boot
                 hits += 1
                 gdb.command("-stack-list-frames")
                 gdb.command("-exec-continue")
             elapsed = time.monotonic() - started
+            hits -= skip
     rate = hits / elapsed if elapsed > 0 else 0.0
     extrapolated = total_hits / rate if rate else float("inf")
     return Row(
@@ -129,8 +158,10 @@ def mi_loop(args: argparse.Namespace, work: Path, total_hits: int, load_rounds: 
     )
 
 
-def qtrace_run(args: argparse.Namespace, work: Path, load_rounds: int = 0) -> tuple[Row, int]:
-    out = work / f"qtrace{load_rounds}"
+def qtrace_run(
+    args: argparse.Namespace, work: Path, load_rounds: int = 0, name: str = ""
+) -> tuple[Row, int]:
+    out = work / (name or f"qtrace{load_rounds}")
     request = CaptureRequest(
         device=args.device,
         accel=args.accel,
@@ -179,45 +210,182 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
         f"(c) managed {mi_rate:.0f} hits/s while hitting — see the per-hit table below for a "
         f"like-for-like rate.\n"
     )
-    machine = (
-        f"{platform.node()}, {os.cpu_count()} cores, Linux {platform.release()}, "
-        f"Python {platform.python_version()}"
-    )
     header = (
         f"Guest `{args.guest}`, device `{args.device}`, accelerator `{args.accel}`, "
-        f"QEMU {args.qemu_version}; "
-        f"machine: {machine}; {time.strftime('%Y-%m-%d', time.gmtime())}.\n"
+        f"QEMU {args.qemu_version}; machine: {machine()}.\n"
         f"Command: `.venv/bin/python benchmarks/capture_speed.py --guest {args.guest} "
         f"--accel {args.accel}`\n\n"
     )
     return header + "\n".join(lines) + "\n" + goal
 
 
-def dense_rates(args: argparse.Namespace, work: Path) -> str:
-    """Per-hit throughput on a hit-dense workload: the probe guest reading registers in a loop.
+def machine() -> str:
+    """Where and when this ran."""
+    return (
+        f"{platform.node()}, {os.cpu_count()} cores, Linux {platform.release()}, "
+        f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d', time.gmtime())}"
+    )
+
+
+# gdb's floor: a Python breakpoint on the read handler that only counts its hits, and
+# times the longest run of them with no pause of 0.1 s (the register loop, as dense_span).
+_COUNTING_SCRIPT = """
+import time, gdb
+run = {"first": 0.0, "last": None, "hits": 0, "best": (0, 0.0)}
+def close():
+    if run["hits"] > run["best"][0]:
+        run["best"] = (run["hits"], run["last"] - run["first"])
+class Count(gdb.Breakpoint):
+    def stop(self):
+        now = time.perf_counter()
+        if run["last"] is None or now - run["last"] >= 0.1:
+            if run["last"] is not None:
+                close()
+            run["first"], run["hits"] = now, 0
+        run["hits"] += 1
+        run["last"] = now
+        return False
+Count("%(handler)s", internal=True)
+def done(event):
+    if run["last"] is not None:
+        close()
+    print("qtrace-bench hits=%%d span_s=%%.6f" %% run["best"])
+gdb.events.exited.connect(done)
+"""
+
+
+@dataclass
+class DenseRun:
+    """One round of the hit-dense measurements (seconds; ``load``: 1-minute load average)."""
+
+    load: float
+    qemu_per_access_s: float
+    floor_per_hit_s: float
+    qtrace_per_hit_s: float
+    qtrace_whole_per_hit_s: float
+    hits: int
+    status: str
+
+
+def qemu_alone(args: argparse.Namespace, work: Path, rounds: int) -> tuple[float, int]:
+    """QEMU alone on the probe guest: (wall time, register accesses it did quietly)."""
+    out = work / f"alone{rounds}-{time.monotonic_ns()}"
+    out.mkdir()
+    with _container(out, args.qemu_version, args.accel) as container:
+        _build_guest(container, "probe", args.device)
+        with _backends(container, out, args.device):
+            started = time.monotonic()
+            container.exec(_argv("probe", args.device, args.accel, rounds))
+            wall_s = time.monotonic() - started
+    found = re.findall(r"suppressed ([0-9]+)", (out / "serial.log").read_text(errors="replace"))
+    return wall_s, sum(int(n) for n in found)
+
+
+def counting_floor(args: argparse.Namespace, work: Path, rounds: int) -> float:
+    """Seconds per hit of a breakpoint on the read handler whose ``stop()`` only counts."""
+    out = work / f"floor{rounds}-{time.monotonic_ns()}"
+    out.mkdir()
+    (out / "count.py").write_text(_COUNTING_SCRIPT % {"handler": f"{args.device}_mmio_read"})
+    argv = _argv("probe", args.device, args.accel, rounds)
+    with _container(out, args.qemu_version, args.accel) as container:
+        _build_guest(container, "probe", args.device)
+        gdb = ["gdb", "-nx", "-batch", "-ex", "handle SIGUSR1 SIGUSR2 SIGPIPE nostop noprint pass"]
+        with _backends(container, out, args.device):
+            result = container.exec(
+                [*gdb, "-x", f"{MOUNT_OUT}/count.py", "-ex", "run", "--args", *argv],
+                workdir=MOUNT_OUT,
+            )
+    found = re.search(r"qtrace-bench hits=([0-9]+) span_s=([0-9.]+)", result.output)
+    if found is None or int(found[1]) < 2:
+        raise SystemExit(f"the counting breakpoint did not run: {result.output[-2000:]}")
+    return float(found[2]) / (int(found[1]) - 1)
+
+
+def dense_run(args: argparse.Namespace, work: Path, index: int) -> DenseRun:
+    """Each way once, in turn, on the same guest."""
+    dense = argparse.Namespace(**{**vars(args), "guest": "probe"})
+    load = os.getloadavg()[0]
+    base_s, _ = qemu_alone(dense, work, 0)
+    plain_s, quiet = qemu_alone(dense, work, args.dense_rounds)
+    qemu_per_access = (plain_s - base_s) / quiet if quiet else 0.0
+    floor = counting_floor(dense, work, args.dense_rounds)
+    row, hits = qtrace_run(dense, work, args.dense_rounds, f"qtrace-dense-{index}")
+    trace = read_trace(work / f"qtrace-dense-{index}")
+    span_per_hit = dense_span([a.t for a in trace.accesses if a.t is not None])
+    return DenseRun(
+        load=load,
+        qemu_per_access_s=qemu_per_access,
+        floor_per_hit_s=floor,
+        qtrace_per_hit_s=span_per_hit - qemu_per_access,
+        qtrace_whole_per_hit_s=(row.wall_s - plain_s) / hits if hits else 0.0,
+        hits=hits,
+        status=row.note.split(";", 1)[0],
+    )
+
+
+def dense_span(stamps: list[float], idle_s: float = 0.1) -> float:
+    """Seconds per access over the longest run of accesses with no pause of ``idle_s`` or
+    more between two of them: the register loop. Collector start-up, QEMU's boot and the
+    guest's own waits (the probe waits for its frames to come back, a second or so) are
+    left out; the hiccups of a shared machine within the loop are not."""
+    best, start = (0, 0), 0
+    for i in range(1, len(stamps) + 1):
+        if i == len(stamps) or stamps[i] - stamps[i - 1] >= idle_s:
+            best = max(best, (i - start, start))
+            start = i
+    count, first = best
+    return (stamps[first + count - 1] - stamps[first]) / (count - 1) if count > 1 else 0.0
+
+
+def _us(values: list[float]) -> str:
+    """Median (min-max) of seconds, in microseconds."""
+    micro = [v * 1e6 for v in values]
+    if len(micro) == 1:
+        return f"{micro[0]:.1f} us"
+    return f"{statistics.median(micro):.1f} us ({min(micro):.1f}-{max(micro):.1f})"
+
+
+def dense_rates(args: argparse.Namespace, work: Path, table_above: bool = True) -> str:
+    """Per-hit cost on a hit-dense workload: the probe guest reading registers in a loop.
 
     On the linux guest most wall time is the guest waiting (timers, ARP replies), so the
-    hit rate there says little about the cost of a hit. Here: (c) hits/s over its first N
-    hits; (d) accesses / (its time under gdb - QEMU's time alone for the same guest).
+    hit rate there says little about the cost of a hit. Here each way runs ``--repeat``
+    times in turn (QEMU alone, gdb's counting floor, qtrace), then the MI loop once.
     """
+    runs = []
+    for index in range(args.repeat):
+        print(f"  hit-dense round {index + 1}/{args.repeat} ...", file=sys.stderr)
+        runs.append(dense_run(args, work, index))
     dense = argparse.Namespace(**{**vars(args), "guest": "probe"})
-    plain, _ = plain_runs(dense, work, args.dense_rounds)
-    qt, hits = qtrace_run(dense, work, args.dense_rounds)
-    mi = mi_loop(dense, work, hits, args.dense_rounds)
-    mi_rate = hits / mi.wall_s if mi.wall_s else 0.0
-    added = max(qt.wall_s - plain.wall_s, 1e-9)
-    qt_rate = hits / added
+    mi = mi_loop(dense, work, runs[-1].hits, args.dense_rounds, skip=args.mi_skip)
+    mi_per_hit = mi.wall_s / runs[-1].hits if runs[-1].hits else 0.0
+    qtrace = [r.qtrace_per_hit_s for r in runs]
+    floor = [r.floor_per_hit_s for r in runs]
+    loads = ", ".join(f"{r.load:.2f}" for r in runs)
     return (
-        f"\n## Per-hit throughput (hit-dense workload)\n\n"
+        f"\n## Per-hit cost (hit-dense workload)\n\n"
+        f"{'' if table_above else 'Machine: ' + machine() + '. '}"
         f"Probe guest, `--probe-rounds {args.dense_rounds}` (4 register reads a round), "
-        f"{args.accel}: "
-        f"{hits} device accesses; QEMU alone {plain.wall_s:.2f} s.\n\n"
-        f"| way | hits/s | per hit |\n| --- | ---: | ---: |\n"
-        f"| (c) pygdbmi stop + `-stack-list-frames` per hit | {mi_rate:.0f} | "
-        f"{1000 / mi_rate if mi_rate else 0:.2f} ms |\n"
-        f"| (d) qtrace capture (value + own stack id per hit) | {qt_rate:.0f} | "
-        f"{1000 / qt_rate:.3f} ms |\n\n"
-        f"(d) / (c) hit rate: **{qt_rate / mi_rate:.0f}x** (goal: at least 20x).\n"
+        f"{args.accel}: {runs[-1].hits} device accesses a capture; {len(runs)} rounds, each "
+        f"way once per round in turn; median (min-max). Load average (1 min) at the start "
+        f"of each round: {loads}.\n\n"
+        f"| way | per hit | hits/s | how |\n| --- | ---: | ---: | --- |\n"
+        f"| (a) QEMU alone | {_us([r.qemu_per_access_s for r in runs])} | | (QEMU's time with "
+        f"the loop - without it) / its accesses |\n"
+        f"| (e) gdb's floor: a Python breakpoint on the read handler that only counts | "
+        f"{_us(floor)} | {1 / statistics.median(floor):.0f} | the hits' span / hits: gdb's "
+        f"own stop and resume |\n"
+        f"| (d) qtrace capture (value + own stack id + guest PC per hit) | {_us(qtrace)} | "
+        f"{1 / statistics.median(qtrace):.0f} | the accesses' timestamps over the loop "
+        f"(no pause of 0.1 s) / accesses - (a) |\n"
+        f"| (c) pygdbmi stop + `-stack-list-frames` per hit | {mi_per_hit * 1e6:.0f} us | "
+        f"{1 / mi_per_hit if mi_per_hit else 0:.0f} | its first {args.mi_hits} hits |\n\n"
+        f"(d) over gdb's floor: **{statistics.median(qtrace) / statistics.median(floor):.2f}x**; "
+        f"(d) / (c) hit rate: **{mi_per_hit / statistics.median(qtrace):.0f}x**. Counted over "
+        f"the whole capture instead ((time under gdb - QEMU alone) / accesses: collector "
+        f"start-up, boot and discovery included, as this table measured before), (d) is "
+        f"{_us([r.qtrace_whole_per_hit_s for r in runs])} a hit. Statuses: "
+        f"{', '.join(r.status for r in runs)}.\n"
     )
 
 
@@ -230,6 +398,12 @@ def main() -> None:
     parser.add_argument("--accel", default="tcg")
     parser.add_argument("--qemu-version", default="10.2.2")
     parser.add_argument("--mi-hits", type=int, default=2000, help="hits measured for (c)")
+    parser.add_argument(
+        "--mi-skip",
+        type=int,
+        default=300,
+        help="hits (c) lets pass before timing, per-hit table (the probe's waits come first)",
+    )
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument(
         "--dense-rounds",
@@ -237,20 +411,28 @@ def main() -> None:
         default=5000,
         help="probe rounds for the per-hit table (0: skip)",
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the per-hit table (the median is given)"
+    )
+    parser.add_argument(
+        "--dense-only", action="store_true", help="only the per-hit table (no linux-guest table)"
+    )
     parser.add_argument("--write", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qtrace-bench-") as tmp:
         work = Path(tmp)
-        print("(a)/(b) plain QEMU ...", file=sys.stderr)
-        plain, traced = plain_runs(args, work)
-        print("(d) qtrace capture ...", file=sys.stderr)
-        qt, total_hits = qtrace_run(args, work)
-        print("(c) pygdbmi MI loop ...", file=sys.stderr)
-        mi = mi_loop(args, work, total_hits)
-        table = render([plain, traced, mi, qt], args)
+        table = ""
+        if not args.dense_only:
+            print("(a)/(b) plain QEMU ...", file=sys.stderr)
+            plain, traced = plain_runs(args, work)
+            print("(d) qtrace capture ...", file=sys.stderr)
+            qt, total_hits = qtrace_run(args, work)
+            print("(c) pygdbmi MI loop ...", file=sys.stderr)
+            mi = mi_loop(args, work, total_hits)
+            table = render([plain, traced, mi, qt], args)
         if args.dense_rounds:
             print("per-hit throughput on the probe guest ...", file=sys.stderr)
-            table += dense_rates(args, work)
+            table += dense_rates(args, work, table_above=bool(table))
     print(table)
     if args.write:
         args.write.write_text("# Capture speed\n\n" + table)
