@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from qtrace.devices import Register, pci_config_map, register_map
 from qtrace.devices import RegisterMap as PackMap
-from qtrace.refemu.regmap import MASK32, Field, Kind, Reg, RegisterMap
+from qtrace.refemu.regmap import Field, Kind, Reg, rows_from_pack
 
 __all__ = [
     "CAUSE_FIELDS",
@@ -63,27 +63,10 @@ def _field(register: Register, name: str) -> Field:
     raise KeyError(f"{register.name} has no field {name}")
 
 
-def _row(register: Register) -> Reg:
-    if register.access is None:
-        raise ValueError(
-            f"e1000 register {register.name} has no access kind in registers.toml: "
-            "every register the map lists must say how the model treats it"
-        )
-    return Reg(
-        offset=register.offset,
-        name=register.name,
-        reset=register.reset,
-        kind=Kind(register.access),
-        wmask=MASK32 if register.wmask is None else register.wmask,
-        fields=tuple(Field(f.name, f.lo, f.hi) for f in register.fields),
-        note=register.note,
-    )
-
-
-MAC_REGISTERS = RegisterMap(_row(r) for r in PACK_MAP.registers("mmio"))
+MAC_REGISTERS = rows_from_pack(PACK_MAP.registers("mmio"), "e1000")
 """BAR0 (memory-mapped) registers, one row per register of the pack's ``mmio`` space."""
 
-IO_REGISTERS = RegisterMap(_row(r) for r in PACK_MAP.registers("pio"))
+IO_REGISTERS = rows_from_pack(PACK_MAP.registers("pio"), "e1000")
 """The I/O BAR (IOADDR/IODATA), the pack's ``pio`` space."""
 
 
