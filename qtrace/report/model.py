@@ -27,6 +27,7 @@ from qtrace.errors import ReportError
 from qtrace.export.threads import SETUP_OPS, ThreadRole, assign_threads
 from qtrace.guests.symbols import GuestSymbols, access_places, guest_symbols
 from qtrace.report.kernel_side import KernelSide, kernel_side
+from qtrace.report.model_account import ModelAccounts, model_accounts
 from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.report.threads import WhereWorkRan, where_work_ran
 from qtrace.report.timeline import Timeline, build_timeline
@@ -91,6 +92,9 @@ class RegisterRow:
     region: str | None = None
     by_region: bool = False
     device: str | None = None
+    # The reference model's account of the row's last access (model_account.py), if any.
+    account: tuple[str, ...] = ()
+    last_seq: int = -1
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,8 @@ class CaptureReport:
     # and how KVM decided to exit (kernel_side.py; None under TCG).
     timeline: Timeline | None = None
     kernel_side: KernelSide | None = None
+    # The device's reference model on this capture (None: the device has no model).
+    model: ModelAccounts | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -475,6 +481,7 @@ def report_from_trace(
             str(place) if place is not None else None,
         )
     source_kind = type(source).__name__ if source is not None else "none"
+    accounts = model_accounts(trace)
     return CaptureReport(
         name=name,
         header=header,
@@ -482,7 +489,7 @@ def report_from_trace(
         command=command or " ".join(header.argv),
         source_kind=source_kind,
         counts=_counts(trace),
-        registers=_register_rows(header, accesses),
+        registers=_register_rows(header, accesses, accounts),
         stacks=_stack_views(trace, annotated, exits_by_seq),
         exits=_exit_rows(trace, annotated),
         findings=_findings(header, trace, annotated),
@@ -512,6 +519,7 @@ def report_from_trace(
         threads=where_work_ran(trace, kernel, join),
         timeline=timeline,
         kernel_side=kernel_side(trace, kernel, join),
+        model=accounts,
     )
 
 
@@ -582,9 +590,12 @@ def _counts(trace: Trace) -> tuple[tuple[str, int], ...]:
     return tuple(rows)
 
 
-def _register_rows(header: Header, accesses: list[Access]) -> tuple[RegisterRow, ...]:
+def _register_rows(
+    header: Header, accesses: list[Access], accounts: ModelAccounts | None = None
+) -> tuple[RegisterRow, ...]:
     """One row per register; with a region map, per region too (in the map's order within a
-    space: virtio's common and device configuration both have an offset 0)."""
+    space: virtio's common and device configuration both have an offset 0); ``accounts``
+    gives each row the model's account of its last access."""
     regions = header.regions
     order = {(r.space, r.name): index for index, r in enumerate(regions)}
     mapped = list(map_regions(header.device, regions).values()) if regions else []
@@ -614,6 +625,8 @@ def _register_rows(header: Header, accesses: list[Access]) -> tuple[RegisterRow,
                 region=last.region if regions else None,
                 by_region=bool(regions) and space != "pci-config" and region not in mapped,
                 device=other or None,
+                account=accounts.lines(last.seq) if accounts is not None else (),
+                last_seq=last.seq,
             )
         )
     return tuple(rows)
