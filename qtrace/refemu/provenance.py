@@ -11,6 +11,15 @@ doing within it). The model adds what only it knows: values a read computes rath
 stores (:meth:`Provenance.computes`), narration of work inside an access
 (:meth:`Provenance.note`, :meth:`Provenance.detail`) and why its interrupt line moved.
 
+State a model keeps in attributes rather than offset-keyed dicts (edu's registers, the
+virtio transport's queues, an MSI-X table) is *watched* instead (:meth:`Provenance.watch`):
+the model gives a function that reads it as ``{offset: value}``, and the provenance compares
+it with what it last saw before every effect it records, when an origin changes and when
+the replay says an access is over (:meth:`Provenance.sync`), so each change is recorded
+with the origin that made it and in the order of the effects around it. A model with
+structures in several BARs also says where an access's state is kept
+(:class:`LocatesState`: a :class:`Place`).
+
 Nothing here runs unless explaining is switched on: a model without a provenance keeps
 plain dicts and pays one ``is not None`` test in the few hooks that narrate.
 """
@@ -23,6 +32,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
+from qtrace.refemu.regmap import RegisterMap
+
 __all__ = [
     "RESET",
     "Change",
@@ -30,8 +41,11 @@ __all__ = [
     "Effect",
     "Explainable",
     "LineChange",
+    "LocatesState",
+    "Message",
     "Note",
     "Origin",
+    "Place",
     "Provenance",
     "Stamped",
     "Tally",
@@ -108,6 +122,34 @@ class LineChange:
 
 
 @dataclass(frozen=True)
+class Message:
+    """An MSI or MSI-X message the device sent: ``data`` written at ``address``."""
+
+    address: int
+    data: int
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the state an access at a BAR offset reads or writes is kept.
+
+    Attributes:
+        space: The tracked or watched space (``common``, ``queue0``, ``isr``).
+        offset: The state's offset in that space.
+        shift: The access's bit ``b`` is the state's bit ``b + shift`` (a 32-bit access to
+            the high half of a 64-bit value: 32).
+        computed: Not empty when the read computes its value instead of returning stored
+            state: the model's reason (the features the device offers, a write-only field).
+    """
+
+    space: str
+    offset: int
+    shift: int = 0
+    computed: str = ""
+
+
+@dataclass(frozen=True)
 class Computed:
     """Bits a read computed instead of returning stored ones.
 
@@ -122,7 +164,15 @@ class Computed:
     source: tuple[str, int, int] | None = None
 
 
-Effect = Change | Note | Transfer | LineChange
+Effect = Change | Note | Transfer | LineChange | Message
+
+
+@dataclass
+class _Watched:
+    """A watched space: how to read it, and what the provenance last saw of it."""
+
+    read: Callable[[], Mapping[int, int]]
+    known: dict[int, int]
 
 
 @dataclass
@@ -146,6 +196,7 @@ class Provenance:
         computed: Bits the current read computed (:meth:`computes`).
         stores: The tracked stores by space, to read values back.
         names: Per space, a function naming an offset (``"TDT"``, ``"PHY register 0x01"``).
+        rows: Per space, the register rows that name its fields (where the model has them).
     """
 
     def __init__(self) -> None:
@@ -154,6 +205,8 @@ class Provenance:
         self.computed: list[Computed] = []
         self.stores: dict[str, Mapping[int, int]] = {}
         self.names: dict[str, Callable[[int], str]] = {}
+        self.rows: dict[str, RegisterMap] = {}
+        self._watched: dict[str, _Watched] = {}
         self._bits: dict[StateKey, dict[int, Stamped]] = {}
         self._tallies: dict[StateKey, Tally] = {}
         self._stamp = 0
@@ -162,6 +215,7 @@ class Provenance:
 
     def begin(self, origin: Origin) -> None:
         """A new access starts; what follows is its account."""
+        self.sync()
         self.origin = origin
         self.effects = []
         self.computed = []
@@ -169,10 +223,12 @@ class Provenance:
     @contextmanager
     def acting(self, origin: Origin) -> Iterator[None]:
         """Within the block, changes are ``origin``'s (e.g. a device timer's)."""
+        self.sync()
         saved, self.origin = self.origin, origin
         try:
             yield
         finally:
+            self.sync()
             self.origin = saved
 
     def detail(self, text: str) -> AbstractContextManager[None]:
@@ -183,18 +239,61 @@ class Provenance:
     # -- the model's side -----------------------------------------------------------------
 
     def track(
-        self, space: str, values: Mapping[int, int], name: Callable[[int], str]
+        self,
+        space: str,
+        values: Mapping[int, int],
+        name: Callable[[int], str],
+        rows: RegisterMap | None = None,
     ) -> TrackedRegisters:
         """A tracked store for ``space`` holding ``values`` (their origins: reset)."""
         store = TrackedRegisters(self, space, values)
+        self._register(space, store, name, rows)
+        return store
+
+    def watch(
+        self,
+        space: str,
+        read: Callable[[], Mapping[int, int]],
+        name: Callable[[int], str],
+        rows: RegisterMap | None = None,
+    ) -> None:
+        """Watch state the model keeps elsewhere: ``read()`` gives it as ``{offset: value}``
+        (what it holds now: origins reset); changes are found at each :meth:`sync`."""
+        known = dict(read())
+        self._watched[space] = _Watched(read, known)
+        self._register(space, known, name, rows)
+
+    def _register(
+        self,
+        space: str,
+        store: Mapping[int, int],
+        name: Callable[[int], str],
+        rows: RegisterMap | None,
+    ) -> None:
         self.stores[space] = store
         self.names[space] = name
+        if rows is not None:
+            self.rows[space] = rows
         for key in [k for k in self._bits if k[0] == space]:
             del self._bits[key]
-        return store
+
+    def sync(self) -> None:
+        """Record what changed in watched state since the last look, as the current
+        origin's doing (a model's narration and the replay call this at its edges)."""
+        for space, watched in self._watched.items():
+            now = watched.read()
+            known = watched.known
+            if now == known:
+                continue
+            for offset in sorted(now.keys() | known.keys()):
+                old, new = known.get(offset, 0), now.get(offset, 0)
+                if old != new:
+                    known[offset] = new
+                    self.changed(space, offset, old, new)
 
     def note(self, text: str) -> None:
         """Narrate something the model did in the current access."""
+        self.sync()
         self.effects.append(Note(text, self.origin))
 
     def computes(self, mask: int, text: str, source: tuple[str, int, int] | None = None) -> None:
@@ -232,11 +331,18 @@ class Provenance:
 
     def transfer(self, op: str, addr: int, data: bytes) -> None:
         """A DMA transfer (a :attr:`PciFunction.dma_listeners` listener)."""
+        self.sync()
         self.effects.append(Transfer(op, addr, len(data), self.origin))
 
     def line(self, level: bool, why: str) -> None:
         """The interrupt line changed, for the model's reason ``why``."""
+        self.sync()
         self.effects.append(LineChange(level, why, self.origin))
+
+    def message(self, address: int, data: int) -> None:
+        """An MSI/MSI-X message (a :attr:`PciFunction.msi_listeners` listener)."""
+        self.sync()
+        self.effects.append(Message(address, data, self.origin))
 
     # -- questions ------------------------------------------------------------------------
 
@@ -311,4 +417,14 @@ class Explainable(Protocol):
 
     def line_reason(self) -> str:
         """Why the interrupt line has its level now, in the model's terms."""
+        ...
+
+
+@runtime_checkable
+class LocatesState(Protocol):
+    """An explainable model with structures in several BARs (accesses by BAR and offset)."""
+
+    def state_at(self, bar: int, offset: int) -> Place:
+        """Where the state an access at ``offset`` of ``bar`` reads or writes is kept now
+        (it may depend on a select register: a virtio queue field is the selected queue's)."""
         ...

@@ -28,6 +28,7 @@ from qtrace.refemu.provenance import (
     RESET,
     Change,
     Explainable,
+    LocatesState,
     Origin,
     Provenance,
     Stamped,
@@ -35,6 +36,7 @@ from qtrace.refemu.provenance import (
 )
 from qtrace.refemu.regmap import Kind, Reg
 from qtrace.trace import Access, Dma, Irq
+from qtrace.verify.device_work import BarModel, BarRoutes
 from qtrace.verify.explain_text import (
     COUNTER_KINDS,
     bit_units,
@@ -110,6 +112,23 @@ class AccessExplanation:
 
 
 @dataclass(frozen=True)
+class _Where:
+    """Where an access's state is kept, and its name.
+
+    ``shift``: the access's bit ``b`` is the state's bit ``b + shift`` (a byte of a dword:
+    8 per byte; the high half of a 64-bit value: 32). ``computed``: the model's reason when
+    the read computes its value. ``bar``: the access went to the model by BAR and offset.
+    """
+
+    space: str
+    offset: int
+    shift: int
+    name: str
+    computed: str = ""
+    bar: bool = False
+
+
+@dataclass(frozen=True)
 class _Before:
     """A register as it was before a read (a read may clear it)."""
 
@@ -140,10 +159,12 @@ class Explainer:
         self._config: dict[int, int] = {}
         self._before: _Before | None = None
         self._unimplemented: str | None = None
+        self._routes: BarRoutes | None = None
+        self._at: _Where | None = None
 
     # -- ReplayObserver ------------------------------------------------------------------
 
-    def attach(self, model: PciDevice) -> None:
+    def attach(self, model: PciDevice, routes: BarRoutes | None = None) -> None:
         if not isinstance(model, Explainable):
             raise UsageError(
                 f"the {self.device} model cannot explain its accesses (it does not "
@@ -156,28 +177,33 @@ class Explainer:
         self._config = prov.track(_CONFIG, config, lambda d: config_register_name(d, 4))
         model.pci.config_listeners.append(self._config_written)
         model.pci.dma_listeners.append(prov.transfer)
+        model.pci.msi_listeners.append(prov.message)
         model.irq.subscribe(lambda level: prov.line(level, model.line_reason()))
+        self._routes = routes if isinstance(model, BarModel) else None
 
     def begin(self, access: Access) -> None:
         self._unimplemented = None
-        self.provenance.begin(Origin(access.seq, _act(access, self._name(access))))
+        at = self._at = self._where(access)
+        self.provenance.begin(Origin(access.seq, _act(access, at.name)))
         self._before = None
         if access.op == "read":
-            space, dword = self._key(access)
+            space, dword = at.space, at.offset
             prov = self.provenance
             self._before = _Before(
                 prov.value(space, dword), prov.origins(space, dword), prov.tally(space, dword)
             )
 
     def end(self, access: Access, model_value: int | None) -> None:
-        space, dword = self._key(access)
+        self.provenance.sync()
+        at = self._at if self._at is not None else self._where(access)
+        space, dword = at.space, at.offset
         reg = self._lookup(space, dword)
         if self._unimplemented is not None:
             value = [f"not modelled: {self._unimplemented}"]
         elif access.op == "read":
-            value = self._why_read(access, space, dword, reg, model_value)
+            value = self._why_read(access, at, reg, model_value)
         else:
-            value = self._what_stored(access, space, dword, reg)
+            value = self._what_stored(access, at, reg)
         origin = self.provenance.origin
         effects = [
             e for e in self.provenance.effects
@@ -193,7 +219,7 @@ class Explainer:
                 space=access.space,
                 offset=access.offset,
                 size=access.size,
-                register=self._name(access),
+                register=at.name,
                 desc=self._desc(space, access.offset if space == _CONFIG else dword),
                 qemu_value=access.value,
                 model_value=model_value,
@@ -211,8 +237,14 @@ class Explainer:
 
     def end_events(self, events: list[Irq | Dma], replayed: bool) -> None:
         first = events[0]
-        if replayed:  # what the host delivered went into the model: its own account
-            lines = ["the host delivered it (a frame from the network backend)"]
+        self.provenance.sync()
+        own_work = not replayed and bool(self.provenance.effects)
+        if replayed or own_work:  # the model did its part: its own account
+            lines = [
+                "the host delivered it (a frame from the network backend)"
+                if replayed
+                else _own_work(events)
+            ]
             effects = effect_lines(
                 self.provenance.effects, self.provenance.origin, self.provenance.name,
                 self._lookup,
@@ -228,7 +260,11 @@ class Explainer:
                 space="",
                 offset=0,
                 size=0,
-                register="frame from the host" if replayed else "events no access caused",
+                register="frame from the host"
+                if replayed
+                else "work off the vCPU"
+                if own_work
+                else "events no access caused",
                 desc="",
                 qemu_value=0,
                 model_value=None,
@@ -263,18 +299,20 @@ class Explainer:
     # -- reads and writes ------------------------------------------------------------------
 
     def _why_read(
-        self, access: Access, space: str, dword: int, reg: Reg | None, model_value: int | None
+        self, access: Access, at: _Where, reg: Reg | None, model_value: int | None
     ) -> list[str]:
         """The computed bits first (the model said why as it computed them), then the
         stored ones: who last set or cleared each flag and wrote each field."""
         if model_value is None:
             return ["the model could not take this read"]
         prov = self.provenance
-        shift = 8 * (access.offset & 3)
+        space, dword, shift = at.space, at.offset, at.shift
         mask = ((1 << (8 * access.size)) - 1) << shift
         value = model_value << shift
         fields = reg.fields if reg is not None else ()
-        whole = self._name(access)
+        whole = at.name
+        if at.computed:
+            return [f"{whole}: {at.computed}"]
         lines: list[str] = []
         for computed in prov.computed:
             bits = computed.mask & mask
@@ -285,11 +323,11 @@ class Explainer:
                 f"{', '.join(n for n, _ in bit_units(fields, bits, whole))}: {computed.text}"
             )
             if computed.source is not None:
-                src, at, src_shift = computed.source
+                src, src_at, src_shift = computed.source
                 lines += [
                     f"  {line}"
                     for line in value_lines(
-                        fields, bits, value, lambda b: prov.origin_of(src, at, b - src_shift), whole
+                        fields, bits, value, lambda b: prov.origin_of(src, src_at, b - src_shift), whole
                     )
                 ]  # fmt: skip
         if not mask:
@@ -321,15 +359,16 @@ class Explainer:
             why = f"set before the capture was armed; QEMU's value adopted at seq {access.seq}"
             self.provenance.set_origin(space, dword, bits, Origin(None, "firmware", why))
 
-    def _what_stored(self, access: Access, space: str, dword: int, reg: Reg | None) -> list[str]:
+    def _what_stored(self, access: Access, at: _Where, reg: Reg | None) -> list[str]:
         """What the write did to its own register (the rest are effects)."""
-        name = self._name(access)
+        space, dword, name = at.space, at.offset, at.name
         origin = self.provenance.origin
         stores = [e for e in self.provenance.effects if _is_the_store(e, space, dword, origin)]
         if not stores:
             if reg is not None and reg.kind in _IGNORED:
                 return [f"ignored: {_IGNORED[reg.kind]}" + (f" ({reg.note})" if reg.note else "")]
-            if space == _CONFIG or self.provenance.latest(space, dword, _MASK32).seq == access.seq:
+            bits = ((1 << (8 * access.size)) - 1) << at.shift if at.bar else _MASK32
+            if space == _CONFIG or self.provenance.latest(space, dword, bits).seq == access.seq:
                 return [f"{name} stays {self.provenance.value(space, dword):#x}: no bit changed"]
             return [] if self.provenance.effects else ["no state of the model changed"]
         change = Change(space, dword, stores[0].old, stores[-1].new, origin)
@@ -347,12 +386,30 @@ class Explainer:
 
     # -- naming ------------------------------------------------------------------------
 
-    def _key(self, access: Access) -> tuple[str, int]:
+    def _where(self, access: Access) -> _Where:
+        """Where the access's state is kept: configuration space and a plain model's BARs
+        by dword (the byte's shift in it); a model with several BARs says itself
+        (:class:`~qtrace.refemu.provenance.LocatesState`), else by dword of that BAR."""
+        dword, shift = access.offset & ~3, 8 * (access.offset & 3)
+        model = self._model
+        located = None if self._routes is None else self._routes.locate(access)
+        if located is not None and isinstance(model, BarModel):
+            bar, offset = located
+            name = model.bar_register_name(bar, offset)
+            if isinstance(model, LocatesState):
+                place = model.state_at(bar, offset)
+                return _Where(place.space, place.offset, place.shift, name, place.computed, True)
+            return _Where(f"bar{bar}", offset & ~3, 8 * (offset & 3), name, bar=True)
+        space = self._key(access)
+        return _Where(space, dword, shift, self._name(access))
+
+    @staticmethod
+    def _key(access: Access) -> str:
         if access.space == _CONFIG:
-            return _CONFIG, access.offset & ~3
+            return _CONFIG
         if access.space == "pio" or (access.region or "").endswith("-io"):
-            return "pio", access.offset & ~3
-        return "mmio", access.offset & ~3
+            return "pio"
+        return "mmio"
 
     def _lookup(self, space: str, offset: int) -> Reg | None:
         model = self._model
@@ -362,10 +419,11 @@ class Explainer:
             return model.io_registers.at(offset)
         if space == _CONFIG:
             return CONFIG_HEADER.at(offset)
-        return None
+        rows = self.provenance.rows.get(space)
+        return None if rows is None else rows.at(offset)
 
     def _name(self, access: Access) -> str:
-        space, dword = self._key(access)
+        space, dword = self._key(access), access.offset & ~3
         if space == _CONFIG:
             return config_register_name(access.offset, access.size)
         model = self._model
@@ -394,6 +452,16 @@ def _unexplained(event: Irq | Dma) -> str:
             "(a device timer: interrupt moderation or autonegotiation); the model has no timers"
         )
     return f"QEMU did DMA {event.op} of {event.size} bytes at {event.addr:#x} outside any access"
+
+
+def _own_work(events: list[Irq | Dma]) -> str:
+    """What an events step the model did its own work at was, on QEMU's side."""
+    threads = sorted({e.thread for e in events if e.thread})
+    where = f" (thread {', '.join(threads)})" if threads else ""
+    return (
+        f"QEMU did this work off the vCPU{where}: the device's thread, timer or bottom half "
+        "(after the writes its ioeventfds took); the model did its own pending work here"
+    )
 
 
 def _act(access: Access, name: str) -> str:

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from qtrace.refemu.provenance import Change, Effect, LineChange, Note, Origin, Stamped, Transfer
+from qtrace.refemu.pci import DMA_RANDOM_WRITE
+from qtrace.refemu.provenance import (
+    Change,
+    Effect,
+    LineChange,
+    Message,
+    Note,
+    Origin,
+    Stamped,
+    Transfer,
+)
 from qtrace.refemu.regmap import Field, Kind, Reg
 
 __all__ = ["COUNTER_KINDS", "bit_units", "effect_lines", "origin_words", "value_lines"]
@@ -111,9 +121,13 @@ def _item(effect: Effect, name: Callable[[str, int], str], lookup: Lookup) -> st
             effect, name(effect.space, effect.offset), lookup(effect.space, effect.offset)
         )
     if isinstance(effect, Transfer):
+        if effect.op == DMA_RANDOM_WRITE:
+            return f"DMA write of {effect.size} random bytes at {effect.addr:#x}"
         return f"DMA {effect.op} of {effect.size} bytes at {effect.addr:#x}"
     if isinstance(effect, LineChange):
         return f"INTx {'raised' if effect.level else 'lowered'}: {effect.why}"
+    if isinstance(effect, Message):
+        return f"message sent: {effect.data:#x} written at {effect.address:#x}"
     assert isinstance(effect, Note)
     return effect.text
 
@@ -141,7 +155,8 @@ def effect_lines(
         if origin != access and origin != header:
             flush()
             header = origin
-            lines.append(f"{origin.detail}:" if origin.seq == access.seq else f"{origin}:")
+            inside = origin.seq == access.seq and origin.what == access.what
+            lines.append(f"{origin.detail}:" if inside else f"{origin}:")
         elif origin == access and header is not None:
             flush()
             header = None

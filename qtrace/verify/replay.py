@@ -92,8 +92,9 @@ _REPLAY_SLOT = 2  # where the model sits; accesses go to the device directly, so
 class ReplayObserver(Protocol):
     """Watches a replay access by access (``--explain``: :mod:`qtrace.verify.explain`)."""
 
-    def attach(self, model: PciDevice) -> None:
-        """The replay's model, built and configured, before the first access."""
+    def attach(self, model: PciDevice, routes: BarRoutes) -> None:
+        """The replay's model, built and configured, before the first access; ``routes``
+        say which BAR and offset each access's region is (a model with several BARs)."""
         ...
 
     def begin(self, access: Access) -> None:
@@ -252,7 +253,7 @@ class _Replayer:
         self.read_value: int | None = None  # the model's answer to the latest read
         self._targets: dict[tuple[str, int, int, str | None], _Target] = {}
         if observer is not None:
-            observer.attach(self.nic)
+            observer.attach(self.nic, self.routes)
 
     def run(self) -> VerifyResult:
         steps = list(attribute(self.trace))

@@ -25,6 +25,12 @@ pending until its host lets them happen: :meth:`Edu.settle` is the thread finish
 with ``timers=True``, every timer firing: the trace replay, which has no clock), and
 :meth:`Edu.advance` is the virtual clock moving (the live test's ``clock_step``).
 
+Explaining (``qtrace verify edu --trace FILE --explain``): :meth:`Edu.enable_provenance`
+watches the registers by their BAR 0 offsets (:data:`STATE`) and the hooks narrate what only
+the model knows: what a write started, the factorial thread's and the DMA timer's work (each
+acting as its own origin, naming the access that started it), and through which path an
+interrupt went (an MSI message or INTx).
+
 Reset: the model's :meth:`Edu.reset` is power-on. QEMU 10.2.2's edu keeps its registers
 and buffer over a machine reset (observed: liveness, interrupt status and the DMA registers
 survive ``system_reset``), which is why the live test clears them at the start of each run.
@@ -35,6 +41,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 
 from qtrace.devices.edu.model.edu_dma import DEFAULT_DMA_MASK, DmaEngine
 from qtrace.devices.edu.model.edu_regs import (
@@ -49,10 +56,11 @@ from qtrace.refemu.bus import CallRegion
 from qtrace.refemu.intx import IntxPin
 from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.msi import Msi
-from qtrace.refemu.pci import BarDef, PciFunction, PciIdentity
+from qtrace.refemu.pci import COMMAND_INTX_DISABLE, BarDef, PciFunction, PciIdentity
+from qtrace.refemu.provenance import Origin, Provenance
 from qtrace.refemu.regmap import Kind, RegisterMap
 
-__all__ = ["BAR0", "EDU_IDENTITY", "MSI_OFFSET", "Edu", "factorial32"]
+__all__ = ["BAR0", "EDU_IDENTITY", "MSI_OFFSET", "STATE", "Edu", "factorial32"]
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +141,8 @@ class Edu:
         self.now_ns = 0
         self.liveness = self.factorial = self.status = self.intr_status = 0
         self.factorial_pending = False
+        self.provenance: Provenance | None = None  # set by enable_provenance (--explain)
+        self._factorial_by: Origin | None = None  # the write that started the factorial
         self.reset()
 
     # -- reset ---------------------------------------------------------------------------
@@ -199,7 +209,7 @@ class Edu:
             self._finish_factorial()
             ran = True
         if timers and self.dma.deadline_ns is not None:
-            self.dma.run()
+            self._run_dma()
             ran = True
         return ran
 
@@ -207,7 +217,7 @@ class Edu:
         """QEMU's virtual clock moved ``ns`` forward: the DMA timer fires when due."""
         self.now_ns += ns
         if self.dma.due(self.now_ns):
-            self.dma.run()
+            self._run_dma()
 
     @property
     def irq_level(self) -> bool:
@@ -219,6 +229,47 @@ class Edu:
         self.unimplemented_features[feature] += 1
         logger.debug("edu model: %s is not modelled", feature)
 
+    # -- explaining (qtrace verify --explain) -------------------------------------------------
+
+    def enable_provenance(self, provenance: Provenance) -> None:
+        """Watch the registers (by BAR 0 offset) in ``provenance``; the hooks narrate from
+        now on (:mod:`qtrace.refemu.provenance`)."""
+        self.provenance = provenance
+        self.dma.provenance = provenance
+        offsets = {EDU_REGISTERS.named(name).offset: read for name, read in STATE.items()}
+        provenance.watch(
+            "mmio",
+            lambda: {offset: read(self) for offset, read in offsets.items()},
+            EDU_REGISTERS.name_at,
+        )
+
+    def line_reason(self) -> str:
+        """Why INTx has its level: the interrupt status, MSI, COMMAND's INTx disable."""
+        text = f"INTR_STATUS {self.intr_status:#x}"
+        if self.msi.enabled:
+            return text + "; MSI is enabled, so INTx stays low"
+        text += " is non-zero: INTx asserted" if self.intx.asserted else ": INTx deasserted"
+        if self.pci.command & COMMAND_INTX_DISABLE:
+            text += "; COMMAND.INTX_DISABLE is set, so the line stays low"
+        return text
+
+    def _doing(self, text: Callable[[], str]) -> AbstractContextManager[None]:
+        """While explaining, changes in the block carry ``text()``; otherwise nothing."""
+        return nullcontext() if self.provenance is None else self.provenance.detail(text())
+
+    def _acting(self, what: str, detail: Callable[[], str]) -> AbstractContextManager[None]:
+        """While explaining, the block is ``what``'s doing (no access: a thread, a timer)."""
+        if self.provenance is None:
+            return nullcontext()
+        return self.provenance.acting(Origin(None, what, detail()))
+
+    def _wrote(self, name: str) -> None:
+        """While explaining: this write determined all of ``name``, changed or not."""
+        if self.provenance is not None:
+            self.provenance.sync()
+            offset = EDU_REGISTERS.named(name).offset
+            self.provenance.set_origin("mmio", offset, (1 << 64) - 1, self.provenance.origin)
+
     # -- internals -----------------------------------------------------------------------------
 
     @staticmethod
@@ -227,18 +278,35 @@ class Edu:
             raise ValueError(f"a {size}-byte edu access at {offset:#x} is not modelled")
 
     def _finish_factorial(self) -> None:
-        self.factorial_pending = False
-        self.factorial = factorial32(self.factorial)
-        self.status &= ~STATUS_COMPUTING
-        if self.status & STATUS_IRQFACT:
-            self._raise(INTR_FACTORIAL)
+        n = self.factorial
+        started = self._factorial_by
+        with self._acting(
+            "the factorial thread",
+            lambda: f"{n}! (modulo 2^32) for {started}" if started else f"{n}! (modulo 2^32)",
+        ):
+            self.factorial_pending = False
+            self.factorial = factorial32(n)
+            self.status &= ~STATUS_COMPUTING
+            if self.status & STATUS_IRQFACT:
+                with self._doing(lambda: "IRQFACT is set: interrupt 0x1"):
+                    self._raise(INTR_FACTORIAL)
+
+    def _run_dma(self) -> None:
+        with self._acting("the DMA timer", self.dma.describe):
+            self.dma.run()
 
     def _raise(self, value: int) -> None:
         self.intr_status |= value
         if not self.intr_status:
+            if self.provenance is not None:
+                self.provenance.note("the interrupt status stays 0: nothing is signalled")
             return
-        if not self.msi.notify():
-            self.intx.set(True)
+        if self.msi.enabled:
+            with self._doing(lambda: "MSI is enabled: an MSI message"):
+                self.msi.notify()
+        else:
+            with self._doing(lambda: "MSI is off: INTx"):
+                self.intx.set(True)
 
     def _acknowledge(self, value: int) -> None:
         self.intr_status &= ~value
@@ -247,23 +315,35 @@ class Edu:
 
     def _dma_done(self, cmd: int) -> None:
         if cmd & DMA_CMD_IRQ:
-            self._raise(INTR_DMA)
+            with self._doing(lambda: "DMA_CMD has IRQ: interrupt 0x100"):
+                self._raise(INTR_DMA)
 
     def _write_liveness(self, value: int) -> None:
-        self.liveness = ~value & _MASK32
+        if self.provenance is None:
+            self.liveness = ~value & _MASK32
+            return
+        with self.provenance.detail("LIVENESS holds the bitwise inversion of the value written"):
+            self.liveness = ~value & _MASK32
+            self._wrote("LIVENESS")
 
     def _write_factorial(self, value: int) -> None:
         if self.status & STATUS_COMPUTING:
+            if self.provenance is not None:
+                self.provenance.note("ignored: a factorial is being computed (COMPUTING set)")
             return
         self.factorial = value
         self.status |= STATUS_COMPUTING
         self.factorial_pending = True
+        if self.provenance is not None:
+            self._wrote("FACTORIAL")
+            self._factorial_by = self.provenance.origin
+            self.provenance.note(f"the factorial of {value} starts on the device's thread")
 
     def _write_status(self, value: int) -> None:
         self.status = (self.status & STATUS_COMPUTING) | (value & STATUS_IRQFACT)
 
 
-_READ_HOOKS: dict[str, Callable[[Edu], int]] = {
+STATE: dict[str, Callable[[Edu], int]] = {
     "LIVENESS": lambda dev: dev.liveness,
     "FACTORIAL": lambda dev: dev.factorial,
     "STATUS": lambda dev: dev.status,
@@ -273,6 +353,8 @@ _READ_HOOKS: dict[str, Callable[[Edu], int]] = {
     "DMA_COUNT": lambda dev: dev.dma.count,
     "DMA_CMD": lambda dev: dev.dma.cmd,
 }
+"""The registers that hold state, by name: what a read returns and explaining watches."""
+_READ_HOOKS = STATE
 _WRITE_HOOKS: dict[str, Callable[[Edu, int], None]] = {
     "LIVENESS": Edu._write_liveness,
     "FACTORIAL": Edu._write_factorial,

@@ -28,7 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from qtrace.devices.edu.model.edu_regs import DMA_CMD_START, DMA_CMD_TO_RAM
+from qtrace.devices.edu.model.edu_regs import DMA_CMD_START, DMA_CMD_TO_RAM, offset_of
+from qtrace.refemu.provenance import Origin, Provenance
 
 __all__ = [
     "BUFFER_BYTES",
@@ -81,6 +82,8 @@ class DmaEngine:
         self.buffer = bytearray(BUFFER_BYTES)
         self.src = self.dst = self.count = self.cmd = 0
         self.deadline_ns: int | None = None
+        self.provenance: Provenance | None = None  # narrates while explaining
+        self._armed_by: Origin | None = None  # the command write that armed the timer
 
     def reset(self) -> None:
         """Registers 0, buffer zeros, no transfer pending."""
@@ -95,6 +98,8 @@ class DmaEngine:
     def write(self, name: str, value: int, now_ns: int) -> None:
         """A guest write to DMA register ``name`` (value already zero-extended)."""
         if self.running:
+            if self.provenance is not None:
+                self.provenance.note("ignored: a transfer is running (START is set)")
             return
         value &= _MASK64
         if name == "DMA_SRC":
@@ -106,6 +111,38 @@ class DmaEngine:
         elif value & DMA_CMD_START:
             self.cmd = value
             self.deadline_ns = (now_ns // _MS + DMA_DELAY_MS) * _MS
+        elif self.provenance is not None:
+            self.provenance.note("ignored: a command without START")
+            return
+        if self.provenance is not None:
+            self._narrate_write(name, now_ns)
+
+    def _narrate_write(self, name: str, now_ns: int) -> None:
+        """The write determined the whole register; a command armed the timer."""
+        prov = self.provenance
+        assert prov is not None
+        prov.sync()
+        prov.set_origin("mmio", offset_of(name), _MASK64, prov.origin)
+        if name == "DMA_CMD" and self.deadline_ns is not None:
+            self._armed_by = prov.origin
+            prov.note(
+                f"DMA started: {self._transfer()}; the timer is due at "
+                f"{self.deadline_ns / _MS:g} ms of virtual time (now {now_ns / _MS:g} ms)"
+            )
+
+    def _transfer(self) -> str:
+        """What the command asks for, in words."""
+        if self.cmd & DMA_CMD_TO_RAM:
+            where = f"buffer {self.src:#x} to RAM {self.dst & self.dma_mask:#x}"
+        else:
+            where = f"RAM {self.src & self.dma_mask:#x} to buffer {self.dst:#x}"
+        return f"{self.count} bytes from {where}"
+
+    def describe(self) -> str:
+        """The pending transfer and the write that armed it (the timer's origin detail)."""
+        if self._armed_by is None:
+            return "the transfer DMA_CMD holds"
+        return f"the transfer armed by {self._armed_by}"
 
     def due(self, now_ns: int) -> bool:
         """Whether the timer has expired at ``now_ns``."""
@@ -118,7 +155,10 @@ class DmaEngine:
             return
         to_ram = bool(self.cmd & DMA_CMD_TO_RAM)
         device_side = self.src if to_ram else self.dst
-        if not in_buffer(device_side, self.count):
+        inside = in_buffer(device_side, self.count)
+        if inside and self.provenance is not None:
+            self.provenance.note(f"DMA transferred {self._transfer()}")
+        if not inside:
             self._fault("DMA outside the device's 4 KiB buffer (QEMU 10.2.2 stops or crashes)")
         elif self.count and to_ram:
             start = device_side - BUFFER_START
