@@ -324,12 +324,12 @@ class Explainer:
             )
             if computed.source is not None:
                 src, src_at, src_shift = computed.source
-                lines += [
-                    f"  {line}"
-                    for line in value_lines(
-                        fields, bits, value, lambda b: prov.origin_of(src, src_at, b - src_shift), whole
-                    )
-                ]  # fmt: skip
+
+                def origin_of(bit: int) -> Stamped:
+                    return prov.origin_of(src, src_at, bit - src_shift)
+
+                reasons = value_lines(fields, bits, value, origin_of, whole)
+                lines += [f"  {line}" for line in reasons]
         if not mask:
             return lines
         if reg is not None and reg.kind in _KIND_READS:
@@ -369,9 +369,16 @@ class Explainer:
                 return [f"ignored: {_IGNORED[reg.kind]}" + (f" ({reg.note})" if reg.note else "")]
             bits = ((1 << (8 * access.size)) - 1) << at.shift if at.bar else _MASK32
             if space == _CONFIG or self.provenance.latest(space, dword, bits).seq == access.seq:
-                return [f"{name} stays {self.provenance.value(space, dword):#x}: no bit changed"]
+                kept = self.provenance.value(space, dword)
+                if at.bar:  # the accessed part of the state
+                    kept = kept >> at.shift & ((1 << (8 * access.size)) - 1)
+                return [f"{name} stays {kept:#x}: no bit changed"]
             return [] if self.provenance.effects else ["no state of the model changed"]
         change = Change(space, dword, stores[0].old, stores[-1].new, origin)
+        if at.bar:  # the accessed part of the state
+            part = (1 << (8 * access.size)) - 1
+            change = replace(change, old=change.old >> at.shift & part,
+                             new=change.new >> at.shift & part)  # fmt: skip
         text = change_text(change, name, reg)
         lines = [text if text.endswith(f"{change.new:#x}") else f"{text} (now {change.new:#x})"]
         if stores[-1].origin.detail:

@@ -39,6 +39,7 @@ from qtrace.devices.virtio.transport import (
     VirtioPci,
 )
 from qtrace.devices.virtio.virtqueue import Chain, RingError, VirtQueue
+from qtrace.refemu.provenance import Origin
 
 __all__ = ["ENTROPY_DEVICE_ID", "Entropy", "VirtioRngPci"]
 
@@ -68,6 +69,7 @@ class Entropy:
         self._random = random.Random(seed)
         self._transport: VirtioPci | None = None
         self.requests: list[int] = []  # bytes asked of the entropy source, not yet given
+        self._sized_by: list[Origin | None] = []  # explaining: the access that sized each
         self.filled = 0
 
     def bind(self, transport: VirtioPci) -> None:
@@ -75,6 +77,7 @@ class Entropy:
 
     def reset(self) -> None:
         self.requests.clear()
+        self._sized_by.clear()
 
     def config_read(self, offset: int, size: int) -> int:
         return (1 << (8 * size)) - 1
@@ -104,6 +107,13 @@ class Entropy:
             return
         if wanted:
             self.requests.append(wanted)
+            self._sized_by.append(transport.provenance.origin if transport.provenance else None)
+        transport.narrate(
+            f"entropy request of {wanted} bytes sized (the device-writable bytes available); "
+            "filled in a bottom half"
+            if wanted
+            else "no device-writable buffer available: nothing requested"
+        )
 
     def settle(self) -> bool:
         """The bottom half: the entropy asked for arrives and fills the chains."""
@@ -111,9 +121,16 @@ class Entropy:
             return False
         transport = self._transport
         wanted, self.requests = self.requests, []
+        sized_by, self._sized_by = self._sized_by, []
         if transport is not None:
-            for size in wanted:
-                self._fill(transport, transport.queues[0], size)
+            for size, by in zip(wanted, sized_by, strict=False):
+                prov = transport.provenance
+                if prov is None:
+                    self._fill(transport, transport.queues[0], size)
+                    continue
+                detail = f"fills the request of {size} bytes" + (f" sized by {by}" if by else "")
+                with prov.acting(Origin(None, "the entropy device's bottom half", detail)):
+                    self._fill(transport, transport.queues[0], size)
         return True
 
     def _fill(self, transport: VirtioPci, queue: VirtQueue, wanted: int) -> None:
@@ -136,11 +153,19 @@ class Entropy:
                     data = self._random.randbytes(buffer.length)
                     transport.pci.dma_write(buffer.addr, data, random=True)
                     written += buffer.length
+            slot = queue.next_used_slot()
             queue.push(transport.memory, chain, written)
             total += written
+            transport.narrate(
+                f"chain {chain.head}: {written} random bytes into {len(chain.buffers)} "
+                f"buffer(s); used element (id {chain.head}, len {written}) written at "
+                f"{slot:#x}, used index {queue.used_idx}"
+            )
         self.filled += total
         if queue.wants_notification(transport.memory, event_idx):
             transport.notify_queue(queue)
+        else:
+            transport.narrate("the driver suppressed the used-buffer notification")
 
     @staticmethod
     def _peek(transport: VirtioPci, queue: VirtQueue) -> list[Chain]:

@@ -31,6 +31,10 @@ change notification (2.1.2; QEMU 10.2.2 sends it only once DRIVER_OK is set and 
 nothing without VERSION_1, observed). The legacy interface (the transitional I/O BAR) is not
 modelled: accesses there raise ``Unimplemented``.
 
+Explaining (``--explain``): :meth:`VirtioPci.enable_provenance` watches the transport's state
+(:mod:`qtrace.devices.virtio.explain`) and the hooks narrate notifications, resets, queue
+enables, negotiation, driver errors and through which path an interrupt went.
+
 Accesses of 8 bytes to the common, ISR, notification and device structures are two 4-byte
 accesses, low half first (QEMU's memory core splits them, observed).
 """
@@ -39,7 +43,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from qtrace.devices.virtio.common_cfg import (
@@ -61,13 +66,15 @@ from qtrace.devices.virtio.layout import (
     Structure,
     VirtioPciLayout,
 )
+from qtrace.devices.virtio import explain
 from qtrace.devices.virtio.virtqueue import Memory, RingError, VirtQueue
 from qtrace.refemu.bus import CallRegion, Region
 from qtrace.refemu.capability import Capability
 from qtrace.refemu.intx import IntxPin
 from qtrace.refemu.irq import IrqLine
 from qtrace.refemu.msix import Msix
-from qtrace.refemu.pci import PciFunction, PciIdentity
+from qtrace.refemu.pci import COMMAND_INTX_DISABLE, PciFunction, PciIdentity
+from qtrace.refemu.provenance import Place, Provenance
 from qtrace.refemu.regmap import RegisterMap, Unimplemented
 
 __all__ = ["DeviceType", "VirtioPci", "transitional_id"]
@@ -196,6 +203,7 @@ class VirtioPci:
         self._routes: dict[tuple[int, int], tuple[int, int, Region | None]] = {}
         self.features = 0  # negotiated: taken at FEATURES_OK
         self.broken = False
+        self.provenance: Provenance | None = None  # set by enable_provenance (--explain)
         legacy = any(bar.io for bar in layout.bars) if transitional is None else transitional
         self.pci = PciFunction(
             name,
@@ -324,6 +332,36 @@ class VirtioPci:
     def note_unimplemented(self, feature: str) -> None:
         self.unimplemented_features[feature] += 1
 
+    # -- explaining (qtrace verify --explain) ------------------------------------------------------
+
+    def enable_provenance(self, provenance: Provenance) -> None:
+        """Watch the transport's state in ``provenance``; the hooks narrate from now on."""
+        self.provenance = provenance
+        explain.watch(self, provenance)
+
+    def state_at(self, bar: int, offset: int) -> Place:
+        """Where the state an access at ``offset`` of ``bar`` is kept now (explaining)."""
+        return explain.state_at(self, bar, offset)
+
+    def line_reason(self) -> str:
+        """Why INTx has its level: ISR bit 0, MSI-X, COMMAND's INTx disable."""
+        text = f"ISR {self.isr:#x}"
+        if self.msix is not None and self.msix.enabled:
+            return text + "; MSI-X is enabled, so INTx stays low"
+        text += ": bit 0 set, INTx asserted" if self.intx.asserted else ": INTx deasserted"
+        if self.pci.command & COMMAND_INTX_DISABLE:
+            text += "; COMMAND.INTX_DISABLE is set, so the line stays low"
+        return text
+
+    def narrate(self, text: str) -> None:
+        """While explaining: say what the device did (for the transport and device types)."""
+        if self.provenance is not None:
+            self.provenance.note(text)
+
+    def doing(self, text: Callable[[], str]) -> AbstractContextManager[None]:
+        """While explaining, changes in the block carry ``text()``; otherwise nothing."""
+        return nullcontext() if self.provenance is None else self.provenance.detail(text())
+
     def _main_bar(self) -> int:
         common = self.layout.first(CFG_COMMON)
         return 0 if common is None else common.bar
@@ -385,6 +423,8 @@ class VirtioPci:
             region.write(inside, size, value)
         elif kind == CFG_COMMON:
             self.common.write(inside, size, value)
+            if self.provenance is not None:
+                explain.wrote(self, self.provenance, bar, offset, size)
         elif kind == CFG_DEVICE:
             if inside + size <= self.device.config_bytes:
                 self.device.config_write(inside, size, value)
@@ -422,19 +462,26 @@ class VirtioPci:
         multiplier = self.layout.notify_multiplier
         index = inside // multiplier if multiplier else 0
         if index < len(self.common.queues):
-            self.device.queue_notified(self.common.queues[index])
+            if self.provenance is None:
+                self.device.queue_notified(self.common.queues[index])
+                return
+            self.provenance.note(f"queue {index} notified (available buffers)")
+            with self.provenance.detail(f"queue {index} notified"):
+                self.device.queue_notified(self.common.queues[index])
 
     def _vectors(self) -> int:
         return 0 if self.msix is None else self.msix.vectors
 
     def notify_queue(self, queue: VirtQueue) -> None:
         """A used-buffer notification for ``queue`` (the device type decided one is due)."""
-        self._signal(ISR_QUEUE, queue.msix_vector)
+        with self.doing(lambda: f"used-buffer notification for queue {queue.index}"):
+            self._signal(ISR_QUEUE, queue.msix_vector)
 
     def notify_config(self) -> None:
         """A configuration-change notification: config_generation moves on (4.1.4.3.1)."""
-        self.common.generation = (self.common.generation + 1) & 0xFF
-        self._signal(ISR_CONFIG, self.common.config_msix_vector)
+        with self.doing(lambda: "configuration-change notification"):
+            self.common.generation = (self.common.generation + 1) & 0xFF
+            self._signal(ISR_CONFIG, self.common.config_msix_vector)
 
     def adopt(self, bar: int | None, offset: int, size: int, value: int) -> None:
         """Take QEMU's config_generation (the live test's setup): QEMU 10.2.2 never resets
@@ -450,24 +497,37 @@ class VirtioPci:
     def _signal(self, isr_bit: int, vector: int) -> None:
         self.isr |= isr_bit
         if self.broken:  # a broken device signals nothing more (QEMU 10.2.2, observed)
+            self.narrate("the device is broken: nothing is signalled")
             return
         if self.msix is not None and self.msix.enabled:
-            if vector != NO_VECTOR:
+            if vector == NO_VECTOR:
+                self.narrate("no MSI-X vector mapped (NO_VECTOR): no message")
+            elif self.msix.masked(vector):
+                self.narrate(f"MSI-X vector {vector} is masked: its pending bit is set")
                 self.msix.notify(vector)
+            else:
+                with self.doing(lambda: f"MSI-X is enabled: vector {vector}'s message"):
+                    self.msix.notify(vector)
         else:
-            self.intx.set(bool(self.isr))
+            with self.doing(lambda: "MSI-X is off: INTx follows ISR bit 0"):
+                self.intx.set(bool(self.isr))
 
     # -- status and queues -------------------------------------------------------------------------
 
     def _set_status(self, value: int) -> None:
         if value == 0:
-            self.common.reset()
-            self._device_reset()
+            self.narrate("device reset: status, features, queues, ISR and vectors to their "
+                         "reset values (the selects stay)")  # fmt: skip
+            with self.doing(lambda: "device reset (device_status written 0)"):
+                self.common.reset()
+                self._device_reset()
             return
         old = self.common.status
         self.common.status = value
         if value & STATUS_FEATURES_OK and not old & STATUS_FEATURES_OK:
             self.features = self.common.driver_features & self.device.features
+            self.narrate(f"FEATURES_OK: the device takes the features {self.features:#x} "
+                         "(the driver's and its own)")  # fmt: skip
         self.device.status_changed(old, value)
         # Stored again after the device saw it: an error it found meanwhile sets
         # DEVICE_NEEDS_RESET, which this write then overwrites (QEMU 10.2.2, observed).
@@ -475,6 +535,10 @@ class VirtioPci:
 
     def _queue_enabled(self, queue: VirtQueue) -> None:
         logger.debug("virtio queue %d enabled (size %d)", queue.index, queue.size)
+        self.narrate(
+            f"queue {queue.index} enabled: size {queue.size}, descriptor table {queue.desc:#x}, "
+            f"available ring {queue.driver:#x}, used ring {queue.device:#x}"
+        )
 
     def negotiated(self, feature: int) -> bool:
         """Whether ``feature`` was negotiated: offered, written by the driver and taken by
@@ -493,6 +557,7 @@ class VirtioPci:
         DRIVER_OK is set, sends a configuration-change notification (2.1.2; QEMU 10.2.2
         sends none before DRIVER_OK, observed)."""
         logger.debug("virtio: %s", reason)
+        self.narrate(f"driver error: {reason}; the device takes no more buffers until reset")
         if self.negotiated(FEATURE_VERSION_1):
             self.common.status |= STATUS_NEEDS_RESET
             if self.common.status & STATUS_DRIVER_OK:

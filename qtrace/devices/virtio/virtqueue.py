@@ -206,12 +206,17 @@ class VirtQueue:
             index = following
         raise RingError("a descriptor chain longer than its table (a loop)")
 
+    def next_used_slot(self) -> int:
+        """Where the next used element goes."""
+        assert self.ring is not None
+        size, _, _, device = self.ring
+        return device + 4 + 8 * (self.used_idx % size)
+
     def push(self, memory: Memory, chain: Chain, length: int) -> None:
         """Return ``chain`` with ``length`` bytes written: the used element, then the index."""
         assert self.ring is not None
-        size, _, _, device = self.ring
-        slot = device + 4 + 8 * (self.used_idx % size)
-        memory.write(slot, struct.pack("<II", chain.head, length))
+        device = self.ring[3]
+        memory.write(self.next_used_slot(), struct.pack("<II", chain.head, length))
         self.used_idx = (self.used_idx + 1) & _U16
         memory.write(device + 2, self.used_idx.to_bytes(2, "little"))
 

@@ -39,7 +39,7 @@ def _text(e: AccessExplanation) -> str:
     [
         ("edu-tcg-probe", "edu"),
         ("edu-kvm-probe", "edu"),
-        # virtio: next
+        ("virtio-rng-pci-tcg-probe", "virtio-rng-pci"),
     ],
 )
 def test_every_access_of_a_committed_capture_has_an_account(capture: str, device: str) -> None:
@@ -113,3 +113,60 @@ def test_an_interrupt_raise_write_is_named_by_the_status_read_and_goes_through_i
     )
     assert status.value == ("FACTORIAL, bit 2: by seq 1 (write 0x5 to INTR_RAISE)",)
     assert "INTx lowered: INTR_STATUS 0x0: INTx deasserted" in ack.effects
+
+
+# -- virtio-rng-pci (virtio 1.x: transport-pci, split-ring, entropy device) ------------------
+
+
+def _virtio() -> list[AccessExplanation]:
+    path = CAPTURES / "virtio-rng-pci-tcg-probe" / "trace.jsonl"
+    return _explained(path, "virtio-rng-pci")[1]
+
+
+def test_a_device_status_read_names_the_writes_that_set_its_bits() -> None:
+    # 4.1.4.3: device_status is what the driver wrote (2.1: ACKNOWLEDGE, DRIVER, FEATURES_OK,
+    # DRIVER_OK, set in that order by the driver's initialisation, 3.1.1).
+    explanations = _virtio()
+    writes = {e.qemu_value: e.seq for e in explanations
+              if e.op == "write" and e.register == "common.device_status"}  # fmt: skip
+    read = next(e for e in explanations if e.op == "read" and e.register == "common.device_status"
+                and e.qemu_value == 0xF)  # fmt: skip
+    assert read.value == (
+        f"ACKNOWLEDGE: by seq {writes[0x1]} (write 0x1 to common.device_status)",
+        f"DRIVER: by seq {writes[0x3]} (write 0x3 to common.device_status)",
+        f"DRIVER_OK: by seq {writes[0xF]} (write 0xf to common.device_status)",
+        f"FEATURES_OK: by seq {writes[0xB]} (write 0xb to common.device_status)",
+    )
+    reset = next(e for e in explanations if e.seq == writes[0x0])
+    assert reset.effects[0].startswith("device reset:")  # 2.4: writing 0 resets the device
+
+
+def test_a_queue_size_read_is_the_reset_value_and_an_enable_takes_the_rings() -> None:
+    # 4.1.4.3: queue_size holds the queue's maximum on reset; queue_enable makes the
+    # queue live with the ring addresses written before it.
+    explanations = _virtio()
+    (size,) = [e for e in explanations if e.register == "common.queue_size"]
+    assert size.value == ("common.queue_size=0x8: at reset",)
+    (enable,) = [e for e in explanations if e.register == "common.queue_enable"]
+    assert enable.effects == (
+        "queue 0 enabled: size 8, descriptor table 0x300000, available ring 0x300100, "
+        "used ring 0x300200",
+    )
+
+
+def test_the_kick_takes_the_chain_writes_the_used_ring_and_sends_the_msix_message() -> None:
+    # split-ring: the device takes the chain from the available ring, writes the used
+    # element then the used index; 4.1.5.4: with MSI-X the notification is the queue's
+    # vector's message; the entropy device fills device-writable buffers with random bytes.
+    explanations = _virtio()
+    kick = next(e for e in explanations
+                if e.kind == "event" and "entropy request of 16 bytes" in _text(e))  # fmt: skip
+    effects = "\n".join(kick.effects)
+    assert effects.startswith("queue 0 notified (available buffers)")
+    assert "DMA write of 16 random bytes at 0x301200" in effects
+    assert "used element (id 0, len 16) written at 0x300204, used index 1" in effects
+    assert "DMA write of 8 bytes at 0x300204" in effects
+    assert "queue 0 used_idx: 0x0 -> 0x1" in effects
+    assert "isr: set QUEUE" in effects
+    assert "MSI-X is enabled: vector 0's message:" in effects
+    assert "message sent: 0x41 written at 0xfee00000" in effects
