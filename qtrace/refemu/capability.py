@@ -17,9 +17,22 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the PCI function imports this module
     from qtrace.refemu.pci import PciFunction
 
-__all__ = ["CAPABILITIES_POINTER", "Capability", "EnabledByControl", "install_capabilities"]
+__all__ = [
+    "CAPABILITIES_POINTER",
+    "CAPABILITY_NAMES",
+    "Capability",
+    "EnabledByControl",
+    "install_capabilities",
+]
 
 CAPABILITIES_POINTER = 0x34
+CAPABILITY_NAMES = {  # capability IDs (PCI Code and ID Assignment, capability IDs)
+    0x01: "power management",
+    0x05: "MSI",
+    0x09: "vendor-specific",
+    0x10: "PCI Express",
+    0x11: "MSI-X",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,12 @@ class Capability:
     def length(self) -> int:
         """Bytes the structure occupies, ID and next pointer included."""
         return 2 + len(self.body)
+
+    @property
+    def name(self) -> str:
+        """``MSI capability at 0x40`` (what explanations call its bytes)."""
+        kind = CAPABILITY_NAMES.get(self.cap_id, f"capability {self.cap_id:#04x}")
+        return f"{kind} capability at {self.offset:#x}"
 
     def __post_init__(self) -> None:
         if self.offset < 0x40 or self.offset % 4 or self.offset + self.length > 0x100:

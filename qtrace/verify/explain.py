@@ -51,6 +51,7 @@ from qtrace.verify.volatile import explain, rules_for
 __all__ = ["AccessExplanation", "Explainer"]
 
 _CONFIG = "pci-config"
+_CAPABILITIES_FROM = 0x40  # the header ends here; capabilities follow (PCI 3.0, 6.7)
 _MASK32 = 0xFFFF_FFFF
 _AT_RESET = (0, RESET)
 _KIND_READS = {
@@ -174,7 +175,7 @@ class Explainer:
         prov = self.provenance
         model.enable_provenance(prov)
         config = {d: model.pci.config_read_raw(d, 4) for d in range(0, 0x100, 4)}
-        self._config = prov.track(_CONFIG, config, lambda d: config_register_name(d, 4))
+        self._config = prov.track(_CONFIG, config, lambda d: self._config_name(d, 4))
         model.pci.config_listeners.append(self._config_written)
         model.pci.dma_listeners.append(prov.transfer)
         model.pci.msi_listeners.append(prov.message)
@@ -432,11 +433,19 @@ class Explainer:
     def _name(self, access: Access) -> str:
         space, dword = self._key(access), access.offset & ~3
         if space == _CONFIG:
-            return config_register_name(access.offset, access.size)
+            return self._config_name(access.offset, access.size)
         model = self._model
         table = model.io_registers if space == "pio" else model.mmio_registers  # type: ignore[union-attr]
         name = table.name_at(dword)
         return name if access.offset == dword else f"{name}+{access.offset - dword}"
+
+    def _config_name(self, offset: int, size: int) -> str:
+        """A header register's name, or where in one of the model's capabilities."""
+        if self._model is not None and offset >= _CAPABILITIES_FROM:
+            for cap in self._model.pci.capabilities:
+                if cap.offset <= offset and offset + size <= cap.offset + cap.length:
+                    return f"{cap.name}+{offset - cap.offset:#x}"
+        return config_register_name(offset, size)
 
     def _desc(self, space: str, offset: int) -> str:
         if space == _CONFIG:
