@@ -105,15 +105,17 @@ class Entropy:
         except RingError as error:
             transport.ring_error(error)
             return
+        prov = transport.provenance
         if wanted:
             self.requests.append(wanted)
-            self._sized_by.append(transport.provenance.origin if transport.provenance else None)
-        transport.narrate(
-            f"entropy request of {wanted} bytes sized (the device-writable bytes available); "
-            "filled in a bottom half"
-            if wanted
-            else "no device-writable buffer available: nothing requested"
-        )
+            self._sized_by.append(None if prov is None else prov.origin)
+        if prov is not None:
+            prov.note(
+                f"entropy request of {wanted} bytes sized (the device-writable bytes "
+                "available); filled in a bottom half"
+                if wanted
+                else "no device-writable buffer available: nothing requested"
+            )
 
     def settle(self) -> bool:
         """The bottom half: the entropy asked for arrives and fills the chains."""
@@ -156,11 +158,12 @@ class Entropy:
             slot = queue.next_used_slot()
             queue.push(transport.memory, chain, written)
             total += written
-            transport.narrate(
-                f"chain {chain.head}: {written} random bytes into {len(chain.buffers)} "
-                f"buffer(s); used element (id {chain.head}, len {written}) written at "
-                f"{slot:#x}, used index {queue.used_idx}"
-            )
+            if transport.provenance is not None:
+                transport.provenance.note(
+                    f"chain {chain.head}: {written} random bytes into {len(chain.buffers)} "
+                    f"buffer(s); used element (id {chain.head}, len {written}) written at "
+                    f"{slot:#x}, used index {queue.used_idx}"
+                )
         self.filled += total
         if queue.wants_notification(transport.memory, event_idx):
             transport.notify_queue(queue)

@@ -535,10 +535,11 @@ class VirtioPci:
 
     def _queue_enabled(self, queue: VirtQueue) -> None:
         logger.debug("virtio queue %d enabled (size %d)", queue.index, queue.size)
-        self.narrate(
-            f"queue {queue.index} enabled: size {queue.size}, descriptor table {queue.desc:#x}, "
-            f"available ring {queue.driver:#x}, used ring {queue.device:#x}"
-        )
+        if self.provenance is not None:
+            self.provenance.note(
+                f"queue {queue.index} enabled: size {queue.size}, descriptor table "
+                f"{queue.desc:#x}, available ring {queue.driver:#x}, used ring {queue.device:#x}"
+            )
 
     def negotiated(self, feature: int) -> bool:
         """Whether ``feature`` was negotiated: offered, written by the driver and taken by
