@@ -4,6 +4,7 @@ virtio 1.x specification say the device does (issue 13 item 5)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,24 @@ def test_the_kick_takes_the_chain_writes_the_used_ring_and_sends_the_msix_messag
     assert "isr: set QUEUE" in effects
     assert "MSI-X is enabled: vector 0's message:" in effects
     assert "message sent: 0x41 written at 0xfee00000" in effects
+
+
+def test_a_read_after_a_device_reset_names_the_reset() -> None:
+    # 2.4 / 4.1.4.3: writing 0 to device_status resets the device: the queue's vector
+    # reads NO_VECTOR (0xffff) again, and the account says the reset write put it there.
+    trace = read_trace(CAPTURES / "virtio-rng-pci-tcg-probe" / "trace.jsonl")
+    last = max(getattr(r, "seq", 0) for r in trace.records)
+    common = "virtio-pci-common-virtio-rng"
+    extra = [
+        Access(last + 1, "write", "mmio", 0x14, 1, 0x0, region=common),  # device_status
+        Access(last + 2, "read", "mmio", 0x1A, 2, 0xFFFF, region=common),  # queue_msix_vector
+    ]
+    explainer = Explainer(verify_device("virtio-rng-pci"))
+    result = replay(dataclasses.replace(trace, records=[*trace.records, *extra]),
+                    verify_device("virtio-rng-pci"), observer=explainer)  # fmt: skip
+    assert result.ok, (result.mismatches, result.event_mismatches)
+    vector = _by_seq(explainer.explanations)[last + 2]
+    assert vector.value == (
+        f"common.queue_msix_vector=0xffff: by seq {last + 1} (write 0x0 to "
+        "common.device_status): device reset (device_status written 0)",
+    )
