@@ -1,14 +1,17 @@
 """How much does tracing slow the guest down? Four ways, side by side, in one run.
 
     .venv/bin/python benchmarks/capture_speed.py [--guest linux] [--accel tcg]
-        [--dense-rounds 5000] [--repeat 3] [--write reports/benchmarks.md]
+        [--device e1000] [--dense-rounds 5000] [--repeat 3] [--write reports/benchmarks.md]
 
 (a) QEMU alone, (b) QEMU with ``-trace 'memory_region_ops_*'`` (no stacks), (c) the manual
 way automated: gdb/MI stopping at every handler hit and asking ``-stack-list-frames``
 over MI (reading only to each result record), measured over its first N hits and
 extrapolated, (d) ``qtrace capture`` (every access with its value and its own stack id).
-Each runs in the same debug image and container setup; the table gives wall time and
-the ratio to (a).
+Each runs in the same debug image and container setup, and QEMU gets what a capture gives
+the device (its start rules and pack: virtio-blk's drive, the e1000's frame source, with
+their backend processes) through the capture's own argv builder; the table gives wall time
+and the ratio to (a). (b) and (c) count and break on the device's register handlers as
+(d)'s trace header names them.
 
 Then the cost of one hit, on a hit-dense workload (the probe guest reading registers in a
 loop): (a) QEMU's own time per access, (e) gdb's floor (a Python breakpoint on the read
@@ -31,21 +34,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qtrace.devices import device_start, pack_or_default
+from qtrace.devices import DeviceStart
 from qtrace.docker_env import LabelledContainer, connect
 from qtrace.image.layout import QEMU_BINARY
 from qtrace.launch.backends import BackendProcesses
 from qtrace.launch.capture import (
     MOUNT_OUT,
     CaptureRequest,
+    ask_device_start,
     capture_argv,
     capture_container_spec,
+    create_start_files,
     guest_plan,
     run_capture,
 )
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.live import LiveStats
-from qtrace.trace import read_trace
+from qtrace.trace import Trace, read_trace
 
 
 @dataclass
@@ -64,8 +69,19 @@ class _Quiet:
         return None
 
 
-def _argv(guest: str, device: str, accel: str, load_rounds: int = 0) -> list[str]:
-    return capture_argv(device, accel, "pc", guest_plan(guest, device, "pc", load_rounds))
+def _argv(
+    guest: str, device: str, accel: str, start: DeviceStart, load_rounds: int = 0
+) -> list[str]:
+    return capture_argv(device, accel, "pc", guest_plan(guest, device, "pc", load_rounds), start)
+
+
+def _device_start(container: LabelledContainer, out: Path, device: str) -> DeviceStart:
+    """What the device needs to start, as a capture gives it: this QEMU's property list
+    matched against its pack and the start rules (virtio-blk's drive, the e1000's frame
+    source), its files created in the run directory once for all the QEMU runs there."""
+    start = ask_device_start(container, device)
+    create_start_files(start, out, reuse=True)
+    return start
 
 
 def _container(out: Path, version: str, accel: str) -> LabelledContainer:
@@ -79,67 +95,92 @@ def _build_guest(container: LabelledContainer, guest: str, device: str) -> None:
             raise SystemExit(f"guest build failed: {result.output[-2000:]}")
 
 
-def _backends(container: LabelledContainer, out: Path, device: str) -> BackendProcesses:
+def _backends(container: LabelledContainer, out: Path, start: DeviceStart) -> BackendProcesses:
     """The processes the device's QEMU command line needs beside it (the e1000's frame
     source for the probe's receive test), as a capture starts them: one set per QEMU run."""
-    start = device_start(pack_or_default(device), (), MOUNT_OUT)
-    for run_file in start.files:
-        if not (out / run_file.name).exists():
-            with (out / run_file.name).open("xb") as handle:
-                handle.truncate(run_file.size_bytes)
     return BackendProcesses(container, start.backends, out, MOUNT_OUT)
 
 
+def device_handlers(trace: Trace) -> list[str]:
+    """The register handlers a capture broke on: those of the device's regions that exit to
+    QEMU (``io``), as its trace header lists them (configuration space left out)."""
+    names = (
+        name
+        for region in trace.header.regions
+        if region.kind == "io"
+        for name in region.handlers.values()
+    )
+    return list(dict.fromkeys(names))
+
+
+def device_ops(events_log: Path, trace: Trace) -> int:
+    """The device's accesses in QEMU's ``memory_region_ops_*`` trace: the lines naming one of
+    the device's ``io`` regions (by the names a capture's trace header gives them)."""
+    names = {f"name '{r.name}'" for r in trace.header.regions if r.kind == "io"}
+    events = events_log.read_text(errors="replace")
+    return sum(
+        1
+        for line in events.splitlines()
+        if "memory_region_ops" in line and any(name in line for name in names)
+    )
+
+
 def plain_runs(args: argparse.Namespace, work: Path, load_rounds: int = 0) -> tuple[Row, Row]:
+    """(a) and (b); (b)'s accesses are counted once a capture has named the device's regions
+    (:func:`device_ops` on ``work/plain<N>/trace-events.log``)."""
     out = work / f"plain{load_rounds}"
     out.mkdir()
-    argv = _argv(args.guest, args.device, args.accel, load_rounds)
     with _container(out, args.qemu_version, args.accel) as container:
+        start = _device_start(container, out, args.device)
+        argv = _argv(args.guest, args.device, args.accel, start, load_rounds)
         _build_guest(container, args.guest, args.device)
-        with _backends(container, out, args.device):
+        with _backends(container, out, start):
             started = time.monotonic()
             container.exec(argv)
             plain = Row("(a) QEMU, no gdb", time.monotonic() - started)
-        with _backends(container, out, args.device):
+        with _backends(container, out, start):
             started = time.monotonic()
             container.exec(
                 [*argv, "-trace", "memory_region_ops_*", "-D", f"{MOUNT_OUT}/trace-events.log"]
             )
             traced_s = time.monotonic() - started
-    events = (out / "trace-events.log").read_text(errors="replace")
-    device_ops = sum(
-        1
-        for line in events.splitlines()
-        if "memory_region_ops" in line and f"name '{args.device}" in line
-    )
-    return plain, Row(
-        "(b) QEMU -trace 'memory_region_ops_*'", traced_s, device_ops, "values, no stacks"
-    )
+    return plain, Row("(b) QEMU -trace 'memory_region_ops_*'", traced_s, None, "values, no stacks")
 
 
 def mi_loop(
-    args: argparse.Namespace, work: Path, total_hits: int, load_rounds: int = 0, skip: int = 0
+    args: argparse.Namespace,
+    work: Path,
+    handlers: list[str],
+    total_hits: int,
+    load_rounds: int = 0,
+    skip: int = 0,
 ) -> Row:
-    """The manual way, automated: stop at every hit, ask for the stack over MI (timed
-    from hit ``skip`` on: the hit-dense guest's register loop comes after its waits)."""
+    """The manual way, automated: a breakpoint on each of the device's ``handlers``, stop at
+    every hit, ask for the stack over MI (timed from hit ``skip`` on: the hit-dense guest's
+    register loop comes after its waits). A guest with fewer hits than ``--mi-hits`` runs to
+    its end under the loop, which is then timed as it ran, from QEMU's start."""
     out = work / f"mi{load_rounds}"
     out.mkdir()
-    argv = _argv(args.guest, args.device, args.accel, load_rounds)
     with _container(out, args.qemu_version, args.accel) as container:
+        start = _device_start(container, out, args.device)
+        argv = _argv(args.guest, args.device, args.accel, start, load_rounds)
         _build_guest(container, args.guest, args.device)
-        backends = _backends(container, out, args.device)
+        backends = _backends(container, out, start)
         with backends, GdbSession(container, QEMU_BINARY, out / "gdb.log") as gdb:
             gdb.command(f"-exec-arguments {shell_join(argv[1:])} >{MOUNT_OUT}/qemu.log 2>&1")
             for signal in ("SIGUSR1", "SIGUSR2", "SIGPIPE"):
                 gdb.console(f"handle {signal} nostop noprint pass")
-            for handler in (f"{args.device}_mmio_read", f"{args.device}_mmio_write"):
+            for handler in handlers:
                 gdb.command(f"-break-insert {handler}")
+            run_started = time.monotonic()
             gdb.command("-exec-run")
             hits = 0
             started = time.monotonic()
+            ended = False
             while hits < args.mi_hits + skip:
-                stop = gdb.wait_for_stop(120)
+                stop = gdb.wait_for_stop(args.timeout)
                 if stop is None or stop.reason != "breakpoint-hit":
+                    ended = stop is not None and stop.reason.startswith("exited")
                     break
                 if hits == skip:
                     started = time.monotonic()  # measure the per-hit loop, not the boot
@@ -147,11 +188,21 @@ def mi_loop(
                 gdb.command("-stack-list-frames")
                 gdb.command("-exec-continue")
             elapsed = time.monotonic() - started
+            whole_s = time.monotonic() - run_started
             hits -= skip
     rate = hits / elapsed if elapsed > 0 else 0.0
+    name = "(c) pygdbmi: stop + -stack-list-frames per hit"
+    if ended and not skip:
+        return Row(
+            name,
+            whole_s,
+            hits,
+            f"ran to the guest's end: every hit stopped ({rate:.0f} hits/s from the first hit "
+            f"on); breakpoints on {len(handlers)} handlers",
+        )
     extrapolated = total_hits / rate if rate else float("inf")
     return Row(
-        "(c) pygdbmi: stop + -stack-list-frames per hit",
+        name,
         extrapolated,
         total_hits,
         f"{rate:.0f} hits/s over its first {hits} hits; time extrapolated to {total_hits} hits",
@@ -160,7 +211,7 @@ def mi_loop(
 
 def qtrace_run(
     args: argparse.Namespace, work: Path, load_rounds: int = 0, name: str = ""
-) -> tuple[Row, int]:
+) -> tuple[Row, Trace]:
     out = work / (name or f"qtrace{load_rounds}")
     request = CaptureRequest(
         device=args.device,
@@ -178,15 +229,20 @@ def qtrace_run(
     trace = read_trace(out)
     under_gdb = trace.end.elapsed_s if trace.end else total
     rate = len(trace.accesses) / under_gdb if under_gdb else 0.0
+    config = sum(1 for a in trace.accesses if a.space == "pci-config")
+    kinds = trace.header.extra.get("record_async")
+    recorded = ", ".join(map(str, kinds)) if isinstance(kinds, list) and kinds else "none"
     row = Row(
         "(d) qtrace capture",
         under_gdb,
         len(trace.accesses),
-        f"status {result.status}; {rate:.0f} hits/s; {len(trace.stacks)} distinct stacks, "
-        f"{len(trace.irqs)} irq, {len(trace.dmas)} dma; whole command incl. container, "
+        f"status {result.status}; {rate:.0f} hits/s; {config} of the accesses to the "
+        f"configuration space; {len(trace.stacks)} distinct stacks, "
+        f"{len(trace.irqs)} irq, {len(trace.dmas)} dma, {len(trace.asyncs)} async "
+        f"(recorded: {recorded}); whole command incl. container, "
         f"guest build and gdb start: {total:.1f} s",
     )
-    return row, len(trace.accesses)
+    return row, trace
 
 
 def render(rows: list[Row], args: argparse.Namespace) -> str:
@@ -207,14 +263,17 @@ def render(rows: list[Row], args: argparse.Namespace) -> str:
     goal = (
         f"\nGoal: (d) at most 1.5x the wall time of (a): measured **{qt.wall_s / base:.2f}x**. "
         f"Over the whole run (boot and idle included) (d) handled {qt_rate:.0f} device accesses/s; "
-        f"(c) managed {mi_rate:.0f} hits/s while hitting — see the per-hit table below for a "
-        f"like-for-like rate.\n"
+        f"(c) managed {mi_rate:.0f} hits/s while hitting"
+        + (
+            " — see the per-hit table below for a like-for-like rate.\n"
+            if args.dense_rounds
+            else ".\n"
+        )
     )
     header = (
         f"Guest `{args.guest}`, device `{args.device}`, accelerator `{args.accel}`, "
         f"QEMU {args.qemu_version}; machine: {machine()}.\n"
-        f"Command: `.venv/bin/python benchmarks/capture_speed.py --guest {args.guest} "
-        f"--accel {args.accel}`\n\n"
+        f"Command: `.venv/bin/python benchmarks/capture_speed.py {' '.join(sys.argv[1:])}`\n\n"
     )
     return header + "\n".join(lines) + "\n" + goal
 
@@ -272,10 +331,11 @@ def qemu_alone(args: argparse.Namespace, work: Path, rounds: int) -> tuple[float
     out = work / f"alone{rounds}-{time.monotonic_ns()}"
     out.mkdir()
     with _container(out, args.qemu_version, args.accel) as container:
+        start = _device_start(container, out, args.device)
         _build_guest(container, "probe", args.device)
-        with _backends(container, out, args.device):
+        with _backends(container, out, start):
             started = time.monotonic()
-            container.exec(_argv("probe", args.device, args.accel, rounds))
+            container.exec(_argv("probe", args.device, args.accel, start, rounds))
             wall_s = time.monotonic() - started
     found = re.findall(r"suppressed ([0-9]+)", (out / "serial.log").read_text(errors="replace"))
     return wall_s, sum(int(n) for n in found)
@@ -286,11 +346,12 @@ def counting_floor(args: argparse.Namespace, work: Path, rounds: int) -> float:
     out = work / f"floor{rounds}-{time.monotonic_ns()}"
     out.mkdir()
     (out / "count.py").write_text(_COUNTING_SCRIPT % {"handler": f"{args.device}_mmio_read"})
-    argv = _argv("probe", args.device, args.accel, rounds)
     with _container(out, args.qemu_version, args.accel) as container:
+        start = _device_start(container, out, args.device)
+        argv = _argv("probe", args.device, args.accel, start, rounds)
         _build_guest(container, "probe", args.device)
         gdb = ["gdb", "-nx", "-batch", "-ex", "handle SIGUSR1 SIGUSR2 SIGPIPE nostop noprint pass"]
-        with _backends(container, out, args.device):
+        with _backends(container, out, start):
             result = container.exec(
                 [*gdb, "-x", f"{MOUNT_OUT}/count.py", "-ex", "run", "--args", *argv],
                 workdir=MOUNT_OUT,
@@ -309,8 +370,8 @@ def dense_run(args: argparse.Namespace, work: Path, index: int) -> DenseRun:
     plain_s, quiet = qemu_alone(dense, work, args.dense_rounds)
     qemu_per_access = (plain_s - base_s) / quiet if quiet else 0.0
     floor = counting_floor(dense, work, args.dense_rounds)
-    row, hits = qtrace_run(dense, work, args.dense_rounds, f"qtrace-dense-{index}")
-    trace = read_trace(work / f"qtrace-dense-{index}")
+    row, trace = qtrace_run(dense, work, args.dense_rounds, f"qtrace-dense-{index}")
+    hits = len(trace.accesses)
     span_per_hit = dense_span([a.t for a in trace.accesses if a.t is not None])
     return DenseRun(
         load=load,
@@ -357,7 +418,8 @@ def dense_rates(args: argparse.Namespace, work: Path, table_above: bool = True) 
         print(f"  hit-dense round {index + 1}/{args.repeat} ...", file=sys.stderr)
         runs.append(dense_run(args, work, index))
     dense = argparse.Namespace(**{**vars(args), "guest": "probe"})
-    mi = mi_loop(dense, work, runs[-1].hits, args.dense_rounds, skip=args.mi_skip)
+    handlers = device_handlers(read_trace(work / f"qtrace-dense-{len(runs) - 1}"))
+    mi = mi_loop(dense, work, handlers, runs[-1].hits, args.dense_rounds, skip=args.mi_skip)
     mi_per_hit = mi.wall_s / runs[-1].hits if runs[-1].hits else 0.0
     qtrace = [r.qtrace_per_hit_s for r in runs]
     floor = [r.floor_per_hit_s for r in runs]
@@ -426,14 +488,17 @@ def main() -> None:
             print("(a)/(b) plain QEMU ...", file=sys.stderr)
             plain, traced = plain_runs(args, work)
             print("(d) qtrace capture ...", file=sys.stderr)
-            qt, total_hits = qtrace_run(args, work)
+            qt, trace = qtrace_run(args, work)
+            traced.hits = device_ops(work / "plain0" / "trace-events.log", trace)
             print("(c) pygdbmi MI loop ...", file=sys.stderr)
-            mi = mi_loop(args, work, total_hits)
+            mi = mi_loop(args, work, device_handlers(trace), len(trace.accesses))
             table = render([plain, traced, mi, qt], args)
+            print(table, flush=True)  # before the per-hit table's runs, which take long
         if args.dense_rounds:
             print("per-hit throughput on the probe guest ...", file=sys.stderr)
-            table += dense_rates(args, work, table_above=bool(table))
-    print(table)
+            dense = dense_rates(args, work, table_above=bool(table))
+            print(dense)
+            table += dense
     if args.write:
         args.write.write_text("# Capture speed\n\n" + table)
 

@@ -93,8 +93,10 @@ __all__ = [
     "run_capture",
     "default_out_dir",
     "guest_plan",
+    "ask_device_start",
     "capture_argv",
     "capture_container_spec",
+    "create_start_files",
     "GUESTS",
 ]
 
@@ -261,6 +263,44 @@ def capture_argv(
         topology=_member(Topology, topology, "topology"),
     )
     return [QEMU_BINARY, *qemu_argv(cfg)]
+
+
+def ask_device_start(
+    container: LabelledContainer,
+    device: str,
+    device_props: tuple[tuple[str, str], ...] = (),
+) -> DeviceStart:
+    """What ``device`` needs to start in this container's QEMU: its property list (``-device
+    NAME,help``, asked once) matched against its pack and the start rules
+    (:mod:`qtrace.devices.start`), then the user's ``device_props``, which win. A capture
+    and the benchmarks start QEMU with it, through :func:`capture_argv`.
+
+    Raises:
+        UsageError: one of ``device_props`` names a property the device does not have.
+    """
+    help_text = container.exec([QEMU_BINARY, "-device", f"{device},help"])
+    properties = parse_device_properties(help_text.output)
+    start = device_start(pack_or_default(device), properties, MOUNT_OUT)
+    known = {prop.name for prop in properties}
+    unknown = [key for key, _ in device_props if known and key not in known]
+    if unknown:
+        raise UsageError(
+            f"--device-prop: {device} has no property {', '.join(map(repr, unknown))}.",
+            hint=f"See its properties: qemu-system-x86_64 -device {device},help "
+            "(in the debug image).",
+        )
+    return dataclasses.replace(start, properties=(*start.properties, *device_props))
+
+
+def create_start_files(start: DeviceStart, out_dir: Path, *, reuse: bool = False) -> None:
+    """Create the files ``start`` needs in the run directory (sparse, at their size); an
+    existing one is an error unless ``reuse`` (several QEMU runs in one directory)."""
+    for run_file in start.files:
+        path = out_dir / run_file.name
+        if reuse and path.exists():
+            continue
+        with path.open("xb") as handle:
+            handle.truncate(run_file.size_bytes)
 
 
 def capture_container_spec(out_dir: Path, qemu_version: str, *, kvm: bool) -> ContainerSpec:
@@ -518,27 +558,10 @@ class _CaptureRun:
         )
 
     def _start_device(self, container: LabelledContainer) -> None:
-        """Give the device what it needs to start: ask this QEMU for its property list (once),
-        choose the backends the rules and its pack give (:mod:`qtrace.devices.start`), create
-        their files in the run directory and rebuild the argv (the manifest is rewritten)."""
-        help_text = container.exec([QEMU_BINARY, "-device", f"{self.request.device},help"])
-        properties = parse_device_properties(help_text.output)
-        start = device_start(pack_or_default(self.request.device), properties, MOUNT_OUT)
-        known = {prop.name for prop in properties}
-        unknown = [key for key, _ in self.request.device_props if known and key not in known]
-        if unknown:
-            raise UsageError(
-                f"--device-prop: {self.request.device} has no property "
-                f"{', '.join(map(repr, unknown))}.",
-                hint=f"See its properties: qemu-system-x86_64 -device {self.request.device},help "
-                "(in the debug image).",
-            )
-        self.start = dataclasses.replace(
-            start, properties=(*start.properties, *self.request.device_props)
-        )
-        for run_file in self.start.files:
-            with (self.out_dir / run_file.name).open("xb") as handle:
-                handle.truncate(run_file.size_bytes)
+        """Give the device what it needs to start (:func:`ask_device_start`), create its files
+        in the run directory and rebuild the argv (the manifest is rewritten)."""
+        self.start = ask_device_start(container, self.request.device, self.request.device_props)
+        create_start_files(self.start, self.out_dir)
         if self.start.rules:
             logger.debug("start rules for %s: %s", self.request.device, self.start.rules)
         self.argv = self._qemu_argv()
