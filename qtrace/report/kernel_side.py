@@ -218,18 +218,32 @@ def _coalesced(trace: Trace, join: KernelJoin | None) -> tuple[CoalescedRow, ...
     )
 
 
-Texts = dict[tuple[int, float, str], str]
+Texts = dict[tuple[int, float, str], list[tuple[KernelAccess | None, str]]]
 
 
 def _texts(log: KernelLog) -> Texts:
-    """Each event's own text, by (thread, time, event)."""
-    return {(e.tid, e.ts, e.event): e.text for e in log.events}
+    """Each event's own text, by (thread, time, event); several events of one name can share
+    a timestamp (a read and a write of the LAPIC within one microsecond), so each keeps the
+    access it describes and :func:`_said` picks the one that matches."""
+    texts: Texts = {}
+    for e in log.events:
+        texts.setdefault((e.tid, e.ts, e.event), []).append((KernelAccess.of(e), e.text))
+    return texts
 
 
 def _said(texts: Texts, access: KernelAccess | None) -> str:
+    """The text of the event that recorded ``access``: same thread, time and event, and the
+    same operation, address and space (never another access's text)."""
     if access is None:
         return ""
-    return texts.get((access.tid, access.ts, access.event), "")
+    for seen, text in texts.get((access.tid, access.ts, access.event), ()):
+        if seen is not None and (seen.op, seen.addr, seen.space) == (
+            access.op,
+            access.addr,
+            access.space,
+        ):
+            return text
+    return ""
 
 
 def _read(trace: Trace, join: KernelJoin, texts: Texts, reason: str) -> KernelRead | None:

@@ -64,6 +64,20 @@ def test_how_kvm_decided_shows_the_slots_the_bar_outside_them_and_what_kvm_did_a
     assert dict(side.alone_counts).get("lapic", 0) > 0
 
 
+def test_each_row_kvm_handled_alone_quotes_its_own_event() -> None:
+    """A LAPIC read and write in the same microsecond share thread, time and event name; each
+    row's quoted text must still be an event of its own operation and address (the nvme
+    capture once showed a write's text on a read row)."""
+    for name in ("e1000-kvm-probe", "nvme-kvm-probe", "virtio-blk-pci-kvm-probe-ioeventfd-off"):
+        side = build_report(ROOT / "reports" / "captures" / name).kernel_side
+        assert side is not None and side.alone, name
+        for row in side.alone:
+            if row.space != "mmio":
+                continue
+            assert f"mmio {row.op} " in row.text, (name, row)
+            assert f"gpa {row.addr:#x} " in row.text, (name, row)
+
+
 def test_a_capture_without_kernel_events_says_why(tmp_path: Path) -> None:
     capture = tmp_path / "kvm"
     shutil.copytree(KVM, capture)
