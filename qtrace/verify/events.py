@@ -84,11 +84,18 @@ def handler_ops(trace: Trace) -> dict[str, Literal["read", "write"]]:
 def attribute(trace: Trace) -> Iterator[Step]:
     """The trace as steps, in the order the device went through them."""
     ops = handler_ops(trace)
+    # Both questions depend on the event's stack alone: asked once per distinct stack (a
+    # capture has thousands of events on a few dozen stacks).
+    shutdown: dict[str | None, bool] = {}
+    inside: dict[tuple[str | None, bool], Literal["read", "write", "none"]] = {}
     previous: Step | None = None
     pending: list[Event] = []
     for record in [*trace.records, None]:  # None: the end, where the last events settle
         if isinstance(record, (Irq, Dma)):
-            if not _at_shutdown(trace, record):
+            at_end = shutdown.get(record.stack)
+            if at_end is None:
+                at_end = shutdown[record.stack] = _at_shutdown(trace, record)
+            if not at_end:
                 pending.append(record)
             continue
         if record is not None and not isinstance(record, Access):
@@ -96,7 +103,10 @@ def attribute(trace: Trace) -> Iterator[Step]:
         own: list[Event] = []
         asynchronous: list[Event] = []
         for event in pending:
-            where = _inside(trace, ops, event)
+            key = (event.stack, isinstance(event, Dma))
+            where = inside.get(key)
+            if where is None:
+                where = inside[key] = _inside(trace, ops, event)
             if where == "read" and record is not None and record.op == "read":
                 own.append(event)
             elif where == "write" and previous is not None and previous.access_op == "write":
