@@ -10,9 +10,10 @@ the one before:
    source), built with ``--enable-debug``; labels record version, configure flags and the
    compile key.
 3. ``qtrace/qemu:<version>-debug``, what captures run: the compiled image plus the kernel
-   modules the linux guest loads its drivers from (``install-linux-modules.sh``). It is the
-   last stage so that changing it never recompiles QEMU; its key is the compile key and that
-   script's digest.
+   modules the linux guest loads its drivers from (``install-linux-modules.sh``) and gdbserver
+   with its in-process tracing agent for the fast collector (``install-trace-agent.sh``). It is
+   the last stage so that changing it never recompiles QEMU; its key is the compile key and
+   those two scripts' digest.
 
 Only a stage that finished is committed and tagged, so an interrupted or failed build never
 leaves an image that looks valid.
@@ -92,6 +93,8 @@ CONFIGURE_FLAGS = (
 _WHEELS = ("meson==1.9.0", "pycotap==1.3.1")
 COMPILE_SCRIPT = "build-qemu.sh"
 MODULES_SCRIPT = "install-linux-modules.sh"
+# gdbserver and its in-process agent for the fast collector; run in the same last stage.
+AGENT_SCRIPT = "install-trace-agent.sh"
 _VERSION_LINE = "qemu-source-version: "
 
 
@@ -252,9 +255,9 @@ class _LogSink:
 
 
 def final_key(compile_key: str, recipe: Path) -> str:
-    """The key of the image captures run: the compiled QEMU's key and the modules stage's
-    script, so changing that script rebuilds only the last stage."""
-    return cache_key(compile_key, recipe_digest(recipe, (MODULES_SCRIPT,)))
+    """The key of the image captures run: the compiled QEMU's key and the last stage's
+    scripts (linux modules, trace agent), so changing them rebuilds only the last stage."""
+    return cache_key(compile_key, recipe_digest(recipe, (MODULES_SCRIPT, AGENT_SCRIPT)))
 
 
 def _build(
@@ -282,7 +285,11 @@ def _build(
     spec = StageSpec(
         name="linux-modules",
         from_image=compiled,
-        command=["bash", f"{DOCKER_MOUNT}/{MODULES_SCRIPT}"],
+        command=[
+            "bash",
+            "-c",
+            f"bash {DOCKER_MOUNT}/{MODULES_SCRIPT} && bash {DOCKER_MOUNT}/{AGENT_SCRIPT}",
+        ],
         to_repository=repository,
         to_tag=image_tag,
         labels={LABEL_CACHE_KEY: key, LABEL_COMPILE_KEY: compile_key},

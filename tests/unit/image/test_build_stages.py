@@ -16,6 +16,7 @@ from qtrace.image.builder import (
     COMPILED_REPOSITORY,
     LABEL_CACHE_KEY,
     LABEL_COMPILE_KEY,
+    AGENT_SCRIPT,
     MODULES_SCRIPT,
     BuildRequest,
     _Compiled,
@@ -68,11 +69,23 @@ def test_the_final_key_follows_the_compile_and_the_modules_script(tmp_path: Path
     recipe = tmp_path / "docker"
     recipe.mkdir()
     (recipe / MODULES_SCRIPT).write_text("echo modules\n")
+    (recipe / AGENT_SCRIPT).write_text("echo agent\n")
     first = final_key("ck", recipe)
     assert final_key("ck2", recipe) != first
     (recipe / "build-qemu.sh").write_text("changed: it is in the compile key, not here\n")
     assert final_key("ck", recipe) == first
     (recipe / MODULES_SCRIPT).write_text("echo other modules\n")
+    assert final_key("ck", recipe) != first
+
+
+def test_the_final_key_follows_the_trace_agent_script(tmp_path: Path) -> None:
+    """gdbserver's stage is in the last image only: changing it never recompiles QEMU."""
+    recipe = tmp_path / "docker"
+    recipe.mkdir()
+    (recipe / MODULES_SCRIPT).write_text("echo modules\n")
+    (recipe / AGENT_SCRIPT).write_text("echo agent\n")
+    first = final_key("ck", recipe)
+    (recipe / AGENT_SCRIPT).write_text("echo another agent\n")
     assert final_key("ck", recipe) != first
 
 

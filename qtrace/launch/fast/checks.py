@@ -1,0 +1,64 @@
+"""The fast collector's self-checks: what the agent counted against what was decoded.
+
+A fast capture can lose hits where the breakpoint collector cannot (a full trace buffer,
+frames the agent wrote as zeros, blocks that do not decode); these checks go into the
+trace's ``end`` record and the capture summary, and a failed one names the way to a
+complete capture (``--collector breakpoint``) instead of leaving the trace silently short.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FastChecks"]
+
+FALLBACK_HINT = "rerun with --collector breakpoint for a complete capture"
+
+
+@dataclass(frozen=True)
+class FastChecks:
+    """Counts of one fast run. ``hits_by_agent`` is the agent's own hit count summed over
+    the tracepoints (``tstatus``/``status`` line); frames are the ones in the saved file."""
+
+    hits_by_agent: int
+    frames_saved: int
+    frames_decoded: int
+    zeroed: int
+    undecodable: int
+    buffer_full: bool
+
+    @property
+    def ok(self) -> bool:
+        """Every hit the agent counted was decoded."""
+        return not self.problems()
+
+    def problems(self) -> list[str]:
+        """One sentence per failed check, each saying what was lost."""
+        out: list[str] = []
+        if self.buffer_full:
+            out.append("the trace buffer filled: tracing stopped before the guest ended")
+        if self.hits_by_agent != self.frames_saved:
+            out.append(
+                f"the agent counted {self.hits_by_agent} hits but saved {self.frames_saved} frames"
+            )
+        if self.zeroed:
+            out.append(f"{self.zeroed} frames came back zeroed (their access is lost)")
+        if self.undecodable:
+            out.append(f"{self.undecodable} frames did not decode")
+        return out
+
+    def record(self) -> dict[str, object]:
+        """The ``end`` record's ``fast_checks`` field (and the summary's)."""
+        fields: dict[str, object] = {
+            "ok": self.ok,
+            "hits_by_agent": self.hits_by_agent,
+            "frames_saved": self.frames_saved,
+            "frames_decoded": self.frames_decoded,
+            "zeroed": self.zeroed,
+            "undecodable": self.undecodable,
+            "buffer_full": self.buffer_full,
+        }
+        if not self.ok:
+            fields["problems"] = self.problems()
+            fields["hint"] = FALLBACK_HINT
+        return fields

@@ -1,0 +1,181 @@
+"""Reading a ``tsave`` trace file (gdb's ``tfile`` format) with the agent's register layout.
+
+Why offline: gdb 13.1 reads the in-process agent's frames with the wrong register-block size
+(the agent's is 2500 bytes on this CPU, gdb expects 2420) and shows collected memory as
+``<unavailable>``; reading the saved file with the agent's size gives back every register
+and memory block (ENVIRONMENT.md, "GDB fast tracepoints").
+
+The file: ``\\x7fTRACE0\\n``, text lines up to an empty line (``R <size hex>``, ``tp ...``,
+``status ...``), then frames: a little-endian u16 tracepoint number (0 ends the trace), a
+u32 data size, and blocks: ``R`` + the register block, ``M`` + u64 address + u16 length +
+bytes, ``V`` + i32 variable number + i64 value.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AGENT_REGBLOCK_BYTES",
+    "AMD64_REG_OFFSETS",
+    "AgentStatus",
+    "Frame",
+    "TraceFile",
+    "TsaveFormatError",
+    "parse_status",
+    "parse_tsave",
+]
+
+MAGIC = b"\x7fTRACE0\n"
+# The in-process agent's register block on the project's CPUs (measured, gdbserver 13.1).
+AGENT_REGBLOCK_BYTES = 2500
+# Byte offsets of the general registers in that block: gdb's amd64 register order, 8 bytes each.
+AMD64_REG_OFFSETS: dict[str, int] = {
+    name: 8 * index
+    for index, name in enumerate(
+        ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "rsp", "r8", "r9", "r10", "r11",
+         "r12", "r13", "r14", "r15", "rip")
+    )
+}
+
+
+class TsaveFormatError(ValueError):
+    """The file is not a tfile trace, or a frame runs past the file's end."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One hit as the agent recorded it."""
+
+    index: int
+    tracepoint: int
+    regs: dict[str, int] = field(default_factory=dict)
+    memory: tuple[tuple[int, bytes], ...] = ()
+    variables: dict[int, int] = field(default_factory=dict)
+    zeroed: bool = False
+    undecodable: str | None = None
+
+    def block_at(self, addr: int) -> bytes | None:
+        """The collected memory block starting at ``addr``, if one was collected."""
+        for start, data in self.memory:
+            if start == addr:
+                return data
+        return None
+
+
+@dataclass(frozen=True)
+class TraceFile:
+    """The header lines and every frame of a saved trace."""
+
+    header: tuple[str, ...]
+    frames: tuple[Frame, ...]
+
+    def status_line(self) -> str | None:
+        """The agent's ``status`` line (running, stop reason, buffer use, frames)."""
+        return next((line for line in self.header if line.startswith("status ")), None)
+
+
+def parse_tsave(data: bytes, regblock_bytes: int = AGENT_REGBLOCK_BYTES) -> TraceFile:
+    """Every frame of a tfile, registers read with ``regblock_bytes`` (the agent's layout).
+
+    A frame whose bytes are all zero is kept with ``zeroed`` set (the agent loses about one
+    in 10 MB of buffer); a frame with an unknown block keeps what came before it and says
+    why in ``undecodable``. Raises :class:`TsaveFormatError` for a file that is not a trace.
+    """
+    if not data.startswith(MAGIC):
+        raise TsaveFormatError("not a gdb tsave file (no \\x7fTRACE0 magic)")
+    end = data.find(b"\n\n", len(MAGIC) - 1)
+    if end < 0:
+        raise TsaveFormatError("tsave header has no end (empty line)")
+    header = tuple(data[len(MAGIC) : end].decode("ascii", "replace").splitlines())
+    pos = end + 2
+    frames: list[Frame] = []
+    while pos + 2 <= len(data):
+        (tracepoint,) = struct.unpack_from("<H", data, pos)
+        pos += 2
+        if tracepoint == 0:
+            break
+        if pos + 4 > len(data):
+            raise TsaveFormatError(f"frame {len(frames)} cut short at byte {pos}")
+        (size,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+        body = data[pos : pos + size]
+        if len(body) < size:
+            raise TsaveFormatError(f"frame {len(frames)} cut short at byte {pos}")
+        pos += size
+        frames.append(_frame(len(frames), tracepoint, body, regblock_bytes))
+    return TraceFile(header, tuple(frames))
+
+
+def _frame(index: int, tracepoint: int, body: bytes, regblock_bytes: int) -> Frame:
+    if not body.strip(b"\0"):
+        return Frame(index, tracepoint, zeroed=True)
+    regs: dict[str, int] = {}
+    memory: list[tuple[int, bytes]] = []
+    variables: dict[int, int] = {}
+    pos = 0
+    why: str | None = None
+    while pos < len(body):
+        kind = body[pos : pos + 1]
+        pos += 1
+        if kind == b"R" and pos + regblock_bytes <= len(body):
+            block = body[pos : pos + regblock_bytes]
+            regs = {
+                n: int.from_bytes(block[o : o + 8], "little")
+                for n, o in AMD64_REG_OFFSETS.items()
+            }
+            pos += regblock_bytes
+        elif kind == b"M" and pos + 10 <= len(body):
+            addr, length = struct.unpack_from("<QH", body, pos)
+            pos += 10
+            memory.append((addr, body[pos : pos + length]))
+            pos += length
+        elif kind == b"V" and pos + 12 <= len(body):
+            number, value = struct.unpack_from("<iq", body, pos)
+            variables[number] = value
+            pos += 12
+        else:
+            why = f"block {kind!r} at byte {pos - 1} of {len(body)}"
+            break
+    return Frame(index, tracepoint, regs, tuple(memory), variables, undecodable=why)
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """The agent's ``status`` line: frames it holds, buffer use, and why tracing stopped."""
+
+    running: bool
+    stop_reason: str
+    fields: dict[str, int]
+
+    @property
+    def buffer_full(self) -> bool:
+        """Tracing stopped because the (non-circular) buffer filled."""
+        return self.stop_reason == "tfull"
+
+    @property
+    def frames(self) -> int | None:
+        """``tframes``: the frames in the buffer."""
+        return self.fields.get("tframes")
+
+
+_STOP_REASONS = ("tnotrun", "tstop", "tfull", "tdisconnected", "tpasscount", "terror")
+
+
+def parse_status(line: str) -> AgentStatus:
+    """``status 0;tfull:0;tframes:4e20;...`` (gdb's remote status, numbers in hex)."""
+    body = line.removeprefix("status ").strip()
+    running_flag, _, rest = body.partition(";")
+    reason = "unknown"
+    fields: dict[str, int] = {}
+    for part in rest.split(";"):
+        key, _, value = part.partition(":")
+        if key in _STOP_REASONS:
+            reason = key
+            continue
+        try:
+            fields[key] = int(value, 16)
+        except ValueError:
+            continue
+    return AgentStatus(running_flag == "1", reason, fields)
