@@ -1,9 +1,11 @@
 """Reading a ``tsave`` trace file (gdb's ``tfile`` format) with the agent's register layout.
 
-Why offline: gdb 13.1 reads the in-process agent's frames with the wrong register-block size
-(the agent's is 2500 bytes on this CPU, gdb expects 2420) and shows collected memory as
-``<unavailable>``; reading the saved file with the agent's size gives back every register
-and memory block (ENVIRONMENT.md, "GDB fast tracepoints").
+Why offline: gdb 13.1 has read the in-process agent's frames with the wrong register-block
+size (one machine: the agent's 2500 bytes, gdb's 2420) and shown collected memory as
+``<unavailable>``; reading the saved file with the agent's size gives back every register and
+memory block (ENVIRONMENT.md, "GDB fast tracepoints"). The size is the header's ``R`` line
+(2416 on the machine of 2026-12-02, where agent and gdb agree) unless a frame does not decode
+with it; then the agent's 2500 is tried.
 
 The file: ``\\x7fTRACE0\\n``, text lines up to an empty line (``R <size hex>``, ``tp ...``,
 ``status ...``), then frames: a little-endian u16 tracepoint number (0 ends the trace), a
@@ -76,8 +78,9 @@ class TraceFile:
         return next((line for line in self.header if line.startswith("status ")), None)
 
 
-def parse_tsave(data: bytes, regblock_bytes: int = AGENT_REGBLOCK_BYTES) -> TraceFile:
-    """Every frame of a tfile, registers read with ``regblock_bytes`` (the agent's layout).
+def parse_tsave(data: bytes, regblock_bytes: int | None = None) -> TraceFile:
+    """Every frame of a tfile, registers read with ``regblock_bytes`` (default: the header's
+    ``R`` size, then the agent's :data:`AGENT_REGBLOCK_BYTES` for a frame that needs it).
 
     A frame whose bytes are all zero is kept with ``zeroed`` set (the agent loses about one
     in 10 MB of buffer); a frame with an unknown block keeps what came before it and says
@@ -89,6 +92,7 @@ def parse_tsave(data: bytes, regblock_bytes: int = AGENT_REGBLOCK_BYTES) -> Trac
     if end < 0:
         raise TsaveFormatError("tsave header has no end (empty line)")
     header = tuple(data[len(MAGIC) : end].decode("ascii", "replace").splitlines())
+    sizes = _regblock_sizes(header, regblock_bytes)
     pos = end + 2
     frames: list[Frame] = []
     while pos + 2 <= len(data):
@@ -104,8 +108,24 @@ def parse_tsave(data: bytes, regblock_bytes: int = AGENT_REGBLOCK_BYTES) -> Trac
         if len(body) < size:
             raise TsaveFormatError(f"frame {len(frames)} cut short at byte {pos}")
         pos += size
-        frames.append(_frame(len(frames), tracepoint, body, regblock_bytes))
+        for size_bytes in sizes:
+            frame = _frame(len(frames), tracepoint, body, size_bytes)
+            if frame.undecodable is None:
+                break
+        frames.append(frame)
     return TraceFile(header, tuple(frames))
+
+
+def _regblock_sizes(header: tuple[str, ...], asked: int | None) -> tuple[int, ...]:
+    if asked is not None:
+        return (asked,)
+    for line in header:
+        if line.startswith("R "):
+            try:
+                return (int(line[2:], 16), AGENT_REGBLOCK_BYTES)
+            except ValueError:
+                break
+    return (AGENT_REGBLOCK_BYTES,)
 
 
 def _frame(index: int, tracepoint: int, body: bytes, regblock_bytes: int) -> Frame:
