@@ -166,7 +166,7 @@ class Edu:
         reg = EDU_REGISTERS.at(offset)
         if (size == 8 and offset < _BIG_ACCESS_FROM) or reg is None or reg.offset != offset:
             return _all_ones(size)
-        hook = _READ_HOOKS.get(reg.name)
+        hook = STATE.get(reg.name)
         if hook is not None:
             value = hook(self)
         elif reg.kind is Kind.RO:
@@ -354,7 +354,6 @@ STATE: dict[str, Callable[[Edu], int]] = {
     "DMA_CMD": lambda dev: dev.dma.cmd,
 }
 """The registers that hold state, by name: what a read returns and explaining watches."""
-_READ_HOOKS = STATE
 _WRITE_HOOKS: dict[str, Callable[[Edu, int], None]] = {
     "LIVENESS": Edu._write_liveness,
     "FACTORIAL": Edu._write_factorial,
