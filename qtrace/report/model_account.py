@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from qtrace.devices import pack_for
-from qtrace.errors import QtraceError
+from qtrace.errors import QtraceError, UsageError
 from qtrace.trace import Trace
-from qtrace.verify import devices_with_model, replay, verify_device
+from qtrace.verify import replay, verify_device
 from qtrace.verify.explain import AccessExplanation, Explainer
 
 __all__ = ["ModelAccounts", "model_accounts"]
@@ -70,18 +69,17 @@ def model_accounts(trace: Trace) -> ModelAccounts | None:
         ``None`` when the captured device has no model; otherwise the accounts, or a
         :class:`ModelAccounts` whose ``unavailable`` says why the replay could not give them.
     """
-    device = trace.header.device
-    pack = pack_for(device)
-    if pack is None or pack.name not in devices_with_model():
+    try:
+        target = verify_device(trace.header.device)
+    except UsageError:  # no pack, or a pack without a model
         return None
     try:
-        target = verify_device(device)
         explainer = Explainer(target)
         result = replay(trace, target, observer=explainer)
         explainer.mark(result)
     except QtraceError as error:
-        return ModelAccounts(pack.name, unavailable=str(error))
+        return ModelAccounts(target.name, unavailable=str(error))
     by_seq = {e.seq: e for e in explainer.explanations if e.kind == "access"}
     return ModelAccounts(
-        pack.name, result.reads_compared, result.masked, len(result.mismatches), by_seq
+        target.name, result.reads_compared, result.masked, len(result.mismatches), by_seq
     )
