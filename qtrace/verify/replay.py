@@ -41,7 +41,11 @@ Rules of the replay:
   model does its pending work there (``settle``, timers included), after the guest's
   ioeventfd writes that QEMU's event loop handled meanwhile
   (:class:`~qtrace.verify.device_work.Notifiers`), and its DMA, messages and line are
-  compared with those events. A read that differs while the model still has work pending
+  compared with those events. The writes are taken in the order their handlers ran, each
+  with RAM as that run's DMA reads found it, and the model finishes its pending work
+  between two of them when QEMU's work showed there (a DMA write, a message): under TCG
+  the event loop may run a spurious handler call, the guest's kick and the bottom half
+  between two guest accesses. A read that differs while the model still has work pending
   is compared again once it is done (QEMU had finished it before the read).
 * Messages: MSI and MSI-X messages the device sent (``irq`` records on an ``MSI`` line)
   are compared by address and data with the model's, in order.
@@ -314,13 +318,20 @@ class _Replayer:
 
     def _preload(self, events: list[Irq | Dma]) -> None:
         """Put what QEMU's DMA reads returned into the model's RAM before the access runs."""
-        for event in events:
-            if isinstance(event, Dma) and event.op == "read" and event.data:
-                # A truncated record carries only the first bytes; the rest stays unknown
-                # to the model (it reads whatever its RAM holds there).
-                self.machine.memory.write(event.addr, bytes.fromhex(event.data))
-                self.result.dma_preloaded += 1
-                self.result.dma_truncated += int(event.truncated)
+        # A truncated record carries only the first bytes; the rest stays unknown to the
+        # model (it reads whatever its RAM holds there).
+        for event in self._restore_reads(events):
+            self.result.dma_preloaded += 1
+            self.result.dma_truncated += int(event.truncated)
+
+    def _restore_reads(self, events: list[Irq | Dma]) -> list[Dma]:
+        """Put what QEMU's DMA reads among ``events`` returned into the model's RAM, in
+        order; the reads loaded. Also used within a step: ``_preload`` loaded the whole
+        step's, so a location read twice holds its last value until it is restored."""
+        loaded = [e for e in events if isinstance(e, Dma) and e.op == "read" and e.data]
+        for event in loaded:
+            self.machine.memory.write(event.addr, bytes.fromhex(event.data))
+        return loaded
 
     def _asynchronous(self, events: list[Irq | Dma]) -> None:
         """Events no access caused: QEMU's timers, the host backend."""
@@ -344,8 +355,16 @@ class _Replayer:
         self.model_dma.clear()
         self.model_msi.clear()
         notified = self.notifiers.between(self._after_seq, events[-1].seq)
-        for write in notified:
+        ends = [write.seq for write in notified[1:]] + [events[-1].seq + 1]
+        for write, end in zip(notified, ends, strict=False):  # no writes: nothing to end
+            # Each handler run takes the guest's write as RAM was when it ran, and QEMU's
+            # device work that shows before the next run (a bottom half's DMA writes, a
+            # message) was done before that run: the model does the same, in that order.
+            during = [e for e in events if write.seq < e.seq < end]
+            self._restore_reads(during)
             self._write(write)
+            if any(not (isinstance(e, Dma) and e.op == "read") for e in during):
+                self.timed.settle(timers=True)
         if not self.timed.settle(timers=True) and not notified:
             return False
         self.result.async_work_replayed += 1
