@@ -1,0 +1,441 @@
+"""A fast run: QEMU under gdbserver with the in-process agent, the device's handlers traced
+by fast tracepoints, the buffer saved and decoded into ``qtrace-trace/1`` records.
+
+The steps, each through the capture's gdb (MI, :class:`~qtrace.launch.gdb_session.GdbSession`):
+
+1. :meth:`FastRun.start`: build the jump-pad shim in the container, start QEMU under
+   ``gdbserver --wrapper env LD_PRELOAD=shim:agent``, let the gdb side (``qtrace setup`` in
+   its ``fast`` mode) stop it once at ``vm_start`` and discover the device (``qtrace
+   discover``: the header is written, the reply names each handler and its opaques);
+2. :meth:`FastRun.trace`: choose each tracepoint's location from this build's disassembly
+   (:mod:`.locate`), define them from a command file (``actions`` reads lines, which MI
+   cannot send), ``tstart``, and break on ``exit``, where the buffer is still in QEMU;
+3. :meth:`FastRun.wait`: QEMU runs without a stop until it calls ``exit``, the timeout, or
+   an interrupt;
+4. :meth:`FastRun.finish`: ``tstop``, the agent's counts, ``tsave``; decode on the host
+   (:mod:`.tsave`, :mod:`.decode`), symbolize each distinct stack once with gdb (``qtrace
+   symbolize``), append the records and an ``end`` record carrying the self-checks
+   (:mod:`.checks`).
+
+Why each step (measured, ENVIRONMENT.md "GDB fast tracepoints"): tracepoints defined at
+``main`` fail, at ``vm_start`` they install; the agent's jump pad must lie within 2 GiB of
+the PIE executable (``gdbscripts/fast/jumppad_near.c``, preloaded before the agent); the
+buffer lives in QEMU's memory, so it is saved at a breakpoint on ``exit`` (the probe ends
+through isa-debug-exit, which calls ``exit``), with ``circular-trace-buffer off`` so a full
+buffer stops tracing instead of overwriting; ``sysroot /`` keeps gdb from copying every
+library through the remote protocol. Each accessor tracepoint carries a condition on its
+MemoryRegion, evaluated by the agent: the accessors serve every device of the machine,
+and only the captured device's hits are collected.
+
+What it does not record (the header's ``arming`` says so): configuration space, interrupts,
+DMA, work off the vCPU thread, KVM exits. QEMU's own output goes to gdbserver's stderr and
+so to ``gdb.log`` (the wrapper must exec QEMU directly for the agent to load).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qtrace.docker_env import LabelledContainer
+from qtrace.errors import CollectorError, LaunchFailure, UsageError
+from qtrace.image.layout import QEMU_SOURCE_ROOT
+from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
+from qtrace.launch.fast.decode import Decoded, Role, decode_accesses
+from qtrace.launch.fast.locate import (
+    ACCESSOR_ARGUMENTS,
+    ACCESSORS,
+    entry_location,
+    parse_disassembly,
+    spill_slots,
+    value_location,
+)
+from qtrace.launch.fast.records import RegionOf, fast_records
+from qtrace.launch.fast.tsave import parse_status, parse_tsave
+from qtrace.launch.gdb_session import GdbSession, shell_join
+from qtrace.launch.mi import Stop
+from qtrace.trace.codec import TraceWriter
+from qtrace.trace.kinds import CaptureStatus
+from qtrace.trace.schema import End, Frame
+
+__all__ = ["FastPlan", "FastRun", "FastOutcome", "plan_tracepoints", "executable_maps"]
+
+AGENT = "/usr/lib/libinproctrace.so"  # gdbserver's in-process agent (Debian's gdbserver)
+RAW_STACK_BYTES = 3584
+"""The raw block collected at ``$rsp``: enough for the TCG frame (0x4c0) and the chain down
+to ``start_thread`` on the probe's stacks (20 frames under TCG, 14 under KVM)."""
+SHIM_SOURCE = "fast/jumppad_near.c"  # under the gdbscripts mount
+SHIM_IN_CONTAINER = "/tmp/qtrace-jumppad-near.so"
+TSAVE_NAME = "fast.tsave"
+STACKS_NAME = ".fast-stacks.json"
+TRACEPOINTS_NAME = "fast-tracepoints.gdb"
+BUFFER_BYTES = 256 << 20
+"""The agent's trace buffer (in QEMU's memory): about 40,000 hits with their raw stack."""
+DISCOVERY_TIMEOUT_S = 120.0
+TSAVE_TIMEOUT_S = 600.0
+_POLL_S = 0.25
+_HANDLED_CALLBACKS = ("read", "write")
+_TRACEPOINT_NUMBER = re.compile(r"(?:Fast )?[Tt]racepoint (\d+) at")
+
+
+@dataclass(frozen=True)
+class PlannedTracepoint:
+    """One tracepoint: its address, what it records and whether it takes the raw stack."""
+
+    address: int
+    role: Role
+    raw_stack: bool
+    where: str  # ``function+offset``, for the command file's comments and errors
+    value_block: bool = False  # collect the 8 bytes the value register points at
+
+
+@dataclass
+class FastPlan:
+    """The tracepoints of one run and what the decoder needs to read their frames."""
+
+    tracepoints: list[PlannedTracepoint]
+    regions: dict[int, RegionOf]  # MemoryRegion pointer -> the device's region
+    numbers: dict[int, Role] = field(default_factory=dict)  # gdb's numbers, once defined
+
+
+def device_regions(
+    region_pointers: dict[str, str], header_regions: Sequence[dict[str, Any]]
+) -> dict[int, RegionOf]:
+    """The device's regions with handlers, by MemoryRegion pointer (discovery's reply and
+    the header's ``regions``).
+
+    Raises:
+        UsageError: a region whose ops use ``*_with_attrs`` callbacks, which reach the
+            device through other accessors than the ones the fast collector traces.
+    """
+    by_name = {str(r["name"]): r for r in header_regions}
+    out: dict[int, RegionOf] = {}
+    for pointer, name in region_pointers.items():
+        region = by_name.get(name)
+        if region is None or region.get("kind") != "io":
+            continue
+        handlers = {str(k): str(v) for k, v in dict(region.get("handlers") or {}).items()}
+        unsupported = sorted(set(handlers) - set(_HANDLED_CALLBACKS))
+        if unsupported:
+            raise UsageError(
+                f"the device's region {name} uses {', '.join(unsupported)} callbacks "
+                f"({', '.join(handlers[k] for k in unsupported)}), which the fast collector "
+                "does not trace yet.",
+                hint=FALLBACK_HINT.capitalize() + ".",
+            )
+        out[int(pointer, 16)] = RegionOf(name, str(region.get("space", "mmio")), handlers)
+    return out
+
+
+def plan_tracepoints(
+    regions: dict[int, RegionOf],
+    disassemble: Callable[[str], str],
+    arm_on: str | None,
+) -> FastPlan:
+    """Where each tracepoint goes in this build: the generic accessors' call sites
+    (:data:`~.locate.ACCESSORS`) for the ops the device's regions use, and the start
+    marker's function; from gdb's ``disassemble /r`` of each (``disassemble``).
+
+    Raises:
+        CollectorError: this build's accessors are not shaped as expected (no such call,
+            arguments not spilled).
+    """
+    used = {op for region in regions.values() for op in region.handlers}
+    tracepoints: list[PlannedTracepoint] = []
+    for site in ACCESSORS:
+        if site.op not in used:
+            continue
+        code = parse_disassembly(disassemble(site.accessor))
+        at = value_location(code, site.callee)
+        slots = spill_slots(code)
+        missing = [r for r in ACCESSOR_ARGUMENTS if r not in slots]
+        if at is None or missing:
+            raise CollectorError(
+                f"{site.accessor} in this build has no 5-byte call of {site.callee}"
+                if at is None
+                else f"{site.accessor} in this build does not spill {', '.join(missing)}"
+            )
+        role = Role(site.op, slots, site.value_register, site.shift_register,
+                    site.mask_register)  # fmt: skip
+        tracepoints.append(
+            PlannedTracepoint(at.address, role, True, f"{site.accessor}+{at.offset}",
+                              value_block=site.op == "write")
+        )  # fmt: skip
+    if arm_on is not None:
+        at = entry_location(parse_disassembly(disassemble(arm_on)), 0)
+        if at is None:
+            raise CollectorError(f"no fast tracepoint can go in {arm_on} (the start marker)")
+        tracepoints.append(
+            PlannedTracepoint(at.address, Role("arm"), False, f"{arm_on}+{at.offset}")
+        )
+    return FastPlan(tracepoints, regions)
+
+
+def region_condition(role: Role, regions: Sequence[int]) -> str:
+    """The agent-side condition that keeps an accessor's hit only for the device's regions
+    (the MemoryRegion in its spill slot is one of ``regions``): the accessors serve every
+    device of the machine, and a hit that fails it is neither collected nor stored."""
+    slot = role.slots["rdi"]
+    mr = f"*(unsigned long *)($rbp - {-slot})" if slot < 0 else f"*(unsigned long *)($rbp + {slot})"
+    return " || ".join(f"{mr} == {pointer:#x}" for pointer in sorted(regions))
+
+
+def tracepoint_commands(plan: FastPlan) -> str:
+    """The command file that defines the plan's tracepoints, in order."""
+    lines: list[str] = []
+    for tp in plan.tracepoints:
+        lines += [f"# {tp.role.kind} {tp.where}", f"ftrace *{tp.address:#x}"]
+        if tp.role.kind in ("read", "write"):
+            lines.append(f"condition $bpnum {region_condition(tp.role, list(plan.regions))}")
+        lines += ["actions", "collect $regs"]
+        if tp.raw_stack:
+            lines.append(f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])$rsp")
+        if tp.value_block:
+            lines.append(f"collect *(unsigned long *)${tp.role.value_register}")
+        lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def tracepoint_numbers(defined: str) -> list[int]:
+    """gdb's numbers of the tracepoints a ``source`` of the command file defined, in order."""
+    return [int(n) for n in _TRACEPOINT_NUMBER.findall(defined)]
+
+
+def executable_maps(maps: str) -> list[tuple[int, int]]:
+    """The anonymous executable mappings of ``/proc/PID/maps``: where TCG's generated code
+    lives (a return address there takes the unwinder's TCG frame rule)."""
+    out: list[tuple[int, int]] = []
+    for line in maps.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and "x" in parts[1] and len(parts) < 6:
+            start, _, end = parts[0].partition("-")
+            out.append((int(start, 16), int(end, 16)))
+    return out
+
+
+@dataclass
+class FastOutcome:
+    """What a fast run recorded and how it ended."""
+
+    status: CaptureStatus
+    reason: str | None
+    accesses: int
+    stacks: int
+    checks: FastChecks | None
+    hint: str | None = None
+
+
+class FastRun:
+    """One fast run's steps; see the module docstring."""
+
+    def __init__(
+        self,
+        gdb: GdbSession,
+        container: LabelledContainer,
+        out_dir: Path,
+        mount_out: str,
+        mount_gdbscripts: str,
+        argv: Sequence[str],
+        status: Callable[[str], None],
+    ) -> None:
+        self.gdb = gdb
+        self.container = container
+        self.out_dir = out_dir
+        self.mount_out = mount_out
+        self.mount_gdbscripts = mount_gdbscripts
+        self.argv = list(argv)
+        self.status = status
+        self.plan: FastPlan | None = None
+        self.generated: list[tuple[int, int]] = []
+        self.started_tracing: float | None = None
+
+    # ----- 1. QEMU under gdbserver, stopped once for discovery -----
+
+    def start(self) -> dict[str, Any]:
+        """Start QEMU under gdbserver and discover the device; the discovery reply."""
+        built = self.container.exec(
+            ["gcc", "-shared", "-fPIC", "-O2", "-o", SHIM_IN_CONTAINER,
+             f"{self.mount_gdbscripts}/{SHIM_SOURCE}", "-ldl"]
+        )  # fmt: skip
+        if built.exit_code != 0:
+            raise LaunchFailure(
+                "building the fast collector's jump-pad shim failed", built.exit_code,
+                built.output.splitlines()[-10:],
+            )  # fmt: skip
+        for command in ("set pagination off", "set confirm off", "set height 0",
+                        "set sysroot /", "handle SIGUSR1 SIGUSR2 SIGPIPE nostop noprint pass"):
+            self.gdb.console(command)  # fmt: skip
+        server = (
+            f"env -u LD_PRELOAD gdbserver --wrapper env LD_PRELOAD={SHIM_IN_CONTAINER}:{AGENT} "
+            f"-- - {shell_join(self.argv)}"
+        )
+        # The collector's settings are for a local inferior: sourced before the remote
+        # target exists, they apply (with it, "disable-randomization" is refused).
+        self.gdb.console(f"source {self.mount_gdbscripts}/qtrace_gdb.py")
+        self.status("starting QEMU under gdbserver (fast tracepoints)")
+        self.gdb.console(f"target remote | {server}", timeout_s=DISCOVERY_TIMEOUT_S)
+        if not self.gdb.console(f"qtrace setup {self.mount_out}/collector.json", timeout_s=60):
+            raise CollectorError("the collector did not answer 'qtrace setup'")
+        self.gdb.command("-exec-continue")
+        stop = self.gdb.wait_for_stop(DISCOVERY_TIMEOUT_S)
+        if stop is None:
+            raise CollectorError(
+                f"QEMU did not create its devices within {DISCOVERY_TIMEOUT_S:.0f} s under "
+                "gdbserver (no stop at vm_start)"
+            )
+        if stop.reason.startswith("exited"):
+            raise LaunchFailure("QEMU exited before creating its devices (see gdb.log)",
+                                stop.exit_code, [])  # fmt: skip
+        replies = self.gdb.console("qtrace discover", timeout_s=DISCOVERY_TIMEOUT_S)
+        if not replies:
+            raise CollectorError("the collector did not answer 'qtrace discover'")
+        pid = self.container.exec(["pgrep", "-x", "-n", "qemu-system-x86"]).output.strip()
+        maps = self.container.exec(["cat", f"/proc/{pid}/maps"]).output if pid else ""
+        self.generated = executable_maps(maps)
+        return replies[0]
+
+    # ----- 2. the tracepoints -----
+
+    def trace(
+        self,
+        discovery: dict[str, Any],
+        header_regions: Sequence[dict[str, Any]],
+        arm_on: str | None,
+    ) -> None:
+        """Define the tracepoints for the discovered regions and start tracing."""
+
+        def disassemble(function: str) -> str:
+            return self.gdb.console_text(f"disassemble /r {function}")
+
+        regions = device_regions(dict(discovery.get("region_pointers") or {}), header_regions)
+        if not regions:
+            raise UsageError(
+                "the device has no region with read/write handlers: the fast collector has "
+                "nothing to trace.",
+                hint=FALLBACK_HINT.capitalize() + ".",
+            )
+        plan = plan_tracepoints(regions, disassemble, arm_on)
+        (self.out_dir / TRACEPOINTS_NAME).write_text(tracepoint_commands(plan), encoding="utf-8")
+        defined = self.gdb.console_text(f"source {self.mount_out}/{TRACEPOINTS_NAME}")
+        numbers = tracepoint_numbers(defined)
+        if len(numbers) != len(plan.tracepoints):
+            raise CollectorError(
+                f"gdb defined {len(numbers)} of {len(plan.tracepoints)} fast tracepoints: "
+                + " | ".join(defined.strip().splitlines()[-3:])
+            )
+        plan.numbers = {n: tp.role for n, tp in zip(numbers, plan.tracepoints, strict=True)}
+        self.plan = plan
+        self.gdb.console(f"set trace-buffer-size {BUFFER_BYTES}")
+        self.gdb.console("set circular-trace-buffer off")
+        started = self.gdb.console_text("tstart")
+        if "error" in started.lower() or "too far" in started:
+            raise CollectorError(f"tstart failed: {started.strip()}")
+        self.gdb.console("break exit")
+        self.status(f"tracing with {len(numbers)} fast tracepoints (QEMU is not stopped)")
+        self.started_tracing = time.monotonic()
+        self.gdb.command("-exec-continue")
+
+    # ----- 3. running -----
+
+    def wait(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> Stop | None:
+        """QEMU's next stop (its ``exit`` call, a signal), or ``None`` after ``timeout_s``
+        (QEMU is interrupted then)."""
+        deadline = clock() + timeout_s
+        while clock() < deadline:
+            stop = self.gdb.wait_for_stop(_POLL_S)
+            if stop is not None:
+                return stop
+        self.interrupt()
+        return None
+
+    def interrupt(self) -> None:
+        """Stop QEMU (timeout, Ctrl-C) so that the buffer can be saved."""
+        self.gdb.interrupt()
+        self.gdb.wait_for_stop(10)
+
+    def exit_status(self) -> int | None:
+        """The status QEMU passes to ``exit`` (at the ``exit`` stop: its first argument)."""
+        records = self.gdb.command("-data-evaluate-expression $rdi")
+        for record in records:
+            if record.get("type") != "result":
+                continue
+            value = (record.get("payload") or {}).get("value")
+            if value is not None:
+                return int(str(value), 0) & 0xFF
+        return None
+
+    # ----- 4. saving and decoding -----
+
+    def finish(self, status: CaptureStatus, reason: str | None, trace_path: Path,
+               elapsed: Callable[[], float]) -> FastOutcome:  # fmt: skip
+        """Save the buffer, decode it, append the records and the ``end`` record."""
+        assert self.plan is not None
+        plan = self.plan
+        self.gdb.console("tstop")
+        self.status("saving the trace buffer (tsave)")
+        tsave = self.out_dir / TSAVE_NAME
+        self.gdb.console(f"tsave {self.mount_out}/{TSAVE_NAME}", timeout_s=TSAVE_TIMEOUT_S)
+        self.status("decoding the fast tracepoints' frames")
+        data = parse_tsave(tsave.read_bytes())
+        agent = parse_status(data.status_line() or "status 0;tnotrun:0")
+        decoded = self._decode(data.frames)
+        stacks = sorted({a.pcs for a in decoded.accesses}, key=str)
+        frames = self._symbolize(stacks)
+        records = list(fast_records(decoded.accesses, plan.regions, frames.__getitem__))
+        accesses = sum(1 for r in records if r.type == "access")
+        stack_count = sum(1 for r in records if r.type == "stack")
+        checks = FastChecks(
+            hits_by_agent=agent.fields.get("tcreated", 0),
+            frames_saved=len(data.frames),
+            frames_decoded=sum(1 for f in data.frames if not f.zeroed and f.undecodable is None),
+            zeroed=sum(1 for f in data.frames if f.zeroed),
+            undecodable=sum(1 for f in data.frames if f.undecodable is not None),
+            buffer_full=agent.buffer_full,
+            without_arguments=decoded.frames_without_arguments,
+        )
+        hint = None
+        if status is CaptureStatus.OK and not checks.ok:
+            status = CaptureStatus.ERROR
+            reason = "the fast collector lost hits: " + "; ".join(checks.problems())
+            hint = FALLBACK_HINT.capitalize() + "."
+        with TraceWriter.append_to(trace_path) as writer:
+            writer.write_all(records)
+            writer.write(
+                End(status=status, accesses=accesses, stacks=stack_count,
+                    elapsed_s=round(elapsed(), 3), reason=reason, fast_checks=checks.record())
+            )  # fmt: skip
+        return FastOutcome(status, reason, accesses, stack_count, checks, hint)
+
+    def _decode(self, frames: Any) -> Decoded:
+        assert self.plan is not None
+        generated = self.generated
+
+        def in_generated_code(pc: int) -> bool:
+            return any(start <= pc < end for start, end in generated)
+
+        return decode_accesses(frames, self.plan.numbers, set(self.plan.regions), in_generated_code)
+
+    def _symbolize(self, stacks: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[Frame, ...]]:
+        """Each distinct stack's frames, by gdb, in one command."""
+        if not stacks:
+            return {}
+        path = self.out_dir / STACKS_NAME
+        path.write_text(json.dumps([list(s) for s in stacks]), encoding="utf-8")
+        replies = self.gdb.console(
+            f"qtrace symbolize {self.mount_out}/{STACKS_NAME} {shlex.quote(QEMU_SOURCE_ROOT)}",
+            timeout_s=120,
+        )
+        path.unlink(missing_ok=True)
+        answered = replies[0].get("stacks") if replies else None
+        if not isinstance(answered, list) or len(answered) != len(stacks):
+            raise CollectorError("the collector did not answer 'qtrace symbolize'")
+        return {
+            pcs: tuple(Frame(f["func"], f.get("file"), f.get("line"), f.get("pc")) for f in frames)
+            for pcs, frames in zip(stacks, answered, strict=True)
+        }
