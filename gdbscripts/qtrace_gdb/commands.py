@@ -1,7 +1,7 @@
 """'qtrace' -- the gdb command the host drives over MI.
 
 Subcommands: ``setup CONFIG``, ``discover``, ``on-stop``, ``finish STATUS [REASON...]``,
-``status``.
+``status``, ``symbolize STACKS.json``.
 Each prints one line ``qtrace-reply: {json}`` so the host reads a structured answer
 from MI's console stream instead of scraping text.
 """
@@ -13,6 +13,7 @@ import gdb
 from qtrace_gdb.contract import ConfigError, check_status, load_config
 from qtrace_gdb.discovery import DiscoveryError
 from qtrace_gdb.session import Session
+from qtrace_gdb.symbolize import symbolize
 
 REPLY_PREFIX = "qtrace-reply: "
 _session = None
@@ -100,6 +101,21 @@ class StatusCommand(gdb.Command):
         _reply(_require().status())
 
 
+class SymbolizeCommand(gdb.Command):
+    """Usage: qtrace symbolize STACKS.json SOURCE_ROOT -- frames for lists of addresses."""
+
+    def __init__(self):
+        super().__init__("qtrace symbolize", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        argv = gdb.string_to_argv(argument)
+        if len(argv) != 2:
+            raise gdb.GdbError(self.__doc__)
+        with open(argv[0], encoding="utf-8") as handle:
+            stacks = [[int(pc) for pc in pcs] for pcs in json.load(handle)]
+        _reply({"stacks": symbolize(stacks, argv[1])})
+
+
 def _require():
     if _session is None:
         raise gdb.GdbError("qtrace: run 'qtrace setup CONFIG' first")
@@ -113,3 +129,4 @@ def register():
     OnStopCommand()
     FinishCommand()
     StatusCommand()
+    SymbolizeCommand()

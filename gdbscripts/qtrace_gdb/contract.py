@@ -28,7 +28,9 @@ CONFIG_KEYS = {
     "quiet_ports": (list,),
     "max_hits": (int, type(None)),
     "fast_stacks": (bool,),
+    "collector": (str,),  # "breakpoint", or "fast": discovery only (the host sets tracepoints)
 }
+COLLECTORS = ("breakpoint", "fast")
 
 # The kinds of ``async`` records, as a ``record_async`` list names them:
 # qtrace.trace.kinds.ASYNC_KINDS on the host (a unit test checks the two are equal).
@@ -63,6 +65,11 @@ def check_config(data):
                 "collector.json: %s is %r, expected %s"
                 % (key, value, "/".join(t.__name__ for t in types))
             )
+    if data["collector"] not in COLLECTORS:
+        raise ConfigError(
+            "collector.json: collector %r; expected one of %s"
+            % (data["collector"], ", ".join(COLLECTORS))
+        )
     if isinstance(data["record_async"], list):
         unknown = sorted(set(data["record_async"]) - set(ASYNC_KINDS))
         if unknown:

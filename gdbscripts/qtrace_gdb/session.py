@@ -52,6 +52,15 @@ MAX_ERRORS_KEPT = 20
 DISCOVERY_FUNCTION = "vm_start"
 
 
+# What a fast run records (the host decodes it from the tracepoints' frames). The kinds it
+# does not record are listed under one key: a kind's own key says it was recorded (a replay
+# compares a capture's interrupts when the header has "irq").
+_FAST_NOT_RECORDED = (
+    "pci_config, irq, dma, async, kvm_exits: the fast collector records the device's "
+    "register accesses only"
+)
+
+
 class DiscoveryStop(HitBreakpoint):
     """Hands QEMU to the host at vm_start, once, so that it can run ``qtrace discover``."""
 
@@ -112,6 +121,11 @@ class Session:
     # ----- setup and control (called by the qtrace command) -----
 
     def setup(self):
+        if self.config["collector"] == "fast":
+            # The host records with fast tracepoints: gdb stops QEMU once, at vm_start, for
+            # discovery, and no breakpoint of this session may stop it afterwards.
+            self.discovery_stop = DiscoveryStop(self)
+            return {"breakpoints": 0, "armed": False}
         _skip_python_unwinder_scan()
         self.kvm_exec = pc_range("kvm_cpu_exec")
         self.coalesced_flush = pc_range("kvm_flush_coalesced_mmio_buffer")
@@ -165,7 +179,8 @@ class Session:
         for bridge in found.bridges:
             self.config_filter.add(bridge, bridge.dereference()["name"].string())
         installed = []
-        for site in found.sites:
+        fast = self.config["collector"] == "fast"
+        for site in found.sites if not fast else ():
             installed.extend(mmio.install(self, site, self.armed))
         ranges = []
         for site in found.sites:
@@ -174,7 +189,7 @@ class Session:
         self.scope = async_work.DeviceScope(found, ranges)
         if self.dma_collector is not None:
             self.dma_collector.set_device(found.bus_master_as, self.scope)
-        if self.config["record_async"]:
+        if self.config["record_async"] and not fast:
             installed.extend(async_work.install(self, self.scope, self.armed))
         self.collectors.extend(installed)
         self._write_header(found.regions)
@@ -183,6 +198,9 @@ class Session:
             "handlers": sorted({site.function.name for site in found.sites}),
             "breakpoints": len(installed),
             "bridges": [b.dereference()["name"].string() for b in found.bridges],
+            # What a fast run needs: the MemoryRegion behind each region name (the generic
+            # accessors it traces receive it).
+            "region_pointers": {"0x%x" % p: n for p, n in found.region_pointers.items()},
         }
 
     def _write_header(self, regions=()):
@@ -203,6 +221,12 @@ class Session:
             if self.config.get("arm_on")
             else "from QEMU start"
         )
+        if self.config["collector"] == "fast":
+            return {
+                "device_handlers": "fast tracepoints (gdbserver's in-process agent; QEMU is "
+                "not stopped), " + when,
+                "not_recorded": _FAST_NOT_RECORDED,
+            }
         description = {"device_handlers": when, "pci_config": when}
         if self.config["record_irq"]:
             description["irq"] = when

@@ -191,6 +191,20 @@ def capture(
             ),
         ),
     ] = 0,
+    collector: Annotated[
+        str,
+        typer.Option(
+            "--collector",
+            metavar="breakpoint|fast",
+            help=(
+                "breakpoint (default): gdb stops QEMU at every hit and records everything "
+                "(accesses, stacks, config space, irq, DMA, async work, KVM exits). fast: "
+                "fast tracepoints under gdbserver, QEMU never stopped; records the device's "
+                "register accesses with values and stacks only (no config space, irq, DMA, "
+                "async work or exits, no --max-hits), and checks that every hit was decoded."
+            ),
+        ),
+    ] = "breakpoint",
     build: Annotated[
         bool, typer.Option("--build", help="Build the debug image first if it is missing.")
     ] = False,
@@ -222,6 +236,7 @@ def capture(
         timeout_s=timeout,
         hang_timeout_s=hang_timeout,
         load_rounds=probe_rounds,
+        collector=collector,
     )
     with _signals_as_interrupts():  # an interrupt leaves as Interrupted (qtrace_command)
         result = _run(request, build, as_json)

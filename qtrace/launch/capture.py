@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -65,6 +66,7 @@ from qtrace.launch import evidence
 from qtrace.launch.backends import BACKENDS_PACKAGE_MOUNT, BackendProcesses
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import ContainerSource
+from qtrace.launch.fast.run import FastRun
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.gdb_xstate import SHIM_IN_CONTAINER, needs_xstate_shim, shim_build_command
 from qtrace.launch.interrupts import interrupt_reason
@@ -104,6 +106,8 @@ logger = logging.getLogger(__name__)
 
 _K = TypeVar("_K", AccelChoice, Machine, Guest, Topology)
 
+COLLECTORS = ("breakpoint", "fast")
+"""How a capture records: gdb breakpoints (every kind of record) or fast tracepoints."""
 GUESTS: tuple[Guest, ...] = tuple(Guest)
 """Every guest kind (derived from :class:`~qtrace.trace.kinds.Guest`, the one list)."""
 DEVICE_SLOT = 5
@@ -158,12 +162,25 @@ class CaptureRequest:
     # ``-device`` properties the user sets (``--device-prop ioeventfd=off``); they win over
     # the pack's and the start rules'.
     device_props: tuple[tuple[str, str], ...] = ()
+    # "breakpoint" (every kind of record, QEMU stopped at each hit) or "fast" (register
+    # accesses only, by fast tracepoints: qtrace.launch.fast.run).
+    collector: str = "breakpoint"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "accel", _member(AccelChoice, self.accel, "accelerator"))
         object.__setattr__(self, "machine", _member(Machine, self.machine, "machine"))
         object.__setattr__(self, "guest", _member(Guest, self.guest, "guest"))
         object.__setattr__(self, "topology", _member(Topology, self.topology, "topology"))
+        if self.collector not in COLLECTORS:
+            raise UsageError(
+                f"unknown collector {self.collector!r}; expected one of {', '.join(COLLECTORS)}."
+            )
+        if self.collector == "fast" and self.max_hits:
+            raise UsageError(
+                "--max-hits is not supported by the fast collector yet (its agent cannot stop "
+                "at a count of hits).",
+                hint="Drop --max-hits, or capture with --collector breakpoint.",
+            )
         if self.topology is Topology.ROOT_PORT and self.machine is not Machine.Q35:
             raise UsageError(
                 f"the root-port topology puts the device behind a PCIe root port, which the "
@@ -494,7 +511,10 @@ class _CaptureRun:
                     self._gdb_environment(container),
                 ).__enter__()
                 resources.callback(self._close_gdb, gdb)
-                self._run_gdb(gdb, container)
+                if self.request.collector == "fast":
+                    self._run_fast(gdb, container)
+                else:
+                    self._run_gdb(gdb, container)
             except KeyboardInterrupt as exc:
                 interrupted = exc
                 self.status, self.reason = CaptureStatus.INTERRUPTED, interrupt_reason(exc)
@@ -617,8 +637,24 @@ class _CaptureRun:
             "device_properties": device_properties(self.argv, self.request.device),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "qdev_id": CAPTURED_QDEV_ID,
-            "extra": {"qtrace_version": __version__, **_async_recorded(self.plan)},
+            "extra": {
+                "qtrace_version": __version__,
+                **_async_recorded(self.plan),
+                **({"collector": "fast"} if self.request.collector == "fast" else {}),
+            },
         }
+        if self.request.collector == "fast":
+            return CollectorConfig(
+                trace_path=f"{MOUNT_OUT}/trace.jsonl",
+                header=header,
+                device_path=f"/machine/peripheral/{CAPTURED_QDEV_ID}",
+                record_pci_config=False,
+                record_irq=False,
+                record_dma=False,
+                record_async=False,
+                arm_on=self.plan.arm_on,
+                collector="fast",
+            )
         return CollectorConfig(
             trace_path=f"{MOUNT_OUT}/trace.jsonl",
             header=header,
@@ -657,6 +693,53 @@ class _CaptureRun:
         except KeyboardInterrupt as exc:
             self._stop_running(gdb, CaptureStatus.INTERRUPTED, interrupt_reason(exc))
             raise
+
+    def _run_fast(self, gdb: GdbSession, container: LabelledContainer) -> None:
+        """The fast collector (:mod:`qtrace.launch.fast.run`): QEMU runs without a stop
+        until it exits, times out or is interrupted; the buffer is then saved and decoded,
+        and the end record (with the self-checks) is written here."""
+        run = FastRun(
+            gdb, container, self.out_dir, MOUNT_OUT, MOUNT_GDBSCRIPTS, self.argv,
+            self.observer.status,
+        )  # fmt: skip
+        self.discovery = run.start()
+        run.trace(self.discovery, self._header_regions(), self.plan.arm_on)
+        interrupted: KeyboardInterrupt | None = None
+        reason: str | None
+        try:
+            stop = run.wait(self.request.timeout_s)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+            run.interrupt()
+            stop = None
+        if interrupted is not None:
+            status, reason = CaptureStatus.INTERRUPTED, interrupt_reason(interrupted)
+        elif stop is None:
+            status = CaptureStatus.TIMEOUT
+            reason = f"the guest did not finish within {self.request.timeout_s:.0f} s"
+        elif stop.reason.startswith("exited"):
+            raise CollectorError(
+                "QEMU exited without calling exit(), and its trace buffer went with it",
+                hint="Capture with --collector breakpoint.",
+            )
+        elif stop.reason == "signal-received":
+            status, reason = CaptureStatus.ERROR, f"QEMU received {stop.signal}"
+        else:
+            self.qemu_exit = run.exit_status()
+            status, reason = self._judge_exit(self.qemu_exit)
+        outcome = run.finish(
+            status, reason, self.tail.path, lambda: self.clock() - self.started
+        )
+        self.status, self.reason = outcome.status, outcome.reason
+        self.hint = outcome.hint
+        if interrupted is not None:
+            raise interrupted
+
+    def _header_regions(self) -> list[dict[str, Any]]:
+        """The regions the collector wrote into the trace header at discovery."""
+        with self.tail.path.open(encoding="utf-8") as handle:
+            header = json.loads(handle.readline() or "{}")
+        return list(header.get("regions") or [])
 
     def _discover(self, gdb: GdbSession) -> None:
         """Run QEMU to ``vm_start`` and let the collector find the device's regions there.

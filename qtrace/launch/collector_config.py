@@ -62,6 +62,9 @@ class CollectorConfig:
         fast_stacks: key stacks by their frame-pointer chain (gdb's unwinder once per
             distinct stack); ``False`` unwinds every hit with gdb.
         source_root: the QEMU source root in the image.
+        collector: ``breakpoint`` (the collectors above, each a gdb breakpoint), or ``fast``:
+            the gdb side only discovers the device and writes the header; the host records
+            with fast tracepoints (:mod:`qtrace.launch.fast`).
     """
 
     trace_path: str
@@ -78,6 +81,7 @@ class CollectorConfig:
     dma_cap_bytes: int = DEFAULT_DMA_CAP_BYTES
     fast_stacks: bool = True
     source_root: str = QEMU_SOURCE_ROOT
+    collector: str = "breakpoint"
     protocol: str = field(default=COLLECTOR_PROTOCOL, init=False)
 
     def as_json(self) -> dict[str, Any]:

@@ -113,8 +113,11 @@ def summary(
 ) -> dict[str, Any]:
     """``summary.json``: status (the end record's, when there is one), counts, files."""
     stats = tail.stats
+    fast: dict[str, Any] = {}
     if stats.ended is not None:
         status, reason = stats.ended.status, stats.ended.reason
+        if stats.ended.fast_checks is not None:
+            fast = {"collector": "fast", "fast_checks": stats.ended.fast_checks}
     return {
         **identity,
         "status": status,
@@ -129,4 +132,5 @@ def summary(
         "elapsed_s": round(elapsed_s, 2),
         "out_dir": str(out_dir),
         "files": sorted(p.name for p in out_dir.iterdir() if p.is_file()),
+        **fast,
     }

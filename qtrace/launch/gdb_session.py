@@ -140,8 +140,17 @@ class GdbSession:
         self, cli_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
     ) -> list[dict[str, Any]]:
         """Run a gdb CLI command through MI; returns the collector's JSON replies, if any."""
-        escaped = cli_command.replace("\\", "\\\\").replace('"', '\\"')
-        return replies_in(self.command(f'-interpreter-exec console "{escaped}"', timeout_s))
+        return replies_in(self.command(_console_command(cli_command), timeout_s))
+
+    def console_text(
+        self, cli_command: str, timeout_s: float = DEFAULT_COMMAND_TIMEOUT_S
+    ) -> str:
+        """Run a gdb CLI command through MI; returns what it printed (its console stream),
+        for commands whose answer is text (``disassemble``, ``tstatus``)."""
+        records = self.command(_console_command(cli_command), timeout_s)
+        return "".join(
+            str(r.get("payload") or "") for r in records if r.get("type") == "console"
+        )
 
     def wait_for_stop(self, timeout_s: float) -> Stop | None:
         """Wait up to ``timeout_s`` for a ``*stopped`` record; ``None`` if none came."""
@@ -209,6 +218,12 @@ class GdbSession:
         self.state = GdbState.EXITED
         if not self._log.closed:
             self._log.close()
+
+
+def _console_command(cli_command: str) -> str:
+    """The MI command that runs ``cli_command`` in gdb's console interpreter."""
+    escaped = cli_command.replace("\\", "\\\\").replace('"', '\\"')
+    return f'-interpreter-exec console "{escaped}"'
 
 
 def shell_join(argv: Sequence[str]) -> str:

@@ -12,7 +12,7 @@ repository documents every field.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from qtrace.trace.kinds import CaptureStatus
 from qtrace.trace.layout import FlatRange, FlatView, IoEventFd, KvmVcpu, LayoutRecord, Memslot
@@ -269,6 +269,9 @@ class End:
     elapsed_s: float = 0.0
     reason: str | None = None
     kvm: KvmHost | None = None
+    # A fast capture's self-checks (qtrace.launch.fast.checks): what the agent counted
+    # against what was decoded; absent for the breakpoint collector.
+    fast_checks: dict[str, Any] | None = None
     type: Literal["end"] = "end"
 
 

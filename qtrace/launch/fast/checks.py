@@ -17,8 +17,9 @@ FALLBACK_HINT = "rerun with --collector breakpoint for a complete capture"
 
 @dataclass(frozen=True)
 class FastChecks:
-    """Counts of one fast run. ``hits_by_agent`` is the agent's own hit count summed over
-    the tracepoints (``tstatus``/``status`` line); frames are the ones in the saved file."""
+    """Counts of one fast run. ``hits_by_agent`` is the frames the agent created (its
+    status line's ``tcreated``: every hit that passed its tracepoint's condition); frames
+    are the ones in the saved file."""
 
     hits_by_agent: int
     frames_saved: int
@@ -26,6 +27,7 @@ class FastChecks:
     zeroed: int
     undecodable: int
     buffer_full: bool
+    without_arguments: int = 0
 
     @property
     def ok(self) -> bool:
@@ -45,6 +47,11 @@ class FastChecks:
             out.append(f"{self.zeroed} frames came back zeroed (their access is lost)")
         if self.undecodable:
             out.append(f"{self.undecodable} frames did not decode")
+        if self.without_arguments:
+            out.append(
+                f"{self.without_arguments} frames lack the stack words or the value block "
+                "their access is read from (left out of the trace)"
+            )
         return out
 
     def record(self) -> dict[str, object]:
@@ -57,6 +64,7 @@ class FastChecks:
             "zeroed": self.zeroed,
             "undecodable": self.undecodable,
             "buffer_full": self.buffer_full,
+            "without_arguments": self.without_arguments,
         }
         if not self.ok:
             fields["problems"] = self.problems()

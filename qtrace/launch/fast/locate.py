@@ -1,11 +1,16 @@
 """Choosing fast-tracepoint locations from a function's disassembly (per build).
 
 Why: the agent's jump into its pad overwrites 5 bytes, so it needs an instruction of at
-least 5 bytes; a function's first instructions are shorter (``push %rbp``, ``mov %rsp,%rbp``).
-A handler's arguments are wanted in their registers (rdi, rsi, rdx, rcx), so the location
-is the first long-enough instruction before anything writes one of them. For a read's value
-the location is a call whose argument register carries the value (data: :data:`VALUE_CALLS`).
-The input is gdb's ``disassemble /r`` text, so this is pure and tested from recorded output.
+least 5 bytes; a function's first instructions are shorter (``push %rbp``, ``mov %rsp,%rbp``,
+the argument spills), and some handlers have none at all (e1000's ``e1000_io_write``). So
+the device's accesses are traced one level out, in QEMU's generic accessors, which every
+``read``/``write`` MemoryRegionOps callback is called from (data: :data:`ACCESSORS`): each
+has a 5-byte direct call where the value the handler got or returned is in a register or
+behind one. The accessor's other arguments (the MemoryRegion, the offset, the size) are
+read from the frame slots its prologue spilled them to (:func:`spill_slots`: the debug
+build is -O0). The start marker's function takes the first long-enough instruction
+(:func:`entry_location`). The input is gdb's ``disassemble /r`` text, so this is pure and
+tested from recorded output.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from dataclasses import dataclass
 __all__ = [
     "ARG_REGISTERS",
     "Instruction",
-    "VALUE_CALLS",
-    "ValueCall",
+    "ACCESSORS",
+    "ACCESSOR_ARGUMENTS",
+    "AccessorSite",
+    "spill_slots",
     "entry_location",
     "parse_disassembly",
     "value_location",
@@ -56,19 +63,53 @@ class Instruction:
 
 
 @dataclass(frozen=True)
-class ValueCall:
-    """A call inside a generic accessor that passes a handler's returned value on."""
+class AccessorSite:
+    """Where one generic accessor hands a device access on, and where its value is.
 
+    ``read``: at the call of ``callee`` the handler has returned, and its value is in
+    ``value_register``. ``write``: at the call of ``callee`` the handler has not run yet;
+    the value it will get is ``(*value_register >> shift_register) & mask_register``
+    (a negative shift shifts left), 8 bytes collected at ``value_register``.
+    """
+
+    op: str
     accessor: str
     callee: str
     value_register: str
+    shift_register: str = ""
+    mask_register: str = ""
 
 
-# memory_region_read_accessor (system/memory.c; softmmu/memory.c in 7.2) hands the value
-# the read callback returned to memory_region_shift_read_access(value, shift, mask, tmp).
-VALUE_CALLS = (
-    ValueCall("memory_region_read_accessor", "memory_region_shift_read_access", "rcx"),
-)
+# system/memory.c (softmmu/memory.c in 7.2): memory_region_read_accessor hands the value the
+# read callback returned to memory_region_shift_read_access(value, shift, mask, tmp);
+# memory_region_write_accessor computes the callback's value with
+# memory_region_shift_write_access(value, shift, mask) before calling it.
+ACCESSORS = (
+    AccessorSite("read", "memory_region_read_accessor", "memory_region_shift_read_access",
+                 "rcx"),
+    AccessorSite("write", "memory_region_write_accessor", "memory_region_shift_write_access",
+                 "rdi", "rsi", "rdx"),
+)  # fmt: skip
+ACCESSOR_ARGUMENTS = ("rdi", "rsi", "rcx")
+"""The accessors' arguments read from their spill slots: the MemoryRegion, the offset in
+it, the size (``(mr, addr, value, size, shift, mask, attrs)`` in both)."""
+
+_SPILL = re.compile(r"^mov[lq]?\s+%(?P<reg>\w+),-0x(?P<off>[0-9a-f]+)\(%rbp\)$")
+_WIDE = {alias: reg for reg, aliases in _ALIASES.items() for alias in aliases}
+
+
+def spill_slots(instructions: list[Instruction]) -> dict[str, int]:
+    """Where the prologue stored each argument register: register -> offset from ``rbp``
+    (negative). Only stores before the first call or jump count (-O0 code spills every
+    argument at entry)."""
+    slots: dict[str, int] = {}
+    for insn in instructions:
+        if insn.text.startswith(("call", "j", "ret")):
+            break
+        match = _SPILL.match(insn.text)
+        if match and match.group("reg") in _WIDE:
+            slots.setdefault(_WIDE[match.group("reg")], -int(match.group("off"), 16))
+    return slots
 
 
 def parse_disassembly(text: str) -> list[Instruction]:
@@ -102,7 +143,7 @@ def entry_location(instructions: list[Instruction], arguments: int = 4) -> Instr
 
 
 def value_location(instructions: list[Instruction], callee: str) -> Instruction | None:
-    """The call of ``callee`` (a 5-byte direct call) inside the accessor."""
+    """The call of ``callee`` (a 5-byte direct call) inside an accessor."""
     for insn in instructions:
         if insn.text.startswith("call") and f"<{callee}>" in insn.text:
             return insn if insn.length >= JUMP_BYTES else None

@@ -1,16 +1,18 @@
 """Decoded fast-run accesses as ``qtrace-trace/1`` records, so ``show``, ``report``,
 ``diff`` and ``verify`` read a fast capture like any other.
 
-Stacks are deduplicated by their exact list of return addresses, as the breakpoint
-collector does, and each distinct one is symbolized once (``symbolize``: gdb on the image's
-binary, or a table in tests). The innermost frame of a read is its handler's entry
-tracepoint, not the ``ret`` the breakpoint collector stops at: same function, another line.
+Stacks are deduplicated by the handler and the exact list of return addresses, and each
+distinct one is symbolized once (``symbolize``: gdb on the image's binary, or a table in
+tests). The fast collector's tracepoints sit in the generic accessor, one call outside the
+handler, so a stack's first frame is the handler the region's ops name (function only: no
+line or address, the agent did not stop inside it) and the second is the accessor at its
+call, followed by the unwound callers, as the breakpoint collector's stacks go on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from qtrace.launch.fast.decode import Access as Decoded
 from qtrace.trace.schema import Access, Frame, Stack
@@ -20,35 +22,35 @@ __all__ = ["RegionOf", "fast_records"]
 
 @dataclass(frozen=True)
 class RegionOf:
-    """The region a handler's opaque belongs to, as the header's ``regions`` name it."""
+    """A MemoryRegion of the device, as the header's ``regions`` name it, with the
+    functions of its ops (``read``/``write`` -> function)."""
 
     name: str
     space: str
+    handlers: Mapping[str, str] = field(default_factory=dict)
 
 
 def fast_records(
     accesses: list[Decoded],
-    regions: dict[tuple[int, str], RegionOf],
+    regions: Mapping[int, RegionOf],
     symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
     first_seq: int = 1,
 ) -> Iterator[Access | Stack]:
-    """Stack records (each before its first use) and access records, in hit order.
-
-    ``regions`` maps (opaque, handler) to its region; an access without one is left out
-    (the caller counts what it left out). A read whose value frame was lost is left out
-    too: it has no value to record, and the self-checks count it.
-    """
-    stack_ids: dict[tuple[int, ...], str] = {}
+    """Stack records (each before its first use) and access records, in hit order; an
+    access to a region not in ``regions`` is left out (the decoder kept only those)."""
+    stack_ids: dict[tuple[str, tuple[int, ...]], str] = {}
     seq = first_seq
     for access in accesses:
-        region = regions.get((access.opaque, access.handler))
-        if region is None or access.value is None:
+        region = regions.get(access.region)
+        if region is None:
             continue
-        sid = stack_ids.get(access.pcs)
+        handler = region.handlers.get(access.op, "??")
+        key = (handler, access.pcs)
+        sid = stack_ids.get(key)
         if sid is None:
             sid = f"s{len(stack_ids) + 1}"
-            stack_ids[access.pcs] = sid
-            yield Stack(sid, symbolize(access.pcs))
+            stack_ids[key] = sid
+            yield Stack(sid, (Frame(handler), *symbolize(access.pcs)))
         yield Access(
             seq=seq,
             op="read" if access.op == "read" else "write",
@@ -57,7 +59,7 @@ def fast_records(
             size=access.size,
             value=access.value,
             region=region.name,
-            handler=access.handler,
+            handler=handler,
             stack=sid,
         )
         seq += 1
