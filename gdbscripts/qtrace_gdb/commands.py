@@ -1,7 +1,7 @@
 """'qtrace' -- the gdb command the host drives over MI.
 
 Subcommands: ``setup CONFIG``, ``discover``, ``on-stop``, ``finish STATUS [REASON...]``,
-``status``, ``symbolize STACKS.json``.
+``status``, ``symbolize STACKS.json SOURCE_ROOT``, ``threads``.
 Each prints one line ``qtrace-reply: {json}`` so the host reads a structured answer
 from MI's console stream instead of scraping text.
 """
@@ -14,6 +14,7 @@ from qtrace_gdb.contract import ConfigError, check_status, load_config
 from qtrace_gdb.discovery import DiscoveryError
 from qtrace_gdb.session import Session
 from qtrace_gdb.symbolize import symbolize
+from qtrace_gdb.thread_list import thread_stacks
 
 REPLY_PREFIX = "qtrace-reply: "
 _session = None
@@ -116,6 +117,16 @@ class SymbolizeCommand(gdb.Command):
         _reply({"stacks": symbolize(stacks, argv[1])})
 
 
+class ThreadsCommand(gdb.Command):
+    """Usage: qtrace threads -- every thread's name and stack pointer, at a stop."""
+
+    def __init__(self):
+        super().__init__("qtrace threads", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        _reply({"threads": thread_stacks()})
+
+
 def _require():
     if _session is None:
         raise gdb.GdbError("qtrace: run 'qtrace setup CONFIG' first")
@@ -130,3 +141,4 @@ def register():
     FinishCommand()
     StatusCommand()
     SymbolizeCommand()
+    ThreadsCommand()

@@ -12,7 +12,7 @@ import time
 import gdb
 
 from qtrace_gdb import async_work, discovery, dma, irq, kvm_exit, kvm_host, marker, mmio, pci_config
-from qtrace_gdb import memory_map, regs, tcg_flush, tcg_pc
+from qtrace_gdb import memory_map, regs, tcg_flush, tcg_pc, thread_list
 from qtrace_gdb.base import (
     DeviceFilter,
     HitBreakpoint,
@@ -510,8 +510,7 @@ class Session:
         thread = thread or gdb.selected_thread()
         name = self.thread_names.get(thread.num)
         if name is None:
-            pid, lwp, _ = thread.ptid
-            name = "main" if lwp == pid else (thread.name or "thread %d" % lwp)
+            name = thread_list.thread_label(thread)
             self.thread_names[thread.num] = name
         return name
 

@@ -49,6 +49,7 @@ class Access:
     value: int
     pcs: tuple[int, ...]
     frame: int
+    sp: int = 0  # the stack pointer at the hit: which thread's stack it ran on
 
 
 @dataclass
@@ -102,7 +103,7 @@ def decode_accesses(
             continue
         pcs = unwind(regs["rip"], rbp, rsp, block, in_generated_code)
         out.accesses.append(
-            Access(role.kind, mr, offset, size & _U32, value, pcs, frame.index)
+            Access(role.kind, mr, offset, size & _U32, value, pcs, frame.index, rsp)
         )
     return out
 

@@ -34,10 +34,12 @@ def fast_records(
     accesses: list[Decoded],
     regions: Mapping[int, RegionOf],
     symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
+    thread_of: Callable[[int], str | None] = lambda sp: None,
     first_seq: int = 1,
 ) -> Iterator[Access | Stack]:
     """Stack records (each before its first use) and access records, in hit order; an
-    access to a region not in ``regions`` is left out (the decoder kept only those)."""
+    access to a region not in ``regions`` is left out (the decoder kept only those).
+    ``thread_of`` names the thread whose stack holds an access's stack pointer."""
     stack_ids: dict[tuple[str, tuple[int, ...]], str] = {}
     seq = first_seq
     for access in accesses:
@@ -61,5 +63,6 @@ def fast_records(
             region=region.name,
             handler=handler,
             stack=sid,
+            thread=thread_of(access.sp),
         )
         seq += 1

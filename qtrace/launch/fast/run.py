@@ -207,16 +207,34 @@ def tracepoint_numbers(defined: str) -> list[int]:
     return [int(n) for n in _TRACEPOINT_NUMBER.findall(defined)]
 
 
+def mappings(maps: str) -> list[tuple[int, int, str, str]]:
+    """``/proc/PID/maps`` as (start, end, permissions, path)."""
+    out: list[tuple[int, int, str, str]] = []
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) >= 5:
+            start, _, end = parts[0].partition("-")
+            path = parts[5].strip() if len(parts) > 5 else ""
+            out.append((int(start, 16), int(end, 16), parts[1], path))
+    return out
+
+
+def thread_stacks(
+    threads: Sequence[dict[str, Any]], maps: str
+) -> list[tuple[int, int, str]]:
+    """Each thread's stack mapping (start, end, name): the mapping its stack pointer is in."""
+    out: list[tuple[int, int, str]] = []
+    for start, end, _, _ in mappings(maps):
+        names = [str(t["name"]) for t in threads if start <= int(t["sp"]) < end]
+        if len(names) == 1:
+            out.append((start, end, names[0]))
+    return out
+
+
 def executable_maps(maps: str) -> list[tuple[int, int]]:
     """The anonymous executable mappings of ``/proc/PID/maps``: where TCG's generated code
     lives (a return address there takes the unwinder's TCG frame rule)."""
-    out: list[tuple[int, int]] = []
-    for line in maps.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and "x" in parts[1] and len(parts) < 6:
-            start, _, end = parts[0].partition("-")
-            out.append((int(start, 16), int(end, 16)))
-    return out
+    return [(start, end) for start, end, perms, path in mappings(maps) if "x" in perms and not path]
 
 
 @dataclass
@@ -295,10 +313,13 @@ class FastRun:
         replies = self.gdb.console("qtrace discover", timeout_s=DISCOVERY_TIMEOUT_S)
         if not replies:
             raise CollectorError("the collector did not answer 'qtrace discover'")
-        pid = self.container.exec(["pgrep", "-x", "-n", "qemu-system-x86"]).output.strip()
-        maps = self.container.exec(["cat", f"/proc/{pid}/maps"]).output if pid else ""
-        self.generated = executable_maps(maps)
+        self.generated = executable_maps(self._maps())
         return replies[0]
+
+    def _maps(self) -> str:
+        """QEMU's ``/proc/PID/maps`` (read in the container; empty when QEMU is gone)."""
+        pid = self.container.exec(["pgrep", "-x", "-n", "qemu-system-x86"]).output.strip()
+        return self.container.exec(["cat", f"/proc/{pid}/maps"]).output if pid else ""
 
     # ----- 2. the tracepoints -----
 
@@ -378,6 +399,12 @@ class FastRun:
         assert self.plan is not None
         plan = self.plan
         self.gdb.console("tstop")
+        threads = self.gdb.console("qtrace threads")
+        stacks_of = thread_stacks(threads[0].get("threads", []) if threads else [], self._maps())
+
+        def thread_of(sp: int) -> str | None:
+            return next((name for start, end, name in stacks_of if start <= sp < end), None)
+
         self.status("saving the trace buffer (tsave)")
         tsave = self.out_dir / TSAVE_NAME
         self.gdb.console(f"tsave {self.mount_out}/{TSAVE_NAME}", timeout_s=TSAVE_TIMEOUT_S)
@@ -387,7 +414,9 @@ class FastRun:
         decoded = self._decode(data.frames)
         stacks = sorted({a.pcs for a in decoded.accesses}, key=str)
         frames = self._symbolize(stacks)
-        records = list(fast_records(decoded.accesses, plan.regions, frames.__getitem__))
+        records = list(
+            fast_records(decoded.accesses, plan.regions, frames.__getitem__, thread_of)
+        )
         accesses = sum(1 for r in records if r.type == "access")
         stack_count = sum(1 for r in records if r.type == "stack")
         checks = FastChecks(

@@ -11,6 +11,7 @@ from qtrace.errors import UsageError
 from qtrace.launch.fast.run import (
     device_regions,
     executable_maps,
+    thread_stacks,
     plan_tracepoints,
     tracepoint_commands,
     tracepoint_numbers,
@@ -85,3 +86,16 @@ def test_gdbs_numbers_and_the_generated_code_mappings_are_read() -> None:
         "7f1000000000-7f1000001000 rw-p 00000000 00:00 0 \n"
     )
     assert executable_maps(maps) == [(0x7F0000000000, 0x7F0040000000)]
+
+
+def test_each_thread_is_found_by_the_stack_mapping_its_pointer_is_in() -> None:
+    maps = (
+        "7f0000000000-7f0000800000 rw-p 00000000 00:00 0 \n"
+        "7f0000800000-7f0001000000 rw-p 00000000 00:00 0 \n"
+        "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]\n"
+    )
+    threads = [{"name": "CPU 0/TCG", "sp": 0x7F00007FF000}, {"name": "main", "sp": 0x7FFD00020000}]
+    assert thread_stacks(threads, maps) == [
+        (0x7F0000000000, 0x7F0000800000, "CPU 0/TCG"),
+        (0x7FFD00000000, 0x7FFD00021000, "main"),
+    ]
