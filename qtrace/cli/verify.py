@@ -142,6 +142,14 @@ def verify(
             lines = (line for e in explainer.explanations for line in e.lines())
             console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
         render_result(result)
+    hint = "Each difference is either a QEMU bug or a model bug: check the datasheet."
+    if result.dma_unrecorded:
+        hint = (
+            f"This trace records no DMA (a --collector fast capture): the model made "
+            f"{result.dma_unrecorded} DMA read(s) whose data the trace does not hold, so a "
+            "difference after them may be the missing data's. Capture with --collector "
+            "breakpoint to verify this device."
+        )
     if result.mismatches:
         first = result.mismatches[0]
         raise VerifyMismatch(
@@ -152,7 +160,7 @@ def verify(
             expected=first.expected,
             actual=first.actual,
             count=len(result.mismatches) + len(result.event_mismatches),
-            hint="Each difference is either a QEMU bug or a model bug: check the datasheet.",
+            hint=hint,
         )
     if result.event_mismatches:
         event = result.event_mismatches[0]
@@ -163,7 +171,7 @@ def verify(
             f"(seq {event.seq}): QEMU {event.expected}, model {event.actual}",
             register=event.register,
             count=len(result.event_mismatches),
-            hint="Each difference is either a QEMU bug or a model bug: check the datasheet.",
+            hint=hint,
         )
 
 

@@ -303,6 +303,8 @@ class _Replayer:
             target = self._target(step.access)
             if self.result.dma_recorded:
                 self._compare_dma(step.access.seq, target.name, step.events)
+            else:
+                self.result.dma_unrecorded += sum(1 for m in self.model_dma if m[0] == "read")
             self._compare_msi(step.access.seq, target.name, step.events)
             if self.result.irq_recorded:
                 self._compare_irq(step.access.seq, target.name, step.events, step.access)

@@ -101,6 +101,10 @@ class VerifyResult:
     work off the vCPU where QEMU's trace showed it (thread, timer, bottom half);
     ``msi_compared`` MSI/MSI-X messages compared.
 
+    ``dma_unrecorded``: DMA reads the model made in a trace that records no DMA (a fast
+    capture): it read its own RAM there, not what QEMU's device fetched, so what follows
+    such a read proves less.
+
     ``host_inputs_replayed``: what the host delivered (frames a network backend sent) and
     the replay gave the model, its DMA and line compared like an access's.
     """
@@ -122,6 +126,7 @@ class VerifyResult:
     dma_writes_compared: int = 0
     dma_bytes_compared: int = 0
     dma_async: int = 0
+    dma_unrecorded: int = 0
     irq_recorded: bool = False
     irq_compared: int = 0
     irq_async: int = 0

@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ from qtrace.launch.fast.locate import (
 from qtrace.launch.fast.records import RegionOf, fast_records
 from qtrace.launch.fast.tsave import parse_status, parse_tsave
 from qtrace.launch.gdb_session import GdbSession, shell_join
+from qtrace.launch.interrupts import interrupt_reason
 from qtrace.launch.mi import Stop
 from qtrace.trace.codec import TraceWriter
 from qtrace.trace.kinds import CaptureStatus
@@ -75,8 +77,10 @@ SHIM_IN_CONTAINER = "/tmp/qtrace-jumppad-near.so"
 TSAVE_NAME = "fast.tsave"
 STACKS_NAME = ".fast-stacks.json"
 TRACEPOINTS_NAME = "fast-tracepoints.gdb"
-BUFFER_BYTES = 256 << 20
-"""The agent's trace buffer (in QEMU's memory): about 40,000 hits with their raw stack."""
+BUFFER_BYTES = 64 << 20
+"""The agent's trace buffer (in QEMU's memory): about 11,000 hits with their raw stack. A
+full buffer stops tracing (the self-checks say so); saving it through gdb takes about a
+second per 3 MB here, which bounds it."""
 DISCOVERY_TIMEOUT_S = 120.0
 TSAVE_TIMEOUT_S = 600.0
 _POLL_S = 0.25
@@ -232,9 +236,15 @@ def thread_stacks(
 
 
 def executable_maps(maps: str) -> list[tuple[int, int]]:
-    """The anonymous executable mappings of ``/proc/PID/maps``: where TCG's generated code
-    lives (a return address there takes the unwinder's TCG frame rule)."""
-    return [(start, end) for start, end, perms, path in mappings(maps) if "x" in perms and not path]
+    """The executable mappings of ``/proc/PID/maps`` that are no file's code: where TCG's
+    generated code lives (a return address there takes the unwinder's TCG frame rule).
+    QEMU maps its code buffer from a memfd (``/memfd:tcg-jit (deleted)``, executable and
+    writable views apart) or anonymously."""
+    return [
+        (start, end)
+        for start, end, perms, path in mappings(maps)
+        if "x" in perms and (not path or path.startswith("/memfd:"))
+    ]
 
 
 @dataclass
@@ -286,6 +296,8 @@ class FastRun:
                 "building the fast collector's jump-pad shim failed", built.exit_code,
                 built.output.splitlines()[-10:],
             )  # fmt: skip
+        # Asynchronous MI: a remote target takes commands (-exec-interrupt) while it runs.
+        self.gdb.command("-gdb-set mi-async on")
         for command in ("set pagination off", "set confirm off", "set height 0",
                         "set sysroot /", "handle SIGUSR1 SIGUSR2 SIGPIPE nostop noprint pass"):
             self.gdb.console(command)  # fmt: skip
@@ -298,6 +310,10 @@ class FastRun:
         self.gdb.console(f"source {self.mount_gdbscripts}/qtrace_gdb.py")
         self.status("starting QEMU under gdbserver (fast tracepoints)")
         self.gdb.console(f"target remote | {server}", timeout_s=DISCOVERY_TIMEOUT_S)
+        # Connecting reports QEMU stopped at its first instruction: that stop is not the
+        # one asked for at vm_start.
+        while self.gdb.wait_for_stop(0) is not None:
+            pass
         if not self.gdb.console(f"qtrace setup {self.mount_out}/collector.json", timeout_s=60):
             raise CollectorError("the collector did not answer 'qtrace setup'")
         self.gdb.command("-exec-continue")
@@ -395,7 +411,42 @@ class FastRun:
 
     def finish(self, status: CaptureStatus, reason: str | None, trace_path: Path,
                elapsed: Callable[[], float]) -> FastOutcome:  # fmt: skip
-        """Save the buffer, decode it, append the records and the ``end`` record."""
+        """Save the buffer, decode it, append the records and the ``end`` record.
+
+        The buffer is what the capture keeps, and saving it can take a while, so it runs
+        on a worker thread: an interrupt (Ctrl-C, or a signal the CLI delivers as one) while
+        it runs is noted and the save goes on (the end record then says ``interrupted``);
+        a second one abandons it (the host closes the trace). Raises the first interrupt
+        once the end record is written."""
+        asked: list[KeyboardInterrupt] = []
+        done: list[FastOutcome | BaseException] = []
+
+        def save() -> None:
+            try:
+                done.append(self._finish(status, reason, trace_path, elapsed, asked))
+            except BaseException as exc:  # handed to the waiting thread
+                done.append(exc)
+
+        worker = threading.Thread(target=save, name="qtrace-fast-save", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            try:
+                worker.join(_POLL_S)
+            except KeyboardInterrupt as exc:
+                if asked:
+                    raise
+                asked.append(exc)
+                self.status("still saving the trace buffer; interrupt again to abandon it")
+        result = done[0]
+        if isinstance(result, BaseException):
+            raise result
+        if asked:
+            raise asked[0]
+        return result
+
+    def _finish(self, status: CaptureStatus, reason: str | None, trace_path: Path,
+                elapsed: Callable[[], float],
+                asked: list[KeyboardInterrupt]) -> FastOutcome:  # fmt: skip
         assert self.plan is not None
         plan = self.plan
         self.gdb.console("tstop")
@@ -429,6 +480,12 @@ class FastRun:
             without_arguments=decoded.frames_without_arguments,
         )
         hint = None
+        if asked and status is CaptureStatus.OK:
+            status = CaptureStatus.INTERRUPTED
+            reason = (
+                f"{interrupt_reason(asked[0])} while the trace buffer was saved; the guest "
+                "had finished and everything traced is kept"
+            )
         if status is CaptureStatus.OK and not checks.ok:
             status = CaptureStatus.ERROR
             reason = "the fast collector lost hits: " + "; ".join(checks.problems())

@@ -84,8 +84,11 @@ def test_gdbs_numbers_and_the_generated_code_mappings_are_read() -> None:
         "55d000000000-55d000100000 r-xp 00000000 00:2a 123 /src/qemu/build/qemu-system-x86_64\n"
         "7f0000000000-7f0040000000 rwxp 00000000 00:00 0 \n"
         "7f1000000000-7f1000001000 rw-p 00000000 00:00 0 \n"
+        "7f2000000000-7f2040000000 r-xs 00000000 00:01 1089   /memfd:tcg-jit (deleted)\n"
+        "7f3923872000-7f3923874000 r-xp 00000000 00:00 0      [vdso]\n"
     )
-    assert executable_maps(maps) == [(0x7F0000000000, 0x7F0040000000)]
+    assert executable_maps(maps) == [(0x7F0000000000, 0x7F0040000000),
+                                     (0x7F2000000000, 0x7F2040000000)]  # fmt: skip
 
 
 def test_each_thread_is_found_by_the_stack_mapping_its_pointer_is_in() -> None:

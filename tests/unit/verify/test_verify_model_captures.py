@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from qtrace.trace import Access, Async, read_trace
+from qtrace.trace import Access, Async, Dma, read_trace
 from qtrace.verify import replay, verify_device, verify_file
 from qtrace.verify.device_work import BarRoutes, Notifiers
 from tests.broken_models import DmaWithoutInterrupt, LivenessNotInverted, UsedLengthOffByOne
@@ -101,3 +101,17 @@ def test_handler_runs_between_the_same_two_accesses_are_taken_in_order() -> None
     result = replay(dataclasses.replace(trace, records=records), verify_device("virtio-rng-pci"))
     assert result.ok, (result.mismatches[:3], result.event_mismatches[:3])
     assert result.msi_compared == 1 and result.async_work_replayed >= 1
+
+
+def test_a_trace_without_dma_records_counts_the_model_reads_it_could_not_supply() -> None:
+    """A fast capture records no DMA: the replay says how many DMA reads the model made
+    without QEMU's data (the CLI's hint names it), instead of comparing them."""
+    trace = read_trace(CAPTURES / "e1000-tcg-probe" / "trace.jsonl")
+    header = dataclasses.replace(
+        trace.header, arming={"device_handlers": "fast tracepoints", "not_recorded": "dma"}
+    )
+    records = [r for r in trace.records if not isinstance(r, Dma)]
+    stripped = dataclasses.replace(trace, header=header, records=records)
+    result = replay(stripped, verify_device("e1000"))
+    assert not result.dma_recorded and result.dma_unrecorded >= 1
+    assert replay(trace, verify_device("e1000")).dma_unrecorded == 0
