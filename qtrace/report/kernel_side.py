@@ -14,10 +14,11 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from qtrace.annotate import decode_access
+from qtrace.report.recorded import Recorded, recorded
 from qtrace.trace import Access, Trace
 from qtrace.trace.kernel import KernelLog
 from qtrace.trace.kernel_join import KernelAccess, KernelJoin
@@ -136,6 +137,9 @@ class KernelSide:
     alone_counts: tuple[tuple[str, int], ...] = ()
     hw_exits: int = 0
     hw_exit_enabled: bool = False
+    # What the capture recorded: without the memory map or the kernel's events the section
+    # says the collector did not record them (not that the capture predates them).
+    recorded: Recorded = field(default_factory=Recorded)
 
     @property
     def alone_total(self) -> int:
@@ -307,11 +311,12 @@ def kernel_side(trace: Trace, log: KernelLog | None, join: KernelJoin | None) ->
     if trace.header.accel != "kvm":
         return None
     memory = memory_map(trace, join)
+    kinds = recorded(trace.header)
     if log is None:
-        return KernelSide("absent", memory)
+        return KernelSide("absent", memory, recorded=kinds)
     if not log.recorded or join is None:
         h = log.header
-        return KernelSide("unavailable", memory, h.reason, h.fix, h.kvm_modules)
+        return KernelSide("unavailable", memory, h.reason, h.fix, h.kvm_modules, recorded=kinds)
     texts = _texts(log)
     alone, counts = _alone(join, texts)
     reasons = sorted({j.exit.reason for j in join.exits})
@@ -331,4 +336,5 @@ def kernel_side(trace: Trace, log: KernelLog | None, join: KernelJoin | None) ->
         alone_counts=counts,
         hw_exits=sum(1 for e in log.events if e.event == "kvm_exit"),
         hw_exit_enabled="kvm:kvm_exit" in log.header.events,
+        recorded=kinds,
     )

@@ -28,6 +28,7 @@ from qtrace.export.threads import SETUP_OPS, ThreadRole, assign_threads
 from qtrace.guests.symbols import GuestSymbols, access_places, guest_symbols
 from qtrace.report.kernel_side import KernelSide, kernel_side
 from qtrace.report.model_account import ModelAccounts, model_accounts
+from qtrace.report.recorded import Recorded, recorded
 from qtrace.report.sequence import Sequence, build_sequence
 from qtrace.report.threads import WhereWorkRan, where_work_ran
 from qtrace.report.timeline import Timeline, build_timeline
@@ -61,6 +62,11 @@ __all__ = [
 # The vCPU thread's between-runs function: qemu_wait_io_event up to QEMU 10.1,
 # qemu_process_cpu_events since 10.2. Neither may be on a device access path.
 WAIT_IO_PREFIXES = ("qemu_wait_io_event", "qemu_process_cpu_events")
+
+# Where QEMU replays the writes KVM buffered in its coalesced-MMIO ring: a device access
+# with it on the stack made no exit of its own (the breakpoint collector marks such accesses
+# ``coalesced`` by the same frame).
+COALESCED_REPLAY = "kvm_flush_coalesced_mmio_buffer"
 
 
 def access_kind(access: Access) -> str:
@@ -140,7 +146,8 @@ class RegionsView:
     ``accel`` picks the wording of the RAM-backed finding; ``pack`` is the device's pack
     (``None`` without one) and ``pack_has_map`` whether it has a register map, ``mapped`` the
     regions that map names; ``path_devices`` the devices on the captured one's path whose
-    configuration space the trace also has.
+    configuration space the trace also has; ``recorded`` which kinds the capture recorded
+    (without configuration-space accesses, the config space's row counts none).
     """
 
     rows: tuple[RegionRow, ...]
@@ -149,6 +156,7 @@ class RegionsView:
     mapped: tuple[str, ...] = ()
     path_devices: tuple[str, ...] = ()
     pack_has_map: bool = False
+    recorded: Recorded = field(default_factory=Recorded)
 
     @property
     def ram_backed(self) -> tuple[RegionRow, ...]:
@@ -156,12 +164,23 @@ class RegionsView:
 
     @property
     def untouched_io(self) -> tuple[RegionRow, ...]:
-        """I/O regions (and config space) whose handlers no access of this capture reached."""
+        """I/O regions (and config space, when its accesses were recorded) whose handlers no
+        access of this capture reached."""
         return tuple(
             row
             for row in self.rows
-            if row.region.kind in ("io", "pci-config") and row.accesses == 0
+            if row.region.kind in ("io", "pci-config") and row.accesses == 0 and self.counted(row)
         )
+
+    def counted(self, row: RegionRow) -> bool:
+        """Whether the capture looked for accesses to ``row``'s region (the fast collector
+        records no configuration-space access)."""
+        return row.region.kind != "pci-config" or self.recorded.has("pci_config")
+
+    @property
+    def uncounted(self) -> tuple[RegionRow, ...]:
+        """The regions whose accesses the capture did not record."""
+        return tuple(row for row in self.rows if not self.counted(row))
 
     @property
     def empty_containers(self) -> tuple[RegionRow, ...]:
@@ -257,6 +276,8 @@ class Finding:
     stacks a contradicted statement is about; ``names`` the functions it looked for. The thread
     findings (traces whose records carry ``thread``): ``records`` counts the records placed on a
     thread, ``threads`` names the vCPU threads, ``elsewhere`` the work on the other threads.
+    ``recorded``: which kinds the capture recorded, so a sentence never counts a kind that was
+    not looked for (the fast collector records no exits: ``exited`` is then meaningless).
     """
 
     key: str
@@ -271,6 +292,7 @@ class Finding:
     names: tuple[str, ...] = ()
     records: int = 0
     elsewhere: tuple[ThreadWork, ...] = ()
+    recorded: Recorded = field(default_factory=Recorded)
 
 
 @dataclass(frozen=True)
@@ -352,7 +374,7 @@ class CaptureReport:
     end: End | None
     command: str
     source_kind: str
-    counts: tuple[tuple[str, int], ...]
+    counts: tuple[tuple[str, int | str], ...]
     registers: tuple[RegisterRow, ...]
     stacks: tuple[StackView, ...]
     exits: tuple[ExitRow, ...]
@@ -373,6 +395,8 @@ class CaptureReport:
     kernel_side: KernelSide | None = None
     # The device's reference model on this capture (None: the device has no model).
     model: ModelAccounts | None = None
+    # Which kinds of record the capture recorded (recorded.py): what "none" may be said of.
+    recorded: Recorded = field(default_factory=Recorded)
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -439,6 +463,7 @@ def report_from_trace(
     """Build the report model of an in-memory trace; ``kernel`` (its ``kernel.jsonl``) and
     ``symbols`` (the guest's) give the two ends of the end-to-end timeline."""
     header = trace.header
+    kinds = recorded(header)
     annotated = {
         sid: annotate_stack(
             stack, qemu_version=header.qemu_version, accel=header.accel, source=source
@@ -479,6 +504,7 @@ def report_from_trace(
             exit_record,
             header.accel,
             str(place) if place is not None else None,
+            kinds,
         )
     source_kind = type(source).__name__ if source is not None else "none"
     accounts = model_accounts(trace)
@@ -488,11 +514,11 @@ def report_from_trace(
         end=trace.end,
         command=command or " ".join(header.argv),
         source_kind=source_kind,
-        counts=_counts(trace),
+        counts=_counts(trace, kinds),
         registers=_register_rows(header, accesses, accounts),
         stacks=_stack_views(trace, annotated, exits_by_seq),
         exits=_exit_rows(trace, annotated),
-        findings=_findings(header, trace, annotated),
+        findings=_findings(header, trace, annotated, kinds),
         representative=representative,
         representative_decoded=decoded,
         sequence=sequence,
@@ -513,13 +539,14 @@ def report_from_trace(
             )
             for d in trace.dmas
         ),
-        regions=_regions_view(header, accesses, trace.memslots),
+        regions=_regions_view(header, accesses, trace.memslots, kinds),
         path=_path_view(header, accesses, trace),
         representative_exit=exit_record,
         threads=where_work_ran(trace, kernel, join),
         timeline=timeline,
         kernel_side=kernel_side(trace, kernel, join),
         model=accounts,
+        recorded=kinds,
     )
 
 
@@ -572,21 +599,35 @@ def _representative(accesses: list[Access]) -> Access | None:
     return next(a for a in accesses if a.stack == stack and access_kind(a) == kind)
 
 
-def _counts(trace: Trace) -> tuple[tuple[str, int], ...]:
+def _counts(trace: Trace, recorded: Recorded) -> tuple[tuple[str, int | str], ...]:
+    """The summary's rows; a kind the capture did not record says so instead of a count."""
     kinds = Counter(access_kind(a) for a in trace.accesses)
-    rows = [("accesses", len(trace.accesses))]
+    absent = f"not recorded by {recorded.by}"
+    rows: list[tuple[str, int | str]] = [("accesses", len(trace.accesses))]
     rows += [(f"accesses: {k}", kinds[k]) for k in sorted(kinds)]
-    rows += [
-        ("distinct stacks", len(trace.stacks)),
-        ("KVM exits recorded", len(trace.exits)),
+    rows.append(("distinct stacks", len(trace.stacks)))
+    rows.append(
+        ("KVM exits recorded", len(trace.exits))
+        if recorded.has("kvm_exits")
+        else ("KVM exits", absent)
+    )
+    rows.append(
         (
             "interrupt line changes"
             if all(i.line == "INTx" for i in trace.irqs)
             else "interrupts (INTx line changes, MSI/MSI-X messages)",
             len(trace.irqs),
-        ),
-        ("DMA transfers", len(trace.dmas)),
-    ]
+        )
+        if recorded.has("irq")
+        else ("interrupts", absent)
+    )
+    rows.append(("DMA transfers", len(trace.dmas)) if recorded.has("dma") else ("DMA", absent))
+    for kind, label in (
+        ("async", "asynchronous work"),
+        ("pci_config", "configuration-space accesses"),
+    ):
+        if not recorded.has(kind):
+            rows.append((label, absent))
     return tuple(rows)
 
 
@@ -646,7 +687,10 @@ def _memslots_at_end(memslots: list[Memslot]) -> list[Memslot]:
 
 
 def _regions_view(
-    header: Header, accesses: list[Access], memslots: list[Memslot] | None = None
+    header: Header,
+    accesses: list[Access],
+    memslots: list[Memslot] | None = None,
+    kinds: Recorded | None = None,
 ) -> RegionsView | None:
     """The regions section's numbers: per region, the accesses and the handlers they hit."""
     if not header.regions:
@@ -702,6 +746,7 @@ def _regions_view(
         pack_has_map=pack is not None and pack.registers_file is not None,
         mapped=tuple(r.name for r in mapped.values()),
         path_devices=tuple(sorted({a.device for a in accesses if a.device is not None})),
+        recorded=kinds if kinds is not None else Recorded(),
     )
 
 
@@ -935,7 +980,10 @@ def _replayed_before_access(accesses: list[Access], exits: list[Exit]) -> int:
 
 
 def _findings(
-    header: Header, trace: Trace, annotated: dict[str, AnnotatedStack]
+    header: Header,
+    trace: Trace,
+    annotated: dict[str, AnnotatedStack],
+    kinds: Recorded | None = None,
 ) -> tuple[Finding, ...]:
     accesses = trace.accesses
     used = sorted({a.stack for a in accesses if a.stack in annotated}, key=_natural)
@@ -948,6 +996,7 @@ def _findings(
         sorted({f.func for s in stacks for f in s.frames if f.layer.id == "vcpu-thread"})
     )
     n, k = len(accesses), len(stacks)
+    kinds = kinds if kinds is not None else Recorded()
     if header.accel == "kvm":
         outside = tuple(s.id for s in stacks if not s.has_func("kvm_cpu_exec"))
         if not outside and not waiting:
@@ -959,8 +1008,11 @@ def _findings(
                     exited=sum(1 for a in accesses if a.exit_seq is not None),
                     stacks=k,
                     threads=threads,
-                    coalesced=sum(1 for a in accesses if a.coalesced),
+                    coalesced=sum(
+                        1 for a in accesses if _coalesced(a, annotated, kinds.has("kvm_exits"))
+                    ),
                     coalesced_before_access=_replayed_before_access(accesses, trace.exits),
+                    recorded=kinds,
                 )
             )
         elif outside:
@@ -982,11 +1034,20 @@ def _findings(
             names=WAIT_IO_PREFIXES,
         )
     )
-    findings += _thread_findings(trace)
+    findings += _thread_findings(trace, kinds)
     return tuple(findings)
 
 
-def _thread_findings(trace: Trace) -> list[Finding]:
+def _coalesced(access: Access, annotated: dict[str, AnnotatedStack], exits: bool) -> bool:
+    """A write KVM buffered without an exit: marked so by the collector, or, in a trace that
+    records no exits (whose collector marks nothing), replayed from the ring on its stack."""
+    if access.coalesced or exits:
+        return bool(access.coalesced)
+    stack = annotated.get(access.stack) if access.stack is not None else None
+    return stack is not None and stack.has_func(COALESCED_REPLAY)
+
+
+def _thread_findings(trace: Trace, kinds: Recorded | None = None) -> list[Finding]:
     """Which threads the device's work ran on, for traces whose records name their thread
     (older traces: no finding). Threads are placed and named as the exports place them
     (:func:`~qtrace.export.threads.assign_threads`); a timer or bottom-half run is linked to
@@ -1019,8 +1080,11 @@ def _thread_findings(trace: Trace) -> list[Finding]:
         callback = record.callback if isinstance(record, Async) else None
         group = (thread.name, record.type, what, callback, set_up_op, set_up_on)
         work[group] = work.get(group, 0) + 1
+    kinds = kinds if kinds is not None else Recorded()
     if not work:
-        return [Finding("all-on-vcpu-threads", True, records=len(placed), threads=vcpus)]
+        return [
+            Finding("all-on-vcpu-threads", True, records=len(placed), threads=vcpus, recorded=kinds)
+        ]
     elsewhere = tuple(
         ThreadWork(name, kind, what, callback, n, op, on)
         for (name, kind, what, callback, op, on), n in work.items()
@@ -1032,6 +1096,7 @@ def _thread_findings(trace: Trace) -> list[Finding]:
             records=len(placed),
             threads=vcpus,
             elsewhere=elsewhere,
+            recorded=kinds,
         )
     ]
 

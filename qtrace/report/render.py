@@ -14,8 +14,10 @@ from typing import Any
 import jinja2
 
 from qtrace.errors import ReportError
+from qtrace.annotate import AnnotatedFrame
 from qtrace.report.guide import Guide
 from qtrace.report.model import CaptureReport, Finding, PathView, RegionsView
+from qtrace.report.recorded import Recorded
 from qtrace.report.sequence import to_mermaid, to_svg
 from qtrace.report.versions import Comparison
 
@@ -23,6 +25,7 @@ __all__ = [
     "FORMATS",
     "finding_rows",
     "finding_text",
+    "frame_location",
     "output_names",
     "path_sentences",
     "region_sentences",
@@ -152,6 +155,19 @@ def finding_rows(finding: Finding) -> list[tuple[str, str]]:
     return rows
 
 
+def frame_location(frame: AnnotatedFrame, recorded: Recorded) -> str:
+    """Where a stack frame is (``file:line``), as the views print it; a handler frame the
+    collector named only (the fast collector's) says so instead of ``?``
+    (``templates/recorded.j2``)."""
+    if frame.file is not None or frame.pc is not None or not recorded.in_accessor:
+        return frame.location
+    try:
+        module: Any = _environment(False).get_template("recorded.j2").module
+        return str(module.handler_location(recorded))
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"report template recorded.j2 failed: {exc}") from exc
+
+
 def region_sentences(view: RegionsView) -> list[str]:
     """The regions section's sentences, as every view prints them (``templates/regions.j2``):
     where register names come from, one per RAM-backed region and per empty BAR, the I/O
@@ -163,6 +179,8 @@ def region_sentences(view: RegionsView) -> list[str]:
         lines += [str(module.empty_text(row)) for row in view.empty_containers]
         if view.io_regions:
             lines.append(str(module.untouched_text(view)))
+        if view.uncounted:
+            lines.append(str(module.uncounted_text(view)))
         return lines
     except jinja2.TemplateError as exc:
         raise ReportError(f"report template regions.j2 failed: {exc}") from exc

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from html import escape
 
 from qtrace.annotate import AnnotatedFrame, AnnotatedStack, Decoded
+from qtrace.report.recorded import Recorded
 from qtrace.trace import Access, Exit
 
 __all__ = [
@@ -70,9 +71,13 @@ def build_sequence(
     exit_record: Exit | None,
     accel: str,
     guest_place: str | None = None,
+    recorded: Recorded | None = None,
 ) -> Sequence:
     """The call sequence of ``access`` along ``stack`` (innermost frame first); the guest's
-    message names ``guest_place``, the guest function that made the access, when known."""
+    message names ``guest_place``, the guest function that made the access, when known.
+    ``recorded``: what the capture recorded; without KVM exits the guest's message claims no
+    exit and KVM_RUN's return says the exit was not recorded."""
+    exits = recorded is None or recorded.has("kvm_exits")
     runs = [
         (layer, frames) for layer, frames in stack.layer_runs() if layer.id not in HIDDEN_LAYERS
     ]
@@ -100,12 +105,16 @@ def build_sequence(
                 Message(
                     guest,
                     "K",
-                    f"{guest_place or 'guest'} {what}: {_exit_text(exit_record, access)}",
+                    f"{guest_place or 'guest'} {what}: {_exit_text(exit_record, access)}"
+                    if exits
+                    else f"{guest_place or 'guest'} {what}",
                 ),
                 Message(
                     "K",
                     src,
-                    f"KVM_RUN returns: {exit_record.reason if exit_record else 'exit'}",
+                    f"KVM_RUN returns: {exit_record.reason if exit_record else 'exit'}"
+                    if exits
+                    else f"KVM_RUN returns (the exit is not recorded by {_by(recorded)})",
                     True,
                 ),
             ]
@@ -127,6 +136,10 @@ def build_sequence(
     elif runs and resume:
         messages.append(Message(f"P{resume}", f"P{resume}", "translated code continues"))
     return Sequence(tuple(participants), tuple(messages))
+
+
+def _by(recorded: Recorded | None) -> str:
+    return recorded.by if recorded is not None else "the collector"
 
 
 def _exit_text(exit_record: Exit | None, access: Access) -> str:

@@ -15,9 +15,11 @@ from rich.tree import Tree
 from qtrace.annotate import AnnotatedFrame, Layer
 from qtrace.report.diff import DiffSide, StackDiff
 from qtrace.report.model import CaptureReport, RegionsView, StackView
+from qtrace.report.recorded import Recorded
 from qtrace.report.render import (
     finding_rows,
     finding_text,
+    frame_location,
     path_sentences,
     region_sentences,
     size_text,
@@ -122,6 +124,9 @@ def region_table(view: RegionsView) -> Table:
             bar = "" if g.depth else f"BAR {g.bar} ({'I/O' if g.space == 'pio' else 'MMIO'})"
         handled = row.region.kind in ("io", "pci-config")
         hit = ", ".join(f"{func} x{n}" for func, n in row.handlers_hit)
+        counted = view.counted(row)
+        if not counted:
+            hit = hit or f"not recorded by {view.recorded.by}"
         kind = g.kind + (f" of {g.alias_of}" if g.alias_of else "")
         table.add_row(
             bar,
@@ -130,33 +135,42 @@ def region_table(view: RegionsView) -> Table:
             size_text(g.size),
             escape(kind),
             escape(", ".join(g.handlers.values())),
-            str(row.accesses) if handled or row.accesses else "",
+            "not recorded" if not counted else str(row.accesses) if handled or row.accesses else "",
             escape(hit or ("none in this capture" if handled else "")),
         )
     return table
 
 
-def stack_tree(view: StackView) -> Tree:
-    """A stack as a tree: layers in call order (outermost first), frames under each."""
-    via = ", ".join(f"{k} x{n}" for k, n in view.exit_kinds) or "no linked exit"
-    tree = Tree(
-        Text.assemble(
-            (f"stack {view.id}", "bold"), f"  {view.title}  ", (f"reached via {via}", "cyan")
-        )
-    )
-    _add_layers(tree, view.stack.layer_runs(), detail=True)
+def stack_tree(view: StackView, recorded: Recorded | None = None) -> Tree:
+    """A stack as a tree: layers in call order (outermost first), frames under each;
+    ``recorded``: what the capture recorded (without exits, no exit is said to be unlinked)."""
+    recorded = recorded if recorded is not None else Recorded()
+    via = ", ".join(f"{k} x{n}" for k, n in view.exit_kinds)
+    if via:
+        reached = f"reached via {via}"
+    elif recorded.has("kvm_exits"):
+        reached = "reached via no linked exit"
+    else:
+        reached = f"KVM exits not recorded by {recorded.by}"
+    tree = Tree(Text.assemble((f"stack {view.id}", "bold"), f"  {view.title}  ", (reached, "cyan")))
+    _add_layers(tree, view.stack.layer_runs(), detail=True, recorded=recorded)
     return tree
 
 
 def _add_layers(
-    tree: Tree, runs: list[tuple[Layer, list[AnnotatedFrame]]], *, detail: bool
+    tree: Tree,
+    runs: list[tuple[Layer, list[AnnotatedFrame]]],
+    *,
+    detail: bool,
+    recorded: Recorded,
 ) -> None:
     """Under ``tree``, one branch per layer and its frames (``detail``: with each frame's
     explanation and source line)."""
     for layer, frames in runs:
         branch = tree.add(Text(layer.label, style=f"bold {layer.color}"))
         for frame in frames:
-            label = Text.assemble((frame.func, "bold"), f"  {frame.location}", style="")
+            where = frame_location(frame, recorded)
+            label = Text.assemble((frame.func, "bold"), f"  {where}", style="")
             node = branch.add(label)
             if detail:
                 node.add(Text(frame.explain, style="dim"))
@@ -181,6 +195,8 @@ def access_path_tree(report: CaptureReport) -> Tree | None:
         via = f"after {record.reason}"
     elif report.header.accel == "tcg":
         via = "no exit (TCG softmmu)"
+    elif not report.recorded.has("kvm_exits"):
+        via = f"KVM exits not recorded by {report.recorded.by}"
     else:
         via = "no linked exit"
     where = f", on {access.thread}" if access.thread else ""
@@ -194,7 +210,12 @@ def access_path_tree(report: CaptureReport) -> Tree | None:
         )
     )
     runs = [(layer, frames) for layer, frames in view.stack.layer_runs()]
-    _add_layers(tree, [run for run in runs if run[0].id not in HIDDEN_LAYERS], detail=False)
+    _add_layers(
+        tree,
+        [run for run in runs if run[0].id not in HIDDEN_LAYERS],
+        detail=False,
+        recorded=report.recorded,
+    )
     return tree
 
 
@@ -234,7 +255,7 @@ def show_renderables(report: CaptureReport, *, stacks: bool = True) -> list[Rend
     out += [Text(""), register_table(report)]
     if stacks:
         for view in report.stacks:
-            out += [Text(""), stack_tree(view)]
+            out += [Text(""), stack_tree(view, report.recorded)]
     return out
 
 

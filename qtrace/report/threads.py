@@ -16,7 +16,7 @@ runs, and the DMA and interrupts whose stacks have the handler on them.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from qtrace.annotate.registers import decode_access
 from qtrace.export.threads import (
@@ -26,6 +26,7 @@ from qtrace.export.threads import (
     TimelineRecord,
     assign_threads,
 )
+from qtrace.report.recorded import Recorded, recorded
 from qtrace.report.request_flow import RequestFlow, request_flow
 from qtrace.trace import Access, Dma, Irq, Trace
 from qtrace.trace.kernel import KernelLog
@@ -122,6 +123,9 @@ class WhereWorkRan:
     # The only kinds of async work the capture recorded (header extra.record_async), if
     # its guest plan chose some: the others were not looked for.
     recorded_kinds: tuple[str, ...] | None = None
+    # What the capture recorded at all (recorded.py): a column of a kind it did not record
+    # says so instead of 0.
+    recorded: Recorded = field(default_factory=Recorded)
 
 
 def where_work_ran(
@@ -132,18 +136,15 @@ def where_work_ran(
     placed = assign_threads(trace)
     if not any(record.thread for record, _ in placed):
         return None
+    kinds = recorded(trace.header)
     return WhereWorkRan(
         threads=_activities(placed),
         armed=_armed_elsewhere(trace, placed),
         notifiers=_notifier_paths(trace, placed),
         request=request_flow(trace, kernel, join),
-        recorded_kinds=_recorded_kinds(trace),
+        recorded_kinds=kinds.async_kinds,
+        recorded=kinds,
     )
-
-
-def _recorded_kinds(trace: Trace) -> tuple[str, ...] | None:
-    kinds = trace.header.extra.get("record_async")
-    return tuple(str(k) for k in kinds) if isinstance(kinds, list) else None
 
 
 def _most_first(counter: Counter[str]) -> tuple[tuple[str, int], ...]:

@@ -13,7 +13,8 @@ The steps come from three records of the capture and nothing else:
   event inside ``KVM_RUN``;
 - **QEMU's records** (``trace.jsonl``): the exit record (the collector's breakpoint in
   ``kvm_cpu_exec``) and the access (a read recorded at its handler's return, a write at its
-  entry).
+  entry; the fast collector's in the generic accessor around the handler, and it records no
+  exit, kernel event or guest PC: ``recorded`` says so, :mod:`qtrace.report.recorded`).
 
 Times are microseconds from the kernel's first event of the access, on CLOCK_MONOTONIC (the
 kernel events' clock; a trace time ``t`` is moved onto it with the trace's ``kvm_vcpu``
@@ -26,10 +27,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from qtrace.guests.symbols import GuestPlace
+from qtrace.report.recorded import Recorded, recorded
 from qtrace.trace import Access, Exit, Trace
 from qtrace.trace.kernel import KernelEvent, KernelLog
 from qtrace.trace.kernel_join import KernelExit, KernelJoin
@@ -130,6 +132,8 @@ class Timeline:
     started_t: float | None = None
     stopped_in_gdb: bool = False
     guest: GuestFunctions | None = None
+    # What the capture recorded: a part its collector did not record is said to be so.
+    recorded: Recorded = field(default_factory=Recorded)
 
 
 def guest_functions(
@@ -192,6 +196,19 @@ def build_timeline(
     symbols_source: str | None = None,
 ) -> Timeline:
     """The timeline of ``access`` (see the module docstring)."""
+    timeline = _timeline(trace, access, exit_record, places, log, join, symbols_source)
+    return replace(timeline, recorded=recorded(trace.header))
+
+
+def _timeline(
+    trace: Trace,
+    access: Access,
+    exit_record: Exit | None,
+    places: dict[int, GuestPlace],
+    log: KernelLog | None,
+    join: KernelJoin | None,
+    symbols_source: str | None,
+) -> Timeline:
     accel = trace.header.accel
     guest = guest_functions(trace, places, symbols_source)
     first = _guest_step(access, places)
