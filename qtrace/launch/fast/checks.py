@@ -27,7 +27,7 @@ class FastChecks:
     zeroed: int
     undecodable: int
     buffer_full: bool
-    without_arguments: int = 0
+    without_values: int = 0
 
     @property
     def ok(self) -> bool:
@@ -47,10 +47,10 @@ class FastChecks:
             out.append(f"{self.zeroed} frames came back zeroed (their access is lost)")
         if self.undecodable:
             out.append(f"{self.undecodable} frames did not decode")
-        if self.without_arguments:
+        if self.without_values:
             out.append(
-                f"{self.without_arguments} frames lack the stack words or the value block "
-                "their access is read from (left out of the trace)"
+                f"{self.without_values} frames lack the values their access is read from "
+                "(left out of the trace)"
             )
         return out
 
@@ -64,7 +64,7 @@ class FastChecks:
             "zeroed": self.zeroed,
             "undecodable": self.undecodable,
             "buffer_full": self.buffer_full,
-            "without_arguments": self.without_arguments,
+            "without_values": self.without_values,
         }
         if not self.ok:
             fields["problems"] = self.problems()

@@ -1,26 +1,27 @@
-"""Turning a fast run's frames into device accesses: the accessor's arguments, the value,
-the raw stack's return addresses.
+"""Turning a fast run's frames into device accesses: the values and the chain of return
+addresses the agent left in trace state variables (:mod:`.actions`).
 
 Each tracepoint has a role (data: :class:`Role`): the guest's start marker (``arm``: frames
 before its first hit are firmware's and are skipped, as the breakpoint collector arms
 there), or one generic accessor's call site (``read``/``write``, :data:`~.locate.ACCESSORS`).
-At those sites the MemoryRegion, the offset and the size are in the accessor's spill slots
-(``slots``: register -> offset from ``rbp``, inside the raw block collected at ``rsp``), and
-the value is in a register (a read: what the handler returned) or behind one (a write:
-shifted and masked as the accessor will hand it to the handler). The accessors serve every
-device of the machine: only frames whose MemoryRegion is one of the captured device's are
-kept. Frames come in the agent's buffer order, the order the hits happened in.
+A frame holds the MemoryRegion, offset and size the accessor was called with, the value
+(a read: what the handler returned; a write: the 8 bytes the accessor's value points at,
+with the shift and mask it applies before calling the handler), the stack pointer (the
+thread) and the return addresses, innermost first; the first is the tracepoint's own
+address. Only frames of the captured device's regions are kept (the agent's condition
+already filters them; a frame of another region is counted). Frames come in the agent's
+buffer order, the order the hits happened in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from qtrace.launch.fast.actions import STACK_LEVELS
 from qtrace.launch.fast.tsave import Frame
-from qtrace.launch.fast.unwind import unwind
 
-__all__ = ["Access", "Decoded", "Role", "decode_accesses"]
+__all__ = ["Access", "Decoded", "Role", "decode_accesses", "variable_numbers"]
 
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
@@ -29,13 +30,14 @@ _U64 = (1 << 64) - 1
 @dataclass(frozen=True)
 class Role:
     """What one tracepoint records: ``read``/``write`` at an accessor (with where its
-    arguments are), or ``arm`` (the start marker)."""
+    arguments are), or ``arm`` (the start marker); ``address`` is where it sits."""
 
     kind: str
     slots: Mapping[str, int] = field(default_factory=dict)
     value_register: str = ""
     shift_register: str = ""
     mask_register: str = ""
+    address: int = 0
 
 
 @dataclass
@@ -57,21 +59,40 @@ class Decoded:
     """The accesses of a run and what could not be decoded."""
 
     accesses: list[Access] = field(default_factory=list)
-    frames_without_registers: int = 0
-    frames_without_arguments: int = 0  # the spill slots or the value block were not collected
+    frames_without_values: int = 0  # a frame whose variables are missing
     before_arming: int = 0  # the device's frames before the guest's start marker
-    other_devices: int = 0  # accessor frames of other devices' regions
+    other_devices: int = 0  # frames of other devices' regions
+
+
+def variable_numbers(header: Iterable[str]) -> dict[str, int]:
+    """Trace state variable name -> number, from a tsave header's ``tsv`` lines
+    (``tsv NUM:INITIAL:BUILTIN:NAME-IN-HEX``, numbers in hex)."""
+    out: dict[str, int] = {}
+    for line in header:
+        if line.startswith("tsv "):
+            parts = line[4:].split(":")
+            if len(parts) == 4:
+                out[bytes.fromhex(parts[3]).decode("ascii", "replace")] = int(parts[0], 16)
+    return out
 
 
 def decode_accesses(
     frames: tuple[Frame, ...],
     roles: Mapping[int, Role],
     regions: set[int],
-    in_generated_code: Callable[[int], bool],
+    numbers: Mapping[str, int],
+    levels: int = STACK_LEVELS,
 ) -> Decoded:
-    """The accesses to the MemoryRegions ``regions`` (the captured device's)."""
+    """The accesses to the MemoryRegions ``regions`` (the captured device's); ``numbers``
+    maps the actions' variable names to the numbers the frames use."""
     out = Decoded()
     armed = not any(role.kind == "arm" for role in roles.values())
+
+    def get(frame: Frame, name: str) -> int | None:
+        number = numbers.get("q_" + name)
+        value = None if number is None else frame.variables.get(number)
+        return None if value is None else value & _U64
+
     for frame in frames:
         role = roles.get(frame.tracepoint)
         if role is None or frame.zeroed or frame.undecodable:
@@ -79,17 +100,9 @@ def decode_accesses(
         if role.kind == "arm":
             armed = True
             continue
-        regs = frame.regs
-        if not regs:
-            out.frames_without_registers += 1
-            continue
-        rbp, rsp = regs["rbp"], regs["rsp"]
-        block = frame.block_at(rsp) or b""
-        mr = _word(block, rbp + role.slots.get("rdi", 0) - rsp)
-        offset = _word(block, rbp + role.slots.get("rsi", 0) - rsp)
-        size = _word(block, rbp + role.slots.get("rcx", 0) - rsp)
-        if mr is None or offset is None or size is None:
-            out.frames_without_arguments += 1
+        mr, offset, size, value, sp = (get(frame, n) for n in ("mr", "off", "size", "val", "sp"))
+        if mr is None or offset is None or size is None or value is None or sp is None:
+            out.frames_without_values += 1
             continue
         if mr not in regions:
             out.other_devices += 1
@@ -97,34 +110,33 @@ def decode_accesses(
         if not armed:
             out.before_arming += 1
             continue
-        value = _value(frame, role)
-        if value is None:
-            out.frames_without_arguments += 1
-            continue
-        pcs = unwind(regs["rip"], rbp, rsp, block, in_generated_code)
+        if role.kind == "write":
+            shift, mask = get(frame, "shift"), get(frame, "mask")
+            if shift is None or mask is None:
+                out.frames_without_values += 1
+                continue
+            value = _shifted(value, shift, mask)
+        pcs = [role.address]
+        for k in range(1, levels + 1):
+            ret = get(frame, f"r{k}") or 0
+            if not ret:
+                break
+            pcs.append(ret)
+            hop = get(frame, f"g{k}") or 0
+            if hop:
+                pcs.append(hop)
         out.accesses.append(
-            Access(role.kind, mr, offset, size & _U32, value, pcs, frame.index, rsp)
+            Access(role.kind, mr, offset, size & _U32, value, tuple(pcs), frame.index, sp)
         )
     return out
 
 
-def _value(frame: Frame, role: Role) -> int | None:
-    regs = frame.regs
-    if role.kind == "read":
-        return regs[role.value_register]
-    raw = frame.block_at(regs[role.value_register])
-    if raw is None or len(raw) < 8:
-        return None
-    value = int.from_bytes(raw[:8], "little")
-    shift = regs[role.shift_register] & _U32
-    if shift & 0x8000_0000:  # a signed int: a negative shift shifts left
-        value = (value << ((1 << 32) - shift)) & _U64
+def _shifted(raw: int, shift: int, mask: int) -> int:
+    """The value the write accessor hands the handler: ``raw`` shifted (a negative
+    shift, a signed int, shifts left) and masked."""
+    shift &= _U32
+    if shift & 0x8000_0000:
+        raw = (raw << ((1 << 32) - shift)) & _U64
     else:
-        value >>= shift
-    return value & regs[role.mask_register]
-
-
-def _word(block: bytes, offset: int) -> int | None:
-    if offset < 0 or offset + 8 > len(block):
-        return None
-    return int.from_bytes(block[offset : offset + 8], "little")
+        raw >>= shift
+    return raw & mask

@@ -48,7 +48,8 @@ from qtrace.docker_env import LabelledContainer
 from qtrace.errors import CollectorError, LaunchFailure, UsageError
 from qtrace.image.layout import QEMU_SOURCE_ROOT
 from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
-from qtrace.launch.fast.decode import Decoded, Role, decode_accesses
+from qtrace.launch.fast.actions import CodeRanges, hit_actions, variables
+from qtrace.launch.fast.decode import Role, decode_accesses, variable_numbers
 from qtrace.launch.fast.locate import (
     ACCESSOR_ARGUMENTS,
     ACCESSORS,
@@ -66,21 +67,18 @@ from qtrace.trace.codec import TraceWriter
 from qtrace.trace.kinds import CaptureStatus
 from qtrace.trace.schema import End, Frame
 
-__all__ = ["FastPlan", "FastRun", "FastOutcome", "plan_tracepoints", "executable_maps"]
+__all__ = ["FastPlan", "FastRun", "FastOutcome", "code_ranges", "plan_tracepoints"]
 
 AGENT = "/usr/lib/libinproctrace.so"  # gdbserver's in-process agent (Debian's gdbserver)
-RAW_STACK_BYTES = 3584
-"""The raw block collected at ``$rsp``: enough for the TCG frame (0x4c0) and the chain down
-to ``start_thread`` on the probe's stacks (20 frames under TCG, 14 under KVM)."""
 SHIM_SOURCE = "fast/jumppad_near.c"  # under the gdbscripts mount
 SHIM_IN_CONTAINER = "/tmp/qtrace-jumppad-near.so"
 TSAVE_NAME = "fast.tsave"
 STACKS_NAME = ".fast-stacks.json"
 TRACEPOINTS_NAME = "fast-tracepoints.gdb"
 BUFFER_BYTES = 64 << 20
-"""The agent's trace buffer (in QEMU's memory): about 11,000 hits with their raw stack. A
-full buffer stops tracing (the self-checks say so); saving it through gdb takes about a
-second per 3 MB here, which bounds it."""
+"""The agent's trace buffer (in QEMU's memory): about 95,000 hits at about 700 bytes each
+(measured). A full buffer stops tracing (the self-checks say so); saving it through gdb
+takes about a second per 1.5 MB here, which bounds it."""
 DISCOVERY_TIMEOUT_S = 120.0
 TSAVE_TIMEOUT_S = 600.0
 _POLL_S = 0.25
@@ -90,13 +88,11 @@ _TRACEPOINT_NUMBER = re.compile(r"(?:Fast )?[Tt]racepoint (\d+) at")
 
 @dataclass(frozen=True)
 class PlannedTracepoint:
-    """One tracepoint: its address, what it records and whether it takes the raw stack."""
+    """One tracepoint: its address and what it records."""
 
     address: int
     role: Role
-    raw_stack: bool
     where: str  # ``function+offset``, for the command file's comments and errors
-    value_block: bool = False  # collect the 8 bytes the value register points at
 
 
 @dataclass
@@ -166,17 +162,14 @@ def plan_tracepoints(
                 else f"{site.accessor} in this build does not spill {', '.join(missing)}"
             )
         role = Role(site.op, slots, site.value_register, site.shift_register,
-                    site.mask_register)  # fmt: skip
-        tracepoints.append(
-            PlannedTracepoint(at.address, role, True, f"{site.accessor}+{at.offset}",
-                              value_block=site.op == "write")
-        )  # fmt: skip
+                    site.mask_register, at.address)  # fmt: skip
+        tracepoints.append(PlannedTracepoint(at.address, role, f"{site.accessor}+{at.offset}"))
     if arm_on is not None:
         at = entry_location(parse_disassembly(disassemble(arm_on)), 0)
         if at is None:
             raise CollectorError(f"no fast tracepoint can go in {arm_on} (the start marker)")
         tracepoints.append(
-            PlannedTracepoint(at.address, Role("arm"), False, f"{arm_on}+{at.offset}")
+            PlannedTracepoint(at.address, Role("arm", address=at.address), f"{arm_on}+{at.offset}")
         )
     return FastPlan(tracepoints, regions)
 
@@ -190,19 +183,21 @@ def region_condition(role: Role, regions: Sequence[int]) -> str:
     return " || ".join(f"{mr} == {pointer:#x}" for pointer in sorted(regions))
 
 
-def tracepoint_commands(plan: FastPlan) -> str:
-    """The command file that defines the plan's tracepoints, in order."""
-    lines: list[str] = []
+def tracepoint_commands(plan: FastPlan, ranges: CodeRanges) -> str:
+    """The command file that defines the actions' variables and the plan's tracepoints, in
+    order (:mod:`.actions`: what each hit records)."""
+    lines = [f"tvariable ${name}" for name in variables()]
     for tp in plan.tracepoints:
-        lines += [f"# {tp.role.kind} {tp.where}", f"ftrace *{tp.address:#x}"]
-        if tp.role.kind in ("read", "write"):
-            lines.append(f"condition $bpnum {region_condition(tp.role, list(plan.regions))}")
-        lines += ["actions", "collect $regs"]
-        if tp.raw_stack:
-            lines.append(f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])$rsp")
-        if tp.value_block:
-            lines.append(f"collect *(unsigned long *)${tp.role.value_register}")
-        lines.append("end")
+        role = tp.role
+        lines += [f"# {role.kind} {tp.where}", f"ftrace *{tp.address:#x}"]
+        if role.kind in ("read", "write"):
+            lines.append(f"condition $bpnum {region_condition(role, list(plan.regions))}")
+        lines += [
+            "actions",
+            *hit_actions(role.kind, dict(role.slots), ranges, role.value_register,
+                         role.shift_register, role.mask_register),
+            "end",
+        ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -235,16 +230,29 @@ def thread_stacks(
     return out
 
 
-def executable_maps(maps: str) -> list[tuple[int, int]]:
-    """The executable mappings of ``/proc/PID/maps`` that are no file's code: where TCG's
-    generated code lives (a return address there takes the unwinder's TCG frame rule).
-    QEMU maps its code buffer from a memfd (``/memfd:tcg-jit (deleted)``, executable and
-    writable views apart) or anonymously."""
-    return [
-        (start, end)
-        for start, end, perms, path in mappings(maps)
-        if "x" in perms and (not path or path.startswith("/memfd:"))
-    ]
+def code_ranges(maps: str, executable: str) -> CodeRanges:
+    """QEMU's own code (the executable's executable mapping, ``executable`` its path) and
+    TCG's generated code (an executable mapping that is no file's code: QEMU maps its code
+    buffer from a memfd, ``/memfd:tcg-jit (deleted)``, or anonymously; none under KVM),
+    from ``/proc/PID/maps``.
+
+    Raises:
+        CollectorError: the executable's code is not in the maps.
+    """
+    text = None
+    anonymous: list[tuple[int, int]] = []
+    for start, end, perms, path in mappings(maps):
+        if "x" not in perms:
+            continue
+        if path == executable and text is None:
+            text = (start, end)
+        elif not path or path.startswith("/memfd:"):
+            anonymous.append((start, end))
+    if text is None:
+        raise CollectorError(f"QEMU's code ({executable}) is not in its /proc/PID/maps")
+    # The code buffer is the largest (hundreds of MiB); the agent's jump pad is small.
+    generated = max(anonymous, key=lambda r: r[1] - r[0], default=(0, 0))
+    return CodeRanges(text, generated)
 
 
 @dataclass
@@ -280,7 +288,7 @@ class FastRun:
         self.argv = list(argv)
         self.status = status
         self.plan: FastPlan | None = None
-        self.generated: list[tuple[int, int]] = []
+        self.ranges: CodeRanges | None = None
         self.started_tracing: float | None = None
 
     # ----- 1. QEMU under gdbserver, stopped once for discovery -----
@@ -329,7 +337,7 @@ class FastRun:
         replies = self.gdb.console("qtrace discover", timeout_s=DISCOVERY_TIMEOUT_S)
         if not replies:
             raise CollectorError("the collector did not answer 'qtrace discover'")
-        self.generated = executable_maps(self._maps())
+        self.ranges = code_ranges(self._maps(), self.argv[0])
         return replies[0]
 
     def _maps(self) -> str:
@@ -358,7 +366,9 @@ class FastRun:
                 hint=FALLBACK_HINT.capitalize() + ".",
             )
         plan = plan_tracepoints(regions, disassemble, arm_on)
-        (self.out_dir / TRACEPOINTS_NAME).write_text(tracepoint_commands(plan), encoding="utf-8")
+        assert self.ranges is not None
+        commands = tracepoint_commands(plan, self.ranges)
+        (self.out_dir / TRACEPOINTS_NAME).write_text(commands, encoding="utf-8")
         defined = self.gdb.console_text(f"source {self.mount_out}/{TRACEPOINTS_NAME}")
         numbers = tracepoint_numbers(defined)
         if len(numbers) != len(plan.tracepoints):
@@ -462,7 +472,9 @@ class FastRun:
         self.status("decoding the fast tracepoints' frames")
         data = parse_tsave(tsave.read_bytes())
         agent = parse_status(data.status_line() or "status 0;tnotrun:0")
-        decoded = self._decode(data.frames)
+        decoded = decode_accesses(
+            data.frames, plan.numbers, set(plan.regions), variable_numbers(data.header)
+        )
         stacks = sorted({a.pcs for a in decoded.accesses}, key=str)
         frames = self._symbolize(stacks)
         records = list(
@@ -477,7 +489,7 @@ class FastRun:
             zeroed=sum(1 for f in data.frames if f.zeroed),
             undecodable=sum(1 for f in data.frames if f.undecodable is not None),
             buffer_full=agent.buffer_full,
-            without_arguments=decoded.frames_without_arguments,
+            without_values=decoded.frames_without_values,
         )
         hint = None
         if asked and status is CaptureStatus.OK:
@@ -497,15 +509,6 @@ class FastRun:
                     elapsed_s=round(elapsed(), 3), reason=reason, fast_checks=checks.record())
             )  # fmt: skip
         return FastOutcome(status, reason, accesses, stack_count, checks, hint)
-
-    def _decode(self, frames: Any) -> Decoded:
-        assert self.plan is not None
-        generated = self.generated
-
-        def in_generated_code(pc: int) -> bool:
-            return any(start <= pc < end for start, end in generated)
-
-        return decode_accesses(frames, self.plan.numbers, set(self.plan.regions), in_generated_code)
 
     def _symbolize(self, stacks: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[Frame, ...]]:
         """Each distinct stack's frames, by gdb, in one command."""

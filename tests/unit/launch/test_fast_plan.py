@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from qtrace.errors import UsageError
+from qtrace.errors import CollectorError, UsageError
+from qtrace.launch.fast.actions import CodeRanges
 from qtrace.launch.fast.run import (
     device_regions,
-    executable_maps,
+    code_ranges,
     thread_stacks,
     plan_tracepoints,
     tracepoint_commands,
@@ -67,11 +68,11 @@ def test_the_plan_traces_both_accessors_and_the_marker_with_region_conditions() 
         ("write", "memory_region_write_accessor+48"),
         ("arm", "debugcon_ioport_write+8"),
     ]
-    commands = tracepoint_commands(plan)
+    commands = tracepoint_commands(plan, CodeRanges((0x1000, 0x2000), (0x7F00, 0x8000)))
     assert "condition $bpnum *(unsigned long *)($rbp - 40) == 0x55d0 || " in commands
     assert commands.count("condition") == 2
-    assert "collect *(unsigned long *)$rdi" in commands  # the write's value
-    assert commands.count("collect *(unsigned char (*)[3584])$rsp") == 2
+    assert "teval $q_val += (*(unsigned long *)$rdi) - $q_val" in commands  # the write's value
+    assert commands.startswith("tvariable $q_nop\n") and "collect $regs" not in commands
 
 
 def test_gdbs_numbers_and_the_generated_code_mappings_are_read() -> None:
@@ -82,13 +83,18 @@ def test_gdbs_numbers_and_the_generated_code_mappings_are_read() -> None:
     assert tracepoint_numbers(defined) == [4, 5]
     maps = (
         "55d000000000-55d000100000 r-xp 00000000 00:2a 123 /src/qemu/build/qemu-system-x86_64\n"
-        "7f0000000000-7f0040000000 rwxp 00000000 00:00 0 \n"
+        "7f0000000000-7f0000014000 rwxp 00000000 00:00 0 \n"
         "7f1000000000-7f1000001000 rw-p 00000000 00:00 0 \n"
         "7f2000000000-7f2040000000 r-xs 00000000 00:01 1089   /memfd:tcg-jit (deleted)\n"
         "7f3923872000-7f3923874000 r-xp 00000000 00:00 0      [vdso]\n"
     )
-    assert executable_maps(maps) == [(0x7F0000000000, 0x7F0040000000),
-                                     (0x7F2000000000, 0x7F2040000000)]  # fmt: skip
+    ranges = code_ranges(maps, "/src/qemu/build/qemu-system-x86_64")
+    # The code buffer, not the agent's small jump pad:
+    assert ranges == CodeRanges((0x55D000000000, 0x55D000100000), (0x7F2000000000, 0x7F2040000000))
+    kvm = code_ranges(maps.splitlines()[0], "/src/qemu/build/qemu-system-x86_64")
+    assert kvm.generated == (0, 0)
+    with pytest.raises(CollectorError):
+        code_ranges(maps, "/elsewhere/qemu")
 
 
 def test_each_thread_is_found_by_the_stack_mapping_its_pointer_is_in() -> None:
