@@ -49,6 +49,7 @@ from qtrace.errors import CollectorError, LaunchFailure, UsageError
 from qtrace.image.layout import QEMU_SOURCE_ROOT
 from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
 from qtrace.launch.fast.actions import CodeRanges, hit_actions, variables
+from qtrace.launch.fast.agent_buffer import enlarge_agent_buffer
 from qtrace.launch.fast.decode import Role, decode_accesses, variable_numbers
 from qtrace.launch.fast.locate import (
     ACCESSOR_ARGUMENTS,
@@ -380,6 +381,9 @@ class FastRun:
         self.plan = plan
         self.gdb.console(f"set trace-buffer-size {BUFFER_BYTES}")
         self.gdb.console("set circular-trace-buffer off")
+        # The agent's own buffer (5 MiB) loses a frame each time it fills: larger than
+        # gdbserver's, it never does (.agent_buffer).
+        enlarge_agent_buffer(self.gdb.console_text, BUFFER_BYTES)
         started = self.gdb.console_text("tstart")
         if "error" in started.lower() or "too far" in started:
             raise CollectorError(f"tstart failed: {started.strip()}")

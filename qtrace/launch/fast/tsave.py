@@ -82,9 +82,12 @@ def parse_tsave(data: bytes, regblock_bytes: int | None = None) -> TraceFile:
     """Every frame of a tfile, registers read with ``regblock_bytes`` (default: the header's
     ``R`` size, then the agent's :data:`AGENT_REGBLOCK_BYTES` for a frame that needs it).
 
-    A frame whose bytes are all zero is kept with ``zeroed`` set (the agent loses about one
-    in 10 MB of buffer); a frame with an unknown block keeps what came before it and says
-    why in ``undecodable``. Raises :class:`TsaveFormatError` for a file that is not a trace.
+    A frame whose bytes are all zero (or that has none) is kept with ``zeroed`` set; a frame
+    with an unknown block keeps what came before it and says why in ``undecodable``. Both
+    mean the hit's data is lost: once gdbserver's buffer is full it still stores a few
+    frames' headers with no data (they end the file); and an agent buffer that fills in the
+    middle of a frame splits it (:mod:`.agent_buffer`, which the run prevents). Raises
+    :class:`TsaveFormatError` for a file that is not a trace.
     """
     if not data.startswith(MAGIC):
         raise TsaveFormatError("not a gdb tsave file (no \\x7fTRACE0 magic)")

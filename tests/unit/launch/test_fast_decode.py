@@ -103,3 +103,10 @@ def test_checks_say_what_was_lost_and_point_to_the_breakpoint_collector() -> Non
     record = lossy.record()
     assert record["ok"] is False and record["hint"] == FALLBACK_HINT
     assert len(lossy.problems()) == 3
+
+
+def test_a_frame_with_no_data_is_zeroed() -> None:
+    """gdbserver's full buffer still takes a few frames' headers, with no data."""
+    frames = parse_tsave(_file(_frame(1, b"V" + struct.pack("<iq", 3, 7)), _frame(1, b""))).frames
+    assert [f.zeroed for f in frames] == [False, True]
+    assert frames[0].variables == {3: 7}
