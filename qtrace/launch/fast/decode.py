@@ -1,25 +1,27 @@
-"""Turning a fast run's frames into device accesses: the values and the chain of return
-addresses the agent left in trace state variables (:mod:`.actions`).
+"""Turning a fast run's frames into device accesses: the values the agent left in trace
+state variables and the raw stack block it collected (:mod:`.actions`).
 
 Each tracepoint has a role (data: :class:`Role`): the guest's start marker (``arm``: frames
 before its first hit are firmware's and are skipped, as the breakpoint collector arms
 there), or one generic accessor's call site (``read``/``write``, :data:`~.locate.ACCESSORS`).
 A frame holds the MemoryRegion, offset and size the accessor was called with, the value
 (a read: what the handler returned; a write: the 8 bytes the accessor's value points at,
-with the shift and mask it applies before calling the handler), the stack pointer (the
-thread) and the return addresses, innermost first; the first is the tracepoint's own
-address. Only frames of the captured device's regions are kept (the agent's condition
-already filters them; a frame of another region is counted). Frames come in the agent's
-buffer order, the order the hits happened in.
+with the shift and mask it applies before calling the handler), the stack and frame
+pointers and the raw stack, unwound here (:mod:`.unwind`) into return addresses, innermost
+first; the first is the tracepoint's own address. The stack pointer also says the thread.
+Only frames of the captured device's regions are kept (the agent's condition already
+filters them; a frame of another region is counted). Frames come in the agent's buffer
+order, the order the hits happened in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from qtrace.launch.fast.actions import STACK_LEVELS
+from qtrace.launch.fast.actions import TIMESTAMP
 from qtrace.launch.fast.tsave import Frame
+from qtrace.launch.fast.unwind import unwind
 
 __all__ = ["Access", "Decoded", "Role", "decode_accesses", "variable_numbers"]
 
@@ -52,6 +54,7 @@ class Access:
     pcs: tuple[int, ...]
     frame: int
     sp: int = 0  # the stack pointer at the hit: which thread's stack it ran on
+    us: int | None = None  # the agent's timestamp of the hit, in microseconds
 
 
 @dataclass
@@ -81,15 +84,16 @@ def decode_accesses(
     roles: Mapping[int, Role],
     regions: set[int],
     numbers: Mapping[str, int],
-    levels: int = STACK_LEVELS,
+    in_generated_code: Callable[[int], bool],
 ) -> Decoded:
     """The accesses to the MemoryRegions ``regions`` (the captured device's); ``numbers``
-    maps the actions' variable names to the numbers the frames use."""
+    maps the actions' variable names to the numbers the frames use;
+    ``in_generated_code`` says whether a return address is in TCG's code buffer."""
     out = Decoded()
     armed = not any(role.kind == "arm" for role in roles.values())
 
     def get(frame: Frame, name: str) -> int | None:
-        number = numbers.get("q_" + name)
+        number = numbers.get(name if name == TIMESTAMP else "q_" + name)
         value = None if number is None else frame.variables.get(number)
         return None if value is None else value & _U64
 
@@ -100,10 +104,13 @@ def decode_accesses(
         if role.kind == "arm":
             armed = True
             continue
-        mr, offset, size, value, sp = (get(frame, n) for n in ("mr", "off", "size", "val", "sp"))
-        if mr is None or offset is None or size is None or value is None or sp is None:
+        got = [get(frame, n) for n in ("mr", "off", "size", "val", "sp", "bp")]
+        known = [v for v in got if v is not None]
+        block = frame.block_at(known[4]) if len(known) == len(got) else None
+        if block is None:
             out.frames_without_values += 1
             continue
+        mr, offset, size, value, sp, bp = known
         if mr not in regions:
             out.other_devices += 1
             continue
@@ -116,17 +123,10 @@ def decode_accesses(
                 out.frames_without_values += 1
                 continue
             value = _shifted(value, shift, mask)
-        pcs = [role.address]
-        for k in range(1, levels + 1):
-            ret = get(frame, f"r{k}") or 0
-            if not ret:
-                break
-            pcs.append(ret)
-            hop = get(frame, f"g{k}") or 0
-            if hop:
-                pcs.append(hop)
+        pcs = unwind(role.address, bp, sp, block, in_generated_code)
         out.accesses.append(
-            Access(role.kind, mr, offset, size & _U32, value, tuple(pcs), frame.index, sp)
+            Access(role.kind, mr, offset, size & _U32, value, pcs, frame.index, sp,
+                   get(frame, TIMESTAMP))  # fmt: skip
         )
     return out
 

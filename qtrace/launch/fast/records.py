@@ -42,6 +42,8 @@ def fast_records(
     ``thread_of`` names the thread whose stack holds an access's stack pointer."""
     stack_ids: dict[tuple[str, tuple[int, ...]], str] = {}
     seq = first_seq
+    # ``t``: seconds from the first hit the agent stamped (the fast collector's start).
+    start_us = next((a.us for a in accesses if a.us is not None), None)
     for access in accesses:
         region = regions.get(access.region)
         if region is None:
@@ -64,5 +66,6 @@ def fast_records(
             handler=handler,
             stack=sid,
             thread=thread_of(access.sp),
+            t=None if access.us is None or start_us is None else (access.us - start_us) / 1e6,
         )
         seq += 1

@@ -48,7 +48,7 @@ from qtrace.docker_env import LabelledContainer
 from qtrace.errors import CollectorError, LaunchFailure, UsageError
 from qtrace.image.layout import QEMU_SOURCE_ROOT
 from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
-from qtrace.launch.fast.actions import CodeRanges, hit_actions, variables
+from qtrace.launch.fast.actions import hit_actions, variables
 from qtrace.launch.fast.agent_buffer import enlarge_agent_buffer
 from qtrace.launch.fast.decode import Role, decode_accesses, variable_numbers
 from qtrace.launch.fast.locate import (
@@ -68,7 +68,7 @@ from qtrace.trace.codec import TraceWriter
 from qtrace.trace.kinds import CaptureStatus
 from qtrace.trace.schema import End, Frame
 
-__all__ = ["FastPlan", "FastRun", "FastOutcome", "code_ranges", "plan_tracepoints"]
+__all__ = ["FastPlan", "FastRun", "FastOutcome", "generated_code", "plan_tracepoints"]
 
 AGENT = "/usr/lib/libinproctrace.so"  # gdbserver's in-process agent (Debian's gdbserver)
 SHIM_SOURCE = "fast/jumppad_near.c"  # under the gdbscripts mount
@@ -76,10 +76,10 @@ SHIM_IN_CONTAINER = "/tmp/qtrace-jumppad-near.so"
 TSAVE_NAME = "fast.tsave"
 STACKS_NAME = ".fast-stacks.json"
 TRACEPOINTS_NAME = "fast-tracepoints.gdb"
-BUFFER_BYTES = 64 << 20
-"""The agent's trace buffer (in QEMU's memory): about 95,000 hits at about 700 bytes each
-(measured). A full buffer stops tracing (the self-checks say so); saving it through gdb
-takes about a second per 1.5 MB here, which bounds it."""
+BUFFER_BYTES = 128 << 20
+"""The agent's trace buffer (in QEMU's memory): about 36,000 hits at 3.7 KB each (measured).
+A full buffer stops tracing (the self-checks say so); saving it through gdb takes about a
+second per 1.5 MB here, which bounds it."""
 DISCOVERY_TIMEOUT_S = 120.0
 TSAVE_TIMEOUT_S = 600.0
 _POLL_S = 0.25
@@ -184,7 +184,7 @@ def region_condition(role: Role, regions: Sequence[int]) -> str:
     return " || ".join(f"{mr} == {pointer:#x}" for pointer in sorted(regions))
 
 
-def tracepoint_commands(plan: FastPlan, ranges: CodeRanges) -> str:
+def tracepoint_commands(plan: FastPlan) -> str:
     """The command file that defines the actions' variables and the plan's tracepoints, in
     order (:mod:`.actions`: what each hit records)."""
     lines = [f"tvariable ${name}" for name in variables()]
@@ -195,7 +195,7 @@ def tracepoint_commands(plan: FastPlan, ranges: CodeRanges) -> str:
             lines.append(f"condition $bpnum {region_condition(role, list(plan.regions))}")
         lines += [
             "actions",
-            *hit_actions(role.kind, dict(role.slots), ranges, role.value_register,
+            *hit_actions(role.kind, dict(role.slots), role.value_register,
                          role.shift_register, role.mask_register),
             "end",
         ]  # fmt: skip
@@ -231,29 +231,18 @@ def thread_stacks(
     return out
 
 
-def code_ranges(maps: str, executable: str) -> CodeRanges:
-    """QEMU's own code (the executable's executable mapping, ``executable`` its path) and
-    TCG's generated code (an executable mapping that is no file's code: QEMU maps its code
-    buffer from a memfd, ``/memfd:tcg-jit (deleted)``, or anonymously; none under KVM),
-    from ``/proc/PID/maps``.
-
-    Raises:
-        CollectorError: the executable's code is not in the maps.
-    """
-    text = None
-    anonymous: list[tuple[int, int]] = []
-    for start, end, perms, path in mappings(maps):
-        if "x" not in perms:
-            continue
-        if path == executable and text is None:
-            text = (start, end)
-        elif not path or path.startswith("/memfd:"):
-            anonymous.append((start, end))
-    if text is None:
-        raise CollectorError(f"QEMU's code ({executable}) is not in its /proc/PID/maps")
-    # The code buffer is the largest (hundreds of MiB); the agent's jump pad is small.
-    generated = max(anonymous, key=lambda r: r[1] - r[0], default=(0, 0))
-    return CodeRanges(text, generated)
+def generated_code(maps: str) -> tuple[int, int]:
+    """Where TCG's generated code is, from ``/proc/PID/maps`` (``(0, 0)``: none, KVM): an
+    executable mapping that is no file's code (QEMU maps its code buffer from a memfd,
+    ``/memfd:tcg-jit (deleted)``, or anonymously), the largest one: the agent's jump pad
+    is such a mapping too, of a few pages. A return address there takes the unwinder's
+    TCG frame rule."""
+    anonymous = [
+        (start, end)
+        for start, end, perms, path in mappings(maps)
+        if "x" in perms and (not path or path.startswith("/memfd:"))
+    ]
+    return max(anonymous, key=lambda r: r[1] - r[0], default=(0, 0))
 
 
 @dataclass
@@ -289,7 +278,7 @@ class FastRun:
         self.argv = list(argv)
         self.status = status
         self.plan: FastPlan | None = None
-        self.ranges: CodeRanges | None = None
+        self.generated = (0, 0)  # TCG's code buffer
         self.started_tracing: float | None = None
 
     # ----- 1. QEMU under gdbserver, stopped once for discovery -----
@@ -338,7 +327,7 @@ class FastRun:
         replies = self.gdb.console("qtrace discover", timeout_s=DISCOVERY_TIMEOUT_S)
         if not replies:
             raise CollectorError("the collector did not answer 'qtrace discover'")
-        self.ranges = code_ranges(self._maps(), self.argv[0])
+        self.generated = generated_code(self._maps())
         return replies[0]
 
     def _maps(self) -> str:
@@ -367,8 +356,7 @@ class FastRun:
                 hint=FALLBACK_HINT.capitalize() + ".",
             )
         plan = plan_tracepoints(regions, disassemble, arm_on)
-        assert self.ranges is not None
-        commands = tracepoint_commands(plan, self.ranges)
+        commands = tracepoint_commands(plan)
         (self.out_dir / TRACEPOINTS_NAME).write_text(commands, encoding="utf-8")
         defined = self.gdb.console_text(f"source {self.mount_out}/{TRACEPOINTS_NAME}")
         numbers = tracepoint_numbers(defined)
@@ -476,9 +464,15 @@ class FastRun:
         self.status("decoding the fast tracepoints' frames")
         data = parse_tsave(tsave.read_bytes())
         agent = parse_status(data.status_line() or "status 0;tnotrun:0")
+        generated = self.generated
+
+        def in_generated_code(pc: int) -> bool:
+            return generated[0] <= pc < generated[1]
+
         decoded = decode_accesses(
-            data.frames, plan.numbers, set(plan.regions), variable_numbers(data.header)
-        )
+            data.frames, plan.numbers, set(plan.regions), variable_numbers(data.header),
+            in_generated_code,
+        )  # fmt: skip
         stacks = sorted({a.pcs for a in decoded.accesses}, key=str)
         frames = self._symbolize(stacks)
         records = list(

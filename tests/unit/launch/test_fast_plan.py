@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qtrace.errors import CollectorError, UsageError
-from qtrace.launch.fast.actions import CodeRanges
+from qtrace.errors import UsageError
 from qtrace.launch.fast.run import (
     device_regions,
-    code_ranges,
+    generated_code,
     thread_stacks,
     plan_tracepoints,
     tracepoint_commands,
@@ -68,7 +67,7 @@ def test_the_plan_traces_both_accessors_and_the_marker_with_region_conditions() 
         ("write", "memory_region_write_accessor+48"),
         ("arm", "debugcon_ioport_write+8"),
     ]
-    commands = tracepoint_commands(plan, CodeRanges((0x1000, 0x2000), (0x7F00, 0x8000)))
+    commands = tracepoint_commands(plan)
     assert "condition $bpnum *(unsigned long *)($rbp - 40) == 0x55d0 || " in commands
     assert commands.count("condition") == 2
     assert "teval $q_val += (*(unsigned long *)$rdi) - $q_val" in commands  # the write's value
@@ -88,13 +87,9 @@ def test_gdbs_numbers_and_the_generated_code_mappings_are_read() -> None:
         "7f2000000000-7f2040000000 r-xs 00000000 00:01 1089   /memfd:tcg-jit (deleted)\n"
         "7f3923872000-7f3923874000 r-xp 00000000 00:00 0      [vdso]\n"
     )
-    ranges = code_ranges(maps, "/src/qemu/build/qemu-system-x86_64")
     # The code buffer, not the agent's small jump pad:
-    assert ranges == CodeRanges((0x55D000000000, 0x55D000100000), (0x7F2000000000, 0x7F2040000000))
-    kvm = code_ranges(maps.splitlines()[0], "/src/qemu/build/qemu-system-x86_64")
-    assert kvm.generated == (0, 0)
-    with pytest.raises(CollectorError):
-        code_ranges(maps, "/elsewhere/qemu")
+    assert generated_code(maps) == (0x7F2000000000, 0x7F2040000000)
+    assert generated_code(maps.splitlines()[0]) == (0, 0)  # KVM: no generated code
 
 
 def test_each_thread_is_found_by_the_stack_mapping_its_pointer_is_in() -> None:
