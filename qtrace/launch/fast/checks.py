@@ -28,6 +28,7 @@ class FastChecks:
     undecodable: int
     buffer_full: bool
     without_values: int = 0
+    other_regions: int = 0
 
     @property
     def ok(self) -> bool:
@@ -47,6 +48,11 @@ class FastChecks:
             out.append(f"{self.zeroed} frames came back zeroed (their access is lost)")
         if self.undecodable:
             out.append(f"{self.undecodable} frames did not decode")
+        if self.other_regions:
+            out.append(
+                f"{self.other_regions} frames name a MemoryRegion that is not the device's "
+                "(the agent's condition admits only the device's: the frames were misread)"
+            )
         if self.without_values:
             out.append(
                 f"{self.without_values} frames lack the values their access is read from "
@@ -65,6 +71,7 @@ class FastChecks:
             "undecodable": self.undecodable,
             "buffer_full": self.buffer_full,
             "without_values": self.without_values,
+            "other_regions": self.other_regions,
         }
         if not self.ok:
             fields["problems"] = self.problems()

@@ -25,6 +25,7 @@ __all__ = [
     "Frame",
     "TraceFile",
     "TsaveFormatError",
+    "parse_frames",
     "parse_status",
     "parse_tsave",
 ]
@@ -95,8 +96,15 @@ def parse_tsave(data: bytes, regblock_bytes: int | None = None) -> TraceFile:
     if end < 0:
         raise TsaveFormatError("tsave header has no end (empty line)")
     header = tuple(data[len(MAGIC) : end].decode("ascii", "replace").splitlines())
-    sizes = _regblock_sizes(header, regblock_bytes)
-    pos = end + 2
+    return TraceFile(header, parse_frames(data, end + 2, _regblock_sizes(header, regblock_bytes)))
+
+
+def parse_frames(
+    data: bytes, pos: int = 0, sizes: tuple[int, ...] = (AGENT_REGBLOCK_BYTES,)
+) -> tuple[Frame, ...]:
+    """The frames laid out from ``pos`` on, up to a tracepoint number 0 or the end: a tsave
+    file's, or the agent's own buffer read from QEMU's memory (the same layout: gdbserver
+    copies the agent's frames as they are). ``sizes``: the register block sizes to try."""
     frames: list[Frame] = []
     while pos + 2 <= len(data):
         (tracepoint,) = struct.unpack_from("<H", data, pos)
@@ -116,7 +124,7 @@ def parse_tsave(data: bytes, regblock_bytes: int | None = None) -> TraceFile:
             if frame.undecodable is None:
                 break
         frames.append(frame)
-    return TraceFile(header, tuple(frames))
+    return tuple(frames)
 
 
 def _regblock_sizes(header: tuple[str, ...], asked: int | None) -> tuple[int, ...]:
