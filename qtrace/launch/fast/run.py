@@ -296,6 +296,7 @@ class FastRun:
         self.generated = (0, 0)  # TCG's code buffer
         self.agent_buffer: AgentBuffer | None = None  # where the agent keeps its frames
         self.started_tracing: float | None = None
+        self.traced_s: float | None = None  # QEMU's run under the tracepoints, to its stop
 
     # ----- 1. QEMU under gdbserver, stopped once for discovery -----
 
@@ -402,12 +403,16 @@ class FastRun:
         """QEMU's next stop (its ``exit`` call, a signal), or ``None`` after ``timeout_s``
         (QEMU is interrupted then)."""
         deadline = clock() + timeout_s
-        while clock() < deadline:
-            stop = self.gdb.wait_for_stop(_POLL_S)
-            if stop is not None:
-                return stop
-        self.interrupt()
-        return None
+        try:
+            while clock() < deadline:
+                stop = self.gdb.wait_for_stop(_POLL_S)
+                if stop is not None:
+                    return stop
+            self.interrupt()
+            return None
+        finally:
+            if self.started_tracing is not None:
+                self.traced_s = time.monotonic() - self.started_tracing
 
     def interrupt(self) -> None:
         """Stop QEMU (timeout, Ctrl-C) so that the buffer can be saved."""
@@ -513,13 +518,19 @@ class FastRun:
             status = CaptureStatus.ERROR
             reason = "the fast collector lost hits: " + "; ".join(checks.problems())
             hint = FALLBACK_HINT.capitalize() + "."
+        # Beside the checks: how long QEMU ran traced, and how the frames were read.
+        fast_checks = {**checks.record(), "traced_s": self._traced_s(), "read": saved.how}
         with TraceWriter.append_to(trace_path) as writer:
             writer.write_all(records)
             writer.write(
                 End(status=status, accesses=accesses, stacks=stack_count,
-                    elapsed_s=round(elapsed(), 3), reason=reason, fast_checks=checks.record())
+                    elapsed_s=round(elapsed(), 3), reason=reason, fast_checks=fast_checks)
             )  # fmt: skip
         return FastOutcome(status, reason, accesses, stack_count, checks, hint)
+
+    def _traced_s(self) -> float | None:
+        """How long QEMU ran under the tracepoints (``tstart`` to its stop), in seconds."""
+        return None if self.traced_s is None else round(self.traced_s, 3)
 
     def _trace_status(self) -> tuple[int, bool]:
         """The frames the agent created and whether its buffer filled (``-trace-status``)."""
