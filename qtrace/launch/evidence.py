@@ -117,7 +117,15 @@ def summary(
     if stats.ended is not None:
         status, reason = stats.ended.status, stats.ended.reason
         if stats.ended.fast_checks is not None:
-            fast = {"collector": "fast", "fast_checks": stats.ended.fast_checks}
+            # The fast collector looks for none of these: null, not a count of 0.
+            fast = {
+                "collector": "fast",
+                "fast_checks": stats.ended.fast_checks,
+                "exits": None,
+                "exit_reasons": None,
+                "irqs": None,
+                "dmas": None,
+            }
     return {
         **identity,
         "status": status,
