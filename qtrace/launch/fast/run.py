@@ -544,7 +544,10 @@ class FastRun:
     def _frames(self, created: int) -> SavedFrames:
         """The agent's frames: read straight from its buffer in QEMU's memory (about a
         second), or, when that read does not give as many frames as the agent created,
-        through gdb's ``tsave`` (about a second per 1.5 MB, measured)."""
+        through gdb's ``tsave`` (about a second per 1.5 MB, measured). Once gdbserver has
+        taken the agent's frames (its buffer filled), the agent's buffer starts again from
+        its beginning: a full run reads fewer frames there and goes through ``tsave``
+        (measured: 1 frame read of 36,812 created)."""
         direct = self._read_agent_buffer()
         if direct is not None and len(direct) == created:
             numbers = {n: i for i, n in enumerate(["trace_timestamp", *variables()], start=1)}
