@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import docker
+import pytest
 
 from qtrace.docker_env import KIND_LABEL, qtrace_containers
 from qtrace.launch.capture import CaptureResult
@@ -175,3 +176,17 @@ def test_ctrl_c_during_a_fast_capture_keeps_what_was_traced(
     left = [c for c in qtrace_containers(docker_client) if c.labels.get(KIND_LABEL) == "capture"]
     assert not left, f"containers left behind: {[c.name for c in left]}"
 
+
+
+@pytest.mark.parametrize("version", ["7.2", "10.0.13"])
+def test_fast_capture_on_the_other_built_versions(capture: Capture, version: str) -> None:
+    """The accessor call sites and spill slots are found in each build's disassembly."""
+    fast = capture("e1000", "tcg", collector="fast", qemu_version=version)
+    assert fast.status == "ok", (fast.reason, fast.hint)
+    _checks_pass(fast)
+    trace = read_trace(fast.out_dir)
+    assert len(trace.accesses) >= 80 and trace.header.qemu_version == version
+    for stack in trace.stacks.values():
+        funcs = [f.func for f in stack.frames]
+        assert funcs[0].startswith("e1000_") and funcs[1].startswith("memory_region_")
+        assert funcs[-1] == "start_thread", funcs
