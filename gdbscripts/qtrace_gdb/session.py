@@ -356,10 +356,15 @@ class Session:
             return self._write_failed(exc)
         return False
 
-    def record_event(self, record, frame, at_return=False):
-        """An irq or dma record: sequence number and the hit's own stack added."""
+    def record_event(self, record, frame, at_return=False, key=None):
+        """An irq or dma record: sequence number and the hit's own stack added.
+
+        ``key``: the stack's cheap key (``StackTable.key_at``) when the breakpoint found it
+        itself, ``frame`` then being the gdb frame that stack starts at (an older frame when
+        the hook records its caller's stack, irq.py's INTx hook).
+        """
         try:
-            self._record_event(record, frame, at_return)
+            self._record_event(record, frame, at_return, key)
         except OSError as exc:
             return self._write_failed(exc)
         return False
@@ -396,9 +401,12 @@ class Session:
         self.out.write(_ordered(record, ("type", "seq", "reason")))
         self.last_exit[thread] = record
 
-    def _record_event(self, record, frame, at_return):
+    def _record_event(self, record, frame, at_return, key):
         record["seq"] = self.out.next_seq()
-        record["stack"] = self.stacks.current(frame, at_return).id
+        if key is None:
+            record["stack"] = self.stacks.current(frame, at_return).id
+        else:
+            record["stack"] = self.stacks.lookup(key, frame).id
         record["thread"] = self.thread_name()
         self.out.write(_ordered(record, ("type", "seq")))
 
