@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -85,7 +84,8 @@ from qtrace.launch.qemu_argv import (
 )
 from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
 from qtrace.paths import backends_dir, gdbscripts_dir, guests_dir
-from qtrace.trace.codec import device_properties
+from qtrace.trace.codec import device_properties, iter_records
+from qtrace.trace.schema import Header, Region
 from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine, Topology
 
 __all__ = [
@@ -735,11 +735,10 @@ class _CaptureRun:
         if interrupted is not None:
             raise interrupted
 
-    def _header_regions(self) -> list[dict[str, Any]]:
+    def _header_regions(self) -> tuple[Region, ...]:
         """The regions the collector wrote into the trace header at discovery."""
-        with self.tail.path.open(encoding="utf-8") as handle:
-            header = json.loads(handle.readline() or "{}")
-        return list(header.get("regions") or [])
+        header = next(iter_records(self.tail.path), None)
+        return header.regions if isinstance(header, Header) else ()
 
     def _discover(self, gdb: GdbSession) -> None:
         """Run QEMU to ``vm_start`` and let the collector find the device's regions there.

@@ -68,7 +68,7 @@ from qtrace.launch.interrupts import interrupt_reason
 from qtrace.launch.mi import Stop
 from qtrace.trace.codec import TraceWriter
 from qtrace.trace.kinds import CaptureStatus
-from qtrace.trace.schema import End, Frame
+from qtrace.trace.schema import End, Frame, Region
 
 __all__ = ["FastPlan", "FastRun", "FastOutcome", "generated_code", "plan_tracepoints"]
 
@@ -111,7 +111,7 @@ class FastPlan:
 
 
 def device_regions(
-    region_pointers: dict[str, str], header_regions: Sequence[dict[str, Any]]
+    region_pointers: dict[str, str], header_regions: Sequence[Region]
 ) -> dict[int, RegionOf]:
     """The device's regions with handlers, by MemoryRegion pointer (discovery's reply and
     the header's ``regions``).
@@ -120,13 +120,13 @@ def device_regions(
         UsageError: a region whose ops use ``*_with_attrs`` callbacks, which reach the
             device through other accessors than the ones the fast collector traces.
     """
-    by_name = {str(r["name"]): r for r in header_regions}
+    by_name = {r.name: r for r in header_regions}
     out: dict[int, RegionOf] = {}
     for pointer, name in region_pointers.items():
         region = by_name.get(name)
-        if region is None or region.get("kind") != "io":
+        if region is None or region.kind != "io":
             continue
-        handlers = {str(k): str(v) for k, v in dict(region.get("handlers") or {}).items()}
+        handlers = dict(region.handlers)
         unsupported = sorted(set(handlers) - set(_HANDLED_CALLBACKS))
         if unsupported:
             raise UsageError(
@@ -135,7 +135,7 @@ def device_regions(
                 "does not trace yet.",
                 hint=FALLBACK_HINT.capitalize() + ".",
             )
-        out[int(pointer, 16)] = RegionOf(name, str(region.get("space", "mmio")), handlers)
+        out[int(pointer, 16)] = RegionOf(name, region.space, handlers)
     return out
 
 
@@ -347,9 +347,14 @@ class FastRun:
         self.generated = generated_code(self._maps())
         return replies[0]
 
+    def _qemu_pid(self) -> str | None:
+        """QEMU's process id in the container, ``None`` when QEMU is gone."""
+        pid = self.container.exec(["pgrep", "-x", "-n", "qemu-system-x86"]).output.strip()
+        return pid if pid.isdigit() else None
+
     def _maps(self) -> str:
         """QEMU's ``/proc/PID/maps`` (read in the container; empty when QEMU is gone)."""
-        pid = self.container.exec(["pgrep", "-x", "-n", "qemu-system-x86"]).output.strip()
+        pid = self._qemu_pid()
         return self.container.exec(["cat", f"/proc/{pid}/maps"]).output if pid else ""
 
     # ----- 2. the tracepoints -----
@@ -357,7 +362,7 @@ class FastRun:
     def trace(
         self,
         discovery: dict[str, Any],
-        header_regions: Sequence[dict[str, Any]],
+        header_regions: Sequence[Region],
         arm_on: str | None,
     ) -> None:
         """Define the tracepoints for the discovered regions and start tracing."""
@@ -564,8 +569,8 @@ class FastRun:
         ``tstop`` the agent's frames are still there, in order from its start: gdbserver
         copies them into its own buffer, it does not move them."""
         buffer = self.agent_buffer
-        pid = self.container.exec(["pgrep", "-x", "-n", "qemu-system-x86"]).output.strip()
-        if buffer is None or not pid.isdigit():
+        pid = self._qemu_pid()
+        if buffer is None or pid is None:
             return None
         dump = self.out_dir / AGENT_DUMP_NAME
         result = self.container.exec(

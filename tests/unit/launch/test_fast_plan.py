@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from qtrace.errors import UsageError
+from qtrace.trace.schema import Region
 from qtrace.launch.fast.run import (
     device_regions,
     generated_code,
@@ -19,11 +20,11 @@ from qtrace.launch.fast.run import (
 
 RECORDED = Path(__file__).parent / "recorded"
 HEADER_REGIONS = [
-    {"name": "e1000-mmio", "kind": "io", "space": "mmio",
-     "handlers": {"read": "e1000_mmio_read", "write": "e1000_mmio_write"}},
-    {"name": "e1000-io", "kind": "io", "space": "pio",
-     "handlers": {"read": "e1000_io_read", "write": "e1000_io_write"}},
-    {"name": "e1000.rom", "kind": "rom", "space": "mmio", "handlers": {}},
+    Region("e1000-mmio", 0, 0, 0x20000, "io", "mmio",
+           handlers={"read": "e1000_mmio_read", "write": "e1000_mmio_write"}),
+    Region("e1000-io", 1, 0, 0x40, "io", "pio",
+           handlers={"read": "e1000_io_read", "write": "e1000_io_write"}),
+    Region("e1000.rom", 6, 0, 0x40000, "rom", "mmio"),
 ]  # fmt: skip
 POINTERS = {"0x55d0": "e1000-mmio", "0x55e0": "e1000-io", "0x55f0": "e1000.rom"}
 MARKER = (
@@ -51,7 +52,7 @@ def test_the_device_regions_with_handlers_are_kept_by_pointer() -> None:
 
 def test_with_attrs_callbacks_are_refused_with_the_way_out() -> None:
     handlers = {"read_with_attrs": "x_read", "write_with_attrs": "x_write"}
-    attrs = [{"name": "x", "kind": "io", "space": "mmio", "handlers": handlers}]
+    attrs = [Region("x", 0, 0, 0x1000, "io", "mmio", handlers=handlers)]
     with pytest.raises(UsageError) as caught:
         device_regions({"0x10": "x"}, attrs)
     assert "read_with_attrs" in str(caught.value) and "--collector breakpoint" in str(
