@@ -71,7 +71,7 @@ from qtrace.launch.gdb_xstate import SHIM_IN_CONTAINER, needs_xstate_shim, shim_
 from qtrace.launch.interrupts import interrupt_reason
 from qtrace.launch.kvm import kvm_usable
 from qtrace.launch.kernel_events import KernelEvents
-from qtrace.launch.kvm_error import merge, parse_qemu_log
+from qtrace.launch.kvm_error import KVM_ERROR_HINT, merge, parse_qemu_log
 from qtrace.launch.live import LiveStats, TextTail, TraceTail
 from qtrace.launch.out_dir import check_out_dir, create_out_dir, remove_created
 from qtrace.launch.qemu_refusal import find_refusal
@@ -174,12 +174,6 @@ class CaptureRequest:
         if self.collector not in COLLECTORS:
             raise UsageError(
                 f"unknown collector {self.collector!r}; expected one of {', '.join(COLLECTORS)}."
-            )
-        if self.collector == "fast" and self.max_hits:
-            raise UsageError(
-                "--max-hits is not supported by the fast collector yet (its agent cannot stop "
-                "at a count of hits).",
-                hint="Drop --max-hits, or capture with --collector breakpoint.",
             )
         if self.topology is Topology.ROOT_PORT and self.machine is not Machine.Q35:
             raise UsageError(
@@ -700,12 +694,13 @@ class _CaptureRun:
         and the end record (with the self-checks) is written here."""
         run = FastRun(
             gdb, container, self.out_dir, MOUNT_OUT, MOUNT_GDBSCRIPTS, self.argv,
-            self.observer.status,
+            self.observer.status, self.tail.path, self.request.max_hits,
         )  # fmt: skip
         self.discovery = run.start()
         run.trace(self.discovery, self._header_regions(), self.plan.arm_on)
         interrupted: KeyboardInterrupt | None = None
         reason: str | None
+        hint: str | None = None
         try:
             stop = run.wait(self.request.timeout_s)
         except KeyboardInterrupt as exc:
@@ -714,6 +709,10 @@ class _CaptureRun:
             stop = None
         if interrupted is not None:
             status, reason = CaptureStatus.INTERRUPTED, interrupt_reason(interrupted)
+        elif run.kvm_error is not None:
+            status, reason, hint = CaptureStatus.ERROR, run.kvm_error.describe(), KVM_ERROR_HINT
+        elif run.reached_max_hits:
+            status, reason = CaptureStatus.OK, f"stopped at --max-hits {self.request.max_hits}"
         elif stop is None:
             status = CaptureStatus.TIMEOUT
             reason = f"the guest did not finish within {self.request.timeout_s:.0f} s"
@@ -727,11 +726,9 @@ class _CaptureRun:
         else:
             self.qemu_exit = run.exit_status()
             status, reason = self._judge_exit(self.qemu_exit)
-        outcome = run.finish(
-            status, reason, self.tail.path, lambda: self.clock() - self.started
-        )
+        outcome = run.finish(status, reason, lambda: self.clock() - self.started)
         self.status, self.reason = outcome.status, outcome.reason
-        self.hint = outcome.hint
+        self.hint = outcome.hint or hint
         if interrupted is not None:
             raise interrupted
 

@@ -37,6 +37,7 @@ logging.getLogger("pygdbmi.gdbmiparser").setLevel(logging.ERROR)
 
 DEFAULT_COMMAND_TIMEOUT_S = 60.0
 _POLL_S = 0.1
+TARGET_LINES_KEPT = 400  # enough for QEMU's register dump after "KVM internal error"
 
 
 class GdbState(Enum):
@@ -72,6 +73,9 @@ class GdbSession:
         self.state = GdbState.IDLE
         # *stopped records may arrive in the same read as a command's result; keep them.
         self._stops: deque[Stop] = deque()
+        # The inferior's own output when gdb runs it through a pipe (``target remote |
+        # gdbserver ...``: QEMU's stderr reaches gdb's), its latest lines.
+        self._target_lines: deque[str] = deque(maxlen=TARGET_LINES_KEPT)
 
     def __repr__(self) -> str:
         return f"<GdbSession {self._binary} {self.state.value}>"
@@ -170,6 +174,11 @@ class GdbSession:
             if time.monotonic() >= deadline:
                 return None
 
+    def target_output(self) -> str:
+        """The latest lines gdb passed on from outside itself (``log`` and ``target``
+        stream records): under gdbserver, QEMU's own stderr (``KVM internal error``)."""
+        return "".join(self._target_lines)
+
     def interrupt(self) -> None:
         """Stop the running inferior (``-exec-interrupt``)."""
         self.command("-exec-interrupt", timeout_s=10)
@@ -187,6 +196,8 @@ class GdbSession:
         )
         for record in records:
             self._log.write(f"<- {record}\n")
+            if record.get("type") in ("log", "target") and record.get("payload"):
+                self._target_lines.append(str(record["payload"]))
             stop = as_stop(record)
             if stop is not None:
                 self._stops.append(stop)

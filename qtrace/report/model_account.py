@@ -62,8 +62,9 @@ class ModelAccounts:
         return tuple(lines)
 
 
-def model_accounts(trace: Trace) -> ModelAccounts | None:
-    """Replay ``trace`` through its device's model with the explainer.
+def model_accounts(trace: Trace, last_only: bool = True) -> ModelAccounts | None:
+    """Replay ``trace`` through its device's model with the explainer; the accounts of
+    each register's last access (what the report shows), or of every access.
 
     Returns:
         ``None`` when the captured device has no model; otherwise the accounts, or a
@@ -73,8 +74,11 @@ def model_accounts(trace: Trace) -> ModelAccounts | None:
         target = verify_device(trace.header.device)
     except UsageError:  # no pack, or a pack without a model
         return None
+    # A register row carries its last access's account (report.model._register_rows): only
+    # those are written, the replay goes through every access.
+    last = {(a.space, a.device, a.region, a.offset): a.seq for a in trace.accesses}
     try:
-        explainer = Explainer(target)
+        explainer = Explainer(target, only=set(last.values()) if last_only else None)
         result = replay(trace, target, observer=explainer)
         explainer.mark(result)
     except QtraceError as error:

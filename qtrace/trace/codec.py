@@ -79,9 +79,36 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    """A record class's field names, once per class (``dataclasses.fields`` per record
+    was a third of writing a million-access trace)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON takes it: nested records as dicts, sequences as lists. A plain
+    value is returned as it is: what ``dataclasses.asdict`` gives, without deep-copying
+    each scalar of every record."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: _plain(getattr(value, name)) for name in _field_names(type(value))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def record_to_json(record: Record) -> str:
     """One record as a compact JSON line (no newline); ``None`` fields are left out."""
-    raw = dataclasses.asdict(record)
+    raw = {name: _plain(getattr(record, name)) for name in _field_names(type(record))}
     out = {"type": raw.pop("type")}
     for key, value in raw.items():
         if value is None or value == {} or (key == "truncated" and value is False):
@@ -119,7 +146,7 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
             f"{kind} record lacks {', '.join(missing)}; "
             f"a {kind} record needs {', '.join(_REQUIRED[kind])}"
         )
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = _field_names(cls)
     kwargs = {k: v for k, v in obj.items() if k in known and k != "type"}
     if kind == "header":
         if kwargs["schema"] != SCHEMA_VERSION:

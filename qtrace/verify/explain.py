@@ -17,6 +17,7 @@ frames, interrupt causes, the line, each under what the model was doing at the t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeGuard
 
@@ -149,8 +150,13 @@ class Explainer:
         explanations: One per access and per run of events no access caused, in order.
     """
 
-    def __init__(self, device: VerifyDevice) -> None:
+    def __init__(self, device: VerifyDevice, only: Collection[int] | None = None) -> None:
         self.device = device.name
+        # The accesses (by seq) to write an account of; ``None``: every one. The model's
+        # state and provenance follow every access either way: a report needs the account
+        # of each register's last access only, and writing one costs more than replaying
+        # the access (a million-access fast capture).
+        self.only = None if only is None else frozenset(only)
         self.volatile = device.support.volatile
         self.explanations: list[AccessExplanation] = []
         self.provenance = Provenance()
@@ -196,6 +202,12 @@ class Explainer:
 
     def end(self, access: Access, model_value: int | None) -> None:
         self.provenance.sync()
+        if self.only is not None and access.seq not in self.only:
+            if access.op == "read":  # its bookkeeping (adopting firmware's bits), no text
+                at = self._at if self._at is not None else self._where(access)
+                self._why_read(access, at, self._lookup(at.space, at.offset), model_value,
+                               text=False)  # fmt: skip
+            return
         at = self._at if self._at is not None else self._where(access)
         space, dword = at.space, at.offset
         reg = self._lookup(space, dword)
@@ -300,10 +312,13 @@ class Explainer:
     # -- reads and writes ------------------------------------------------------------------
 
     def _why_read(
-        self, access: Access, at: _Where, reg: Reg | None, model_value: int | None
+        self, access: Access, at: _Where, reg: Reg | None, model_value: int | None,
+        text: bool = True,
     ) -> list[str]:
         """The computed bits first (the model said why as it computed them), then the
-        stored ones: who last set or cleared each flag and wrote each field."""
+        stored ones: who last set or cleared each flag and wrote each field. Without
+        ``text`` only what a read changes in the account's own state is done (the origin
+        of firmware's bits), and the lines are not written."""
         if model_value is None:
             return ["the model could not take this read"]
         prov = self.provenance
@@ -323,7 +338,7 @@ class Explainer:
             lines.append(
                 f"{', '.join(n for n, _ in bit_units(fields, bits, whole))}: {computed.text}"
             )
-            if computed.source is not None:
+            if computed.source is not None and text:
                 src, src_at, src_shift = computed.source
 
                 def origin_of(bit: int) -> Stamped:
@@ -343,6 +358,8 @@ class Explainer:
             origins = prov.origins(space, dword)
         else:
             origins = before.origins
+        if not text:
+            return lines
         reasons = value_lines(fields, mask, value, lambda b: origins.get(b, _AT_RESET), whole)
         if not reasons:
             reasons = ["the other bits are 0, as at reset" if lines else "0, as at reset"]

@@ -8,7 +8,7 @@ complete capture (``--collector breakpoint``) instead of leaving the trace silen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 __all__ = ["FastChecks"]
 
@@ -21,14 +21,26 @@ class FastChecks:
     status line's ``tcreated``: every hit that passed its tracepoint's condition); frames
     are the ones in the saved file."""
 
-    hits_by_agent: int
-    frames_saved: int
-    frames_decoded: int
-    zeroed: int
-    undecodable: int
-    buffer_full: bool
+    hits_by_agent: int = 0
+    frames_saved: int = 0
+    frames_decoded: int = 0
+    zeroed: int = 0
+    undecodable: int = 0
+    buffer_full: bool = False
     without_values: int = 0
     other_regions: int = 0
+    beyond_max_hits: int = 0  # decoded, and left out: past --max-hits (not a loss)
+    segments: int = 0  # how many times the buffer was drained into the trace
+
+    def plus(self, other: FastChecks) -> FastChecks:
+        """The checks of two segments of one run together: counts add up, a buffer that
+        filled in either filled."""
+        summed = {
+            f.name: getattr(self, f.name) + getattr(other, f.name)
+            for f in fields(self)
+            if f.name != "buffer_full"
+        }
+        return FastChecks(buffer_full=self.buffer_full or other.buffer_full, **summed)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +84,8 @@ class FastChecks:
             "buffer_full": self.buffer_full,
             "without_values": self.without_values,
             "other_regions": self.other_regions,
+            "beyond_max_hits": self.beyond_max_hits,
+            "segments": self.segments,
         }
         if not self.ok:
             fields["problems"] = self.problems()

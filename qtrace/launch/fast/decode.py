@@ -23,7 +23,7 @@ from qtrace.launch.fast.actions import TIMESTAMP
 from qtrace.launch.fast.tsave import Frame
 from qtrace.launch.fast.unwind import unwind
 
-__all__ = ["Access", "Decoded", "Role", "decode_accesses", "variable_numbers"]
+__all__ = ["Access", "AccessDecoder", "Decoded", "Role", "decode_accesses", "variable_numbers"]
 
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
@@ -79,56 +79,88 @@ def variable_numbers(header: Iterable[str]) -> dict[str, int]:
     return out
 
 
+class AccessDecoder:
+    """Decodes a run's frames one segment after another: a long run drains the agent's
+    buffer several times (:mod:`.run`), and the arming, the counts and the order carry from
+    one segment to the next. ``numbers`` maps the actions' variable names to the numbers
+    the frames use (a segment read through ``tsave`` may name its own);
+    ``in_generated_code`` says whether a return address is in TCG's code buffer."""
+
+    def __init__(
+        self,
+        roles: Mapping[int, Role],
+        regions: set[int],
+        numbers: Mapping[str, int],
+        in_generated_code: Callable[[int], bool],
+    ) -> None:
+        self.roles = roles
+        self.regions = regions
+        self.numbers = numbers
+        self.in_generated_code = in_generated_code
+        self.armed = not any(role.kind == "arm" for role in roles.values())
+        self.counts = Decoded()  # the counts of every segment so far (no accesses kept)
+
+    def feed(
+        self, frames: Iterable[Frame], numbers: Mapping[str, int] | None = None
+    ) -> list[Access]:
+        """The device's accesses among ``frames`` (one segment, in buffer order)."""
+        numbers = self.numbers if numbers is None else numbers
+        out: list[Access] = []
+        counts, roles, regions = self.counts, self.roles, self.regions
+
+        def get(frame: Frame, name: str) -> int | None:
+            number = numbers.get(name if name == TIMESTAMP else "q_" + name)
+            value = None if number is None else frame.variables.get(number)
+            return None if value is None else value & _U64
+
+        for frame in frames:
+            role = roles.get(frame.tracepoint)
+            if role is None or frame.zeroed or frame.undecodable:
+                continue
+            if role.kind == "arm":
+                self.armed = True
+                continue
+            got = [get(frame, n) for n in ("mr", "off", "size", "val", "sp", "bp")]
+            known = [v for v in got if v is not None]
+            block = frame.block_at(known[4]) if len(known) == len(got) else None
+            if block is None:
+                counts.frames_without_values += 1
+                continue
+            mr, offset, size, value, sp, bp = known
+            if mr not in regions:
+                counts.other_devices += 1
+                continue
+            if not self.armed:
+                counts.before_arming += 1
+                continue
+            if role.kind == "write":
+                shift, mask = get(frame, "shift"), get(frame, "mask")
+                if shift is None or mask is None:
+                    counts.frames_without_values += 1
+                    continue
+                value = _shifted(value, shift, mask)
+            pcs = unwind(role.address, bp, sp, block, self.in_generated_code)
+            out.append(
+                Access(role.kind, mr, offset, size & _U32, value, pcs, frame.index, sp,
+                       get(frame, TIMESTAMP))  # fmt: skip
+            )
+        return out
+
+
 def decode_accesses(
-    frames: tuple[Frame, ...],
+    frames: Iterable[Frame],
     roles: Mapping[int, Role],
     regions: set[int],
     numbers: Mapping[str, int],
     in_generated_code: Callable[[int], bool],
 ) -> Decoded:
-    """The accesses to the MemoryRegions ``regions`` (the captured device's); ``numbers``
-    maps the actions' variable names to the numbers the frames use;
-    ``in_generated_code`` says whether a return address is in TCG's code buffer."""
-    out = Decoded()
-    armed = not any(role.kind == "arm" for role in roles.values())
-
-    def get(frame: Frame, name: str) -> int | None:
-        number = numbers.get(name if name == TIMESTAMP else "q_" + name)
-        value = None if number is None else frame.variables.get(number)
-        return None if value is None else value & _U64
-
-    for frame in frames:
-        role = roles.get(frame.tracepoint)
-        if role is None or frame.zeroed or frame.undecodable:
-            continue
-        if role.kind == "arm":
-            armed = True
-            continue
-        got = [get(frame, n) for n in ("mr", "off", "size", "val", "sp", "bp")]
-        known = [v for v in got if v is not None]
-        block = frame.block_at(known[4]) if len(known) == len(got) else None
-        if block is None:
-            out.frames_without_values += 1
-            continue
-        mr, offset, size, value, sp, bp = known
-        if mr not in regions:
-            out.other_devices += 1
-            continue
-        if not armed:
-            out.before_arming += 1
-            continue
-        if role.kind == "write":
-            shift, mask = get(frame, "shift"), get(frame, "mask")
-            if shift is None or mask is None:
-                out.frames_without_values += 1
-                continue
-            value = _shifted(value, shift, mask)
-        pcs = unwind(role.address, bp, sp, block, in_generated_code)
-        out.accesses.append(
-            Access(role.kind, mr, offset, size & _U32, value, pcs, frame.index, sp,
-                   get(frame, TIMESTAMP))  # fmt: skip
-        )
-    return out
+    """The accesses to the MemoryRegions ``regions`` (the captured device's) in one run's
+    frames, all at once (:class:`AccessDecoder` for the arguments)."""
+    decoder = AccessDecoder(roles, regions, numbers, in_generated_code)
+    accesses = decoder.feed(frames)
+    counts = decoder.counts
+    return Decoded(accesses, counts.frames_without_values, counts.before_arming,
+                   counts.other_devices)  # fmt: skip
 
 
 def _shifted(raw: int, shift: int, mask: int) -> int:

@@ -11,13 +11,13 @@ call, followed by the unwound callers, as the breakpoint collector's stacks go o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from qtrace.launch.fast.decode import Access as Decoded
 from qtrace.trace.schema import Access, Frame, Stack
 
-__all__ = ["RegionOf", "fast_records"]
+__all__ = ["RecordMaker", "RegionOf", "fast_records"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,68 @@ class RegionOf:
     handlers: Mapping[str, str] = field(default_factory=dict)
 
 
+class RecordMaker:
+    """Turns a run's decoded accesses into records, one segment after another (a long run
+    drains its buffer several times, :mod:`.run`): the stack ids, the sequence numbers and
+    the run's first timestamp carry from one segment to the next.
+
+    ``thread_of`` names the thread whose stack holds an access's stack pointer."""
+
+    def __init__(self, regions: Mapping[int, RegionOf], first_seq: int = 1) -> None:
+        self.regions = regions
+        self.stack_ids: dict[tuple[str, tuple[int, ...]], str] = {}
+        self.next_seq = first_seq
+        self.start_us: int | None = None  # ``t`` counts from the first hit the agent stamped
+
+    def new_stacks(self, accesses: Iterable[Decoded]) -> list[tuple[int, ...]]:
+        """The return-address lists among ``accesses`` that have no stack record yet (what
+        :meth:`records` will ask ``symbolize`` for), each once."""
+        known = {pcs for _, pcs in self.stack_ids}
+        out: dict[tuple[int, ...], None] = {}
+        for access in accesses:
+            if access.region in self.regions and access.pcs not in known:
+                out[access.pcs] = None
+        return list(out)
+
+    def records(
+        self,
+        accesses: Iterable[Decoded],
+        symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
+        thread_of: Callable[[int], str | None] = lambda sp: None,
+    ) -> Iterator[Access | Stack]:
+        """Stack records (each before its first use) and access records, in hit order; an
+        access to a region not in ``regions`` is left out (the decoder kept only those)."""
+        stack_ids = self.stack_ids
+        for access in accesses:
+            region = self.regions.get(access.region)
+            if region is None:
+                continue
+            if self.start_us is None and access.us is not None:
+                self.start_us = access.us
+            handler = region.handlers.get(access.op, "??")
+            key = (handler, access.pcs)
+            sid = stack_ids.get(key)
+            if sid is None:
+                sid = f"s{len(stack_ids) + 1}"
+                stack_ids[key] = sid
+                yield Stack(sid, (Frame(handler), *symbolize(access.pcs)))
+            start_us = self.start_us
+            yield Access(
+                seq=self.next_seq,
+                op="read" if access.op == "read" else "write",
+                space="pio" if region.space == "pio" else "mmio",
+                offset=access.offset,
+                size=access.size,
+                value=access.value,
+                region=region.name,
+                handler=handler,
+                stack=sid,
+                thread=thread_of(access.sp),
+                t=None if access.us is None or start_us is None else (access.us - start_us) / 1e6,
+            )
+            self.next_seq += 1
+
+
 def fast_records(
     accesses: list[Decoded],
     regions: Mapping[int, RegionOf],
@@ -37,35 +99,5 @@ def fast_records(
     thread_of: Callable[[int], str | None] = lambda sp: None,
     first_seq: int = 1,
 ) -> Iterator[Access | Stack]:
-    """Stack records (each before its first use) and access records, in hit order; an
-    access to a region not in ``regions`` is left out (the decoder kept only those).
-    ``thread_of`` names the thread whose stack holds an access's stack pointer."""
-    stack_ids: dict[tuple[str, tuple[int, ...]], str] = {}
-    seq = first_seq
-    # ``t``: seconds from the first hit the agent stamped (the fast collector's start).
-    start_us = next((a.us for a in accesses if a.us is not None), None)
-    for access in accesses:
-        region = regions.get(access.region)
-        if region is None:
-            continue
-        handler = region.handlers.get(access.op, "??")
-        key = (handler, access.pcs)
-        sid = stack_ids.get(key)
-        if sid is None:
-            sid = f"s{len(stack_ids) + 1}"
-            stack_ids[key] = sid
-            yield Stack(sid, (Frame(handler), *symbolize(access.pcs)))
-        yield Access(
-            seq=seq,
-            op="read" if access.op == "read" else "write",
-            space="pio" if region.space == "pio" else "mmio",
-            offset=access.offset,
-            size=access.size,
-            value=access.value,
-            region=region.name,
-            handler=handler,
-            stack=sid,
-            thread=thread_of(access.sp),
-            t=None if access.us is None or start_us is None else (access.us - start_us) / 1e6,
-        )
-        seq += 1
+    """The records of a whole run's accesses at once (:class:`RecordMaker`)."""
+    return RecordMaker(regions, first_seq).records(accesses, symbolize, thread_of)

@@ -34,24 +34,27 @@ so to ``gdb.log`` (the wrapper must exec QEMU directly for the agent to load).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import mmap
+import os
 import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeVar
 
 from qtrace.docker_env import LabelledContainer
 from qtrace.errors import CollectorError, LaunchFailure, UsageError
 from qtrace.image.layout import QEMU_SOURCE_ROOT
 from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
-from qtrace.launch.fast.actions import hit_actions, variables
-from qtrace.launch.fast.agent_buffer import AgentBuffer, enlarge_agent_buffer
-from qtrace.launch.fast.decode import Role, decode_accesses, variable_numbers
+from qtrace.launch.fast.actions import RAW_STACK_BYTES, hit_actions, variables
+from qtrace.launch.fast.agent_buffer import AgentBuffer, enlarge_agent_buffer, parse_value
+from qtrace.launch.fast.decode import AccessDecoder, Role, variable_numbers
 from qtrace.launch.fast.locate import (
     ACCESSOR_ARGUMENTS,
     ACCESSORS,
@@ -60,11 +63,13 @@ from qtrace.launch.fast.locate import (
     spill_slots,
     value_location,
 )
-from qtrace.launch.fast.records import RegionOf, fast_records
+from qtrace.launch.fast.memory import HostMemory, open_host_memory
+from qtrace.launch.fast.records import RecordMaker, RegionOf
 from qtrace.launch.fast.tsave import Frame as TraceFrame
-from qtrace.launch.fast.tsave import TsaveFormatError, parse_frames, parse_tsave
+from qtrace.launch.fast.tsave import count_frames, iter_frames, parse_tsave
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.interrupts import interrupt_reason
+from qtrace.launch.kvm_error import KvmInternalError, parse_qemu_log
 from qtrace.launch.mi import Stop
 from qtrace.trace.codec import TraceWriter
 from qtrace.trace.kinds import CaptureStatus
@@ -74,6 +79,7 @@ __all__ = ["FastPlan", "FastRun", "FastOutcome", "generated_code", "plan_tracepo
 
 AGENT = "/usr/lib/libinproctrace.so"  # gdbserver's in-process agent (Debian's gdbserver)
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SHIM_SOURCE = "fast/jumppad_near.c"  # under the gdbscripts mount
 SHIM_IN_CONTAINER = "/tmp/qtrace-jumppad-near.so"
@@ -81,10 +87,23 @@ TSAVE_NAME = "fast.tsave"
 AGENT_DUMP_NAME = ".fast-agent-buffer"
 STACKS_NAME = ".fast-stacks.json"
 TRACEPOINTS_NAME = "fast-tracepoints.gdb"
-BUFFER_BYTES = 128 << 20
-"""The agent's trace buffer (in QEMU's memory): about 36,000 hits at 3.7 KB each (measured).
-A full buffer stops tracing (the self-checks say so); saving it through gdb takes about a
-second per 1.5 MB here, which bounds it."""
+BUFFER_BYTES = 512 << 20
+"""gdbserver's trace buffer, and the agent's (in QEMU's memory, :mod:`.agent_buffer`):
+about 145,000 hits at 3.7 KB each (measured). The run drains it while QEMU runs
+(:meth:`FastRun.wait`), so a run is not bounded by it; a buffer that fills between two
+drains stops tracing, and the self-checks say so. Pages are touched only as frames fill
+them."""
+SEGMENT_BYTES = BUFFER_BYTES // 3
+"""What a drain aims to find in the buffer: the next drain is timed from the last one's
+rate of frames so that the buffer is about a third full then, leaving room for a burst."""
+DRAIN_INTERVAL_S = (0.25, 1.0)
+"""The shortest and longest time QEMU runs between two drains. At most a second: iPXE's
+polling loop fills 370 MB a second at most (100,000 reads a second under TCG, ENVIRONMENT.md),
+less than the buffer, even when it starts right after a quiet interval."""
+PEEK_S = 0.05
+"""How often the agent's frame count is read from the host while QEMU runs."""
+FRAMES_CREATED = "gdb_agent_traceframes_created"  # the agent's exported count (u32)
+KVM_DUMP_WAIT_S = 3.0  # after "KVM internal error", how long QEMU gets to finish its dump
 DISCOVERY_TIMEOUT_S = 120.0
 TSAVE_TIMEOUT_S = 600.0
 _POLL_S = 0.25
@@ -252,12 +271,90 @@ def generated_code(maps: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class SavedFrames:
-    """The frames of a run, the numbers of the actions' variables in them, and how they
-    were read."""
+    """The frames of a segment (read as they are decoded), the numbers of the actions'
+    variables in them, and how they were read."""
 
-    frames: tuple[TraceFrame, ...]
+    frames: Iterator[TraceFrame]
     numbers: dict[str, int]
     how: str
+
+
+DIRECT_NUMBERS = {n: i for i, n in enumerate(["trace_timestamp", *variables()], start=1)}
+"""The variables' numbers in frames read from the agent's buffer: gdb numbers them in
+definition order after its built-in timestamp (the command file defines them first)."""
+_DUMP_MARGIN_BYTES = 1 << 20
+
+
+def next_drain_s(used_bytes: int, ran_s: float) -> float:
+    """How long QEMU runs before the next drain: until the buffer would be
+    :data:`SEGMENT_BYTES` full at the last segment's rate, within
+    :data:`DRAIN_INTERVAL_S`."""
+    shortest, longest = DRAIN_INTERVAL_S
+    if used_bytes <= 0 or ran_s <= 0:
+        return longest
+    return min(longest, max(shortest, SEGMENT_BYTES * ran_s / used_bytes))
+
+
+def counted_frames(
+    frames: Iterable[TraceFrame], out: list[FastChecks], created: int, full: bool
+) -> Iterator[TraceFrame]:
+    """``frames`` as they go by, their self-checks appended to ``out`` once all have gone
+    (saved, decoded, zeroed, undecodable against the ``created`` the agent counted)."""
+    saved = zeroed = undecodable = 0
+    for frame in frames:
+        saved += 1
+        if frame.zeroed:
+            zeroed += 1
+        elif frame.undecodable is not None:
+            undecodable += 1
+        yield frame
+    out.append(FastChecks(created, saved, saved - zeroed - undecodable, zeroed, undecodable, full))
+
+
+@contextlib.contextmanager
+def _mapped(file: BinaryIO) -> Iterator[bytes | mmap.mmap]:
+    """A file's bytes, memory-mapped (an empty file maps as no bytes)."""
+    if os.fstat(file.fileno()).st_size == 0:
+        yield b""
+        return
+    with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        yield data
+
+
+def shielded(
+    work: Callable[[], T],
+    status: Callable[[str], None],
+    asked: list[KeyboardInterrupt] | None = None,
+) -> T:
+    """``work()`` run on a worker thread that an interrupt does not cut short: the first
+    Ctrl-C (or a signal the CLI delivers as one) is noted in ``asked`` and the work goes
+    on; a second abandons it. Without ``asked`` the first interrupt is raised once the work
+    is done (a drain finishes its segment, then the capture ends)."""
+    noted: list[KeyboardInterrupt] = [] if asked is None else asked
+    done: list[T | BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(work())
+        except BaseException as exc:  # handed to the waiting thread
+            done.append(exc)
+
+    worker = threading.Thread(target=run, name="qtrace-fast-save", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        try:
+            worker.join(_POLL_S)
+        except KeyboardInterrupt as exc:
+            if noted:
+                raise
+            noted.append(exc)
+            status("still saving the trace buffer; interrupt again to abandon it")
+    result = done[0]
+    if isinstance(result, BaseException):
+        raise result
+    if asked is None and noted:
+        raise noted[0]
+    return result
 
 
 @dataclass
@@ -284,6 +381,8 @@ class FastRun:
         mount_gdbscripts: str,
         argv: Sequence[str],
         status: Callable[[str], None],
+        trace_path: Path,
+        max_hits: int = 0,
     ) -> None:
         self.gdb = gdb
         self.container = container
@@ -295,8 +394,23 @@ class FastRun:
         self.plan: FastPlan | None = None
         self.generated = (0, 0)  # TCG's code buffer
         self.agent_buffer: AgentBuffer | None = None  # where the agent keeps its frames
-        self.started_tracing: float | None = None
-        self.traced_s: float | None = None  # QEMU's run under the tracepoints, to its stop
+        self.trace_path = trace_path
+        self.max_hits = max_hits  # 0: no limit
+        self.decoder: AccessDecoder | None = None  # what carries from one segment to the next
+        self.maker: RecordMaker | None = None
+        self.frame_checks = FastChecks()  # the frames' self-checks, summed over the segments
+        self.reads: dict[str, int] = {}  # how the segments were read -> how many
+        self.accesses = 0  # access records written so far
+        self.stacks = 0
+        self.reached_max_hits = False
+        self.kvm_error: KvmInternalError | None = None  # QEMU gave up on the guest
+        self.running = False  # QEMU runs (gdb has not seen it stop since it was resumed)
+        self.traced_s = 0.0  # QEMU's time running under the tracepoints, over every segment
+        self._resumed_at: float | None = None
+        self._kvm_seen_at = 0.0
+        self.memory: HostMemory | None = None  # QEMU's memory from the host, if readable
+        self._created_at = 0  # the agent's count of frames since tstart, in QEMU's memory
+        self.frame_bytes = RAW_STACK_BYTES + 512  # a frame's size, refined by each drain
 
     # ----- 1. QEMU under gdbserver, stopped once for discovery -----
 
@@ -394,35 +508,141 @@ class FastRun:
         # The agent's own buffer (5 MiB) loses a frame each time it fills: larger than
         # gdbserver's, it never does (.agent_buffer).
         self.agent_buffer = enlarge_agent_buffer(self.gdb.console_text, BUFFER_BYTES)
+        where = f"print/x (unsigned long) &{FRAMES_CREATED}"
+        created_at = parse_value(self.gdb.console_text(where))
+        if created_at is not None:
+            self._created_at = created_at
+            self.memory = open_host_memory(self.container.id, created_at)
+        self.status("draining the trace buffer "
+                    + ("when the agent's frame count, read from the host, says it is filling"
+                       if self.memory is not None else "at timed intervals (QEMU's memory is "
+                       "not readable from here)"))  # fmt: skip
+        generated = self.generated
+        self.decoder = AccessDecoder(
+            plan.numbers, set(regions), DIRECT_NUMBERS,
+            lambda pc: generated[0] <= pc < generated[1],
+        )  # fmt: skip
+        self.maker = RecordMaker(regions)
+        self.gdb.console("break exit")
+        self._start_tracing()
+        self.status(f"tracing with {len(numbers)} fast tracepoints (QEMU is not stopped)")
+        self._resume()
+
+    def _start_tracing(self) -> None:
+        """``tstart``: a new trace, in empty buffers (gdbserver's, and the agent's from its
+        start)."""
         started = self.gdb.console_text("tstart")
         if "error" in started.lower() or "too far" in started:
             raise CollectorError(f"tstart failed: {started.strip()}")
-        self.gdb.console("break exit")
-        self.status(f"tracing with {len(numbers)} fast tracepoints (QEMU is not stopped)")
-        self.started_tracing = time.monotonic()
-        self.gdb.command("-exec-continue")
 
-    # ----- 3. running -----
+    def _resume(self) -> None:
+        self.gdb.command("-exec-continue")
+        self.running = True
+        self._resumed_at = time.monotonic()
+
+    def _stopped(self) -> None:
+        """QEMU has stopped: count the time it ran traced."""
+        self.running = False
+        if self._resumed_at is not None:
+            self.traced_s += time.monotonic() - self._resumed_at
+            self._resumed_at = None
+
+    # ----- 3. running, and draining the buffer while it runs -----
 
     def wait(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> Stop | None:
-        """QEMU's next stop (its ``exit`` call, a signal), or ``None`` after ``timeout_s``
-        (QEMU is interrupted then)."""
+        """QEMU's next stop of its own (its ``exit`` call, a signal), or ``None``: after
+        ``timeout_s``, at ``--max-hits`` (:attr:`reached_max_hits`) or when KVM gave up on
+        the guest (:attr:`kvm_error`); QEMU is stopped then.
+
+        Meanwhile the buffer is drained: QEMU is stopped for a moment, the segment of
+        frames since the last drain is read, decoded and written (:meth:`_drain`), and
+        tracing starts again. The next drain is timed so that the buffer is about a third
+        full (:func:`next_drain_s`)."""
         deadline = clock() + timeout_s
+        interval = DRAIN_INTERVAL_S[0]
+        next_drain = clock() + interval
+        poll = PEEK_S if self.memory is not None else _POLL_S
+        while True:
+            now = clock()
+            if now >= deadline:
+                self.interrupt()
+                return None
+            stop = self.gdb.wait_for_stop(max(0.0, min(poll, deadline - now, next_drain - now)))
+            if stop is not None:
+                self._stopped()
+                return stop
+            if self._kvm_gave_up(clock):
+                return None
+            if not self._drain_due(clock() >= next_drain):
+                continue
+            ran_s = self._running_s()
+            stop = self._pause()
+            if stop is not None:
+                return stop
+            used = shielded(self._drain, self.status)
+            if self.reached_max_hits:
+                return None
+            self._start_tracing()
+            self._resume()
+            interval = next_drain_s(used, ran_s)
+            next_drain = clock() + interval
+
+    def _drain_due(self, timed_out: bool) -> bool:
+        """Whether to drain now: when the agent's frames since ``tstart`` (read from the
+        host) fill :data:`SEGMENT_BYTES`; without the host's view, when the timed
+        interval is over (``timed_out``)."""
+        if self.memory is None:
+            return timed_out
         try:
-            while clock() < deadline:
-                stop = self.gdb.wait_for_stop(_POLL_S)
-                if stop is not None:
-                    return stop
-            self.interrupt()
+            frames = self.memory.u32(self._created_at)
+        except OSError:
+            return timed_out
+        return frames * self.frame_bytes >= SEGMENT_BYTES
+
+    def _running_s(self) -> float:
+        return 0.0 if self._resumed_at is None else time.monotonic() - self._resumed_at
+
+    def _pause(self) -> Stop | None:
+        """Stop QEMU for a drain; a stop of QEMU's own that came first (its ``exit``
+        call, a signal) is returned instead."""
+        try:
+            self.gdb.interrupt()
+        except CollectorError as exc:  # QEMU stopped by itself a moment before
+            logger.debug("interrupting for a drain: %s", exc)
+        stop = self.gdb.wait_for_stop(10)
+        self._stopped()
+        if stop is None:
+            raise CollectorError("QEMU did not stop within 10 s for the trace buffer's drain")
+        if stop.reason == "signal-received" and stop.signal == "SIGINT":
             return None
-        finally:
-            if self.started_tracing is not None:
-                self.traced_s = time.monotonic() - self.started_tracing
+        return stop
+
+    def _kvm_gave_up(self, clock: Callable[[], float]) -> bool:
+        """QEMU printed ``KVM internal error`` (it then pauses the VM, and nothing more
+        happens): once its register dump is complete, or after :data:`KVM_DUMP_WAIT_S`,
+        stop QEMU so that what was traced is saved."""
+        error = parse_qemu_log(self.gdb.target_output())
+        if error is None:
+            return False
+        if self.kvm_error is None:
+            self._kvm_seen_at = clock()
+        self.kvm_error = error
+        if not error.dump_complete and clock() - self._kvm_seen_at < KVM_DUMP_WAIT_S:
+            return False
+        self.interrupt()
+        return True
 
     def interrupt(self) -> None:
-        """Stop QEMU (timeout, Ctrl-C) so that the buffer can be saved."""
-        self.gdb.interrupt()
+        """Stop QEMU (timeout, Ctrl-C) so that the buffer can be saved; nothing when it is
+        stopped already (a drain was under way)."""
+        if not self.running:
+            return
+        try:
+            self.gdb.interrupt()
+        except CollectorError as exc:
+            logger.debug("interrupting QEMU: %s", exc)
         self.gdb.wait_for_stop(10)
+        self._stopped()
 
     def exit_status(self) -> int | None:
         """The status QEMU passes to ``exit`` (at the ``exit`` stop: its first argument)."""
@@ -437,81 +657,31 @@ class FastRun:
 
     # ----- 4. saving and decoding -----
 
-    def finish(self, status: CaptureStatus, reason: str | None, trace_path: Path,
+    def finish(self, status: CaptureStatus, reason: str | None,
                elapsed: Callable[[], float]) -> FastOutcome:  # fmt: skip
-        """Save the buffer, decode it, append the records and the ``end`` record.
+        """Save the last segment of the buffer, decode it, append its records and the
+        ``end`` record (QEMU stopped).
 
         The buffer is what the capture keeps, and saving it can take a while, so it runs
-        on a worker thread: an interrupt (Ctrl-C, or a signal the CLI delivers as one) while
-        it runs is noted and the save goes on (the end record then says ``interrupted``);
-        a second one abandons it (the host closes the trace). Raises the first interrupt
-        once the end record is written."""
+        on a worker thread (:func:`shielded`): an interrupt (Ctrl-C, or a signal the CLI
+        delivers as one) while it runs is noted and the save goes on (the end record then
+        says ``interrupted``); a second one abandons it (the host closes the trace). Raises
+        the first interrupt once the end record is written."""
         asked: list[KeyboardInterrupt] = []
-        done: list[FastOutcome | BaseException] = []
-
-        def save() -> None:
-            try:
-                done.append(self._finish(status, reason, trace_path, elapsed, asked))
-            except BaseException as exc:  # handed to the waiting thread
-                done.append(exc)
-
-        worker = threading.Thread(target=save, name="qtrace-fast-save", daemon=True)
-        worker.start()
-        while worker.is_alive():
-            try:
-                worker.join(_POLL_S)
-            except KeyboardInterrupt as exc:
-                if asked:
-                    raise
-                asked.append(exc)
-                self.status("still saving the trace buffer; interrupt again to abandon it")
-        result = done[0]
-        if isinstance(result, BaseException):
-            raise result
+        outcome = shielded(lambda: self._finish(status, reason, elapsed, asked), self.status,
+                           asked)  # fmt: skip
         if asked:
             raise asked[0]
-        return result
+        return outcome
 
-    def _finish(self, status: CaptureStatus, reason: str | None, trace_path: Path,
+    def _finish(self, status: CaptureStatus, reason: str | None,
                 elapsed: Callable[[], float],
                 asked: list[KeyboardInterrupt]) -> FastOutcome:  # fmt: skip
-        assert self.plan is not None
-        plan = self.plan
-        self.gdb.console("tstop")
-        threads = self.gdb.console("qtrace threads")
-        stacks_of = thread_stacks(threads[0].get("threads", []) if threads else [], self._maps())
-
-        def thread_of(sp: int) -> str | None:
-            return next((name for start, end, name in stacks_of if start <= sp < end), None)
-
-        created, full = self._trace_status()
-        saved = self._frames(created)
-        self.status("decoding the fast tracepoints' frames")
-        generated = self.generated
-
-        def in_generated_code(pc: int) -> bool:
-            return generated[0] <= pc < generated[1]
-
-        decoded = decode_accesses(
-            saved.frames, plan.numbers, set(plan.regions), saved.numbers, in_generated_code
-        )
-        stacks = sorted({a.pcs for a in decoded.accesses}, key=str)
-        frames = self._symbolize(stacks)
-        records = list(
-            fast_records(decoded.accesses, plan.regions, frames.__getitem__, thread_of)
-        )
-        accesses = sum(1 for r in records if r.type == "access")
-        stack_count = sum(1 for r in records if r.type == "stack")
-        checks = FastChecks(
-            hits_by_agent=created,
-            frames_saved=len(saved.frames),
-            frames_decoded=sum(1 for f in saved.frames if not f.zeroed and f.undecodable is None),
-            zeroed=sum(1 for f in saved.frames if f.zeroed),
-            undecodable=sum(1 for f in saved.frames if f.undecodable is not None),
-            buffer_full=full,
-            without_values=decoded.frames_without_values,
-            other_regions=decoded.other_devices,
-        )
+        if not self.reached_max_hits:  # at --max-hits the last drain was the last segment
+            self._drain()
+        if self.memory is not None:
+            self.memory.close()
+        checks = self.checks
         hint = None
         if asked and status is CaptureStatus.OK:
             status = CaptureStatus.INTERRUPTED
@@ -523,70 +693,147 @@ class FastRun:
             status = CaptureStatus.ERROR
             reason = "the fast collector lost hits: " + "; ".join(checks.problems())
             hint = FALLBACK_HINT.capitalize() + "."
-        # Beside the checks: how long QEMU ran traced, and how the frames were read.
-        fast_checks = {**checks.record(), "traced_s": self._traced_s(), "read": saved.how}
-        with TraceWriter.append_to(trace_path) as writer:
-            writer.write_all(records)
+        # Beside the checks: how long QEMU ran traced, and how the segments were read.
+        fast_checks = {
+            **checks.record(),
+            "traced_s": round(self.traced_s, 3),
+            "read": "; ".join(f"{n} x {how}" if n > 1 else how for how, n in self.reads.items()),
+        }
+        with TraceWriter.append_to(self.trace_path) as writer:
             writer.write(
-                End(status=status, accesses=accesses, stacks=stack_count,
+                End(status=status, accesses=self.accesses, stacks=self.stacks,
                     elapsed_s=round(elapsed(), 3), reason=reason, fast_checks=fast_checks)
             )  # fmt: skip
-        return FastOutcome(status, reason, accesses, stack_count, checks, hint)
+        return FastOutcome(status, reason, self.accesses, self.stacks, checks, hint)
 
-    def _traced_s(self) -> float | None:
-        """How long QEMU ran under the tracepoints (``tstart`` to its stop), in seconds."""
-        return None if self.traced_s is None else round(self.traced_s, 3)
+    def _drain(self) -> int:
+        """Take the segment of frames traced since the last ``tstart`` (QEMU stopped):
+        read it, decode it, write its records; tracing is stopped. Returns the bytes the
+        segment took in the buffer (what times the next drain). At ``--max-hits`` the
+        accesses past the limit are counted, not written, and :attr:`reached_max_hits` is
+        set."""
+        assert self.decoder is not None and self.maker is not None
+        # tstop first (as measured: a trace the full buffer stopped keeps "overflow" as its
+        # stop reason), then the agent's counts.
+        self.gdb.console("tstop")
+        created, full, used = self._trace_status()
+        if created:
+            self.frame_bytes = max(self.frame_bytes, -(-used // created))
+        thread_of = self._thread_namer()
+        checks: list[FastChecks] = []
+        with self._segment(created, used) as saved:
+            self.reads[saved.how] = self.reads.get(saved.how, 0) + 1
+            counted = counted_frames(saved.frames, checks, created, full)
+            accesses = self.decoder.feed(counted, saved.numbers)
+        segment = checks[0]
+        if self.max_hits:
+            room = max(0, self.max_hits - self.accesses)
+            if len(accesses) >= room:
+                self.reached_max_hits = True
+                segment = replace(segment, beyond_max_hits=len(accesses) - room)
+                accesses = accesses[:room]
+        self.frame_checks = self.frame_checks.plus(replace(segment, segments=1))
+        symbols = self._symbolize(self.maker.new_stacks(accesses))
+        with TraceWriter.append_to(self.trace_path) as writer:
+            for record in self.maker.records(accesses, symbols.__getitem__, thread_of):
+                writer.write(record)
+                if record.type == "access":
+                    self.accesses += 1
+                else:
+                    self.stacks += 1
+        if created:
+            self.status(f"traced {self.accesses:,} accesses ({self.frame_checks.segments} "
+                        "segments of the trace buffer)")
+        return used
 
-    def _trace_status(self) -> tuple[int, bool]:
-        """The frames the agent created and whether its buffer filled (``-trace-status``)."""
+    @property
+    def checks(self) -> FastChecks:
+        """The run's self-checks so far: the frames' and the decoder's."""
+        counts = self.frame_checks
+        if self.decoder is not None:
+            decoded = self.decoder.counts
+            counts = replace(counts, without_values=decoded.frames_without_values,
+                             other_regions=decoded.other_devices)  # fmt: skip
+        return counts
+
+    def _thread_namer(self) -> Callable[[int], str | None]:
+        """Which thread a stack pointer belongs to, from QEMU's threads now (stopped)."""
+        threads = self.gdb.console("qtrace threads")
+        stacks_of = thread_stacks(threads[0].get("threads", []) if threads else [], self._maps())
+
+        def thread_of(sp: int) -> str | None:
+            return next((name for start, end, name in stacks_of if start <= sp < end), None)
+
+        return thread_of
+
+    def _trace_status(self) -> tuple[int, bool, int]:
+        """The frames the agent created since ``tstart``, whether the buffer filled, and
+        the bytes its frames take (``-trace-status``)."""
         for record in self.gdb.command("-trace-status"):
             payload = record.get("payload") if record.get("type") == "result" else None
             if isinstance(payload, dict):
                 full = payload.get("stop-reason") == "overflow"
-                return int(payload.get("frames-created", 0)), full
-        return 0, False
+                size, free = int(payload.get("buffer-size", 0)), int(payload.get("buffer-free", 0))
+                return int(payload.get("frames-created", 0)), full, max(0, size - free)
+        return 0, False, 0
 
-    def _frames(self, created: int) -> SavedFrames:
-        """The agent's frames: read straight from its buffer in QEMU's memory (about a
-        second), or, when that read does not give as many frames as the agent created,
-        through gdb's ``tsave`` (about a second per 1.5 MB, measured). Once gdbserver has
-        taken the agent's frames (its buffer filled), the agent's buffer starts again from
-        its beginning: a full run reads fewer frames there and goes through ``tsave``
-        (measured: 1 frame read of 36,812 created)."""
-        direct = self._read_agent_buffer()
-        if direct is not None and len(direct) == created:
-            numbers = {n: i for i, n in enumerate(["trace_timestamp", *variables()], start=1)}
-            return SavedFrames(direct, numbers, "read from the agent's buffer in QEMU")
+    @contextlib.contextmanager
+    def _segment(self, created: int, used: int) -> Iterator[SavedFrames]:
+        """The segment's frames: read straight from the agent's buffer in QEMU's memory
+        (a memory-mapped copy, decoded a frame at a time), or, when that read does not hold
+        as many frames as the agent created, through gdb's ``tsave`` (about a second per
+        1.5 MB, measured). Once gdbserver has taken the agent's frames because its buffer
+        filled, the agent's buffer starts again from its beginning: a full segment reads
+        fewer frames there and goes through ``tsave`` (measured: 1 frame read of 36,812
+        created)."""
+        direct = "read from the agent's buffer in QEMU"
+        buffer = self.agent_buffer
+        count = 0 if buffer is None else min(buffer.size, used + _DUMP_MARGIN_BYTES)
+        if buffer is not None and self.memory is not None:
+            try:
+                data = self.memory.read(buffer.address, count)
+            except OSError as exc:
+                logger.debug("reading the agent's buffer from the host: %s", exc)
+            else:
+                if count_frames(data, created) == created:
+                    yield SavedFrames(iter_frames(data, limit=created), DIRECT_NUMBERS, direct)
+                    return
+        dump = self._dd_agent_buffer(count) if self.memory is None else None
+        if dump is not None:
+            with dump.open("rb") as file, _mapped(file) as mapped:
+                if count_frames(mapped, created) == created:
+                    yield SavedFrames(iter_frames(mapped, limit=created), DIRECT_NUMBERS, direct)
+                    dump.unlink(missing_ok=True)
+                    return
+            dump.unlink(missing_ok=True)
         self.status("saving the trace buffer through gdb (tsave)")
         tsave = self.out_dir / TSAVE_NAME
         self.gdb.console(f"tsave {self.mount_out}/{TSAVE_NAME}", timeout_s=TSAVE_TIMEOUT_S)
-        data = parse_tsave(tsave.read_bytes())
-        return SavedFrames(data.frames, variable_numbers(data.header), "saved by gdb's tsave")
+        saved = parse_tsave(tsave.read_bytes())
+        tsave.unlink(missing_ok=True)
+        yield SavedFrames(iter(saved.frames), variable_numbers(saved.header),
+                          "saved by gdb's tsave")  # fmt: skip
 
-    def _read_agent_buffer(self) -> tuple[TraceFrame, ...] | None:
-        """The agent's own buffer (:mod:`.agent_buffer`) copied out of QEMU's memory with
-        ``dd`` in the container, parsed as frames; ``None`` when it cannot be read. After
-        ``tstop`` the agent's frames are still there, in order from its start: gdbserver
-        copies them into its own buffer, it does not move them."""
+    def _dd_agent_buffer(self, count: int) -> Path | None:
+        """The agent's own buffer (:mod:`.agent_buffer`), its first ``count`` bytes, copied
+        out of QEMU's memory with ``dd`` in the container into the output directory (when
+        the host cannot read QEMU's memory, :mod:`.memory`); ``None`` when it cannot be
+        read. After the stop the agent's frames are still there, in order from its start:
+        gdbserver copies them into its own buffer, it does not move them."""
         buffer = self.agent_buffer
         pid = self._qemu_pid()
         if buffer is None or pid is None:
             return None
-        dump = self.out_dir / AGENT_DUMP_NAME
         result = self.container.exec(
             ["dd", f"if=/proc/{pid}/mem", f"of={self.mount_out}/{AGENT_DUMP_NAME}", "bs=4M",
-             "iflag=skip_bytes,count_bytes", f"skip={buffer.address}", f"count={buffer.size}"]
+             "iflag=skip_bytes,count_bytes", f"skip={buffer.address}", f"count={count}"]
         )  # fmt: skip
-        try:
-            if result.exit_code != 0:
-                logger.debug("reading the agent's buffer failed: %s", result.output[-300:])
-                return None
-            return parse_frames(dump.read_bytes())
-        except (OSError, TsaveFormatError) as exc:
-            logger.debug("the agent's buffer did not parse: %s", exc)
-            return None
-        finally:
+        dump = self.out_dir / AGENT_DUMP_NAME
+        if result.exit_code != 0:
+            logger.debug("reading the agent's buffer failed: %s", result.output[-300:])
             dump.unlink(missing_ok=True)
+            return None
+        return dump
 
     def _symbolize(self, stacks: list[tuple[int, ...]]) -> dict[tuple[int, ...], tuple[Frame, ...]]:
         """Each distinct stack's frames, by gdb, in one command."""

@@ -15,8 +15,13 @@ bytes, ``V`` + i32 variable number + i64 value.
 
 from __future__ import annotations
 
+import mmap
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+Buffer = bytes | mmap.mmap
+"""What frames are read from: a file's bytes, or a memory-mapped dump of the agent's buffer."""
 
 __all__ = [
     "AGENT_REGBLOCK_BYTES",
@@ -25,6 +30,8 @@ __all__ = [
     "Frame",
     "TraceFile",
     "TsaveFormatError",
+    "count_frames",
+    "iter_frames",
     "parse_frames",
     "parse_status",
     "parse_tsave",
@@ -100,31 +107,58 @@ def parse_tsave(data: bytes, regblock_bytes: int | None = None) -> TraceFile:
 
 
 def parse_frames(
-    data: bytes, pos: int = 0, sizes: tuple[int, ...] = (AGENT_REGBLOCK_BYTES,)
+    data: Buffer, pos: int = 0, sizes: tuple[int, ...] = (AGENT_REGBLOCK_BYTES,)
 ) -> tuple[Frame, ...]:
     """The frames laid out from ``pos`` on, up to a tracepoint number 0 or the end: a tsave
     file's, or the agent's own buffer read from QEMU's memory (the same layout: gdbserver
     copies the agent's frames as they are). ``sizes``: the register block sizes to try."""
-    frames: list[Frame] = []
-    while pos + 2 <= len(data):
+    return tuple(iter_frames(data, pos, sizes))
+
+
+def iter_frames(
+    data: Buffer,
+    pos: int = 0,
+    sizes: tuple[int, ...] = (AGENT_REGBLOCK_BYTES,),
+    limit: int | None = None,
+    first_index: int = 0,
+) -> Iterator[Frame]:
+    """:func:`parse_frames` one frame at a time, at most ``limit`` of them, numbered from
+    ``first_index``: a drained segment of a long run is read from a memory-mapped file
+    without holding its frames (hundreds of MiB) at once."""
+    count = 0
+    while pos + 2 <= len(data) and (limit is None or count < limit):
         (tracepoint,) = struct.unpack_from("<H", data, pos)
         pos += 2
         if tracepoint == 0:
             break
         if pos + 4 > len(data):
-            raise TsaveFormatError(f"frame {len(frames)} cut short at byte {pos}")
+            raise TsaveFormatError(f"frame {first_index + count} cut short at byte {pos}")
         (size,) = struct.unpack_from("<I", data, pos)
         pos += 4
         body = data[pos : pos + size]
         if len(body) < size:
-            raise TsaveFormatError(f"frame {len(frames)} cut short at byte {pos}")
+            raise TsaveFormatError(f"frame {first_index + count} cut short at byte {pos}")
         pos += size
         for size_bytes in sizes:
-            frame = _frame(len(frames), tracepoint, body, size_bytes)
+            frame = _frame(first_index + count, tracepoint, body, size_bytes)
             if frame.undecodable is None:
                 break
-        frames.append(frame)
-    return tuple(frames)
+        yield frame
+        count += 1
+
+
+def count_frames(data: Buffer, limit: int | None = None) -> int:
+    """How many frames lie laid out from the start of ``data`` (up to a tracepoint number
+    0, the end, or ``limit``), reading only their headers: whether a read of the agent's
+    buffer holds every frame the agent created, before any is decoded."""
+    pos = count = 0
+    while pos + 6 <= len(data) and (limit is None or count < limit):
+        tracepoint, size = struct.unpack_from("<HI", data, pos)
+        if tracepoint == 0 or pos + 6 + size > len(data):
+            break
+        pos += 6 + size
+        count += 1
+    return count
 
 
 def _regblock_sizes(header: tuple[str, ...], asked: int | None) -> tuple[int, ...]:

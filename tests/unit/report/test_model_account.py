@@ -68,8 +68,9 @@ def test_icr_read_names_what_set_its_causes_and_clears_them(
     """SDM 13.4.17: reading ICR returns the pending causes and clears them; ICS sets causes.
     The probe writes ICS (LSC) and later reads ICR: that read's account names the ICS write
     as where LSC came from and says the read cleared it; the row's last ICR read names the
-    TDT write whose transmit pass set TXDW."""
-    model = e1000_report.model
+    TDT write whose transmit pass set TXDW (the report keeps the rows' last accesses'
+    accounts only: the earlier ones come from the same replay with every account)."""
+    model = model_account.model_accounts(read_trace(KVM_PROBE / "trace.jsonl"), last_only=False)
     assert model is not None and model.by_seq
     ics = [e for e in model.by_seq.values() if e.register == "ICS" and e.op == "write"]
     assert ics and ics[0].qemu_value & 0x4, "the probe sets LSC through ICS"
