@@ -25,6 +25,7 @@ from qtrace.docker_env import KIND_LABEL, qtrace_containers
 from qtrace.launch.capture import CaptureResult
 from qtrace.trace import Access, read_trace
 from qtrace.verify import verify_file
+from tests.integration.conftest import require_kvm
 
 Capture = Callable[..., CaptureResult]
 COALESCED_FLUSH = "qemu_flush_coalesced_mmio_buffer"
@@ -135,14 +136,76 @@ def test_fast_capture_of_a_virtio_device_equals_the_breakpoint_capture(capture: 
     assert len({a.region for a in quick}) >= 3
 
 
-def test_fast_max_hits_is_refused_before_anything_runs(tmp_path: Path) -> None:
+def _fast_checks(result: CaptureResult) -> dict[str, object]:
+    trace = read_trace(result.out_dir)
+    assert trace.end is not None and trace.end.fast_checks is not None
+    return trace.end.fast_checks
+
+
+def test_a_long_fast_capture_drains_its_buffer_and_loses_no_hit(capture: Capture) -> None:
+    """120,000 reads and more, several times what one drain takes: the buffer is read in
+    segments while QEMU runs, and every frame the agent counted becomes one access, in
+    order, numbered without a gap, on the probe's few stacks."""
+    fast = capture("e1000", "tcg", collector="fast", load_rounds=30000)
+    assert fast.status == "ok", (fast.reason, fast.hint)
+    checks = _checks_pass(fast)
+    assert checks["segments"] >= 3 and checks["buffer_full"] is False
+    trace = read_trace(fast.out_dir)
+    accesses = trace.accesses
+    # Every frame is an access but the start marker's.
+    assert len(accesses) == checks["hits_by_agent"] - 1 >= 120_000
+    assert [a.seq for a in accesses] == list(range(1, len(accesses) + 1))
+    times = [a.t for a in accesses]
+    assert None not in times and times == sorted(times)  # type: ignore[type-var]
+    assert {a.region for a in accesses} <= {"e1000-mmio", "e1000-io"}
+    assert len(trace.stacks) <= 10, "the rounds repeat the probe's own few paths"
+    probe = capture("e1000", "tcg", collector="fast")
+    # The rounds come after the probe's sequence, which is unchanged at the start.
+    first = [(a.op, a.offset, a.value) for a in _register_accesses(probe.out_dir)]
+    assert [(a.op, a.offset, a.value) for a in accesses[: len(first)]] == first
+
+
+def test_a_fast_firmware_capture_stops_at_max_hits_with_every_hit_accounted(
+    capture: Capture,
+) -> None:
+    """iPXE polls the NIC without end: --max-hits bounds the capture. The agent traces a
+    little past the limit before the run stops; those hits are counted, not written."""
+    fast = capture("e1000", "tcg", guest="firmware", collector="fast", max_hits=100_000)
+    assert fast.status == "ok", (fast.reason, fast.hint)
+    assert fast.reason == "stopped at --max-hits 100000"
+    checks = _fast_checks(fast)
+    assert checks["ok"] is True and checks["segments"] >= 2
+    trace = read_trace(fast.out_dir)
+    assert len(trace.accesses) == 100_000
+    assert checks["hits_by_agent"] == checks["frames_decoded"] == 100_000 + checks[
+        "beyond_max_hits"]  # fmt: skip
+    icr = [a for a in trace.accesses if a.offset == 0xC0 and a.op == "read"]
+    assert len(icr) > 50_000, "most of it is iPXE's polling of ICR"
+
+
+def test_a_kvm_internal_error_ends_a_fast_capture_at_once(
+    debug_image: object, tmp_path: Path
+) -> None:
+    """Under this machine's nested KVM the iPXE ROM makes KVM give up and QEMU pauses the
+    guest; under gdbserver QEMU's words reach gdb, and the capture ends with the error and
+    the way out, keeping what was traced, instead of waiting out its timeout."""
+    require_kvm()
+    out = tmp_path / "fast-kvm-firmware"
     proc = subprocess.run(
-        [str(Path(sys.executable).with_name("qtrace")), "capture", "e1000", "--collector",
-         "fast", "--max-hits", "5", "--out", str(tmp_path / "x")],
-        capture_output=True, text=True, timeout=60,
+        [str(Path(sys.executable).with_name("qtrace")), "capture", "e1000", "--guest",
+         "firmware", "--accel", "kvm", "--collector", "fast", "--timeout", "300",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=400, env={**os.environ, "COLUMNS": "300"},
     )  # fmt: skip
-    assert proc.returncode == 2 and "--max-hits" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "x").exists()
+    assert "KVM internal error" in (out / "gdb.log").read_text(errors="replace"), (
+        "the fault this test is about did not happen"
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
+    assert "--accel tcg" in proc.stderr
+    trace = read_trace(out)
+    assert trace.end is not None and trace.end.status == "error"
+    assert "Suberror: 1" in (trace.end.reason or "")
+    assert trace.end.fast_checks is not None and trace.end.fast_checks["ok"] is True
 
 
 def test_ctrl_c_during_a_fast_capture_keeps_what_was_traced(
@@ -172,6 +235,10 @@ def test_ctrl_c_during_a_fast_capture_keeps_what_was_traced(
     trace = read_trace(out)
     assert trace.end is not None and trace.end.status == "interrupted"
     assert trace.end.fast_checks is not None and len(trace.accesses) >= 20
+    # Interrupted between two drains or during one, no segment is written twice.
+    times = [a.t for a in trace.accesses]
+    assert None not in times and times == sorted(times)  # type: ignore[type-var]
+    assert trace.end.fast_checks["hits_by_agent"] == trace.end.fast_checks["frames_decoded"]
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     left = [c for c in qtrace_containers(docker_client) if c.labels.get(KIND_LABEL) == "capture"]
     assert not left, f"containers left behind: {[c.name for c in left]}"

@@ -332,18 +332,22 @@ def shielded(
     is done (a drain finishes its segment, then the capture ends)."""
     noted: list[KeyboardInterrupt] = [] if asked is None else asked
     done: list[T | BaseException] = []
+    finished = threading.Event()
 
     def run() -> None:
         try:
             done.append(work())
         except BaseException as exc:  # handed to the waiting thread
             done.append(exc)
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=run, name="qtrace-fast-save", daemon=True)
-    worker.start()
-    while worker.is_alive():
+    # Waited for on an Event, not Thread.join: an interrupt inside join can leave the
+    # thread looking finished while it still runs (seen: Ctrl-C during a drain).
+    threading.Thread(target=run, name="qtrace-fast-save", daemon=True).start()
+    while not finished.is_set():
         try:
-            worker.join(_POLL_S)
+            finished.wait(_POLL_S)
         except KeyboardInterrupt as exc:
             if noted:
                 raise
@@ -408,6 +412,7 @@ class FastRun:
         self.traced_s = 0.0  # QEMU's time running under the tracepoints, over every segment
         self._resumed_at: float | None = None
         self._kvm_seen_at = 0.0
+        self._tracing = False  # between tstart and tstop (a drain stops it)
         self.memory: HostMemory | None = None  # QEMU's memory from the host, if readable
         self._created_at = 0  # the agent's count of frames since tstart, in QEMU's memory
         self.frame_bytes = RAW_STACK_BYTES + 512  # a frame's size, refined by each drain
@@ -534,6 +539,7 @@ class FastRun:
         started = self.gdb.console_text("tstart")
         if "error" in started.lower() or "too far" in started:
             raise CollectorError(f"tstart failed: {started.strip()}")
+        self._tracing = True
 
     def _resume(self) -> None:
         self.gdb.command("-exec-continue")
@@ -576,16 +582,25 @@ class FastRun:
             if not self._drain_due(clock() >= next_drain):
                 continue
             ran_s = self._running_s()
-            stop = self._pause()
-            if stop is not None:
+            # Stopping, draining and resuming go together: an interrupt in the middle is
+            # taken once QEMU runs traced again (the capture then stops it and drains).
+            stop, used = shielded(self._drain_while_running, self.status)
+            if stop is not None or self.reached_max_hits:
                 return stop
-            used = shielded(self._drain, self.status)
-            if self.reached_max_hits:
-                return None
-            self._start_tracing()
-            self._resume()
             interval = next_drain_s(used, ran_s)
             next_drain = clock() + interval
+
+    def _drain_while_running(self) -> tuple[Stop | None, int]:
+        """Stop QEMU, drain the buffer, trace and run again (not at ``--max-hits``); a
+        stop of QEMU's own that came first is returned instead, with nothing drained."""
+        stop = self._pause()
+        if stop is not None:
+            return stop, 0
+        used = self._drain()
+        if not self.reached_max_hits:
+            self._start_tracing()
+            self._resume()
+        return None, used
 
     def _drain_due(self, timed_out: bool) -> bool:
         """Whether to drain now: when the agent's frames since ``tstart`` (read from the
@@ -677,7 +692,9 @@ class FastRun:
     def _finish(self, status: CaptureStatus, reason: str | None,
                 elapsed: Callable[[], float],
                 asked: list[KeyboardInterrupt]) -> FastOutcome:  # fmt: skip
-        if not self.reached_max_hits:  # at --max-hits the last drain was the last segment
+        # The segment since the last tstart; none when a drain was the last thing done (at
+        # --max-hits, or interrupted while it drained): its frames are written already.
+        if self._tracing:
             self._drain()
         if self.memory is not None:
             self.memory.close()
@@ -715,7 +732,9 @@ class FastRun:
         assert self.decoder is not None and self.maker is not None
         # tstop first (as measured: a trace the full buffer stopped keeps "overflow" as its
         # stop reason), then the agent's counts.
-        self.gdb.console("tstop")
+        if self._tracing:
+            self.gdb.console("tstop")
+            self._tracing = False
         created, full, used = self._trace_status()
         if created:
             self.frame_bytes = max(self.frame_bytes, -(-used // created))
