@@ -20,7 +20,12 @@ loop): (a) QEMU's own time per access, (e) gdb's floor (a Python breakpoint on t
 handler whose ``stop()`` only counts: what any collector that stops QEMU pays), (d) the
 breakpoint collector, (f) the fast collector and (c) the MI loop, each way ``--repeat``
 times in turn, with the median and the load average at each run (the machines have 2
-cores and are shared). This is a benchmark, not a test: nothing here asserts a time.
+cores and are shared).
+
+And the firmware guest (iPXE polling the NIC without end), per access over its polling
+loop: (b) for ``--firmware-seconds``, (d) bounded by ``--firmware-breakpoint-hits``, (f)
+bounded by ``--firmware-hits`` (a million by default: the fast collector drains its buffer
+as QEMU runs). This is a benchmark, not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -490,6 +495,97 @@ def dense_rates(args: argparse.Namespace, work: Path, table_above: bool = True) 
     )
 
 
+_TRACE_STAMP = re.compile(r"@([0-9]+\.[0-9]+):memory_region_ops_")
+
+
+def firmware_traced(args: argparse.Namespace, work: Path, regions: Trace) -> tuple[int, float]:
+    """(b) on the firmware guest: QEMU with ``-trace 'memory_region_ops_*'`` (timestamped)
+    for ``--firmware-seconds``; the device's accesses in the log and the seconds per access
+    over iPXE's polling (:func:`dense_span` of their timestamps)."""
+    out = work / "firmware-trace"
+    out.mkdir()
+    names = {f"name '{r.name}'" for r in regions.header.regions if r.kind == "io"}
+    with _container(out, args.qemu_version, args.accel) as container:
+        start = _device_start(container, out, args.device)
+        argv = _argv("firmware", args.device, args.accel, start)
+        _build_guest(container, "firmware", args.device)
+        with _backends(container, out, start):
+            container.exec(
+                ["timeout", "-s", "INT", str(args.firmware_seconds), *argv, "-msg",
+                 "timestamp=on", "-trace", "memory_region_ops_*", "-D",
+                 f"{MOUNT_OUT}/trace-events.log"]
+            )  # fmt: skip
+    stamps = []
+    with (out / "trace-events.log").open(errors="replace") as log:
+        for line in log:
+            found = _TRACE_STAMP.search(line)
+            if found and any(name in line for name in names):
+                stamps.append(float(found[1]))
+    return len(stamps), dense_span(stamps)
+
+
+def firmware_rates(args: argparse.Namespace, work: Path, table_above: bool = True) -> str:
+    """The firmware guest (SeaBIOS, then iPXE polling the NIC without end), bounded by
+    ``--max-hits``: per access over the polling loop, each way once in turn."""
+    fw = argparse.Namespace(**{**vars(args), "guest": "firmware"})
+    load = os.getloadavg()[0]
+    print("  firmware: (f) fast collector ...", file=sys.stderr)
+    fast_out = work / "firmware-fast"
+    request = CaptureRequest(
+        device=args.device, accel=args.accel, guest=fw.guest, qemu_version=args.qemu_version,
+        out_dir=fast_out, timeout_s=args.timeout, hang_timeout_s=args.timeout,
+        max_hits=args.firmware_hits, collector="fast",
+    )  # fmt: skip
+    started = time.monotonic()
+    fast_result = run_capture(request, _Quiet())
+    fast_wall = time.monotonic() - started
+    fast = read_trace(fast_out)
+    checks = (fast.end.fast_checks if fast.end else None) or {}
+    fast_span = dense_span([a.t for a in fast.accesses if a.t is not None])
+    print("  firmware: (b) QEMU -trace ...", file=sys.stderr)
+    traced, traced_span = firmware_traced(fw, work, fast)
+    print("  firmware: (d) breakpoint collector ...", file=sys.stderr)
+    slow_out = work / "firmware-breakpoint"
+    started = time.monotonic()
+    slow_result = run_capture(
+        CaptureRequest(
+            device=args.device, accel=args.accel, guest=fw.guest,
+            qemu_version=args.qemu_version, out_dir=slow_out, timeout_s=args.timeout,
+            hang_timeout_s=args.timeout, max_hits=args.firmware_breakpoint_hits,
+        ),
+        _Quiet(),
+    )  # fmt: skip
+    slow_wall = time.monotonic() - started
+    slow = read_trace(slow_out)
+    slow_span = dense_span([a.t for a in slow.accesses if a.t is not None])
+    full = {"breakpoint": slow_span * 4_000_000, "fast": fast_span * 4_000_000}
+    return (
+        f"\n## Firmware guest (iPXE polling, bounded by --max-hits)\n\n"
+        f"{'' if table_above else 'Machine: ' + machine() + '. '}"
+        f"SeaBIOS, then the e1000's iPXE ROM polling the NIC without end, {args.accel}; "
+        f"each way once, in turn; load average (1 min) at the start: {load:.2f}. Per access: "
+        f"the accesses' timestamps over the polling loop (the longest run without a pause of "
+        f"0.1 s) / accesses, QEMU's own time included. QEMU alone cannot be timed per "
+        f"access (nothing counts them); (b) is the closest to it.\n\n"
+        f"| way | accesses | per access | whole command | notes |\n"
+        f"| --- | ---: | ---: | ---: | --- |\n"
+        f"| (b) QEMU -trace 'memory_region_ops_*' ({args.firmware_seconds:.0f} s) | {traced} | "
+        f"{traced_span * 1e6:.1f} us | {args.firmware_seconds:.0f} s | values, no stacks |\n"
+        f"| (d) qtrace capture --max-hits {args.firmware_breakpoint_hits} | "
+        f"{len(slow.accesses)} | {slow_span * 1e6:.1f} us | {slow_wall:.0f} s | status "
+        f"{slow_result.status}; everything recorded; {len(slow.stacks)} stacks |\n"
+        f"| (f) qtrace capture --collector fast --max-hits {args.firmware_hits} | "
+        f"{len(fast.accesses)} | {fast_span * 1e6:.1f} us | {fast_wall:.0f} s | status "
+        f"{fast_result.status}; self-checks {'ok' if checks.get('ok') else checks}; "
+        f"{checks.get('hits_by_agent')} hits by the agent, {checks.get('beyond_max_hits')} "
+        f"past the limit; {checks.get('segments')} drains of the buffer; QEMU ran traced "
+        f"{checks.get('traced_s')} s; {len(fast.stacks)} stacks |\n\n"
+        f"iPXE's ~4 million polling accesses of a 40 s firmware run (ENVIRONMENT.md) at these "
+        f"rates: (d) {full['breakpoint'] / 60:.0f} min, (f) {full['fast']:.0f} s of QEMU "
+        f"traced. (d) / (f) per access: **{slow_span / fast_span if fast_span else 0:.0f}x**.\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -518,12 +614,27 @@ def main() -> None:
     parser.add_argument(
         "--dense-only", action="store_true", help="only the per-hit table (no linux-guest table)"
     )
+    parser.add_argument(
+        "--firmware-hits", type=int, default=1_000_000,
+        help="--max-hits of the fast collector on the firmware guest (0: skip that table)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--firmware-breakpoint-hits", type=int, default=20_000,
+        help="--max-hits of the breakpoint collector on the firmware guest",
+    )  # fmt: skip
+    parser.add_argument(
+        "--firmware-seconds", type=float, default=20.0,
+        help="how long (b) runs on the firmware guest",
+    )  # fmt: skip
+    parser.add_argument(
+        "--firmware-only", action="store_true", help="only the firmware guest's table"
+    )
     parser.add_argument("--write", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="qtrace-bench-") as tmp:
         work = Path(tmp)
         table = ""
-        if not args.dense_only:
+        if not (args.dense_only or args.firmware_only):
             print("(a)/(b) plain QEMU ...", file=sys.stderr)
             plain, traced = plain_runs(args, work)
             print("(d) qtrace capture ...", file=sys.stderr)
@@ -535,6 +646,13 @@ def main() -> None:
             mi = mi_loop(args, work, device_handlers(trace), len(trace.accesses))
             table = render([plain, traced, mi, qt, fast], args)
             print(table, flush=True)  # before the per-hit table's runs, which take long
+        if args.firmware_hits:
+            print("the firmware guest ...", file=sys.stderr)
+            firmware = firmware_rates(args, work, table_above=bool(table))
+            print(firmware, flush=True)
+            table += firmware
+        if args.firmware_only:
+            args.dense_rounds = 0
         if args.dense_rounds:
             print("per-hit throughput on the probe guest ...", file=sys.stderr)
             dense = dense_rates(args, work, table_above=bool(table))

@@ -44,12 +44,15 @@ class RecordMaker:
         self.start_us: int | None = None  # ``t`` counts from the first hit the agent stamped
 
     def new_stacks(self, accesses: Iterable[Decoded]) -> list[tuple[int, ...]]:
-        """The return-address lists among ``accesses`` that have no stack record yet (what
-        :meth:`records` will ask ``symbolize`` for), each once."""
-        known = {pcs for _, pcs in self.stack_ids}
+        """The return-address lists among ``accesses`` that :meth:`records` will make a
+        new stack record of (a new handler and path), each once: what it will ask
+        ``symbolize`` for."""
         out: dict[tuple[int, ...], None] = {}
         for access in accesses:
-            if access.region in self.regions and access.pcs not in known:
+            region = self.regions.get(access.region)
+            if region is None:
+                continue
+            if (region.handlers.get(access.op, "??"), access.pcs) not in self.stack_ids:
                 out[access.pcs] = None
         return list(out)
 

@@ -402,6 +402,7 @@ class FastRun:
         self.max_hits = max_hits  # 0: no limit
         self.decoder: AccessDecoder | None = None  # what carries from one segment to the next
         self.maker: RecordMaker | None = None
+        self.symbols: dict[tuple[int, ...], tuple[Frame, ...]] = {}  # each path's frames
         self.frame_checks = FastChecks()  # the frames' self-checks, summed over the segments
         self.reads: dict[str, int] = {}  # how the segments were read -> how many
         self.accesses = 0  # access records written so far
@@ -752,9 +753,11 @@ class FastRun:
                 segment = replace(segment, beyond_max_hits=len(accesses) - room)
                 accesses = accesses[:room]
         self.frame_checks = self.frame_checks.plus(replace(segment, segments=1))
-        symbols = self._symbolize(self.maker.new_stacks(accesses))
+        # Each path is symbolized once a run, however many handlers and segments use it.
+        wanted = [pcs for pcs in self.maker.new_stacks(accesses) if pcs not in self.symbols]
+        self.symbols.update(self._symbolize(wanted))
         with TraceWriter.append_to(self.trace_path) as writer:
-            for record in self.maker.records(accesses, symbols.__getitem__, thread_of):
+            for record in self.maker.records(accesses, self.symbols.__getitem__, thread_of):
                 writer.write(record)
                 if record.type == "access":
                     self.accesses += 1

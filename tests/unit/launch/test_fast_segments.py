@@ -354,12 +354,10 @@ def test_new_stacks_is_what_records_asks_symbolize_for() -> None:
         assert asked == list(table)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "BUG (d36049d): RecordMaker.new_stacks leaves out a return-address tuple already seen "
-    "with another handler (another region of the device) in an earlier segment, but "
-    "records() keys stacks by (handler, pcs) and asks symbolize for it: FastRun._drain's "
-    "symbols.__getitem__ raises KeyError"))  # fmt: skip
 def test_a_path_seen_with_another_handler_in_an_earlier_segment_is_symbolized() -> None:
+    """records() keys stacks by (handler, path): a known path through another region of
+    the device in a later segment is a new stack, and new_stacks names it (found by this
+    test: it once left it out, and the drain's symbol lookup failed)."""
     maker = RecordMaker(REGIONS)
     segments = ([Decoded("read", MMIO, 8, 4, 1, PCS_A, 0)],
                 [Decoded("read", IO, 0, 4, 1, PCS_A, 1)])  # fmt: skip
