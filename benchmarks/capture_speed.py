@@ -495,7 +495,8 @@ def dense_rates(args: argparse.Namespace, work: Path, table_above: bool = True) 
     )
 
 
-_TRACE_STAMP = re.compile(r"@([0-9]+\.[0-9]+):memory_region_ops_")
+_TRACE_STAMP = re.compile(r"T([0-9]+):([0-9]+):([0-9.]+)Z memory_region_ops_")
+"""A ``-msg timestamp=on`` line of the log trace backend: ``2026-12-03T08:19:14.167484Z ...``."""
 
 
 def firmware_traced(args: argparse.Namespace, work: Path, regions: Trace) -> tuple[int, float]:
@@ -520,7 +521,8 @@ def firmware_traced(args: argparse.Namespace, work: Path, regions: Trace) -> tup
         for line in log:
             found = _TRACE_STAMP.search(line)
             if found and any(name in line for name in names):
-                stamps.append(float(found[1]))
+                hours, minutes, seconds = found.groups()
+                stamps.append(int(hours) * 3600 + int(minutes) * 60 + float(seconds))
     return len(stamps), dense_span(stamps)
 
 
@@ -619,7 +621,7 @@ def main() -> None:
         help="--max-hits of the fast collector on the firmware guest (0: skip that table)",
     )  # fmt: skip
     parser.add_argument(
-        "--firmware-breakpoint-hits", type=int, default=20_000,
+        "--firmware-breakpoint-hits", type=int, default=60_000,
         help="--max-hits of the breakpoint collector on the firmware guest",
     )  # fmt: skip
     parser.add_argument(

@@ -209,8 +209,8 @@ def capture(
                 "(accesses, stacks, config space, irq, DMA, async work, KVM exits). fast: "
                 "fast tracepoints under gdbserver, QEMU never stopped; records the device's "
                 "register accesses with values and stacks only (no config space, irq, DMA, "
-                "async work or exits, no --max-hits), up to about 36,000 of them (its trace "
-                "buffer), and checks that every hit was decoded."
+                "async work or exits), draining its trace buffer while QEMU runs (a million "
+                "accesses take about a minute), and checks that every hit was decoded."
             ),
         ),
     ] = "breakpoint",

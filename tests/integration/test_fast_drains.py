@@ -1,0 +1,43 @@
+"""The fast collector's drains without the host's view of QEMU's memory (issue 15).
+
+A capture that cannot read QEMU's memory from the host (qtrace in another pid namespace,
+no ptrace right over the container's processes) drains its buffer at timed intervals and
+copies each segment with ``dd`` in the container. The same long probe run, drained that
+way, must lose no hit either. Run in-process so that the host's view can be taken away
+(``open_host_memory`` answers ``None``); everything else is the real capture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import qtrace.launch.fast.run as fast_run
+from qtrace.image.builder import BuildResult
+from qtrace.launch.capture import CaptureRequest, run_capture
+from qtrace.trace import read_trace
+from tests.integration.conftest import RecordingEvents
+
+
+def test_timed_drains_through_dd_lose_no_hit(
+    debug_image: BuildResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fast_run, "open_host_memory", lambda *args: None)
+    events = RecordingEvents()
+    out = tmp_path / "fast-timed"
+    result = run_capture(
+        CaptureRequest(device="e1000", accel="tcg", out_dir=out, collector="fast",
+                       load_rounds=20000),
+        events,
+    )  # fmt: skip
+    assert result.status == "ok", (result.reason, result.hint)
+    trace = read_trace(out)
+    assert trace.end is not None and trace.end.fast_checks is not None
+    checks = trace.end.fast_checks
+    assert checks["ok"] is True and checks["buffer_full"] is False
+    assert checks["segments"] >= 2, "timed drains ran while QEMU did"
+    assert "read from the agent's buffer in QEMU" in str(checks["read"])
+    assert len(trace.accesses) == checks["hits_by_agent"] - 1 >= 80_000
+    assert [a.seq for a in trace.accesses] == list(range(1, len(trace.accesses) + 1))
+    assert any("at timed intervals" in text for text in events.statuses), events.statuses
+    assert not list(out.glob(".fast-agent-buffer*")), "the segments' copies are removed"
