@@ -7,6 +7,7 @@ from __future__ import annotations
 from qtrace.launch.fast.actions import variables
 from qtrace.launch.fast.decode import Role, decode_accesses, variable_numbers
 from qtrace.launch.fast.tsave import Frame
+from tests.unit.launch.fast_frames import BP, SP, chain
 
 MR, OTHER_MR = 0x5555_0000_1C20, 0x5555_0000_9000
 READ_AT, WRITE_AT = 0x5555_0000_04DF, 0x5555_0000_067F
@@ -16,7 +17,6 @@ ACCESSORS_ONLY = {n: r for n, r in ROLES.items() if r.kind != "arm"}  # armed fr
 NUMBERS = {name: number for number, name in enumerate(variables(), start=2)}
 
 
-SP, BP = 0x7000, 0x7040
 
 
 def _frame(index: int, tp: int, block: bytes = b"", **values: int) -> Frame:
@@ -25,13 +25,6 @@ def _frame(index: int, tp: int, block: bytes = b"", **values: int) -> Frame:
     return Frame(index, tp, memory=memory, variables={NUMBERS[k]: v for k, v in got.items()})
 
 
-def _chain(*links: tuple[int, int]) -> bytes:
-    """A stack block at SP holding frames at BP, BP+0x20, ...: (saved rbp, return)."""
-    block = bytearray(0x100)
-    for i, (saved, ret) in enumerate(links):
-        at = BP - SP + 0x20 * i
-        block[at : at + 16] = saved.to_bytes(8, "little") + ret.to_bytes(8, "little")
-    return bytes(block)
 
 
 def _read(index: int, mr: int, off: int, val: int, block: bytes = b"") -> Frame:
@@ -44,11 +37,11 @@ def test_the_header_names_each_variables_number() -> None:
 
 
 def test_reads_and_writes_of_the_device_decode_in_order_after_the_marker() -> None:
-    chain = _chain((BP + 0x20, 0xA1), (BP + 0x40, 0xA2), (0, 0xA3))
+    block = chain((BP + 0x20, 0xA1), (BP + 0x40, 0xA2), (0, 0xA3))
     frames = (
         _read(0, MR, 0x8, 0x1),  # firmware, before the start marker
         _frame(1, 3, sp=SP),
-        _read(2, MR, 0x8, 0x80080783, chain),
+        _read(2, MR, 0x8, 0x80080783, block),
         _read(3, OTHER_MR, 0x0, 0xFF),  # another device's region
         _frame(4, 2, mr=MR, off=0xD0, size=4, val=0x1F, shift=0, mask=0xFFFFFFFF, sp=SP, bp=BP),
         _frame(5, 2, mr=MR, off=0xD4, size=4, val=-0x5544_3323_0000_0000, shift=32,

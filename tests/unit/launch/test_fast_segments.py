@@ -35,6 +35,7 @@ from qtrace.launch.fast.run import (
 from qtrace.launch.fast.tsave import Frame, TsaveFormatError, count_frames, iter_frames
 from qtrace.trace.schema import Access, Stack
 from qtrace.trace.schema import Frame as StackFrame
+from tests.unit.launch.fast_frames import BP, SP, chain
 
 # ----- next_drain_s ----------------------------------------------------------------------
 
@@ -176,7 +177,6 @@ READ_AT, WRITE_AT = 0x5555_0000_04DF, 0x5555_0000_067F
 ROLES = {1: Role("read", address=READ_AT), 2: Role("write", address=WRITE_AT),
          3: Role("arm", address=0x5555_0000_0234)}  # fmt: skip
 NUMBERS = {TIMESTAMP: 1, **{name: number for number, name in enumerate(variables(), start=2)}}
-SP, BP = 0x7000, 0x7040
 
 
 def _frame(index: int, tp: int, block: bytes = b"", numbers: dict[str, int] = NUMBERS,
@@ -187,13 +187,6 @@ def _frame(index: int, tp: int, block: bytes = b"", numbers: dict[str, int] = NU
     return Frame(index, tp, memory=memory, variables={numbers[k]: v for k, v in named.items()})
 
 
-def _chain(*links: tuple[int, int]) -> bytes:
-    """A stack block at SP holding frames at BP, BP+0x20, ...: (saved rbp, return)."""
-    block = bytearray(0x100)
-    for i, (saved, ret) in enumerate(links):
-        at = BP - SP + 0x20 * i
-        block[at : at + 16] = saved.to_bytes(8, "little") + ret.to_bytes(8, "little")
-    return bytes(block)
 
 
 def _read(index: int, mr: int, off: int, val: int, block: bytes = b"", us: int = 0,
@@ -206,7 +199,7 @@ def _write(index: int, off: int, val: int, us: int = 0) -> Frame:
                   bp=BP, us=us)  # fmt: skip
 
 
-CHAIN = _chain((BP + 0x20, 0xA1), (BP + 0x40, 0xA2), (0, 0xA3))
+CHAIN = chain((BP + 0x20, 0xA1), (BP + 0x40, 0xA2), (0, 0xA3))
 SEGMENT_1 = (
     _read(0, MR, 0x8, 0x1, us=90),  # firmware's, before the start marker
     _read(1, OTHER_MR, 0x0, 0xFF, us=95),  # another device's region
