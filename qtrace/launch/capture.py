@@ -503,6 +503,8 @@ class _CaptureRun:
                     QEMU_BINARY,
                     self.out_dir / "gdb.log",
                     self._gdb_environment(container),
+                    # Under gdbserver QEMU's stderr reaches gdb: kept in qemu.log as well.
+                    self.out_dir / "qemu.log" if self.request.collector == "fast" else None,
                 ).__enter__()
                 resources.callback(self._close_gdb, gdb)
                 if self.request.collector == "fast":

@@ -60,8 +60,14 @@ class GdbSession:
         binary: str,
         log_path: Path,
         environment: dict[str, str] | None = None,
+        target_log: Path | None = None,
     ) -> None:
         self._container = container
+        # Where the inferior's own output goes as well, when gdb runs it through a pipe
+        # (the fast collector: QEMU's and gdbserver's stderr, into the capture's qemu.log).
+        self._target_log: IO[str] | None = (
+            target_log.open("a", encoding="utf-8") if target_log is not None else None
+        )
         self._binary = binary
         # gdb's own environment (the AMX xstate shim's LD_PRELOAD, qtrace.launch.gdb_xstate)
         self._environment = dict(environment or {})
@@ -198,11 +204,15 @@ class GdbSession:
             self._log.write(f"<- {record}\n")
             if record.get("type") in ("log", "target") and record.get("payload"):
                 self._target_lines.append(str(record["payload"]))
+                if self._target_log is not None:
+                    self._target_log.write(str(record["payload"]))
             stop = as_stop(record)
             if stop is not None:
                 self._stops.append(stop)
         if records:
             self._log.flush()
+            if self._target_log is not None:
+                self._target_log.flush()
         return records
 
     def _require_io(self) -> IoManager:
@@ -233,6 +243,8 @@ class GdbSession:
         self.state = GdbState.EXITED
         if not self._log.closed:
             self._log.close()
+        if self._target_log is not None and not self._target_log.closed:
+            self._target_log.close()
 
 
 def _console_command(cli_command: str) -> str:
