@@ -33,7 +33,11 @@ __all__ = [
 ]
 
 DIFF_FORMAT = "qtrace-diff/1"
-DiffStatus = Literal["same", "line changed", "file changed", "only in A", "only in B"]
+DiffStatus = Literal[
+    "same", "line changed", "file changed", "place unknown", "only in A", "only in B"
+]
+"""``place unknown``: the function is on both sides, and one side's collector named it
+without a place (:data:`NAMED_ONLY`), so whether it moved cannot be said."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,9 @@ class StackDiff:
         """How many rows of each status (every status listed, zeros included)."""
         found = Counter(row.status for row in self.rows)
         return {
-            s: found[s] for s in ("same", "line changed", "file changed", "only in A", "only in B")
+            s: found[s]
+            for s in ("same", "line changed", "file changed", "place unknown", "only in A",
+                      "only in B")  # fmt: skip
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -88,8 +94,18 @@ class StackDiff:
         }
 
 
+NAMED_ONLY = "by name only"
+"""Where a frame is that its collector named without a place: the fast collector's
+handler frame (its tracepoints sit in the accessor that calls the handler, one frame
+down, which has its file and line)."""
+
+
+def _named_only(frame: AnnotatedFrame) -> bool:
+    return frame.file is None and frame.pc is None
+
+
 def _where(frame: AnnotatedFrame) -> str:
-    return frame.location
+    return NAMED_ONLY if _named_only(frame) else frame.location
 
 
 def _frame_rows(a: list[AnnotatedFrame], b: list[AnnotatedFrame]) -> list[DiffRow]:
@@ -100,7 +116,9 @@ def _frame_rows(a: list[AnnotatedFrame], b: list[AnnotatedFrame]) -> list[DiffRo
         if op == "equal":
             for fa, fb in zip(a[i1:i2], b[j1:j2]):
                 status: DiffStatus = "same"
-                if fa.file != fb.file:
+                if _named_only(fa) or _named_only(fb):
+                    status = "same" if _named_only(fa) and _named_only(fb) else "place unknown"
+                elif fa.file != fb.file:
                     status = "file changed"
                 elif fa.line != fb.line:
                     status = "line changed"

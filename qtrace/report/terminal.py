@@ -40,6 +40,7 @@ _STATUS_STYLE = {
     "same": "dim",
     "line changed": "yellow",
     "file changed": "magenta",
+    "place unknown": "dim",
     "only in A": "red",
     "only in B": "green",
 }

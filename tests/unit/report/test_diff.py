@@ -97,3 +97,25 @@ def test_missing_kind_is_a_report_error_with_a_hint() -> None:
             FIXTURES / "e1000-tcg-10.2.2", FIXTURES / "e1000-kvm-10.2.2", "pci-config read"
         )
     assert info.value.hint and "mmio read" in info.value.hint
+
+
+def test_a_handler_frame_named_only_says_so(make_capture: Callable[..., Path]) -> None:
+    """The fast collector names the handler without a place (its tracepoint is in the
+    accessor below it): the diff says "by name only" where it used to print "?", and
+    calls the frame's place unknown, not a changed file."""
+
+    def capture(name: str, handler: Frame) -> Path:
+        frames = (handler, Frame("memory_region_write_accessor", "system/memory.c", 7))
+        return make_capture(
+            name,
+            [Header(device="e1000", qemu_version="10.2.2", accel="tcg"), Stack("s1", frames),
+             Access(1, "write", "mmio", 0xD0, 4, 0x1F, stack="s1")],
+        )  # fmt: skip
+
+    fast = capture("fast", Frame("e1000_mmio_write"))
+    full = capture("full", Frame("e1000_mmio_write", "hw/net/e1000.c", 100))
+    diff = diff_captures(fast, full)
+    row = _rows(diff)[("e1000_mmio_write", "place unknown")]
+    assert (row.a, row.b) == ("by name only", "hw/net/e1000.c:100")
+    assert diff.counts()["place unknown"] == 1 and diff.counts()["file changed"] == 0
+    assert _rows(diff_captures(fast, fast))[("e1000_mmio_write", "same")].a == "by name only"
