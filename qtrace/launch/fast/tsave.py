@@ -26,14 +26,12 @@ Buffer = bytes | mmap.mmap
 __all__ = [
     "AGENT_REGBLOCK_BYTES",
     "AMD64_REG_OFFSETS",
-    "AgentStatus",
     "Frame",
     "TraceFile",
     "TsaveFormatError",
     "count_frames",
     "iter_frames",
     "parse_frames",
-    "parse_status",
     "parse_tsave",
 ]
 
@@ -80,10 +78,6 @@ class TraceFile:
 
     header: tuple[str, ...]
     frames: tuple[Frame, ...]
-
-    def status_line(self) -> str | None:
-        """The agent's ``status`` line (running, stop reason, buffer use, frames)."""
-        return next((line for line in self.header if line.startswith("status ")), None)
 
 
 def parse_tsave(data: bytes, regblock_bytes: int | None = None) -> TraceFile:
@@ -204,43 +198,3 @@ def _frame(index: int, tracepoint: int, body: bytes, regblock_bytes: int) -> Fra
             why = f"block {kind!r} at byte {pos - 1} of {len(body)}"
             break
     return Frame(index, tracepoint, regs, tuple(memory), variables, undecodable=why)
-
-
-@dataclass(frozen=True)
-class AgentStatus:
-    """The agent's ``status`` line: frames it holds, buffer use, and why tracing stopped."""
-
-    running: bool
-    stop_reason: str
-    fields: dict[str, int]
-
-    @property
-    def buffer_full(self) -> bool:
-        """Tracing stopped because the (non-circular) buffer filled."""
-        return self.stop_reason == "tfull"
-
-    @property
-    def frames(self) -> int | None:
-        """``tframes``: the frames in the buffer."""
-        return self.fields.get("tframes")
-
-
-_STOP_REASONS = ("tnotrun", "tstop", "tfull", "tdisconnected", "tpasscount", "terror")
-
-
-def parse_status(line: str) -> AgentStatus:
-    """``status 0;tfull:0;tframes:4e20;...`` (gdb's remote status, numbers in hex)."""
-    body = line.removeprefix("status ").strip()
-    running_flag, _, rest = body.partition(";")
-    reason = "unknown"
-    fields: dict[str, int] = {}
-    for part in rest.split(";"):
-        key, _, value = part.partition(":")
-        if key in _STOP_REASONS:
-            reason = key
-            continue
-        try:
-            fields[key] = int(value, 16)
-        except ValueError:
-            continue
-    return AgentStatus(running_flag == "1", reason, fields)

@@ -11,7 +11,6 @@ from qtrace.launch.fast.tsave import (
     AGENT_REGBLOCK_BYTES,
     AMD64_REG_OFFSETS,
     TsaveFormatError,
-    parse_status,
     parse_tsave,
 )
 from qtrace.launch.fast.unwind import TCG_FRAME, unwind
@@ -48,7 +47,6 @@ def test_frames_give_registers_memory_and_variables_with_the_agent_layout() -> N
     assert first.block_at(0x7000) == b"\x01\x02\x03\x04"
     assert first.variables == {2: 99}
     assert zeroed.zeroed and not zeroed.regs
-    assert trace.status_line() == "status 0;tfull:0;tframes:3;tsize:a00000"
 
 
 def test_an_unknown_block_is_undecodable_not_a_crash() -> None:
@@ -62,12 +60,6 @@ def test_an_unknown_block_is_undecodable_not_a_crash() -> None:
 def test_bad_files_are_refused(data: bytes) -> None:
     with pytest.raises(TsaveFormatError):
         parse_tsave(data)
-
-
-def test_status_line_says_full_buffer_and_frames() -> None:
-    status = parse_status("status 0;tfull:0;tframes:4e20;tcreated:4e20;tfree:0;circular:0")
-    assert status.buffer_full and status.frames == 0x4E20 and not status.running
-    assert not parse_status("status 1;tnotrun:0;tframes:0").buffer_full
 
 
 def _stack(base: int, words: dict[int, int], size: int = 0x800) -> bytes:
