@@ -56,9 +56,16 @@ DISCOVERY_FUNCTION = "vm_start"
 # does not record are listed under one key: a kind's own key says it was recorded (a replay
 # compares a capture's interrupts when the header has "irq").
 _FAST_NOT_RECORDED = (
-    "pci_config, irq, dma, async, kvm_exits: the fast collector records the device's "
-    "register accesses only"
+    "dma, async, kvm_exits: the fast collector records the device's register and "
+    "configuration-space accesses and its INTx level changes only"
 )
+
+
+def _config_device(device_filter, pci_dev):
+    """One device of ``device_filter`` as a fast run records its config accesses: its
+    PCIDevice pointer, config hooks and label (None: the captured device)."""
+    read, write, label = device_filter.hooks(pci_dev)
+    return {"pointer": "0x%x" % int(pci_dev), "read": read, "write": write, "device": label}
 
 
 class DiscoveryStop(HitBreakpoint):
@@ -201,6 +208,10 @@ class Session:
             # What a fast run needs: the MemoryRegion behind each region name (the generic
             # accessors it traces receive it).
             "region_pointers": {"0x%x" % p: n for p, n in found.region_pointers.items()},
+            # And the devices whose config accesses it records (the config filter's).
+            "config_devices": [
+                _config_device(self.config_filter, p) for p in [found.device, *found.bridges]
+            ],
         }
 
     def _write_header(self, regions=()):
@@ -225,6 +236,8 @@ class Session:
             return {
                 "device_handlers": "fast tracepoints (gdbserver's in-process agent; QEMU is "
                 "not stopped), " + when,
+                "pci_config": "fast tracepoints, " + when,
+                "irq": "fast tracepoints, INTx level changes only (no MSI or MSI-X), " + when,
                 "not_recorded": _FAST_NOT_RECORDED,
             }
         description = {"device_handlers": when, "pci_config": when}

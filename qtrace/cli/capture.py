@@ -96,7 +96,8 @@ def _summary_table(result: CaptureResult) -> Table:
         # The fast collector looks for no exit: "none" would be a finding it cannot make.
         table.add_row(
             "KVM exits",
-            "not recorded (the fast collector records the device's register accesses only)",
+            "not recorded (the fast collector records the device's register and "
+            "configuration-space accesses and its INTx level changes only)",
         )
     else:
         table.add_row(
@@ -208,9 +209,10 @@ def capture(
                 "breakpoint (default): gdb stops QEMU at every hit and records everything "
                 "(accesses, stacks, config space, irq, DMA, async work, KVM exits). fast: "
                 "fast tracepoints under gdbserver, QEMU never stopped; records the device's "
-                "register accesses with values and stacks only (no config space, irq, DMA, "
-                "async work or exits), draining its trace buffer while QEMU runs (a million "
-                "accesses take about a minute), and checks that every hit was decoded."
+                "register and config-space accesses and INTx changes with values and stacks "
+                "only (no MSI, DMA, async work or exits), draining its trace buffer while "
+                "QEMU runs (a million accesses take about a minute), and checks that every "
+                "hit was decoded."
             ),
         ),
     ] = "breakpoint",

@@ -1,8 +1,9 @@
 """What a capture recorded, read from its trace header: the one place the report asks.
 
 A kind of record that was not looked for says nothing by its absence: a trace of the fast
-collector has no exit, interrupt, DMA or async record because that collector records the
-device's register accesses only, not because there were none. Every view that counts a kind,
+collector has no exit, DMA or async record (nor an MSI or MSI-X one) because that collector
+records the device's register and configuration-space accesses and its INTx level changes
+only, not because there were none. Every view that counts a kind,
 or draws a conclusion from its absence, asks :func:`recorded` first and says "not recorded"
 instead of "0" or "none".
 

@@ -1,14 +1,16 @@
 """The fast collector (issue 15) against the breakpoint collector, on real captures: the same
 probe run recorded both ways gives the same register accesses (op, region, offset, size,
-value, handler, thread, order) and stacks that map one to one; the self-checks pass and are
-in the end record and the summary; what the fast collector does not record is named in the
-header; an interrupted fast capture keeps what was traced.
+value, handler, thread, order) and stacks that map one to one, and the same
+configuration-space accesses and INTx level changes in the same places among them; the
+self-checks pass and are in the end record and the summary; what the fast collector does
+not record is named in the header; an interrupted fast capture keeps what was traced.
 
 Each breakpoint capture is shared with the other integration tests (the session's
 ``capture`` fixture runs each configuration once)."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import signal
@@ -72,8 +74,10 @@ def _checks_pass(result: CaptureResult) -> dict[str, object]:
     assert summary["irqs"] is None and summary["dmas"] is None and summary["exits"] is None
     arming = trace.header.arming
     assert "fast tracepoints" in arming["device_handlers"]
-    assert "irq" not in arming and "dma" not in arming and "irq" in arming["not_recorded"]
-    assert not trace.irqs and not trace.dmas and not trace.exits
+    assert "dma" not in arming and "dma" in arming["not_recorded"]
+    assert "fast tracepoints" in arming["pci_config"] and "INTx" in arming["irq"]
+    assert not {"pci_config", "irq"} & set(arming["not_recorded"].split(":")[0].split(", "))
+    assert not trace.dmas and not trace.exits
     return checks
 
 
@@ -91,6 +95,67 @@ def test_fast_tcg_probe_capture_equals_the_breakpoint_capture(capture: Capture) 
     funcs = [f.func for f in stack.frames]
     assert funcs[0] == "e1000_mmio_read" and funcs[1] == "memory_region_read_accessor"
     assert "memory_region_dispatch_read" in funcs and "start_thread" in funcs
+
+
+def _config_accesses(path: Path) -> list[tuple[int, tuple[object, ...]]]:
+    """The configuration-space accesses with their positions among all the accesses."""
+    return [
+        (i, (a.op, a.region, a.offset, a.size, a.value, a.handler, a.device))
+        for i, a in enumerate(read_trace(path).accesses)
+        if a.space == "pci-config"
+    ]
+
+
+def _irqs(path: Path) -> list[tuple[int, int, str, str | None]]:
+    """Each irq record's place (how many accesses came before it), level, line, thread."""
+    trace = read_trace(path)
+    seqs = sorted(a.seq for a in trace.accesses)
+    return [(bisect.bisect(seqs, i.seq), i.level, i.line, i.thread) for i in trace.irqs]
+
+
+def test_fast_tcg_probe_config_accesses_equal_the_breakpoint_capture(capture: Capture) -> None:
+    """The device's configuration-space accesses (fast tracepoints in
+    pci_host_config_{read,write}_common) are the breakpoint collector's: op, offset, size,
+    value, handler, and where each falls among the register accesses (one seq)."""
+    fast = capture("e1000", "tcg", collector="fast")
+    slow = capture("e1000", "tcg")
+    assert fast.status == "ok", (fast.reason, fast.hint)
+    quick, full = _config_accesses(fast.out_dir), _config_accesses(slow.out_dir)
+    assert len(quick) >= 10 and {k[0] for _, k in quick} == {"read", "write"}
+    assert quick == full
+    trace = read_trace(fast.out_dir)
+    events = sorted([a.seq for a in trace.accesses] + [i.seq for i in trace.irqs])
+    assert events == list(range(1, len(events) + 1))  # one seq with the irq records
+    config = [a for a in trace.accesses if a.space == "pci-config"]
+    for access in config:
+        frames = [f.func for f in trace.stacks[access.stack or ""].frames]
+        assert frames[0] == f"pci_host_config_{access.op}_common", frames
+        assert "start_thread" in frames and access.thread == "CPU 0/TCG"
+    print(f"\n[fast] e1000 TCG probe: {len(quick)} config accesses equal the breakpoint "
+          f"capture's, among {len(trace.accesses)} accesses")  # fmt: skip
+
+
+def test_fast_tcg_probe_intx_changes_equal_the_breakpoint_capture(capture: Capture) -> None:
+    """The device's INTx level changes (a fast tracepoint at pci_irq_handler's call of
+    pci_set_irq_state) are the breakpoint collector's: level, line, thread, and where each
+    falls among the accesses; their stacks begin at pci_set_irq as its do."""
+    fast = capture("e1000", "tcg", collector="fast")
+    slow = capture("e1000", "tcg")
+    assert fast.status == "ok", (fast.reason, fast.hint)
+    quick, full = _irqs(fast.out_dir), _irqs(slow.out_dir)
+    assert len(quick) >= 2 and {level for _, level, _, _ in quick} == {0, 1}
+    assert quick == full
+    trace, other = read_trace(fast.out_dir), read_trace(slow.out_dir)
+    for mine, theirs in zip(trace.irqs, other.irqs, strict=True):
+        funcs = [f.func for f in trace.stacks[mine.stack or ""].frames]
+        assert funcs[0] == "pci_set_irq" and len(funcs) >= 5
+        their = [f.func for f in other.stacks[theirs.stack or ""].frames]
+        n = min(len(funcs), len(their))  # the two unwinders end a frame apart (clone, libc)
+        assert funcs[:n] == their[:n] and n >= len(their) - 1
+    events = sorted([a.seq for a in trace.accesses] + [i.seq for i in trace.irqs])
+    assert events == list(range(1, len(events) + 1))  # one seq, no gap
+    print(f"\n[fast] e1000 TCG probe: {len(quick)} INTx changes equal the breakpoint "
+          "capture's")
 
 
 def test_fast_kvm_probe_capture_equals_the_breakpoint_capture(capture: Capture) -> None:
@@ -151,14 +216,20 @@ def test_a_long_fast_capture_drains_its_buffer_and_loses_no_hit(capture: Capture
     checks = _checks_pass(fast)
     assert checks["segments"] >= 3 and checks["buffer_full"] is False
     trace = read_trace(fast.out_dir)
-    accesses = trace.accesses
-    # Every frame is an access but the start marker's.
-    assert len(accesses) == checks["hits_by_agent"] - 1 >= 120_000
-    assert [a.seq for a in accesses] == list(range(1, len(accesses) + 1))
-    times = [a.t for a in accesses]
+    everything = trace.accesses
+    # Every frame is an access or an interrupt but the start marker's and the firmware's
+    # config accesses before it.
+    recorded = len(everything) + len(trace.irqs)
+    assert recorded + checks["before_arming"] + checks["irq_other_paths"] == (
+        checks["hits_by_agent"] - 1)
+    accesses = _register_accesses(fast.out_dir)
+    assert len(accesses) >= 120_000
+    events = sorted([a.seq for a in everything] + [i.seq for i in trace.irqs])
+    assert events == list(range(1, recorded + 1))
+    times = [a.t for a in everything]
     assert None not in times and times == sorted(times)  # type: ignore[type-var]
     assert {a.region for a in accesses} <= {"e1000-mmio", "e1000-io"}
-    assert len(trace.stacks) <= 10, "the rounds repeat the probe's own few paths"
+    assert len({a.stack for a in accesses}) <= 10, "the rounds repeat the probe's own few paths"
     probe = capture("e1000", "tcg", collector="fast")
     # The rounds come after the probe's sequence, which is unchanged at the start.
     first = [(a.op, a.offset, a.value) for a in _register_accesses(probe.out_dir)]
@@ -177,8 +248,8 @@ def test_a_fast_firmware_capture_stops_at_max_hits_with_every_hit_accounted(
     assert checks["ok"] is True and checks["segments"] >= 2
     trace = read_trace(fast.out_dir)
     assert len(trace.accesses) == 100_000
-    assert checks["hits_by_agent"] == checks["frames_decoded"] == 100_000 + checks[
-        "beyond_max_hits"]  # fmt: skip
+    assert checks["hits_by_agent"] == checks["frames_decoded"] == 100_000 + len(trace.irqs) + (
+        checks["beyond_max_hits"] + checks["irq_other_paths"])  # fmt: skip
     icr = [a for a in trace.accesses if a.offset == 0xC0 and a.op == "read"]
     assert len(icr) > 50_000, "most of it is iPXE's polling of ICR"
 
@@ -197,7 +268,7 @@ def test_a_kvm_internal_error_ends_a_fast_capture_at_once(
          "--out", str(out)],
         capture_output=True, text=True, timeout=400, env={**os.environ, "COLUMNS": "300"},
     )  # fmt: skip
-    assert "KVM internal error" in (out / "gdb.log").read_text(errors="replace"), (
+    assert "KVM internal error" in (out / "qemu.log").read_text(errors="replace"), (
         "the fault this test is about did not happen"
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr + proc.stdout
@@ -255,5 +326,13 @@ def test_fast_capture_on_the_other_built_versions(capture: Capture, version: str
     assert len(trace.accesses) >= 80 and trace.header.qemu_version == version
     for stack in trace.stacks.values():
         funcs = [f.func for f in stack.frames]
-        assert funcs[0].startswith("e1000_") and funcs[1].startswith("memory_region_")
-        assert funcs[-1] == "start_thread", funcs
+        if funcs[0].startswith("pci_host_config_"):  # a configuration-space access
+            assert funcs[1] == "pci_data_read" or funcs[1] == "pci_data_write", funcs
+        elif funcs[0] == "pci_set_irq":  # an INTx change
+            assert funcs[1] == "set_interrupt_cause", funcs
+        else:
+            assert funcs[0].startswith("e1000_") and funcs[1].startswith("memory_region_")
+        # Down to the thread's start (an interrupt raised from the main loop: main's caller).
+        assert funcs[-1] in ("start_thread", "__libc_start_call_main"), funcs
+    assert any(a.space == "pci-config" and a.op == "write" for a in trace.accesses)
+    assert {i.level for i in trace.irqs} == {0, 1}

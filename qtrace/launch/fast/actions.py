@@ -21,7 +21,7 @@ a tracepoint has no effect, so each list starts with one that does nothing.
 from __future__ import annotations
 
 
-__all__ = ["RAW_STACK_BYTES", "TIMESTAMP", "VALUES", "hit_actions", "variables"]
+__all__ = ["RAW_STACK_BYTES", "TIMESTAMP", "VALUES", "config_actions", "hit_actions", "variables"]
 
 RAW_STACK_BYTES = 3584
 """The raw block collected at ``rsp``: enough for the TCG frame (0x4c0) and the chain down
@@ -76,6 +76,44 @@ def hit_actions(
             _set("mask", f"${mask_register}"),
         ]
         collected += ["shift", "mask"]
+    return [
+        *lines,
+        "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}sp",
+    ]
+
+
+def config_actions(
+    slots: dict[str, int], value: str, size_register: str, in_registers: bool = False
+) -> list[str]:
+    """The action lines of a configuration-space or INTx tracepoint
+    (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`): the PCIDevice (in the ``mr``
+    variable), the offset and the size from their spill ``slots`` (``in_registers``: from
+    the registers themselves, at a call), the value from ``value`` (a register,
+    ``slot:REG`` or ``const:N``), and the same stack block as an accessor's hit, so the host
+    decodes both alike."""
+
+    def slot(register: str, width: str) -> str:
+        if in_registers:
+            return f"${register}"
+        return f"*(unsigned {width} *)($rbp + {slots[register]})"
+
+    if value.startswith("slot:"):
+        source = slot(value[len("slot:"):], "int")
+    elif value.startswith("const:"):
+        source = str(int(value[len("const:"):], 0))
+    else:
+        source = f"${value}"
+    lines = [
+        _set("nop", "0"),
+        _set("sp", "$rsp"),
+        _set("mr", slot("rdi", "long")),
+        _set("off", slot("rsi", "int")),
+        _set("size", slot(size_register, "int")),
+        _set("bp", "$rbp"),
+        _set("val", source),
+    ]
+    collected = ["mr", "off", "size", "sp", "bp", "val"]
     return [
         *lines,
         "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),

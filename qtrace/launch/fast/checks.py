@@ -31,6 +31,11 @@ class FastChecks:
     other_regions: int = 0
     beyond_max_hits: int = 0  # decoded, and left out: past --max-hits (not a loss)
     segments: int = 0  # how many times the buffer was drained into the trace
+    # Decoded and not recorded, by design (not a loss): the device's hits before the guest's
+    # start marker (firmware's config accesses), and INTx changes that another path than
+    # pci_set_irq made (the breakpoint collector leaves them out too).
+    before_arming: int = 0
+    irq_other_paths: int = 0
 
     def plus(self, other: FastChecks) -> FastChecks:
         """The checks of two segments of one run together: counts add up, a buffer that
@@ -86,6 +91,8 @@ class FastChecks:
             "other_regions": self.other_regions,
             "beyond_max_hits": self.beyond_max_hits,
             "segments": self.segments,
+            "before_arming": self.before_arming,
+            "irq_other_paths": self.irq_other_paths,
         }
         if not self.ok:
             fields["problems"] = self.problems()

@@ -10,8 +10,10 @@ with the shift and mask it applies before calling the handler), the stack and fr
 pointers and the raw stack, unwound here (:mod:`.unwind`) into return addresses, innermost
 first; the first is the tracepoint's own address. The stack pointer also says the thread.
 Only frames of the captured device's regions are kept (the agent's condition already
-filters them; a frame of another region is counted). Frames come in the agent's buffer
-order, the order the hits happened in.
+filters them; a frame of another region is counted). The configuration-space and INTx
+tracepoints (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`) leave the PCIDevice
+where an accessor leaves its MemoryRegion and decode alike, kept for the recorded devices.
+Frames come in the agent's buffer order, the order the hits happened in.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ class Role:
     shift_register: str = ""
     mask_register: str = ""
     address: int = 0
+    # A configuration-space access (:data:`~.locate.CONFIG_SITES`): "pci-config", where the
+    # value is (``value_source``) and which argument is the size; the ``mr`` variable then
+    # holds the PCIDevice. An INTx level change (kind and space "irq",
+    # :data:`~.locate.IRQ_SITE`): ``mr`` the PCIDevice, ``off`` the pin, ``val`` the level.
+    space: str = ""
+    value_source: str = ""
+    size_register: str = ""
+    in_registers: bool = False  # the arguments are read from registers, not spill slots
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Access:
     frame: int
     sp: int = 0  # the stack pointer at the hit: which thread's stack it ran on
     us: int | None = None  # the agent's timestamp of the hit, in microseconds
+    space: str = ""  # "pci-config", "irq": ``region`` is the PCIDevice; "": a MemoryRegion's
 
 
 @dataclass
@@ -92,9 +103,11 @@ class AccessDecoder:
         regions: set[int],
         numbers: Mapping[str, int],
         in_generated_code: Callable[[int], bool],
+        devices: set[int] | None = None,
     ) -> None:
         self.roles = roles
         self.regions = regions
+        self.devices = devices or set()  # PCIDevice pointers whose config accesses count
         self.numbers = numbers
         self.in_generated_code = in_generated_code
         self.armed = not any(role.kind == "arm" for role in roles.values())
@@ -127,13 +140,19 @@ class AccessDecoder:
                 counts.frames_without_values += 1
                 continue
             mr, offset, size, value, sp, bp = known
-            if mr not in regions:
+            config = role.space == "pci-config"
+            on_device = config or role.kind == "irq"  # ``mr`` holds the PCIDevice
+            if mr not in (self.devices if on_device else regions):
                 counts.other_devices += 1
                 continue
             if not self.armed:
                 counts.before_arming += 1
                 continue
-            if role.kind == "write":
+            if config:
+                value &= _size_mask(size)
+            elif role.kind == "irq":
+                value &= _U32  # the new level
+            elif role.kind == "write":
                 shift, mask = get(frame, "shift"), get(frame, "mask")
                 if shift is None or mask is None:
                     counts.frames_without_values += 1
@@ -141,8 +160,9 @@ class AccessDecoder:
                 value = _shifted(value, shift, mask)
             pcs = unwind(role.address, bp, sp, block, self.in_generated_code)
             out.append(
-                Access(role.kind, mr, offset, size & _U32, value, pcs, frame.index, sp,
-                       get(frame, TIMESTAMP))  # fmt: skip
+                Access(role.kind, mr, offset & (_U32 if on_device else _U64), size & _U32,
+                       value, pcs, frame.index, sp, get(frame, TIMESTAMP),
+                       role.space)  # fmt: skip
             )
         return out
 
@@ -153,10 +173,12 @@ def decode_accesses(
     regions: set[int],
     numbers: Mapping[str, int],
     in_generated_code: Callable[[int], bool],
+    devices: set[int] | None = None,
 ) -> Decoded:
-    """The accesses to the MemoryRegions ``regions`` (the captured device's) in one run's
-    frames, all at once (:class:`AccessDecoder` for the arguments)."""
-    decoder = AccessDecoder(roles, regions, numbers, in_generated_code)
+    """The accesses to the MemoryRegions ``regions`` (the captured device's), and the
+    configuration-space accesses of the PCIDevices ``devices``, in one run's frames, all at
+    once (:class:`AccessDecoder` for the arguments)."""
+    decoder = AccessDecoder(roles, regions, numbers, in_generated_code, devices)
     accesses = decoder.feed(frames)
     counts = decoder.counts
     return Decoded(accesses, counts.frames_without_values, counts.before_arming,
@@ -172,3 +194,10 @@ def _shifted(raw: int, shift: int, mask: int) -> int:
     else:
         raw >>= shift
     return raw & mask
+
+
+def _size_mask(size: int) -> int:
+    """The bits a config access of ``size`` bytes carries (the breakpoint collector masks
+    its values so too)."""
+    size &= _U32
+    return (1 << (8 * size)) - 1 if 0 < size < 8 else _U64

@@ -24,6 +24,10 @@ __all__ = [
     "ACCESSORS",
     "ACCESSOR_ARGUMENTS",
     "AccessorSite",
+    "CONFIG_SITES",
+    "IRQ_SITE",
+    "PciSite",
+    "site_locations",
     "spill_slots",
     "entry_location",
     "parse_disassembly",
@@ -37,6 +41,8 @@ _ALIASES = {
     "rsi": ("rsi", "esi", "si", "sil"),
     "rdx": ("rdx", "edx", "dx", "dl", "dh"),
     "rcx": ("rcx", "ecx", "cx", "cl", "ch"),
+    "r8": ("r8", "r8d", "r8w", "r8b"),
+    "r9": ("r9", "r9d", "r9w", "r9b"),
 }
 _LINE = re.compile(
     r"^\s*(?:=>\s*)?0x(?P<addr>[0-9a-f]+)\s+<\+(?P<off>\d+)>:\s+(?P<bytes>(?:[0-9a-f]{2}\s)+)\s*"
@@ -148,3 +154,71 @@ def value_location(instructions: list[Instruction], callee: str) -> Instruction 
         if insn.text.startswith("call") and f"<{callee}>" in insn.text:
             return insn if insn.length >= JUMP_BYTES else None
     return None
+
+
+@dataclass(frozen=True)
+class PciSite:
+    """Where PCI's core hands one device's configuration-space access or INTx level change
+    on: the functions every such event of the machine goes through (hw/pci/pci_host.c,
+    hw/pci/pci.c; QEMU 7.2 to 10.x), which take the PCIDevice first (``rdi``), so the
+    agent can filter on it.
+
+    ``at`` says which instructions: ``"after-spills"``, the first of 5 bytes once the
+    prologue has spilled the arguments (a config write is so recorded on entry, as the
+    breakpoint collector records it, before QEMU refuses one out of range); ``"call:NAME"``,
+    the call of NAME; ``"all-ones"``, each 5-byte ``mov $0xffffffff,%eax`` (a read QEMU
+    refuses returns all ones). ``value``: a register holding the value there (``"r9"``),
+    the spill slot of an argument (``"slot:rcx"``), or a constant (``"const:0xffffffff"``).
+    The PCIDevice and the offset (``rsi``; the pin, for an irq) are read from their spill
+    slots; so is the size, from ``size_register``'s (the pin again, for an irq). At a call
+    (``in_registers``) they are read from the callee's argument registers instead.
+    """
+
+    op: str
+    function: str
+    at: str
+    value: str
+    size_register: str
+    in_registers: bool = False
+
+
+# pci_host_config_read_common(pci_dev, addr, limit, len) returns the value, which it hands
+# to trace_pci_cfg_read(name, bus, slot, func, addr, val) as its sixth argument (r9) just
+# before returning it; its early refusals return all ones. pci_host_config_write_common
+# (pci_dev, addr, limit, val, len): val in rcx's slot, len in r8's.
+CONFIG_SITES = (
+    PciSite("read", "pci_host_config_read_common", "call:trace_pci_cfg_read", "r9", "rcx"),
+    PciSite("read", "pci_host_config_read_common", "all-ones", "const:0xffffffff", "rcx"),
+    PciSite("write", "pci_host_config_write_common", "after-spills", "slot:rcx", "r8"),
+)
+# pci_irq_handler calls pci_set_irq_state(dev, irq_num, level) only for a change of the
+# pin's level (as gdbscripts/qtrace_gdb/irq.py explains). The tracepoint is at that call,
+# reading the callee's argument registers: pci_set_irq_state itself is a leaf that keeps
+# its spills below rsp (the red zone), where the agent's jump pad saves registers, so its
+# slots no longer hold the arguments when the agent reads them (measured).
+IRQ_SITE = PciSite("irq", "pci_irq_handler", "call:pci_set_irq_state", "rdx", "rsi",
+                   in_registers=True)  # fmt: skip
+SITE_ARGUMENTS = ("rdi", "rsi")
+"""Besides the size and value: the PCIDevice and the offset (or pin), from their slots."""
+_ALL_ONES = re.compile(r"^mov[l]?\s+\$0xffffffff,%eax$")
+
+
+def site_locations(instructions: list[Instruction], site: PciSite) -> list[Instruction]:
+    """The instructions ``site`` names in its function's disassembly (none when this
+    build's code is not shaped so: the caller refuses)."""
+    if site.at == "after-spills":
+        spilled = False
+        for insn in instructions:
+            if _SPILL.match(insn.text):
+                spilled = True
+            elif insn.text.startswith(("j", "ret")):
+                return []
+            elif spilled and insn.length >= JUMP_BYTES:
+                return [insn]
+        return []
+    if site.at.startswith("call:"):
+        found = value_location(instructions, site.at[len("call:"):])
+        return [] if found is None else [found]
+    if site.at == "all-ones":
+        return [i for i in instructions if i.length >= JUMP_BYTES and _ALL_ONES.match(i.text)]
+    raise ValueError(f"unknown site location {site.at!r}")

@@ -27,9 +27,12 @@ library through the remote protocol. Each accessor tracepoint carries a conditio
 MemoryRegion, evaluated by the agent: the accessors serve every device of the machine,
 and only the captured device's hits are collected.
 
-What it does not record (the header's ``arming`` says so): configuration space, interrupts,
-DMA, work off the vCPU thread, KVM exits. QEMU's own output goes to gdbserver's stderr and
-so to ``gdb.log`` (the wrapper must exec QEMU directly for the agent to load).
+Besides the register accesses it records the configuration-space accesses of the device (and
+of any bridge above it) at ``pci_host_config_{read,write}_common`` and the device's INTx
+level changes at ``pci_irq_handler``'s call of ``pci_set_irq_state``, filtered on the
+PCIDevice by the agent. What it does not record (the header's ``arming`` says so): MSI and
+MSI-X, DMA, work off the vCPU thread, KVM exits. QEMU's own output goes to gdbserver's
+stderr and so to ``gdb.log`` (the wrapper must exec QEMU directly for the agent to load).
 """
 
 from __future__ import annotations
@@ -52,19 +55,24 @@ from qtrace.docker_env import LabelledContainer
 from qtrace.errors import CollectorError, LaunchFailure, UsageError
 from qtrace.image.layout import QEMU_SOURCE_ROOT
 from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
-from qtrace.launch.fast.actions import RAW_STACK_BYTES, hit_actions, variables
+from qtrace.launch.fast.actions import RAW_STACK_BYTES, config_actions, hit_actions, variables
 from qtrace.launch.fast.agent_buffer import AgentBuffer, enlarge_agent_buffer, parse_value
 from qtrace.launch.fast.decode import AccessDecoder, Role, variable_numbers
 from qtrace.launch.fast.locate import (
     ACCESSOR_ARGUMENTS,
     ACCESSORS,
+    CONFIG_SITES,
+    IRQ_SITE,
+    SITE_ARGUMENTS,
+    Instruction,
+    site_locations,
     entry_location,
     parse_disassembly,
     spill_slots,
     value_location,
 )
 from qtrace.launch.fast.memory import HostMemory, open_host_memory
-from qtrace.launch.fast.records import RecordMaker, RegionOf
+from qtrace.launch.fast.records import ConfigDevice, RecordMaker, RegionOf
 from qtrace.launch.fast.tsave import Frame as TraceFrame
 from qtrace.launch.fast.tsave import count_frames, iter_frames, parse_tsave
 from qtrace.launch.gdb_session import GdbSession, shell_join
@@ -75,7 +83,14 @@ from qtrace.trace.codec import TraceWriter
 from qtrace.trace.kinds import CaptureStatus
 from qtrace.trace.schema import End, Frame, Region
 
-__all__ = ["FastPlan", "FastRun", "FastOutcome", "generated_code", "plan_tracepoints"]
+__all__ = [
+    "FastPlan",
+    "FastRun",
+    "FastOutcome",
+    "config_devices",
+    "generated_code",
+    "plan_tracepoints",
+]
 
 AGENT = "/usr/lib/libinproctrace.so"  # gdbserver's in-process agent (Debian's gdbserver)
 logger = logging.getLogger(__name__)
@@ -127,6 +142,19 @@ class FastPlan:
     tracepoints: list[PlannedTracepoint]
     regions: dict[int, RegionOf]  # MemoryRegion pointer -> the device's region
     numbers: dict[int, Role] = field(default_factory=dict)  # gdb's numbers, once defined
+    devices: dict[int, ConfigDevice] = field(default_factory=dict)  # PCIDevice -> hooks
+
+
+def config_devices(reply: Sequence[dict[str, Any]]) -> dict[int, ConfigDevice]:
+    """The devices whose configuration-space accesses are recorded, by PCIDevice pointer,
+    from discovery's ``config_devices`` (the captured device and any bridge above it, with
+    their config hooks, as the breakpoint collector's filter knows them)."""
+    return {
+        int(str(d["pointer"]), 16): ConfigDevice(
+            {"read": d.get("read"), "write": d.get("write")}, d.get("device")
+        )
+        for d in reply
+    }
 
 
 def device_regions(
@@ -162,14 +190,17 @@ def plan_tracepoints(
     regions: dict[int, RegionOf],
     disassemble: Callable[[str], str],
     arm_on: str | None,
+    devices: dict[int, ConfigDevice] | None = None,
 ) -> FastPlan:
     """Where each tracepoint goes in this build: the generic accessors' call sites
-    (:data:`~.locate.ACCESSORS`) for the ops the device's regions use, and the start
-    marker's function; from gdb's ``disassemble /r`` of each (``disassemble``).
+    (:data:`~.locate.ACCESSORS`) for the ops the device's regions use, the configuration
+    space's and INTx's (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`) when there
+    are ``devices`` to record, and the start marker's function; from gdb's
+    ``disassemble /r`` of each (``disassemble``).
 
     Raises:
-        CollectorError: this build's accessors are not shaped as expected (no such call,
-            arguments not spilled).
+        CollectorError: this build's accessors or PCI functions are not shaped as expected
+            (no such call, arguments not spilled).
     """
     used = {op for region in regions.values() for op in region.handlers}
     tracepoints: list[PlannedTracepoint] = []
@@ -189,6 +220,8 @@ def plan_tracepoints(
         role = Role(site.op, slots, site.value_register, site.shift_register,
                     site.mask_register, at.address)  # fmt: skip
         tracepoints.append(PlannedTracepoint(at.address, role, f"{site.accessor}+{at.offset}"))
+    if devices:
+        tracepoints += _config_tracepoints(disassemble)
     if arm_on is not None:
         at = entry_location(parse_disassembly(disassemble(arm_on)), 0)
         if at is None:
@@ -196,7 +229,47 @@ def plan_tracepoints(
         tracepoints.append(
             PlannedTracepoint(at.address, Role("arm", address=at.address), f"{arm_on}+{at.offset}")
         )
-    return FastPlan(tracepoints, regions)
+    return FastPlan(tracepoints, regions, devices=dict(devices or {}))
+
+
+def _config_tracepoints(disassemble: Callable[[str], str]) -> list[PlannedTracepoint]:
+    """The configuration-space sites' tracepoints (:data:`~.locate.CONFIG_SITES`) and the
+    INTx one (:data:`~.locate.IRQ_SITE`): a site this build does not have, or whose
+    arguments it does not spill, is refused (the breakpoint collector records them)."""
+    out: list[PlannedTracepoint] = []
+    code: dict[str, list[Instruction]] = {}
+    for site in (*CONFIG_SITES, IRQ_SITE):
+        if site.function not in code:
+            code[site.function] = parse_disassembly(disassemble(site.function))
+        instructions = code[site.function]
+        found = site_locations(instructions, site)
+        slots = spill_slots(instructions)
+        wanted = [*SITE_ARGUMENTS, site.size_register]
+        if site.value.startswith("slot:"):
+            wanted.append(site.value[len("slot:"):])
+        missing = [] if site.in_registers else [r for r in wanted if r not in slots]
+        if not found or missing:
+            raise CollectorError(
+                f"{site.function} in this build has no place for a fast tracepoint "
+                f"({site.at})" if not found
+                else f"{site.function} in this build does not spill {', '.join(missing)}",
+                hint=FALLBACK_HINT.capitalize() + ".",
+            )
+        space = "irq" if site is IRQ_SITE else "pci-config"
+        for at in found:
+            role = Role(site.op, slots, address=at.address, space=space,
+                        value_source=site.value, size_register=site.size_register,
+                        in_registers=site.in_registers)  # fmt: skip
+            out.append(PlannedTracepoint(at.address, role, f"{site.function}+{at.offset}"))
+    return out
+
+
+def device_condition(role: Role, devices: Sequence[int]) -> str:
+    """The agent-side condition that keeps a configuration-space or INTx hit only for the
+    recorded devices (the PCIDevice in its spill slot, or in ``rdi`` at a call, is one of
+    ``devices``): every config access and INTx change of the machine goes through there."""
+    mr = "$rdi" if role.in_registers else f"*(unsigned long *)($rbp - {-role.slots['rdi']})"
+    return " || ".join(f"{mr} == {pointer:#x}" for pointer in sorted(devices))
 
 
 def region_condition(role: Role, regions: Sequence[int]) -> str:
@@ -215,6 +288,18 @@ def tracepoint_commands(plan: FastPlan) -> str:
     for tp in plan.tracepoints:
         role = tp.role
         lines += [f"# {role.kind} {tp.where}", f"ftrace *{tp.address:#x}"]
+        if role.space in ("pci-config", "irq"):
+            # Config accesses of the device and the bridges above it; its own INTx only.
+            devices = [p for p, d in plan.devices.items()
+                       if role.space != "irq" or d.device is None]  # fmt: skip
+            lines += [
+                f"condition $bpnum {device_condition(role, devices)}",
+                "actions",
+                *config_actions(dict(role.slots), role.value_source, role.size_register,
+                                role.in_registers),
+                "end",
+            ]
+            continue
         if role.kind in ("read", "write"):
             lines.append(f"condition $bpnum {region_condition(role, list(plan.regions))}")
         lines += [
@@ -406,6 +491,7 @@ class FastRun:
         self.frame_checks = FastChecks()  # the frames' self-checks, summed over the segments
         self.reads: dict[str, int] = {}  # how the segments were read -> how many
         self.accesses = 0  # access records written so far
+        self.irqs = 0  # irq records written so far
         self.stacks = 0
         self.reached_max_hits = False
         self.kvm_error: KvmInternalError | None = None  # QEMU gave up on the guest
@@ -497,7 +583,8 @@ class FastRun:
                 "nothing to trace.",
                 hint=FALLBACK_HINT.capitalize() + ".",
             )
-        plan = plan_tracepoints(regions, disassemble, arm_on)
+        devices = config_devices(list(discovery.get("config_devices") or []))
+        plan = plan_tracepoints(regions, disassemble, arm_on, devices)
         commands = tracepoint_commands(plan)
         (self.out_dir / TRACEPOINTS_NAME).write_text(commands, encoding="utf-8")
         defined = self.gdb.console_text(f"source {self.mount_out}/{TRACEPOINTS_NAME}")
@@ -526,9 +613,9 @@ class FastRun:
         generated = self.generated
         self.decoder = AccessDecoder(
             plan.numbers, set(regions), DIRECT_NUMBERS,
-            lambda pc: generated[0] <= pc < generated[1],
+            lambda pc: generated[0] <= pc < generated[1], set(devices),
         )  # fmt: skip
-        self.maker = RecordMaker(regions)
+        self.maker = RecordMaker(regions, devices=devices)
         self.gdb.console("break exit")
         self._start_tracing()
         self.status(f"tracing with {len(numbers)} fast tracepoints (QEMU is not stopped)")
@@ -747,11 +834,15 @@ class FastRun:
             accesses = self.decoder.feed(counted, saved.numbers)
         segment = checks[0]
         if self.max_hits:
+            # --max-hits counts access records (as the breakpoint collector counts them); an
+            # irq among them is kept with them.
             room = max(0, self.max_hits - self.accesses)
-            if len(accesses) >= room:
+            ends = [i for i, a in enumerate(accesses) if a.op != "irq"]
+            if len(ends) >= room:
                 self.reached_max_hits = True
-                segment = replace(segment, beyond_max_hits=len(accesses) - room)
-                accesses = accesses[:room]
+                keep = ends[room - 1] + 1 if room else 0
+                segment = replace(segment, beyond_max_hits=len(accesses) - keep)
+                accesses = accesses[:keep]
         self.frame_checks = self.frame_checks.plus(replace(segment, segments=1))
         # Each path is symbolized once a run, however many handlers and segments use it.
         wanted = [pcs for pcs in self.maker.new_stacks(accesses) if pcs not in self.symbols]
@@ -761,6 +852,8 @@ class FastRun:
                 writer.write(record)
                 if record.type == "access":
                     self.accesses += 1
+                elif record.type == "irq":
+                    self.irqs += 1
                 else:
                     self.stacks += 1
         if created:
@@ -775,7 +868,10 @@ class FastRun:
         if self.decoder is not None:
             decoded = self.decoder.counts
             counts = replace(counts, without_values=decoded.frames_without_values,
-                             other_regions=decoded.other_devices)  # fmt: skip
+                             other_regions=decoded.other_devices,
+                             before_arming=decoded.before_arming)  # fmt: skip
+        if self.maker is not None:
+            counts = replace(counts, irq_other_paths=self.maker.irq_other_paths)
         return counts
 
     def _thread_namer(self) -> Callable[[int], str | None]:

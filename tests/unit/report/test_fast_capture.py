@@ -257,7 +257,8 @@ def test_the_answer_capture_prints_for_a_fast_capture(
     printed = CliRunner().invoke(app, ["capture", "e1000"], env={"COLUMNS": "200"})
     assert printed.exit_code == 0, printed.output
     text = printed.stdout
-    assert "not recorded (the fast collector records the device's register accesses only)" in text
+    assert ("not recorded (the fast collector records the device's register and "
+            "configuration-space accesses and its INTx level changes only)") in text
     assert "KVM exits recorded" not in text and "none (TCG)" not in text
     assert "KVM exits not recorded by the fast collector, on CPU 0/KVM" in text
     assert "e1000_mmio_read  none recorded: the fast collector names the handler only" in text
