@@ -95,29 +95,40 @@ def _listen(path: str) -> socket.socket:
     return server
 
 
-class _Stop(Exception):
-    """Raised by the signal handler to leave the selector at once."""
-
-
-def _stop(signum: int, _frame: FrameType | None) -> None:
-    raise _Stop(signal.Signals(signum).name)
-
-
 def serve(path: str, service: Service) -> str:
     """Serve ``service`` on the unix socket ``path`` until SIGTERM or SIGINT.
+
+    The signal handler only notes the signal and wakes the selector (through a pipe the
+    selector watches): raising from it, as this did first, could land inside ``logging``,
+    which swallows any exception of a handler's ``emit``, and the server then ran on after
+    SIGTERM (seen under load, in the stub's SIGTERM test).
 
     Returns:
         Why it stopped (the signal's name).
     """
+    stopped: list[str] = []
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        stopped.append(signal.Signals(signum).name)
+        try:
+            os.write(wake_write, b"\0")
+        except OSError:  # the pipe is full: the selector is awake already
+            pass
+
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = _listen(path)
     selector = selectors.DefaultSelector()
     selector.register(server, selectors.EVENT_READ)
+    selector.register(wake_read, selectors.EVENT_READ)
     peers: list[socket.socket] = []
     logger.info("listening on %s", path)
     try:
-        while True:
+        while not stopped:
             for key, _events in selector.select(POLL_S):
+                if stopped or key.fileobj == wake_read:
+                    break
                 if key.fileobj is server:
                     conn, _ = server.accept()
                     conn.settimeout(PEER_TIMEOUT_S)
@@ -134,19 +145,20 @@ def serve(path: str, service: Service) -> str:
                     service.readable(conn)
                 except PeerGone as exc:
                     _close(selector, peers, conn, service, str(exc))
-    except _Stop as stop:
-        why = str(stop)
     finally:
         while peers:  # _close removes each from the list
             _close(selector, peers, peers[0], service, "the server stops")
         selector.close()
         server.close()
+        os.close(wake_read)
+        os.close(wake_write)
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    why = stopped[0]
     logger.info("stopped (%s)", why)
     return why
 

@@ -162,8 +162,9 @@ class CaptureRequest:
     # ``-device`` properties the user sets (``--device-prop ioeventfd=off``); they win over
     # the pack's and the start rules'.
     device_props: tuple[tuple[str, str], ...] = ()
-    # "breakpoint" (every kind of record, QEMU stopped at each hit) or "fast" (register
-    # accesses only, by fast tracepoints: qtrace.launch.fast.run).
+    # "breakpoint" (every kind of record, QEMU stopped at each hit) or "fast" (register and
+    # configuration-space accesses and INTx changes, by fast tracepoints:
+    # qtrace.launch.fast.run).
     collector: str = "breakpoint"
 
     def __post_init__(self) -> None:
@@ -644,6 +645,8 @@ class _CaptureRun:
                 trace_path=f"{MOUNT_OUT}/trace.jsonl",
                 header=header,
                 device_path=f"/machine/peripheral/{CAPTURED_QDEV_ID}",
+                # The gdb side's breakpoint hooks stay off: the fast run traces the
+                # configuration space and INTx itself (qtrace.launch.fast.locate).
                 record_pci_config=False,
                 record_irq=False,
                 record_dma=False,

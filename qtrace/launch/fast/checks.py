@@ -67,8 +67,9 @@ class FastChecks:
             out.append(f"{self.undecodable} frames did not decode")
         if self.other_regions:
             out.append(
-                f"{self.other_regions} frames name a MemoryRegion that is not the device's "
-                "(the agent's condition admits only the device's: the frames were misread)"
+                f"{self.other_regions} frames name a MemoryRegion or PCIDevice that is not "
+                "the device's (the agent's condition admits only the device's: the frames "
+                "were misread)"
             )
         if self.without_values:
             out.append(
