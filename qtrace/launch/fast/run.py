@@ -32,7 +32,8 @@ of any bridge above it) at ``pci_host_config_{read,write}_common`` and the devic
 level changes at ``pci_irq_handler``'s call of ``pci_set_irq_state``, filtered on the
 PCIDevice by the agent. What it does not record (the header's ``arming`` says so): MSI and
 MSI-X, DMA, work off the vCPU thread, KVM exits. QEMU's own output goes to gdbserver's
-stderr and so to ``gdb.log`` (the wrapper must exec QEMU directly for the agent to load).
+stderr and so to gdb, which the capture keeps in ``qemu.log`` (the wrapper must exec QEMU
+directly for the agent to load).
 """
 
 from __future__ import annotations
@@ -545,7 +546,7 @@ class FastRun:
                 "gdbserver (no stop at vm_start)"
             )
         if stop.reason.startswith("exited"):
-            raise LaunchFailure("QEMU exited before creating its devices (see gdb.log)",
+            raise LaunchFailure("QEMU exited before creating its devices (see qemu.log)",
                                 stop.exit_code, [])  # fmt: skip
         replies = self.gdb.console("qtrace discover", timeout_s=DISCOVERY_TIMEOUT_S)
         if not replies:
