@@ -21,12 +21,15 @@ a tracepoint has no effect, so each list starts with one that does nothing.
 from __future__ import annotations
 
 
-__all__ = ["RAW_STACK_BYTES", "TIMESTAMP", "VALUES", "config_actions", "hit_actions", "variables"]
+__all__ = [
+    "RAW_STACK_BYTES", "TIMESTAMP", "VALUES", "config_actions", "hit_actions", "stack_block",
+    "variables",
+]
 
 RAW_STACK_BYTES = 3584
 """The raw block collected at ``rsp``: enough for the TCG frame (0x4c0) and the chain down
 to ``start_thread`` on the probe's stacks (20 frames under TCG, 14 under KVM)."""
-VALUES = ("mr", "off", "size", "val", "shift", "mask", "sp", "bp")
+VALUES = ("mr", "off", "size", "val", "shift", "mask", "sp", "bp", "base")
 """The values a hit records besides its stack block (a read leaves ``shift``/``mask``
 unset)."""
 TIMESTAMP = "trace_timestamp"
@@ -44,15 +47,35 @@ def _set(name: str, expr: str) -> str:
     return f"teval {var} += ({expr}) - {var}"
 
 
+def stack_block(stack_limit: int | None) -> list[str]:
+    """The lines that collect a hit's raw stack block: :data:`RAW_STACK_BYTES` from
+    ``rsp``, or, when ``rsp`` lies above ``stack_limit``, the same number of bytes ending
+    where the stack ends (``stack_limit`` is the main thread's stack end minus the block's
+    size). Why: the main thread's stack ends a little above ``main``'s frame (the
+    environment and the auxiliary vector); a hit on it with a shallow stack (an INTx change
+    raised by packet receive in the main loop) made the agent copy past the mapping's end,
+    and QEMU died of SIGSEGV in the agent's memcpy (seen in CI, whose environment is
+    smaller). The block's address is in its ``M`` header; the host unwinds from ``rsp``
+    within it."""
+    if stack_limit is None:
+        return [f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}sp"]
+    return [
+        _set("base", f"$rsp > {stack_limit:#x} ? {stack_limit:#x} : $rsp"),
+        f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}base",
+    ]
+
+
 def hit_actions(
     kind: str,
     slots: dict[str, int],
     value_register: str = "",
     shift_register: str = "",
     mask_register: str = "",
+    stack_limit: int | None = None,
 ) -> list[str]:
     """The action lines of one tracepoint: ``read``/``write`` at an accessor (its spill
-    ``slots``: register -> offset from rbp), or ``arm`` (the start marker: the hit alone)."""
+    ``slots``: register -> offset from rbp), or ``arm`` (the start marker: the hit alone);
+    ``stack_limit``: :func:`stack_block`."""
     lines = [_set("nop", "0"), _set("sp", "$rsp")]
     if kind == "arm":
         return [*lines, f"collect ${_PREFIX}sp, ${TIMESTAMP}"]
@@ -79,12 +102,16 @@ def hit_actions(
     return [
         *lines,
         "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
-        f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}sp",
+        *stack_block(stack_limit),
     ]
 
 
 def config_actions(
-    slots: dict[str, int], value: str, size_register: str, in_registers: bool = False
+    slots: dict[str, int],
+    value: str,
+    size_register: str,
+    in_registers: bool = False,
+    stack_limit: int | None = None,
 ) -> list[str]:
     """The action lines of a configuration-space or INTx tracepoint
     (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`): the PCIDevice (in the ``mr``
@@ -117,5 +144,5 @@ def config_actions(
     return [
         *lines,
         "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
-        f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}sp",
+        *stack_block(stack_limit),
     ]

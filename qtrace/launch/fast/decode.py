@@ -135,7 +135,7 @@ class AccessDecoder:
                 continue
             got = [get(frame, n) for n in ("mr", "off", "size", "val", "sp", "bp")]
             known = [v for v in got if v is not None]
-            block = frame.block_at(known[4]) if len(known) == len(got) else None
+            block = frame.block_from(known[4]) if len(known) == len(got) else None
             if block is None:
                 counts.frames_without_values += 1
                 continue

@@ -90,6 +90,7 @@ __all__ = [
     "FastOutcome",
     "config_devices",
     "generated_code",
+    "main_stack_limit",
     "plan_tracepoints",
 ]
 
@@ -144,6 +145,9 @@ class FastPlan:
     regions: dict[int, RegionOf]  # MemoryRegion pointer -> the device's region
     numbers: dict[int, Role] = field(default_factory=dict)  # gdb's numbers, once defined
     devices: dict[int, ConfigDevice] = field(default_factory=dict)  # PCIDevice -> hooks
+    # Where a stack block must start at the latest not to pass the main thread's stack end
+    # (actions.stack_block); None: unknown, blocks start at rsp.
+    stack_limit: int | None = None
 
 
 def config_devices(reply: Sequence[dict[str, Any]]) -> dict[int, ConfigDevice]:
@@ -297,7 +301,7 @@ def tracepoint_commands(plan: FastPlan) -> str:
                 f"condition $bpnum {device_condition(role, devices)}",
                 "actions",
                 *config_actions(dict(role.slots), role.value_source, role.size_register,
-                                role.in_registers),
+                                role.in_registers, plan.stack_limit),
                 "end",
             ]
             continue
@@ -306,7 +310,7 @@ def tracepoint_commands(plan: FastPlan) -> str:
         lines += [
             "actions",
             *hit_actions(role.kind, dict(role.slots), role.value_register,
-                         role.shift_register, role.mask_register),
+                         role.shift_register, role.mask_register, plan.stack_limit),
             "end",
         ]  # fmt: skip
     return "\n".join(lines) + "\n"
@@ -339,6 +343,14 @@ def thread_stacks(
         if len(names) == 1:
             out.append((start, end, names[0]))
     return out
+
+
+def main_stack_limit(maps: str) -> int | None:
+    """The highest address a stack block of :data:`~.actions.RAW_STACK_BYTES` may start at
+    on the main thread: its stack mapping's end (``[stack]`` in ``/proc/PID/maps``) less the
+    block; ``None`` when the maps name no such mapping."""
+    ends = [end for _, end, _, path in mappings(maps) if path == "[stack]"]
+    return ends[0] - RAW_STACK_BYTES if ends else None
 
 
 def generated_code(maps: str) -> tuple[int, int]:
@@ -586,6 +598,7 @@ class FastRun:
             )
         devices = config_devices(list(discovery.get("config_devices") or []))
         plan = plan_tracepoints(regions, disassemble, arm_on, devices)
+        plan.stack_limit = main_stack_limit(self._maps())
         commands = tracepoint_commands(plan)
         (self.out_dir / TRACEPOINTS_NAME).write_text(commands, encoding="utf-8")
         defined = self.gdb.console_text(f"source {self.mount_out}/{TRACEPOINTS_NAME}")

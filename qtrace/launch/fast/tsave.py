@@ -64,6 +64,14 @@ class Frame:
     zeroed: bool = False
     undecodable: str | None = None
 
+    def block_from(self, addr: int) -> bytes | None:
+        """The collected memory from ``addr`` to the end of the block that holds it (a
+        stack block may start below the stack pointer, near the stack's end)."""
+        for start, data in self.memory:
+            if start <= addr < start + len(data):
+                return data[addr - start :]
+        return None
+
     def block_at(self, addr: int) -> bytes | None:
         """The collected memory block starting at ``addr``, if one was collected."""
         for start, data in self.memory:
