@@ -400,10 +400,15 @@ class E1000:
             self._end_rx_hold()
 
     def settle(self, *, timers: bool = False) -> bool:
-        """With ``timers`` (a host without a clock): end an RCTL hold now."""
+        """With ``timers`` (a host without a clock): end an RCTL hold now. True only when
+        frames waited on it: a hold that ends with none waiting does nothing a trace could
+        show, and a replay must not take QEMU's own work of that moment for it (seen: a
+        Linux capture's autonegotiation timer raised LSC while an RCTL hold was pending,
+        and the replay compared that interrupt with the model's hold ending)."""
         if timers and self._rx_hold_until_ns is not None:
+            waiting = bool(self._rx_queue or self._rx_unread)
             self._end_rx_hold()
-            return True
+            return waiting
         return False
 
     def _end_rx_hold(self) -> None:
