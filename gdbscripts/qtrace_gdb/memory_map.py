@@ -297,35 +297,49 @@ class MemoryMap:
         """Ask KVM to copy each vCPU's registers into its kvm_run at every exit, and say so."""
         if self.vcpus_written:
             return
-        try:
-            state = gdb.parse_and_eval("kvm_state")
-            if int(state) == 0:
-                return  # TCG
-        except gdb.error:
-            return
+        records = sync_vcpu_registers()
+        if records is None:
+            return  # TCG
         self.vcpus_written = True
-        for cpu in _cpus():
-            record = {"type": "kvm_vcpu", "index": int(cpu["cpu_index"])}
-            try:
-                record["thread_id"] = int(cpu["thread_id"])
-            except gdb.error:
-                pass
-            try:
-                run = cpu["kvm_run"]
-                if int(run) != 0:
-                    field = run["kvm_valid_regs"]
-                    valid = int(field) | KVM_SYNC_X86_REGS
-                    gdb.selected_inferior().write_memory(
-                        int(field.address), valid.to_bytes(8, "little")
-                    )
-                    record["sync_regs"] = True
-                    self.sync_regs = True
-            except (gdb.error, gdb.MemoryError) as exc:
-                record["sync_regs"] = False
-                record["sync_regs_error"] = str(exc)
+        for record in records:
+            self.sync_regs = self.sync_regs or record.get("sync_regs", False)
             record["t"] = self.now_t()
             record["monotonic_s"] = round(time.monotonic(), 6)
             self.emit(record)
+
+
+
+def sync_vcpu_registers():
+    """Set KVM_SYNC_X86_REGS in each vCPU's kvm_run.kvm_valid_regs (KVM then copies the
+    guest's registers there at every exit; QEMU leaves the field alone): one ``kvm_vcpu``
+    record (no seq) per vCPU, saying whether it worked. ``None`` under TCG."""
+    try:
+        state = gdb.parse_and_eval("kvm_state")
+        if int(state) == 0:
+            return None
+    except gdb.error:
+        return None
+    records = []
+    for cpu in _cpus():
+        record = {"type": "kvm_vcpu", "index": int(cpu["cpu_index"])}
+        try:
+            record["thread_id"] = int(cpu["thread_id"])
+        except gdb.error:
+            pass
+        try:
+            run = cpu["kvm_run"]
+            if int(run) != 0:
+                field = run["kvm_valid_regs"]
+                valid = int(field) | KVM_SYNC_X86_REGS
+                gdb.selected_inferior().write_memory(
+                    int(field.address), valid.to_bytes(8, "little")
+                )
+                record["sync_regs"] = True
+        except (gdb.error, gdb.MemoryError) as exc:
+            record["sync_regs"] = False
+            record["sync_regs_error"] = str(exc)
+        records.append(record)
+    return records
 
 
 def _cpus():

@@ -56,9 +56,16 @@ DISCOVERY_FUNCTION = "vm_start"
 # does not record are listed under one key: a kind's own key says it was recorded (a replay
 # compares a capture's interrupts when the header has "irq").
 _FAST_NOT_RECORDED = (
-    "dma, async, kvm_exits: the fast collector records the device's register and "
-    "configuration-space accesses and its INTx level changes only"
+    "dma, async: the fast collector records the device's register and configuration-space "
+    "accesses, its INTx level changes and, under KVM, the exits"
 )
+_FAST_NOT_RECORDED_TCG = _FAST_NOT_RECORDED.replace("dma, async:", "dma, async, kvm_exits:")
+
+
+def _quiet_ports(ranges):
+    return "port I/O exits on %s are counted, not recorded" % ", ".join(
+        "0x%x-0x%x" % (a, b - 1) for a, b in ranges
+    )
 
 
 def _config_device(device_filter, pci_dev):
@@ -200,7 +207,16 @@ class Session:
             installed.extend(async_work.install(self, self.scope, self.armed))
         self.collectors.extend(installed)
         self._write_header(found.regions)
+        if fast and self.config.get("exits"):
+            # The fast run decodes each exit's kvm_run itself: KVM copies the guest's
+            # registers there from now on (guest_pc), as at the breakpoint collector's
+            # arming; the vCPU records say so.
+            for record in memory_map.sync_vcpu_registers() or ():
+                record["seq"] = self.out.next_seq()
+                self.out.write(_ordered(record, ("type", "seq")))
         return {
+            # Where the fast run's records go on numbering.
+            "next_seq": self.out.next_seq(),
             "regions": len(found.regions),
             "handlers": sorted({site.function.name for site in found.sites}),
             "breakpoints": len(installed),
@@ -233,13 +249,20 @@ class Session:
             else "from QEMU start"
         )
         if self.config["collector"] == "fast":
-            return {
+            description = {
                 "device_handlers": "fast tracepoints (gdbserver's in-process agent; QEMU is "
                 "not stopped), " + when,
                 "pci_config": "fast tracepoints, " + when,
                 "irq": "fast tracepoints, INTx level changes only (no MSI or MSI-X), " + when,
-                "not_recorded": _FAST_NOT_RECORDED,
             }
+            if self.config.get("exits"):
+                description["kvm_exits"] = "a fast tracepoint before kvm_cpu_exec's switch, " + when
+                description["not_recorded"] = _FAST_NOT_RECORDED
+            else:
+                description["not_recorded"] = _FAST_NOT_RECORDED_TCG
+            if self.quiet_ports and self.config.get("exits"):
+                description["quiet_ports"] = _quiet_ports(self.quiet_ports)
+            return description
         description = {"device_handlers": when, "pci_config": when}
         if self.config["record_irq"]:
             description["irq"] = when
@@ -254,10 +277,7 @@ class Session:
         if self.config.get("exits"):
             description["kvm_exits"] = when
         if self.quiet_ports:
-            description["quiet_ports"] = (
-                "port I/O exits on %s are counted, not recorded"
-                % ", ".join("0x%x-0x%x" % (a, b - 1) for a, b in self.quiet_ports)
-            )
+            description["quiet_ports"] = _quiet_ports(self.quiet_ports)
         return description
 
     def arm(self):

@@ -65,6 +65,7 @@ from qtrace.launch import evidence
 from qtrace.launch.backends import BACKENDS_PACKAGE_MOUNT, BackendProcesses
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import ContainerSource
+from qtrace.launch.fast.records import ExitsRecorded
 from qtrace.launch.fast.run import FastRun
 from qtrace.launch.gdb_session import GdbSession, shell_join
 from qtrace.launch.gdb_xstate import SHIM_IN_CONTAINER, needs_xstate_shim, shim_build_command
@@ -351,6 +352,15 @@ def _exit_cases(source: ContainerSource, qemu_version: str) -> list[ExitCaseSpec
     return [ExitCaseSpec(f"{KVM_ALL_PATH}:{case.body_line}", tuple(case.labels)) for case in cases]
 
 
+def _exits_recorded(config: CollectorConfig) -> ExitsRecorded | None:
+    """Which KVM exits a fast run records: the collector config's exit cases and quiet
+    ports, as the breakpoint collector's; ``None`` under TCG (no exit case)."""
+    if not config.exits:
+        return None
+    labels = frozenset(label for case in config.exits for label in case.labels)
+    return ExitsRecorded(labels, tuple(config.quiet_ports))
+
+
 def _async_recorded(plan: GuestPlan) -> dict[str, list[str]]:
     """The header's note of a plan that records only some kinds of asynchronous work
     (``extra.record_async``: the report says the others were not looked for)."""
@@ -509,7 +519,7 @@ class _CaptureRun:
                 ).__enter__()
                 resources.callback(self._close_gdb, gdb)
                 if self.request.collector == "fast":
-                    self._run_fast(gdb, container)
+                    self._run_fast(gdb, container, config)
                 else:
                     self._run_gdb(gdb, container)
             except KeyboardInterrupt as exc:
@@ -646,12 +656,16 @@ class _CaptureRun:
                 header=header,
                 device_path=f"/machine/peripheral/{CAPTURED_QDEV_ID}",
                 # The gdb side's breakpoint hooks stay off: the fast run traces the
-                # configuration space and INTx itself (qtrace.launch.fast.locate).
+                # configuration space, INTx and KVM's exits itself
+                # (qtrace.launch.fast.locate); the exit cases and quiet ports say which
+                # exits it records, as the breakpoint collector would.
                 record_pci_config=False,
                 record_irq=False,
                 record_dma=False,
                 record_async=False,
+                exits=tuple(exits),
                 arm_on=self.plan.arm_on,
+                quiet_ports=self.plan.quiet_ports,
                 collector="fast",
             )
         return CollectorConfig(
@@ -693,13 +707,16 @@ class _CaptureRun:
             self._stop_running(gdb, CaptureStatus.INTERRUPTED, interrupt_reason(exc))
             raise
 
-    def _run_fast(self, gdb: GdbSession, container: LabelledContainer) -> None:
+    def _run_fast(
+        self, gdb: GdbSession, container: LabelledContainer, config: CollectorConfig
+    ) -> None:
         """The fast collector (:mod:`qtrace.launch.fast.run`): QEMU runs without a stop
         until it exits, times out or is interrupted; the buffer is then saved and decoded,
         and the end record (with the self-checks) is written here."""
         run = FastRun(
             gdb, container, self.out_dir, MOUNT_OUT, MOUNT_GDBSCRIPTS, self.argv,
             self.observer.status, self.tail.path, self.request.max_hits,
+            _exits_recorded(config),
         )  # fmt: skip
         self.discovery = run.start()
         run.trace(self.discovery, self._header_regions(), self.plan.arm_on)

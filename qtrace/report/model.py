@@ -277,7 +277,8 @@ class Finding:
     findings (traces whose records carry ``thread``): ``records`` counts the records placed on a
     thread, ``threads`` names the vCPU threads, ``elsewhere`` the work on the other threads.
     ``recorded``: which kinds the capture recorded, so a sentence never counts a kind that was
-    not looked for (the fast collector records no exits: ``exited`` is then meaningless).
+    not looked for (the fast collector records no exits under TCG: ``exited`` is then
+    meaningless).
     """
 
     key: str

@@ -1,11 +1,11 @@
 """What a capture recorded, read from its trace header: the one place the report asks.
 
 A kind of record that was not looked for says nothing by its absence: a trace of the fast
-collector has no exit, DMA or async record (nor an MSI or MSI-X one) because that collector
-records the device's register and configuration-space accesses and its INTx level changes
-only, not because there were none. Every view that counts a kind,
-or draws a conclusion from its absence, asks :func:`recorded` first and says "not recorded"
-instead of "0" or "none".
+collector has no DMA or async record (nor an MSI or MSI-X one, nor, under TCG, an exit)
+because that collector records the device's register and configuration-space accesses, its
+INTx level changes and, under KVM, the exits only, not because there were none. Every view
+that counts a kind, or draws a conclusion from its absence, asks :func:`recorded` first and
+says "not recorded" instead of "0" or "none".
 
 The header says it in ``arming`` (TRACE_FORMAT.md), whose keys are the kinds
 (:data:`KINDS`):
@@ -20,8 +20,9 @@ The header says it in ``arming`` (TRACE_FORMAT.md), whose keys are the kinds
   took it.
 
 The fast collector also records no memory map (KVM's memory slots, FlatViews, coalescing
-zones), no host kernel events (``kernel.jsonl``), no guest PC, and its stacks' first frame,
-the handler, has its name only (its tracepoints sit in the generic accessor, one call outside
+zones), no host kernel events (``kernel.jsonl``), no guest PC under TCG (under KVM its exits
+carry one, from the registers KVM syncs into ``kvm_run``), and its stacks' first frame, the
+handler, has its name only (its tracepoints sit in the generic accessor, one call outside
 the handler).
 """
 
@@ -96,8 +97,9 @@ class Recorded:
 
     @property
     def guest_pcs(self) -> bool:
-        """Whether accesses (TCG) or their exits (KVM) carry the guest's PC."""
-        return not self.fast
+        """Whether accesses (TCG) or their exits (KVM) carry the guest's PC: the fast
+        collector's exits do (KVM), its accesses do not (TCG)."""
+        return not self.fast or self.has("kvm_exits")
 
     @property
     def in_accessor(self) -> bool:

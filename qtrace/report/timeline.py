@@ -13,8 +13,9 @@ The steps come from three records of the capture and nothing else:
   event inside ``KVM_RUN``;
 - **QEMU's records** (``trace.jsonl``): the exit record (the collector's breakpoint in
   ``kvm_cpu_exec``) and the access (a read recorded at its handler's return, a write at its
-  entry; the fast collector's in the generic accessor around the handler, and it records no
-  exit, kernel event or guest PC: ``recorded`` says so, :mod:`qtrace.report.recorded`).
+  entry; the fast collector's in the generic accessor around the handler, its exit at a fast
+  tracepoint just before ``kvm_cpu_exec``'s switch, and it records no kernel event:
+  ``recorded`` says so, :mod:`qtrace.report.recorded`).
 
 Times are microseconds from the kernel's first event of the access, on CLOCK_MONOTONIC (the
 kernel events' clock; a trace time ``t`` is moved onto it with the trace's ``kvm_vcpu``

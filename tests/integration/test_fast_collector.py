@@ -25,7 +25,7 @@ import pytest
 
 from qtrace.docker_env import KIND_LABEL, qtrace_containers
 from qtrace.launch.capture import CaptureResult
-from qtrace.trace import Access, read_trace
+from qtrace.trace import Access, KvmVcpu, Trace, iter_records, read_trace
 from qtrace.verify import verify_file
 from tests.integration.conftest import require_kvm
 
@@ -71,14 +71,22 @@ def _checks_pass(result: CaptureResult) -> dict[str, object]:
     assert checks["hits_by_agent"] == checks["frames_saved"] == checks["frames_decoded"]
     summary = json.loads((result.out_dir / "summary.json").read_text())
     assert summary["collector"] == "fast" and summary["fast_checks"] == checks
-    assert summary["dmas"] is None and summary["exits"] is None
+    assert summary["dmas"] is None
     assert summary["irqs"] == len(trace.irqs), "INTx changes are counted"
     arming = trace.header.arming
     assert "fast tracepoints" in arming["device_handlers"]
     assert "dma" not in arming and "dma" in arming["not_recorded"]
     assert "fast tracepoints" in arming["pci_config"] and "INTx" in arming["irq"]
-    assert not {"pci_config", "irq"} & set(arming["not_recorded"].split(":")[0].split(", "))
-    assert not trace.dmas and not trace.exits
+    left_out = set(arming["not_recorded"].split(":")[0].split(", "))
+    assert not {"pci_config", "irq"} & left_out
+    assert not trace.dmas
+    if trace.header.accel == "kvm":  # the exits, at a fast tracepoint before the switch
+        assert checks["kvm_exits"] is True and "kvm_exits" not in left_out
+        assert "fast tracepoint" in arming["kvm_exits"] and trace.exits
+        assert summary["exits"] == len(trace.exits)
+    else:
+        assert checks["kvm_exits"] is False and "kvm_exits" in left_out
+        assert summary["exits"] is None and not trace.exits
     return checks
 
 
@@ -159,15 +167,58 @@ def test_fast_tcg_probe_intx_changes_equal_the_breakpoint_capture(capture: Captu
           "capture's")
 
 
+def _exits(trace: Trace) -> list[tuple[object, ...]]:
+    return [(e.reason, e.vcpu, e.thread, e.port, e.size, e.direction, e.count, e.data,
+             e.phys_addr, e.len, e.is_write, e.guest_pc) for e in trace.exits]  # fmt: skip
+
+
+def _links(trace: Trace) -> list[tuple[object, ...]]:
+    """Each access's exit (by its place among the exits), address, space and vCPU."""
+    place = {e.seq: i for i, e in enumerate(trace.exits)}
+    return [(place.get(a.exit_seq or 0), a.addr, a.space, a.vcpu, a.coalesced)
+            for a in trace.accesses]  # fmt: skip
+
+
+def _per_thread(trace: Trace) -> dict[str | None, list[tuple[object, ...]]]:
+    """Each thread's exits, accesses and interrupts in its order (the order between threads
+    is timing's: the breakpoint collector slows the vCPU, not the main loop)."""
+    events: list[tuple[int, str | None, tuple[object, ...]]] = [
+        *((e.seq, e.thread, ("exit", e.reason, e.port, e.phys_addr)) for e in trace.exits),
+        *((a.seq, a.thread, ("access", a.offset, a.value)) for a in trace.accesses
+          if not a.coalesced),
+        *((i.seq, i.thread, ("irq", i.level)) for i in trace.irqs),
+    ]  # fmt: skip
+    out: dict[str | None, list[tuple[object, ...]]] = {}
+    for _, thread, event in sorted(events, key=lambda e: e[0]):
+        out.setdefault(thread, []).append(event)
+    return out
+
+
 def test_fast_kvm_probe_capture_equals_the_breakpoint_capture(capture: Capture) -> None:
+    """Under KVM the exits as well: the same reasons, ports, addresses, data, vCPU and guest
+    PC, each access tied to the same exit, and each thread's events in the same order."""
     fast = capture("e1000", "kvm", collector="fast")
     slow = capture("e1000", "kvm")
     assert fast.status == "ok", (fast.reason, fast.hint)
-    _checks_pass(fast)
+    checks = _checks_pass(fast)
     mapping = _same_accesses_and_stacks(fast, slow)
     assert mapping, "no stack compared"
-    funcs = [f.func for f in read_trace(fast.out_dir).stacks[next(iter(mapping))].frames]
+    quick, full = read_trace(fast.out_dir), read_trace(slow.out_dir)
+    funcs = [f.func for f in quick.stacks[next(iter(mapping))].frames]
     assert "kvm_cpu_exec" in funcs
+    assert len(quick.exits) >= 100 and _exits(quick) == _exits(full)
+    assert {e.reason for e in quick.exits} == {"KVM_EXIT_IO", "KVM_EXIT_MMIO"}
+    assert all(e.guest_pc for e in quick.exits), "KVM synced the registers at every exit"
+    links = [(x, y) for x, y in zip(_links(quick), _links(full), strict=True)]
+    # A coalesced write is replayed by whichever thread flushes the ring first (timing's).
+    assert all(x == y for x, y in links if not (x[4] or y[4])), links
+    assert sum(1 for x, _ in links if x[0] is not None) >= 80
+    assert _per_thread(quick) == _per_thread(full)
+    frames = [f.func for f in quick.stacks[quick.exits[0].stack or ""].frames]
+    assert frames[0] == "kvm_cpu_exec" and "kvm_vcpu_thread_fn" in frames
+    assert checks["quiet_exits"] > 0  # the serial console's and the marker's ports
+    vcpus = [r for r in iter_records(fast.out_dir / "trace.jsonl") if isinstance(r, KvmVcpu)]
+    assert [(v.index, v.sync_regs) for v in vcpus] == [(0, True)]
 
 
 def test_verify_of_a_fast_capture_says_what_the_trace_lacks(capture: Capture) -> None:
@@ -337,3 +388,20 @@ def test_fast_capture_on_the_other_built_versions(capture: Capture, version: str
         assert funcs[-1] in ("start_thread", "__libc_start_call_main"), funcs
     assert any(a.space == "pci-config" and a.op == "write" for a in trace.accesses)
     assert {i.level for i in trace.irqs} == {0, 1}
+
+
+@pytest.mark.parametrize("version", ["7.2", "10.0.13"])
+def test_fast_kvm_exits_on_the_other_built_versions(capture: Capture, version: str) -> None:
+    """The exit tracepoint's call and kvm_cpu_exec's slot of ``run`` are found in each
+    build: the exits equal the breakpoint capture's on that version, and so do each
+    access's links to them."""
+    require_kvm()
+    fast = capture("e1000", "kvm", collector="fast", qemu_version=version)
+    slow = capture("e1000", "kvm", qemu_version=version)
+    assert fast.status == "ok", (fast.reason, fast.hint)
+    _checks_pass(fast)
+    quick, full = read_trace(fast.out_dir), read_trace(slow.out_dir)
+    assert len(quick.exits) >= 100 and _exits(quick) == _exits(full)
+    links = [(x, y) for x, y in zip(_links(quick), _links(full), strict=True)]
+    assert all(x == y for x, y in links if not (x[4] or y[4])), links
+    assert _per_thread(quick) == _per_thread(full)

@@ -20,10 +20,11 @@ a tracepoint has no effect, so each list starts with one that does nothing.
 
 from __future__ import annotations
 
+from qtrace.launch.fast.kvm_run import IO_DATA_BYTES, IO_DATA_OFFSET, KVM_EXIT_IO, KVM_RUN_BYTES
 
 __all__ = [
-    "RAW_STACK_BYTES", "TIMESTAMP", "VALUES", "config_actions", "hit_actions", "stack_block",
-    "variables",
+    "RAW_STACK_BYTES", "TIMESTAMP", "VALUES", "config_actions", "exit_actions", "hit_actions",
+    "stack_block", "variables",
 ]
 
 RAW_STACK_BYTES = 3584
@@ -144,5 +145,34 @@ def config_actions(
     return [
         *lines,
         "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        *stack_block(stack_limit),
+    ]
+
+
+def exit_actions(run_slot: int, stack_limit: int | None = None) -> list[str]:
+    """The action lines of the KVM exit tracepoint (:func:`~.locate.exit_site`, at the
+    call of ``trace_kvm_run_exit(cpu_index, exit_reason)``): ``run`` (from its frame slot)
+    in the ``mr`` variable, the vCPU's index (``rdi``) in ``off``, the exit reason
+    (``rsi``) in ``size``; :data:`~.kvm_run.KVM_RUN_BYTES` of ``struct kvm_run`` at ``run``,
+    :data:`~.kvm_run.IO_DATA_BYTES` of port I/O data at ``run + io.data_offset`` (``val``:
+    for another exit, a place inside the first block, since the union holds no offset
+    then and the agent reads without fault protection), and the stack block."""
+    run = f"*(unsigned long *)($rbp + {run_slot})"
+    data = f"*(unsigned long *)(${_PREFIX}mr + {IO_DATA_OFFSET})"
+    lines = [
+        _set("nop", "0"),
+        _set("sp", "$rsp"),
+        _set("bp", "$rbp"),
+        _set("mr", run),
+        _set("off", "$rdi"),
+        _set("size", "$rsi"),
+        _set("val", f"${_PREFIX}mr + ($rsi == {KVM_EXIT_IO} ? {data} : {IO_DATA_OFFSET})"),
+    ]
+    collected = ["mr", "off", "size", "sp", "bp", "val"]
+    return [
+        *lines,
+        "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        f"collect *(unsigned char (*)[{KVM_RUN_BYTES}])${_PREFIX}mr",
+        f"collect *(unsigned char (*)[{IO_DATA_BYTES}])${_PREFIX}val",
         *stack_block(stack_limit),
     ]

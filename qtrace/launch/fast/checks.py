@@ -36,6 +36,13 @@ class FastChecks:
     # pci_set_irq made (the breakpoint collector leaves them out too).
     before_arming: int = 0
     irq_other_paths: int = 0
+    # KVM exits (kvm_exits: traced, under KVM): the ones the breakpoint collector leaves out
+    # too (a quiet port's, reasons kvm_cpu_exec's switch has no case for), and string port
+    # writes whose data was longer than the block collected (their record has no ``data``).
+    kvm_exits: bool = False
+    quiet_exits: int = 0
+    exits_other_reasons: int = 0
+    exits_without_data: int = 0
 
     def plus(self, other: FastChecks) -> FastChecks:
         """The checks of two segments of one run together: counts add up, a buffer that
@@ -43,9 +50,10 @@ class FastChecks:
         summed = {
             f.name: getattr(self, f.name) + getattr(other, f.name)
             for f in fields(self)
-            if f.name != "buffer_full"
+            if f.name not in ("buffer_full", "kvm_exits")
         }
-        return FastChecks(buffer_full=self.buffer_full or other.buffer_full, **summed)
+        return FastChecks(buffer_full=self.buffer_full or other.buffer_full,
+                          kvm_exits=self.kvm_exits or other.kvm_exits, **summed)  # fmt: skip
 
     @property
     def ok(self) -> bool:
@@ -94,7 +102,12 @@ class FastChecks:
             "segments": self.segments,
             "before_arming": self.before_arming,
             "irq_other_paths": self.irq_other_paths,
+            "kvm_exits": self.kvm_exits,
         }
+        if self.kvm_exits:
+            fields.update(quiet_exits=self.quiet_exits,
+                          exits_other_reasons=self.exits_other_reasons,
+                          exits_without_data=self.exits_without_data)  # fmt: skip
         if not self.ok:
             fields["problems"] = self.problems()
             fields["hint"] = FALLBACK_HINT

@@ -13,7 +13,10 @@ Only frames of the captured device's regions are kept (the agent's condition alr
 filters them; a frame of another region is counted). The configuration-space and INTx
 tracepoints (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`) leave the PCIDevice
 where an accessor leaves its MemoryRegion and decode alike, kept for the recorded devices.
-Frames come in the agent's buffer order, the order the hits happened in.
+The KVM exit tracepoint (:func:`~.locate.exit_site`) leaves ``run``, the vCPU's index and
+the exit reason there, and two more blocks: ``kvm_run``'s first bytes and the port I/O
+data (:class:`ExitHit`, decoded into fields by :mod:`.kvm_run`). Frames come in the agent's
+buffer order, the order the hits happened in.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from qtrace.launch.fast.actions import TIMESTAMP
+from qtrace.launch.fast.kvm_run import KVM_RUN_BYTES
 from qtrace.launch.fast.tsave import Frame
 from qtrace.launch.fast.unwind import unwind
 
-__all__ = ["Access", "AccessDecoder", "Decoded", "Role", "decode_accesses", "variable_numbers"]
+__all__ = [
+    "Access", "AccessDecoder", "Decoded", "ExitHit", "Role", "decode_accesses", "variable_numbers",
+]
 
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1
@@ -50,6 +56,10 @@ class Role:
     value_source: str = ""
     size_register: str = ""
     in_registers: bool = False  # the arguments are read from registers, not spill slots
+    # A KVM exit (kind and space "exit", :func:`~.locate.exit_site`): where kvm_cpu_exec
+    # keeps ``run``; ``mr`` then holds ``run``, ``off`` the vCPU's index, ``size`` the exit
+    # reason, ``val`` where the port I/O data was collected (:func:`~.actions.exit_actions`).
+    run_slot: int = 0
 
 
 @dataclass
@@ -69,10 +79,28 @@ class Access:
 
 
 @dataclass
+class ExitHit:
+    """One KVM exit as decoded: the vCPU's index, the exit reason's number, the first
+    bytes of its ``struct kvm_run`` (:data:`~.kvm_run.KVM_RUN_BYTES`) and the port I/O data
+    block (``None``: not collected)."""
+
+    vcpu: int
+    reason: int
+    run: bytes
+    io_data: bytes | None
+    pcs: tuple[int, ...]
+    frame: int
+    sp: int = 0
+    us: int | None = None
+    op: str = "exit"
+    space: str = "exit"
+
+
+@dataclass
 class Decoded:
     """The accesses of a run and what could not be decoded."""
 
-    accesses: list[Access] = field(default_factory=list)
+    accesses: list[Access | ExitHit] = field(default_factory=list)
     frames_without_values: int = 0  # a frame whose variables are missing
     before_arming: int = 0  # the device's frames before the guest's start marker
     other_devices: int = 0  # frames of other devices' regions
@@ -115,10 +143,11 @@ class AccessDecoder:
 
     def feed(
         self, frames: Iterable[Frame], numbers: Mapping[str, int] | None = None
-    ) -> list[Access]:
-        """The device's accesses among ``frames`` (one segment, in buffer order)."""
+    ) -> list[Access | ExitHit]:
+        """The device's accesses and the KVM exits among ``frames`` (one segment, in
+        buffer order)."""
         numbers = self.numbers if numbers is None else numbers
-        out: list[Access] = []
+        out: list[Access | ExitHit] = []
         counts, roles, regions = self.counts, self.roles, self.regions
 
         def get(frame: Frame, name: str) -> int | None:
@@ -140,6 +169,17 @@ class AccessDecoder:
                 counts.frames_without_values += 1
                 continue
             mr, offset, size, value, sp, bp = known
+            if role.kind == "exit":
+                run = frame.block_at(mr)
+                if run is None or len(run) < KVM_RUN_BYTES:
+                    counts.frames_without_values += 1
+                elif not self.armed:
+                    counts.before_arming += 1
+                else:
+                    pcs = unwind(role.address, bp, sp, block, self.in_generated_code)
+                    out.append(ExitHit(offset & _U32, size & _U32, run, frame.block_at(value),
+                                       pcs, frame.index, sp, get(frame, TIMESTAMP)))  # fmt: skip
+                continue
             config = role.space == "pci-config"
             on_device = config or role.kind == "irq"  # ``mr`` holds the PCIDevice
             if mr not in (self.devices if on_device else regions):

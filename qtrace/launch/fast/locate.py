@@ -25,11 +25,15 @@ __all__ = [
     "ACCESSOR_ARGUMENTS",
     "AccessorSite",
     "CONFIG_SITES",
+    "EXIT_CALL",
+    "EXIT_FUNCTION",
+    "ExitSite",
     "IRQ_SITE",
     "PciSite",
     "site_locations",
     "spill_slots",
     "entry_location",
+    "exit_site",
     "parse_disassembly",
     "value_location",
 ]
@@ -222,3 +226,41 @@ def site_locations(instructions: list[Instruction], site: PciSite) -> list[Instr
     if site.at == "all-ones":
         return [i for i in instructions if i.length >= JUMP_BYTES and _ALL_ONES.match(i.text)]
     raise ValueError(f"unknown site location {site.at!r}")
+
+
+# accel/kvm/kvm-all.c, kvm_cpu_exec (QEMU 7.2 to 10.x): once KVM_RUN returned and the exit
+# goes to the switch on its reason, trace_kvm_run_exit(cpu->cpu_index, run->exit_reason) is
+# called (a 5-byte call at -O0, its arguments in edi and esi); every exit the switch sees
+# passes there exactly once, the ones KVM_RUN failed on (EINTR) do not. The switch then
+# reloads ``run`` from its frame slot: ``mov -N(%rbp),%rax`` and ``mov 0x8(%rax),%eax``
+# (exit_reason is at offset 8 of struct kvm_run).
+EXIT_FUNCTION = "kvm_cpu_exec"
+EXIT_CALL = "trace_kvm_run_exit"
+_LOAD_SLOT = re.compile(r"^mov\s+-0x(?P<off>[0-9a-f]+)\(%rbp\),%(?P<reg>r\w+)$")
+
+
+@dataclass(frozen=True)
+class ExitSite:
+    """Where the exit tracepoint goes (the call of :data:`EXIT_CALL`) and ``run_slot``,
+    where ``kvm_cpu_exec`` keeps its ``struct kvm_run *run`` (offset from ``rbp``)."""
+
+    at: Instruction
+    run_slot: int
+
+
+def exit_site(instructions: list[Instruction]) -> ExitSite | None:
+    """The exit tracepoint's place in ``kvm_cpu_exec``'s disassembly; ``None`` when this
+    build is not shaped so (no such call, or no reload of ``run`` after it)."""
+    call = value_location(instructions, EXIT_CALL)
+    if call is None:
+        return None
+    after = [i for i in instructions if i.address > call.address]
+    for load, use in zip(after, after[1:]):
+        match = _LOAD_SLOT.match(load.text)
+        if match and use.text.startswith("mov") and use.text.split(None, 1)[1].startswith(
+            f"0x8(%{match.group('reg')}),"
+        ):
+            return ExitSite(call, -int(match.group("off"), 16))
+        if load.text.startswith(("call", "j", "ret")):
+            break
+    return None

@@ -14,6 +14,14 @@ sequence in hit order. An INTx level change is an ``irq`` record as the breakpoi
 collector writes it, kept only when ``pci_set_irq`` made it (the tracepoint is in
 ``pci_irq_handler``, and its caller must be ``pci_set_irq``; gdbscripts/qtrace_gdb/irq.py
 says why), its stack from ``pci_set_irq`` on.
+
+Under KVM each exit the switch of ``kvm_cpu_exec`` has a case for is an ``exit`` record as
+the breakpoint collector writes it (:mod:`.kvm_run` decodes ``kvm_run``), its stack from
+``kvm_cpu_exec`` on (at the call of ``trace_kvm_run_exit``, just before the switch, where
+the breakpoint collector's stacks begin at the case's line); a port I/O exit on a quiet
+port (the serial console's) is counted, not written. An access made under ``kvm_cpu_exec``
+carries the exit its thread last had (``exit_seq``), the space that exit says, and its
+address; one QEMU replays from the coalesced-MMIO ring carries none (``coalesced``).
 """
 
 from __future__ import annotations
@@ -22,9 +30,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from qtrace.launch.fast.decode import Access as Decoded
-from qtrace.trace.schema import Access, AccessSpace, Frame, Irq, Stack
+from qtrace.launch.fast.decode import ExitHit
+from qtrace.launch.fast.kvm_run import exit_fields
+from qtrace.trace.schema import Access, AccessSpace, Exit, Frame, Irq, Stack
 
-__all__ = ["ConfigDevice", "RecordMaker", "RegionOf", "fast_records"]
+__all__ = ["ConfigDevice", "ExitsRecorded", "RecordMaker", "RegionOf", "fast_records"]
+
+Hit = Decoded | ExitHit
+KVM_EXEC = "kvm_cpu_exec"
+COALESCED_FLUSH = "kvm_flush_coalesced_mmio_buffer"
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,27 @@ class ConfigDevice:
     device: str | None = None
 
 
+@dataclass(frozen=True)
+class ExitsRecorded:
+    """Which KVM exits become ``exit`` records, as the breakpoint collector chooses them:
+    the reasons ``kvm_cpu_exec``'s switch has a case for in this QEMU (``labels``), less the
+    port I/O exits on ``quiet_ports`` (``(first, count)`` ranges), which are counted."""
+
+    labels: frozenset[str]
+    quiet_ports: tuple[tuple[int, int], ...] = ()
+
+    def quiet(self, port: int | None) -> bool:
+        return port is not None and any(a <= port < a + n for a, n in self.quiet_ports)
+
+
+@dataclass
+class _StackFacts:
+    """What an access's stack says about it (computed once per stack record)."""
+
+    under_kvm: bool
+    coalesced: bool
+
+
 class RecordMaker:
     """Turns a run's decoded accesses into records, one segment after another (a long run
     drains its buffer several times, :mod:`.run`): the stack ids, the sequence numbers and
@@ -65,15 +100,23 @@ class RecordMaker:
         regions: Mapping[int, RegionOf],
         first_seq: int = 1,
         devices: Mapping[int, ConfigDevice] | None = None,
+        exits: ExitsRecorded | None = None,
     ) -> None:
         self.regions = regions
         self.devices = devices or {}  # PCIDevice pointer -> its config hooks
+        self.exits = exits  # None: no exit is traced (TCG)
         self.irq_other_paths = 0  # INTx changes not made by pci_set_irq (not recorded)
+        self.quiet_exits = 0  # port I/O exits on a quiet port (counted, not recorded)
+        self.exits_other_reasons = 0  # exits the switch has no case for (not recorded)
+        self.exits_without_data = 0  # string I/O writes longer than the collected data
+        self.last_exit: dict[str | None, Exit | None] = {}  # thread -> its last exit record
+        self.vcpu_of: dict[str | None, int] = {}  # thread -> the vCPU its exits name
+        self.facts: dict[str, _StackFacts] = {}  # stack id -> what it says
         self.stack_ids: dict[tuple[str, tuple[int, ...]], str] = {}
         self.next_seq = first_seq
         self.start_us: int | None = None  # ``t`` counts from the first hit the agent stamped
 
-    def new_stacks(self, accesses: Iterable[Decoded]) -> list[tuple[int, ...]]:
+    def new_stacks(self, accesses: Iterable[Hit]) -> list[tuple[int, ...]]:
         """The return-address lists among ``accesses`` that :meth:`records` will make a
         new stack record of (a new handler and path), each once: what it will ask
         ``symbolize`` for."""
@@ -84,13 +127,15 @@ class RecordMaker:
                 out[access.pcs] = None
         return list(out)
 
-    def _path(self, access: Decoded) -> tuple[int, ...]:
+    def _path(self, access: Hit) -> tuple[int, ...]:
         """The return addresses its stack record is made of."""
         return access.pcs[self.IRQ_SKIPPED:] if access.op == "irq" else access.pcs
 
-    def _handler(self, access: Decoded) -> str | None:
+    def _handler(self, access: Hit) -> str | None:
         """The function that handled ``access`` (``"??"`` unknown); ``None`` when it is of
         no region or device of the run."""
+        if isinstance(access, ExitHit):
+            return "exit" if self.exits is not None else None
         if access.op == "irq":
             device = self.devices.get(access.region)
             return "irq" if device is not None and device.device is None else None
@@ -102,17 +147,21 @@ class RecordMaker:
 
     def records(
         self,
-        accesses: Iterable[Decoded],
+        accesses: Iterable[Hit],
         symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
         thread_of: Callable[[int], str | None] = lambda sp: None,
-    ) -> Iterator[Access | Irq | Stack]:
-        """Stack records (each before its first use), access and irq records, in hit order;
-        an access to a region not in ``regions`` is left out (the decoder kept only those),
-        and so is an INTx change another path than ``pci_set_irq`` made."""
+    ) -> Iterator[Access | Exit | Irq | Stack]:
+        """Stack records (each before its first use), access, exit and irq records, in hit
+        order; an access to a region not in ``regions`` is left out (the decoder kept only
+        those), and so is an INTx change another path than ``pci_set_irq`` made, and an
+        exit :attr:`exits` does not record."""
         stack_ids = self.stack_ids
         for access in accesses:
             handler = self._handler(access)
             if handler is None:
+                continue
+            if isinstance(access, ExitHit):
+                yield from self._exit(access, symbolize, thread_of)
                 continue
             irq = access.op == "irq"
             if irq:
@@ -135,7 +184,9 @@ class RecordMaker:
                     # A config tracepoint sits in pci_host_config_*_common itself: its own
                     # frame comes first, as the breakpoint collector's config stacks begin.
                     head = () if config else (Frame(handler),)
-                    yield Stack(sid, (*head, *symbolize(access.pcs)))
+                    frames = symbolize(access.pcs)
+                    self.facts[sid] = _facts(frames)
+                    yield Stack(sid, (*head, *frames))
             start_us = self.start_us
             t = None if access.us is None or start_us is None else (access.us - start_us) / 1e6
             if irq:
@@ -151,6 +202,15 @@ class RecordMaker:
                 region = self.regions[access.region]
                 space = "pio" if region.space == "pio" else "mmio"
                 name, device = region.name, None
+            thread = thread_of(access.sp)
+            exit_record, coalesced = self._exit_of(sid, thread)
+            addr = None
+            if exit_record is not None and not config:
+                # The same handler can serve a port I/O BAR and a memory BAR (an alias):
+                # the exit says which one this access came through, as in the breakpoint
+                # collector's records.
+                space = "pio" if exit_record.reason == "KVM_EXIT_IO" else "mmio"
+                addr = exit_record.phys_addr if space == "mmio" else exit_record.port
             yield Access(
                 seq=self.next_seq,
                 op="read" if access.op == "read" else "write",
@@ -160,20 +220,74 @@ class RecordMaker:
                 value=access.value,
                 region=name,
                 handler=handler,
+                exit_seq=None if exit_record is None else exit_record.seq,
+                addr=addr,
                 stack=sid,
-                thread=thread_of(access.sp),
+                thread=thread,
+                vcpu=self.vcpu_of.get(thread),
+                coalesced=True if coalesced else None,
                 device=device,
                 t=t,
             )
             self.next_seq += 1
 
+    def _exit_of(self, sid: str, thread: str | None) -> tuple[Exit | None, bool]:
+        """The exit an access on stack ``sid`` came from (its thread's last, when the
+        access ran under ``kvm_cpu_exec``), and whether QEMU replayed it from the
+        coalesced-MMIO ring (then it came from no exit of its own)."""
+        facts = self.facts.get(sid)
+        if self.exits is None or facts is None:
+            return None, False
+        if facts.coalesced:  # on whichever thread flushed the ring
+            return None, True
+        return (self.last_exit.get(thread) if facts.under_kvm else None), False
+
+    def _exit(
+        self,
+        hit: ExitHit,
+        symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
+        thread_of: Callable[[int], str | None],
+    ) -> Iterator[Exit | Stack]:
+        """One exit's records (its stack first, if new), as the breakpoint collector
+        chooses and writes them."""
+        assert self.exits is not None
+        thread = thread_of(hit.sp)
+        self.vcpu_of[thread] = hit.vcpu
+        fields, truncated = exit_fields(hit.run, hit.io_data)
+        if fields["reason"] not in self.exits.labels:
+            self.exits_other_reasons += 1
+            return
+        if self.exits.quiet(fields.get("port")):
+            self.quiet_exits += 1
+            self.last_exit[thread] = None
+            return
+        self.exits_without_data += truncated
+        if self.start_us is None and hit.us is not None:
+            self.start_us = hit.us
+        key = ("exit", hit.pcs)
+        sid = self.stack_ids.get(key)
+        if sid is None:
+            sid = self.stack_ids[key] = f"s{len(self.stack_ids) + 1}"
+            yield Stack(sid, symbolize(hit.pcs))
+        start_us = self.start_us
+        t = None if hit.us is None or start_us is None else (hit.us - start_us) / 1e6
+        record = Exit(seq=self.next_seq, vcpu=hit.vcpu, stack=sid, t=t, thread=thread, **fields)
+        self.next_seq += 1
+        self.last_exit[thread] = record
+        yield record
+
+
+def _facts(frames: tuple[Frame, ...]) -> _StackFacts:
+    functions = {f.func for f in frames}
+    return _StackFacts(KVM_EXEC in functions, COALESCED_FLUSH in functions)
+
 
 def fast_records(
-    accesses: list[Decoded],
+    accesses: list[Hit],
     regions: Mapping[int, RegionOf],
     symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
     thread_of: Callable[[int], str | None] = lambda sp: None,
     first_seq: int = 1,
-) -> Iterator[Access | Irq | Stack]:
+) -> Iterator[Access | Exit | Irq | Stack]:
     """The records of a whole run's accesses at once (:class:`RecordMaker`)."""
     return RecordMaker(regions, first_seq).records(accesses, symbolize, thread_of)

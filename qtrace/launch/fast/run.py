@@ -30,8 +30,12 @@ and only the captured device's hits are collected.
 Besides the register accesses it records the configuration-space accesses of the device (and
 of any bridge above it) at ``pci_host_config_{read,write}_common`` and the device's INTx
 level changes at ``pci_irq_handler``'s call of ``pci_set_irq_state``, filtered on the
-PCIDevice by the agent. What it does not record (the header's ``arming`` says so): MSI and
-MSI-X, DMA, work off the vCPU thread, KVM exits. QEMU's own output goes to gdbserver's
+PCIDevice by the agent; and, under KVM, each exit at ``kvm_cpu_exec``'s call of
+``trace_kvm_run_exit`` just before the switch on its reason (the host keeps the exits the
+breakpoint collector would: :class:`~.records.ExitsRecorded`). What it does not record (the
+header's ``arming`` says so): MSI and MSI-X, DMA, work off the vCPU thread. The agent's jump
+pad holds a spin lock while it collects (gdbserver's amd64 jump pad), so two threads' hits
+never mix their trace state variables. QEMU's own output goes to gdbserver's
 stderr and so to gdb, which the capture keeps in ``qemu.log`` (the wrapper must exec QEMU
 directly for the agent to load).
 """
@@ -56,24 +60,32 @@ from qtrace.docker_env import LabelledContainer
 from qtrace.errors import CollectorError, LaunchFailure, UsageError
 from qtrace.image.layout import QEMU_SOURCE_ROOT
 from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
-from qtrace.launch.fast.actions import RAW_STACK_BYTES, config_actions, hit_actions, variables
+from qtrace.launch.fast.actions import (
+    RAW_STACK_BYTES,
+    config_actions,
+    exit_actions,
+    hit_actions,
+    variables,
+)
 from qtrace.launch.fast.agent_buffer import AgentBuffer, enlarge_agent_buffer, parse_value
 from qtrace.launch.fast.decode import AccessDecoder, Role, variable_numbers
 from qtrace.launch.fast.locate import (
     ACCESSOR_ARGUMENTS,
     ACCESSORS,
     CONFIG_SITES,
+    EXIT_FUNCTION,
     IRQ_SITE,
     SITE_ARGUMENTS,
     Instruction,
     site_locations,
     entry_location,
+    exit_site,
     parse_disassembly,
     spill_slots,
     value_location,
 )
 from qtrace.launch.fast.memory import HostMemory, open_host_memory
-from qtrace.launch.fast.records import ConfigDevice, RecordMaker, RegionOf
+from qtrace.launch.fast.records import ConfigDevice, ExitsRecorded, RecordMaker, RegionOf
 from qtrace.launch.fast.tsave import Frame as TraceFrame
 from qtrace.launch.fast.tsave import count_frames, iter_frames, parse_tsave
 from qtrace.launch.gdb_session import GdbSession, shell_join
@@ -196,12 +208,13 @@ def plan_tracepoints(
     disassemble: Callable[[str], str],
     arm_on: str | None,
     devices: dict[int, ConfigDevice] | None = None,
+    exits: bool = False,
 ) -> FastPlan:
     """Where each tracepoint goes in this build: the generic accessors' call sites
     (:data:`~.locate.ACCESSORS`) for the ops the device's regions use, the configuration
     space's and INTx's (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`) when there
-    are ``devices`` to record, and the start marker's function; from gdb's
-    ``disassemble /r`` of each (``disassemble``).
+    are ``devices`` to record, KVM's exits (:func:`~.locate.exit_site`) when ``exits``, and
+    the start marker's function; from gdb's ``disassemble /r`` of each (``disassemble``).
 
     Raises:
         CollectorError: this build's accessors or PCI functions are not shaped as expected
@@ -227,6 +240,17 @@ def plan_tracepoints(
         tracepoints.append(PlannedTracepoint(at.address, role, f"{site.accessor}+{at.offset}"))
     if devices:
         tracepoints += _config_tracepoints(disassemble)
+    if exits:
+        found = exit_site(parse_disassembly(disassemble(EXIT_FUNCTION)))
+        if found is None:
+            raise CollectorError(
+                f"{EXIT_FUNCTION} in this build has no place for the KVM exit tracepoint",
+                hint=FALLBACK_HINT.capitalize() + ", or with --accel tcg.",
+            )
+        role = Role("exit", address=found.at.address, space="exit", run_slot=found.run_slot)
+        tracepoints.append(
+            PlannedTracepoint(found.at.address, role, f"{EXIT_FUNCTION}+{found.at.offset}")
+        )
     if arm_on is not None:
         at = entry_location(parse_disassembly(disassemble(arm_on)), 0)
         if at is None:
@@ -293,6 +317,11 @@ def tracepoint_commands(plan: FastPlan) -> str:
     for tp in plan.tracepoints:
         role = tp.role
         lines += [f"# {role.kind} {tp.where}", f"ftrace *{tp.address:#x}"]
+        if role.kind == "exit":
+            # Every exit of every vCPU: the host keeps the ones the breakpoint collector
+            # would (records.ExitsRecorded).
+            lines += ["actions", *exit_actions(role.run_slot, plan.stack_limit), "end"]
+            continue
         if role.space in ("pci-config", "irq"):
             # Config accesses of the device and the bridges above it; its own INTx only.
             devices = [p for p, d in plan.devices.items()
@@ -485,6 +514,7 @@ class FastRun:
         status: Callable[[str], None],
         trace_path: Path,
         max_hits: int = 0,
+        exits: ExitsRecorded | None = None,
     ) -> None:
         self.gdb = gdb
         self.container = container
@@ -498,6 +528,7 @@ class FastRun:
         self.agent_buffer: AgentBuffer | None = None  # where the agent keeps its frames
         self.trace_path = trace_path
         self.max_hits = max_hits  # 0: no limit
+        self.exits = exits  # the KVM exits to record (None: none, TCG)
         self.decoder: AccessDecoder | None = None  # what carries from one segment to the next
         self.maker: RecordMaker | None = None
         self.symbols: dict[tuple[int, ...], tuple[Frame, ...]] = {}  # each path's frames
@@ -505,6 +536,7 @@ class FastRun:
         self.reads: dict[str, int] = {}  # how the segments were read -> how many
         self.accesses = 0  # access records written so far
         self.irqs = 0  # irq records written so far
+        self.exits_written = 0  # exit records written so far
         self.stacks = 0
         self.reached_max_hits = False
         self.kvm_error: KvmInternalError | None = None  # QEMU gave up on the guest
@@ -597,7 +629,7 @@ class FastRun:
                 hint=FALLBACK_HINT.capitalize() + ".",
             )
         devices = config_devices(list(discovery.get("config_devices") or []))
-        plan = plan_tracepoints(regions, disassemble, arm_on, devices)
+        plan = plan_tracepoints(regions, disassemble, arm_on, devices, self.exits is not None)
         plan.stack_limit = main_stack_limit(self._maps())
         commands = tracepoint_commands(plan)
         (self.out_dir / TRACEPOINTS_NAME).write_text(commands, encoding="utf-8")
@@ -629,7 +661,8 @@ class FastRun:
             plan.numbers, set(regions), DIRECT_NUMBERS,
             lambda pc: generated[0] <= pc < generated[1], set(devices),
         )  # fmt: skip
-        self.maker = RecordMaker(regions, devices=devices)
+        self.maker = RecordMaker(regions, int(discovery.get("next_seq") or 1), devices,
+                                 self.exits)  # fmt: skip
         self.gdb.console("break exit")
         self._start_tracing()
         self.status(f"tracing with {len(numbers)} fast tracepoints (QEMU is not stopped)")
@@ -851,7 +884,7 @@ class FastRun:
             # --max-hits counts access records (as the breakpoint collector counts them); an
             # irq among them is kept with them.
             room = max(0, self.max_hits - self.accesses)
-            ends = [i for i, a in enumerate(accesses) if a.op != "irq"]
+            ends = [i for i, a in enumerate(accesses) if a.op not in ("irq", "exit")]
             if len(ends) >= room:
                 self.reached_max_hits = True
                 keep = ends[room - 1] + 1 if room else 0
@@ -868,6 +901,8 @@ class FastRun:
                     self.accesses += 1
                 elif record.type == "irq":
                     self.irqs += 1
+                elif record.type == "exit":
+                    self.exits_written += 1
                 else:
                     self.stacks += 1
         if created:
@@ -885,7 +920,11 @@ class FastRun:
                              other_regions=decoded.other_devices,
                              before_arming=decoded.before_arming)  # fmt: skip
         if self.maker is not None:
-            counts = replace(counts, irq_other_paths=self.maker.irq_other_paths)
+            maker = self.maker
+            counts = replace(counts, irq_other_paths=maker.irq_other_paths,
+                             kvm_exits=maker.exits is not None, quiet_exits=maker.quiet_exits,
+                             exits_other_reasons=maker.exits_other_reasons,
+                             exits_without_data=maker.exits_without_data)  # fmt: skip
         return counts
 
     def _thread_namer(self) -> Callable[[int], str | None]:
