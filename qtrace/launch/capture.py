@@ -65,6 +65,7 @@ from qtrace.launch import evidence
 from qtrace.launch.backends import BACKENDS_PACKAGE_MOUNT, BackendProcesses
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import ContainerSource
+from qtrace.launch.fast.progress import Progress
 from qtrace.launch.fast.records import ExitsRecorded
 from qtrace.launch.fast.run import FastRun
 from qtrace.launch.gdb_session import GdbSession, shell_join
@@ -83,7 +84,17 @@ from qtrace.launch.qemu_argv import (
     device_bdf,
     qemu_argv,
 )
-from qtrace.launch.watch import Action, CollectorAnswer, Do, Limits, Phase, Report, start, step
+from qtrace.launch.watch import (
+    HANG_HINT,
+    Action,
+    CollectorAnswer,
+    Do,
+    Limits,
+    Phase,
+    Report,
+    start,
+    step,
+)
 from qtrace.paths import backends_dir, gdbscripts_dir, guests_dir
 from qtrace.trace.codec import device_properties, iter_records
 from qtrace.trace.schema import Header, Region
@@ -717,6 +728,7 @@ class _CaptureRun:
             gdb, container, self.out_dir, MOUNT_OUT, MOUNT_GDBSCRIPTS, self.argv,
             self.observer.status, self.tail.path, self.request.max_hits,
             _exits_recorded(config),
+            Progress(self.request.hang_timeout_s, self.accel is Accel.KVM),
         )  # fmt: skip
         self.discovery = run.start()
         run.trace(self.discovery, self._header_regions(), self.plan.arm_on)
@@ -733,6 +745,9 @@ class _CaptureRun:
             status, reason = CaptureStatus.INTERRUPTED, interrupt_reason(interrupted)
         elif run.kvm_error is not None:
             status, reason, hint = CaptureStatus.ERROR, run.kvm_error.describe(), KVM_ERROR_HINT
+        elif run.hang is not None:
+            status, reason = CaptureStatus.GUEST_HANG, run.hang
+            hint = HANG_HINT if self.accel is Accel.KVM else None
         elif run.reached_max_hits:
             status, reason = CaptureStatus.OK, f"stopped at --max-hits {self.request.max_hits}"
         elif stop is None:

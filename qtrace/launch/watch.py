@@ -29,6 +29,7 @@ __all__ = [
     "step",
     "WRITE_FAILED",
     "HANG_HINT",
+    "hang_reason",
 ]
 
 WRITE_FAILED = "write-failed"
@@ -202,9 +203,7 @@ def step(
         max(limits.hang_timeout_s, limits.start_timeout_s) if waiting else limits.hang_timeout_s
     )
     if now_s - state.last_progress_s > hang_s:
-        where = "the guest never started" if waiting else "the guest stopped making progress"
-        hint = HANG_HINT if limits.kvm else None
-        reason = f"no progress for {hang_s:.0f} s: {where}." + (f" {hint}" if hint else "")
+        reason = hang_reason(hang_s, waiting, limits.kvm)
         return _end(state, Action(Do.INTERRUPT, CaptureStatus.GUEST_HANG, reason, hint=reason))
 
     quiet_s = now_s - state.last_progress_s
@@ -214,6 +213,14 @@ def step(
     ):
         return replace(state, last_alive_check_s=now_s), Action(Do.CHECK_ALIVE)
     return state, Action(Do.POLL)
+
+
+def hang_reason(hang_s: float, waiting: bool, kvm: bool) -> str:
+    """The words of a ``guest-hang`` end (both collectors): how long nothing happened,
+    whether the guest had started (``waiting``: not yet), and under KVM the way out."""
+    where = "the guest never started" if waiting else "the guest stopped making progress"
+    hint = HANG_HINT if kvm else None
+    return f"no progress for {hang_s:.0f} s: {where}." + (f" {hint}" if hint else "")
 
 
 def _collector_answer(

@@ -111,6 +111,20 @@ def test_linux_kvm_is_reported_as_a_hang(capture: Capture) -> None:
     assert "qtrace-linux" not in (result.out_dir / "serial.log").read_text(errors="replace")
 
 
+def test_linux_kvm_is_reported_as_a_hang_by_the_fast_collector_too(capture: Capture) -> None:
+    """QEMU is never stopped by a fast run: the agent's count of hits (under KVM, every
+    exit's) is what stands still, and the capture ends ``guest-hang`` after the hang
+    timeout, not at its timeout, keeping the exits that came before."""
+    result = capture("e1000", "kvm", collector="fast", **LINUX_KVM)
+    assert result.status == "guest-hang", result.reason
+    assert result.reason and "no progress for 20 s" in result.reason
+    assert "--accel tcg" in result.reason and result.hint and "--accel tcg" in result.hint
+    trace = read_trace(result.out_dir)
+    assert trace.end is not None and trace.end.status.value == "guest-hang"
+    assert trace.exits and trace.end.fast_checks and trace.end.fast_checks["ok"] is True
+    assert trace.end.elapsed_s < LINUX_KVM["timeout_s"]
+
+
 def test_firmware_tcg_stops_at_max_hits(capture: Capture) -> None:
     result = capture("e1000", "tcg", guest="firmware", max_hits=FIRMWARE_HITS, timeout_s=120.0)
     assert result.status == "ok", result.reason

@@ -85,6 +85,7 @@ from qtrace.launch.fast.locate import (
     value_location,
 )
 from qtrace.launch.fast.memory import HostMemory, open_host_memory
+from qtrace.launch.fast.progress import Progress
 from qtrace.launch.fast.records import ConfigDevice, ExitsRecorded, RecordMaker, RegionOf
 from qtrace.launch.fast.tsave import Frame as TraceFrame
 from qtrace.launch.fast.tsave import count_frames, iter_frames, parse_tsave
@@ -515,6 +516,7 @@ class FastRun:
         trace_path: Path,
         max_hits: int = 0,
         exits: ExitsRecorded | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.gdb = gdb
         self.container = container
@@ -529,6 +531,8 @@ class FastRun:
         self.trace_path = trace_path
         self.max_hits = max_hits  # 0: no limit
         self.exits = exits  # the KVM exits to record (None: none, TCG)
+        self.progress = progress  # when the guest last did anything (None: no hang check)
+        self.hang: str | None = None  # why the guest was called hung, once it was
         self.decoder: AccessDecoder | None = None  # what carries from one segment to the next
         self.maker: RecordMaker | None = None
         self.symbols: dict[tuple[int, ...], tuple[Frame, ...]] = {}  # each path's frames
@@ -692,8 +696,9 @@ class FastRun:
 
     def wait(self, timeout_s: float, clock: Callable[[], float] = time.monotonic) -> Stop | None:
         """QEMU's next stop of its own (its ``exit`` call, a signal), or ``None``: after
-        ``timeout_s``, at ``--max-hits`` (:attr:`reached_max_hits`) or when KVM gave up on
-        the guest (:attr:`kvm_error`); QEMU is stopped then.
+        ``timeout_s``, at ``--max-hits`` (:attr:`reached_max_hits`), when KVM gave up on
+        the guest (:attr:`kvm_error`) or when the guest did nothing for too long
+        (:attr:`hang`); QEMU is stopped then.
 
         Meanwhile the buffer is drained: QEMU is stopped for a moment, the segment of
         frames since the last drain is read, decoded and written (:meth:`_drain`), and
@@ -712,7 +717,7 @@ class FastRun:
             if stop is not None:
                 self._stopped()
                 return stop
-            if self._kvm_gave_up(clock):
+            if self._kvm_gave_up(clock) or self._hung(clock()):
                 return None
             if not self._drain_due(clock() >= next_drain):
                 continue
@@ -741,13 +746,34 @@ class FastRun:
         """Whether to drain now: when the agent's frames since ``tstart`` (read from the
         host) fill :data:`SEGMENT_BYTES`; without the host's view, when the timed
         interval is over (``timed_out``)."""
-        if self.memory is None:
-            return timed_out
-        try:
-            frames = self.memory.u32(self._created_at)
-        except OSError:
+        frames = self._created_now()
+        if frames is None:
             return timed_out
         return frames * self.frame_bytes >= SEGMENT_BYTES
+
+    def _created_now(self) -> int | None:
+        """The agent's frames since ``tstart``, read from the host (``None``: not readable
+        from here)."""
+        if self.memory is None:
+            return None
+        try:
+            return self.memory.u32(self._created_at)
+        except OSError:
+            return None
+
+    def _hung(self, now_s: float) -> bool:
+        """Whether the agent's count of hits stood still too long (:mod:`.progress`): then
+        QEMU is stopped and :attr:`hang` says why. The count is the drained segments' plus,
+        when the host can read it, the frames since the last ``tstart``."""
+        if self.progress is None:
+            return False
+        self.progress.seen(self.frame_checks.hits_by_agent + (self._created_now() or 0), now_s)
+        armed = self.decoder is None or self.decoder.armed
+        self.hang = self.progress.hung(now_s, armed)
+        if self.hang is None:
+            return False
+        self.interrupt()
+        return True
 
     def _running_s(self) -> float:
         return 0.0 if self._resumed_at is None else time.monotonic() - self._resumed_at
