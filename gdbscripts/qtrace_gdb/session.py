@@ -57,7 +57,7 @@ DISCOVERY_FUNCTION = "vm_start"
 # compares a capture's interrupts when the header has "irq").
 _FAST_NOT_RECORDED = (
     "dma, async: the fast collector records the device's register and configuration-space "
-    "accesses, its INTx level changes and, under KVM, the exits"
+    "accesses, its interrupts and, under KVM, the exits"
 )
 _FAST_NOT_RECORDED_TCG = _FAST_NOT_RECORDED.replace("dma, async:", "dma, async, kvm_exits:")
 
@@ -253,7 +253,7 @@ class Session:
                 "device_handlers": "fast tracepoints (gdbserver's in-process agent; QEMU is "
                 "not stopped), " + when,
                 "pci_config": "fast tracepoints, " + when,
-                "irq": "fast tracepoints, INTx level changes only (no MSI or MSI-X), " + when,
+                "irq": "fast tracepoints: INTx level changes, MSI and MSI-X, " + when,
             }
             if self.config.get("exits"):
                 description["kvm_exits"] = "a fast tracepoint before kvm_cpu_exec's switch, " + when

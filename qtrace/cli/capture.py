@@ -45,7 +45,7 @@ from qtrace.launch.out_dir import OUT_DIR_RULE
 from qtrace.report.model import CaptureReport, build_report
 from qtrace.report.render import write_report
 from qtrace.report.terminal import answer_renderables
-from qtrace.trace.kinds import AccelChoice, CaptureStatus, Guest, Machine, Topology
+from qtrace.trace.kinds import Accel, AccelChoice, CaptureStatus, Guest, Machine, Topology
 
 __all__ = ["capture"]
 
@@ -92,18 +92,14 @@ def _summary_table(result: CaptureResult) -> Table:
     )
     table.add_row("accesses", str(result.accesses))
     table.add_row("distinct stacks", str(result.stacks))
-    if result.summary.get("collector") == "fast":
-        # The fast collector looks for no exit: "none" would be a finding it cannot make.
-        table.add_row(
-            "KVM exits",
-            "not recorded (the fast collector records the device's register and "
-            "configuration-space accesses and its INTx level changes only)",
-        )
+    exit_reasons = result.summary.get("exit_reasons")
+    if exit_reasons is None and result.accel is Accel.KVM:
+        # A fast capture that looked for no exit: "none" would be a finding it cannot make.
+        table.add_row("KVM exits", "not recorded by the fast collector")
     else:
         table.add_row(
             "KVM exits recorded",
-            ", ".join(f"{k} {v}" for k, v in result.summary["exit_reasons"].items())
-            or "none (TCG)",
+            ", ".join(f"{k} {v}" for k, v in (exit_reasons or {}).items()) or "none (TCG)",
         )
     for backend in result.summary.get("backends", ()):
         # Whose work the trace lacks: what a process beside QEMU served in its place.

@@ -23,8 +23,9 @@ from __future__ import annotations
 from qtrace.launch.fast.kvm_run import IO_DATA_BYTES, IO_DATA_OFFSET, KVM_EXIT_IO, KVM_RUN_BYTES
 
 __all__ = [
-    "RAW_STACK_BYTES", "TIMESTAMP", "VALUES", "config_actions", "exit_actions", "hit_actions",
-    "stack_block", "variables",
+    "MSIX_ENTRY_BYTES", "MSI_CAPABILITY_BYTES", "RAW_STACK_BYTES", "TIMESTAMP", "VALUES",
+    "config_actions", "exit_actions", "hit_actions", "message_actions", "stack_block",
+    "variables",
 ]
 
 RAW_STACK_BYTES = 3584
@@ -174,5 +175,52 @@ def exit_actions(run_slot: int, stack_limit: int | None = None) -> list[str]:
         "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
         f"collect *(unsigned char (*)[{KVM_RUN_BYTES}])${_PREFIX}mr",
         f"collect *(unsigned char (*)[{IO_DATA_BYTES}])${_PREFIX}val",
+        *stack_block(stack_limit),
+    ]
+
+
+MSIX_ENTRY_BYTES = 16  # address low, address high, data, vector control (PCI spec)
+MSI_CAPABILITY_BYTES = 14  # id, next, flags, address (32 or 64 bits), data (16 bits)
+
+
+def message_actions(
+    kind: str, slots: dict[str, int], fields: dict[str, int], stack_limit: int | None = None
+) -> list[str]:
+    """The action lines of an MSI or MSI-X tracepoint (:data:`~.locate.MESSAGE_SITES`):
+    the PCIDevice in ``mr`` and the vector in ``off`` (from their spill slots), and the
+    message as the device holds it then, located through the PCIDevice's ``fields``
+    (offsets, :data:`~.locate.MESSAGE_FIELDS`). ``msix``: the vector's table entry (its
+    address in ``val``, 16 bytes), its byte of pending bits (address in ``mask``, 1 byte)
+    and the function mask (``shift``). ``msi``: the MSI capability in configuration space
+    (its address in ``val``, 14 bytes). Then the stack block."""
+    device = f"*(unsigned long *)($rbp + {slots['rdi']})"
+    lines = [
+        _set("nop", "0"),
+        _set("sp", "$rsp"),
+        _set("bp", "$rbp"),
+        _set("mr", device),
+        _set("off", f"*(unsigned int *)($rbp + {slots['rsi']})"),
+    ]
+
+    def field(name: str, width: str = "long") -> str:
+        return f"*(unsigned {width} *)(${_PREFIX}mr + {fields[name]})"
+
+    if kind == "msix":
+        lines += [
+            _set("val", f"{field('msix_table')} + {MSIX_ENTRY_BYTES} * ${_PREFIX}off"),
+            _set("mask", f"{field('msix_pba')} + (${_PREFIX}off >> 3)"),
+            _set("shift", field("msix_function_masked", "char")),
+        ]
+        collected = ["mr", "off", "sp", "bp", "val", "mask", "shift"]
+        blocks = [f"collect *(unsigned char (*)[{MSIX_ENTRY_BYTES}])${_PREFIX}val",
+                  f"collect *(unsigned char (*)[1])${_PREFIX}mask"]  # fmt: skip
+    else:
+        lines.append(_set("val", f"{field('config')} + {field('msi_cap', 'char')}"))
+        collected = ["mr", "off", "sp", "bp", "val"]
+        blocks = [f"collect *(unsigned char (*)[{MSI_CAPABILITY_BYTES}])${_PREFIX}val"]
+    return [
+        *lines,
+        "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        *blocks,
         *stack_block(stack_limit),
     ]

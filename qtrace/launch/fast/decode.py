@@ -30,7 +30,8 @@ from qtrace.launch.fast.tsave import Frame
 from qtrace.launch.fast.unwind import unwind
 
 __all__ = [
-    "Access", "AccessDecoder", "Decoded", "ExitHit", "Role", "decode_accesses", "variable_numbers",
+    "Access", "AccessDecoder", "Decoded", "ExitHit", "MessageHit", "Role", "decode_accesses",
+    "variable_numbers",
 ]
 
 _U32 = 0xFFFFFFFF
@@ -97,10 +98,30 @@ class ExitHit:
 
 
 @dataclass
+class MessageHit:
+    """One MSI or MSI-X interrupt as decoded (``kind`` ``msi``/``msix``): the PCIDevice,
+    the vector, the message's bytes as the device held them (the MSI-X table entry, or the
+    MSI capability), and for MSI-X the byte of pending bits and the function mask."""
+
+    kind: str
+    region: int  # the PCIDevice
+    vector: int
+    message: bytes
+    pending_byte: int | None
+    function_masked: bool
+    pcs: tuple[int, ...]
+    frame: int
+    sp: int = 0
+    us: int | None = None
+    op: str = "message"
+    space: str = "irq"
+
+
+@dataclass
 class Decoded:
     """The accesses of a run and what could not be decoded."""
 
-    accesses: list[Access | ExitHit] = field(default_factory=list)
+    accesses: list[Access | ExitHit | MessageHit] = field(default_factory=list)
     frames_without_values: int = 0  # a frame whose variables are missing
     before_arming: int = 0  # the device's frames before the guest's start marker
     other_devices: int = 0  # frames of other devices' regions
@@ -143,11 +164,11 @@ class AccessDecoder:
 
     def feed(
         self, frames: Iterable[Frame], numbers: Mapping[str, int] | None = None
-    ) -> list[Access | ExitHit]:
-        """The device's accesses and the KVM exits among ``frames`` (one segment, in
-        buffer order)."""
+    ) -> list[Access | ExitHit | MessageHit]:
+        """The device's accesses, interrupts and the KVM exits among ``frames`` (one
+        segment, in buffer order)."""
         numbers = self.numbers if numbers is None else numbers
-        out: list[Access | ExitHit] = []
+        out: list[Access | ExitHit | MessageHit] = []
         counts, roles, regions = self.counts, self.roles, self.regions
 
         def get(frame: Frame, name: str) -> int | None:
@@ -161,6 +182,9 @@ class AccessDecoder:
                 continue
             if role.kind == "arm":
                 self.armed = True
+                continue
+            if role.kind in ("msi", "msix"):
+                self._message(frame, role, get, out)
                 continue
             got = [get(frame, n) for n in ("mr", "off", "size", "val", "sp", "bp")]
             known = [v for v in got if v is not None]
@@ -205,6 +229,43 @@ class AccessDecoder:
                        role.space)  # fmt: skip
             )
         return out
+
+
+    def _message(
+        self,
+        frame: Frame,
+        role: Role,
+        get: Callable[[Frame, str], int | None],
+        out: list[Access | ExitHit | MessageHit],
+    ) -> None:
+        """One MSI or MSI-X frame (:func:`~.actions.message_actions`), for the recorded
+        devices after the start marker."""
+        counts = self.counts
+        got = [get(frame, n) for n in ("mr", "off", "sp", "bp", "val")]
+        known = [v for v in got if v is not None]
+        message = frame.block_at(known[4]) if len(known) == len(got) else None
+        block = frame.block_from(known[2]) if len(known) == len(got) else None
+        pending, masked = None, False
+        if role.kind == "msix" and message is not None:
+            at, flag = get(frame, "mask"), get(frame, "shift")
+            byte = None if at is None else frame.block_at(at)
+            if byte is None or flag is None:
+                message = None
+            else:
+                pending, masked = byte[0], bool(flag & 0xFF)
+        if message is None or block is None:
+            counts.frames_without_values += 1
+            return
+        device, vector, sp, bp, _ = known
+        if device not in self.devices:
+            counts.other_devices += 1
+            return
+        if not self.armed:
+            counts.before_arming += 1
+            return
+        pcs = unwind(role.address, bp, sp, block, self.in_generated_code)
+        out.append(MessageHit(role.kind, device, vector & _U32, message, pending, masked, pcs,
+                              frame.index, sp, get(frame, TIMESTAMP)))  # fmt: skip
 
 
 def decode_accesses(

@@ -29,6 +29,8 @@ __all__ = [
     "EXIT_FUNCTION",
     "ExitSite",
     "IRQ_SITE",
+    "MESSAGE_FIELDS",
+    "MESSAGE_SITES",
     "PciSite",
     "site_locations",
     "spill_slots",
@@ -264,3 +266,18 @@ def exit_site(instructions: list[Instruction]) -> ExitSite | None:
         if load.text.startswith(("call", "j", "ret")):
             break
     return None
+
+
+# hw/pci/msi.c, msix.c (QEMU 7.2 to 10.x): void msi_notify(PCIDevice *dev, unsigned int
+# vector), void msix_notify(PCIDevice *dev, unsigned vector), where a device signals a
+# message-signalled interrupt. The tracepoint goes where the breakpoint collector stops, on
+# entry: the first 5-byte instruction once both arguments are spilled, before any branch
+# (a notify QEMU then drops, an unused or masked vector, is recorded so by both).
+MESSAGE_SITES = (
+    PciSite("msi", "msi_notify", "after-spills", "slot:rsi", "rsi"),
+    PciSite("msix", "msix_notify", "after-spills", "slot:rsi", "rsi"),
+)
+MESSAGE_FIELDS = ("msix_table", "msix_pba", "msix_function_masked", "config", "msi_cap")
+"""The PCIDevice fields a message is read from (their offsets are this build's: asked of
+gdb at the run's start): the MSI-X table and pending bits and the function mask, or the
+configuration space and where the MSI capability is in it."""

@@ -26,17 +26,21 @@ address; one QEMU replays from the coalesced-MMIO ring carries none (``coalesced
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from qtrace.launch.fast.decode import Access as Decoded
-from qtrace.launch.fast.decode import ExitHit
+from qtrace.launch.fast.decode import ExitHit, MessageHit
 from qtrace.launch.fast.kvm_run import exit_fields
 from qtrace.trace.schema import Access, AccessSpace, Exit, Frame, Irq, Stack
 
 __all__ = ["ConfigDevice", "ExitsRecorded", "RecordMaker", "RegionOf", "fast_records"]
 
-Hit = Decoded | ExitHit
+Hit = Decoded | ExitHit | MessageHit
+MSIX_VECTOR_MASKED = 0x1  # an MSI-X table entry's vector control bit (PCI spec)
+MSI_FLAGS_64BIT = 0x80  # the MSI capability's message control: 64-bit address
 KVM_EXEC = "kvm_cpu_exec"
 COALESCED_FLUSH = "kvm_flush_coalesced_mmio_buffer"
 
@@ -136,7 +140,7 @@ class RecordMaker:
         no region or device of the run."""
         if isinstance(access, ExitHit):
             return "exit" if self.exits is not None else None
-        if access.op == "irq":
+        if access.op == "irq" or isinstance(access, MessageHit):
             device = self.devices.get(access.region)
             return "irq" if device is not None and device.device is None else None
         if access.space == "pci-config":
@@ -162,6 +166,9 @@ class RecordMaker:
                 continue
             if isinstance(access, ExitHit):
                 yield from self._exit(access, symbolize, thread_of)
+                continue
+            if isinstance(access, MessageHit):
+                yield from self._message(access, symbolize, thread_of)
                 continue
             irq = access.op == "irq"
             if irq:
@@ -242,6 +249,27 @@ class RecordMaker:
             return None, True
         return (self.last_exit.get(thread) if facts.under_kvm else None), False
 
+    def _message(
+        self,
+        hit: MessageHit,
+        symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
+        thread_of: Callable[[int], str | None],
+    ) -> Iterator[Irq | Stack]:
+        """One MSI or MSI-X interrupt's records (its stack first, if new), as the breakpoint
+        collector writes them: the stack from ``msi_notify``/``msix_notify`` on."""
+        if self.start_us is None and hit.us is not None:
+            self.start_us = hit.us
+        key = ("irq", self._path(hit))  # as new_stacks keys it
+        sid = self.stack_ids.get(key)
+        if sid is None:
+            sid = self.stack_ids[key] = f"s{len(self.stack_ids) + 1}"
+            yield Stack(sid, symbolize(hit.pcs))
+        start_us = self.start_us
+        t = None if hit.us is None or start_us is None else (hit.us - start_us) / 1e6
+        yield Irq(seq=self.next_seq, level=1, stack=sid, t=t, thread=thread_of(hit.sp),
+                  **_message_fields(hit))  # fmt: skip
+        self.next_seq += 1
+
     def _exit(
         self,
         hit: ExitHit,
@@ -275,6 +303,28 @@ class RecordMaker:
         self.next_seq += 1
         self.last_exit[thread] = record
         yield record
+
+
+def _message_fields(hit: MessageHit) -> dict[str, Any]:
+    """An MSI or MSI-X ``irq`` record's line and message, read from the bytes collected as
+    the breakpoint collector reads them (gdbscripts/qtrace_gdb/irq.py): MSI-X from the
+    vector's table entry (masked by its control bit or the function mask; its pending bit),
+    MSI from the capability (a 64-bit address moves the data; the vector is added to it)."""
+    if hit.kind == "msix":
+        lo, hi, data, control = struct.unpack_from("<IIII", hit.message)
+        pending = hit.pending_byte or 0
+        return {
+            "line": f"MSI-X:{hit.vector}",
+            "address": (hi << 32) | lo,
+            "data": data,
+            "masked": bool(control & MSIX_VECTOR_MASKED) or hit.function_masked,
+            "pending": bool(pending & (1 << (hit.vector % 8))),
+        }
+    flags, lo = struct.unpack_from("<HI", hit.message, 2)
+    is_64 = bool(flags & MSI_FLAGS_64BIT)
+    hi = struct.unpack_from("<I", hit.message, 8)[0] if is_64 else 0
+    (data,) = struct.unpack_from("<H", hit.message, 12 if is_64 else 8)
+    return {"line": f"MSI:{hit.vector}", "address": (hi << 32) | lo, "data": data + hit.vector}
 
 
 def _facts(frames: tuple[Frame, ...]) -> _StackFacts:

@@ -65,6 +65,7 @@ from qtrace.launch.fast.actions import (
     config_actions,
     exit_actions,
     hit_actions,
+    message_actions,
     variables,
 )
 from qtrace.launch.fast.agent_buffer import AgentBuffer, enlarge_agent_buffer, parse_value
@@ -75,6 +76,8 @@ from qtrace.launch.fast.locate import (
     CONFIG_SITES,
     EXIT_FUNCTION,
     IRQ_SITE,
+    MESSAGE_FIELDS,
+    MESSAGE_SITES,
     SITE_ARGUMENTS,
     Instruction,
     site_locations,
@@ -161,6 +164,9 @@ class FastPlan:
     # Where a stack block must start at the latest not to pass the main thread's stack end
     # (actions.stack_block); None: unknown, blocks start at rsp.
     stack_limit: int | None = None
+    # This build's PCIDevice field offsets an MSI or MSI-X message is read through
+    # (locate.MESSAGE_FIELDS).
+    message_fields: dict[str, int] = field(default_factory=dict)
 
 
 def config_devices(reply: Sequence[dict[str, Any]]) -> dict[int, ConfigDevice]:
@@ -210,12 +216,15 @@ def plan_tracepoints(
     arm_on: str | None,
     devices: dict[int, ConfigDevice] | None = None,
     exits: bool = False,
+    message_fields: dict[str, int] | None = None,
 ) -> FastPlan:
     """Where each tracepoint goes in this build: the generic accessors' call sites
     (:data:`~.locate.ACCESSORS`) for the ops the device's regions use, the configuration
     space's and INTx's (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`) when there
-    are ``devices`` to record, KVM's exits (:func:`~.locate.exit_site`) when ``exits``, and
-    the start marker's function; from gdb's ``disassemble /r`` of each (``disassemble``).
+    are ``devices`` to record, with MSI and MSI-X (:data:`~.locate.MESSAGE_SITES`) when
+    this build's PCIDevice ``message_fields`` are known, KVM's exits
+    (:func:`~.locate.exit_site`) when ``exits``, and the start marker's function; from gdb's
+    ``disassemble /r`` of each (``disassemble``).
 
     Raises:
         CollectorError: this build's accessors or PCI functions are not shaped as expected
@@ -241,6 +250,8 @@ def plan_tracepoints(
         tracepoints.append(PlannedTracepoint(at.address, role, f"{site.accessor}+{at.offset}"))
     if devices:
         tracepoints += _config_tracepoints(disassemble)
+        if message_fields is not None:
+            tracepoints += _message_tracepoints(disassemble)
     if exits:
         found = exit_site(parse_disassembly(disassemble(EXIT_FUNCTION)))
         if found is None:
@@ -259,7 +270,8 @@ def plan_tracepoints(
         tracepoints.append(
             PlannedTracepoint(at.address, Role("arm", address=at.address), f"{arm_on}+{at.offset}")
         )
-    return FastPlan(tracepoints, regions, devices=dict(devices or {}))
+    return FastPlan(tracepoints, regions, devices=dict(devices or {}),
+                    message_fields=dict(message_fields or {}))  # fmt: skip
 
 
 def _config_tracepoints(disassemble: Callable[[str], str]) -> list[PlannedTracepoint]:
@@ -294,6 +306,28 @@ def _config_tracepoints(disassemble: Callable[[str], str]) -> list[PlannedTracep
     return out
 
 
+def _message_tracepoints(disassemble: Callable[[str], str]) -> list[PlannedTracepoint]:
+    """The MSI and MSI-X tracepoints (:data:`~.locate.MESSAGE_SITES`); a build without
+    the function has nothing to record there (as the breakpoint collector skips it), one
+    not shaped as expected is refused."""
+    out: list[PlannedTracepoint] = []
+    for site in MESSAGE_SITES:
+        code = parse_disassembly(disassemble(site.function))
+        if not code:
+            continue
+        found = site_locations(code, site)
+        slots = spill_slots(code)
+        if not found or not {"rdi", "rsi"} <= set(slots):
+            raise CollectorError(
+                f"{site.function} in this build has no place for a fast tracepoint",
+                hint=FALLBACK_HINT.capitalize() + ".",
+            )
+        at = found[0]
+        role = Role(site.op, slots, address=at.address, space="irq")
+        out.append(PlannedTracepoint(at.address, role, f"{site.function}+{at.offset}"))
+    return out
+
+
 def device_condition(role: Role, devices: Sequence[int]) -> str:
     """The agent-side condition that keeps a configuration-space or INTx hit only for the
     recorded devices (the PCIDevice in its spill slot, or in ``rdi`` at a call, is one of
@@ -322,6 +356,16 @@ def tracepoint_commands(plan: FastPlan) -> str:
             # Every exit of every vCPU: the host keeps the ones the breakpoint collector
             # would (records.ExitsRecorded).
             lines += ["actions", *exit_actions(role.run_slot, plan.stack_limit), "end"]
+            continue
+        if role.kind in ("msi", "msix"):
+            captured = [p for p, d in plan.devices.items() if d.device is None]
+            lines += [
+                f"condition $bpnum {device_condition(role, captured)}",
+                "actions",
+                *message_actions(role.kind, dict(role.slots), plan.message_fields,
+                                 plan.stack_limit),
+                "end",
+            ]  # fmt: skip
             continue
         if role.space in ("pci-config", "irq"):
             # Config accesses of the device and the bridges above it; its own INTx only.
@@ -633,7 +677,8 @@ class FastRun:
                 hint=FALLBACK_HINT.capitalize() + ".",
             )
         devices = config_devices(list(discovery.get("config_devices") or []))
-        plan = plan_tracepoints(regions, disassemble, arm_on, devices, self.exits is not None)
+        plan = plan_tracepoints(regions, disassemble, arm_on, devices, self.exits is not None,
+                                self._message_fields())  # fmt: skip
         plan.stack_limit = main_stack_limit(self._maps())
         commands = tracepoint_commands(plan)
         (self.out_dir / TRACEPOINTS_NAME).write_text(commands, encoding="utf-8")
@@ -671,6 +716,24 @@ class FastRun:
         self._start_tracing()
         self.status(f"tracing with {len(numbers)} fast tracepoints (QEMU is not stopped)")
         self._resume()
+
+    def _message_fields(self) -> dict[str, int]:
+        """This build's offsets of the PCIDevice fields an MSI or MSI-X message is read
+        through (:data:`~.locate.MESSAGE_FIELDS`), asked of gdb.
+
+        Raises:
+            CollectorError: a field this build's PCIDevice does not have (the header
+                already says MSI and MSI-X are traced).
+        """
+        out: dict[str, int] = {}
+        for name in MESSAGE_FIELDS:
+            value = parse_value(self.gdb.console_text(
+                f"print/d (long) &((PCIDevice *) 0)->{name}"))  # fmt: skip
+            if value is None:
+                raise CollectorError(f"this build's PCIDevice has no field {name}",
+                                     hint=FALLBACK_HINT.capitalize() + ".")  # fmt: skip
+            out[name] = value
+        return out
 
     def _start_tracing(self) -> None:
         """``tstart``: a new trace, in empty buffers (gdbserver's, and the agent's from its
