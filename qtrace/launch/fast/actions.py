@@ -49,6 +49,18 @@ def _set(name: str, expr: str) -> str:
     return f"teval {var} += ({expr}) - {var}"
 
 
+def _frame_and(mr: str, off: str) -> list[str]:
+    """The first lines of an exit's or a message's actions: the agent's dead first
+    ``teval``, the stack and frame pointers, and the ``mr`` and ``off`` variables."""
+    return [_set("nop", "0"), _set("sp", "$rsp"), _set("bp", "$rbp"), _set("mr", mr),
+            _set("off", off)]  # fmt: skip
+
+
+def _collect_values(names: list[str]) -> str:
+    """The ``collect`` of the named variables and the agent's timestamp."""
+    return "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in names), f"${TIMESTAMP}"])
+
+
 def stack_block(stack_limit: int | None) -> list[str]:
     """The lines that collect a hit's raw stack block: :data:`RAW_STACK_BYTES` from
     ``rsp``, or, when ``rsp`` lies above ``stack_limit``, the same number of bytes ending
@@ -103,7 +115,7 @@ def hit_actions(
         collected += ["shift", "mask"]
     return [
         *lines,
-        "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        _collect_values(collected),
         *stack_block(stack_limit),
     ]
 
@@ -145,7 +157,7 @@ def config_actions(
     collected = ["mr", "off", "size", "sp", "bp", "val"]
     return [
         *lines,
-        "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        _collect_values(collected),
         *stack_block(stack_limit),
     ]
 
@@ -161,18 +173,14 @@ def exit_actions(run_slot: int, stack_limit: int | None = None) -> list[str]:
     run = f"*(unsigned long *)($rbp + {run_slot})"
     data = f"*(unsigned long *)(${_PREFIX}mr + {IO_DATA_OFFSET})"
     lines = [
-        _set("nop", "0"),
-        _set("sp", "$rsp"),
-        _set("bp", "$rbp"),
-        _set("mr", run),
-        _set("off", "$rdi"),
+        *_frame_and(run, "$rdi"),
         _set("size", "$rsi"),
         _set("val", f"${_PREFIX}mr + ($rsi == {KVM_EXIT_IO} ? {data} : {IO_DATA_OFFSET})"),
     ]
     collected = ["mr", "off", "size", "sp", "bp", "val"]
     return [
         *lines,
-        "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        _collect_values(collected),
         f"collect *(unsigned char (*)[{KVM_RUN_BYTES}])${_PREFIX}mr",
         f"collect *(unsigned char (*)[{IO_DATA_BYTES}])${_PREFIX}val",
         *stack_block(stack_limit),
@@ -194,13 +202,7 @@ def message_actions(
     and the function mask (``shift``). ``msi``: the MSI capability in configuration space
     (its address in ``val``, 14 bytes). Then the stack block."""
     device = f"*(unsigned long *)($rbp + {slots['rdi']})"
-    lines = [
-        _set("nop", "0"),
-        _set("sp", "$rsp"),
-        _set("bp", "$rbp"),
-        _set("mr", device),
-        _set("off", f"*(unsigned int *)($rbp + {slots['rsi']})"),
-    ]
+    lines = _frame_and(device, f"*(unsigned int *)($rbp + {slots['rsi']})")
 
     def field(name: str, width: str = "long") -> str:
         return f"*(unsigned {width} *)(${_PREFIX}mr + {fields[name]})"
@@ -220,7 +222,7 @@ def message_actions(
         blocks = [f"collect *(unsigned char (*)[{MSI_CAPABILITY_BYTES}])${_PREFIX}val"]
     return [
         *lines,
-        "collect " + ", ".join([*(f"${_PREFIX}{n}" for n in collected), f"${TIMESTAMP}"]),
+        _collect_values(collected),
         *blocks,
         *stack_block(stack_limit),
     ]

@@ -159,7 +159,6 @@ class RecordMaker:
         order; an access to a region not in ``regions`` is left out (the decoder kept only
         those), and so is an INTx change another path than ``pci_set_irq`` made, and an
         exit :attr:`exits` does not record."""
-        stack_ids = self.stack_ids
         for access in accesses:
             handler = self._handler(access)
             if handler is None:
@@ -177,14 +176,10 @@ class RecordMaker:
                 if callers != self.IRQ_PATH:
                     self.irq_other_paths += 1
                     continue
-            if self.start_us is None and access.us is not None:
-                self.start_us = access.us
+            t = self._t(access.us)
             config = access.space == "pci-config"
-            key = (handler, self._path(access))
-            sid = stack_ids.get(key)
-            if sid is None:
-                sid = f"s{len(stack_ids) + 1}"
-                stack_ids[key] = sid
+            sid, new = self._stack_id((handler, self._path(access)))
+            if new:
                 if irq:
                     yield Stack(sid, frames[self.IRQ_SKIPPED:])
                 else:
@@ -194,8 +189,6 @@ class RecordMaker:
                     frames = symbolize(access.pcs)
                     self.facts[sid] = _facts(frames)
                     yield Stack(sid, (*head, *frames))
-            start_us = self.start_us
-            t = None if access.us is None or start_us is None else (access.us - start_us) / 1e6
             if irq:
                 yield Irq(seq=self.next_seq, level=access.value, line="INTx", stack=sid,
                           t=t, thread=thread_of(access.sp))  # fmt: skip
@@ -257,18 +250,28 @@ class RecordMaker:
     ) -> Iterator[Irq | Stack]:
         """One MSI or MSI-X interrupt's records (its stack first, if new), as the breakpoint
         collector writes them: the stack from ``msi_notify``/``msix_notify`` on."""
-        if self.start_us is None and hit.us is not None:
-            self.start_us = hit.us
-        key = ("irq", self._path(hit))  # as new_stacks keys it
-        sid = self.stack_ids.get(key)
-        if sid is None:
-            sid = self.stack_ids[key] = f"s{len(self.stack_ids) + 1}"
+        t = self._t(hit.us)
+        sid, new = self._stack_id(("irq", self._path(hit)))  # as new_stacks keys it
+        if new:
             yield Stack(sid, symbolize(hit.pcs))
-        start_us = self.start_us
-        t = None if hit.us is None or start_us is None else (hit.us - start_us) / 1e6
         yield Irq(seq=self.next_seq, level=1, stack=sid, t=t, thread=thread_of(hit.sp),
                   **_message_fields(hit))  # fmt: skip
         self.next_seq += 1
+
+    def _t(self, us: int | None) -> float | None:
+        """A hit's ``t``: seconds from the run's first stamped hit (this one, if first)."""
+        if self.start_us is None and us is not None:
+            self.start_us = us
+        start_us = self.start_us
+        return None if us is None or start_us is None else (us - start_us) / 1e6
+
+    def _stack_id(self, key: tuple[str, tuple[int, ...]]) -> tuple[str, bool]:
+        """The stack id of ``key`` (a handler and a path), and whether it is new."""
+        sid = self.stack_ids.get(key)
+        if sid is not None:
+            return sid, False
+        sid = self.stack_ids[key] = f"s{len(self.stack_ids) + 1}"
+        return sid, True
 
     def _exit(
         self,
@@ -290,15 +293,10 @@ class RecordMaker:
             self.last_exit[thread] = None
             return
         self.exits_without_data += truncated
-        if self.start_us is None and hit.us is not None:
-            self.start_us = hit.us
-        key = ("exit", hit.pcs)
-        sid = self.stack_ids.get(key)
-        if sid is None:
-            sid = self.stack_ids[key] = f"s{len(self.stack_ids) + 1}"
+        t = self._t(hit.us)
+        sid, new = self._stack_id(("exit", hit.pcs))
+        if new:
             yield Stack(sid, symbolize(hit.pcs))
-        start_us = self.start_us
-        t = None if hit.us is None or start_us is None else (hit.us - start_us) / 1e6
         record = Exit(seq=self.next_seq, vcpu=hit.vcpu, stack=sid, t=t, thread=thread, **fields)
         self.next_seq += 1
         self.last_exit[thread] = record
