@@ -251,7 +251,8 @@ def qtrace_run(
             "(f) qtrace capture --collector fast",
             float(traced) if isinstance(traced, (int, float)) else under_gdb,
             len(trace.accesses),
-            f"status {result.status}; register accesses with values and stacks only "
+            f"status {result.status}; register and config accesses with values and stacks, "
+            f"{len(trace.irqs)} irq, {len(trace.exits)} exits, no DMA or async "
             f"({len(trace.stacks)} distinct stacks); self-checks "
             f"{'ok' if checks.get('ok') else checks}; time: QEMU from tstart (vm_start) to its "
             f"exit under the tracepoints; whole command incl. "
