@@ -192,13 +192,15 @@ def _links(trace: Trace) -> list[tuple[object, ...]]:
 
 
 def _per_thread(trace: Trace) -> dict[str | None, list[tuple[object, ...]]]:
-    """Each thread's exits, accesses and interrupts in its order (the order between threads
-    is timing's: the breakpoint collector slows the vCPU, not the main loop)."""
+    """Each thread's exits and accesses in its order (the order between threads is
+    timing's: the breakpoint collector slows the vCPU, not the main loop). INTx changes are
+    left out under KVM: whether a frame the main loop delivers raises the line, or finds it
+    high already, depends on when the vCPU last read ICR (seen in CI: two raises on the
+    main loop in one run, one in the other); TCG's test compares them."""
     events: list[tuple[int, str | None, tuple[object, ...]]] = [
         *((e.seq, e.thread, ("exit", e.reason, e.port, e.phys_addr)) for e in trace.exits),
         *((a.seq, a.thread, ("access", a.offset, _timing_free(a))) for a in trace.accesses
           if not a.coalesced),
-        *((i.seq, i.thread, ("irq", i.level)) for i in trace.irqs),
     ]  # fmt: skip
     out: dict[str | None, list[tuple[object, ...]]] = {}
     for _, thread, event in sorted(events, key=lambda e: e[0]):
