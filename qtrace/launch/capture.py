@@ -175,7 +175,7 @@ class CaptureRequest:
     # the pack's and the start rules'.
     device_props: tuple[tuple[str, str], ...] = ()
     # "breakpoint" (every kind of record, QEMU stopped at each hit) or "fast" (register and
-    # configuration-space accesses and INTx changes, by fast tracepoints:
+    # configuration-space accesses, interrupts and, under KVM, exits, by fast tracepoints:
     # qtrace.launch.fast.run).
     collector: str = "breakpoint"
 
