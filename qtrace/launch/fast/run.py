@@ -69,6 +69,7 @@ from qtrace.launch.fast.actions import (
     variables,
 )
 from qtrace.launch.fast.agent_buffer import AgentBuffer, enlarge_agent_buffer, parse_value
+from qtrace.launch.fast.decode import Access as DecodedAccess
 from qtrace.launch.fast.decode import AccessDecoder, Role, variable_numbers
 from qtrace.launch.fast.locate import (
     ACCESSOR_ARGUMENTS,
@@ -107,6 +108,7 @@ __all__ = [
     "config_devices",
     "generated_code",
     "main_stack_limit",
+    "max_hits_cut",
     "plan_tracepoints",
 ]
 
@@ -467,6 +469,17 @@ def next_drain_s(used_bytes: int, ran_s: float) -> float:
     return min(longest, max(shortest, SEGMENT_BYTES * ran_s / used_bytes))
 
 
+def max_hits_cut(hits: Sequence[object], room: int) -> int | None:
+    """How many of a segment's decoded ``hits`` to keep when ``room`` more access records
+    fit under ``--max-hits``: up to and with the ``room``-th register or configuration
+    access (the INTx changes, MSI/MSI-X messages and exits before it are kept with it);
+    ``None`` when the segment has fewer accesses than that (all are kept)."""
+    ends = [i for i, a in enumerate(hits) if isinstance(a, DecodedAccess) and a.op != "irq"]
+    if len(ends) < room:
+        return None
+    return ends[room - 1] + 1 if room else 0
+
+
 def counted_frames(
     frames: Iterable[TraceFrame], out: list[FastChecks], created: int, full: bool
 ) -> Iterator[TraceFrame]:
@@ -584,7 +597,6 @@ class FastRun:
         self.reads: dict[str, int] = {}  # how the segments were read -> how many
         self.accesses = 0  # access records written so far
         self.irqs = 0  # irq records written so far
-        self.exits_written = 0  # exit records written so far
         self.stacks = 0
         self.reached_max_hits = False
         self.kvm_error: KvmInternalError | None = None  # QEMU gave up on the guest
@@ -780,9 +792,10 @@ class FastRun:
             if stop is not None:
                 self._stopped()
                 return stop
-            if self._kvm_gave_up(clock) or self._hung(clock()):
+            created = self._created_now()  # one read of QEMU's memory a turn
+            if self._kvm_gave_up(clock) or self._hung(clock(), created):
                 return None
-            if not self._drain_due(clock() >= next_drain):
+            if not self._drain_due(clock() >= next_drain, created):
                 continue
             ran_s = self._running_s()
             # Stopping, draining and resuming go together: an interrupt in the middle is
@@ -805,11 +818,10 @@ class FastRun:
             self._resume()
         return None, used
 
-    def _drain_due(self, timed_out: bool) -> bool:
-        """Whether to drain now: when the agent's frames since ``tstart`` (read from the
-        host) fill :data:`SEGMENT_BYTES`; without the host's view, when the timed
-        interval is over (``timed_out``)."""
-        frames = self._created_now()
+    def _drain_due(self, timed_out: bool, frames: int | None) -> bool:
+        """Whether to drain now: when the agent's ``frames`` since ``tstart`` (read from
+        the host, :meth:`_created_now`) fill :data:`SEGMENT_BYTES`; without the host's view
+        (``None``), when the timed interval is over (``timed_out``)."""
         if frames is None:
             return timed_out
         return frames * self.frame_bytes >= SEGMENT_BYTES
@@ -824,13 +836,13 @@ class FastRun:
         except OSError:
             return None
 
-    def _hung(self, now_s: float) -> bool:
+    def _hung(self, now_s: float, created: int | None) -> bool:
         """Whether the agent's count of hits stood still too long (:mod:`.progress`): then
         QEMU is stopped and :attr:`hang` says why. The count is the drained segments' plus,
-        when the host can read it, the frames since the last ``tstart``."""
+        when the host can read it, the frames since the last ``tstart`` (``created``)."""
         if self.progress is None:
             return False
-        self.progress.seen(self.frame_checks.hits_by_agent + (self._created_now() or 0), now_s)
+        self.progress.seen(self.frame_checks.hits_by_agent + (created or 0), now_s)
         armed = self.decoder is None or self.decoder.armed
         self.hang = self.progress.hung(now_s, armed)
         if self.hang is None:
@@ -972,11 +984,9 @@ class FastRun:
         if self.max_hits:
             # --max-hits counts access records (as the breakpoint collector counts them); an
             # irq among them is kept with them.
-            room = max(0, self.max_hits - self.accesses)
-            ends = [i for i, a in enumerate(accesses) if a.op not in ("irq", "exit")]
-            if len(ends) >= room:
+            keep = max_hits_cut(accesses, max(0, self.max_hits - self.accesses))
+            if keep is not None:
                 self.reached_max_hits = True
-                keep = ends[room - 1] + 1 if room else 0
                 segment = replace(segment, beyond_max_hits=len(accesses) - keep)
                 accesses = accesses[:keep]
         self.frame_checks = self.frame_checks.plus(replace(segment, segments=1))
@@ -990,9 +1000,7 @@ class FastRun:
                     self.accesses += 1
                 elif record.type == "irq":
                     self.irqs += 1
-                elif record.type == "exit":
-                    self.exits_written += 1
-                else:
+                elif record.type == "stack":
                     self.stacks += 1
         if created:
             self.status(f"traced {self.accesses:,} accesses ({self.frame_checks.segments} "

@@ -150,3 +150,18 @@ def test_message_frames_decode_and_are_written_as_the_breakpoint_collectors() ->
     ]
     stacks = {s.id: s for s in out if isinstance(s, Stack)}
     assert [f.func for f in stacks[irqs[0].stack or ""].frames][0] == "f80"  # msix_notify's
+
+
+def test_max_hits_counts_access_records_only() -> None:
+    from qtrace.launch.fast.decode import Access as Decoded
+    from qtrace.launch.fast.run import max_hits_cut
+
+    def access(op: str) -> Decoded:
+        return Decoded(op, 0x10, 0, 4, 0, (), 0)
+
+    message = MessageHit("msix", DEV, 0, bytes(16), 0, False, (), 0)
+    hits = [access("read"), message, access("irq"), access("write"), message, access("read")]
+    # Two access records fit: the second is hits[3]; the message and INTx before it stay.
+    assert max_hits_cut(hits, 2) == 4
+    assert max_hits_cut(hits, 3) == 6 and max_hits_cut(hits, 0) == 0
+    assert max_hits_cut(hits, 4) is None  # the segment holds three: all kept
