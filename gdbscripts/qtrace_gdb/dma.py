@@ -51,6 +51,7 @@ from qtrace_gdb.base import (
 
 
 DMA_DIRECTION_TO_DEVICE = 0
+COPY_FUNCTION = "dma_memory_rw_relaxed"
 
 
 class DmaCollector:

@@ -342,6 +342,37 @@ def sync_vcpu_registers():
     return records
 
 
+MAX_RAM_RANGES = 8  # guest RAM ranges a fast run translates DMA reads through
+
+
+def guest_ram(limit=MAX_RAM_RANGES):
+    """Where guest RAM is in QEMU's memory: ``[start, size, host]`` for each RAM or ROM
+    range of ``address_space_memory``'s FlatView (``host``: its RAMBlock's host address plus
+    the range's offset in the region), ranges that follow one another in both merged, the
+    ``limit`` largest kept, by start. Why: a fast run reads a DMA read's bytes from guest
+    memory itself, at the call that copies them (the agent has no place after the copy)."""
+    view = gdb.parse_and_eval("address_space_memory.current_map")
+    entries = flat_ranges(view)
+    table = view["ranges"]
+    found = []
+    for index, entry in enumerate(entries):
+        if entry["kind"] not in ("ram", "rom"):
+            continue
+        fr = table[index]
+        block = fr["mr"]["ram_block"]
+        if int(block) == 0:
+            continue
+        host = int(block["host"]) + int(fr["offset_in_region"])
+        if found and found[-1][0] + found[-1][1] == entry["start"] and (
+            found[-1][2] + found[-1][1] == host
+        ):
+            found[-1][1] += entry["size"]
+        else:
+            found.append([entry["start"], entry["size"], host])
+    kept = sorted(found, key=lambda r: -r[1])[:limit]
+    return sorted(kept)
+
+
 def _cpus():
     """Every CPUState of this QEMU (``cpus_queue`` from 8.x on, ``cpus`` before)."""
     for name in ("cpus_queue", "cpus"):

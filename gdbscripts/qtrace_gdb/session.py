@@ -16,6 +16,7 @@ from qtrace_gdb import memory_map, regs, tcg_flush, tcg_pc, thread_list
 from qtrace_gdb.base import (
     DeviceFilter,
     HitBreakpoint,
+    all_functions,
     entry_location,
     find_function,
     function_block,
@@ -56,10 +57,17 @@ DISCOVERY_FUNCTION = "vm_start"
 # does not record are listed under one key: a kind's own key says it was recorded (a replay
 # compares a capture's interrupts when the header has "irq").
 _FAST_NOT_RECORDED = (
-    "dma, async: the fast collector records the device's register and configuration-space "
-    "accesses, its interrupts and, under KVM, the exits"
+    "async: the fast collector records the device's register and configuration-space "
+    "accesses, its interrupts, its DMA copies through its bus-master address space and, "
+    "under KVM, the exits; not its guest-memory mappings (address_space_map), its "
+    "MemoryRegionCache accesses (virtqueue rings) or its DMA through address_space_memory"
 )
-_FAST_NOT_RECORDED_TCG = _FAST_NOT_RECORDED.replace("dma, async:", "dma, async, kvm_exits:")
+_FAST_NOT_RECORDED_TCG = _FAST_NOT_RECORDED.replace("async:", "async, kvm_exits:", 1)
+_FAST_DMA = (
+    "fast tracepoints: copies through the device's bus-master address space "
+    "(dma_memory_rw_relaxed, at its call of address_space_rw; a read's bytes read from guest "
+    "RAM there), "
+)
 
 
 def _quiet_ports(ranges):
@@ -228,6 +236,12 @@ class Session:
             "config_devices": [
                 _config_device(self.config_filter, p) for p in [found.device, *found.bridges]
             ],
+            # And its DMA copies (dma.py): the device's bus-master address space, where
+            # each copy of dma_memory_rw_relaxed starts, and where guest RAM is.
+            "bus_master_as": "0x%x" % found.bus_master_as,
+            "dma_copies": ["0x%x" % int(s.value().address)
+                           for s in all_functions(dma.COPY_FUNCTION)],
+            "guest_ram": memory_map.guest_ram() if fast else [],
         }
 
     def _write_header(self, regions=()):
@@ -254,6 +268,8 @@ class Session:
                 "not stopped), " + when,
                 "pci_config": "fast tracepoints, " + when,
                 "irq": "fast tracepoints: INTx level changes, MSI and MSI-X, " + when,
+                "dma": _FAST_DMA + when + "; data capped at %d bytes per record"
+                % self.dma_cap_bytes,
             }
             if self.config.get("exits"):
                 description["kvm_exits"] = "a fast tracepoint before kvm_cpu_exec's switch, " + when

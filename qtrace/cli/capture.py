@@ -205,8 +205,10 @@ def capture(
                 "breakpoint (default): gdb stops QEMU at every hit and records everything "
                 "(accesses, stacks, config space, irq, DMA, async work, KVM exits). fast: "
                 "fast tracepoints under gdbserver, QEMU never stopped; records the device's "
-                "register and config-space accesses, its interrupts (INTx, MSI, MSI-X) and, "
-                "under KVM, the exits, with values and stacks (no DMA or async work), "
+                "register and config-space accesses, its interrupts (INTx, MSI, MSI-X), its "
+                "DMA copies through its bus-master address space and, under KVM, the exits, "
+                "with values and stacks (no async work, DMA mappings or virtqueue-ring "
+                "caches), "
                 "draining its trace buffer while QEMU runs (a million accesses take about a "
                 "minute), and checks that every hit was decoded."
             ),

@@ -117,11 +117,11 @@ def summary(
     if stats.ended is not None:
         status, reason = stats.ended.status, stats.ended.reason
         if stats.ended.fast_checks is not None:
-            # The fast collector looks for no DMA, and for KVM exits only under KVM: null,
-            # not a count of 0 (its INTx changes are counted like the breakpoint
+            # The fast collector looks for KVM exits only under KVM: null, not a count of
+            # 0 (its INTx changes and DMA copies are counted like the breakpoint
             # collector's).
             checks = stats.ended.fast_checks
-            fast = {"collector": "fast", "fast_checks": checks, "dmas": None}
+            fast = {"collector": "fast", "fast_checks": checks}
             if not checks.get("kvm_exits"):
                 fast.update(exits=None, exit_reasons=None)
     return {

@@ -1,9 +1,10 @@
 """What a capture recorded, read from its trace header: the one place the report asks.
 
 A kind of record that was not looked for says nothing by its absence: a trace of the fast
-collector has no DMA or async record (nor, under TCG, an exit) because that collector
-records the device's register and configuration-space accesses, its interrupts (INTx, MSI,
-MSI-X) and, under KVM, the exits only, not because there were none. Every view
+collector has no async record (nor, under TCG, an exit; nor, before its DMA tracepoints,
+a DMA record) because that collector records the device's register and configuration-space
+accesses, its interrupts (INTx, MSI, MSI-X), its DMA copies and, under KVM, the exits only,
+not because there were none. Every view
 that counts a kind, or draws a conclusion from its absence, asks :func:`recorded` first and
 says "not recorded" instead of "0" or "none".
 

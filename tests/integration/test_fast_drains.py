@@ -37,13 +37,13 @@ def test_timed_drains_through_dd_lose_no_hit(
     assert checks["ok"] is True and checks["buffer_full"] is False
     assert checks["segments"] >= 2, "timed drains ran while QEMU did"
     assert "read from the agent's buffer in QEMU" in str(checks["read"])
-    # Every frame is an access or an interrupt but the start marker's and the firmware's
+    # Every frame is an access, an interrupt or a DMA copy but the start marker's and the firmware's
     # config accesses before it.
-    recorded = len(trace.accesses) + len(trace.irqs)
+    recorded = len(trace.accesses) + len(trace.irqs) + len(trace.dmas)
     assert recorded + checks["before_arming"] + checks["irq_other_paths"] == (
         checks["hits_by_agent"] - 1)
     assert len(trace.accesses) >= 80_000
-    seqs = sorted([a.seq for a in trace.accesses] + [i.seq for i in trace.irqs])
+    seqs = sorted(r.seq for r in [*trace.accesses, *trace.irqs, *trace.dmas])
     assert seqs == list(range(1, recorded + 1))
     assert any("at timed intervals" in text for text in events.statuses), events.statuses
     assert not list(out.glob(".fast-agent-buffer*")), "the segments' copies are removed"

@@ -20,12 +20,15 @@ a tracepoint has no effect, so each list starts with one that does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from qtrace.launch.fast.kvm_run import IO_DATA_BYTES, IO_DATA_OFFSET, KVM_EXIT_IO, KVM_RUN_BYTES
+from qtrace.launch.fast.locate import DMA_ARGUMENTS
 
 __all__ = [
     "MSIX_ENTRY_BYTES", "MSI_CAPABILITY_BYTES", "RAW_STACK_BYTES", "TIMESTAMP", "VALUES",
-    "config_actions", "exit_actions", "hit_actions", "message_actions", "stack_block",
-    "variables",
+    "config_actions", "dma_actions", "dma_chunks", "exit_actions", "hit_actions",
+    "message_actions", "stack_block", "variables",
 ]
 
 RAW_STACK_BYTES = 3584
@@ -41,7 +44,7 @@ _PREFIX = "q_"
 
 def variables() -> list[str]:
     """Every trace state variable the actions use, without ``$``, in definition order."""
-    return [_PREFIX + n for n in ("nop", *VALUES)]
+    return [_PREFIX + n for n in ("nop", *VALUES, "at")]
 
 
 def _set(name: str, expr: str) -> str:
@@ -225,4 +228,73 @@ def message_actions(
         _collect_values(collected),
         *blocks,
         *stack_block(stack_limit),
+    ]
+
+
+def dma_chunks(cap: int) -> tuple[int, ...]:
+    """The block sizes a DMA hit collects its bytes in: each power of two up to ``cap``
+    (itself one), largest first. Why: the agent collects blocks of a fixed size only,
+    without fault protection, and a copy's buffer may end at a mapping's end, so the bytes
+    are collected as the binary digits of the capped length, each at its place (the
+    chunks of the digits not set point at the stack block instead): never a byte past
+    the buffer."""
+    if cap <= 0 or cap & (cap - 1):
+        raise ValueError(f"the DMA cap must be a power of two, not {cap}")
+    return tuple(1 << bit for bit in range(cap.bit_length() - 1, -1, -1))
+
+
+def dma_actions(
+    ram: Sequence[tuple[int, int, int]], cap: int, stack_limit: int | None = None
+) -> list[str]:
+    """The action lines of a DMA tracepoint (:func:`~.locate.dma_site`, at the call of
+    ``address_space_rw(as, addr, attrs, buf, len, is_write)`` in a copy of
+    ``dma_memory_rw_relaxed``): the guest address in ``off``, the length in ``size``, the
+    direction in ``shift`` (1: the device writes guest memory), the length capped at
+    ``cap`` in ``mask``, and where the bytes are in ``val``: a write's in ``buf``, a read's
+    still in guest memory, found through ``ram`` (``(start, size, host)`` ranges of guest
+    RAM in QEMU's memory, from discovery), ``mr`` 1 when they were found (0: a read from
+    outside them, whose bytes are not collected). Then the stack block, collected first so
+    that the host finds the stack pointer's block before any chunk, and the bytes in
+    :func:`dma_chunks`."""
+    args = DMA_ARGUMENTS
+    addr, capped = f"${args['addr']}", f"${_PREFIX}mask"
+    # One teval per range: gdb refuses an agent expression past 184 bytes of bytecode.
+    reads = []
+    for start, size, host in ram:
+        inside = f"{addr} >= {start:#x} && {addr} + {capped} <= {start + size:#x}"
+        value = f"${_PREFIX}val"
+        reads.append(
+            _set("val", f"!${_PREFIX}shift && {inside} ? {addr} + {host - start:#x} : {value}")
+        )
+    safe = f"${_PREFIX}sp" if stack_limit is None else f"${_PREFIX}base"
+    lines = [
+        _set("nop", "0"), _set("sp", "$rsp"), _set("bp", "$rbp"),
+        _set("off", addr),
+        _set("size", f"${args['len']}"),
+        _set("shift", f"${args['is_write']} & 0xff"),
+        _set("mask", f"${args['len']} > {cap} ? {cap} : ${args['len']}"),
+        _set("val", f"${_PREFIX}shift ? ${args['buf']} : 0"),
+        *reads,
+        _set("mr", f"${_PREFIX}val != 0"),
+    ]  # fmt: skip
+    stack = stack_block(stack_limit)
+    lines += stack[:-1]  # the stack block's base, when it has one
+    lines.append(_set("val", f"${_PREFIX}mr ? ${_PREFIX}val : {safe}"))
+    # Each chunk's address goes through ``at`` first: gdb 13.1 aborts on a conditional
+    # inside a ``collect``'s address ("expression is malformed"). Not through ``nop``: set
+    # again after the first teval, the agent still collected at its first value, 0
+    # (measured: QEMU died of SIGSEGV in the agent's memcpy).
+    chunks = []
+    for chunk in dma_chunks(cap):
+        before = (2 * cap - 1) ^ (2 * chunk - 1)  # the larger digits: where this one starts
+        chunks += [
+            _set("at", f"(${_PREFIX}mask & {chunk}) ? "
+                        f"${_PREFIX}val + (${_PREFIX}mask & {before:#x}) : {safe}"),
+            f"collect *(unsigned char (*)[{chunk}])${_PREFIX}at",
+        ]  # fmt: skip
+    return [
+        *lines,
+        _collect_values(["mr", "off", "size", "sp", "bp", "val", "shift", "mask"]),
+        stack[-1],
+        *chunks,
     ]

@@ -24,14 +24,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from qtrace.launch.fast.actions import TIMESTAMP
+from qtrace.launch.fast.actions import TIMESTAMP, dma_chunks
 from qtrace.launch.fast.kvm_run import KVM_RUN_BYTES
 from qtrace.launch.fast.tsave import Frame
 from qtrace.launch.fast.unwind import unwind
 
 __all__ = [
-    "Access", "AccessDecoder", "Decoded", "ExitHit", "MessageHit", "Role", "decode_accesses",
-    "variable_numbers",
+    "Access", "AccessDecoder", "Decoded", "DmaHit", "ExitHit", "Hit", "MessageHit", "Role",
+    "decode_accesses", "dma_bytes", "variable_numbers",
 ]
 
 _U32 = 0xFFFFFFFF
@@ -61,6 +61,9 @@ class Role:
     # keeps ``run``; ``mr`` then holds ``run``, ``off`` the vCPU's index, ``size`` the exit
     # reason, ``val`` where the port I/O data was collected (:func:`~.actions.exit_actions`).
     run_slot: int = 0
+    # A DMA copy (kind and space "dma", :func:`~.locate.dma_site`): the bytes a record
+    # keeps at most (:func:`~.actions.dma_actions`).
+    dma_cap: int = 256
 
 
 @dataclass
@@ -118,13 +121,35 @@ class MessageHit:
 
 
 @dataclass
+class DmaHit:
+    """One DMA copy through the device's bus-master address space as decoded: the
+    direction (``write``: the device wrote guest memory), the guest address, the length,
+    and the bytes (the first ``cap`` of them; ``None``: a read from outside the guest RAM
+    the run knew of, whose bytes were not collected)."""
+
+    op: str
+    addr: int
+    size: int
+    data: bytes | None
+    pcs: tuple[int, ...]
+    frame: int
+    sp: int = 0
+    us: int | None = None
+    space: str = "dma"
+
+
+@dataclass
 class Decoded:
     """The accesses of a run and what could not be decoded."""
 
-    accesses: list[Access | ExitHit | MessageHit] = field(default_factory=list)
+    accesses: list[Hit] = field(default_factory=list)
     frames_without_values: int = 0  # a frame whose variables are missing
     before_arming: int = 0  # the device's frames before the guest's start marker
     other_devices: int = 0  # frames of other devices' regions
+
+
+Hit = Access | ExitHit | MessageHit | DmaHit
+"""What a frame decodes to."""
 
 
 def variable_numbers(header: Iterable[str]) -> dict[str, int]:
@@ -164,11 +189,11 @@ class AccessDecoder:
 
     def feed(
         self, frames: Iterable[Frame], numbers: Mapping[str, int] | None = None
-    ) -> list[Access | ExitHit | MessageHit]:
+    ) -> list[Hit]:
         """The device's accesses, interrupts and the KVM exits among ``frames`` (one
         segment, in buffer order)."""
         numbers = self.numbers if numbers is None else numbers
-        out: list[Access | ExitHit | MessageHit] = []
+        out: list[Hit] = []
         counts, roles, regions = self.counts, self.roles, self.regions
 
         def get(frame: Frame, name: str) -> int | None:
@@ -185,6 +210,9 @@ class AccessDecoder:
                 continue
             if role.kind in ("msi", "msix"):
                 self._message(frame, role, get, out)
+                continue
+            if role.kind == "dma":
+                self._dma(frame, role, get, out)
                 continue
             got = [get(frame, n) for n in ("mr", "off", "size", "val", "sp", "bp")]
             known = [v for v in got if v is not None]
@@ -236,7 +264,7 @@ class AccessDecoder:
         frame: Frame,
         role: Role,
         get: Callable[[Frame, str], int | None],
-        out: list[Access | ExitHit | MessageHit],
+        out: list[Hit],
     ) -> None:
         """One MSI or MSI-X frame (:func:`~.actions.message_actions`), for the recorded
         devices after the start marker."""
@@ -266,6 +294,51 @@ class AccessDecoder:
         pcs = unwind(role.address, bp, sp, block, self.in_generated_code)
         out.append(MessageHit(role.kind, device, vector & _U32, message, pending, masked, pcs,
                               frame.index, sp, get(frame, TIMESTAMP)))  # fmt: skip
+
+
+    def _dma(
+        self,
+        frame: Frame,
+        role: Role,
+        get: Callable[[Frame, str], int | None],
+        out: list[Hit],
+    ) -> None:
+        """One DMA frame (:func:`~.actions.dma_actions`; the agent kept the device's
+        bus-master address space's only), after the start marker."""
+        counts = self.counts
+        names = ("mr", "off", "size", "sp", "bp", "val", "shift", "mask")
+        got = [get(frame, n) for n in names]
+        known = [v for v in got if v is not None]
+        if len(known) != len(got):
+            counts.frames_without_values += 1
+            return
+        found, addr, size, sp, bp, source, write, capped = known
+        block = frame.block_from(sp)
+        data = dma_bytes(frame, source, capped, role.dma_cap) if found & 1 else None
+        if block is None or (found & 1 and data is None):
+            counts.frames_without_values += 1
+            return
+        if not self.armed:
+            counts.before_arming += 1
+            return
+        pcs = unwind(role.address, bp, sp, block, self.in_generated_code)
+        out.append(DmaHit("write" if write & 0xFF else "read", addr, size, data, pcs,
+                          frame.index, sp, get(frame, TIMESTAMP)))  # fmt: skip
+
+
+def dma_bytes(frame: Frame, source: int, capped: int, cap: int) -> bytes | None:
+    """A DMA hit's bytes from its chunks (:func:`~.actions.dma_chunks`: one block of each
+    power of two set in the capped length, at its place from ``source``); ``None`` when
+    one is missing."""
+    out = b""
+    for chunk in dma_chunks(cap):
+        if capped & chunk:
+            at = source + len(out)
+            block = next((d for a, d in frame.memory if a == at and len(d) == chunk), None)
+            if block is None:
+                return None
+            out += block
+    return out
 
 
 def decode_accesses(

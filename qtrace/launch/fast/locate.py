@@ -25,6 +25,9 @@ __all__ = [
     "ACCESSOR_ARGUMENTS",
     "AccessorSite",
     "CONFIG_SITES",
+    "DMA_ARGUMENTS",
+    "DMA_CALL",
+    "DMA_FUNCTION",
     "EXIT_CALL",
     "EXIT_FUNCTION",
     "ExitSite",
@@ -34,6 +37,7 @@ __all__ = [
     "PciSite",
     "site_locations",
     "spill_slots",
+    "dma_site",
     "entry_location",
     "exit_site",
     "parse_disassembly",
@@ -281,3 +285,21 @@ MESSAGE_FIELDS = ("msix_table", "msix_pba", "msix_function_masked", "config", "m
 """The PCIDevice fields a message is read from (their offsets are this build's: asked of
 gdb at the run's start): the MSI-X table and pending bits and the function mask, or the
 configuration space and where the MSI capability is in it."""
+
+
+# include/system/dma.h (QEMU 7.2 to 10.x): the static inline dma_memory_rw_relaxed(as, addr,
+# buf, len, dir, attrs) has a copy in each C file that uses it at -O0, and each copy ends in
+# ``return address_space_rw(as, addr, attrs, buf, len, dir == DMA_DIRECTION_FROM_DEVICE)``:
+# a 5-byte call with every argument in a register (rdi, rsi, rdx, rcx, r8, r9), followed by
+# ``leave; ret`` and no instruction of 5 bytes. So the DMA tracepoint goes at that call,
+# where a write's bytes are in ``buf`` and a read's are still in guest memory.
+DMA_FUNCTION = "dma_memory_rw_relaxed"
+DMA_CALL = "address_space_rw"
+DMA_ARGUMENTS = {"as": "rdi", "addr": "rsi", "buf": "rcx", "len": "r8", "is_write": "r9"}
+"""Where ``address_space_rw``'s arguments are at the call (the System V AMD64 ABI)."""
+
+
+def dma_site(instructions: list[Instruction]) -> Instruction | None:
+    """The DMA tracepoint's place in one copy of :data:`DMA_FUNCTION` (the call of
+    :data:`DMA_CALL`); ``None`` when this copy is not shaped so."""
+    return value_location(instructions, DMA_CALL)

@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qtrace.launch.fast.decode import Access as Decoded
-from qtrace.launch.fast.decode import ExitHit, MessageHit
+from qtrace.launch.fast.decode import DmaHit, ExitHit, MessageHit
 from qtrace.launch.fast.kvm_run import exit_fields
-from qtrace.trace.schema import Access, AccessSpace, Exit, Frame, Irq, Stack
+from qtrace.trace.schema import Access, AccessSpace, Dma, Exit, Frame, Irq, Stack
 
 __all__ = ["ConfigDevice", "ExitsRecorded", "RecordMaker", "RegionOf", "fast_records"]
 
-Hit = Decoded | ExitHit | MessageHit
+Hit = Decoded | ExitHit | MessageHit | DmaHit
+DMA_API = "dma_memory_rw_relaxed"  # the function the DMA tracepoints sit in (locate.py)
 MSIX_VECTOR_MASKED = 0x1  # an MSI-X table entry's vector control bit (PCI spec)
 MSI_FLAGS_64BIT = 0x80  # the MSI capability's message control: 64-bit address
 KVM_EXEC = "kvm_cpu_exec"
@@ -140,6 +141,8 @@ class RecordMaker:
         no region or device of the run."""
         if isinstance(access, ExitHit):
             return "exit" if self.exits is not None else None
+        if isinstance(access, DmaHit):
+            return "dma"
         if access.op == "irq" or isinstance(access, MessageHit):
             device = self.devices.get(access.region)
             return "irq" if device is not None and device.device is None else None
@@ -154,7 +157,7 @@ class RecordMaker:
         accesses: Iterable[Hit],
         symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
         thread_of: Callable[[int], str | None] = lambda sp: None,
-    ) -> Iterator[Access | Exit | Irq | Stack]:
+    ) -> Iterator[Access | Dma | Exit | Irq | Stack]:
         """Stack records (each before its first use), access, exit and irq records, in hit
         order; an access to a region not in ``regions`` is left out (the decoder kept only
         those), and so is an INTx change another path than ``pci_set_irq`` made, and an
@@ -168,6 +171,9 @@ class RecordMaker:
                 continue
             if isinstance(access, MessageHit):
                 yield from self._message(access, symbolize, thread_of)
+                continue
+            if isinstance(access, DmaHit):
+                yield from self._dma(access, symbolize, thread_of)
                 continue
             irq = access.op == "irq"
             if irq:
@@ -258,6 +264,27 @@ class RecordMaker:
                   **_message_fields(hit))  # fmt: skip
         self.next_seq += 1
 
+    def _dma(
+        self,
+        hit: DmaHit,
+        symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
+        thread_of: Callable[[int], str | None],
+    ) -> Iterator[Dma | Stack]:
+        """One DMA copy's records (its stack first, if new), as the breakpoint collector
+        writes them: the bytes capped (``truncated`` past the cap), the stack from
+        ``dma_memory_rw_relaxed`` on (at its call of ``address_space_rw``, where the
+        breakpoint collector's begins at its return)."""
+        t = self._t(hit.us)
+        sid, new = self._stack_id(("dma", hit.pcs))
+        if new:
+            yield Stack(sid, symbolize(hit.pcs))
+        data = None if hit.data is None else hit.data.hex()
+        yield Dma(seq=self.next_seq, op="write" if hit.op == "write" else "read",
+                  addr=hit.addr, size=hit.size, data=data,  # type: ignore[arg-type]
+                  truncated=hit.data is not None and hit.size > len(hit.data),
+                  api=DMA_API, stack=sid, t=t, thread=thread_of(hit.sp))  # fmt: skip
+        self.next_seq += 1
+
     def _t(self, us: int | None) -> float | None:
         """A hit's ``t``: seconds from the run's first stamped hit (this one, if first)."""
         if self.start_us is None and us is not None:
@@ -336,6 +363,6 @@ def fast_records(
     symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
     thread_of: Callable[[int], str | None] = lambda sp: None,
     first_seq: int = 1,
-) -> Iterator[Access | Exit | Irq | Stack]:
+) -> Iterator[Access | Dma | Exit | Irq | Stack]:
     """The records of a whole run's accesses at once (:class:`RecordMaker`)."""
     return RecordMaker(regions, first_seq).records(accesses, symbolize, thread_of)

@@ -51,7 +51,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -59,10 +59,12 @@ from typing import Any, BinaryIO, TypeVar
 from qtrace.docker_env import LabelledContainer
 from qtrace.errors import CollectorError, LaunchFailure, UsageError
 from qtrace.image.layout import QEMU_SOURCE_ROOT
+from qtrace.launch.collector_config import DEFAULT_DMA_CAP_BYTES
 from qtrace.launch.fast.checks import FALLBACK_HINT, FastChecks
 from qtrace.launch.fast.actions import (
     RAW_STACK_BYTES,
     config_actions,
+    dma_actions,
     exit_actions,
     hit_actions,
     message_actions,
@@ -75,6 +77,7 @@ from qtrace.launch.fast.locate import (
     ACCESSOR_ARGUMENTS,
     ACCESSORS,
     CONFIG_SITES,
+    DMA_FUNCTION,
     EXIT_FUNCTION,
     IRQ_SITE,
     MESSAGE_FIELDS,
@@ -82,6 +85,7 @@ from qtrace.launch.fast.locate import (
     SITE_ARGUMENTS,
     Instruction,
     site_locations,
+    dma_site,
     entry_location,
     exit_site,
     parse_disassembly,
@@ -105,7 +109,9 @@ __all__ = [
     "FastPlan",
     "FastRun",
     "FastOutcome",
+    "DmaCopies",
     "config_devices",
+    "dma_copies",
     "generated_code",
     "main_stack_limit",
     "max_hits_cut",
@@ -169,6 +175,31 @@ class FastPlan:
     # This build's PCIDevice field offsets an MSI or MSI-X message is read through
     # (locate.MESSAGE_FIELDS).
     message_fields: dict[str, int] = field(default_factory=dict)
+    dma: DmaCopies | None = None  # the device's DMA copies, when they are traced
+
+
+@dataclass(frozen=True)
+class DmaCopies:
+    """What the DMA tracepoints need from discovery: the device's bus-master address space
+    (the agent keeps its copies only), where each copy of ``dma_memory_rw_relaxed``
+    starts, and where guest RAM is in QEMU's memory (``(start, size, host)``: a read's
+    bytes are read there), with the bytes a record keeps."""
+
+    bus_master_as: int
+    copies: tuple[int, ...]
+    guest_ram: tuple[tuple[int, int, int], ...]
+    cap: int = DEFAULT_DMA_CAP_BYTES
+
+
+def dma_copies(discovery: Mapping[str, Any]) -> DmaCopies | None:
+    """The DMA tracepoints' inputs from discovery's reply; ``None`` when it has none (a
+    collector older than them, or no copy in this build)."""
+    copies = tuple(int(str(a), 16) for a in discovery.get("dma_copies") or ())
+    address_space = discovery.get("bus_master_as")
+    if not copies or not address_space:
+        return None
+    ram = tuple((int(a), int(n), int(h)) for a, n, h in discovery.get("guest_ram") or ())
+    return DmaCopies(int(str(address_space), 16), copies, ram)
 
 
 def config_devices(reply: Sequence[dict[str, Any]]) -> dict[int, ConfigDevice]:
@@ -219,12 +250,14 @@ def plan_tracepoints(
     devices: dict[int, ConfigDevice] | None = None,
     exits: bool = False,
     message_fields: dict[str, int] | None = None,
+    dma: DmaCopies | None = None,
 ) -> FastPlan:
     """Where each tracepoint goes in this build: the generic accessors' call sites
     (:data:`~.locate.ACCESSORS`) for the ops the device's regions use, the configuration
     space's and INTx's (:data:`~.locate.CONFIG_SITES`, :data:`~.locate.IRQ_SITE`) when there
     are ``devices`` to record, with MSI and MSI-X (:data:`~.locate.MESSAGE_SITES`) when
-    this build's PCIDevice ``message_fields`` are known, KVM's exits
+    this build's PCIDevice ``message_fields`` are known, the DMA copies
+    (:func:`~.locate.dma_site`, in each copy of ``dma_memory_rw_relaxed``) of ``dma``, KVM's exits
     (:func:`~.locate.exit_site`) when ``exits``, and the start marker's function; from gdb's
     ``disassemble /r`` of each (``disassemble``).
 
@@ -254,6 +287,8 @@ def plan_tracepoints(
         tracepoints += _config_tracepoints(disassemble)
         if message_fields is not None:
             tracepoints += _message_tracepoints(disassemble)
+    if dma is not None:
+        tracepoints += _dma_tracepoints(dma, disassemble)
     if exits:
         found = exit_site(parse_disassembly(disassemble(EXIT_FUNCTION)))
         if found is None:
@@ -273,7 +308,26 @@ def plan_tracepoints(
             PlannedTracepoint(at.address, Role("arm", address=at.address), f"{arm_on}+{at.offset}")
         )
     return FastPlan(tracepoints, regions, devices=dict(devices or {}),
-                    message_fields=dict(message_fields or {}))  # fmt: skip
+                    message_fields=dict(message_fields or {}), dma=dma)  # fmt: skip
+
+
+def _dma_tracepoints(
+    dma: DmaCopies, disassemble: Callable[[str], str]
+) -> list[PlannedTracepoint]:
+    """One DMA tracepoint in each copy of ``dma_memory_rw_relaxed``; a copy not shaped as
+    expected is refused (the breakpoint collector records its copies)."""
+    out: list[PlannedTracepoint] = []
+    for start in dma.copies:
+        at = dma_site(parse_disassembly(disassemble(f"{start:#x}")))
+        if at is None:
+            raise CollectorError(
+                f"the copy of {DMA_FUNCTION} at {start:#x} has no 5-byte call of "
+                "address_space_rw for a fast tracepoint",
+                hint=FALLBACK_HINT.capitalize() + ".",
+            )
+        role = Role("dma", address=at.address, space="dma", dma_cap=dma.cap)
+        out.append(PlannedTracepoint(at.address, role, f"{DMA_FUNCTION}@{start:#x}+{at.offset}"))
+    return out
 
 
 def _config_tracepoints(disassemble: Callable[[str], str]) -> list[PlannedTracepoint]:
@@ -358,6 +412,15 @@ def tracepoint_commands(plan: FastPlan) -> str:
             # Every exit of every vCPU: the host keeps the ones the breakpoint collector
             # would (records.ExitsRecorded).
             lines += ["actions", *exit_actions(role.run_slot, plan.stack_limit), "end"]
+            continue
+        if role.kind == "dma":
+            assert plan.dma is not None
+            lines += [
+                f"condition $bpnum $rdi == {plan.dma.bus_master_as:#x}",
+                "actions",
+                *dma_actions(plan.dma.guest_ram, role.dma_cap, plan.stack_limit),
+                "end",
+            ]
             continue
         if role.kind in ("msi", "msix"):
             captured = [p for p, d in plan.devices.items() if d.device is None]
@@ -597,6 +660,7 @@ class FastRun:
         self.reads: dict[str, int] = {}  # how the segments were read -> how many
         self.accesses = 0  # access records written so far
         self.irqs = 0  # irq records written so far
+        self.dmas = 0  # dma records written so far
         self.stacks = 0
         self.reached_max_hits = False
         self.kvm_error: KvmInternalError | None = None  # QEMU gave up on the guest
@@ -690,7 +754,7 @@ class FastRun:
             )
         devices = config_devices(list(discovery.get("config_devices") or []))
         plan = plan_tracepoints(regions, disassemble, arm_on, devices, self.exits is not None,
-                                self._message_fields())  # fmt: skip
+                                self._message_fields(), dma_copies(discovery))  # fmt: skip
         plan.stack_limit = main_stack_limit(self._maps())
         commands = tracepoint_commands(plan)
         (self.out_dir / TRACEPOINTS_NAME).write_text(commands, encoding="utf-8")
@@ -1000,6 +1064,8 @@ class FastRun:
                     self.accesses += 1
                 elif record.type == "irq":
                     self.irqs += 1
+                elif record.type == "dma":
+                    self.dmas += 1
                 elif record.type == "stack":
                     self.stacks += 1
         if created:
