@@ -533,7 +533,7 @@ def report_from_trace(
                 d.op,
                 d.addr,
                 d.size,
-                d.data,
+                d.data or "",
                 d.truncated,
                 d.stack,
                 _device_frame(annotated, d.stack),

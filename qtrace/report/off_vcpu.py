@@ -157,7 +157,7 @@ def _dma_uses(trace: Trace, flow: RequestFlow | None) -> tuple[DmaUse, ...]:
             tuple(d.seq for d in dmas),
             tuple(d.size for d in dmas),
             tuple(d.addr for d in dmas),
-            dmas[0].data,
+            dmas[0].data or "",
             all(bool(d.mapped) for d in dmas),
         )
         for (purpose, op, thread), dmas in groups.items()

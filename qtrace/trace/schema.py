@@ -204,13 +204,14 @@ class Irq:
 
 @dataclass(frozen=True)
 class Dma:
-    """The device read or wrote guest memory; ``data`` is hex, capped (``truncated``)."""
+    """The device read or wrote guest memory; ``data`` is hex, capped (``truncated``), and
+    ``None`` when the bytes were not seen (a mapping, or a fast read outside guest RAM)."""
 
     seq: int
     op: AccessOp
     addr: int
     size: int
-    data: str = ""
+    data: str | None = ""
     truncated: bool = False
     # The QEMU function the access went through (address_space_write, a *_cached ring
     # accessor, address_space_map, ...); traces before it existed recorded pci_dma_rw only.

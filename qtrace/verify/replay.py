@@ -332,7 +332,7 @@ class _Replayer:
         step's, so a location read twice holds its last value until it is restored."""
         loaded = [e for e in events if isinstance(e, Dma) and e.op == "read" and e.data]
         for event in loaded:
-            self.machine.memory.write(event.addr, bytes.fromhex(event.data))
+            self.machine.memory.write(event.addr, bytes.fromhex(event.data or ""))
         return loaded
 
     def _asynchronous(self, events: list[Irq | Dma]) -> None:
@@ -430,7 +430,7 @@ class _Replayer:
             elif q.op != op or q.addr != addr or q.size != len(data):
                 same = False
             elif op == "write":
-                known = bytes.fromhex(q.data)
+                known = bytes.fromhex(q.data or "")
                 if data[: len(known)] != known:
                     same = False
         if same:
@@ -446,7 +446,7 @@ class _Replayer:
                 seq,
                 "dma",
                 name,
-                "; ".join(_render_dma(e.op, e.addr, e.size, e.data) for e in qemu) or "none",
+                "; ".join(_render_dma(e.op, e.addr, e.size, e.data or "") for e in qemu) or "none",
                 "; ".join(_render_dma(op, a, len(d), d.hex()) for op, a, d in model) or "none",
             )
         )

@@ -137,10 +137,10 @@ def received_frames(events: list[Irq | Dma]) -> ReceivedFrames | None:
             continue
         inside = next((d for d in descriptors if d <= e.addr < d + _DESCRIPTOR_BYTES), None)
         if inside is None:
-            current += bytes.fromhex(e.data).ljust(e.size, b"\0")
+            current += bytes.fromhex(e.data or "").ljust(e.size, b"\0")
             truncated = truncated or e.truncated
             first_seq = e.seq if first_seq is None else first_seq
-        elif e.addr == inside + _STATUS_OFFSET and e.size == 1 and int(e.data, 16) & _STA_EOP:
+        elif e.addr == inside + _STATUS_OFFSET and e.size == 1 and _status(e) & _STA_EOP:
             frames.append(bytes(current))
             current = bytearray()
     if current:
@@ -176,3 +176,8 @@ class E1000ReplayQuirks(TimerCauses):
         """The model takes the frames, in order, as QEMU's device did then."""
         for frame in frames.frames:
             self.nic.receive(frame)
+
+
+def _status(write: Dma) -> int:
+    """The status byte a one-byte descriptor write put there (0 when its bytes were not seen)."""
+    return int(write.data or "00", 16)

@@ -74,12 +74,20 @@ def stack_block(stack_limit: int | None) -> list[str]:
     and QEMU died of SIGSEGV in the agent's memcpy (seen in CI, whose environment is
     smaller). The block's address is in its ``M`` header; the host unwinds from ``rsp``
     within it."""
+    base, collect = stack_block_parts(stack_limit)
+    return [*base, collect]
+
+
+def stack_block_parts(stack_limit: int | None) -> tuple[list[str], str]:
+    """:func:`stack_block` in its two parts: the lines that set the block's base (none when
+    it starts at ``rsp``) and its ``collect``, for actions that set other values between
+    them."""
     if stack_limit is None:
-        return [f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}sp"]
-    return [
-        _set("base", f"$rsp > {stack_limit:#x} ? {stack_limit:#x} : $rsp"),
+        return [], f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}sp"
+    return (
+        [_set("base", f"$rsp > {stack_limit:#x} ? {stack_limit:#x} : $rsp")],
         f"collect *(unsigned char (*)[{RAW_STACK_BYTES}])${_PREFIX}base",
-    ]
+    )
 
 
 def hit_actions(
@@ -277,8 +285,8 @@ def dma_actions(
         *reads,
         _set("mr", f"${_PREFIX}val != 0"),
     ]  # fmt: skip
-    stack = stack_block(stack_limit)
-    lines += stack[:-1]  # the stack block's base, when it has one
+    base, collect_stack = stack_block_parts(stack_limit)
+    lines += base
     lines.append(_set("val", f"${_PREFIX}mr ? ${_PREFIX}val : {safe}"))
     # Each chunk's address goes through ``at`` first: gdb 13.1 aborts on a conditional
     # inside a ``collect``'s address ("expression is malformed"). Not through ``nop``: set
@@ -295,6 +303,6 @@ def dma_actions(
     return [
         *lines,
         _collect_values(["mr", "off", "size", "sp", "bp", "val", "shift", "mask"]),
-        stack[-1],
+        collect_stack,
         *chunks,
     ]

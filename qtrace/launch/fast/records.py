@@ -27,18 +27,16 @@ address; one QEMU replays from the coalesced-MMIO ring carries none (``coalesced
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qtrace.launch.fast.decode import Access as Decoded
-from qtrace.launch.fast.decode import DmaHit, ExitHit, MessageHit
+from qtrace.launch.fast.decode import DmaHit, ExitHit, Hit, MessageHit
 from qtrace.launch.fast.kvm_run import exit_fields
 from qtrace.trace.schema import Access, AccessSpace, Dma, Exit, Frame, Irq, Stack
 
 __all__ = ["ConfigDevice", "ExitsRecorded", "RecordMaker", "RegionOf", "fast_records"]
 
-Hit = Decoded | ExitHit | MessageHit | DmaHit
 DMA_API = "dma_memory_rw_relaxed"  # the function the DMA tracepoints sit in (locate.py)
 MSIX_VECTOR_MASKED = 0x1  # an MSI-X table entry's vector control bit (PCI spec)
 MSI_FLAGS_64BIT = 0x80  # the MSI capability's message control: 64-bit address
@@ -257,9 +255,7 @@ class RecordMaker:
         """One MSI or MSI-X interrupt's records (its stack first, if new), as the breakpoint
         collector writes them: the stack from ``msi_notify``/``msix_notify`` on."""
         t = self._t(hit.us)
-        sid, new = self._stack_id(("irq", self._path(hit)))  # as new_stacks keys it
-        if new:
-            yield Stack(sid, symbolize(hit.pcs))
+        sid = yield from self._stack("irq", hit.pcs, symbolize)  # as new_stacks keys it
         yield Irq(seq=self.next_seq, level=1, stack=sid, t=t, thread=thread_of(hit.sp),
                   **_message_fields(hit))  # fmt: skip
         self.next_seq += 1
@@ -275,12 +271,10 @@ class RecordMaker:
         ``dma_memory_rw_relaxed`` on (at its call of ``address_space_rw``, where the
         breakpoint collector's begins at its return)."""
         t = self._t(hit.us)
-        sid, new = self._stack_id(("dma", hit.pcs))
-        if new:
-            yield Stack(sid, symbolize(hit.pcs))
+        sid = yield from self._stack("dma", hit.pcs, symbolize)
         data = None if hit.data is None else hit.data.hex()
         yield Dma(seq=self.next_seq, op="write" if hit.op == "write" else "read",
-                  addr=hit.addr, size=hit.size, data=data,  # type: ignore[arg-type]
+                  addr=hit.addr, size=hit.size, data=data,
                   truncated=hit.data is not None and hit.size > len(hit.data),
                   api=DMA_API, stack=sid, t=t, thread=thread_of(hit.sp))  # fmt: skip
         self.next_seq += 1
@@ -299,6 +293,19 @@ class RecordMaker:
             return sid, False
         sid = self.stack_ids[key] = f"s{len(self.stack_ids) + 1}"
         return sid, True
+
+    def _stack(
+        self,
+        handler: str,
+        pcs: tuple[int, ...],
+        symbolize: Callable[[tuple[int, ...]], tuple[Frame, ...]],
+    ) -> Generator[Stack, None, str]:
+        """The stack id of ``pcs`` under ``handler``; yields its stack record (the frames
+        ``symbolize`` gives, as they are) first when it is new."""
+        sid, new = self._stack_id((handler, pcs))
+        if new:
+            yield Stack(sid, symbolize(pcs))
+        return sid
 
     def _exit(
         self,
@@ -321,9 +328,7 @@ class RecordMaker:
             return
         self.exits_without_data += truncated
         t = self._t(hit.us)
-        sid, new = self._stack_id(("exit", hit.pcs))
-        if new:
-            yield Stack(sid, symbolize(hit.pcs))
+        sid = yield from self._stack("exit", hit.pcs, symbolize)
         record = Exit(seq=self.next_seq, vcpu=hit.vcpu, stack=sid, t=t, thread=thread, **fields)
         self.next_seq += 1
         self.last_exit[thread] = record
