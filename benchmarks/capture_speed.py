@@ -7,8 +7,9 @@
 way automated: gdb/MI stopping at every handler hit and asking ``-stack-list-frames``
 over MI (reading only to each result record), measured over its first N hits and
 extrapolated, (d) ``qtrace capture`` (every access with its value and its own stack id),
-(f) ``qtrace capture --collector fast`` (register accesses with values and stack ids, QEMU
-never stopped; its time is QEMU's run under the tracepoints, from ``vm_start`` to its exit).
+(f) ``qtrace capture --collector fast`` (register and configuration-space accesses with
+values and stack ids, interrupts, DMA copies and, under KVM, exits; QEMU never stopped;
+its time is QEMU's run under the tracepoints, from ``vm_start`` to its exit).
 Each runs in the same debug image and container setup, and QEMU gets what a capture gives
 the device (its start rules and pack: virtio-blk's drive, the e1000's frame source, with
 their backend processes) through the capture's own argv builder; the table gives wall time
@@ -252,7 +253,7 @@ def qtrace_run(
             float(traced) if isinstance(traced, (int, float)) else under_gdb,
             len(trace.accesses),
             f"status {result.status}; register and config accesses with values and stacks, "
-            f"{len(trace.irqs)} irq, {len(trace.exits)} exits, no DMA or async "
+            f"{len(trace.irqs)} irq, {len(trace.dmas)} dma, {len(trace.exits)} exits, no async "
             f"({len(trace.stacks)} distinct stacks); self-checks "
             f"{'ok' if checks.get('ok') else checks}; time: QEMU from tstart (vm_start) to its "
             f"exit under the tracepoints; whole command incl. "

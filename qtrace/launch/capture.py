@@ -748,6 +748,9 @@ class _CaptureRun:
         elif run.hang is not None:
             status, reason = CaptureStatus.GUEST_HANG, run.hang
             hint = HANG_HINT if self.accel is Accel.KVM else None
+        elif run.out_of_space is not None:
+            status, reason = CaptureStatus.ERROR, run.out_of_space
+            hint = "Bound the run with --max-hits, or capture with --collector breakpoint."
         elif run.reached_max_hits:
             status, reason = CaptureStatus.OK, f"stopped at --max-hits {self.request.max_hits}"
         elif stop is None:

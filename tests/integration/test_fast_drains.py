@@ -47,3 +47,31 @@ def test_timed_drains_through_dd_lose_no_hit(
     assert seqs == list(range(1, recorded + 1))
     assert any("at timed intervals" in text for text in events.statuses), events.statuses
     assert not list(out.glob(".fast-agent-buffer*")), "the segments' copies are removed"
+
+
+def test_a_run_out_of_jump_pad_room_stops_with_its_segments_kept(
+    debug_image: BuildResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gdbserver gives every tstart new jump-pad and heap space (agent_space.py): when the
+    room mapped for them holds no further start, the run stops after the drain, says why,
+    and keeps every segment drained. Here the room is made to hold two starts."""
+    monkeypatch.setattr(fast_run, "open_host_memory", lambda *args: None)  # timed drains
+    monkeypatch.setattr(fast_run, "tracing_starts", lambda space, tracepoints: 2)
+    out = tmp_path / "fast-room"
+    result = run_capture(
+        CaptureRequest(device="e1000", accel="tcg", out_dir=out, collector="fast",
+                       load_rounds=60000),
+        RecordingEvents(),
+    )  # fmt: skip
+    assert result.status == "error"
+    assert "jump pads" in (result.reason or "") and "after 2 drains" in (result.reason or "")
+    assert "--max-hits" in (result.hint or "")
+    trace = read_trace(out)
+    assert trace.end is not None and trace.end.status == "error"
+    checks = trace.end.fast_checks
+    assert checks is not None and checks["ok"] is True and checks["segments"] == 2
+    recorded = len(trace.accesses) + len(trace.irqs) + len(trace.dmas)
+    assert recorded + checks["before_arming"] + checks["irq_other_paths"] == (
+        checks["hits_by_agent"] - 1)
+    seqs = sorted(r.seq for r in [*trace.accesses, *trace.irqs, *trace.dmas])
+    assert seqs == list(range(1, recorded + 1))

@@ -62,13 +62,16 @@ def agent_buffer_bytes(server_buffer_bytes: int) -> int:
     return max(server_buffer_bytes + HEADROOM_BYTES, AGENT_DEFAULT_BUFFER_BYTES)
 
 
-def map_command(size: int) -> str:
-    """gdb's command that maps ``size`` bytes of zeroed memory in the stopped inferior and
-    prints its address (``mmap`` has no debug info: it is called through a cast)."""
+def map_command(
+    size: int, at: int = 0, prot: int = _PROT_READ_WRITE, flags: int = 0
+) -> str:
+    """gdb's command that maps ``size`` bytes of zeroed memory in the stopped inferior
+    (``at``: where, with ``flags`` such as MAP_FIXED_NOREPLACE) and prints its address
+    (``mmap`` has no debug info: it is called through a cast)."""
     fn = "((void *(*)(void *, unsigned long, int, int, int, long)) mmap)"
     return (
-        f"print/x (unsigned long) {fn}(0, {size:#x}, {_PROT_READ_WRITE}, "
-        f"{_MAP_PRIVATE_ANONYMOUS}, -1, 0)"
+        f"print/x (unsigned long) {fn}({hex(at) if at else 0}, {size:#x}, {prot}, "
+        f"{_MAP_PRIVATE_ANONYMOUS | flags}, -1, 0)"
     )
 
 

@@ -71,6 +71,7 @@ from qtrace.launch.fast.actions import (
     variables,
 )
 from qtrace.launch.fast.agent_buffer import AgentBuffer, enlarge_agent_buffer, parse_value
+from qtrace.launch.fast.agent_space import enlarge_agent_space, tracing_starts
 from qtrace.launch.fast.decode import Access as DecodedAccess
 from qtrace.launch.fast.decode import AccessDecoder, Role, variable_numbers
 from qtrace.launch.fast.locate import (
@@ -648,6 +649,8 @@ class FastRun:
         self.plan: FastPlan | None = None
         self.generated = (0, 0)  # TCG's code buffer
         self.agent_buffer: AgentBuffer | None = None  # where the agent keeps its frames
+        self.starts_left = 0  # the tstarts the agent's jump pads and heap still hold
+        self.out_of_space: str | None = None  # why tracing could not start again
         self.trace_path = trace_path
         self.max_hits = max_hits  # 0: no limit
         self.exits = exits  # the KVM exits to record (None: none, TCG)
@@ -772,6 +775,10 @@ class FastRun:
         # The agent's own buffer (5 MiB) loses a frame each time it fills: larger than
         # gdbserver's, it never does (.agent_buffer).
         self.agent_buffer = enlarge_agent_buffer(self.gdb.console_text, BUFFER_BYTES)
+        # Every tstart takes new jump-pad and heap space, never given back (.agent_space).
+        sites = [tp.address for tp in plan.tracepoints]
+        space = enlarge_agent_space(self.gdb.console_text, (min(sites), max(sites)))
+        self.starts_left = tracing_starts(space, len(sites))
         where = f"print/x (unsigned long) &{FRAMES_CREATED}"
         created_at = parse_value(self.gdb.console_text(where))
         if created_at is not None:
@@ -818,6 +825,7 @@ class FastRun:
         if "error" in started.lower() or "too far" in started:
             raise CollectorError(f"tstart failed: {started.strip()}")
         self._tracing = True
+        self.starts_left -= 1
 
     def _resume(self) -> None:
         self.gdb.command("-exec-continue")
@@ -865,7 +873,7 @@ class FastRun:
             # Stopping, draining and resuming go together: an interrupt in the middle is
             # taken once QEMU runs traced again (the capture then stops it and drains).
             stop, used = shielded(self._drain_while_running, self.status)
-            if stop is not None or self.reached_max_hits:
+            if stop is not None or self.reached_max_hits or self.out_of_space is not None:
                 return stop
             interval = next_drain_s(used, ran_s)
             next_drain = clock() + interval
@@ -877,7 +885,13 @@ class FastRun:
         if stop is not None:
             return stop, 0
         used = self._drain()
-        if not self.reached_max_hits:
+        if not self.reached_max_hits and self.starts_left <= 0:
+            self.out_of_space = (
+                f"the fast collector stopped after {self.frame_checks.segments} drains of its "
+                "trace buffer: gdbserver gives every new start of tracing new space for its "
+                "jump pads, and the room mapped for them is used up"
+            )
+        if not self.reached_max_hits and self.out_of_space is None:
             self._start_tracing()
             self._resume()
         return None, used
