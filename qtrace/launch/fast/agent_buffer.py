@@ -35,7 +35,10 @@ __all__ = [
     "agent_buffer_bytes",
     "enlarge_agent_buffer",
     "map_command",
+    "mapped_address",
     "parse_value",
+    "read_pointer",
+    "set_pointer",
 ]
 
 AGENT_DEFAULT_BUFFER_BYTES = 5 << 20
@@ -81,6 +84,22 @@ def parse_value(text: str) -> int | None:
     return int(match.group(1), 0) if match else None
 
 
+def mapped_address(printed: str) -> int | None:
+    """The address a :func:`map_command` printed, ``None`` when the mapping failed (no
+    value, 0, or ``MAP_FAILED``)."""
+    address = parse_value(printed)
+    return None if address in (None, 0, (1 << 64) - 1) else address
+
+
+def read_pointer(console_text: Callable[[str], str], name: str) -> int | None:
+    """The pointer variable ``name`` of the stopped inferior (an agent's exported one)."""
+    return parse_value(console_text(f"print/x *(unsigned long *) &{name}"))
+
+
+def set_pointer(console_text: Callable[[str], str], name: str, value: int) -> None:
+    console_text(f"set var *(unsigned long *) &{name} = {value:#x}")
+
+
 def enlarge_agent_buffer(
     console_text: Callable[[str], str], server_buffer_bytes: int
 ) -> AgentBuffer:
@@ -92,15 +111,15 @@ def enlarge_agent_buffer(
     """
     size = agent_buffer_bytes(server_buffer_bytes)
     printed = console_text(map_command(size))
-    address = parse_value(printed)
-    if address is None or address in (0, (1 << 64) - 1):
+    address = mapped_address(printed)
+    if address is None:
         raise CollectorError(
             "could not map the agent's trace buffer in QEMU: " + (printed.strip() or "no answer")
         )
-    console_text(f"set var *(unsigned long *) &{_LO} = {address:#x}")
-    console_text(f"set var *(unsigned long *) &{_HI} = {address + size:#x}")
-    lo = parse_value(console_text(f"print/x *(unsigned long *) &{_LO}"))
-    hi = parse_value(console_text(f"print/x *(unsigned long *) &{_HI}"))
+    set_pointer(console_text, _LO, address)
+    set_pointer(console_text, _HI, address + size)
+    lo = read_pointer(console_text, _LO)
+    hi = read_pointer(console_text, _HI)
     if lo != address or hi != address + size:
         raise CollectorError(
             f"the agent's trace buffer bounds did not take the new buffer "

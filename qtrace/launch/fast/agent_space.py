@@ -25,7 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qtrace.errors import CollectorError
-from qtrace.launch.fast.agent_buffer import map_command, parse_value
+from qtrace.launch.fast.agent_buffer import (
+    map_command,
+    mapped_address,
+    parse_value,
+    read_pointer,
+    set_pointer,
+)
 
 __all__ = ["AgentSpace", "enlarge_agent_space", "tracing_starts"]
 
@@ -74,7 +80,7 @@ def enlarge_agent_space(
     Raises:
         CollectorError: a mapping failed or lies out of reach, or a pointer did not take.
     """
-    old = _pointer(console_text, _PAD)
+    old = read_pointer(console_text, _PAD)
     if not old:
         raise CollectorError("could not read the agent's jump-pad buffer (" + _PAD + ")")
     wanted = (old - JUMP_PAD_BYTES) & ~(_PAGE - 1)
@@ -86,15 +92,11 @@ def enlarge_agent_space(
             f"could not map the agent's jump pads in reach of QEMU's code at {wanted:#x} "
             f"(mmap gave {pads if pads is None else hex(pads)})"
         )
-    heap = parse_value(console_text(map_command(HEAP_BYTES)))
-    if heap is None or heap in (0, (1 << 64) - 1):
+    heap = mapped_address(console_text(map_command(HEAP_BYTES)))
+    if heap is None:
         raise CollectorError("could not map the agent's heap in QEMU")
     for name, value in ((_PAD, pads), (_PAD_END, pads + JUMP_PAD_BYTES), (_HEAP, heap)):
-        console_text(f"set var *(unsigned long *) &{name} = {value:#x}")
-        if _pointer(console_text, name) != value:
+        set_pointer(console_text, name, value)
+        if read_pointer(console_text, name) != value:
             raise CollectorError(f"the agent's {name} did not take {value:#x}")
     return AgentSpace(pads, JUMP_PAD_BYTES, heap, HEAP_BYTES)
-
-
-def _pointer(console_text: Callable[[str], str], name: str) -> int | None:
-    return parse_value(console_text(f"print/x *(unsigned long *) &{name}"))
