@@ -17,7 +17,9 @@ registers through QEMU would need an ioctl per exit, and ``env`` is stale under 
 
 import gdb
 
+from qtrace_gdb import kvm_run_layout
 from qtrace_gdb.base import HitBreakpoint
+from qtrace_gdb.regs import memory
 
 # Linux's stable KVM ABI (include/uapi/linux/kvm.h): exit_reason numbers.
 EXIT_REASONS = {
@@ -65,15 +67,92 @@ def _hex_bytes(address, length):
 
 
 class ExitBreakpoint(HitBreakpoint):
-    """Stops nowhere: records the exit and lets the vCPU continue."""
+    """Stops nowhere: records the exit and lets the vCPU continue.
+
+    Each breakpoint's first hit decodes the exit both through gdb's values and through the
+    layout learned from them (kvm_run_layout.py, shared by all case lines); when the two
+    agree, later hits read the layout alone (no gdb frame), and when they do not, or the
+    layout cannot be learned, every later exit is decoded through gdb and the capture's
+    errors say so.
+    """
+
+    _shared = {"layout": None, "failed": None}  # one kvm_cpu_exec frame for every case line
 
     def __init__(self, session, location, labels):
         super().__init__(session, location)
         self.labels = labels
+        self._checked = False
 
     def on_hit(self):
+        layout = self._shared["layout"]
+        if self._checked and layout is not None:
+            try:
+                record = self._decode_fast(layout)
+            except gdb.MemoryError:
+                record = None  # gdb's decode below reports what it cannot read
+            if record is not None:
+                return self.session.record_exit(record, None)
         frame = gdb.newest_frame()
-        return self.session.record_exit(self._decode(frame), frame)
+        record = self._decode(frame)
+        if not self._checked:
+            self._check(frame, record)
+        return self.session.record_exit(record, frame)
+
+    def _check(self, frame, record):
+        """Compares the fast decode with gdb's on this breakpoint's first hit."""
+        self._checked = True
+        shared = self._shared
+        if shared["failed"] is not None:
+            return
+        layout = shared["layout"]
+        if layout is None:
+            layout, reason = kvm_run_layout.learn(frame)
+        else:
+            reason = None
+        if layout is not None:
+            try:
+                fast = self._decode_fast(layout)
+            except gdb.MemoryError as exc:
+                fast, reason = None, "reading the layout: %s" % exc
+            if fast is not None and fast != record:
+                fast, reason = None, "%r decoded as %r" % (record, fast)
+            if fast is None and reason is None:
+                self._checked = False  # an exit left to gdb (internal error): check the next
+                return
+        if reason is not None:
+            shared["layout"], shared["failed"] = None, reason
+            self.session.note_error("kvm exits decoded through gdb from now on: %s" % reason)
+            return
+        shared["layout"] = layout
+
+    def _decode_fast(self, layout):
+        """The exit record from ``layout``'s reads, or None for an exit gdb must decode."""
+        values, run, vcpu = layout.read()
+        number = values["exit_reason"]
+        if number == KVM_EXIT_INTERNAL_ERROR:
+            return None
+        record = {"type": "exit", "reason": EXIT_REASONS.get(number, "KVM_EXIT_%d" % number)}
+        if vcpu is not None:
+            record["vcpu"] = vcpu
+        if values["kvm_valid_regs"] & KVM_SYNC_X86_REGS:
+            record["guest_pc"] = values["rip"]
+        if number == 2:  # KVM_EXIT_IO
+            size, count = values["io.size"], values["io.count"]
+            out = values["io.direction"] == KVM_EXIT_IO_OUT
+            record.update(
+                port=values["io.port"], size=size, count=count, direction="out" if out else "in"
+            )
+            if out:
+                length = size * count
+                data = memory(run + values["io.data_offset"], length) if length > 0 else None
+                record["data"] = data.hex() if data is not None else None
+        elif number == 6:  # KVM_EXIT_MMIO
+            length = values["mmio.len"]
+            is_write = bool(values["mmio.is_write"])
+            record.update(phys_addr=values["mmio.phys_addr"], len=length, is_write=is_write)
+            if is_write:
+                record["data"] = values["mmio.data"][:length].hex() if length > 0 else None
+        return record
 
     def _decode(self, frame):
         run = frame.read_var("run")
