@@ -115,7 +115,7 @@ class ExitBreakpoint(HitBreakpoint):
             except gdb.MemoryError as exc:
                 fast, reason = None, "reading the layout: %s" % exc
             if fast is not None and fast != record:
-                fast, reason = None, "%r decoded as %r" % (record, fast)
+                fast, reason = None, _difference(record, fast)
             if fast is None and reason is None:
                 self._checked = False  # an exit left to gdb (internal error): check the next
                 return
@@ -184,6 +184,15 @@ class ExitBreakpoint(HitBreakpoint):
         elif number == KVM_EXIT_INTERNAL_ERROR:
             record.update(_internal(run))
         return record
+
+
+def _difference(by_gdb, by_layout):
+    """What told the two decodes of one exit apart, for the collector error."""
+    names = sorted(set(by_gdb) | set(by_layout))
+    name = next(n for n in names if by_gdb.get(n) != by_layout.get(n))
+    return "the learned layout read %s=%r where gdb read %r (%s)" % (
+        name, by_layout.get(name), by_gdb.get(name), by_gdb.get("reason")
+    )
 
 
 def _internal(run):

@@ -349,6 +349,11 @@ class Session:
         }
         if reason:
             end["reason"] = reason
+        if self.error_count:
+            # What the collector noted while it ran (a record it could not write, a reader
+            # that fell back to gdb's API): in the trace, not only in gdb.log.
+            end["collector_errors"] = self.error_count
+            end["collector_error_messages"] = list(self.errors)
         if self.kvm_watch:
             end["kvm"] = {"capabilities": self.kvm_caps, "zones": self.kvm_zones}
         try:

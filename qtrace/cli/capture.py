@@ -104,6 +104,13 @@ def _summary_table(result: CaptureResult) -> Table:
     for backend in result.summary.get("backends", ()):
         # Whose work the trace lacks: what a process beside QEMU served in its place.
         table.add_row(f"backend {backend['name']}", f"{backend['serves']} ({backend['log']})")
+    noted = result.summary.get("collector_errors")
+    if noted:
+        # Not a failed capture, but not to be read as a clean one either.
+        first = (result.summary.get("collector_error_messages") or ["(see gdb.log)"])[0]
+        table.add_row(
+            "collector errors", f"[yellow]{noted}[/] (first: {first}; all in gdb.log)"
+        )
     table.add_row("elapsed", f"{result.elapsed_s:.1f} s")
     table.add_row("output", str(result.out_dir))
     return table

@@ -114,8 +114,14 @@ def summary(
     """``summary.json``: status (the end record's, when there is one), counts, files."""
     stats = tail.stats
     fast: dict[str, Any] = {}
+    noted: dict[str, Any] = {}
     if stats.ended is not None:
         status, reason = stats.ended.status, stats.ended.reason
+        if stats.ended.collector_errors:
+            noted = {
+                "collector_errors": stats.ended.collector_errors,
+                "collector_error_messages": list(stats.ended.collector_error_messages or ()),
+            }
         if stats.ended.fast_checks is not None:
             # The fast collector looks for KVM exits only under KVM: null, not a count of
             # 0 (its INTx changes and DMA copies are counted like the breakpoint
@@ -139,4 +145,5 @@ def summary(
         "out_dir": str(out_dir),
         "files": sorted(p.name for p in out_dir.iterdir() if p.is_file()),
         **fast,
+        **noted,
     }

@@ -178,6 +178,8 @@ def record_from_json(obj: dict[str, Any], default_seq: int = 0) -> Record:
     elif kind == "end":
         if isinstance(kwargs.get("kvm"), dict):
             kwargs["kvm"] = _kvm_host(kwargs["kvm"])
+        if isinstance(kwargs.get("collector_error_messages"), list):
+            kwargs["collector_error_messages"] = tuple(kwargs["collector_error_messages"])
         try:
             kwargs["status"] = CaptureStatus(kwargs["status"])
         except ValueError:

@@ -273,6 +273,10 @@ class End:
     # A fast capture's self-checks (qtrace.launch.fast.checks): what the agent counted
     # against what was decoded; absent for the breakpoint collector.
     fast_checks: dict[str, Any] | None = None
+    # What the breakpoint collector noted while it ran (gdbscripts' Session.note_error): how
+    # many, and the first messages; absent when there was none.
+    collector_errors: int | None = None
+    collector_error_messages: tuple[str, ...] | None = None
     type: Literal["end"] = "end"
 
 

@@ -48,6 +48,9 @@ def test_kvm_probe_capture_finishes_ok(capture: Capture) -> None:
     assert result.status == "ok", result.reason
     trace = read_trace(result.out_dir)
     assert trace.end is not None and trace.end.status == "ok"
+    # Nothing noted: among others, each exit breakpoint's decode of kvm_run through its
+    # learned layout agreed with gdb's own at its first hit (kvm_exit.py).
+    assert trace.end.collector_errors is None, trace.end.collector_error_messages
     assert trace.header.accel == "kvm" and trace.header.device == "e1000"
     for name in (
         "trace.jsonl",
@@ -156,6 +159,9 @@ def test_tcg_capture_records_the_softmmu_path(capture: Capture) -> None:
     assert result.status == "ok", result.reason
     trace = read_trace(result.out_dir)
     assert not trace.exits
+    assert trace.end is not None and trace.end.collector_errors is None, (
+        trace.end.collector_error_messages
+    )
     assert _keys(trace) == _guest_keys(result)
     read = next(a for a in trace.accesses if a.space == "mmio" and a.op == "read")
     funcs = _funcs(trace, read.stack)

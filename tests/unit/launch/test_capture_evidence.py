@@ -122,6 +122,37 @@ def test_an_ok_the_collector_never_confirmed_is_not_written_as_ok(tmp_path: Path
     )
 
 
+def test_what_the_collector_noted_reaches_the_summary_and_a_clean_run_says_nothing(
+    tmp_path: Path,
+) -> None:
+    noted = tmp_path / "noted"
+    noted.mkdir()
+    path = noted / "trace.jsonl"
+    _append(path, HEADER, STACK)
+    message = "kvm exits decoded through gdb from now on: run or cpu is not in a stack slot"
+    with path.open("a") as handle:  # as gdbscripts/qtrace_gdb/session.py writes it
+        handle.write(
+            '{"type":"end","status":"ok","accesses":0,"stacks":1,"collector_errors":3,'
+            '"collector_error_messages":["%s"]}\n' % message
+        )
+    end = read_trace(path).end
+    assert end is not None and end.collector_errors == 3
+    assert end.collector_error_messages == (message,)
+    tail = TraceTail(path)
+    tail.update()
+    found = evidence.summary(tail, {}, "ok", None, 0, 1.0, noted)
+    assert (found["collector_errors"], found["collector_error_messages"]) == (3, [message])
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    _append(clean / "trace.jsonl", HEADER, STACK, End(status="ok", accesses=0, stacks=1))
+    tail = TraceTail(clean / "trace.jsonl")
+    tail.update()
+    found = evidence.summary(tail, {}, "ok", None, 0, 1.0, clean)
+    assert "collector_errors" not in found and "collector_error_messages" not in found
+    assert "collector_errors" not in (clean / "trace.jsonl").read_text()
+
+
 # ----- the output-directory rule -----
 
 
