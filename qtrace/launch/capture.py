@@ -65,6 +65,7 @@ from qtrace.launch import evidence
 from qtrace.launch.backends import BACKENDS_PACKAGE_MOUNT, BackendProcesses
 from qtrace.launch.collector_config import CollectorConfig, ExitCaseSpec
 from qtrace.launch.container import ContainerSource
+from qtrace.launch.fast.checks import FALLBACK_HINT, OUT_OF_SPACE_HINT
 from qtrace.launch.fast.progress import Progress
 from qtrace.launch.fast.records import ExitsRecorded
 from qtrace.launch.fast.run import FastRun
@@ -750,7 +751,7 @@ class _CaptureRun:
             hint = HANG_HINT if self.accel is Accel.KVM else None
         elif run.out_of_space is not None:
             status, reason = CaptureStatus.ERROR, run.out_of_space
-            hint = "Bound the run with --max-hits, or capture with --collector breakpoint."
+            hint = OUT_OF_SPACE_HINT
         elif run.reached_max_hits:
             status, reason = CaptureStatus.OK, f"stopped at --max-hits {self.request.max_hits}"
         elif stop is None:
@@ -759,7 +760,7 @@ class _CaptureRun:
         elif stop.reason.startswith("exited"):
             raise CollectorError(
                 "QEMU exited without calling exit(), and its trace buffer went with it",
-                hint="Capture with --collector breakpoint.",
+                hint=FALLBACK_HINT.capitalize() + ".",
             )
         elif stop.reason == "signal-received":
             status, reason = CaptureStatus.ERROR, f"QEMU received {stop.signal}"

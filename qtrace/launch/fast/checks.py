@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-__all__ = ["FastChecks"]
+__all__ = ["FALLBACK_HINT", "OUT_OF_SPACE_HINT", "FastChecks"]
 
 FALLBACK_HINT = "rerun with --collector breakpoint for a complete capture"
+OUT_OF_SPACE_HINT = f"Bound the run with --max-hits, or {FALLBACK_HINT}."
+"""A fast run the disk could not hold: the breakpoint collector writes as it goes."""
 
 
 @dataclass(frozen=True)
