@@ -5,7 +5,6 @@ Python, with a stand-in ``gdb`` module and a stand-in session."""
 
 from __future__ import annotations
 
-import importlib
 import struct
 import sys
 import types
@@ -15,38 +14,19 @@ from typing import Any
 
 import pytest
 
-from qtrace.paths import gdbscripts_dir
+from tests.gdb_side import forget, import_with_stand_in_gdb
 
 HANDLER = (0x1000, 0x1100)  # pci_irq_handler's code
 SET_IRQ = (0x2000, 0x2040)  # pci_set_irq's code
 DEVICE, OTHER = 0xD0, 0xE0
 
 
-class _StandInError(Exception):
-    pass
-
-
-class _Breakpoint:
-    def __init__(self, location: str, internal: bool = False) -> None:
-        self.location = location
+NAMES = ("qtrace_gdb", "qtrace_gdb.base", "qtrace_gdb.regs", "qtrace_gdb.irq")
 
 
 @pytest.fixture
 def irq(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
-    gdb = types.ModuleType("gdb")
-    for name, value in {
-        "Breakpoint": _Breakpoint,
-        "GdbError": _StandInError,
-        "error": _StandInError,
-        "MemoryError": _StandInError,
-    }.items():
-        setattr(gdb, name, value)
-    monkeypatch.setitem(sys.modules, "gdb", gdb)
-    monkeypatch.syspath_prepend(str(gdbscripts_dir()))
-    names = ("qtrace_gdb", "qtrace_gdb.base", "qtrace_gdb.regs", "qtrace_gdb.irq")
-    for name in names:
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    module = importlib.import_module("qtrace_gdb.irq")
+    module, _ = import_with_stand_in_gdb(monkeypatch, NAMES)
     ranges = {"pci_irq_handler": HANDLER, "pci_set_irq": SET_IRQ}
     monkeypatch.setattr(module, "find_function", lambda name, source=None: name)
     monkeypatch.setattr(
@@ -59,8 +39,7 @@ def irq(monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     monkeypatch.setattr(module, "parameters", lambda block: ["dev", "irq_num", "level"])
     monkeypatch.setattr(module, "entry_location", lambda symbol: "-function " + symbol)
     yield module
-    for name in names:
-        sys.modules.pop(name, None)
+    forget(NAMES)
 
 
 @dataclass
