@@ -1,5 +1,6 @@
 """Where kvm_cpu_exec keeps ``run`` and ``cpu``, and where ``struct kvm_run``'s fields lie,
-learned once from gdb's values; then an exit is read with two memory reads.
+learned once from gdb's values; then an exit is read straight from memory (the two slots,
+then the head of the struct).
 
 Why: decoding an exit through ``gdb.Value`` subscripts (``run["io"]["port"]``: a type
 lookup and a memory read each) cost about 86 us a hit, and finding ``run`` through
