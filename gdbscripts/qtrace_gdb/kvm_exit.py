@@ -52,6 +52,8 @@ EXIT_REASONS = {
     36: "KVM_EXIT_LOONGARCH_IOCSR",
     37: "KVM_EXIT_MEMORY_FAULT",
 }
+KVM_EXIT_IO = 2
+KVM_EXIT_MMIO = 6
 KVM_EXIT_IO_OUT = 1
 KVM_EXIT_INTERNAL_ERROR = 17
 KVM_SYNC_X86_REGS = 1 << 0  # include/uapi/linux/kvm.h (x86), kvm_run.kvm_valid_regs
@@ -59,21 +61,14 @@ KVM_SYNC_X86_REGS = 1 << 0  # include/uapi/linux/kvm.h (x86), kvm_run.kvm_valid_
 INTERNAL_DATA_WORDS = 16
 
 
-def _hex_bytes(address, length):
-    if length <= 0:
-        return None
-    memory = gdb.selected_inferior().read_memory(address, length)
-    return bytes(memory).hex()
-
-
 class ExitBreakpoint(HitBreakpoint):
     """Stops nowhere: records the exit and lets the vCPU continue.
 
-    Each breakpoint's first hit decodes the exit both through gdb's values and through the
-    layout learned from them (kvm_run_layout.py, shared by all case lines); when the two
-    agree, later hits read the layout alone (no gdb frame), and when they do not, or the
-    layout cannot be learned, every later exit is decoded through gdb and the capture's
-    errors say so.
+    Each breakpoint's first hit reads the exit's fields both through gdb's values and
+    through the layout learned from them (kvm_run_layout.py, shared by all case lines); when
+    the two records agree, later hits read the layout alone (no gdb frame), and when they do
+    not, or the layout cannot be learned, every later exit is read through gdb and the
+    capture's errors say so.
     """
 
     _shared = {"layout": None, "failed": None}  # one kvm_cpu_exec frame for every case line
@@ -99,31 +94,27 @@ class ExitBreakpoint(HitBreakpoint):
         return self.session.record_exit(record, frame)
 
     def _check(self, frame, record):
-        """Compares the fast decode with gdb's on this breakpoint's first hit."""
-        self._checked = True
+        """Compares the layout's record with gdb's (``record``) on this breakpoint's first
+        hit; an internal error, which only gdb decodes, leaves the check to the next hit."""
         shared = self._shared
-        if shared["failed"] is not None:
-            return
-        layout = shared["layout"]
-        if layout is None:
+        layout, reason = shared["layout"], shared["failed"]
+        if reason is None and layout is None:
             layout, reason = kvm_run_layout.learn(frame)
-        else:
-            reason = None
-        if layout is not None:
+        if reason is None:
             try:
                 fast = self._decode_fast(layout)
             except gdb.MemoryError as exc:
                 fast, reason = None, "reading the layout: %s" % exc
-            if fast is not None and fast != record:
-                fast, reason = None, _difference(record, fast)
             if fast is None and reason is None:
-                self._checked = False  # an exit left to gdb (internal error): check the next
                 return
-        if reason is not None:
+            if fast is not None and fast != record:
+                reason = _difference(record, fast)
+        self._checked = True
+        if reason is None:
+            shared["layout"] = layout
+        elif shared["failed"] is None:
             shared["layout"], shared["failed"] = None, reason
             self.session.note_error("kvm exits decoded through gdb from now on: %s" % reason)
-            return
-        shared["layout"] = layout
 
     def _decode_fast(self, layout):
         """The exit record from ``layout``'s reads, or None for an exit gdb must decode."""
@@ -131,59 +122,62 @@ class ExitBreakpoint(HitBreakpoint):
         number = values["exit_reason"]
         if number == KVM_EXIT_INTERNAL_ERROR:
             return None
-        record = {"type": "exit", "reason": EXIT_REASONS.get(number, "KVM_EXIT_%d" % number)}
-        if vcpu is not None:
-            record["vcpu"] = vcpu
-        if values["kvm_valid_regs"] & KVM_SYNC_X86_REGS:
-            record["guest_pc"] = values["rip"]
-        if number == 2:  # KVM_EXIT_IO
-            size, count = values["io.size"], values["io.count"]
-            out = values["io.direction"] == KVM_EXIT_IO_OUT
-            record.update(
-                port=values["io.port"], size=size, count=count, direction="out" if out else "in"
-            )
-            if out:
-                length = size * count
-                data = memory(run + values["io.data_offset"], length) if length > 0 else None
-                record["data"] = data.hex() if data is not None else None
-        elif number == 6:  # KVM_EXIT_MMIO
-            length = values["mmio.len"]
-            is_write = bool(values["mmio.is_write"])
-            record.update(phys_addr=values["mmio.phys_addr"], len=length, is_write=is_write)
-            if is_write:
-                record["data"] = values["mmio.data"][:length].hex() if length > 0 else None
-        return record
+        return _record(number, values, run, vcpu)
 
     def _decode(self, frame):
         run = frame.read_var("run")
-        number = int(run["exit_reason"])
-        record = {"type": "exit", "reason": EXIT_REASONS.get(number, "KVM_EXIT_%d" % number)}
         try:
-            record["vcpu"] = int(frame.read_var("cpu")["cpu_index"])
+            vcpu = int(frame.read_var("cpu")["cpu_index"])
         except (gdb.error, ValueError):
-            pass
-        if int(run["kvm_valid_regs"]) & KVM_SYNC_X86_REGS:
-            record["guest_pc"] = int(run["s"]["regs"]["regs"]["rip"])
-        if number == 2:  # KVM_EXIT_IO
-            io = run["io"]
-            size, count = int(io["size"]), int(io["count"])
-            out = int(io["direction"]) == KVM_EXIT_IO_OUT
-            record.update(
-                port=int(io["port"]), size=size, count=count, direction="out" if out else "in"
-            )
-            if out:
-                base = int(run.cast(gdb.lookup_type("unsigned long")))
-                record["data"] = _hex_bytes(base + int(io["data_offset"]), size * count)
-        elif number == 6:  # KVM_EXIT_MMIO
-            mmio = run["mmio"]
-            length = int(mmio["len"])
-            is_write = bool(int(mmio["is_write"]))
-            record.update(phys_addr=int(mmio["phys_addr"]), len=length, is_write=is_write)
-            if is_write:
-                record["data"] = _hex_bytes(int(mmio["data"].address), length)
-        elif number == KVM_EXIT_INTERNAL_ERROR:
+            vcpu = None
+        values = _ByGdb(run)
+        number = values["exit_reason"]
+        record = _record(number, values, int(run), vcpu)
+        if number == KVM_EXIT_INTERNAL_ERROR:
             record.update(_internal(run))
         return record
+
+
+class _ByGdb:
+    """``run``'s fields by kvm_run_layout.RUN_FIELDS name, each read through gdb's values
+    when asked for (ints, but ``mmio.data``: its bytes), as :meth:`Layout.read` gives them."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __getitem__(self, name):
+        value = kvm_run_layout.field(self.run, name)
+        if name == "mmio.data":
+            return memory(int(value.address), value.type.sizeof)
+        return int(value)
+
+
+def _record(number, values, run, vcpu):
+    """The exit record of exit reason ``number`` from kvm_run's fields by name (``values``)
+    at address ``run``: ``io`` for port I/O, ``mmio`` for memory-mapped I/O, and each with
+    the data a write carries."""
+    record = {"type": "exit", "reason": EXIT_REASONS.get(number, "KVM_EXIT_%d" % number)}
+    if vcpu is not None:
+        record["vcpu"] = vcpu
+    if values["kvm_valid_regs"] & KVM_SYNC_X86_REGS:
+        record["guest_pc"] = values["rip"]
+    if number == KVM_EXIT_IO:
+        size, count = values["io.size"], values["io.count"]
+        out = values["io.direction"] == KVM_EXIT_IO_OUT
+        record.update(
+            port=values["io.port"], size=size, count=count, direction="out" if out else "in"
+        )
+        if out:
+            length = size * count
+            data = memory(run + values["io.data_offset"], length) if length > 0 else None
+            record["data"] = data.hex() if data is not None else None
+    elif number == KVM_EXIT_MMIO:
+        length = values["mmio.len"]
+        is_write = bool(values["mmio.is_write"])
+        record.update(phys_addr=values["mmio.phys_addr"], len=length, is_write=is_write)
+        if is_write:
+            record["data"] = values["mmio.data"][:length].hex() if length > 0 else None
+    return record
 
 
 def _difference(by_gdb, by_layout):
@@ -191,7 +185,10 @@ def _difference(by_gdb, by_layout):
     names = sorted(set(by_gdb) | set(by_layout))
     name = next(n for n in names if by_gdb.get(n) != by_layout.get(n))
     return "the learned layout read %s=%r where gdb read %r (%s)" % (
-        name, by_layout.get(name), by_gdb.get(name), by_gdb.get("reason")
+        name,
+        by_layout.get(name),
+        by_gdb.get(name),
+        by_gdb.get("reason"),
     )
 
 

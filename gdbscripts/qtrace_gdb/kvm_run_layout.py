@@ -45,31 +45,42 @@ class Layout:
         self.fields = fields
         self.span = max(offset + size for offset, size in fields.values())
         self.cpu_index = cpu_index  # (offset, size) in CPUState
-        self._index_of = {}  # CPUState address -> cpu_index (fixed for a vCPU's life)
+        self._index_of = {}  # kvm_run address -> cpu_index (fixed for a vCPU's life)
 
     def read(self):
         """(fields by name as ints, but ``mmio.data``: its bytes; ``run``'s address;
         cpu_index or None) of the stopped vCPU thread; raises gdb.MemoryError."""
         rbp = registers()[RBP]
         run = U64.unpack(memory(rbp + self.run_slot, 8))[0]
-        cpu = U64.unpack(memory(rbp + self.cpu_slot, 8))[0]
         block = memory(run, self.span)
         values = {}
         for name, (offset, size) in self.fields.items():
             raw = block[offset : offset + size]
             values[name] = raw if name == "mmio.data" else int.from_bytes(raw, "little")
-        return values, run, self._vcpu(cpu)
-
-    def _vcpu(self, cpu):
-        index = self._index_of.get(cpu)
+        index = self._index_of.get(run)
         if index is None:
-            offset, size = self.cpu_index
-            try:
-                raw = memory(cpu + offset, size)
-            except gdb.MemoryError:
-                return None
-            index = self._index_of[cpu] = int.from_bytes(raw, "little", signed=True)
+            index = self._vcpu(rbp, run)
+        return values, run, index
+
+    def _vcpu(self, rbp, run):
+        """cpu_index of the vCPU whose kvm_run is at ``run`` (each vCPU maps its own, once),
+        read through the ``cpu`` slot at its first exit; None if unreadable."""
+        offset, size = self.cpu_index
+        try:
+            cpu = U64.unpack(memory(rbp + self.cpu_slot, 8))[0]
+            raw = memory(cpu + offset, size)
+        except gdb.MemoryError:
+            return None
+        index = self._index_of[run] = int.from_bytes(raw, "little", signed=True)
         return index
+
+
+def field(run, name):
+    """The gdb.Value of field ``name`` (a :data:`RUN_FIELDS` key) of ``*run``."""
+    value = run.dereference()
+    for part in RUN_FIELDS[name]:
+        value = value[part]
+    return value
 
 
 def learn(frame):
@@ -82,10 +93,8 @@ def learn(frame):
             return None, "run or cpu is not in a stack slot"
         base = int(run)
         fields = {}
-        for name, path in RUN_FIELDS.items():
-            value = run.dereference()
-            for part in path:
-                value = value[part]
+        for name in RUN_FIELDS:
+            value = field(run, name)
             fields[name] = (int(value.address) - base, value.type.sizeof)
         index = cpu.dereference()["cpu_index"]
         cpu_index = (int(index.address) - int(cpu), index.type.sizeof)
